@@ -1,0 +1,3 @@
+module github.com/latchkeyhq/latchkey
+
+go 1.26

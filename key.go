@@ -1,0 +1,222 @@
+package latchkey
+
+import (
+	"encoding/json"
+	"net/netip"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// State is a key's life-cycle state. Only active, suspended and revoked are
+// stored; expired is derived from ExpiresAt, and a rotated-out key whose
+// grace period has ended reads as revoked.
+type State string
+
+// Key states.
+const (
+	StateActive    State = "active"
+	StateSuspended State = "suspended"
+	StateRevoked   State = "revoked"
+	StateExpired   State = "expired"
+)
+
+// ValidState reports whether s names a state a list may filter by.
+func ValidState(s State) bool {
+	switch s {
+	case StateActive, StateSuspended, StateRevoked, StateExpired:
+		return true
+	}
+	return false
+}
+
+// Verification codes, as in the API contract.
+const (
+	CodeValid               = "VALID"
+	CodeMalformed           = "MALFORMED"
+	CodeNotFound            = "NOT_FOUND"
+	CodeExpired             = "EXPIRED"
+	CodeRevoked             = "REVOKED"
+	CodeSuspended           = "SUSPENDED"
+	CodeIPNotAllowed        = "IP_NOT_ALLOWED"
+	CodeOutsideTimeWindow   = "OUTSIDE_TIME_WINDOW"
+	CodeInsufficientScope   = "INSUFFICIENT_SCOPE"
+	CodeResourceNotAllowed  = "RESOURCE_NOT_ALLOWED"
+	CodeRateLimited         = "RATE_LIMITED"
+	CodeQuotaExceeded       = "QUOTA_EXCEEDED"
+	CodeConcurrencyExceeded = "CONCURRENCY_EXCEEDED"
+)
+
+// OperatorTenant is the tenant created on first start; its root key may
+// manage other tenants.
+const OperatorTenant = "operator"
+
+// Tenant isolates keys and everything attached to them.
+type Tenant struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Key is a stored API key: its hash and everything that governs its use.
+// It never holds the plaintext.
+type Key struct {
+	ID          string         `json:"id"`
+	Tenant      string         `json:"tenant"`
+	Name        string         `json:"name"`
+	Owner       string         `json:"owner"`
+	Environment string         `json:"environment"`
+	Prefix      string         `json:"prefix"`
+	Start       string         `json:"start"`
+	Hash        [32]byte       `json:"-"`
+	Scopes      []string       `json:"scopes"`
+	Resources   []string       `json:"resources"`
+	Meta        map[string]any `json:"meta"`
+	IPAllow     []netip.Prefix `json:"ip_allow"`
+	ExpiresAt   time.Time      `json:"expires_at,omitzero"`
+	State       State          `json:"state"`
+	StateReason string         `json:"state_reason,omitempty"`
+	// SuspendedUntil is zero for a suspension that lasts until resumed.
+	SuspendedUntil time.Time `json:"suspended_until,omitzero"`
+	ParentID       string    `json:"parent_id,omitempty"`
+	RotatedFrom    string    `json:"rotated_from,omitempty"`
+	RotatedTo      string    `json:"rotated_to,omitempty"`
+	GraceUntil     time.Time `json:"grace_until,omitzero"`
+	CreatedAt      time.Time `json:"created_at"`
+	UpdatedAt      time.Time `json:"updated_at"`
+	RevokedAt      time.Time `json:"revoked_at,omitzero"`
+}
+
+// StateAt returns the state the key has at now: revoked (including a
+// rotated-out key past its grace), then suspended (until SuspendedUntil),
+// then expired, else active.
+func (k *Key) StateAt(now time.Time) State {
+	if k.State == StateRevoked || !k.GraceUntil.IsZero() && !now.Before(k.GraceUntil) {
+		return StateRevoked
+	}
+	if k.State == StateSuspended && (k.SuspendedUntil.IsZero() || now.Before(k.SuspendedUntil)) {
+		return StateSuspended
+	}
+	if !k.ExpiresAt.IsZero() && !now.Before(k.ExpiresAt) {
+		return StateExpired
+	}
+	return StateActive
+}
+
+// ValidTenantID reports whether id is 1–63 of [a-z0-9_-], starting with a
+// letter or digit.
+func ValidTenantID(id string) bool {
+	if len(id) == 0 || len(id) > 63 || id[0] == '_' || id[0] == '-' {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// Limits on free-text fields.
+const (
+	MaxNameLen  = 200
+	MaxMetaSize = 16 << 10
+)
+
+// ValidateText checks a free-text field: valid UTF-8, no control characters,
+// at most max bytes; required fields may not be blank.
+func ValidateText(field, s string, max int, required bool) error {
+	if required && strings.TrimSpace(s) == "" {
+		return Errorf(EInvalid, "%s is required", field)
+	}
+	if len(s) > max {
+		return Errorf(EInvalid, "%s is longer than %d bytes", field, max)
+	}
+	if !utf8.ValidString(s) {
+		return Errorf(EInvalid, "%s is not valid UTF-8", field)
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return Errorf(EInvalid, "%s contains a control character", field)
+		}
+	}
+	return nil
+}
+
+// ValidateEnvironment checks an environment tag such as "production": up to
+// 32 of [a-z0-9_-].
+func ValidateEnvironment(env string) error {
+	if len(env) > 32 {
+		return Errorf(EInvalid, "environment is longer than 32 characters")
+	}
+	for i := 0; i < len(env); i++ {
+		c := env[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return Errorf(EInvalid, "environment may hold only a-z, 0-9, '_' and '-'")
+		}
+	}
+	return nil
+}
+
+// ValidateMeta checks that meta encodes to at most MaxMetaSize bytes of JSON.
+func ValidateMeta(meta map[string]any) error {
+	if meta == nil {
+		return nil
+	}
+	b, err := json.Marshal(meta)
+	if err != nil {
+		return Errorf(EInvalid, "meta cannot be encoded as JSON")
+	}
+	if len(b) > MaxMetaSize {
+		return Errorf(EInvalid, "meta is larger than %d bytes of JSON", MaxMetaSize)
+	}
+	return nil
+}
+
+// ParseIPAllow parses an allowlist of IP addresses and CIDR ranges ("10.0.0.0/8",
+// "192.0.2.7", "2001:db8::/32"); a bare address becomes a single-host range.
+func ParseIPAllow(in []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(in))
+	for _, s := range in {
+		s = strings.TrimSpace(s)
+		var p netip.Prefix
+		if strings.Contains(s, "/") {
+			var err error
+			if p, err = netip.ParsePrefix(s); err != nil {
+				return nil, Errorf(EInvalid, "ip_allow %q: not an IP address or CIDR range", clip(s, 60))
+			}
+			p = p.Masked()
+		} else {
+			a, err := netip.ParseAddr(s)
+			if err != nil {
+				return nil, Errorf(EInvalid, "ip_allow %q: not an IP address or CIDR range", clip(s, 60))
+			}
+			a = a.Unmap()
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		if p.Addr().Is4In6() {
+			if p.Bits() < 96 {
+				return nil, Errorf(EInvalid, "ip_allow %q: an IPv4-mapped range needs at least /96", clip(s, 60))
+			}
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// IPAllowed reports whether ip is inside one of the allowlist's ranges; an
+// empty allowlist allows every address.
+func IPAllowed(allow []netip.Prefix, ip netip.Addr) bool {
+	if len(allow) == 0 {
+		return true
+	}
+	ip = ip.Unmap()
+	for _, p := range allow {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}

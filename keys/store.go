@@ -1,0 +1,72 @@
+package keys
+
+import (
+	"context"
+	"time"
+
+	"github.com/latchkeyhq/latchkey"
+)
+
+// Store keeps tenants and keys. Every implementation passes the conformance
+// suite in store/storetest, so the service behaves the same on each.
+//
+// Errors: *latchkey.Error with ENotFound or EConflict where documented below,
+// EUnavailable when the database cannot be reached; anything else is internal.
+type Store interface {
+	// View runs fn in a read-only transaction that sees one consistent
+	// snapshot.
+	View(ctx context.Context, fn func(Tx) error) error
+	// Update runs fn in a read-write transaction. The changes are committed,
+	// durably, only if fn returns nil; otherwise none of them happen.
+	Update(ctx context.Context, fn func(Tx) error) error
+	// Ping reports whether the database answers.
+	Ping(ctx context.Context) error
+	// Close releases the database.
+	Close() error
+}
+
+// Tx is one transaction. It is used by one goroutine and only inside the
+// function given to View or Update.
+type Tx interface {
+	// CreateTenant inserts t; EConflict if its id exists.
+	CreateTenant(t *latchkey.Tenant) error
+	// Tenant returns the tenant with the id; ENotFound if there is none.
+	Tenant(id string) (*latchkey.Tenant, error)
+	// Tenants lists tenants ordered by id, those with id > p.After, at most
+	// p.Limit of them.
+	Tenants(p Page) ([]*latchkey.Tenant, error)
+
+	// CreateKey inserts k; EConflict if its id or hash exists, ENotFound if
+	// its tenant does not.
+	CreateKey(k *latchkey.Key) error
+	// Key returns the key with the id in the tenant; ENotFound if there is
+	// none, including when the id belongs to another tenant.
+	Key(tenant, id string) (*latchkey.Key, error)
+	// KeyByHash returns the key whose SHA-256 is hash; ENotFound if none.
+	KeyByHash(hash [32]byte) (*latchkey.Key, error)
+	// Keys lists a tenant's keys that match f, ordered by id.
+	Keys(tenant string, f KeyFilter) ([]*latchkey.Key, error)
+	// UpdateKey stores every field of k but ID, Tenant, Hash, Prefix, Start and
+	// CreatedAt over the row (k.Tenant, k.ID); ENotFound if there is none.
+	UpdateKey(k *latchkey.Key) error
+	// Children returns the keys whose ParentID is parentID, ordered by id.
+	Children(tenant, parentID string) ([]*latchkey.Key, error)
+}
+
+// Page selects a slice of an id-ordered list.
+type Page struct {
+	After string // only items whose id sorts after this
+	Limit int    // at most this many (0 means no limit)
+}
+
+// KeyFilter narrows a key list. Empty fields match everything.
+type KeyFilter struct {
+	Page
+	Owner       string
+	Environment string
+	Name        string
+	ParentID    string
+	// State matches the state a key has at Now (see latchkey.Key.StateAt).
+	State latchkey.State
+	Now   time.Time
+}
