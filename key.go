@@ -186,7 +186,6 @@ func ParseIPAllow(in []string) ([]netip.Prefix, error) {
 			if p, err = netip.ParsePrefix(s); err != nil {
 				return nil, Errorf(EInvalid, "ip_allow %q: not an IP address or CIDR range", clip(s, 60))
 			}
-			p = p.Masked()
 		} else {
 			a, err := netip.ParseAddr(s)
 			if err != nil {
@@ -201,7 +200,7 @@ func ParseIPAllow(in []string) ([]netip.Prefix, error) {
 			}
 			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
 		}
-		out = append(out, p)
+		out = append(out, p.Masked())
 	}
 	return out, nil
 }

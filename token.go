@@ -246,8 +246,13 @@ func encodeUint32(v uint32) string {
 	return string(out[:])
 }
 
+// crc32String is CRC-32 (IEEE) over a string. It walks the standard table
+// itself because handing a buffer to hash/crc32 makes the buffer escape,
+// which would cost the verify path an allocation.
 func crc32String(s string) uint32 {
-	var buf [MaxTokenLen]byte
-	n := copy(buf[:], s)
-	return crc32.ChecksumIEEE(buf[:n])
+	crc := ^uint32(0)
+	for i := 0; i < len(s); i++ {
+		crc = crc32.IEEETable[byte(crc)^s[i]] ^ crc>>8
+	}
+	return ^crc
 }
