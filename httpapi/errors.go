@@ -1,0 +1,145 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/latchkeyhq/latchkey"
+)
+
+// errorBody is the shape of every non-2xx JSON response.
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code      string `json:"code"`
+	Message   string `json:"message"`
+	RequestID string `json:"request_id"`
+}
+
+// writeError answers with err's code and caller-safe message. Errors that
+// are not *latchkey.Error are internal: the caller sees a generic message and
+// the request id, the log gets the detail.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	code := latchkey.ErrorCode(err)
+	if code == latchkey.EInternal {
+		s.log.ErrorContext(r.Context(), "request failed", "request_id", requestID(r.Context()), "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	if code == latchkey.EUnauthenticated {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="latchkey"`)
+	}
+	writeJSON(w, latchkey.HTTPStatus(code), errorBody{Error: errorDetail{
+		Code:      code,
+		Message:   latchkey.ErrorMessage(err),
+		RequestID: requestID(r.Context()),
+	}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	h := w.Header()
+	h["Content-Type"] = jsonContentType
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v) // the client went away; nothing to do
+}
+
+var jsonContentType = []string{"application/json"}
+
+// decodeJSON reads exactly one JSON object from data into v, refusing
+// unknown fields (a misspelt field is a mistake the caller wants to hear
+// about) and trailing data. Errors are EInvalid and name the field.
+func decodeJSON(data []byte, v any) error {
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return latchkey.Errorf(latchkey.EInvalid, "body must hold exactly one JSON object")
+	}
+	return nil
+}
+
+func jsonError(err error) error {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	var le *latchkey.Error
+	switch {
+	case errors.Is(err, io.EOF):
+		return latchkey.Errorf(latchkey.EInvalid, "body is empty; send a JSON object")
+	case errors.As(err, &syn):
+		return latchkey.Errorf(latchkey.EInvalid, "body is not valid JSON (at byte %d)", syn.Offset)
+	case errors.As(err, &typ):
+		if typ.Field == "" {
+			return latchkey.Errorf(latchkey.EInvalid, "body must be a JSON object")
+		}
+		return latchkey.Errorf(latchkey.EInvalid, "field %s: expected %s, got %s", typ.Field, typeName(typ.Type.String()), typ.Value)
+	case errors.As(err, &le):
+		return le
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return latchkey.Errorf(latchkey.EInvalid, "unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
+	}
+	return latchkey.Errorf(latchkey.EInvalid, "body cannot be read as JSON: %s", clip(err.Error(), 120))
+}
+
+func typeName(t string) string {
+	switch {
+	case strings.HasPrefix(t, "[]"):
+		return "an array"
+	case strings.HasPrefix(t, "map["), strings.HasPrefix(t, "struct"):
+		return "an object"
+	case strings.HasPrefix(t, "int"), strings.HasPrefix(t, "float"):
+		return "a number"
+	case t == "bool":
+		return "true or false"
+	}
+	return "a string"
+}
+
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+// readBody reads the request body under the size limit. Errors: ETooLarge,
+// EInvalid.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	r.Body = http.MaxBytesReader(w, r.Body, limit)
+	b, err := io.ReadAll(r.Body)
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return nil, latchkey.Errorf(latchkey.ETooLarge, "body is larger than %d bytes", limit)
+	}
+	if err != nil {
+		return nil, latchkey.Errorf(latchkey.EInvalid, "cannot read body: %s", clip(err.Error(), 80))
+	}
+	return b, nil
+}
+
+type ctxKey int
+
+const requestIDKey ctxKey = 1
+
+func requestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey).(string)
+	return id
+}
+
+// logAttrs are the attributes every log line about a request carries.
+func logAttrs(r *http.Request, status int) []slog.Attr {
+	return []slog.Attr{
+		slog.String("request_id", requestID(r.Context())),
+		slog.String("method", r.Method),
+		slog.String("path", r.URL.Path),
+		slog.Int("status", status),
+	}
+}

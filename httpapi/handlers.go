@@ -1,0 +1,255 @@
+package httpapi
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/keys"
+)
+
+// admin authenticates the request's key, requires scope, and runs h with
+// the actor; h's error becomes the response.
+func (s *Server) admin(scope string, h func(http.ResponseWriter, *http.Request, *keys.Actor) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a, err := s.svc.Authenticate(r.Context(), credential(r), s.clientIP(r), scope)
+		if err == nil {
+			if info, ok := r.Context().Value(requestInfoKey).(*requestInfo); ok {
+				info.actor = a.KeyID
+			}
+			a.UserAgent = r.UserAgent()
+			err = h(w, r, a)
+		}
+		if err != nil {
+			s.writeError(w, r, err)
+		}
+	})
+}
+
+// keyView is a key as the API shows it: with the state it has now.
+func (s *Server) keyView(k *latchkey.Key) latchkey.Key {
+	v := *k
+	v.State = k.StateAt(s.now())
+	return v
+}
+
+type keyWithSecret struct {
+	latchkey.Key
+	Plaintext string `json:"key"`
+}
+
+func (s *Server) createKey(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+	body, err := readBody(w, r, s.maxBody)
+	if err != nil {
+		return err
+	}
+	p, err := decodeCreateKey(body)
+	if err != nil {
+		return err
+	}
+	k, tok, err := s.svc.CreateKey(r.Context(), a, p)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, keyWithSecret{Key: s.keyView(k), Plaintext: tok.Reveal()})
+	return nil
+}
+
+func (s *Server) deriveKey(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+	body, err := readBody(w, r, s.maxBody)
+	if err != nil {
+		return err
+	}
+	p, err := decodeCreateKey(body)
+	if err != nil {
+		return err
+	}
+	k, tok, err := s.svc.DeriveKey(r.Context(), a, r.PathValue("id"), p)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, keyWithSecret{Key: s.keyView(k), Plaintext: tok.Reveal()})
+	return nil
+}
+
+func (s *Server) listKeys(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+	q := r.URL.Query()
+	limit, err := queryLimit(q.Get("limit"))
+	if err != nil {
+		return err
+	}
+	ks, next, err := s.svc.ListKeys(r.Context(), a, keys.ListParams{
+		Owner: q.Get("owner"), Environment: q.Get("environment"), Name: q.Get("name"),
+		ParentID: q.Get("parent_id"), State: latchkey.State(q.Get("state")),
+		Cursor: q.Get("cursor"), Limit: limit,
+	})
+	if err != nil {
+		return err
+	}
+	out := make([]latchkey.Key, len(ks))
+	for i, k := range ks {
+		out[i] = s.keyView(k)
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Keys       []latchkey.Key `json:"keys"`
+		NextCursor string         `json:"next_cursor"`
+	}{out, next})
+	return nil
+}
+
+func queryLimit(v string) (int, error) {
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > keys.MaxListLimit {
+		return 0, latchkey.Errorf(latchkey.EInvalid, "limit must be a whole number from 1 to %d", keys.MaxListLimit)
+	}
+	return n, nil
+}
+
+func (s *Server) getKey(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+	k, err := s.svc.GetKey(r.Context(), a, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, s.keyView(k))
+	return nil
+}
+
+func (s *Server) updateKey(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+	body, err := readBody(w, r, s.maxBody)
+	if err != nil {
+		return err
+	}
+	p, err := decodeUpdateKey(body)
+	if err != nil {
+		return err
+	}
+	return s.keyResult(w, http.StatusOK)(s.svc.UpdateKey(r.Context(), a, r.PathValue("id"), p))
+}
+
+func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+	body, err := readBody(w, r, s.maxBody)
+	if err != nil {
+		return err
+	}
+	p, err := decodeRotate(body)
+	if err != nil {
+		return err
+	}
+	k, tok, err := s.svc.RotateKey(r.Context(), a, r.PathValue("id"), p)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, keyWithSecret{Key: s.keyView(k), Plaintext: tok.Reveal()})
+	return nil
+}
+
+func (s *Server) suspendKey(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+	body, err := readBody(w, r, s.maxBody)
+	if err != nil {
+		return err
+	}
+	b, err := decodeSuspend(body)
+	if err != nil {
+		return err
+	}
+	return s.keyResult(w, http.StatusOK)(s.svc.SuspendKey(r.Context(), a, r.PathValue("id"), time.Duration(b.Duration), b.Reason))
+}
+
+func (s *Server) resumeKey(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+	if _, err := readBody(w, r, s.maxBody); err != nil {
+		return err
+	}
+	return s.keyResult(w, http.StatusOK)(s.svc.ResumeKey(r.Context(), a, r.PathValue("id")))
+}
+
+func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+	body, err := readBody(w, r, s.maxBody)
+	if err != nil {
+		return err
+	}
+	reason, err := decodeRevoke(body)
+	if err != nil {
+		return err
+	}
+	return s.keyResult(w, http.StatusOK)(s.svc.RevokeKey(r.Context(), a, r.PathValue("id"), reason))
+}
+
+// keyResult writes a service call's key, or passes its error on.
+func (s *Server) keyResult(w http.ResponseWriter, status int) func(*latchkey.Key, error) error {
+	return func(k *latchkey.Key, err error) error {
+		if err != nil {
+			return err
+		}
+		writeJSON(w, status, s.keyView(k))
+		return nil
+	}
+}
+
+func (s *Server) createTenant(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+	body, err := readBody(w, r, s.maxBody)
+	if err != nil {
+		return err
+	}
+	b, err := decodeCreateTenant(body)
+	if err != nil {
+		return err
+	}
+	t, k, tok, err := s.svc.CreateTenant(r.Context(), a, b.ID, b.Name)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, struct {
+		Tenant *latchkey.Tenant `json:"tenant"`
+		KeyID  string           `json:"key_id"`
+		Key    string           `json:"key"`
+	}{t, k.ID, tok.Reveal()})
+	return nil
+}
+
+func (s *Server) listTenants(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+	q := r.URL.Query()
+	limit, err := queryLimit(q.Get("limit"))
+	if err != nil {
+		return err
+	}
+	ts, next, err := s.svc.ListTenants(r.Context(), a, q.Get("cursor"), limit)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Tenants    []*latchkey.Tenant `json:"tenants"`
+		NextCursor string             `json:"next_cursor"`
+	}{ts, next})
+	return nil
+}
+
+// health answers the seed services' health contract.
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "healthy"})
+}
+
+// healthz says the process is alive; it checks nothing else.
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readyz says whether the store answers, for load balancers.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.svc.Ping(ctx); err != nil {
+		s.log.WarnContext(ctx, "store not ready", "request_id", requestID(ctx), "err", err)
+		s.writeError(w, r, latchkey.Errorf(latchkey.EUnavailable, "the store does not answer"))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
+	s.writeError(w, r, latchkey.Errorf(latchkey.ENotFound, "no route %s %.100s", r.Method, r.URL.Path))
+}

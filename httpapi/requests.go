@@ -1,0 +1,198 @@
+package httpapi
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/keys"
+)
+
+// The request bodies of the API, each with a decoder that turns bytes into
+// service parameters. Decoders are pure so that each can be fuzzed.
+
+// optTime is a time field that distinguishes "absent" from "null".
+type optTime struct {
+	Set  bool
+	Time time.Time // zero for null
+}
+
+func (o *optTime) UnmarshalJSON(b []byte) error {
+	o.Set = true
+	if string(b) == "null" {
+		o.Time = time.Time{}
+		return nil
+	}
+	if err := o.Time.UnmarshalJSON(b); err != nil || o.Time.IsZero() {
+		return latchkey.Errorf(latchkey.EInvalid, "expires_at: expected an RFC 3339 time such as 2030-01-02T15:04:05Z, or null")
+	}
+	return nil
+}
+
+type settingsBody struct {
+	Name        *string            `json:"name"`
+	Owner       *string            `json:"owner"`
+	Environment *string            `json:"environment"`
+	Scopes      *[]string          `json:"scopes"`
+	Resources   *[]string          `json:"resources"`
+	Meta        *map[string]any    `json:"meta"`
+	IPAllow     *[]string          `json:"ip_allow"`
+	ExpiresAt   optTime            `json:"expires_at"`
+	ExpiresIn   *latchkey.Duration `json:"expires_in"`
+}
+
+func (b *settingsBody) settings() keys.Settings {
+	s := keys.Settings{
+		Name: b.Name, Owner: b.Owner, Environment: b.Environment,
+		Scopes: b.Scopes, Resources: b.Resources, Meta: b.Meta, IPAllow: b.IPAllow,
+	}
+	if b.ExpiresAt.Set {
+		t := b.ExpiresAt.Time
+		s.ExpiresAt = &t
+	}
+	if b.ExpiresIn != nil {
+		d := time.Duration(*b.ExpiresIn)
+		s.ExpiresIn = &d
+	}
+	return s
+}
+
+type createKeyBody struct {
+	settingsBody
+	Prefix string `json:"prefix"`
+}
+
+// decodeCreateKey reads POST /v1/keys and POST /v1/keys/{id}/derive.
+func decodeCreateKey(data []byte) (keys.CreateParams, error) {
+	var b createKeyBody
+	if err := decodeJSON(data, &b); err != nil {
+		return keys.CreateParams{}, err
+	}
+	return keys.CreateParams{Settings: b.settings(), Prefix: b.Prefix}, nil
+}
+
+// decodeUpdateKey reads PATCH /v1/keys/{id}.
+func decodeUpdateKey(data []byte) (keys.Settings, error) {
+	var b settingsBody
+	if err := decodeJSON(data, &b); err != nil {
+		return keys.Settings{}, err
+	}
+	return b.settings(), nil
+}
+
+// decodeRotate reads POST /v1/keys/{id}/rotate; an empty body takes defaults.
+func decodeRotate(data []byte) (keys.RotateParams, error) {
+	var b struct {
+		GracePeriod *latchkey.Duration `json:"grace_period"`
+		ExpiresIn   *latchkey.Duration `json:"expires_in"`
+	}
+	if len(data) > 0 {
+		if err := decodeJSON(data, &b); err != nil {
+			return keys.RotateParams{}, err
+		}
+	}
+	var p keys.RotateParams
+	if b.GracePeriod != nil {
+		d := time.Duration(*b.GracePeriod)
+		p.Grace = &d
+	}
+	if b.ExpiresIn != nil {
+		d := time.Duration(*b.ExpiresIn)
+		p.ExpiresIn = &d
+	}
+	return p, nil
+}
+
+type suspendBody struct {
+	Duration latchkey.Duration `json:"duration"`
+	Reason   string            `json:"reason"`
+}
+
+// decodeSuspend reads POST /v1/keys/{id}/suspend.
+func decodeSuspend(data []byte) (suspendBody, error) {
+	var b suspendBody
+	if len(data) > 0 {
+		if err := decodeJSON(data, &b); err != nil {
+			return suspendBody{}, err
+		}
+	}
+	return b, nil
+}
+
+// decodeRevoke reads POST /v1/keys/{id}/revoke.
+func decodeRevoke(data []byte) (string, error) {
+	var b struct {
+		Reason string `json:"reason"`
+	}
+	if len(data) > 0 {
+		if err := decodeJSON(data, &b); err != nil {
+			return "", err
+		}
+	}
+	return b.Reason, nil
+}
+
+type tenantBody struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+// decodeCreateTenant reads POST /v1/tenants.
+func decodeCreateTenant(data []byte) (tenantBody, error) {
+	var b tenantBody
+	err := decodeJSON(data, &b)
+	return b, err
+}
+
+// maxVerifyScopes bounds the scopes one verification may ask for.
+const maxVerifyScopes = 32
+
+// decodeVerify reads POST /v1/keys/verify. The client address, when the
+// body names none, is the caller's (see clientIP).
+func decodeVerify(data []byte) (keys.VerifyRequest, error) {
+	var b struct {
+		Key      string   `json:"key"`
+		Scopes   []string `json:"scopes"`
+		Resource string   `json:"resource"`
+		Cost     *int64   `json:"cost"`
+		IP       string   `json:"ip"`
+	}
+	if err := decodeJSON(data, &b); err != nil {
+		return keys.VerifyRequest{}, err
+	}
+	req := keys.VerifyRequest{Key: b.Key, Scopes: b.Scopes, Resource: b.Resource, Cost: 1}
+	if err := checkVerifyTarget(req.Scopes, req.Resource); err != nil {
+		return keys.VerifyRequest{}, err
+	}
+	if b.Cost != nil {
+		if *b.Cost < 0 || *b.Cost > 1_000_000_000 {
+			return keys.VerifyRequest{}, latchkey.Errorf(latchkey.EInvalid, "cost must be between 0 and 1000000000")
+		}
+		req.Cost = *b.Cost
+	}
+	if b.IP != "" {
+		ip, err := netip.ParseAddr(b.IP)
+		if err != nil {
+			return keys.VerifyRequest{}, latchkey.Errorf(latchkey.EInvalid, "ip %.60q is not an IP address", b.IP)
+		}
+		req.IP = ip.Unmap()
+	}
+	return req, nil
+}
+
+// checkVerifyTarget validates the scopes and resource a verification asks
+// about, so that a typo is an error rather than a silent denial.
+func checkVerifyTarget(scopes []string, resource string) error {
+	if len(scopes) > maxVerifyScopes {
+		return latchkey.Errorf(latchkey.EInvalid, "scopes: at most %d per verification", maxVerifyScopes)
+	}
+	for _, sc := range scopes {
+		if err := latchkey.ValidateScope(sc); err != nil {
+			return err
+		}
+	}
+	if resource != "" {
+		return latchkey.ValidateResource(resource)
+	}
+	return nil
+}

@@ -1,0 +1,187 @@
+package httpapi
+
+import (
+	"net/http"
+	"net/netip"
+	"testing"
+
+	"github.com/latchkeyhq/latchkey"
+)
+
+// Every request decoder must, for any input, either succeed or fail with an
+// invalid error: never panic, never another code.
+func checkDecode(t *testing.T, err error) {
+	t.Helper()
+	if err != nil && latchkey.ErrorCode(err) != latchkey.EInvalid {
+		t.Fatalf("decoder error %v has code %s, want invalid", err, latchkey.ErrorCode(err))
+	}
+}
+
+var bodySeeds = []string{
+	``, `{}`, `null`, `[]`, `{"name": "x"}`, `{"name": 1}`, `{"a": 1}`, `{"name": "x"} {}`,
+	`{"name": "n", "owner": "o", "environment": "production", "scopes": ["read", "data:write"], "resources": ["agent:*"], "meta": {"k": [1, {"x": null}]}, "ip_allow": ["10.0.0.0/8"], "expires_at": "2030-01-01T00:00:00Z", "prefix": "sk_live"}`,
+	`{"expires_at": null}`, `{"expires_at": "tomorrow"}`, `{"expires_in": "30d"}`, `{"expires_in": 30}`,
+	`{"grace_period": "1h", "expires_in": "90d"}`, `{"duration": "2h", "reason": "r"}`, `{"reason": "leaked"}`,
+	`{"id": "acme", "name": "Acme"}`, `{"key": "lk_x", "scopes": ["data:read"], "resource": "agent:a", "cost": 3, "ip": "10.0.0.1"}`,
+	`{"key": "k", "cost": -1}`, `{"key": "k", "ip": "nope"}`, `{"key": "k", "scopes": ["Bad Scope"]}`,
+}
+
+func FuzzDecodeCreateKey(f *testing.F) {
+	for _, s := range bodySeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, err := decodeCreateKey(b)
+		checkDecode(t, err)
+	})
+}
+
+func FuzzDecodeUpdateKey(f *testing.F) {
+	for _, s := range bodySeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := decodeUpdateKey(b)
+		checkDecode(t, err)
+		if err == nil && p.ExpiresAt != nil && p.ExpiresIn != nil {
+			return // the service rejects both together; decoding both is fine
+		}
+	})
+}
+
+func FuzzDecodeRotate(f *testing.F) {
+	for _, s := range bodySeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, err := decodeRotate(b)
+		checkDecode(t, err)
+	})
+}
+
+func FuzzDecodeSuspend(f *testing.F) {
+	for _, s := range bodySeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, err := decodeSuspend(b)
+		checkDecode(t, err)
+	})
+}
+
+func FuzzDecodeRevoke(f *testing.F) {
+	for _, s := range bodySeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, err := decodeRevoke(b)
+		checkDecode(t, err)
+	})
+}
+
+func FuzzDecodeCreateTenant(f *testing.F) {
+	for _, s := range bodySeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, err := decodeCreateTenant(b)
+		checkDecode(t, err)
+	})
+}
+
+func FuzzDecodeVerify(f *testing.F) {
+	for _, s := range bodySeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		req, err := decodeVerify(b)
+		checkDecode(t, err)
+		if err == nil && (req.Cost < 0 || len(req.Scopes) > maxVerifyScopes) {
+			t.Fatalf("accepted out-of-range request %+v", req)
+		}
+	})
+}
+
+func FuzzQueryParam(f *testing.F) {
+	f.Add("scope=data:read&resource=agent%3Ax&proxy=nginx", "scope")
+	f.Add("a=%zz&scope=+", "scope")
+	f.Fuzz(func(t *testing.T, raw, name string) {
+		_ = queryParam(raw, name)
+		var buf [8]string
+		for _, s := range splitScopes(raw, buf[:0]) {
+			if s == "" {
+				t.Fatal("splitScopes returned a blank scope")
+			}
+		}
+	})
+}
+
+func TestDecodeCreateKeyReadsEveryField(t *testing.T) {
+	p, err := decodeCreateKey([]byte(bodySeeds[8]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *p.Name != "n" || *p.Owner != "o" || *p.Environment != "production" || len(*p.Scopes) != 2 ||
+		len(*p.Resources) != 1 || len(*p.IPAllow) != 1 || p.ExpiresAt == nil || p.Prefix != "sk_live" || (*p.Meta)["k"] == nil {
+		t.Fatalf("decoded %+v", p)
+	}
+	u, err := decodeUpdateKey([]byte(`{"expires_at": null}`))
+	if err != nil || u.ExpiresAt == nil || !u.ExpiresAt.IsZero() {
+		t.Fatalf("null expires_at must mean 'remove the expiry': %+v %v", u, err)
+	}
+	u, err = decodeUpdateKey([]byte(`{"name": "x"}`))
+	if err != nil || u.ExpiresAt != nil || u.Scopes != nil {
+		t.Fatalf("absent fields must stay unchanged: %+v %v", u, err)
+	}
+}
+
+func TestClientIP(t *testing.T) {
+	trusted, _ := ParseTrustedProxies("10.0.0.0/8, 192.0.2.1")
+	s := &Server{trusted: trusted}
+	tests := []struct {
+		name   string
+		remote string
+		xff    []string
+		real   string
+		want   string
+	}{
+		{"DirectClient", "203.0.113.5:1234", nil, "", "203.0.113.5"},
+		{"UntrustedPeerCannotClaimAnAddress", "203.0.113.5:1234", []string{"198.51.100.1"}, "198.51.100.2", "203.0.113.5"},
+		{"TrustedProxyForwards", "10.0.0.2:80", []string{"198.51.100.1"}, "", "198.51.100.1"},
+		{"RightmostUntrustedHopWins", "10.0.0.2:80", []string{"6.6.6.6, 198.51.100.1, 10.1.1.1"}, "", "198.51.100.1"},
+		{"SeveralHeaderLines", "10.0.0.2:80", []string{"6.6.6.6", "198.51.100.1"}, "", "198.51.100.1"},
+		{"GarbageStopsTheWalk", "10.0.0.2:80", []string{"198.51.100.1, junk, 10.2.2.2"}, "", "10.2.2.2"},
+		{"RealIPFromTrustedProxy", "192.0.2.1:80", nil, "198.51.100.7", "198.51.100.7"},
+		{"IPv6Peer", "[2001:db8::1]:443", nil, "", "2001:db8::1"},
+		{"MappedPeer", "[::ffff:203.0.113.5]:443", nil, "", "203.0.113.5"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &http.Request{RemoteAddr: tt.remote, Header: http.Header{}}
+			if tt.xff != nil {
+				r.Header["X-Forwarded-For"] = tt.xff
+			}
+			if tt.real != "" {
+				r.Header.Set("X-Real-IP", tt.real)
+			}
+			if got := s.clientIP(r); got != netip.MustParseAddr(tt.want) {
+				t.Fatalf("clientIP = %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestCredentialHeaders(t *testing.T) {
+	for name, h := range map[string]http.Header{
+		"Bearer":          {"Authorization": {"Bearer k1"}},
+		"LowerCaseBearer": {"Authorization": {"bearer k1"}},
+		"XAPIKey":         {"X-Api-Key": {" k1 "}},
+	} {
+		if got := credential(&http.Request{Header: h}); got != "k1" {
+			t.Errorf("%s: credential = %q", name, got)
+		}
+	}
+	if got := credential(&http.Request{Header: http.Header{"Authorization": {"Basic abc"}}}); got != "" {
+		t.Errorf("Basic auth taken as a key: %q", got)
+	}
+}

@@ -1,0 +1,28 @@
+package httpapi
+
+// routes lists the whole HTTP surface. Forward-auth (GET /v1/auth, any
+// method, and /v1/auth/… for Envoy's path prefix) is dispatched in ServeHTTP
+// before the mux, because it is the hot path.
+func (s *Server) routes() {
+	m := s.mux
+	m.HandleFunc("GET /health", s.health)
+	m.HandleFunc("GET /healthz", s.healthz)
+	m.HandleFunc("GET /readyz", s.readyz)
+
+	m.HandleFunc("POST /v1/keys/verify", s.verify)
+
+	m.Handle("POST /v1/keys", s.admin("keys:write", s.createKey))
+	m.Handle("GET /v1/keys", s.admin("keys:read", s.listKeys))
+	m.Handle("GET /v1/keys/{id}", s.admin("keys:read", s.getKey))
+	m.Handle("PATCH /v1/keys/{id}", s.admin("keys:write", s.updateKey))
+	m.Handle("POST /v1/keys/{id}/rotate", s.admin("keys:write", s.rotateKey))
+	m.Handle("POST /v1/keys/{id}/suspend", s.admin("keys:write", s.suspendKey))
+	m.Handle("POST /v1/keys/{id}/resume", s.admin("keys:write", s.resumeKey))
+	m.Handle("POST /v1/keys/{id}/revoke", s.admin("keys:write", s.revokeKey))
+	m.Handle("POST /v1/keys/{id}/derive", s.admin("keys:derive", s.deriveKey))
+
+	m.Handle("POST /v1/tenants", s.admin("tenants:admin", s.createTenant))
+	m.Handle("GET /v1/tenants", s.admin("tenants:admin", s.listTenants))
+
+	m.HandleFunc("/", s.noRoute)
+}

@@ -1,0 +1,241 @@
+// Package httpapi serves Latchkey's HTTP surface: the JSON admin API, key
+// verification, forward-auth for reverse proxies, and health checks. Every
+// route is listed in routes.go; errors map to statuses through the one table
+// in the latchkey package.
+package httpapi
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/keys"
+)
+
+// Config configures a Server.
+type Config struct {
+	Keys   *keys.Service
+	Logger *slog.Logger
+	// TrustedProxies are the peers whose X-Forwarded-For and X-Real-IP
+	// headers are believed. Requests from anyone else are attributed to the
+	// direct peer, whatever their headers say.
+	TrustedProxies []netip.Prefix
+	// MaxBody bounds request bodies (default 1 MiB).
+	MaxBody int64
+	// Now is the clock used to show key states (default time.Now); it should
+	// be the key service's clock.
+	Now func() time.Time
+}
+
+// Server is the HTTP handler of a Latchkey node.
+type Server struct {
+	svc      *keys.Service
+	log      *slog.Logger
+	trusted  []netip.Prefix
+	maxBody  int64
+	now      func() time.Time
+	mux      *http.ServeMux
+	idPrefix string
+	idSeq    atomic.Uint64
+}
+
+// New returns a Server for cfg.
+func New(cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = 1 << 20
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	s := &Server{
+		svc:      cfg.Keys,
+		log:      cfg.Logger,
+		trusted:  cfg.TrustedProxies,
+		maxBody:  cfg.MaxBody,
+		now:      cfg.Now,
+		mux:      http.NewServeMux(),
+		idPrefix: hex.EncodeToString(b[:]) + "-",
+	}
+	s.routes()
+	return s
+}
+
+// ServeHTTP gives every request an id (echoed in X-Request-Id and on every
+// log line about it). Forward-auth, the hot path, skips the mux and the
+// per-request log line; every other route is logged when it ends.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	id := s.requestID(r)
+	w.Header()["X-Request-Id"] = []string{id}
+	if r.URL.Path == "/v1/auth" || strings.HasPrefix(r.URL.Path, "/v1/auth/") {
+		s.forwardAuth(w, r, id)
+		return
+	}
+	info := &requestInfo{}
+	ctx := context.WithValue(r.Context(), requestIDKey, id)
+	ctx = context.WithValue(ctx, requestInfoKey, info)
+	r = r.WithContext(ctx)
+	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+	start := time.Now()
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			s.log.ErrorContext(ctx, "handler panicked", "request_id", id, "panic", fmt.Sprint(p))
+			if !sw.wrote {
+				s.writeError(sw, r, fmt.Errorf("panic: %v", p))
+			}
+		}
+		attrs := append(logAttrs(r, sw.status), slog.Duration("duration", time.Since(start)))
+		if info.actor != "" {
+			attrs = append(attrs, slog.String("actor_key_id", info.actor))
+		}
+		s.log.LogAttrs(ctx, slog.LevelInfo, "request", attrs...)
+	}()
+	s.mux.ServeHTTP(sw, r)
+}
+
+// requestID takes a caller's X-Request-Id when it is short and plain (so a
+// proxy's id links the two logs), else makes one: a per-process random
+// prefix and a counter, cheap enough for the hot path.
+func (s *Server) requestID(r *http.Request) string {
+	if v := r.Header["X-Request-Id"]; len(v) == 1 && plainID(v[0]) {
+		return v[0]
+	}
+	var buf [32]byte
+	b := append(buf[:0], s.idPrefix...)
+	b = strconv.AppendUint(b, s.idSeq.Add(1), 36)
+	return string(b)
+}
+
+func plainID(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+type requestInfo struct{ actor string }
+
+const requestInfoKey ctxKey = 2
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.status, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	w.wrote = true
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// credential returns the key a request presents, from Authorization: Bearer
+// or X-API-Key.
+func credential(r *http.Request) string {
+	if v := r.Header["Authorization"]; len(v) > 0 {
+		a := v[0]
+		if len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
+			return strings.TrimSpace(a[7:])
+		}
+	}
+	if v := r.Header["X-Api-Key"]; len(v) > 0 {
+		return strings.TrimSpace(v[0])
+	}
+	return ""
+}
+
+// clientIP returns the address a request comes from. Forwarding headers are
+// believed only from trusted proxies: X-Forwarded-For is read from the right,
+// skipping trusted hops, so a client cannot choose its address by sending
+// the header itself.
+func (s *Server) clientIP(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	peer := ap.Addr().Unmap()
+	if !s.isTrusted(peer) {
+		return peer
+	}
+	if xff := r.Header["X-Forwarded-For"]; len(xff) > 0 {
+		found := peer
+		for i := len(xff) - 1; i >= 0; i-- {
+			rest := xff[i]
+			for rest != "" {
+				var part string
+				if j := strings.LastIndexByte(rest, ','); j >= 0 {
+					part, rest = rest[j+1:], rest[:j]
+				} else {
+					part, rest = rest, ""
+				}
+				a, err := netip.ParseAddr(strings.TrimSpace(part))
+				if err != nil {
+					return found
+				}
+				found = a.Unmap()
+				if !s.isTrusted(found) {
+					return found
+				}
+			}
+		}
+		return found
+	}
+	if v := r.Header["X-Real-Ip"]; len(v) > 0 {
+		if a, err := netip.ParseAddr(strings.TrimSpace(v[0])); err == nil {
+			return a.Unmap()
+		}
+	}
+	return peer
+}
+
+func (s *Server) isTrusted(a netip.Addr) bool {
+	for _, p := range s.trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// ParseTrustedProxies reads a comma-separated list of addresses and CIDR
+// ranges, as the --trusted-proxies flag takes it.
+func ParseTrustedProxies(s string) ([]netip.Prefix, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	ps, err := latchkey.ParseIPAllow(strings.Split(s, ","))
+	if err != nil {
+		return nil, latchkey.Errorf(latchkey.EInvalid, "trusted proxies: %s", latchkey.ErrorMessage(err))
+	}
+	return ps, nil
+}

@@ -1,0 +1,239 @@
+package httpapi
+
+import (
+	"math"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/keys"
+)
+
+type limitJSON struct {
+	Limit     int64     `json:"limit"`
+	Remaining int64     `json:"remaining"`
+	ResetAt   time.Time `json:"reset_at"`
+}
+
+func limitView(l keys.LimitState) *limitJSON {
+	if l.Limit == 0 {
+		return nil
+	}
+	return &limitJSON{Limit: l.Limit, Remaining: l.Remaining, ResetAt: l.ResetAt.UTC()}
+}
+
+type verifyResponse struct {
+	Valid       bool           `json:"valid"`
+	Code        string         `json:"code"`
+	KeyID       string         `json:"key_id,omitempty"`
+	Tenant      string         `json:"tenant,omitempty"`
+	Owner       string         `json:"owner,omitempty"`
+	Name        string         `json:"name,omitempty"`
+	Environment string         `json:"environment,omitempty"`
+	Scopes      []string       `json:"scopes,omitempty"`
+	Resources   []string       `json:"resources,omitempty"`
+	Meta        map[string]any `json:"meta,omitempty"`
+	ExpiresAt   time.Time      `json:"expires_at,omitzero"`
+	Missing     string         `json:"missing,omitempty"`
+	RateLimit   *limitJSON     `json:"ratelimit,omitempty"`
+	Quota       *limitJSON     `json:"quota,omitempty"`
+	LeaseID     string         `json:"lease_id,omitempty"`
+	RetryAfter  int64          `json:"retry_after,omitempty"`
+}
+
+// verify answers POST /v1/keys/verify: 200 with a code for every
+// well-formed request, whatever the key.
+func (s *Server) verify(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(w, r, s.maxBody)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	req, err := decodeVerify(body)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if !req.IP.IsValid() {
+		req.IP = s.clientIP(r)
+	}
+	v, err := s.svc.Verify(r.Context(), req)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	resp := verifyResponse{Valid: v.Valid(), Code: v.Code, Missing: v.Missing}
+	if e := v.Entry; e != nil {
+		k := e.Key
+		resp.KeyID, resp.Tenant, resp.Owner, resp.Name, resp.Environment = k.ID, k.Tenant, k.Owner, k.Name, k.Environment
+		resp.Scopes, resp.Resources, resp.Meta, resp.ExpiresAt = k.Scopes, k.Resources, k.Meta, k.ExpiresAt
+	}
+	resp.RateLimit = limitView(v.Admission.RateLimit)
+	resp.Quota = limitView(v.Admission.Quota)
+	resp.LeaseID = v.Admission.LeaseID
+	if v.Admission.RetryAfter > 0 {
+		resp.RetryAfter = retrySeconds(v.Admission.RetryAfter)
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// Forward-auth answers by verify code.
+var (
+	codeStatus = map[string]int{
+		latchkey.CodeMalformed:           http.StatusUnauthorized,
+		latchkey.CodeNotFound:            http.StatusUnauthorized,
+		latchkey.CodeExpired:             http.StatusUnauthorized,
+		latchkey.CodeRevoked:             http.StatusUnauthorized,
+		latchkey.CodeSuspended:           http.StatusUnauthorized,
+		latchkey.CodeIPNotAllowed:        http.StatusForbidden,
+		latchkey.CodeOutsideTimeWindow:   http.StatusForbidden,
+		latchkey.CodeInsufficientScope:   http.StatusForbidden,
+		latchkey.CodeResourceNotAllowed:  http.StatusForbidden,
+		latchkey.CodeRateLimited:         http.StatusTooManyRequests,
+		latchkey.CodeQuotaExceeded:       http.StatusTooManyRequests,
+		latchkey.CodeConcurrencyExceeded: http.StatusTooManyRequests,
+	}
+	// codeHeader holds ready-made header values so a denial allocates no
+	// header slice.
+	codeHeader = func() map[string][]string {
+		m := make(map[string][]string, len(codeStatus))
+		for c := range codeStatus {
+			m[c] = []string{c}
+		}
+		return m
+	}()
+	wwwAuthenticate = []string{`Bearer realm="latchkey", error="invalid_token"`}
+)
+
+// forwardAuth answers GET /v1/auth (any method) for reverse proxies: 200
+// with identity headers to allow; 401, 403 or 429 with X-Latchkey-Code to
+// deny. With ?proxy=nginx, limit denials are 403 too, because nginx's
+// auth_request turns any other status into a 500.
+func (s *Server) forwardAuth(w http.ResponseWriter, r *http.Request, id string) {
+	q := r.URL.RawQuery
+	scopeList := queryParam(q, "scope")
+	if scopeList == "" {
+		scopeList = r.Header.Get("X-Latchkey-Scope")
+	}
+	resource := queryParam(q, "resource")
+	if resource == "" {
+		resource = r.Header.Get("X-Latchkey-Resource")
+	}
+	var buf [8]string
+	scopes := splitScopes(scopeList, buf[:0])
+	h := w.Header()
+	if err := checkVerifyTarget(scopes, resource); err != nil {
+		s.authError(w, r, id, http.StatusBadRequest, latchkey.EInvalid, latchkey.ErrorMessage(err))
+		return
+	}
+	cost := int64(1)
+	if c := queryParam(q, "cost"); c != "" {
+		n, err := strconv.ParseInt(c, 10, 64)
+		if err != nil || n < 0 || n > 1_000_000_000 {
+			s.authError(w, r, id, http.StatusBadRequest, latchkey.EInvalid, "cost must be a whole number from 0 to 1000000000")
+			return
+		}
+		cost = n
+	}
+	v, err := s.svc.Verify(r.Context(), keys.VerifyRequest{
+		Key: credential(r), Scopes: scopes, Resource: resource, IP: s.clientIP(r), Cost: cost,
+	})
+	if err != nil {
+		code := latchkey.ErrorCode(err)
+		if code == latchkey.EInternal {
+			s.log.ErrorContext(r.Context(), "forward-auth failed", "request_id", id, "err", err)
+		}
+		s.authError(w, r, id, latchkey.HTTPStatus(code), code, latchkey.ErrorMessage(err))
+		return
+	}
+	setLimitHeaders(h, v.Admission)
+	if v.Valid() {
+		e := v.Entry
+		h["X-Latchkey-Key-Id"] = e.KeyIDHeader
+		h["X-Latchkey-Tenant"] = e.TenantHeader
+		h["X-Latchkey-Owner"] = e.OwnerHeader
+		h["X-Latchkey-Scopes"] = e.ScopesHeader
+		if v.Admission.LeaseID != "" {
+			h.Set("X-Latchkey-Lease-Id", v.Admission.LeaseID)
+		}
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	status := codeStatus[v.Code]
+	h["X-Latchkey-Code"] = codeHeader[v.Code]
+	switch status {
+	case http.StatusUnauthorized:
+		h["Www-Authenticate"] = wwwAuthenticate
+	case http.StatusTooManyRequests:
+		h.Set("Retry-After", strconv.FormatInt(retrySeconds(v.Admission.RetryAfter), 10))
+		if queryParam(q, "proxy") == "nginx" {
+			status = http.StatusForbidden
+		}
+	}
+	s.authError(w, r, id, status, latchkey.CodeForStatus(codeStatus[v.Code]), "key denied: "+v.Code)
+}
+
+func (s *Server) authError(w http.ResponseWriter, r *http.Request, id string, status int, code, msg string) {
+	writeJSON(w, status, errorBody{Error: errorDetail{Code: code, Message: msg, RequestID: id}})
+}
+
+func setLimitHeaders(h http.Header, a keys.Admission) {
+	l := a.RateLimit
+	if l.Limit == 0 {
+		l = a.Quota
+	}
+	if l.Limit == 0 {
+		return
+	}
+	limit := strconv.FormatInt(l.Limit, 10)
+	remaining := strconv.FormatInt(max(l.Remaining, 0), 10)
+	reset := int64(math.Ceil(time.Until(l.ResetAt).Seconds()))
+	h.Set("RateLimit-Limit", limit)
+	h.Set("RateLimit-Remaining", remaining)
+	h.Set("RateLimit-Reset", strconv.FormatInt(max(reset, 0), 10))
+	h.Set("X-RateLimit-Limit", limit)
+	h.Set("X-RateLimit-Remaining", remaining)
+	h.Set("X-RateLimit-Reset", strconv.FormatInt(l.ResetAt.Unix(), 10))
+}
+
+// retrySeconds rounds up, with at least one second, so a client that waits
+// as told is not refused again for being early.
+func retrySeconds(d time.Duration) int64 {
+	return max(1, int64(math.Ceil(d.Seconds())))
+}
+
+// queryParam returns the first value of name in a raw query without
+// building a map; it unescapes only when it must.
+func queryParam(raw, name string) string {
+	for raw != "" {
+		var pair string
+		pair, raw, _ = strings.Cut(raw, "&")
+		k, v, _ := strings.Cut(pair, "=")
+		if k != name {
+			continue
+		}
+		if strings.ContainsAny(v, "%+") {
+			if u, err := url.QueryUnescape(v); err == nil {
+				return u
+			}
+			return ""
+		}
+		return v
+	}
+	return ""
+}
+
+// splitScopes splits a comma-separated list into dst, skipping blanks.
+func splitScopes(list string, dst []string) []string {
+	for list != "" {
+		var sc string
+		sc, list, _ = strings.Cut(list, ",")
+		if sc = strings.TrimSpace(sc); sc != "" {
+			dst = append(dst, sc)
+		}
+	}
+	return dst
+}

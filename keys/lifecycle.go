@@ -1,0 +1,533 @@
+package keys
+
+import (
+	"context"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/latchkeyhq/latchkey"
+)
+
+// Settings are the fields an admin sets on a key. On create every nil field
+// takes its default; on update nil means "leave as it is".
+type Settings struct {
+	Name        *string
+	Owner       *string
+	Environment *string
+	Scopes      *[]string // presets are expanded
+	Resources   *[]string
+	Meta        *map[string]any
+	IPAllow     *[]string
+	// ExpiresAt sets the expiry; a pointer to the zero time removes it.
+	ExpiresAt *time.Time
+	// ExpiresIn sets the expiry relative to now; not together with ExpiresAt.
+	ExpiresIn *time.Duration
+}
+
+// CreateParams are the settings of a new key plus its prefix.
+type CreateParams struct {
+	Settings
+	Prefix string // default latchkey.DefaultPrefix
+}
+
+// apply validates p and writes it onto k. It checks that the actor does not
+// hand out admin scopes it lacks.
+func (p *Settings) apply(k *latchkey.Key, actor *Actor, now time.Time) error {
+	if p.Name != nil {
+		if err := latchkey.ValidateText("name", *p.Name, latchkey.MaxNameLen, true); err != nil {
+			return err
+		}
+		k.Name = *p.Name
+	}
+	if p.Owner != nil {
+		if err := latchkey.ValidateText("owner", *p.Owner, latchkey.MaxNameLen, false); err != nil {
+			return err
+		}
+		k.Owner = *p.Owner
+	}
+	if p.Environment != nil {
+		if err := latchkey.ValidateEnvironment(*p.Environment); err != nil {
+			return err
+		}
+		k.Environment = *p.Environment
+	}
+	if p.Scopes != nil {
+		sc, err := latchkey.ExpandScopes(*p.Scopes)
+		if err != nil {
+			return err
+		}
+		if bad, ok := latchkey.GrantableBy(actor.Scopes, sc); !ok {
+			return latchkey.Errorf(latchkey.EForbidden, "scope %q reaches admin powers that your key does not hold", bad)
+		}
+		k.Scopes = sc
+	}
+	if p.Resources != nil {
+		rs, err := latchkey.NormalizeResources(*p.Resources)
+		if err != nil {
+			return err
+		}
+		k.Resources = rs
+	}
+	if p.Meta != nil {
+		m := *p.Meta
+		if m == nil {
+			m = map[string]any{}
+		}
+		if err := latchkey.ValidateMeta(m); err != nil {
+			return err
+		}
+		k.Meta = m
+	}
+	if p.IPAllow != nil {
+		ips, err := latchkey.ParseIPAllow(*p.IPAllow)
+		if err != nil {
+			return err
+		}
+		k.IPAllow = ips
+	}
+	switch {
+	case p.ExpiresAt != nil && p.ExpiresIn != nil:
+		return latchkey.Errorf(latchkey.EInvalid, "give expires_at or expires_in, not both")
+	case p.ExpiresIn != nil:
+		if *p.ExpiresIn <= 0 {
+			return latchkey.Errorf(latchkey.EInvalid, "expires_in must be positive")
+		}
+		k.ExpiresAt = now.Add(*p.ExpiresIn)
+	case p.ExpiresAt != nil && p.ExpiresAt.IsZero():
+		k.ExpiresAt = time.Time{}
+	case p.ExpiresAt != nil:
+		if !p.ExpiresAt.After(now) {
+			return latchkey.Errorf(latchkey.EInvalid, "expires_at must be in the future (to end a key now, revoke it)")
+		}
+		k.ExpiresAt = p.ExpiresAt.UTC().Truncate(time.Microsecond)
+	}
+	return nil
+}
+
+// CreateKey issues a key in the actor's tenant and returns it with its
+// plaintext, which is never available again. Errors: EInvalid, EForbidden.
+func (s *Service) CreateKey(ctx context.Context, actor *Actor, p CreateParams) (*latchkey.Key, latchkey.Token, error) {
+	if p.Name == nil {
+		return nil, latchkey.Token{}, latchkey.Errorf(latchkey.EInvalid, "name is required")
+	}
+	if p.Prefix != "" && !latchkey.ValidPrefix(p.Prefix) {
+		return nil, latchkey.Token{}, latchkey.Errorf(latchkey.EInvalid, "prefix %q: use 1-16 of a-z, 0-9 and '_', not ending in '_'", p.Prefix)
+	}
+	tok, err := latchkey.GenerateToken(p.Prefix, s.rand)
+	if err != nil {
+		return nil, latchkey.Token{}, err
+	}
+	now := s.now()
+	k := s.newKey(tok, actor.Tenant, now)
+	if err := p.apply(k, actor, now); err != nil {
+		return nil, latchkey.Token{}, err
+	}
+	if err := s.store.Update(ctx, func(tx Tx) error { return tx.CreateKey(k) }); err != nil {
+		return nil, latchkey.Token{}, err
+	}
+	s.cache.invalidate(k.Hash)
+	return k, tok, nil
+}
+
+// GetKey returns a key of the actor's tenant. Errors: ENotFound.
+func (s *Service) GetKey(ctx context.Context, actor *Actor, id string) (*latchkey.Key, error) {
+	if !latchkey.ValidID("key", id) {
+		return nil, notFound(id)
+	}
+	var k *latchkey.Key
+	err := s.store.View(ctx, func(tx Tx) error {
+		var err error
+		k, err = tx.Key(actor.Tenant, id)
+		return err
+	})
+	return k, err
+}
+
+func notFound(id string) error {
+	return latchkey.Errorf(latchkey.ENotFound, "no key %.60q in this tenant", id)
+}
+
+// ListParams narrow a key list.
+type ListParams struct {
+	Owner, Environment, Name, ParentID string
+	State                              latchkey.State
+	Cursor                             string
+	Limit                              int
+}
+
+// ListKeys lists the actor's tenant's keys in creation order and returns
+// the cursor of the next page ("" at the end). Errors: EInvalid.
+func (s *Service) ListKeys(ctx context.Context, actor *Actor, p ListParams) ([]*latchkey.Key, string, error) {
+	if p.State != "" && !latchkey.ValidState(p.State) {
+		return nil, "", latchkey.Errorf(latchkey.EInvalid, "state must be active, suspended, revoked or expired")
+	}
+	after, err := DecodeCursor(p.Cursor)
+	if err != nil {
+		return nil, "", err
+	}
+	limit := clampLimit(p.Limit)
+	f := KeyFilter{
+		Page:  Page{After: after, Limit: limit + 1},
+		Owner: p.Owner, Environment: p.Environment, Name: p.Name, ParentID: p.ParentID,
+		State: p.State, Now: s.now(),
+	}
+	var ks []*latchkey.Key
+	err = s.store.View(ctx, func(tx Tx) error {
+		var err error
+		ks, err = tx.Keys(actor.Tenant, f)
+		return err
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(ks) > limit {
+		ks = ks[:limit]
+		next = encodeCursor(ks[limit-1].ID)
+	}
+	return ks, next, nil
+}
+
+// UpdateKey changes a key's settings. Errors: EInvalid, EForbidden,
+// ENotFound, EConflict (the key is revoked).
+func (s *Service) UpdateKey(ctx context.Context, actor *Actor, id string, p Settings) (*latchkey.Key, error) {
+	return s.change(ctx, actor, id, func(tx Tx, k *latchkey.Key, now time.Time) ([]*latchkey.Key, error) {
+		if k.StateAt(now) == latchkey.StateRevoked {
+			return nil, latchkey.Errorf(latchkey.EConflict, "key %s is revoked; a revoked key cannot change", k.ID)
+		}
+		if err := p.apply(k, actor, now); err != nil {
+			return nil, err
+		}
+		if k.ParentID != "" {
+			parent, err := tx.Key(k.Tenant, k.ParentID)
+			if err != nil {
+				return nil, err
+			}
+			if err := within(parent, k); err != nil {
+				return nil, err
+			}
+		}
+		return []*latchkey.Key{k}, nil
+	})
+}
+
+// change runs a read-modify-write of key id (and whatever other keys fn
+// returns) in one transaction, then drops every changed key from the verify
+// cache before returning, so the very next verify sees the change.
+func (s *Service) change(ctx context.Context, actor *Actor, id string, fn func(tx Tx, k *latchkey.Key, now time.Time) ([]*latchkey.Key, error)) (*latchkey.Key, error) {
+	if !latchkey.ValidID("key", id) {
+		return nil, notFound(id)
+	}
+	now := s.now()
+	var target *latchkey.Key
+	var changed []*latchkey.Key
+	err := s.store.Update(ctx, func(tx Tx) error {
+		k, err := tx.Key(actor.Tenant, id)
+		if err != nil {
+			return err
+		}
+		target = k
+		changed, err = fn(tx, k, now)
+		if err != nil {
+			return err
+		}
+		for _, c := range changed {
+			c.UpdatedAt = now
+			if err := tx.UpdateKey(c); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.invalidate(changed)
+	return target, nil
+}
+
+func (s *Service) invalidate(ks []*latchkey.Key) {
+	for _, k := range ks {
+		s.cache.invalidate(k.Hash)
+	}
+}
+
+// RotateParams configure a rotation.
+type RotateParams struct {
+	// Grace is how long the old key keeps working (nil: the service's
+	// default; 0: the old key stops at once).
+	Grace *time.Duration
+	// ExpiresIn sets the successor's lifetime; by default it gets the same
+	// lifetime the old key had, counted from now.
+	ExpiresIn *time.Duration
+}
+
+// RotateKey issues a successor with the same settings and lets the old key
+// work until the grace period ends. Children of the old key move to the
+// successor, so revoking the successor still reaches them. Errors:
+// EInvalid, ENotFound, EConflict (the key is not active, or was already
+// rotated).
+func (s *Service) RotateKey(ctx context.Context, actor *Actor, id string, p RotateParams) (*latchkey.Key, latchkey.Token, error) {
+	grace := s.defaultGrace
+	if p.Grace != nil {
+		grace = *p.Grace
+	}
+	if grace < 0 || grace > latchkey.MaxDuration {
+		return nil, latchkey.Token{}, latchkey.Errorf(latchkey.EInvalid, "grace_period must be between 0 and 100y")
+	}
+	if p.ExpiresIn != nil && *p.ExpiresIn <= 0 {
+		return nil, latchkey.Token{}, latchkey.Errorf(latchkey.EInvalid, "expires_in must be positive")
+	}
+	var succ *latchkey.Key
+	var tok latchkey.Token
+	_, err := s.change(ctx, actor, id, func(tx Tx, old *latchkey.Key, now time.Time) ([]*latchkey.Key, error) {
+		if st := old.StateAt(now); st != latchkey.StateActive {
+			return nil, latchkey.Errorf(latchkey.EConflict, "key %s is %s; only an active key can be rotated", old.ID, st)
+		}
+		if old.RotatedTo != "" {
+			return nil, latchkey.Errorf(latchkey.EConflict, "key %s was already rotated to %s; rotate that one", old.ID, old.RotatedTo)
+		}
+		var err error
+		if tok, err = latchkey.GenerateToken(old.Prefix, s.rand); err != nil {
+			return nil, err
+		}
+		succ = s.newKey(tok, old.Tenant, now)
+		succ.Name, succ.Owner, succ.Environment = old.Name, old.Owner, old.Environment
+		succ.Scopes, succ.Resources, succ.Meta, succ.IPAllow = old.Scopes, old.Resources, old.Meta, old.IPAllow
+		succ.ParentID = old.ParentID
+		succ.RotatedFrom = old.ID
+		switch {
+		case p.ExpiresIn != nil:
+			succ.ExpiresAt = now.Add(*p.ExpiresIn)
+		case !old.ExpiresAt.IsZero():
+			succ.ExpiresAt = now.Add(old.ExpiresAt.Sub(old.CreatedAt))
+		}
+		if err := tx.CreateKey(succ); err != nil {
+			return nil, err
+		}
+		old.RotatedTo = succ.ID
+		old.GraceUntil = now.Add(grace)
+		changed := []*latchkey.Key{old}
+		kids, err := tx.Children(old.Tenant, old.ID)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range kids {
+			c.ParentID = succ.ID
+			changed = append(changed, c)
+		}
+		return changed, nil
+	})
+	if err != nil {
+		return nil, latchkey.Token{}, err
+	}
+	s.cache.invalidate(succ.Hash)
+	return succ, tok, nil
+}
+
+// SuspendKey suspends a key and every key derived from it, for d (0: until
+// resumed). Errors: EInvalid, ENotFound, EConflict (revoked).
+func (s *Service) SuspendKey(ctx context.Context, actor *Actor, id string, d time.Duration, reason string) (*latchkey.Key, error) {
+	if d < 0 || d > latchkey.MaxDuration {
+		return nil, latchkey.Errorf(latchkey.EInvalid, "duration must be between 0 and 100y")
+	}
+	if err := latchkey.ValidateText("reason", reason, latchkey.MaxNameLen, false); err != nil {
+		return nil, err
+	}
+	return s.change(ctx, actor, id, func(tx Tx, k *latchkey.Key, now time.Time) ([]*latchkey.Key, error) {
+		if k.StateAt(now) == latchkey.StateRevoked {
+			return nil, latchkey.Errorf(latchkey.EConflict, "key %s is revoked; it cannot be suspended", k.ID)
+		}
+		var until time.Time
+		if d > 0 {
+			until = now.Add(d)
+		}
+		tree, err := subtree(tx, k)
+		if err != nil {
+			return nil, err
+		}
+		var changed []*latchkey.Key
+		for _, c := range tree {
+			if c.StateAt(now) == latchkey.StateRevoked {
+				continue
+			}
+			c.State, c.SuspendedUntil, c.StateReason = latchkey.StateSuspended, until, reason
+			if c != k {
+				c.StateReason = cascadeReason(k.ID, "suspended", reason)
+			}
+			changed = append(changed, c)
+		}
+		return changed, nil
+	})
+}
+
+// ResumeKey ends a suspension of a key and of the keys derived from it.
+// Resuming an active key changes nothing. Errors: ENotFound, EConflict
+// (revoked, or a parent is still suspended).
+func (s *Service) ResumeKey(ctx context.Context, actor *Actor, id string) (*latchkey.Key, error) {
+	return s.change(ctx, actor, id, func(tx Tx, k *latchkey.Key, now time.Time) ([]*latchkey.Key, error) {
+		if k.StateAt(now) == latchkey.StateRevoked {
+			return nil, latchkey.Errorf(latchkey.EConflict, "key %s is revoked; revocation is final", k.ID)
+		}
+		if k.ParentID != "" {
+			p, err := tx.Key(k.Tenant, k.ParentID)
+			if err != nil {
+				return nil, err
+			}
+			if p.StateAt(now) == latchkey.StateSuspended {
+				return nil, latchkey.Errorf(latchkey.EConflict, "parent key %s is suspended; resume it instead", p.ID)
+			}
+		}
+		tree, err := subtree(tx, k)
+		if err != nil {
+			return nil, err
+		}
+		var changed []*latchkey.Key
+		for _, c := range tree {
+			if c.State != latchkey.StateSuspended {
+				continue
+			}
+			c.State, c.SuspendedUntil, c.StateReason = latchkey.StateActive, time.Time{}, ""
+			changed = append(changed, c)
+		}
+		return changed, nil
+	})
+}
+
+// RevokeKey revokes a key for good, with every key derived from it and the
+// key it replaced if that one is still in its grace period. Revoking a
+// revoked key changes nothing. Errors: EInvalid, ENotFound.
+func (s *Service) RevokeKey(ctx context.Context, actor *Actor, id, reason string) (*latchkey.Key, error) {
+	if err := latchkey.ValidateText("reason", reason, latchkey.MaxNameLen, false); err != nil {
+		return nil, err
+	}
+	return s.change(ctx, actor, id, func(tx Tx, k *latchkey.Key, now time.Time) ([]*latchkey.Key, error) {
+		if k.State == latchkey.StateRevoked {
+			return nil, nil
+		}
+		tree, err := subtree(tx, k)
+		if err != nil {
+			return nil, err
+		}
+		if k.RotatedFrom != "" {
+			prev, err := tx.Key(k.Tenant, k.RotatedFrom)
+			if err != nil && latchkey.ErrorCode(err) != latchkey.ENotFound {
+				return nil, err
+			}
+			if prev != nil && prev.StateAt(now) != latchkey.StateRevoked {
+				tree = append(tree, prev)
+			}
+		}
+		var changed []*latchkey.Key
+		for _, c := range tree {
+			if c.State == latchkey.StateRevoked {
+				continue
+			}
+			c.State, c.RevokedAt, c.SuspendedUntil, c.StateReason = latchkey.StateRevoked, now, time.Time{}, reason
+			if c != k {
+				c.StateReason = cascadeReason(k.ID, "revoked", reason)
+			}
+			changed = append(changed, c)
+		}
+		return changed, nil
+	})
+}
+
+func cascadeReason(id, what, reason string) string {
+	s := "key " + id + " was " + what
+	if reason != "" {
+		s += ": " + reason
+	}
+	return s
+}
+
+// maxTreeKeys bounds the keys one cascade may touch, so one request cannot
+// turn into an unbounded transaction.
+const maxTreeKeys = 10_000
+
+// subtree returns k and every key derived from it, parents before children.
+func subtree(tx Tx, k *latchkey.Key) ([]*latchkey.Key, error) {
+	out := []*latchkey.Key{k}
+	for i := 0; i < len(out); i++ {
+		kids, err := tx.Children(k.Tenant, out[i].ID)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, kids...)
+		if len(out) > maxTreeKeys {
+			return nil, latchkey.Errorf(latchkey.EConflict, "key %s has more than %d derived keys; revoke them in batches", k.ID, maxTreeKeys)
+		}
+	}
+	return out, nil
+}
+
+// DeriveKey mints a child of key id whose scopes, resources, address ranges
+// and expiry stay within the parent's. An actor with keys:write may derive
+// from any key of its tenant; one with only keys:derive from itself.
+// Errors: EInvalid, EForbidden, ENotFound, EConflict (parent not active).
+func (s *Service) DeriveKey(ctx context.Context, actor *Actor, id string, p CreateParams) (*latchkey.Key, latchkey.Token, error) {
+	if !latchkey.ScopesAllow(actor.Scopes, "keys:write") && actor.KeyID != id {
+		return nil, latchkey.Token{}, latchkey.Errorf(latchkey.EForbidden, "a key with keys:derive but not keys:write may derive only from itself")
+	}
+	if p.Prefix != "" && !latchkey.ValidPrefix(p.Prefix) {
+		return nil, latchkey.Token{}, latchkey.Errorf(latchkey.EInvalid, "prefix %q: use 1-16 of a-z, 0-9 and '_', not ending in '_'", p.Prefix)
+	}
+	var child *latchkey.Key
+	var tok latchkey.Token
+	_, err := s.change(ctx, actor, id, func(tx Tx, parent *latchkey.Key, now time.Time) ([]*latchkey.Key, error) {
+		if st := parent.StateAt(now); st != latchkey.StateActive {
+			return nil, latchkey.Errorf(latchkey.EConflict, "key %s is %s; only an active key can have children", parent.ID, st)
+		}
+		prefix := p.Prefix
+		if prefix == "" {
+			prefix = parent.Prefix
+		}
+		var err error
+		if tok, err = latchkey.GenerateToken(prefix, s.rand); err != nil {
+			return nil, err
+		}
+		child = s.newKey(tok, parent.Tenant, now)
+		child.Name = parent.Name + " (derived)"
+		child.Owner, child.Environment = parent.Owner, parent.Environment
+		child.Scopes, child.Resources, child.IPAllow = parent.Scopes, parent.Resources, parent.IPAllow
+		child.ExpiresAt = parent.ExpiresAt
+		child.ParentID = parent.ID
+		if err := p.apply(child, actor, now); err != nil {
+			return nil, err
+		}
+		if err := within(parent, child); err != nil {
+			return nil, err
+		}
+		return nil, tx.CreateKey(child)
+	})
+	if err != nil {
+		return nil, latchkey.Token{}, err
+	}
+	s.cache.invalidate(child.Hash)
+	return child, tok, nil
+}
+
+// within checks that a derived key stays inside its parent's powers.
+func within(parent, child *latchkey.Key) error {
+	if bad, ok := latchkey.ScopesWithin(parent.Scopes, child.Scopes); !ok {
+		return latchkey.Errorf(latchkey.EForbidden, "scope %q is not within parent key %s's scopes", bad, parent.ID)
+	}
+	if bad, ok := latchkey.ResourcesWithin(parent.Resources, child.Resources); !ok {
+		return latchkey.Errorf(latchkey.EForbidden, "resource %q is not within parent key %s's resources", bad, parent.ID)
+	}
+	if !parent.ExpiresAt.IsZero() && (child.ExpiresAt.IsZero() || child.ExpiresAt.After(parent.ExpiresAt)) {
+		return latchkey.Errorf(latchkey.EForbidden, "a derived key must expire no later than its parent key %s (%s)", parent.ID, parent.ExpiresAt.Format(time.RFC3339))
+	}
+	if len(parent.IPAllow) > 0 {
+		if len(child.IPAllow) == 0 {
+			return latchkey.Errorf(latchkey.EForbidden, "parent key %s is limited to %d address ranges; the derived key must be too", parent.ID, len(parent.IPAllow))
+		}
+		for _, c := range child.IPAllow {
+			if !slices.ContainsFunc(parent.IPAllow, func(p netip.Prefix) bool { return p.Bits() <= c.Bits() && p.Contains(c.Addr()) }) {
+				return latchkey.Errorf(latchkey.EForbidden, "address range %s is not within parent key %s's ranges", c, parent.ID)
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,220 @@
+// Package keys is the key service: it issues, verifies, rotates, derives,
+// suspends and revokes keys, keeps the verify cache coherent with every
+// change, and checks that each admin action stays inside its tenant and its
+// actor's powers.
+package keys
+
+import (
+	"context"
+	"encoding/base64"
+	"io"
+	"log/slog"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/latchkeyhq/latchkey"
+)
+
+// Options configures a Service. Zero values take the documented defaults.
+type Options struct {
+	Store Store
+	// Now is the clock (default time.Now). Tests inject a fake one.
+	Now func() time.Time
+	// Rand is the source of key material (default crypto/rand).
+	Rand io.Reader
+	// CacheSize bounds the keys kept in memory (default 100,000) and
+	// NegativeCacheSize the remembered unknown keys (default 10,000).
+	CacheSize         int
+	NegativeCacheSize int
+	// CacheTTL is how long a cached key is trusted without reading the store
+	// again (default 30s); it heals a missed invalidation on other nodes.
+	CacheTTL time.Duration
+	// NegativeTTL is how long an unknown key stays known-unknown (default 5s).
+	NegativeTTL time.Duration
+	// DefaultGrace is the grace period of a rotation that names none
+	// (default 1h).
+	DefaultGrace time.Duration
+	Limiter      Limiter
+	Logger       *slog.Logger
+}
+
+// Service implements the key life cycle on top of a Store.
+type Service struct {
+	store        Store
+	clock        func() time.Time
+	rand         io.Reader
+	cache        *cache
+	limiter      Limiter
+	log          *slog.Logger
+	defaultGrace time.Duration
+	storeReads   atomic.Uint64
+}
+
+// New returns a Service.
+func New(o Options) *Service {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.CacheSize <= 0 {
+		o.CacheSize = 100_000
+	}
+	if o.NegativeCacheSize <= 0 {
+		o.NegativeCacheSize = 10_000
+	}
+	if o.CacheTTL <= 0 {
+		o.CacheTTL = 30 * time.Second
+	}
+	if o.NegativeTTL <= 0 {
+		o.NegativeTTL = 5 * time.Second
+	}
+	if o.DefaultGrace <= 0 {
+		o.DefaultGrace = time.Hour
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Service{
+		store:        o.Store,
+		clock:        o.Now,
+		rand:         o.Rand,
+		cache:        newCache(o.CacheSize, o.NegativeCacheSize, o.CacheTTL, o.NegativeTTL),
+		limiter:      o.Limiter,
+		log:          o.Logger,
+		defaultGrace: o.DefaultGrace,
+	}
+}
+
+// now is the clock in the store's resolution, so that what a caller is told
+// equals what a later read returns.
+func (s *Service) now() time.Time { return s.clock().UTC().Truncate(time.Microsecond) }
+
+// Ping reports whether the store answers.
+func (s *Service) Ping(ctx context.Context) error { return s.store.Ping(ctx) }
+
+// Actor is the authenticated key behind an admin request.
+type Actor struct {
+	KeyID     string
+	Tenant    string
+	Scopes    []string
+	IP        netip.Addr
+	UserAgent string
+}
+
+// Authenticate verifies an admin key and checks that it holds scope. Errors:
+// EUnauthenticated (missing, malformed, unknown, expired, revoked, suspended
+// key), EForbidden (scope or IP), EUnavailable.
+func (s *Service) Authenticate(ctx context.Context, key string, ip netip.Addr, scope string) (*Actor, error) {
+	if key == "" {
+		return nil, latchkey.Errorf(latchkey.EUnauthenticated, "no API key: send Authorization: Bearer <key> or X-API-Key")
+	}
+	tok, err := latchkey.ParseToken(key)
+	if err != nil {
+		return nil, latchkey.Errorf(latchkey.EUnauthenticated, "API key is malformed: %s", latchkey.ErrorMessage(err))
+	}
+	now := s.now()
+	e, err := s.entry(ctx, tok.Hash(), now)
+	if err != nil {
+		return nil, err
+	}
+	if e == nil {
+		return nil, latchkey.Errorf(latchkey.EUnauthenticated, "API key is not known")
+	}
+	k := e.Key
+	if st := k.StateAt(now); st != latchkey.StateActive {
+		return nil, latchkey.Errorf(latchkey.EUnauthenticated, "API key %s is %s", k.ID, st)
+	}
+	if len(k.IPAllow) > 0 && !latchkey.IPAllowed(k.IPAllow, ip) {
+		return nil, latchkey.Errorf(latchkey.EForbidden, "API key %s may not be used from %s", k.ID, ip)
+	}
+	if scope != "" && !latchkey.ScopesAllow(k.Scopes, scope) {
+		return nil, latchkey.Errorf(latchkey.EForbidden, "API key %s lacks scope %s", k.ID, scope)
+	}
+	return &Actor{KeyID: k.ID, Tenant: k.Tenant, Scopes: k.Scopes, IP: ip}, nil
+}
+
+// Bootstrap creates the operator tenant and its root key on an empty store.
+// With rootKey set it stores that key's hash (so automation can know the key
+// in advance); otherwise it generates one and returns it so the caller can
+// show it once. created is false when the operator tenant already exists.
+func (s *Service) Bootstrap(ctx context.Context, rootKey string) (tok latchkey.Token, keyID string, created bool, err error) {
+	if rootKey != "" {
+		if tok, err = latchkey.ParseToken(rootKey); err != nil {
+			return latchkey.Token{}, "", false, latchkey.Errorf(latchkey.EInvalid, "LATCHKEY_ROOT_KEY: %s", latchkey.ErrorMessage(err))
+		}
+	} else if tok, err = latchkey.GenerateToken(latchkey.DefaultPrefix, s.rand); err != nil {
+		return latchkey.Token{}, "", false, err
+	}
+	now := s.now()
+	k := s.newKey(tok, latchkey.OperatorTenant, now)
+	k.Name = "root"
+	k.Owner = "operator"
+	k.Scopes = latchkey.OperatorScopes
+	err = s.store.Update(ctx, func(tx Tx) error {
+		if _, err := tx.Tenant(latchkey.OperatorTenant); err == nil {
+			return errExists
+		} else if latchkey.ErrorCode(err) != latchkey.ENotFound {
+			return err
+		}
+		if err := tx.CreateTenant(&latchkey.Tenant{ID: latchkey.OperatorTenant, Name: "Operator", CreatedAt: now}); err != nil {
+			return err
+		}
+		return tx.CreateKey(k)
+	})
+	if err == errExists {
+		return latchkey.Token{}, "", false, nil
+	}
+	if err != nil {
+		return latchkey.Token{}, "", false, err
+	}
+	s.cache.invalidate(k.Hash)
+	return tok, k.ID, true, nil
+}
+
+var errExists = latchkey.Errorf(latchkey.EConflict, "already exists")
+
+func (s *Service) newKey(tok latchkey.Token, tenant string, now time.Time) *latchkey.Key {
+	return &latchkey.Key{
+		ID:        latchkey.NewID("key", now),
+		Tenant:    tenant,
+		Prefix:    tok.Prefix(),
+		Start:     tok.Start(),
+		Hash:      tok.Hash(),
+		Scopes:    []string{},
+		Resources: []string{},
+		Meta:      map[string]any{},
+		IPAllow:   []netip.Prefix{},
+		State:     latchkey.StateActive,
+		CreatedAt: now,
+		UpdatedAt: now,
+	}
+}
+
+// Cursors are opaque to clients: the last id of a page, base64url-encoded.
+
+func encodeCursor(id string) string { return base64.RawURLEncoding.EncodeToString([]byte(id)) }
+
+// DecodeCursor reads a cursor from a list response; EInvalid if it is not one.
+func DecodeCursor(c string) (string, error) {
+	if c == "" {
+		return "", nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil || len(b) > 200 {
+		return "", latchkey.Errorf(latchkey.EInvalid, "cursor is not one this server returned")
+	}
+	return string(b), nil
+}
+
+// Page limits for lists.
+const (
+	DefaultListLimit = 100
+	MaxListLimit     = 1000
+)
+
+func clampLimit(n int) int {
+	if n <= 0 {
+		return DefaultListLimit
+	}
+	return min(n, MaxListLimit)
+}

@@ -1,0 +1,169 @@
+package keys
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/latchkeyhq/latchkey"
+)
+
+// VerifyRequest asks whether a key may be used.
+type VerifyRequest struct {
+	Key      string     // the plaintext key as presented
+	Scopes   []string   // every one of these is required
+	Resource string     // the resource touched, if any
+	IP       netip.Addr // the caller's address; zero if unknown
+	Cost     int64      // quota units to consume (0 means 1)
+}
+
+// Verdict is the answer to a VerifyRequest.
+type Verdict struct {
+	Code string // a latchkey.Code* value
+	// Entry is the key, for every code but MALFORMED and NOT_FOUND. It is
+	// shared and must not be modified.
+	Entry *Entry
+	// Missing names the first required scope the key lacks
+	// (INSUFFICIENT_SCOPE) or the resource it may not touch.
+	Missing string
+	// Admission carries the limiter's figures (zero without limits).
+	Admission Admission
+}
+
+// Valid reports whether the key was allowed.
+func (v *Verdict) Valid() bool { return v.Code == latchkey.CodeValid }
+
+// Limiter admits or denies a request that passed every other check. The
+// limits issue implements it; without one, nothing is limited.
+type Limiter interface {
+	// Admit consumes cost from the key's limits if, and only if, every limit
+	// allows it.
+	Admit(ctx context.Context, k *latchkey.Key, cost int64, now time.Time) (Admission, error)
+}
+
+// Admission is a limiter's answer.
+type Admission struct {
+	// Code is "" when admitted, else RATE_LIMITED, QUOTA_EXCEEDED or
+	// CONCURRENCY_EXCEEDED.
+	Code       string
+	RateLimit  LimitState // the tightest rate window; Limit 0 when none
+	Quota      LimitState // Limit 0 when the key has no quota
+	RetryAfter time.Duration
+	LeaseID    string
+}
+
+// LimitState describes one limit after a request.
+type LimitState struct {
+	Limit     int64
+	Remaining int64
+	ResetAt   time.Time
+}
+
+// Verify checks a key in the order format/checksum → lookup → state →
+// IP allowlist → scopes → resource → limits, and reports the first check
+// that fails. On a cache hit it does no I/O. The error is non-nil only when
+// the key is not cached and the store cannot be read (EUnavailable or
+// internal); a key that was cached before the store went away keeps being
+// verified from the cache (fail-static).
+func (s *Service) Verify(ctx context.Context, req VerifyRequest) (Verdict, error) {
+	tok, err := latchkey.ParseToken(req.Key)
+	if err != nil {
+		return Verdict{Code: latchkey.CodeMalformed}, nil
+	}
+	now := s.now()
+	e, err := s.entry(ctx, tok.Hash(), now)
+	if err != nil {
+		return Verdict{}, err
+	}
+	if e == nil {
+		return Verdict{Code: latchkey.CodeNotFound}, nil
+	}
+	v := Verdict{Entry: e}
+	k := e.Key
+	switch k.StateAt(now) {
+	case latchkey.StateRevoked:
+		v.Code = latchkey.CodeRevoked
+		return v, nil
+	case latchkey.StateSuspended:
+		v.Code = latchkey.CodeSuspended
+		return v, nil
+	case latchkey.StateExpired:
+		v.Code = latchkey.CodeExpired
+		return v, nil
+	}
+	if len(k.IPAllow) > 0 && (!req.IP.IsValid() || !latchkey.IPAllowed(k.IPAllow, req.IP)) {
+		v.Code = latchkey.CodeIPNotAllowed
+		return v, nil
+	}
+	for _, sc := range req.Scopes {
+		if !latchkey.ScopesAllow(k.Scopes, sc) {
+			v.Code, v.Missing = latchkey.CodeInsufficientScope, sc
+			return v, nil
+		}
+	}
+	if req.Resource != "" && !latchkey.ResourcesAllow(k.Resources, req.Resource) {
+		v.Code, v.Missing = latchkey.CodeResourceNotAllowed, req.Resource
+		return v, nil
+	}
+	if s.limiter != nil {
+		cost := req.Cost
+		if cost <= 0 {
+			cost = 1
+		}
+		adm, err := s.limiter.Admit(ctx, k, cost, now)
+		if err != nil {
+			return Verdict{}, err
+		}
+		v.Admission = adm
+		if adm.Code != "" {
+			v.Code = adm.Code
+			return v, nil
+		}
+	}
+	v.Code = latchkey.CodeValid
+	return v, nil
+}
+
+// entry returns the cached entry for a key hash, loading it from the store
+// on a miss; nil means no such key.
+func (s *Service) entry(ctx context.Context, h [32]byte, now time.Time) (*Entry, error) {
+	e, fresh, missing := s.cache.lookup(h, now)
+	if fresh {
+		return e, nil
+	}
+	if missing {
+		return nil, nil
+	}
+	gen := s.cache.generation()
+	var k *latchkey.Key
+	err := s.store.View(ctx, func(tx Tx) error {
+		var err error
+		k, err = tx.KeyByHash(h)
+		return err
+	})
+	s.storeReads.Add(1)
+	switch {
+	case err == nil:
+		ne := newEntry(k)
+		s.cache.put(h, ne, gen, now)
+		return ne, nil
+	case latchkey.ErrorCode(err) == latchkey.ENotFound:
+		s.cache.put(h, nil, gen, now)
+		return nil, nil
+	case e != nil:
+		// Fail-static: the store is unreachable but we knew this key a
+		// moment ago; keep answering from what we knew.
+		s.log.Warn("store read failed; verifying from a stale cache entry", "err", err)
+		return e, nil
+	default:
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return nil, latchkey.Errorf(latchkey.EUnavailable, "verification timed out reading the store")
+		}
+		return nil, err
+	}
+}
+
+// StoreReads returns how many times the verify path has read the store,
+// for tests and metrics.
+func (s *Service) StoreReads() uint64 { return s.storeReads.Load() }
