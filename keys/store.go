@@ -12,6 +12,17 @@ import (
 //
 // Errors: *latchkey.Error with ENotFound or EConflict where documented below,
 // EUnavailable when the database cannot be reached; anything else is internal.
+//
+// Rules every implementation keeps (store/storetest checks them):
+//   - Update transactions are serializable: a read-modify-write inside one
+//     (rotate, suspending a subtree) never loses a concurrent write.
+//   - View cannot write, and sees one snapshot from its first read.
+//   - Update returns fn's error unchanged and passes a panic on, after
+//     rolling back.
+//   - Lists are ordered by id in byte order and are never nil; Scopes,
+//     Resources, IPAllow and Meta read back non-nil; times read back in UTC
+//     at microsecond precision; a zero time is stored as "unset".
+//   - Key ids and hashes are unique across all tenants.
 type Store interface {
 	// View runs fn in a read-only transaction that sees one consistent
 	// snapshot.
@@ -44,7 +55,8 @@ type Tx interface {
 	Key(tenant, id string) (*latchkey.Key, error)
 	// KeyByHash returns the key whose SHA-256 is hash; ENotFound if none.
 	KeyByHash(hash [32]byte) (*latchkey.Key, error)
-	// Keys lists a tenant's keys that match f, ordered by id.
+	// Keys lists a tenant's keys that match f, ordered by id; an unknown
+	// tenant has no keys. A State filter needs a non-zero Now (EInvalid).
 	Keys(tenant string, f KeyFilter) ([]*latchkey.Key, error)
 	// UpdateKey stores every field of k but ID, Tenant, Hash, Prefix, Start and
 	// CreatedAt over the row (k.Tenant, k.ID); ENotFound if there is none.

@@ -1,0 +1,270 @@
+// Package sqlite keeps tenants and keys in an embedded SQLite database: the
+// default store, one file and no other process.
+//
+// The database runs in WAL mode with synchronous=FULL, so a committed Update
+// survives a power cut, and a reader works from its snapshot while the writer
+// goes on. SQLite allows one writer at a time, so writes go through a pool of
+// one connection that begins every transaction IMMEDIATE: writers queue in Go
+// for that connection instead of inside SQLite, and none ever fails with
+// SQLITE_BUSY trying to turn a read lock into a write lock. Reads use a
+// separate pool of query-only connections, which never wait for the writer.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/keys"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// DB is a keys.Store in one SQLite file. It is safe for concurrent use.
+type DB struct {
+	write      *sql.DB // one connection; every transaction BEGIN IMMEDIATE
+	read       *sql.DB // query-only connections
+	writeStmts *stmts
+	readStmts  *stmts
+	closed     atomic.Bool
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ keys.Store = (*DB)(nil)
+
+// busyTimeout bounds how long a connection waits for a lock held by another
+// process (a backup, the sqlite3 shell). Writers in this process never wait
+// on it: they queue for the one write connection.
+const busyTimeout = 10 * time.Second
+
+// Open opens the database file at path, creating it and its directory if
+// they do not exist, and brings its schema up to date.
+func Open(ctx context.Context, path string) (*DB, error) {
+	return open(ctx, path, migrations())
+}
+
+// open is Open with the migrations taken from fsys, so tests can try
+// migrations that are not embedded.
+func open(ctx context.Context, path string, fsys fs.FS) (_ *DB, err error) {
+	if path == "" || path == ":memory:" {
+		// The two pools would each get a database of their own.
+		return nil, fmt.Errorf("sqlite: need a file path, not %q", path)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	// Creating the file here, rather than letting SQLite, keeps it (and the
+	// -wal and -shm files, which SQLite gives the same mode) private: it
+	// holds key hashes.
+	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+
+	db := &DB{}
+	defer func() {
+		if err != nil {
+			db.closeQuietly()
+		}
+	}()
+	if db.write, err = sql.Open("sqlite", dsn(abs, false)); err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	db.write.SetMaxOpenConns(1)
+	db.write.SetMaxIdleConns(1)
+	// The write connection switches the file to WAL, so it connects first.
+	if err := db.write.PingContext(ctx); err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", abs, err)
+	}
+	if err := migrate(ctx, db.write, fsys); err != nil {
+		return nil, err
+	}
+	if db.writeStmts, err = prepare(ctx, db.write); err != nil {
+		return nil, err
+	}
+
+	if db.read, err = sql.Open("sqlite", dsn(abs, true)); err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	n := max(4, runtime.GOMAXPROCS(0))
+	db.read.SetMaxOpenConns(n)
+	db.read.SetMaxIdleConns(n)
+	if db.readStmts, err = prepare(ctx, db.read); err != nil {
+		return nil, err
+	}
+	return db, nil
+}
+
+// dsn returns the modernc.org/sqlite data source name for a pool on the file
+// at path: a file: URI, so that any character in the path survives.
+func dsn(path string, readOnly bool) string {
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout("+strconv.FormatInt(busyTimeout.Milliseconds(), 10)+")")
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Add("_pragma", "synchronous(FULL)")
+	if readOnly {
+		q.Add("_pragma", "query_only(1)")
+	} else {
+		// WAL is a property of the file; setting it once, from the
+		// writer, is enough, and a reader cannot set it anyway.
+		q.Add("_pragma", "journal_mode(WAL)")
+		q.Set("_txlock", "immediate")
+	}
+	u := url.URL{Scheme: "file", Path: filepath.ToSlash(path), RawQuery: q.Encode()}
+	return u.String()
+}
+
+// View runs fn in a read-only transaction on a snapshot of the database
+// taken at fn's first read.
+func (db *DB) View(ctx context.Context, fn func(keys.Tx) error) error {
+	return db.run(ctx, db.read, db.readStmts, &sql.TxOptions{ReadOnly: true}, fn)
+}
+
+// Update runs fn in a write transaction and commits it if fn returns nil.
+// Updates run one at a time, in the order they ask.
+func (db *DB) Update(ctx context.Context, fn func(keys.Tx) error) error {
+	return db.run(ctx, db.write, db.writeStmts, nil, fn)
+}
+
+func (db *DB) run(ctx context.Context, pool *sql.DB, st *stmts, opts *sql.TxOptions, fn func(keys.Tx) error) error {
+	if db.closed.Load() {
+		return errClosed
+	}
+	sqlTx, err := pool.BeginTx(ctx, opts)
+	if err != nil {
+		return fail(ctx, "begin", err)
+	}
+	finished := false
+	defer func() {
+		// Also when fn panics: a transaction left open would keep the
+		// only write connection.
+		if !finished {
+			_ = sqlTx.Rollback()
+		}
+	}()
+	if err := fn(&tx{ctx: ctx, tx: sqlTx, stmts: st}); err != nil {
+		return err
+	}
+	finished = true
+	if err := sqlTx.Commit(); err != nil {
+		return fail(ctx, "commit", err)
+	}
+	return nil
+}
+
+// Ping reports whether the database file can be read.
+func (db *DB) Ping(ctx context.Context) error {
+	if db.closed.Load() {
+		return errClosed
+	}
+	var n int
+	if err := db.read.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&n); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("sqlite: ping: %w", ctx.Err())
+		}
+		return unavailable("ping", err)
+	}
+	return nil
+}
+
+// Close closes the database after copying the write-ahead log into the
+// database file, so that the file alone holds everything (and a copy of it
+// is a complete backup). Transactions still running fail. Close may be
+// called more than once.
+func (db *DB) Close() error {
+	db.closeOnce.Do(func() {
+		db.closed.Store(true)
+		// Readers first: a reader's snapshot would stop the checkpoint
+		// short of the end of the log.
+		errs := []error{db.readStmts.close(), db.read.Close(), db.writeStmts.close()}
+		var busy, logPages, donePages int
+		err := db.write.QueryRow(`PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &logPages, &donePages)
+		if err == nil && busy != 0 {
+			// Another process is reading; it, or the next Open, will
+			// finish the checkpoint. Nothing is lost.
+			err = fmt.Errorf("checkpoint stopped at page %d of %d by another connection", donePages, logPages)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("sqlite: close: %w", err))
+		}
+		errs = append(errs, db.write.Close())
+		db.closeErr = errors.Join(errs...)
+	})
+	return db.closeErr
+}
+
+// closeQuietly releases what a failed open got as far as opening.
+func (db *DB) closeQuietly() {
+	_ = db.readStmts.close()
+	_ = db.writeStmts.close()
+	if db.read != nil {
+		_ = db.read.Close()
+	}
+	if db.write != nil {
+		_ = db.write.Close()
+	}
+}
+
+// stmts are the statements of the hot read paths, prepared once per pool:
+// parsing the SQL took half the time of a KeyByHash. A transaction binds them
+// to its connection with Tx.StmtContext, which prepares them there once.
+// They are prepared at Open because preparing on a pool takes a connection,
+// and inside an Update the write pool has none to give.
+type stmts struct {
+	tenant, key, keyByHash *sql.Stmt
+}
+
+func prepare(ctx context.Context, pool *sql.DB) (*stmts, error) {
+	st := &stmts{}
+	for _, p := range []struct {
+		stmt  **sql.Stmt
+		query string
+	}{
+		{&st.tenant, tenantByID},
+		{&st.key, keyByID},
+		{&st.keyByHash, keyByHash},
+	} {
+		var err error
+		if *p.stmt, err = pool.PrepareContext(ctx, p.query); err != nil {
+			_ = st.close()
+			return nil, fmt.Errorf("sqlite: prepare: %w", err)
+		}
+	}
+	return st, nil
+}
+
+func (st *stmts) close() error {
+	if st == nil {
+		return nil
+	}
+	var errs []error
+	for _, s := range []*sql.Stmt{st.tenant, st.key, st.keyByHash} {
+		if s != nil {
+			errs = append(errs, s.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// errClosed is what a closed DB answers: during shutdown a request can still
+// arrive, and it should get a 503 rather than a 500.
+var errClosed = latchkey.Errorf(latchkey.EUnavailable, "the database is closed")

@@ -1,0 +1,381 @@
+package sqlite
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/keys"
+	"github.com/latchkeyhq/latchkey/store/storetest"
+)
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) keys.Store {
+		return openTest(t, filepath.Join(t.TempDir(), "latchkey.db"))
+	})
+}
+
+func openTest(t testing.TB, path string) *DB {
+	t.Helper()
+	db, err := Open(t.Context(), path)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := db.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return db
+}
+
+var created = time.Date(2030, 1, 2, 3, 4, 5, 6000, time.UTC)
+
+func TestReopenKeepsDataAndSchema(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nested", "dir", "latchkey.db")
+	db, err := Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(t.Context(), func(tx keys.Tx) error {
+		return tx.CreateTenant(&latchkey.Tenant{ID: "acme", Name: "Acme", CreatedAt: created})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := migrationRows(t, db.read)
+	if err := db.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	db = openTest(t, path)
+	err = db.View(t.Context(), func(tx keys.Tx) error {
+		tn, err := tx.Tenant("acme")
+		if err != nil {
+			return err
+		}
+		if tn.Name != "Acme" || !tn.CreatedAt.Equal(created) {
+			t.Errorf("tenant after reopening = %+v", tn)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after := migrationRows(t, db.read); after != before {
+		t.Errorf("schema_migrations changed on reopening:\nbefore %s\nafter  %s", before, after)
+	}
+}
+
+// migrationRows describes schema_migrations, applied_at included, so that a
+// migration run again shows.
+func migrationRows(t *testing.T, db *sql.DB) string {
+	t.Helper()
+	rows, err := db.QueryContext(t.Context(), `SELECT version, name, applied_at FROM schema_migrations ORDER BY version`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out string
+	for rows.Next() {
+		var v int
+		var name string
+		var at int64
+		if err := rows.Scan(&v, &name, &at); err != nil {
+			t.Fatal(err)
+		}
+		out += fmt.Sprintf("%d %s %d; ", v, name, at)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if out == "" {
+		t.Fatal("schema_migrations is empty")
+	}
+	return out
+}
+
+// withMigration returns the embedded migrations plus one more.
+func withMigration(t *testing.T, name, sql string) fs.FS {
+	t.Helper()
+	fsys := fstest.MapFS{}
+	names, err := fs.Glob(migrations(), "*.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		b, err := fs.ReadFile(migrations(), n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fsys[n] = &fstest.MapFile{Data: b}
+	}
+	fsys[name] = &fstest.MapFile{Data: []byte(sql)}
+	return fsys
+}
+
+func TestFailedMigrationChangesNothing(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "latchkey.db")
+	db := openTest(t, path)
+	before := migrationRows(t, db.read)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The first statement works; the second does not. Both must go.
+	bad := withMigration(t, "0002_broken.sql", `
+		ALTER TABLE keys ADD COLUMN note TEXT NOT NULL DEFAULT '';
+		CREATE TABLE extra (x INTEGER);
+		INSERT INTO no_such_table VALUES (1);`)
+	if _, err := open(t.Context(), path, bad); err == nil {
+		t.Fatal("open with a broken migration succeeded")
+	}
+
+	db = openTest(t, path)
+	if after := migrationRows(t, db.read); after != before {
+		t.Errorf("schema_migrations after a failed migration:\nbefore %s\nafter  %s", before, after)
+	}
+	var n int
+	if err := db.read.QueryRowContext(t.Context(),
+		`SELECT count(*) FROM sqlite_schema WHERE name = 'extra'`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Error("table extra from the failed migration exists")
+	}
+	if err := db.read.QueryRowContext(t.Context(),
+		`SELECT count(*) FROM pragma_table_info('keys') WHERE name = 'note'`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Error("column keys.note from the failed migration exists")
+	}
+}
+
+func TestNewMigrationAppliedOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "latchkey.db")
+	db := openTest(t, path)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// ADD COLUMN fails if run twice, so reopening shows a repeat.
+	more := withMigration(t, "0002_note.sql", `ALTER TABLE keys ADD COLUMN note TEXT NOT NULL DEFAULT '';`)
+	for range 2 {
+		db, err := open(t.Context(), path, more)
+		if err != nil {
+			t.Fatalf("open with a new migration: %v", err)
+		}
+		v, err := schemaVersion(t.Context(), db.write)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v != 2 {
+			t.Errorf("schema version %d, want 2", v)
+		}
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// This program's migrations stop at 1: it must not run on a database
+	// it does not know.
+	if _, err := Open(t.Context(), path); err == nil {
+		t.Error("Open of a database with a newer schema succeeded")
+	}
+}
+
+func TestMigrationNamesChecked(t *testing.T) {
+	tests := map[string]fstest.MapFS{
+		"Gap":       {"0001_a.sql": {}, "0003_c.sql": {}},
+		"Duplicate": {"0001_a.sql": {}, "0001_b.sql": {}},
+		"BadName":   {"1_a.sql": {}},
+	}
+	for name, fsys := range tests {
+		t.Run(name, func(t *testing.T) {
+			if _, err := loadMigrations(fsys); err == nil {
+				t.Error("loadMigrations succeeded")
+			}
+		})
+	}
+}
+
+func TestPragmas(t *testing.T) {
+	db := openTest(t, filepath.Join(t.TempDir(), "latchkey.db"))
+	for name, pool := range map[string]*sql.DB{"write": db.write, "read": db.read} {
+		t.Run(name, func(t *testing.T) {
+			var mode string
+			var sync, fk int
+			if err := pool.QueryRowContext(t.Context(), `PRAGMA journal_mode`).Scan(&mode); err != nil {
+				t.Fatal(err)
+			}
+			if err := pool.QueryRowContext(t.Context(), `PRAGMA synchronous`).Scan(&sync); err != nil {
+				t.Fatal(err)
+			}
+			if err := pool.QueryRowContext(t.Context(), `PRAGMA foreign_keys`).Scan(&fk); err != nil {
+				t.Fatal(err)
+			}
+			if mode != "wal" || sync != 2 || fk != 1 {
+				t.Errorf("journal_mode %q, synchronous %d, foreign_keys %d; want wal, 2 (FULL), 1", mode, sync, fk)
+			}
+		})
+	}
+}
+
+func TestFilePrivate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "latchkey.db")
+	openTest(t, path)
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := fi.Mode().Perm(); perm != 0o600 {
+		t.Errorf("database file mode %v, want 0600", perm)
+	}
+}
+
+func TestPathWithURICharacters(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a dir?x=1#frag%20", "latchkey.db")
+	openTest(t, path)
+	if _, err := os.Stat(path); err != nil {
+		t.Errorf("database not at the path given: %v", err)
+	}
+}
+
+func TestCloseCheckpoints(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "latchkey.db")
+	db, err := Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(t.Context(), func(tx keys.Tx) error {
+		return tx.CreateTenant(&latchkey.Tenant{ID: "acme", Name: "Acme", CreatedAt: created})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := db.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if fi, err := os.Stat(path + "-wal"); err == nil && fi.Size() != 0 {
+		t.Errorf("write-ahead log holds %d bytes after Close", fi.Size())
+	}
+
+	err = db.View(t.Context(), func(keys.Tx) error { return nil })
+	if latchkey.ErrorCode(err) != latchkey.EUnavailable {
+		t.Errorf("View after Close: %v, want code %s", err, latchkey.EUnavailable)
+	}
+	if err := db.Ping(t.Context()); latchkey.ErrorCode(err) != latchkey.EUnavailable {
+		t.Errorf("Ping after Close: %v, want code %s", err, latchkey.EUnavailable)
+	}
+
+	// The file alone, without its log, holds the commit.
+	db = openTest(t, path)
+	err = db.View(t.Context(), func(tx keys.Tx) error {
+		_, err := tx.Tenant("acme")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestReadersDoNotWaitForWriter(t *testing.T) {
+	db := openTest(t, filepath.Join(t.TempDir(), "latchkey.db"))
+	err := db.Update(t.Context(), func(tx keys.Tx) error {
+		if err := tx.CreateTenant(&latchkey.Tenant{ID: "acme", Name: "Acme", CreatedAt: created}); err != nil {
+			return err
+		}
+		// The write transaction holds SQLite's write lock here.
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		return db.View(ctx, func(tx keys.Tx) error {
+			_, err := tx.Tenant("acme")
+			if !errors.Is(err, &latchkey.Error{Code: latchkey.ENotFound}) {
+				t.Errorf("View during an Update: %v, want the uncommitted tenant not found", err)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestOpenRejectsMemory(t *testing.T) {
+	for _, path := range []string{"", ":memory:"} {
+		if db, err := Open(t.Context(), path); err == nil {
+			db.Close()
+			t.Errorf("Open(%q) succeeded", path)
+		}
+	}
+}
+
+func BenchmarkKeyByHash(b *testing.B) {
+	const n = 10000
+	db := openTest(b, filepath.Join(b.TempDir(), "latchkey.db"))
+	ctx := b.Context()
+	hashes := make([][32]byte, n)
+	err := db.Update(ctx, func(tx keys.Tx) error {
+		if err := tx.CreateTenant(&latchkey.Tenant{ID: "acme", Name: "Acme", CreatedAt: created}); err != nil {
+			return err
+		}
+		for i := range n {
+			var seed [8]byte
+			binary.BigEndian.PutUint64(seed[:], uint64(i))
+			hashes[i] = sha256.Sum256(seed[:])
+			k := &latchkey.Key{
+				ID: fmt.Sprintf("key_%06d", i), Tenant: "acme", Name: "bench", Owner: "owner@example.com",
+				Environment: "production", Prefix: "lk", Start: "lk_abcd", Hash: hashes[i],
+				Scopes: []string{"data:read", "agent:activate"}, Resources: []string{"agent:*"},
+				Meta: map[string]any{"team": "payments"}, State: latchkey.StateActive,
+				CreatedAt: created, UpdatedAt: created,
+			}
+			if err := tx.CreateKey(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	lookup := func(i int) {
+		err := db.View(ctx, func(tx keys.Tx) error {
+			_, err := tx.KeyByHash(hashes[i%n])
+			return err
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+
+	b.Run("Serial", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			lookup(i)
+			i++
+		}
+	})
+	b.Run("Parallel", func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			i := 0
+			for pb.Next() {
+				lookup(i)
+				i += 7
+			}
+		})
+	})
+}

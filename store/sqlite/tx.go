@@ -1,0 +1,378 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/keys"
+	"github.com/latchkeyhq/latchkey/store"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// tx is a keys.Tx on one SQLite transaction.
+type tx struct {
+	// ctx is the context View or Update was given: keys.Tx methods take
+	// none, and every statement should stop when the caller gives up.
+	ctx   context.Context
+	tx    *sql.Tx
+	stmts *stmts // prepared for the pool tx belongs to
+}
+
+// CreateTenant inserts t; EConflict if its id exists.
+func (t *tx) CreateTenant(tn *latchkey.Tenant) error {
+	_, err := t.tx.ExecContext(t.ctx, `INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?)`,
+		tn.ID, tn.Name, micros(tn.CreatedAt))
+	if isDuplicate(err) {
+		return latchkey.Errorf(latchkey.EConflict, "tenant %q already exists", tn.ID)
+	}
+	if err != nil {
+		return fail(t.ctx, "create tenant", err)
+	}
+	return nil
+}
+
+// Tenant returns the tenant with the id; ENotFound if there is none.
+func (t *tx) Tenant(id string) (*latchkey.Tenant, error) {
+	tn, err := scanTenant(t.tx.StmtContext(t.ctx, t.stmts.tenant).QueryRowContext(t.ctx, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, latchkey.Errorf(latchkey.ENotFound, "tenant %q not found", id)
+	}
+	if err != nil {
+		return nil, fail(t.ctx, "tenant", err)
+	}
+	return tn, nil
+}
+
+// Tenants lists tenants ordered by id.
+func (t *tx) Tenants(p keys.Page) ([]*latchkey.Tenant, error) {
+	rows, err := t.tx.QueryContext(t.ctx, `SELECT id, name, created_at FROM tenants WHERE id > ? ORDER BY id LIMIT ?`,
+		p.After, limit(p))
+	if err != nil {
+		return nil, fail(t.ctx, "tenants", err)
+	}
+	defer rows.Close()
+	list := []*latchkey.Tenant{}
+	for rows.Next() {
+		tn, err := scanTenant(rows)
+		if err != nil {
+			return nil, fail(t.ctx, "tenants", err)
+		}
+		list = append(list, tn)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fail(t.ctx, "tenants", err)
+	}
+	return list, nil
+}
+
+// keyColumns lists the columns of a key in the order scanKey reads them.
+const keyColumns = `id, tenant_id, name, owner, environment, prefix, start, hash,
+	scopes, resources, meta, ip_allow, expires_at, state, state_reason,
+	suspended_until, parent_id, rotated_from, rotated_to, grace_until,
+	created_at, updated_at, revoked_at`
+
+// Queries prepared once per pool (see stmts).
+const (
+	tenantByID = `SELECT id, name, created_at FROM tenants WHERE id = ?`
+	keyByID    = `SELECT ` + keyColumns + ` FROM keys WHERE tenant_id = ? AND id = ?`
+	keyByHash  = `SELECT ` + keyColumns + ` FROM keys WHERE hash = ?`
+)
+
+// CreateKey inserts k; EConflict if its id or hash exists, ENotFound if its
+// tenant does not.
+func (t *tx) CreateKey(k *latchkey.Key) error {
+	args, err := keyArgs(k)
+	if err != nil {
+		return err
+	}
+	_, err = t.tx.ExecContext(t.ctx, `INSERT INTO keys (`+keyColumns+`) VALUES (
+		@id, @tenant_id, @name, @owner, @environment, @prefix, @start, @hash,
+		@scopes, @resources, @meta, @ip_allow, @expires_at, @state, @state_reason,
+		@suspended_until, @parent_id, @rotated_from, @rotated_to, @grace_until,
+		@created_at, @updated_at, @revoked_at)`, args...)
+	switch {
+	case isDuplicate(err):
+		return latchkey.Errorf(latchkey.EConflict, "key %q or one with the same secret already exists", k.ID)
+	case constraint(err) == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
+		return latchkey.Errorf(latchkey.ENotFound, "tenant %q not found", k.Tenant)
+	case err != nil:
+		return fail(t.ctx, "create key", err)
+	}
+	return nil
+}
+
+// Key returns the key with the id in the tenant; ENotFound if there is none
+// there.
+func (t *tx) Key(tenant, id string) (*latchkey.Key, error) {
+	k, err := scanKey(t.tx.StmtContext(t.ctx, t.stmts.key).QueryRowContext(t.ctx, tenant, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, latchkey.Errorf(latchkey.ENotFound, "key %q not found", id)
+	}
+	if err != nil {
+		return nil, fail(t.ctx, "key", err)
+	}
+	return k, nil
+}
+
+// KeyByHash returns the key whose SHA-256 is hash; ENotFound if none.
+func (t *tx) KeyByHash(hash [32]byte) (*latchkey.Key, error) {
+	k, err := scanKey(t.tx.StmtContext(t.ctx, t.stmts.keyByHash).QueryRowContext(t.ctx, hash[:]))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, latchkey.Errorf(latchkey.ENotFound, "key not found")
+	}
+	if err != nil {
+		return nil, fail(t.ctx, "key by hash", err)
+	}
+	return k, nil
+}
+
+// Keys lists a tenant's keys that match f, ordered by id.
+func (t *tx) Keys(tenant string, f keys.KeyFilter) ([]*latchkey.Key, error) {
+	var q strings.Builder
+	q.WriteString(`SELECT ` + keyColumns + ` FROM keys WHERE tenant_id = @tenant AND id > @after`)
+	args := []any{sql.Named("tenant", tenant), sql.Named("after", f.After)}
+	for _, c := range []struct{ column, value string }{
+		{"owner", f.Owner},
+		{"environment", f.Environment},
+		{"name", f.Name},
+		{"parent_id", f.ParentID},
+	} {
+		if c.value != "" {
+			q.WriteString(" AND " + c.column + " = @" + c.column)
+			args = append(args, sql.Named(c.column, c.value))
+		}
+	}
+	if f.State != "" {
+		if f.Now.IsZero() {
+			return nil, errors.New("sqlite: keys: a State filter needs Now")
+		}
+		q.WriteString(" AND (" + store.StateAtSQL + ") = @state")
+		args = append(args, sql.Named("state", string(f.State)), sql.Named("now", micros(f.Now)))
+	}
+	q.WriteString(" ORDER BY id LIMIT @limit")
+	args = append(args, sql.Named("limit", limit(f.Page)))
+	return t.keys("keys", q.String(), args...)
+}
+
+// UpdateKey stores every field of k but ID, Tenant, Hash, Prefix, Start and
+// CreatedAt over the row (k.Tenant, k.ID); ENotFound if there is none.
+func (t *tx) UpdateKey(k *latchkey.Key) error {
+	args, err := keyArgs(k)
+	if err != nil {
+		return err
+	}
+	res, err := t.tx.ExecContext(t.ctx, `UPDATE keys SET
+		name = @name, owner = @owner, environment = @environment,
+		scopes = @scopes, resources = @resources, meta = @meta, ip_allow = @ip_allow,
+		expires_at = @expires_at, state = @state, state_reason = @state_reason,
+		suspended_until = @suspended_until, parent_id = @parent_id,
+		rotated_from = @rotated_from, rotated_to = @rotated_to, grace_until = @grace_until,
+		updated_at = @updated_at, revoked_at = @revoked_at
+		WHERE tenant_id = @tenant_id AND id = @id`, args...)
+	if err != nil {
+		return fail(t.ctx, "update key", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fail(t.ctx, "update key", err)
+	}
+	if n == 0 {
+		return latchkey.Errorf(latchkey.ENotFound, "key %q not found", k.ID)
+	}
+	return nil
+}
+
+// Children returns the keys whose ParentID is parentID, ordered by id.
+func (t *tx) Children(tenant, parentID string) ([]*latchkey.Key, error) {
+	return t.keys("children", `SELECT `+keyColumns+` FROM keys WHERE tenant_id = ? AND parent_id = ? ORDER BY id`,
+		tenant, parentID)
+}
+
+// keys runs a query for key rows.
+func (t *tx) keys(op, query string, args ...any) ([]*latchkey.Key, error) {
+	rows, err := t.tx.QueryContext(t.ctx, query, args...)
+	if err != nil {
+		return nil, fail(t.ctx, op, err)
+	}
+	defer rows.Close()
+	list := []*latchkey.Key{}
+	for rows.Next() {
+		k, err := scanKey(rows)
+		if err != nil {
+			return nil, fail(t.ctx, op, err)
+		}
+		list = append(list, k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fail(t.ctx, op, err)
+	}
+	return list, nil
+}
+
+// limit turns a page's limit into SQLite's, where a negative LIMIT is none.
+func limit(p keys.Page) int {
+	if p.Limit <= 0 {
+		return -1
+	}
+	return p.Limit
+}
+
+// scanner is a *sql.Row or *sql.Rows.
+type scanner interface {
+	Scan(dest ...any) error
+}
+
+func scanTenant(row scanner) (*latchkey.Tenant, error) {
+	var tn latchkey.Tenant
+	var created sql.NullInt64
+	if err := row.Scan(&tn.ID, &tn.Name, &created); err != nil {
+		return nil, err
+	}
+	tn.CreatedAt = fromMicros(created)
+	return &tn, nil
+}
+
+// keyArgs returns the named arguments for every column of k.
+func keyArgs(k *latchkey.Key) ([]any, error) {
+	scopes, err := jsonArray(k.Scopes)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: key %s: scopes: %w", k.ID, err)
+	}
+	resources, err := jsonArray(k.Resources)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: key %s: resources: %w", k.ID, err)
+	}
+	ipAllow, err := jsonArray(k.IPAllow)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: key %s: ip_allow: %w", k.ID, err)
+	}
+	meta := "{}"
+	if k.Meta != nil {
+		b, err := json.Marshal(k.Meta)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: key %s: meta: %w", k.ID, err)
+		}
+		meta = string(b)
+	}
+	return []any{
+		sql.Named("id", k.ID),
+		sql.Named("tenant_id", k.Tenant),
+		sql.Named("name", k.Name),
+		sql.Named("owner", k.Owner),
+		sql.Named("environment", k.Environment),
+		sql.Named("prefix", k.Prefix),
+		sql.Named("start", k.Start),
+		sql.Named("hash", k.Hash[:]),
+		sql.Named("scopes", scopes),
+		sql.Named("resources", resources),
+		sql.Named("meta", meta),
+		sql.Named("ip_allow", ipAllow),
+		sql.Named("expires_at", micros(k.ExpiresAt)),
+		sql.Named("state", string(k.State)),
+		sql.Named("state_reason", k.StateReason),
+		sql.Named("suspended_until", micros(k.SuspendedUntil)),
+		sql.Named("parent_id", nullString(k.ParentID)),
+		sql.Named("rotated_from", nullString(k.RotatedFrom)),
+		sql.Named("rotated_to", nullString(k.RotatedTo)),
+		sql.Named("grace_until", micros(k.GraceUntil)),
+		sql.Named("created_at", micros(k.CreatedAt)),
+		sql.Named("updated_at", micros(k.UpdatedAt)),
+		sql.Named("revoked_at", micros(k.RevokedAt)),
+	}, nil
+}
+
+func scanKey(row scanner) (*latchkey.Key, error) {
+	var (
+		k                                       latchkey.Key
+		hash, scopes, resources, meta, ipAllow  []byte
+		state                                   string
+		parentID, rotatedFrom, rotatedTo        sql.NullString
+		expires, suspendedUntil, grace, revoked sql.NullInt64
+		created, updated                        sql.NullInt64
+	)
+	if err := row.Scan(&k.ID, &k.Tenant, &k.Name, &k.Owner, &k.Environment, &k.Prefix, &k.Start, &hash,
+		&scopes, &resources, &meta, &ipAllow, &expires, &state, &k.StateReason,
+		&suspendedUntil, &parentID, &rotatedFrom, &rotatedTo, &grace,
+		&created, &updated, &revoked); err != nil {
+		return nil, err
+	}
+	if len(hash) != len(k.Hash) {
+		return nil, fmt.Errorf("key %s: hash has %d bytes", k.ID, len(hash))
+	}
+	copy(k.Hash[:], hash)
+	// Decoding into a nil slice or map leaves it nil for JSON null, which
+	// this package never writes; the checks below keep the promise of
+	// non-nil collections even for a row written by hand.
+	if err := json.Unmarshal(scopes, &k.Scopes); err != nil {
+		return nil, fmt.Errorf("key %s: scopes: %w", k.ID, err)
+	}
+	if err := json.Unmarshal(resources, &k.Resources); err != nil {
+		return nil, fmt.Errorf("key %s: resources: %w", k.ID, err)
+	}
+	if err := json.Unmarshal(meta, &k.Meta); err != nil {
+		return nil, fmt.Errorf("key %s: meta: %w", k.ID, err)
+	}
+	if err := json.Unmarshal(ipAllow, &k.IPAllow); err != nil {
+		return nil, fmt.Errorf("key %s: ip_allow: %w", k.ID, err)
+	}
+	if k.Scopes == nil {
+		k.Scopes = []string{}
+	}
+	if k.Resources == nil {
+		k.Resources = []string{}
+	}
+	if k.Meta == nil {
+		k.Meta = map[string]any{}
+	}
+	if k.IPAllow == nil {
+		k.IPAllow = []netip.Prefix{}
+	}
+	k.State = latchkey.State(state)
+	k.ParentID, k.RotatedFrom, k.RotatedTo = parentID.String, rotatedFrom.String, rotatedTo.String
+	k.ExpiresAt = fromMicros(expires)
+	k.SuspendedUntil = fromMicros(suspendedUntil)
+	k.GraceUntil = fromMicros(grace)
+	k.CreatedAt = fromMicros(created)
+	k.UpdatedAt = fromMicros(updated)
+	k.RevokedAt = fromMicros(revoked)
+	return &k, nil
+}
+
+// jsonArray encodes a list, nil as [] so the column never holds null.
+func jsonArray[T any](v []T) (string, error) {
+	if v == nil {
+		return "[]", nil
+	}
+	b, err := json.Marshal(v)
+	return string(b), err
+}
+
+// micros stores a time as unix microseconds, the zero time as NULL.
+// UnixMicro rounds down, also before 1970, so an instant with nanoseconds
+// compares with a stored (whole-microsecond) time as it would in Go.
+func micros(t time.Time) sql.NullInt64 {
+	if t.IsZero() {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: t.UnixMicro(), Valid: true}
+}
+
+func fromMicros(n sql.NullInt64) time.Time {
+	if !n.Valid {
+		return time.Time{}
+	}
+	return time.UnixMicro(n.Int64).UTC()
+}
+
+// nullString stores an empty id as NULL, so a key with no parent is in no
+// parent's list.
+func nullString(s string) sql.NullString {
+	return sql.NullString{String: s, Valid: s != ""}
+}
