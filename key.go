@@ -78,13 +78,17 @@ type Key struct {
 	StateReason string         `json:"state_reason,omitempty"`
 	// SuspendedUntil is zero for a suspension that lasts until resumed.
 	SuspendedUntil time.Time `json:"suspended_until,omitzero"`
-	ParentID       string    `json:"parent_id,omitempty"`
-	RotatedFrom    string    `json:"rotated_from,omitempty"`
-	RotatedTo      string    `json:"rotated_to,omitempty"`
-	GraceUntil     time.Time `json:"grace_until,omitzero"`
-	CreatedAt      time.Time `json:"created_at"`
-	UpdatedAt      time.Time `json:"updated_at"`
-	RevokedAt      time.Time `json:"revoked_at,omitzero"`
+	// SuspendedBy names the ancestor whose suspension reached this key; it
+	// is empty for a key suspended in its own right. Resuming the ancestor
+	// resumes only the keys it suspended.
+	SuspendedBy string    `json:"suspended_by,omitempty"`
+	ParentID    string    `json:"parent_id,omitempty"`
+	RotatedFrom string    `json:"rotated_from,omitempty"`
+	RotatedTo   string    `json:"rotated_to,omitempty"`
+	GraceUntil  time.Time `json:"grace_until,omitzero"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
+	RevokedAt   time.Time `json:"revoked_at,omitzero"`
 }
 
 // StateAt returns the state the key has at now: revoked (including a

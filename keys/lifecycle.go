@@ -327,7 +327,9 @@ func (s *Service) RotateKey(ctx context.Context, actor *Actor, id string, p Rota
 }
 
 // SuspendKey suspends a key and every key derived from it, for d (0: until
-// resumed). Errors: EInvalid, ENotFound, EConflict (revoked).
+// resumed). A descendant already suspended for longer, in its own right,
+// keeps its own suspension; every other descendant is marked as suspended by
+// this key. Errors: EInvalid, ENotFound, EConflict (revoked).
 func (s *Service) SuspendKey(ctx context.Context, actor *Actor, id string, d time.Duration, reason string) (*latchkey.Key, error) {
 	if d < 0 || d > latchkey.MaxDuration {
 		return nil, latchkey.Errorf(latchkey.EInvalid, "duration must be between 0 and 100y")
@@ -347,24 +349,34 @@ func (s *Service) SuspendKey(ctx context.Context, actor *Actor, id string, d tim
 		if err != nil {
 			return nil, err
 		}
-		var changed []*latchkey.Key
-		for _, c := range tree {
-			if c.StateAt(now) == latchkey.StateRevoked {
+		k.State, k.SuspendedUntil, k.StateReason, k.SuspendedBy = latchkey.StateSuspended, until, reason, ""
+		changed := []*latchkey.Key{k}
+		for _, c := range tree[1:] {
+			switch c.StateAt(now) {
+			case latchkey.StateRevoked:
 				continue
+			case latchkey.StateSuspended:
+				if outlasts(c.SuspendedUntil, until) {
+					continue
+				}
 			}
-			c.State, c.SuspendedUntil, c.StateReason = latchkey.StateSuspended, until, reason
-			if c != k {
-				c.StateReason = cascadeReason(k.ID, "suspended", reason)
-			}
+			c.State, c.SuspendedUntil, c.SuspendedBy = latchkey.StateSuspended, until, k.ID
+			c.StateReason = cascadeReason(k.ID, "suspended", reason)
 			changed = append(changed, c)
 		}
 		return changed, nil
 	})
 }
 
-// ResumeKey ends a suspension of a key and of the keys derived from it.
-// Resuming an active key changes nothing. Errors: ENotFound, EConflict
-// (revoked, or a parent is still suspended).
+// outlasts reports whether a suspension ending at a lasts at least as long
+// as one ending at b (a zero time lasts until resumed).
+func outlasts(a, b time.Time) bool {
+	return a.IsZero() || !b.IsZero() && !a.Before(b)
+}
+
+// ResumeKey ends a key's suspension and that of every key its suspension
+// reached. Resuming an active key changes nothing. Errors: ENotFound,
+// EConflict (revoked, or its parent is still suspended).
 func (s *Service) ResumeKey(ctx context.Context, actor *Actor, id string) (*latchkey.Key, error) {
 	return s.change(ctx, actor, id, func(tx Tx, k *latchkey.Key, now time.Time) ([]*latchkey.Key, error) {
 		if k.StateAt(now) == latchkey.StateRevoked {
@@ -384,11 +396,11 @@ func (s *Service) ResumeKey(ctx context.Context, actor *Actor, id string) (*latc
 			return nil, err
 		}
 		var changed []*latchkey.Key
-		for _, c := range tree {
-			if c.State != latchkey.StateSuspended {
+		for i, c := range tree {
+			if c.State != latchkey.StateSuspended || i > 0 && c.SuspendedBy != k.ID {
 				continue
 			}
-			c.State, c.SuspendedUntil, c.StateReason = latchkey.StateActive, time.Time{}, ""
+			c.State, c.SuspendedUntil, c.StateReason, c.SuspendedBy = latchkey.StateActive, time.Time{}, "", ""
 			changed = append(changed, c)
 		}
 		return changed, nil
@@ -424,7 +436,7 @@ func (s *Service) RevokeKey(ctx context.Context, actor *Actor, id, reason string
 			if c.State == latchkey.StateRevoked {
 				continue
 			}
-			c.State, c.RevokedAt, c.SuspendedUntil, c.StateReason = latchkey.StateRevoked, now, time.Time{}, reason
+			c.State, c.RevokedAt, c.SuspendedUntil, c.SuspendedBy, c.StateReason = latchkey.StateRevoked, now, time.Time{}, "", reason
 			if c != k {
 				c.StateReason = cascadeReason(k.ID, "revoked", reason)
 			}

@@ -437,6 +437,26 @@ func TestDerivedKeysStayWithinTheirParentAndCascade(t *testing.T) {
 	if v := f.verify(t, grandKey, "agent:activate"); v.Code != latchkey.CodeValid {
 		t.Fatalf("grandchild after resume: %s", v.Code)
 	}
+	// A child suspended in its own right stays suspended when a cascade
+	// from its parent is lifted.
+	if _, err := f.svc.SuspendKey(ctx, f.admin, grand.ID, 0, "own reasons"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.SuspendKey(ctx, f.admin, parent.ID, time.Hour, "incident 2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.ResumeKey(ctx, f.admin, parent.ID); err != nil {
+		t.Fatal(err)
+	}
+	if v := f.verify(t, childKey, "agent:activate"); v.Code != latchkey.CodeValid {
+		t.Fatalf("child after its parent's resume: %s", v.Code)
+	}
+	if v := f.verify(t, grandKey); v.Code != latchkey.CodeSuspended {
+		t.Fatalf("grandchild suspended in its own right was resumed by its grandparent: %s", v.Code)
+	}
+	if _, err := f.svc.ResumeKey(ctx, f.admin, grand.ID); err != nil {
+		t.Fatal(err)
+	}
 	// Rotation moves children to the successor; revoking it reaches them.
 	succ, _, err := f.svc.RotateKey(ctx, f.admin, parent.ID, keys.RotateParams{})
 	if err != nil {

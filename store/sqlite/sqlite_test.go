@@ -106,6 +106,18 @@ func migrationRows(t *testing.T, db *sql.DB) string {
 }
 
 // withMigration returns the embedded migrations plus one more.
+// nextMigration returns the number the next migration file must carry and
+// a file name with it, so these tests keep working as migrations are added.
+func nextMigration(t *testing.T, suffix string) (int, string) {
+	t.Helper()
+	names, err := fs.Glob(migrations(), "*.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := len(names) + 1
+	return n, fmt.Sprintf("%04d_%s.sql", n, suffix)
+}
+
 func withMigration(t *testing.T, name, sql string) fs.FS {
 	t.Helper()
 	fsys := fstest.MapFS{}
@@ -133,7 +145,8 @@ func TestFailedMigrationChangesNothing(t *testing.T) {
 	}
 
 	// The first statement works; the second does not. Both must go.
-	bad := withMigration(t, "0002_broken.sql", `
+	_, brokenName := nextMigration(t, "broken")
+	bad := withMigration(t, brokenName, `
 		ALTER TABLE keys ADD COLUMN note TEXT NOT NULL DEFAULT '';
 		CREATE TABLE extra (x INTEGER);
 		INSERT INTO no_such_table VALUES (1);`)
@@ -169,7 +182,8 @@ func TestNewMigrationAppliedOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	// ADD COLUMN fails if run twice, so reopening shows a repeat.
-	more := withMigration(t, "0002_note.sql", `ALTER TABLE keys ADD COLUMN note TEXT NOT NULL DEFAULT '';`)
+	next, noteName := nextMigration(t, "note")
+	more := withMigration(t, noteName, `ALTER TABLE keys ADD COLUMN note TEXT NOT NULL DEFAULT '';`)
 	for range 2 {
 		db, err := open(t.Context(), path, more)
 		if err != nil {
@@ -179,15 +193,15 @@ func TestNewMigrationAppliedOnce(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if v != 2 {
-			t.Errorf("schema version %d, want 2", v)
+		if v != next {
+			t.Errorf("schema version %d, want %d", v, next)
 		}
 		if err := db.Close(); err != nil {
 			t.Fatal(err)
 		}
 	}
 
-	// This program's migrations stop at 1: it must not run on a database
+	// This program's migrations stop before next: it must not run on a database
 	// it does not know.
 	if _, err := Open(t.Context(), path); err == nil {
 		t.Error("Open of a database with a newer schema succeeded")

@@ -76,7 +76,7 @@ func (t *tx) Tenants(p keys.Page) ([]*latchkey.Tenant, error) {
 const keyColumns = `id, tenant_id, name, owner, environment, prefix, start, hash,
 	scopes, resources, meta, ip_allow, expires_at, state, state_reason,
 	suspended_until, parent_id, rotated_from, rotated_to, grace_until,
-	created_at, updated_at, revoked_at`
+	created_at, updated_at, revoked_at, suspended_by`
 
 // Queries prepared once per pool (see stmts).
 const (
@@ -96,7 +96,7 @@ func (t *tx) CreateKey(k *latchkey.Key) error {
 		@id, @tenant_id, @name, @owner, @environment, @prefix, @start, @hash,
 		@scopes, @resources, @meta, @ip_allow, @expires_at, @state, @state_reason,
 		@suspended_until, @parent_id, @rotated_from, @rotated_to, @grace_until,
-		@created_at, @updated_at, @revoked_at)`, args...)
+		@created_at, @updated_at, @revoked_at, @suspended_by)`, args...)
 	switch {
 	case isDuplicate(err):
 		return latchkey.Errorf(latchkey.EConflict, "key %q or one with the same secret already exists", k.ID)
@@ -174,7 +174,7 @@ func (t *tx) UpdateKey(k *latchkey.Key) error {
 		expires_at = @expires_at, state = @state, state_reason = @state_reason,
 		suspended_until = @suspended_until, parent_id = @parent_id,
 		rotated_from = @rotated_from, rotated_to = @rotated_to, grace_until = @grace_until,
-		updated_at = @updated_at, revoked_at = @revoked_at
+		updated_at = @updated_at, revoked_at = @revoked_at, suspended_by = @suspended_by
 		WHERE tenant_id = @tenant_id AND id = @id`, args...)
 	if err != nil {
 		return fail(t.ctx, "update key", err)
@@ -285,6 +285,7 @@ func keyArgs(k *latchkey.Key) ([]any, error) {
 		sql.Named("created_at", micros(k.CreatedAt)),
 		sql.Named("updated_at", micros(k.UpdatedAt)),
 		sql.Named("revoked_at", micros(k.RevokedAt)),
+		sql.Named("suspended_by", nullString(k.SuspendedBy)),
 	}, nil
 }
 
@@ -294,13 +295,14 @@ func scanKey(row scanner) (*latchkey.Key, error) {
 		hash, scopes, resources, meta, ipAllow  []byte
 		state                                   string
 		parentID, rotatedFrom, rotatedTo        sql.NullString
+		suspendedBy                             sql.NullString
 		expires, suspendedUntil, grace, revoked sql.NullInt64
 		created, updated                        sql.NullInt64
 	)
 	if err := row.Scan(&k.ID, &k.Tenant, &k.Name, &k.Owner, &k.Environment, &k.Prefix, &k.Start, &hash,
 		&scopes, &resources, &meta, &ipAllow, &expires, &state, &k.StateReason,
 		&suspendedUntil, &parentID, &rotatedFrom, &rotatedTo, &grace,
-		&created, &updated, &revoked); err != nil {
+		&created, &updated, &revoked, &suspendedBy); err != nil {
 		return nil, err
 	}
 	if len(hash) != len(k.Hash) {
@@ -336,6 +338,7 @@ func scanKey(row scanner) (*latchkey.Key, error) {
 	}
 	k.State = latchkey.State(state)
 	k.ParentID, k.RotatedFrom, k.RotatedTo = parentID.String, rotatedFrom.String, rotatedTo.String
+	k.SuspendedBy = suspendedBy.String
 	k.ExpiresAt = fromMicros(expires)
 	k.SuspendedUntil = fromMicros(suspendedUntil)
 	k.GraceUntil = fromMicros(grace)

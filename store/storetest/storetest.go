@@ -452,7 +452,7 @@ func testUpdateKeyClears(t *testing.T, s keys.Store) {
 
 	cleared := *orig
 	cleared.Owner, cleared.Environment, cleared.StateReason = "", "", ""
-	cleared.ParentID, cleared.RotatedFrom, cleared.RotatedTo = "", "", ""
+	cleared.ParentID, cleared.RotatedFrom, cleared.RotatedTo, cleared.SuspendedBy = "", "", "", ""
 	cleared.Scopes, cleared.Resources, cleared.Meta, cleared.IPAllow = nil, nil, nil, nil
 	cleared.ExpiresAt, cleared.SuspendedUntil, cleared.GraceUntil, cleared.RevokedAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
 	cleared.State = latchkey.StateActive
@@ -1190,6 +1190,7 @@ func fullKey(tenant, id string, v int) *latchkey.Key {
 		State:          latchkey.StateSuspended,
 		StateReason:    fmt.Sprintf("under review %d", v),
 		SuspendedUntil: at(2),
+		SuspendedBy:    fmt.Sprintf("key_suspender%d", v),
 		ParentID:       fmt.Sprintf("key_parent%d", v),
 		RotatedFrom:    fmt.Sprintf("key_from%d", v),
 		RotatedTo:      fmt.Sprintf("key_to%d", v),
