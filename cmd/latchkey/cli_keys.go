@@ -1,0 +1,744 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/latchkeyhq/latchkey"
+)
+
+const keysUsage = `Usage: latchkey keys <command> [flags]
+
+Commands:
+  create --name N [flags]   issue a key; its plaintext is shown once
+  list [filters]            list keys in a table
+  show ID                   every field of a key
+  update ID [flags]         change only the fields given
+  rotate ID [--grace 1h]    issue a successor; the old key works during the grace period
+  suspend ID [--for 2h]     stop a key and the keys derived from it, until resumed or for a while
+  resume ID                 end a suspension
+  revoke ID [--reason R]    stop a key and the keys derived from it, for good
+  derive ID --name N        issue a child key within the parent's scopes, resources and expiry
+  verify KEY [--scope s]    check a key as a protected service would; exits 0 only if VALID
+
+Every command takes --server URL, --key KEY, --json and --timeout, before or
+after its arguments. Run 'latchkey keys <command> -h' for its flags.
+`
+
+var keysCommands = map[string]func(context.Context, *env, []string) error{
+	"create":  keysCreate,
+	"list":    keysList,
+	"show":    keysShow,
+	"update":  keysUpdate,
+	"rotate":  keysRotate,
+	"suspend": keysSuspend,
+	"resume":  keysResume,
+	"revoke":  keysRevoke,
+	"derive":  keysDerive,
+	"verify":  keysVerify,
+}
+
+// runKeys runs `latchkey keys …`.
+func runKeys(ctx context.Context, e *env, args []string) error {
+	return dispatch(ctx, e, "keys", keysUsage, keysCommands, args)
+}
+
+// keyJSON is a key as the API returns it, with the plaintext that create,
+// rotate and derive return once.
+type keyJSON struct {
+	latchkey.Key
+	Plaintext string `json:"key"`
+}
+
+// settingsFlags are the flags that set a key's fields on create, update and
+// derive.
+type settingsFlags struct {
+	c                     *command
+	name, owner, env      string
+	scopes, resources, ip listFlag
+	meta                  metaFlag
+	expires, expiresAt    string
+	noExpiry, noIP        bool
+}
+
+// addSettingsFlags registers the key field flags; forUpdate adds the flags
+// that clear a field.
+func addSettingsFlags(c *command, forUpdate bool) *settingsFlags {
+	s := &settingsFlags{c: c}
+	fs := c.fs
+	fs.StringVar(&s.name, "name", "", "the key's name")
+	fs.StringVar(&s.owner, "owner", "", "who the key is for (free text, e.g. a customer id)")
+	fs.StringVar(&s.env, "env", "", "environment tag, e.g. production")
+	fs.Var(&s.scopes, "scopes", "scopes, comma-separated or repeated; presets read, execute, manage, full")
+	fs.Var(&s.resources, "resources", "resources the key is limited to, comma-separated or repeated")
+	fs.Var(&s.ip, "ip", "addresses and CIDR ranges the key may be used from, comma-separated")
+	fs.Var(&s.meta, "meta", "metadata key=value, repeatable (replaces the key's metadata)")
+	fs.StringVar(&s.expires, "expires", "", "lifetime from now, e.g. 90s, 6h, 30d, 1y")
+	fs.StringVar(&s.expiresAt, "expires-at", "", "expiry as an RFC 3339 time or a date")
+	if forUpdate {
+		fs.BoolVar(&s.noExpiry, "no-expiry", false, "remove the expiry")
+		fs.BoolVar(&s.noIP, "no-ip", false, "remove the address allowlist")
+	}
+	return s
+}
+
+// body returns the JSON fields for exactly the flags given, checking what
+// can be checked before a request. Errors: EInvalid.
+func (s *settingsFlags) body() (map[string]any, error) {
+	c := s.c
+	b := map[string]any{}
+	if c.set("name") {
+		b["name"] = s.name
+	}
+	if c.set("owner") {
+		b["owner"] = s.owner
+	}
+	if c.set("env") {
+		b["environment"] = s.env
+	}
+	// A list flag given as "" is an empty list, which the API reads as
+	// "none", not as "unchanged".
+	if c.set("scopes") {
+		b["scopes"] = nonNil(s.scopes)
+	}
+	if c.set("resources") {
+		b["resources"] = nonNil(s.resources)
+	}
+	if c.set("meta") {
+		b["meta"] = map[string]any(s.meta)
+	}
+	switch {
+	case c.set("ip") && s.noIP:
+		return nil, latchkey.Errorf(latchkey.EInvalid, "give --ip or --no-ip, not both")
+	case c.set("ip"):
+		if _, err := latchkey.ParseIPAllow(s.ip); err != nil {
+			return nil, latchkey.Errorf(latchkey.EInvalid, "--ip: %s", latchkey.ErrorMessage(err))
+		}
+		b["ip_allow"] = nonNil(s.ip)
+	case s.noIP:
+		b["ip_allow"] = []string{}
+	}
+	n := 0
+	for _, f := range []string{"expires", "expires-at", "no-expiry"} {
+		if c.set(f) {
+			n++
+		}
+	}
+	if n > 1 {
+		return nil, latchkey.Errorf(latchkey.EInvalid, "give one of --expires, --expires-at and --no-expiry")
+	}
+	switch {
+	case c.set("expires"):
+		d, err := parseDurationFlag("expires", s.expires)
+		if err != nil {
+			return nil, err
+		}
+		if d <= 0 {
+			return nil, latchkey.Errorf(latchkey.EInvalid, "--expires must be positive (to end a key now, revoke it)")
+		}
+		b["expires_in"] = latchkey.FormatDuration(d)
+	case c.set("expires-at"):
+		t, err := parseTimeFlag("expires-at", s.expiresAt)
+		if err != nil {
+			return nil, err
+		}
+		b["expires_at"] = t.UTC().Format(time.RFC3339Nano)
+	case s.noExpiry:
+		b["expires_at"] = nil
+	}
+	return b, nil
+}
+
+func nonNil(l listFlag) []string {
+	if l == nil {
+		return []string{}
+	}
+	return l
+}
+
+func keysCreate(ctx context.Context, e *env, args []string) error {
+	c := newCommand(e, "keys create", "--name N [flags]")
+	s := addSettingsFlags(c, false)
+	prefix := c.fs.String("prefix", "", "key prefix, 1-16 of a-z, 0-9 and '_' (default lk)")
+	if _, err := c.parse(args); err != nil {
+		return err
+	}
+	if !c.set("name") {
+		fmt.Fprintln(e.stderr, "latchkey keys create: --name is required")
+		c.fs.Usage()
+		return errUsageShown
+	}
+	body, err := s.body()
+	if err != nil {
+		return err
+	}
+	if *prefix != "" {
+		if !latchkey.ValidPrefix(*prefix) {
+			return latchkey.Errorf(latchkey.EInvalid, "--prefix %q: use 1-16 of a-z, 0-9 and '_', not ending in '_'", *prefix)
+		}
+		body["prefix"] = *prefix
+	}
+	cl, err := c.client.newClient(e, true)
+	if err != nil {
+		return err
+	}
+	var k keyJSON
+	raw, err := cl.call(ctx, "POST", "/v1/keys", nil, body, &k)
+	if err != nil {
+		return err
+	}
+	if c.client.json {
+		return printJSON(e.stdout, raw)
+	}
+	fmt.Fprintf(e.stdout, "Created key %s (%s)\n", k.ID, k.Name)
+	printKeySummary(e.stdout, &k.Key)
+	printShownOnce(e.stdout, k.Plaintext)
+	return nil
+}
+
+// printKeySummary prints the fields a person checks after issuing a key.
+func printKeySummary(w io.Writer, k *latchkey.Key) {
+	tw := newTable(w)
+	fmt.Fprintf(tw, "  scopes:\t%s\n", joinList(k.Scopes))
+	if len(k.Resources) > 0 {
+		fmt.Fprintf(tw, "  resources:\t%s\n", joinList(k.Resources))
+	}
+	if k.Environment != "" {
+		fmt.Fprintf(tw, "  environment:\t%s\n", k.Environment)
+	}
+	fmt.Fprintf(tw, "  expires:\t%s\n", fmtTime(k.ExpiresAt, "never"))
+	tw.Flush()
+}
+
+func keysList(ctx context.Context, e *env, args []string) error {
+	c := newCommand(e, "keys list", "[flags]")
+	owner := c.fs.String("owner", "", "only keys of this owner")
+	envTag := c.fs.String("env", "", "only keys of this environment")
+	state := c.fs.String("state", "", "only keys in this state: active, suspended, revoked or expired")
+	name := c.fs.String("name", "", "only keys with this name")
+	parent := c.fs.String("parent", "", "only keys derived from this key id")
+	limit := c.fs.Int("limit", 0, "keys per page, 1-1000 (default 100)")
+	cursor := c.fs.String("cursor", "", "continue from a previous page's cursor")
+	all := c.fs.Bool("all", false, "follow the pages to the end")
+	if _, err := c.parse(args); err != nil {
+		return err
+	}
+	if *state != "" && !latchkey.ValidState(latchkey.State(*state)) {
+		return latchkey.Errorf(latchkey.EInvalid, "--state %q: use active, suspended, revoked or expired", *state)
+	}
+	if c.set("limit") && *limit < 1 {
+		return latchkey.Errorf(latchkey.EInvalid, "--limit must be at least 1")
+	}
+	q := url.Values{}
+	for k, v := range map[string]string{"owner": *owner, "environment": *envTag, "state": *state, "name": *name, "parent_id": *parent} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if *limit > 0 {
+		q.Set("limit", strconv.Itoa(*limit))
+	}
+	cl, err := c.client.newClient(e, true)
+	if err != nil {
+		return err
+	}
+	items, next, raw, err := listPages(ctx, cl, "/v1/keys", "keys", q, *cursor, *all)
+	if err != nil {
+		return err
+	}
+	if c.client.json {
+		if !*all {
+			return printJSON(e.stdout, raw)
+		}
+		return writeAllPages(e.stdout, "keys", items)
+	}
+	tw := newTable(e.stdout)
+	fmt.Fprintln(tw, "ID\tNAME\tOWNER\tENV\tSTATE\tSCOPES\tEXPIRES\tCREATED")
+	for _, it := range items {
+		var k latchkey.Key
+		if err := json.Unmarshal(it, &k); err != nil {
+			return latchkey.Errorf(latchkey.EInternal, "the server listed a key this client cannot read")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, orDash(k.Name), orDash(k.Owner), orDash(k.Environment),
+			k.State, joinList(k.Scopes), fmtTime(k.ExpiresAt, "never"), fmtTime(k.CreatedAt, "-"))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if next != "" {
+		// On stderr, so that a script reading the table sees only rows.
+		fmt.Fprintf(e.stderr, "More keys: add --cursor %s for the next page, or --all for every page.\n", next)
+	}
+	return nil
+}
+
+// listPages reads a list route from cursor; with all it follows
+// next_cursor to the end. It returns the items of field, the cursor of the
+// page after them ("" at the end), and the last page's raw answer.
+func listPages(ctx context.Context, cl *apiClient, path, field string, q url.Values, cursor string, all bool) (items []json.RawMessage, next string, raw []byte, err error) {
+	for {
+		if cursor != "" {
+			q.Set("cursor", cursor)
+		}
+		var page map[string]json.RawMessage
+		if raw, err = cl.call(ctx, "GET", path, q, nil, &page); err != nil {
+			return nil, "", nil, err
+		}
+		var got []json.RawMessage
+		next = ""
+		if err := json.Unmarshal(page[field], &got); err != nil && len(page[field]) > 0 {
+			return nil, "", nil, latchkey.Errorf(latchkey.EInternal, "GET %s: %q is not a list", path, field)
+		}
+		if nc, ok := page["next_cursor"]; ok {
+			_ = json.Unmarshal(nc, &next)
+		}
+		items = append(items, got...)
+		if !all || next == "" {
+			return items, next, raw, nil
+		}
+		if next == cursor {
+			return nil, "", nil, latchkey.Errorf(latchkey.EInternal, "GET %s: the server returned the same page twice", path)
+		}
+		cursor = next
+	}
+}
+
+// writeAllPages prints the items of every page as one list answer.
+func writeAllPages(w io.Writer, field string, items []json.RawMessage) error {
+	if items == nil {
+		items = []json.RawMessage{}
+	}
+	b, err := json.Marshal(map[string]any{field: items, "next_cursor": ""})
+	if err != nil {
+		return err
+	}
+	return printJSON(w, b)
+}
+
+func keysShow(ctx context.Context, e *env, args []string) error {
+	c := newCommand(e, "keys show", "ID")
+	pos, err := c.parse(args, "ID")
+	if err != nil {
+		return err
+	}
+	cl, err := c.client.newClient(e, true)
+	if err != nil {
+		return err
+	}
+	raw, err := cl.call(ctx, "GET", "/v1/keys/"+url.PathEscape(pos[0]), nil, nil, nil)
+	if err != nil {
+		return err
+	}
+	if c.client.json {
+		return printJSON(e.stdout, raw)
+	}
+	return printFields(e.stdout, raw)
+}
+
+// keyFields are the fields of a key in the order show prints them, always;
+// fields a newer server adds follow them in name order.
+var keyFields = []string{
+	"id", "tenant", "name", "owner", "environment", "prefix", "start",
+	"state", "state_reason", "scopes", "resources", "ip_allow", "meta",
+	"expires_at", "suspended_until", "parent_id", "rotated_from", "rotated_to",
+	"grace_until", "created_at", "updated_at", "revoked_at",
+}
+
+// printFields prints every field of a key object, one per line, aligned.
+// It reads the answer as a map rather than a latchkey.Key so that no field
+// the server sends is left out.
+func printFields(w io.Writer, raw []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		return latchkey.Errorf(latchkey.EInternal, "the server's answer is not a JSON object")
+	}
+	var extra []string
+	for f := range m {
+		if !slices.Contains(keyFields, f) {
+			extra = append(extra, f)
+		}
+	}
+	slices.Sort(extra)
+	tw := newTable(w)
+	for _, f := range append(slices.Clone(keyFields), extra...) {
+		none := "-"
+		if f == "expires_at" {
+			none = "never"
+		}
+		fmt.Fprintf(tw, "%s:\t%s\n", f, fieldValue(f, m[f], none))
+	}
+	return tw.Flush()
+}
+
+// fieldValue shows one JSON value on one line: times in RFC 3339 to the
+// second, string lists comma-separated, objects as compact JSON.
+func fieldValue(field string, v any, none string) string {
+	switch v := v.(type) {
+	case nil:
+		return none
+	case string:
+		if strings.HasSuffix(field, "_at") || strings.HasSuffix(field, "_until") {
+			if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+				return fmtTime(t, none)
+			}
+		}
+		if v == "" {
+			return none
+		}
+		return v
+	case []any:
+		if len(v) == 0 {
+			return none
+		}
+		strs := make([]string, 0, len(v))
+		for _, x := range v {
+			s, ok := x.(string)
+			if !ok {
+				strs = nil
+				break
+			}
+			strs = append(strs, s)
+		}
+		if strs != nil {
+			return strings.Join(strs, ",")
+		}
+	case map[string]any:
+		if len(v) == 0 {
+			return none
+		}
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
+}
+
+func keysUpdate(ctx context.Context, e *env, args []string) error {
+	c := newCommand(e, "keys update", "ID [flags]")
+	s := addSettingsFlags(c, true)
+	pos, err := c.parse(args, "ID")
+	if err != nil {
+		return err
+	}
+	body, err := s.body()
+	if err != nil {
+		return err
+	}
+	if len(body) == 0 {
+		fmt.Fprintln(e.stderr, "latchkey keys update: nothing to change; give at least one field flag")
+		c.fs.Usage()
+		return errUsageShown
+	}
+	cl, err := c.client.newClient(e, true)
+	if err != nil {
+		return err
+	}
+	raw, err := cl.call(ctx, "PATCH", "/v1/keys/"+url.PathEscape(pos[0]), nil, body, nil)
+	if err != nil {
+		return err
+	}
+	if c.client.json {
+		return printJSON(e.stdout, raw)
+	}
+	return printFields(e.stdout, raw)
+}
+
+func keysRotate(ctx context.Context, e *env, args []string) error {
+	c := newCommand(e, "keys rotate", "ID [--grace 1h] [--expires 90d]")
+	grace := c.fs.String("grace", "", "how long the old key keeps working, e.g. 1h, 7d (default: the server's, 1h)")
+	expires := c.fs.String("expires", "", "lifetime of the new key (default: the old key's lifetime)")
+	pos, err := c.parse(args, "ID")
+	if err != nil {
+		return err
+	}
+	body := map[string]any{}
+	if c.set("grace") {
+		d, err := parseDurationFlag("grace", *grace)
+		if err != nil {
+			return err
+		}
+		body["grace_period"] = latchkey.FormatDuration(d)
+	}
+	if c.set("expires") {
+		d, err := parseDurationFlag("expires", *expires)
+		if err != nil {
+			return err
+		}
+		if d <= 0 {
+			return latchkey.Errorf(latchkey.EInvalid, "--expires must be positive")
+		}
+		body["expires_in"] = latchkey.FormatDuration(d)
+	}
+	cl, err := c.client.newClient(e, true)
+	if err != nil {
+		return err
+	}
+	oldID := pos[0]
+	var k keyJSON
+	raw, err := cl.call(ctx, "POST", "/v1/keys/"+url.PathEscape(oldID)+"/rotate", nil, body, &k)
+	if err != nil {
+		return err
+	}
+	if c.client.json {
+		return printJSON(e.stdout, raw)
+	}
+	// The answer is the successor; when the old key stops working is on
+	// the old key. The rotation has happened, so failing to read that only
+	// changes the message: the new key must be printed whatever happens.
+	var old latchkey.Key
+	_, oldErr := cl.call(ctx, "GET", "/v1/keys/"+url.PathEscape(oldID), nil, nil, &old)
+	fmt.Fprintf(e.stdout, "Rotated key %s to %s (%s)\n", oldID, k.ID, k.Name)
+	printKeySummary(e.stdout, &k.Key)
+	switch {
+	case oldErr != nil:
+		fmt.Fprintf(e.stdout, "  the old key works until its grace period ends (see 'latchkey keys show %s')\n", oldID)
+	default:
+		fmt.Fprintf(e.stdout, "  old key %s works until %s\n", oldID, fmtTime(old.GraceUntil, "now"))
+	}
+	printShownOnce(e.stdout, k.Plaintext)
+	return nil
+}
+
+func keysSuspend(ctx context.Context, e *env, args []string) error {
+	c := newCommand(e, "keys suspend", "ID [--for 2h] [--reason R]")
+	dur := c.fs.String("for", "", "how long, e.g. 2h or 7d (default: until resumed)")
+	reason := c.fs.String("reason", "", "why, kept with the key and in the audit trail")
+	pos, err := c.parse(args, "ID")
+	if err != nil {
+		return err
+	}
+	body := map[string]any{}
+	if c.set("for") {
+		d, err := parseDurationFlag("for", *dur)
+		if err != nil {
+			return err
+		}
+		body["duration"] = latchkey.FormatDuration(d)
+	}
+	if *reason != "" {
+		body["reason"] = *reason
+	}
+	return stateChange(ctx, c, pos[0], "suspend", body, func(k *latchkey.Key) string {
+		return fmt.Sprintf("Suspended key %s and the keys derived from it until %s.", k.ID, fmtTime(k.SuspendedUntil, "resumed"))
+	})
+}
+
+func keysResume(ctx context.Context, e *env, args []string) error {
+	c := newCommand(e, "keys resume", "ID")
+	pos, err := c.parse(args, "ID")
+	if err != nil {
+		return err
+	}
+	return stateChange(ctx, c, pos[0], "resume", nil, func(k *latchkey.Key) string {
+		return fmt.Sprintf("Resumed key %s and the keys derived from it; it is %s.", k.ID, k.State)
+	})
+}
+
+func keysRevoke(ctx context.Context, e *env, args []string) error {
+	c := newCommand(e, "keys revoke", "ID [--reason R]")
+	reason := c.fs.String("reason", "", "why, kept with the key and in the audit trail")
+	pos, err := c.parse(args, "ID")
+	if err != nil {
+		return err
+	}
+	body := map[string]any{}
+	if *reason != "" {
+		body["reason"] = *reason
+	}
+	return stateChange(ctx, c, pos[0], "revoke", body, func(k *latchkey.Key) string {
+		return fmt.Sprintf("Revoked key %s and the keys derived from it, for good.", k.ID)
+	})
+}
+
+// stateChange posts a suspend, resume or revoke and reports the key's new
+// state with describe.
+func stateChange(ctx context.Context, c *command, id, op string, body map[string]any, describe func(*latchkey.Key) string) error {
+	cl, err := c.client.newClient(c.e, true)
+	if err != nil {
+		return err
+	}
+	var k latchkey.Key
+	raw, err := cl.call(ctx, "POST", "/v1/keys/"+url.PathEscape(id)+"/"+op, nil, body, &k)
+	if err != nil {
+		return err
+	}
+	if c.client.json {
+		return printJSON(c.e.stdout, raw)
+	}
+	fmt.Fprintln(c.e.stdout, describe(&k))
+	return nil
+}
+
+func keysDerive(ctx context.Context, e *env, args []string) error {
+	c := newCommand(e, "keys derive", "PARENT_ID --name N [flags]")
+	s := addSettingsFlags(c, false)
+	prefix := c.fs.String("prefix", "", "key prefix (default: the parent's)")
+	pos, err := c.parse(args, "PARENT_ID")
+	if err != nil {
+		return err
+	}
+	if !c.set("name") {
+		fmt.Fprintln(e.stderr, "latchkey keys derive: --name is required")
+		c.fs.Usage()
+		return errUsageShown
+	}
+	body, err := s.body()
+	if err != nil {
+		return err
+	}
+	if *prefix != "" {
+		if !latchkey.ValidPrefix(*prefix) {
+			return latchkey.Errorf(latchkey.EInvalid, "--prefix %q: use 1-16 of a-z, 0-9 and '_', not ending in '_'", *prefix)
+		}
+		body["prefix"] = *prefix
+	}
+	cl, err := c.client.newClient(e, true)
+	if err != nil {
+		return err
+	}
+	var k keyJSON
+	raw, err := cl.call(ctx, "POST", "/v1/keys/"+url.PathEscape(pos[0])+"/derive", nil, body, &k)
+	if err != nil {
+		return err
+	}
+	if c.client.json {
+		return printJSON(e.stdout, raw)
+	}
+	fmt.Fprintf(e.stdout, "Derived key %s (%s) from %s\n", k.ID, k.Name, pos[0])
+	printKeySummary(e.stdout, &k.Key)
+	printShownOnce(e.stdout, k.Plaintext)
+	return nil
+}
+
+// verifyJSON is the answer of POST /v1/keys/verify.
+type verifyJSON struct {
+	Valid       bool           `json:"valid"`
+	Code        string         `json:"code"`
+	KeyID       string         `json:"key_id"`
+	Tenant      string         `json:"tenant"`
+	Owner       string         `json:"owner"`
+	Name        string         `json:"name"`
+	Environment string         `json:"environment"`
+	Scopes      []string       `json:"scopes"`
+	Resources   []string       `json:"resources"`
+	Meta        map[string]any `json:"meta"`
+	ExpiresAt   time.Time      `json:"expires_at"`
+	Missing     string         `json:"missing"`
+	RateLimit   *limitJSON     `json:"ratelimit"`
+	Quota       *limitJSON     `json:"quota"`
+	RetryAfter  int64          `json:"retry_after"`
+}
+
+type limitJSON struct {
+	Limit     int64     `json:"limit"`
+	Remaining int64     `json:"remaining"`
+	ResetAt   time.Time `json:"reset_at"`
+}
+
+func keysVerify(ctx context.Context, e *env, args []string) error {
+	c := newCommand(e, "keys verify", "KEY|- [--scope s] [--resource r] [--ip A]")
+	var scopes listFlag
+	c.fs.Var(&scopes, "scope", "a scope the key must hold; repeatable or comma-separated")
+	resource := c.fs.String("resource", "", "a resource the key must reach")
+	ip := c.fs.String("ip", "", "check as if the call came from this address (default: this client's)")
+	cost := c.fs.Int64("cost", 1, "quota units the check consumes")
+	pos, err := c.parse(args, "KEY")
+	if err != nil {
+		return err
+	}
+	key := pos[0]
+	if key == "-" {
+		// Reading the key from stdin keeps it out of shell history and ps.
+		line, err := bufio.NewReader(e.stdin).ReadString('\n')
+		if err != nil && err != io.EOF {
+			return fmt.Errorf("read the key from stdin: %w", err)
+		}
+		key = strings.TrimSpace(line)
+	}
+	body := map[string]any{"key": key}
+	if len(scopes) > 0 {
+		body["scopes"] = []string(scopes)
+	}
+	if *resource != "" {
+		body["resource"] = *resource
+	}
+	if *ip != "" {
+		body["ip"] = *ip
+	}
+	if c.set("cost") {
+		if *cost < 0 {
+			return latchkey.Errorf(latchkey.EInvalid, "--cost must not be negative")
+		}
+		body["cost"] = *cost
+	}
+	cl, err := c.client.newClient(e, false)
+	if err != nil {
+		return err
+	}
+	var v verifyJSON
+	raw, err := cl.call(ctx, "POST", "/v1/keys/verify", nil, body, &v)
+	if err != nil {
+		return err
+	}
+	if c.client.json {
+		if err := printJSON(e.stdout, raw); err != nil {
+			return err
+		}
+	} else {
+		printVerdict(e.stdout, &v)
+	}
+	if v.Code != latchkey.CodeValid {
+		return &deniedError{Code: v.Code}
+	}
+	return nil
+}
+
+// printVerdict prints a verification's code, then who the key belongs to
+// and what is left of its limits.
+func printVerdict(w io.Writer, v *verifyJSON) {
+	fmt.Fprintln(w, v.Code)
+	tw := newTable(w)
+	line := func(label, value string) {
+		if value != "" {
+			fmt.Fprintf(tw, "  %s:\t%s\n", label, value)
+		}
+	}
+	line("missing", v.Missing)
+	line("key_id", v.KeyID)
+	line("tenant", v.Tenant)
+	line("owner", v.Owner)
+	line("name", v.Name)
+	line("environment", v.Environment)
+	if v.KeyID != "" {
+		line("scopes", joinList(v.Scopes))
+		line("resources", joinList(v.Resources))
+		line("expires", fmtTime(v.ExpiresAt, "never"))
+	}
+	if len(v.Meta) > 0 {
+		line("meta", fieldValue("meta", v.Meta, "-"))
+	}
+	for _, l := range []struct {
+		label string
+		l     *limitJSON
+	}{{"ratelimit", v.RateLimit}, {"quota", v.Quota}} {
+		if l.l != nil {
+			line(l.label, fmt.Sprintf("%d of %d left until %s", max(l.l.Remaining, 0), l.l.Limit, fmtTime(l.l.ResetAt, "-")))
+		}
+	}
+	if v.RetryAfter > 0 {
+		line("retry_after", fmt.Sprintf("%ds", v.RetryAfter))
+	}
+	tw.Flush()
+}

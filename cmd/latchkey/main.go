@@ -1,0 +1,90 @@
+// Command latchkey is the Latchkey server and its command-line client in
+// one binary: `latchkey server` runs a node; every other command talks to a
+// running node over its HTTP API.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/latchkeyhq/latchkey"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		if !errors.Is(err, errUsageShown) && !errors.Is(err, errAlreadyReported) {
+			fmt.Fprintln(os.Stderr, "latchkey:", err)
+		}
+		os.Exit(exitCode(err))
+	}
+}
+
+// env is what a command may touch of the outside world; tests supply their
+// own.
+type env struct {
+	getenv func(string) string
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// errUsageShown reports a usage error whose explanation is already printed.
+var errUsageShown = errors.New("usage")
+
+// exitCode maps errors to exit statuses: 2 for usage, 1 otherwise.
+func exitCode(err error) int {
+	if errors.Is(err, errUsageShown) || latchkey.ErrorCode(err) == latchkey.EInvalid {
+		return 2
+	}
+	return 1
+}
+
+const usage = `latchkey — issue, verify and govern API keys
+
+Usage:
+  latchkey server [flags]            run a node (SQLite in ./latchkey.db by default)
+  latchkey keys <command> [flags]    create|list|show|update|rotate|suspend|resume|revoke|derive|verify
+  latchkey tenants <command>         create|list
+  latchkey version
+
+Client commands reach the server at --server or $LATCHKEY_ADDR
+(default http://127.0.0.1:8080) with the key in --key or $LATCHKEY_KEY.
+Add --json to any client command for machine-readable output.
+Run 'latchkey <command> -h' for a command's flags.
+`
+
+// run is the whole program; main only wires it to the process.
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	e := &env{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr}
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errUsageShown
+	}
+	switch args[0] {
+	case "server":
+		return runServer(ctx, e, args[1:])
+	case "keys":
+		return runKeys(ctx, e, args[1:])
+	case "tenants":
+		return runTenants(ctx, e, args[1:])
+	case "version", "--version":
+		fmt.Fprintln(stdout, "latchkey", version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprintf(stderr, "latchkey: unknown command %q\n\n%s", args[0], usage)
+	return errUsageShown
+}
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/httpapi"
+	"github.com/latchkeyhq/latchkey/keys"
+	"github.com/latchkeyhq/latchkey/store/sqlite"
+)
+
+// serverConfig is everything `latchkey server` reads from flags and the
+// environment.
+type serverConfig struct {
+	Addr           string
+	DB             string
+	TrustedProxies string
+	TLSCert        string
+	TLSKey         string
+	LogLevel       string
+	MaxBody        int64
+	RootKey        string // from LATCHKEY_ROOT_KEY only: a flag would show in ps
+}
+
+// serverHooks let tests replace the clock and the limiter and learn the
+// listening address.
+type serverHooks struct {
+	Now     func() time.Time
+	Limiter keys.Limiter
+	Ready   func(addr string)
+}
+
+func runServer(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("latchkey server", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	cfg := serverConfig{RootKey: e.getenv("LATCHKEY_ROOT_KEY")}
+	fs.StringVar(&cfg.Addr, "addr", envOr(e, "LATCHKEY_ADDR", ":8080"), "listen address (env LATCHKEY_ADDR)")
+	fs.StringVar(&cfg.DB, "db", envOr(e, "LATCHKEY_DB", "./latchkey.db"), "SQLite file (env LATCHKEY_DB)")
+	fs.StringVar(&cfg.TrustedProxies, "trusted-proxies", e.getenv("LATCHKEY_TRUSTED_PROXIES"), "comma-separated addresses/CIDRs whose X-Forwarded-For is believed (env LATCHKEY_TRUSTED_PROXIES)")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", e.getenv("LATCHKEY_TLS_CERT"), "TLS certificate file (env LATCHKEY_TLS_CERT)")
+	fs.StringVar(&cfg.TLSKey, "tls-key", e.getenv("LATCHKEY_TLS_KEY"), "TLS private key file (env LATCHKEY_TLS_KEY)")
+	fs.StringVar(&cfg.LogLevel, "log-level", envOr(e, "LATCHKEY_LOG_LEVEL", "info"), "debug, info, warn or error (env LATCHKEY_LOG_LEVEL)")
+	fs.Int64Var(&cfg.MaxBody, "max-body", 1<<20, "largest request body in bytes")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return errUsageShown
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(e.stderr, "latchkey server: unexpected argument %q\n", fs.Arg(0))
+		return errUsageShown
+	}
+	return serve(ctx, e, cfg, serverHooks{})
+}
+
+func envOr(e *env, name, def string) string {
+	if v := e.getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// serve runs a node until ctx ends, then shuts down gracefully: it stops
+// accepting, lets requests in flight finish (up to 10 s) and closes the
+// store.
+func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		return latchkey.Errorf(latchkey.EInvalid, "--log-level %q: use debug, info, warn or error", cfg.LogLevel)
+	}
+	log := slog.New(slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+	trusted, err := httpapi.ParseTrustedProxies(cfg.TrustedProxies)
+	if err != nil {
+		return err
+	}
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return latchkey.Errorf(latchkey.EInvalid, "--tls-cert and --tls-key go together")
+	}
+	if strings.HasPrefix(cfg.DB, "postgres://") || strings.HasPrefix(cfg.DB, "postgresql://") {
+		return latchkey.Errorf(latchkey.EInvalid, "--db %s: this build stores keys in SQLite only; give a file path", strings.SplitN(cfg.DB, "@", 2)[0]+"…")
+	}
+	now := hooks.Now
+	if now == nil {
+		now = time.Now
+	}
+
+	db, err := sqlite.Open(ctx, cfg.DB)
+	if err != nil {
+		return fmt.Errorf("open database %s: %w", cfg.DB, err)
+	}
+	defer db.Close()
+
+	svc := keys.New(keys.Options{Store: db, Now: now, Limiter: hooks.Limiter, Logger: log})
+	tok, rootID, created, err := svc.Bootstrap(ctx, cfg.RootKey)
+	if err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	if created {
+		log.Info("created the operator tenant", "root_key_id", rootID)
+		if cfg.RootKey == "" {
+			printBanner(e, tok)
+		}
+	}
+
+	api := httpapi.New(httpapi.Config{Keys: svc, Logger: log, TrustedProxies: trusted, MaxBody: cfg.MaxBody, Now: now})
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	srv := &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	if cfg.TLSCert != "" {
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	errc := make(chan error, 1)
+	go func() {
+		if cfg.TLSCert != "" {
+			errc <- srv.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey)
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	log.Info("listening", "addr", ln.Addr().String(), "db", cfg.DB, "tls", cfg.TLSCert != "")
+	if hooks.Ready != nil {
+		hooks.Ready(ln.Addr().String())
+	}
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("requests still running at shutdown were cut", "err", err)
+	}
+	return nil
+}
+
+// printBanner shows the root key once, on stderr, outside the JSON log so
+// log shippers never collect it.
+func printBanner(e *env, tok latchkey.Token) {
+	fmt.Fprintf(e.stderr, `
+  Latchkey created the operator tenant. Its root key is shown this once:
+
+    root key: %s
+
+  Keep it safe; only its hash is stored. To use the CLI:
+    export LATCHKEY_KEY=<the key above>
+
+`, tok.Reveal())
+}
