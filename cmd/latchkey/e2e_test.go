@@ -50,13 +50,9 @@ func registerKey(k string) {
 
 func TestMain(m *testing.M) {
 	if os.Getenv("LATCHKEY_E2E_CHILD") == "1" {
-		// Re-executed as a server process by a test that needs to kill it.
-		err := run(context.Background(), strings.Fields(os.Getenv("LATCHKEY_E2E_ARGS")), os.Getenv, os.Stdin, os.Stdout, os.Stderr)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
+		// Re-executed as a server process by a test that needs to signal
+		// or kill it: the same entry point as the real binary.
+		os.Exit(realMain(strings.Fields(os.Getenv("LATCHKEY_E2E_ARGS"))))
 	}
 	dir, err := os.MkdirTemp("", "latchkey-e2e-")
 	if err != nil {
@@ -631,7 +627,7 @@ func TestE2ERestartKeepsAcknowledgedChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	db := filepath.Join(dir, "latchkey.db")
-	url, root, kill := startChild(t, dir, db, 1)
+	url, root, child := startChild(t, dir, db, 1)
 	registerKey(root)
 	ts := &testServer{URL: url, Root: root}
 	admin := ts.mustTenant(t, "acme")
@@ -643,10 +639,10 @@ func TestE2ERestartKeepsAcknowledgedChanges(t *testing.T) {
 	if r := ts.call(t, "PATCH", "/v1/keys/"+keep, admin, map[string]any{"owner": "ops"}); r.Status != 200 {
 		t.Fatal(r.Status)
 	}
-	kill()
+	child.kill()
 
-	url2, root2, kill2 := startChild(t, dir, db, 2)
-	defer kill2()
+	url2, root2, child2 := startChild(t, dir, db, 2)
+	defer child2.kill()
 	if root2 != "" {
 		t.Fatal("a restart printed a new root key")
 	}
@@ -662,12 +658,48 @@ func TestE2ERestartKeepsAcknowledgedChanges(t *testing.T) {
 	if r := ts.call(t, "GET", "/v1/keys", root, nil); r.Status != 200 {
 		t.Fatalf("root key after restart: %d", r.Status)
 	}
+
+	// SIGTERM shuts down gracefully: exit status 0, nothing lost.
+	if err := child2.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := child2.wait(15 * time.Second); err != nil {
+		t.Fatalf("server after SIGTERM: %v", err)
+	}
+}
+
+// child is a server process started from this test binary.
+type child struct {
+	cmd     *exec.Cmd
+	exited  chan struct{} // closed when the process has exited
+	err     error         // its exit error, once exited is closed
+	once    sync.Once
+	closeFn func()
+}
+
+// kill stops the process with SIGKILL, as a crash would. It may be called
+// after the process has exited.
+func (c *child) kill() {
+	_ = c.cmd.Process.Signal(syscall.SIGKILL)
+	<-c.exited
+	c.once.Do(c.closeFn)
+}
+
+// wait waits for the process to exit by itself and returns its error.
+func (c *child) wait(limit time.Duration) error {
+	select {
+	case <-c.exited:
+		c.once.Do(c.closeFn)
+		return c.err
+	case <-time.After(limit):
+		c.kill()
+		return fmt.Errorf("did not exit within %s", limit)
+	}
 }
 
 // startChild runs this test binary as `latchkey server` and returns its URL,
-// the root key from its banner (first start only) and a function that kills
-// it with SIGKILL.
-func startChild(t *testing.T, dir, db string, n int) (url, root string, kill func()) {
+// the root key from its banner (first start only) and the process.
+func startChild(t *testing.T, dir, db string, n int) (url, root string, c *child) {
 	t.Helper()
 	logPath := filepath.Join(dir, fmt.Sprintf("child-%d.log", n))
 	logFile, err := os.Create(logPath)
@@ -681,6 +713,8 @@ func startChild(t *testing.T, dir, db string, n int) (url, root string, kill fun
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	c = &child{cmd: cmd, exited: make(chan struct{}), closeFn: func() { pw.Close(); logFile.Close() }}
+	go func() { c.err = cmd.Wait(); close(c.exited) }()
 	found := make(chan struct{ url, root string }, 1)
 	go func() {
 		sc := bufio.NewScanner(pr)
@@ -701,17 +735,11 @@ func startChild(t *testing.T, dir, db string, n int) (url, root string, kill fun
 			}
 		}
 	}()
-	kill = func() {
-		_ = cmd.Process.Signal(syscall.SIGKILL)
-		_ = cmd.Wait()
-		pw.Close()
-		logFile.Close()
-	}
 	select {
 	case f := <-found:
-		return f.url, f.root, kill
+		return f.url, f.root, c
 	case <-time.After(30 * time.Second):
-		kill()
+		c.kill()
 		b, _ := os.ReadFile(logPath)
 		t.Fatalf("child server did not start:\n%s", b)
 	}

@@ -15,16 +15,21 @@ import (
 	"github.com/latchkeyhq/latchkey"
 )
 
-func main() {
+func main() { os.Exit(realMain(os.Args[1:])) }
+
+// realMain runs the program as a process: SIGINT and SIGTERM end it
+// gracefully, errors are printed once, and the result is the exit status.
+func realMain(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
-	stop()
-	if err != nil {
-		if !errors.Is(err, errUsageShown) && !errors.Is(err, errAlreadyReported) {
-			fmt.Fprintln(os.Stderr, "latchkey:", err)
-		}
-		os.Exit(exitCode(err))
+	defer stop()
+	err := run(ctx, args, os.Getenv, os.Stdin, os.Stdout, os.Stderr)
+	if err == nil {
+		return 0
 	}
+	if !errors.Is(err, errUsageShown) && !errors.Is(err, errAlreadyReported) {
+		fmt.Fprintln(os.Stderr, "latchkey:", err)
+	}
+	return exitCode(err)
 }
 
 // env is what a command may touch of the outside world; tests supply their
