@@ -1,0 +1,27 @@
+# Entry points for people and CI; the logic lives in scripts/.
+#   make test    every check CI runs (scripts/test.sh): packages, gofmt,
+#                go mod tidy -diff, go vet, go test -race, short fuzzing
+#   make build   bin/latchkey
+#   make bench   Go benchmarks, then wrk against /v1/auth vs a bare handler
+#   make fuzz    each fuzz target for FUZZTIME (default 1m)
+#   make lint    gofmt and go vet only
+
+FUZZTIME ?= 1m
+
+.PHONY: test build bench fuzz lint
+
+test:
+	scripts/test.sh
+
+build:
+	go build -o bin/latchkey ./cmd/latchkey
+
+bench:
+	go test -run '^$$' -bench . -benchmem ./...
+	scripts/bench
+
+fuzz:
+	FUZZTIME=$(FUZZTIME) scripts/test.sh fuzz
+
+lint:
+	scripts/test.sh gofmt vet

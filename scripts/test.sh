@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# scripts/test.sh: every check that make test and CI run.
+#
+#   scripts/test.sh            all stages, in order
+#   scripts/test.sh STAGE...   only these: packages gofmt tidy vet test fuzz
+#
+# Stages after a failed one still run, so that one run shows every problem;
+# the exit status is non-zero if any stage failed.
+#
+# Environment:
+#   FUZZTIME   how long each fuzz target runs (default 3s; make fuzz: 1m)
+#
+# The tests start the services they need themselves (internal/testenv); this
+# script only installs the Debian packages, and sets LATCHKEY_TEST_REQUIRE=1 so
+# that a test whose service is missing fails instead of skipping.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source-path=SCRIPTDIR source=lib/packages.sh
+source scripts/lib/packages.sh
+
+# Debian packages the Go tests need, as package:path-that-proves-it. Add
+# services here as their tests arrive, e.g.
+#   postgresql:/usr/lib/postgresql/15/bin/postgres
+#   redis-server:/usr/bin/redis-server
+#   chromium:/usr/bin/chromium
+TEST_PACKAGES=(
+	nginx:/usr/sbin/nginx
+)
+
+FUZZTIME=${FUZZTIME:-3s}
+export LATCHKEY_TEST_REQUIRE=1
+
+ALL_STAGES=(packages gofmt tidy vet test fuzz)
+if (($# > 0)); then
+	stages=("$@")
+	for s in "${stages[@]}"; do
+		if [[ " ${ALL_STAGES[*]} " != *" $s "* ]]; then
+			echo "usage: $0 [${ALL_STAGES[*]}]..." >&2
+			exit 2
+		fi
+	done
+else
+	stages=("${ALL_STAGES[@]}")
+fi
+
+failed=()
+passed=()
+start_all=$SECONDS
+
+# stage NAME CMD...: run one check, record its outcome and time.
+stage() {
+	local name=$1 t0=$SECONDS rc=0
+	shift
+	echo
+	echo "=== $name"
+	"$@" || rc=$?
+	if ((rc == 0)); then
+		passed+=("$name")
+		echo "--- $name ok ($((SECONDS - t0))s)"
+	else
+		failed+=("$name")
+		echo "--- $name FAILED (exit $rc, $((SECONDS - t0))s)"
+	fi
+}
+
+check_gofmt() {
+	local out
+	out=$(gofmt -l .) || return 1
+	# testdata may hold Go files that are unformatted on purpose.
+	out=$(grep -v '/testdata/' <<<"$out" || true)
+	if [[ -n $out ]]; then
+		echo "gofmt would change these files (run gofmt -w):"
+		echo "$out"
+		return 1
+	fi
+}
+
+check_tidy() {
+	# -diff prints what tidy would change and fails, without changing it.
+	go mod tidy -diff
+}
+
+run_vet() {
+	go vet ./...
+}
+
+run_tests() {
+	# The default -p (GOMAXPROCS) keeps two packages building and testing at
+	# once on the 2-core machines; more would only slow the race detector.
+	go test -race -count=1 -timeout 12m ./...
+}
+
+# run_fuzz runs every fuzz target for FUZZTIME, one target per go test (go
+# test -fuzz takes one). New failing inputs land in the package's
+# testdata/fuzz/ directory; commit them with the fix.
+run_fuzz() {
+	local pkg dir list name rc=0 n=0
+	while read -r pkg dir; do
+		# Only compile test binaries for packages that may hold targets.
+		if ! grep -qs '^func Fuzz' "$dir"/*_test.go; then
+			continue
+		fi
+		if ! list=$(go test -list '^Fuzz' "$pkg"); then
+			echo "FAIL: cannot list the fuzz targets of $pkg"
+			rc=1
+			continue
+		fi
+		for name in $(grep '^Fuzz' <<<"$list" || true); do
+			n=$((n + 1))
+			echo "fuzz $pkg $name ($FUZZTIME)"
+			if ! go test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" "$pkg"; then
+				echo "FAIL: fuzz $pkg $name (failing input saved under $dir/testdata/fuzz/$name/)"
+				rc=1
+			fi
+		done
+	done < <(go list -f '{{.ImportPath}} {{.Dir}}' ./...)
+	echo "$n fuzz targets run"
+	return "$rc"
+}
+
+for s in "${stages[@]}"; do
+	case $s in
+	packages) stage packages ensure_packages "${TEST_PACKAGES[@]}" ;;
+	gofmt) stage gofmt check_gofmt ;;
+	tidy) stage "go mod tidy" check_tidy ;;
+	vet) stage "go vet" run_vet ;;
+	test) stage "go test -race" run_tests ;;
+	fuzz) stage "fuzz ($FUZZTIME each)" run_fuzz ;;
+	esac
+done
+
+# join SEP WORD...: the words separated by SEP.
+join() {
+	local sep=$1 out=$2 w
+	shift 2
+	for w in "$@"; do out+="$sep$w"; done
+	echo "$out"
+}
+
+echo
+elapsed="$((SECONDS - start_all))s"
+if ((${#failed[@]} > 0)); then
+	echo "test.sh: FAIL in $elapsed: $(join ', ' "${failed[@]}") (${#passed[@]} of ${#stages[@]} stages passed)"
+	exit 1
+fi
+echo "test.sh: PASS in $elapsed: $(join ', ' "${passed[@]}")"
