@@ -9,6 +9,7 @@ import (
 	"hash/crc32"
 	"io"
 	"log/slog"
+	"unsafe"
 )
 
 // The published key format (see docs/keys.md):
@@ -103,17 +104,21 @@ func ParseToken(s string) (Token, error) {
 		return Token{}, ErrTokenPrefix
 	}
 	body := s[cut:]
-	for i := 0; i < len(body); i++ {
-		if base62Value(body[i]) < 0 {
-			return Token{}, ErrTokenCharset
-		}
-	}
-	if body[:randomLen] > maxRandom {
-		return Token{}, ErrTokenRange
+	var bad byte
+	for i := 0; i < randomLen; i++ {
+		bad |= base62Digit[body[i]] & 0x80
 	}
 	var want uint64
 	for i := randomLen; i < bodyLen; i++ {
-		want = want*62 + uint64(base62Value(body[i]))
+		d := base62Digit[body[i]]
+		bad |= d & 0x80
+		want = want*62 + uint64(d)
+	}
+	if bad != 0 {
+		return Token{}, ErrTokenCharset
+	}
+	if body[:randomLen] > maxRandom {
+		return Token{}, ErrTokenRange
 	}
 	if want > 0xffffffff || crc32String(s[:cut+randomLen]) != uint32(want) {
 		return Token{}, ErrTokenChecksum
@@ -206,14 +211,21 @@ func (t Token) MarshalJSON() ([]byte, error) { return []byte(`"` + t.redacted() 
 // LogValue keeps slog output redacted.
 func (t Token) LogValue() slog.Value { return slog.StringValue(t.redacted()) }
 
+// base62Digit maps a byte to its base62 value, or 0xff for bytes outside
+// the alphabet: one load per character on the verify path.
+var base62Digit = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
+	}
+	for i := 0; i < len(base62); i++ {
+		t[base62[i]] = byte(i)
+	}
+	return t
+}()
+
 func base62Value(c byte) int {
-	switch {
-	case c >= '0' && c <= '9':
-		return int(c - '0')
-	case c >= 'A' && c <= 'Z':
-		return int(c-'A') + 10
-	case c >= 'a' && c <= 'z':
-		return int(c-'a') + 36
+	if d := base62Digit[c]; d != 0xff {
+		return int(d)
 	}
 	return -1
 }
@@ -246,13 +258,14 @@ func encodeUint32(v uint32) string {
 	return string(out[:])
 }
 
-// crc32String is CRC-32 (IEEE) over a string. It walks the standard table
-// itself because handing a buffer to hash/crc32 makes the buffer escape,
-// which would cost the verify path an allocation.
+// crc32String is CRC-32 (IEEE) over a string. hash/crc32 takes a []byte,
+// and copying the key into one would make the copy escape to the heap (the
+// library dispatches to assembly through a function value); so it reads the
+// string's bytes in place. crc32 only reads its input, so the string's
+// immutability holds.
 func crc32String(s string) uint32 {
-	crc := ^uint32(0)
-	for i := 0; i < len(s); i++ {
-		crc = crc32.IEEETable[byte(crc)^s[i]] ^ crc>>8
+	if s == "" {
+		return 0
 	}
-	return ^crc
+	return crc32.ChecksumIEEE(unsafe.Slice(unsafe.StringData(s), len(s)))
 }

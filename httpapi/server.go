@@ -34,18 +34,22 @@ type Config struct {
 	// Now is the clock used to show key states (default time.Now); it should
 	// be the key service's clock.
 	Now func() time.Time
+	// RequestTimeout bounds reading a request body and writing an answer
+	// (default 30s), against clients that trickle bytes to hold a
+	// connection.
+	RequestTimeout time.Duration
 }
 
 // Server is the HTTP handler of a Latchkey node.
 type Server struct {
-	svc      *keys.Service
-	log      *slog.Logger
-	trusted  []netip.Prefix
-	maxBody  int64
-	now      func() time.Time
-	mux      *http.ServeMux
-	idPrefix string
-	idSeq    atomic.Uint64
+	svc     *keys.Service
+	log     *slog.Logger
+	trusted []netip.Prefix
+	maxBody int64
+	now     func() time.Time
+	timeout time.Duration
+	mux     *http.ServeMux
+	ids     requestIDs
 }
 
 // New returns a Server for cfg.
@@ -59,17 +63,19 @@ func New(cfg Config) *Server {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	s := &Server{
-		svc:      cfg.Keys,
-		log:      cfg.Logger,
-		trusted:  cfg.TrustedProxies,
-		maxBody:  cfg.MaxBody,
-		now:      cfg.Now,
-		mux:      http.NewServeMux(),
-		idPrefix: hex.EncodeToString(b[:]) + "-",
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 30 * time.Second
 	}
+	s := &Server{
+		svc:     cfg.Keys,
+		log:     cfg.Logger,
+		trusted: cfg.TrustedProxies,
+		maxBody: cfg.MaxBody,
+		now:     cfg.Now,
+		timeout: cfg.RequestTimeout,
+		mux:     http.NewServeMux(),
+	}
+	s.ids.init()
 	s.routes()
 	return s
 }
@@ -78,12 +84,18 @@ func New(cfg Config) *Server {
 // log line about it). Forward-auth, the hot path, skips the mux and the
 // per-request log line; every other route is logged when it ends.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	id := s.requestID(r)
-	w.Header()["X-Request-Id"] = []string{id}
+	id, hdr := s.requestID(r)
+	w.Header()["X-Request-Id"] = hdr
 	if r.URL.Path == "/v1/auth" || strings.HasPrefix(r.URL.Path, "/v1/auth/") {
+		if r.ContentLength != 0 {
+			// The body is ignored, but net/http drains it to reuse the
+			// connection; bound how long that may take.
+			s.setDeadlines(w)
+		}
 		s.forwardAuth(w, r, id)
 		return
 	}
+	s.setDeadlines(w)
 	info := &requestInfo{}
 	ctx := context.WithValue(r.Context(), requestIDKey, id)
 	ctx = context.WithValue(ctx, requestInfoKey, info)
@@ -110,16 +122,81 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // requestID takes a caller's X-Request-Id when it is short and plain (so a
-// proxy's id links the two logs), else makes one: a per-process random
-// prefix and a counter, cheap enough for the hot path.
-func (s *Server) requestID(r *http.Request) string {
+// proxy's id links the two logs), else makes one. It returns the id and the
+// header value holding it.
+func (s *Server) requestID(r *http.Request) (string, []string) {
 	if v := r.Header["X-Request-Id"]; len(v) == 1 && plainID(v[0]) {
-		return v[0]
+		return v[0], v
 	}
-	var buf [32]byte
-	b := append(buf[:0], s.idPrefix...)
-	b = strconv.AppendUint(b, s.idSeq.Add(1), 36)
-	return string(b)
+	return s.ids.next()
+}
+
+// requestIDs hands out ids "<8 hex random>-<10 base36 counter>" from chunks
+// built 64 at a time: one string and one header-value array per chunk, so a
+// forward-auth request gets its id without allocating.
+type requestIDs struct {
+	prefix string
+	seq    atomic.Uint64
+	cur    atomic.Pointer[idChunk]
+}
+
+const (
+	idChunkSize = 64
+	idCounterW  = 10 // base36 digits: 3.6e15 ids before the width grows
+)
+
+type idChunk struct {
+	taken atomic.Int64
+	text  string   // idChunkSize ids of equal width, back to back
+	vals  []string // vals[i] is id i; header values are vals[i:i+1:i+1]
+	width int
+}
+
+func (g *requestIDs) init() {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	g.prefix = hex.EncodeToString(b[:]) + "-"
+	g.cur.Store(g.newChunk())
+}
+
+func (g *requestIDs) newChunk() *idChunk {
+	base := g.seq.Add(idChunkSize) - idChunkSize
+	width := len(g.prefix) + idCounterW
+	buf := make([]byte, 0, width*idChunkSize)
+	for i := range uint64(idChunkSize) {
+		buf = append(buf, g.prefix...)
+		n := strconv.FormatUint(base+i, 36)
+		for range idCounterW - len(n) {
+			buf = append(buf, '0')
+		}
+		buf = append(buf, n...)
+	}
+	c := &idChunk{text: string(buf), vals: make([]string, idChunkSize), width: width}
+	for i := range c.vals {
+		c.vals[i] = c.text[i*width : (i+1)*width]
+	}
+	return c
+}
+
+func (g *requestIDs) next() (string, []string) {
+	for {
+		c := g.cur.Load()
+		if i := c.taken.Add(1) - 1; i < idChunkSize {
+			// Capacity 1: anyone appending to the header gets a copy.
+			return c.vals[i], c.vals[i : i+1 : i+1]
+		}
+		g.cur.CompareAndSwap(c, g.newChunk())
+	}
+}
+
+// setDeadlines bounds the time left to read this request's body and to
+// write its answer. net/http resets both before the connection's next
+// request.
+func (s *Server) setDeadlines(w http.ResponseWriter) {
+	rc := http.NewResponseController(w)
+	dl := time.Now().Add(s.timeout)
+	_ = rc.SetReadDeadline(dl) // unsupported only by test recorders
+	_ = rc.SetWriteDeadline(dl)
 }
 
 func plainID(s string) bool {

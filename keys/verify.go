@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
@@ -98,12 +99,14 @@ func (s *Service) Verify(ctx context.Context, req VerifyRequest) (Verdict, error
 	}
 	for _, sc := range req.Scopes {
 		if !latchkey.ScopesAllow(k.Scopes, sc) {
-			v.Code, v.Missing = latchkey.CodeInsufficientScope, sc
+			// Cloned so the verdict holds nothing of the request: that
+			// keeps a caller's scope buffer on its stack.
+			v.Code, v.Missing = latchkey.CodeInsufficientScope, strings.Clone(sc)
 			return v, nil
 		}
 	}
 	if req.Resource != "" && !latchkey.ResourcesAllow(k.Resources, req.Resource) {
-		v.Code, v.Missing = latchkey.CodeResourceNotAllowed, req.Resource
+		v.Code, v.Missing = latchkey.CodeResourceNotAllowed, strings.Clone(req.Resource)
 		return v, nil
 	}
 	if s.limiter != nil {

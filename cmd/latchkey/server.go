@@ -118,10 +118,11 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
 	srv := &http.Server{
-		Handler:           api,
+		Handler: api,
+		// Whole-request read and write deadlines are set per request by
+		// httpapi, not here: set here they would cost every forward-auth
+		// request two more timer resets.
 		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },

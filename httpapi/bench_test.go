@@ -1,0 +1,61 @@
+package httpapi_test
+
+import (
+	"context"
+	"net/http"
+	"net/netip"
+	"path/filepath"
+	"testing"
+
+	"github.com/latchkeyhq/latchkey/httpapi"
+	"github.com/latchkeyhq/latchkey/keys"
+	"github.com/latchkeyhq/latchkey/store/sqlite"
+)
+
+// nopWriter is the least a ResponseWriter can be, so the benchmark counts
+// the handler's own work.
+type nopWriter struct{ h http.Header }
+
+func (w *nopWriter) Header() http.Header         { return w.h }
+func (w *nopWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (w *nopWriter) WriteHeader(int)             {}
+
+// BenchmarkForwardAuth measures GET /v1/auth for a cached, allowed key in
+// process, without the network: the handler's share of a forward-auth
+// request.
+func BenchmarkForwardAuth(b *testing.B) {
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "b.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	svc := keys.New(keys.Options{Store: db})
+	root, _, _, err := svc.Bootstrap(ctx, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	actor, err := svc.Authenticate(ctx, root.Reveal(), netip.Addr{}, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	name := "bench"
+	k, tok, err := svc.CreateKey(ctx, actor, keys.CreateParams{Settings: keys.Settings{Name: &name, Scopes: &[]string{"data:read"}}})
+	if err != nil || k == nil {
+		b.Fatal(err)
+	}
+	srv := httpapi.New(httpapi.Config{Keys: svc})
+	req, _ := http.NewRequest("GET", "http://x/v1/auth?scope=data:read", nil)
+	req.RemoteAddr = "127.0.0.1:5555"
+	req.Header.Set("Authorization", "Bearer "+tok.Reveal())
+	w := &nopWriter{h: http.Header{}}
+	srv.ServeHTTP(w, req)
+	if w.h.Get("X-Latchkey-Key-Id") != k.ID || w.h.Get("X-Latchkey-Code") != "" {
+		b.Fatalf("not allowed: %v", w.h)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		w.h = make(http.Header, 8)
+		srv.ServeHTTP(w, req)
+	}
+}
