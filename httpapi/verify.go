@@ -149,7 +149,7 @@ func (s *Server) forwardAuth(w http.ResponseWriter, r *http.Request, id string) 
 		s.authError(w, r, id, latchkey.HTTPStatus(code), code, latchkey.ErrorMessage(err))
 		return
 	}
-	setLimitHeaders(h, v.Admission)
+	setLimitHeaders(h, v.Admission, s.now())
 	if v.Valid() {
 		e := v.Entry
 		h["X-Latchkey-Key-Id"] = e.KeyIDHeader
@@ -180,7 +180,7 @@ func (s *Server) authError(w http.ResponseWriter, r *http.Request, id string, st
 	writeJSON(w, status, errorBody{Error: errorDetail{Code: code, Message: msg, RequestID: id}})
 }
 
-func setLimitHeaders(h http.Header, a keys.Admission) {
+func setLimitHeaders(h http.Header, a keys.Admission, now time.Time) {
 	l := a.RateLimit
 	if l.Limit == 0 {
 		l = a.Quota
@@ -190,7 +190,7 @@ func setLimitHeaders(h http.Header, a keys.Admission) {
 	}
 	limit := strconv.FormatInt(l.Limit, 10)
 	remaining := strconv.FormatInt(max(l.Remaining, 0), 10)
-	reset := int64(math.Ceil(time.Until(l.ResetAt).Seconds()))
+	reset := int64(math.Ceil(l.ResetAt.Sub(now).Seconds()))
 	h.Set("RateLimit-Limit", limit)
 	h.Set("RateLimit-Remaining", remaining)
 	h.Set("RateLimit-Reset", strconv.FormatInt(max(reset, 0), 10))
