@@ -41,23 +41,20 @@ type keyWithSecret struct {
 }
 
 func (s *Server) createKey(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
-	body, err := readBody(w, r, s.maxBody)
-	if err != nil {
-		return err
-	}
-	p, err := decodeCreateKey(body)
-	if err != nil {
-		return err
-	}
-	k, tok, err := s.svc.CreateKey(r.Context(), a, p)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, keyWithSecret{Key: s.keyView(k), Plaintext: tok.Reveal()})
-	return nil
+	return s.issueKey(w, r, func(p keys.CreateParams) (*latchkey.Key, latchkey.Token, error) {
+		return s.svc.CreateKey(r.Context(), a, p)
+	})
 }
 
 func (s *Server) deriveKey(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+	return s.issueKey(w, r, func(p keys.CreateParams) (*latchkey.Key, latchkey.Token, error) {
+		return s.svc.DeriveKey(r.Context(), a, r.PathValue("id"), p)
+	})
+}
+
+// issueKey reads a key's settings, has issue mint it, and answers 201 with
+// the plaintext, the only time it is shown.
+func (s *Server) issueKey(w http.ResponseWriter, r *http.Request, issue func(keys.CreateParams) (*latchkey.Key, latchkey.Token, error)) error {
 	body, err := readBody(w, r, s.maxBody)
 	if err != nil {
 		return err
@@ -66,7 +63,7 @@ func (s *Server) deriveKey(w http.ResponseWriter, r *http.Request, a *keys.Actor
 	if err != nil {
 		return err
 	}
-	k, tok, err := s.svc.DeriveKey(r.Context(), a, r.PathValue("id"), p)
+	k, tok, err := issue(p)
 	if err != nil {
 		return err
 	}

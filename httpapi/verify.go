@@ -12,20 +12,22 @@ import (
 	"github.com/latchkeyhq/latchkey/keys"
 )
 
-type limitJSON struct {
+// Limit is one limit's state in a verify answer.
+type Limit struct {
 	Limit     int64     `json:"limit"`
 	Remaining int64     `json:"remaining"`
 	ResetAt   time.Time `json:"reset_at"`
 }
 
-func limitView(l keys.LimitState) *limitJSON {
+func limitView(l keys.LimitState) *Limit {
 	if l.Limit == 0 {
 		return nil
 	}
-	return &limitJSON{Limit: l.Limit, Remaining: l.Remaining, ResetAt: l.ResetAt.UTC()}
+	return &Limit{Limit: l.Limit, Remaining: l.Remaining, ResetAt: l.ResetAt.UTC()}
 }
 
-type verifyResponse struct {
+// VerifyResponse is the answer of POST /v1/keys/verify, shared with clients.
+type VerifyResponse struct {
 	Valid       bool           `json:"valid"`
 	Code        string         `json:"code"`
 	KeyID       string         `json:"key_id,omitempty"`
@@ -38,8 +40,8 @@ type verifyResponse struct {
 	Meta        map[string]any `json:"meta,omitempty"`
 	ExpiresAt   time.Time      `json:"expires_at,omitzero"`
 	Missing     string         `json:"missing,omitempty"`
-	RateLimit   *limitJSON     `json:"ratelimit,omitempty"`
-	Quota       *limitJSON     `json:"quota,omitempty"`
+	RateLimit   *Limit         `json:"ratelimit,omitempty"`
+	Quota       *Limit         `json:"quota,omitempty"`
 	LeaseID     string         `json:"lease_id,omitempty"`
 	RetryAfter  int64          `json:"retry_after,omitempty"`
 }
@@ -65,7 +67,7 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	resp := verifyResponse{Valid: v.Valid(), Code: v.Code, Missing: v.Missing}
+	resp := VerifyResponse{Valid: v.Valid(), Code: v.Code, Missing: v.Missing}
 	if e := v.Entry; e != nil {
 		k := e.Key
 		resp.KeyID, resp.Tenant, resp.Owner, resp.Name, resp.Environment = k.ID, k.Tenant, k.Owner, k.Name, k.Environment

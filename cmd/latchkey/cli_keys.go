@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/httpapi"
 )
 
 const keysUsage = `Usage: latchkey keys <command> [flags]
@@ -167,13 +168,22 @@ func nonNil(l listFlag) []string {
 
 func keysCreate(ctx context.Context, e *env, args []string) error {
 	c := newCommand(e, "keys create", "--name N [flags]")
+	return issueKey(ctx, e, c, args, nil, "key prefix, 1-16 of a-z, 0-9 and '_' (default lk)",
+		func([]string) (string, string) { return "/v1/keys", "Created key" })
+}
+
+// issueKey runs a command that mints a key (create, derive): the settings
+// flags, a required --name, --prefix, the request, and the once-only output.
+// route returns the path to POST to and the headline's opening words.
+func issueKey(ctx context.Context, e *env, c *command, args, positional []string, prefixHelp string, route func(pos []string) (path, headline string)) error {
 	s := addSettingsFlags(c, false)
-	prefix := c.fs.String("prefix", "", "key prefix, 1-16 of a-z, 0-9 and '_' (default lk)")
-	if _, err := c.parse(args); err != nil {
+	prefix := c.fs.String("prefix", "", prefixHelp)
+	pos, err := c.parse(args, positional...)
+	if err != nil {
 		return err
 	}
 	if !c.set("name") {
-		fmt.Fprintln(e.stderr, "latchkey keys create: --name is required")
+		fmt.Fprintf(e.stderr, "%s: --name is required\n", c.fs.Name())
 		c.fs.Usage()
 		return errUsageShown
 	}
@@ -191,15 +201,16 @@ func keysCreate(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	path, headline := route(pos)
 	var k keyJSON
-	raw, err := cl.call(ctx, "POST", "/v1/keys", nil, body, &k)
+	raw, err := cl.call(ctx, "POST", path, nil, body, &k)
 	if err != nil {
 		return err
 	}
 	if c.client.json {
 		return printJSON(e.stdout, raw)
 	}
-	fmt.Fprintf(e.stdout, "Created key %s (%s)\n", k.ID, k.Name)
+	fmt.Fprintf(e.stdout, "%s %s (%s)\n", headline, k.ID, k.Name)
 	printKeySummary(e.stdout, &k.Key)
 	printShownOnce(e.stdout, k.Plaintext)
 	return nil
@@ -583,68 +594,10 @@ func stateChange(ctx context.Context, c *command, id, op string, body map[string
 
 func keysDerive(ctx context.Context, e *env, args []string) error {
 	c := newCommand(e, "keys derive", "PARENT_ID --name N [flags]")
-	s := addSettingsFlags(c, false)
-	prefix := c.fs.String("prefix", "", "key prefix (default: the parent's)")
-	pos, err := c.parse(args, "PARENT_ID")
-	if err != nil {
-		return err
-	}
-	if !c.set("name") {
-		fmt.Fprintln(e.stderr, "latchkey keys derive: --name is required")
-		c.fs.Usage()
-		return errUsageShown
-	}
-	body, err := s.body()
-	if err != nil {
-		return err
-	}
-	if *prefix != "" {
-		if !latchkey.ValidPrefix(*prefix) {
-			return latchkey.Errorf(latchkey.EInvalid, "--prefix %q: use 1-16 of a-z, 0-9 and '_', not ending in '_'", *prefix)
-		}
-		body["prefix"] = *prefix
-	}
-	cl, err := c.client.newClient(e, true)
-	if err != nil {
-		return err
-	}
-	var k keyJSON
-	raw, err := cl.call(ctx, "POST", "/v1/keys/"+url.PathEscape(pos[0])+"/derive", nil, body, &k)
-	if err != nil {
-		return err
-	}
-	if c.client.json {
-		return printJSON(e.stdout, raw)
-	}
-	fmt.Fprintf(e.stdout, "Derived key %s (%s) from %s\n", k.ID, k.Name, pos[0])
-	printKeySummary(e.stdout, &k.Key)
-	printShownOnce(e.stdout, k.Plaintext)
-	return nil
-}
-
-// verifyJSON is the answer of POST /v1/keys/verify.
-type verifyJSON struct {
-	Valid       bool           `json:"valid"`
-	Code        string         `json:"code"`
-	KeyID       string         `json:"key_id"`
-	Tenant      string         `json:"tenant"`
-	Owner       string         `json:"owner"`
-	Name        string         `json:"name"`
-	Environment string         `json:"environment"`
-	Scopes      []string       `json:"scopes"`
-	Resources   []string       `json:"resources"`
-	Meta        map[string]any `json:"meta"`
-	ExpiresAt   time.Time      `json:"expires_at"`
-	Missing     string         `json:"missing"`
-	RateLimit   *limitJSON     `json:"ratelimit"`
-	Quota       *limitJSON     `json:"quota"`
-	RetryAfter  int64          `json:"retry_after"`
-}
-
-type limitJSON struct {
-	Limit     int64     `json:"limit"`
-	Remaining int64     `json:"remaining"`
-	ResetAt   time.Time `json:"reset_at"`
+	return issueKey(ctx, e, c, args, []string{"PARENT_ID"}, "key prefix (default: the parent's)",
+		func(pos []string) (string, string) {
+			return "/v1/keys/" + url.PathEscape(pos[0]) + "/derive", "Derived from " + pos[0] + ": key"
+		})
 }
 
 func keysVerify(ctx context.Context, e *env, args []string) error {
@@ -687,7 +640,7 @@ func keysVerify(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	var v verifyJSON
+	var v httpapi.VerifyResponse
 	raw, err := cl.call(ctx, "POST", "/v1/keys/verify", nil, body, &v)
 	if err != nil {
 		return err
@@ -707,7 +660,7 @@ func keysVerify(ctx context.Context, e *env, args []string) error {
 
 // printVerdict prints a verification's code, then who the key belongs to
 // and what is left of its limits.
-func printVerdict(w io.Writer, v *verifyJSON) {
+func printVerdict(w io.Writer, v *httpapi.VerifyResponse) {
 	fmt.Fprintln(w, v.Code)
 	tw := newTable(w)
 	line := func(label, value string) {
@@ -731,7 +684,7 @@ func printVerdict(w io.Writer, v *verifyJSON) {
 	}
 	for _, l := range []struct {
 		label string
-		l     *limitJSON
+		l     *httpapi.Limit
 	}{{"ratelimit", v.RateLimit}, {"quota", v.Quota}} {
 		if l.l != nil {
 			line(l.label, fmt.Sprintf("%d of %d left until %s", max(l.l.Remaining, 0), l.l.Limit, fmtTime(l.l.ResetAt, "-")))

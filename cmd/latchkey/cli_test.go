@@ -31,7 +31,7 @@ type cliNode struct {
 	URL  string // http://127.0.0.1:port
 	Addr string // 127.0.0.1:port
 	Root string // the operator's root key
-	log  *cliLockedBuffer
+	log  *syncBuffer
 
 	mu   sync.Mutex
 	runs []cliRun
@@ -57,23 +57,6 @@ func (r cliRun) shownOnce() bool {
 	return false
 }
 
-type cliLockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *cliLockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *cliLockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // startCLINode runs serve() on 127.0.0.1:0 with a fresh database and stops
 // it when the test ends.
 func startCLINode(t *testing.T) *cliNode {
@@ -82,7 +65,7 @@ func startCLINode(t *testing.T) *cliNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &cliNode{Root: root.Reveal(), log: &cliLockedBuffer{}}
+	n := &cliNode{Root: root.Reveal(), log: &syncBuffer{}}
 	cfg := serverConfig{
 		Addr:     "127.0.0.1:0",
 		DB:       filepath.Join(t.TempDir(), "t.db"),

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -539,5 +540,18 @@ func TestRequire(t *testing.T) {
 				t.Errorf("message %q does not say what is missing", msg)
 			}
 		})
+	}
+}
+
+// TestDocsShipTheTestedSnippet keeps docs/forward-auth.md true: the nginx
+// configuration it shows is exactly what the forward-auth tests run.
+func TestDocsShipTheTestedSnippet(t *testing.T) {
+	b, err := os.ReadFile("../../docs/forward-auth.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := NginxSnippet("http://127.0.0.1:8080/v1/auth?scope=data:read", "http://127.0.0.1:3000")
+	if !strings.Contains(string(b), "```nginx\n"+strings.TrimRight(want, "\n")+"\n```") {
+		t.Fatal("docs/forward-auth.md does not contain NginxSnippet's output for its example addresses; regenerate the block between the nginx-snippet markers")
 	}
 }
