@@ -20,29 +20,28 @@ func (w *nopWriter) Header() http.Header         { return w.h }
 func (w *nopWriter) Write(b []byte) (int, error) { return len(b), nil }
 func (w *nopWriter) WriteHeader(int)             {}
 
-// BenchmarkForwardAuth measures GET /v1/auth for a cached, allowed key in
-// process, without the network: the handler's share of a forward-auth
-// request.
-func BenchmarkForwardAuth(b *testing.B) {
+// newAuthBench returns a server, an allowed forward-auth request for a
+// cached key, and a writer.
+func newAuthBench(tb testing.TB) (*httpapi.Server, *http.Request, *nopWriter, string) {
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "b.db"))
+	db, err := sqlite.Open(ctx, filepath.Join(tb.TempDir(), "b.db"))
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	defer db.Close()
+	tb.Cleanup(func() { db.Close() })
 	svc := keys.New(keys.Options{Store: db})
 	root, _, _, err := svc.Bootstrap(ctx, "")
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	actor, err := svc.Authenticate(ctx, root.Reveal(), netip.Addr{}, "")
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	name := "bench"
 	k, tok, err := svc.CreateKey(ctx, actor, keys.CreateParams{Settings: keys.Settings{Name: &name, Scopes: &[]string{"data:read"}}})
-	if err != nil || k == nil {
-		b.Fatal(err)
+	if err != nil {
+		tb.Fatal(err)
 	}
 	srv := httpapi.New(httpapi.Config{Keys: svc})
 	req, _ := http.NewRequest("GET", "http://x/v1/auth?scope=data:read", nil)
@@ -51,11 +50,19 @@ func BenchmarkForwardAuth(b *testing.B) {
 	w := &nopWriter{h: http.Header{}}
 	srv.ServeHTTP(w, req)
 	if w.h.Get("X-Latchkey-Key-Id") != k.ID || w.h.Get("X-Latchkey-Code") != "" {
-		b.Fatalf("not allowed: %v", w.h)
+		tb.Fatalf("not allowed: %v", w.h)
 	}
+	return srv, req, w, k.ID
+}
+
+// BenchmarkForwardAuth measures GET /v1/auth for a cached, allowed key in
+// process, without the network: the handler's share of a forward-auth
+// request.
+func BenchmarkForwardAuth(b *testing.B) {
+	srv, req, w, _ := newAuthBench(b)
 	b.ReportAllocs()
 	for b.Loop() {
-		w.h = make(http.Header, 8)
+		clear(w.h)
 		srv.ServeHTTP(w, req)
 	}
 }

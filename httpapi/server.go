@@ -163,9 +163,10 @@ func (g *requestIDs) newChunk() *idChunk {
 	base := g.seq.Add(idChunkSize) - idChunkSize
 	width := len(g.prefix) + idCounterW
 	buf := make([]byte, 0, width*idChunkSize)
+	var num [16]byte
 	for i := range uint64(idChunkSize) {
 		buf = append(buf, g.prefix...)
-		n := strconv.FormatUint(base+i, 36)
+		n := strconv.AppendUint(num[:0], base+i, 36)
 		for range idCounterW - len(n) {
 			buf = append(buf, '0')
 		}

@@ -1,0 +1,15 @@
+//go:build !race
+
+package httpapi_test
+
+import "testing"
+
+// TestForwardAuthAllocatesNothing guards the hot path: an allowed
+// forward-auth request for a cached key costs the handler no allocation
+// (the header map is net/http's, reused here).
+func TestForwardAuthAllocatesNothing(t *testing.T) {
+	srv, req, w, _ := newAuthBench(t)
+	if n := testing.AllocsPerRun(1000, func() { clear(w.h); srv.ServeHTTP(w, req) }); n != 0 {
+		t.Fatalf("forward-auth allocates %.1f times per request", n)
+	}
+}
