@@ -73,9 +73,19 @@ type Key struct {
 	Resources   []string       `json:"resources"`
 	Meta        map[string]any `json:"meta"`
 	IPAllow     []netip.Prefix `json:"ip_allow"`
-	ExpiresAt   time.Time      `json:"expires_at,omitzero"`
-	State       State          `json:"state"`
-	StateReason string         `json:"state_reason,omitempty"`
+	// Countries, when not empty, lists the ISO 3166-1 alpha-2 codes of the
+	// countries the key may be used from (needs the server's GeoIP database).
+	Countries   []string     `json:"countries"`
+	TimeWindows []TimeWindow `json:"time_windows"`
+	RateLimits  []RateLimit  `json:"ratelimits"`
+	Quota       *Quota       `json:"quota,omitempty"`
+	// MaxConcurrent bounds the requests in flight (0: unbounded); each
+	// admitted request holds a lease for at most LeaseTTL (0: the default).
+	MaxConcurrent int       `json:"max_concurrent,omitempty"`
+	LeaseTTL      Duration  `json:"lease_ttl,omitempty"`
+	ExpiresAt     time.Time `json:"expires_at,omitzero"`
+	State         State     `json:"state"`
+	StateReason   string    `json:"state_reason,omitempty"`
 	// SuspendedUntil is zero for a suspension that lasts until resumed.
 	SuspendedUntil time.Time `json:"suspended_until,omitzero"`
 	// SuspendedBy names the ancestor whose suspension reached this key; it

@@ -63,6 +63,26 @@ type Tx interface {
 	UpdateKey(k *latchkey.Key) error
 	// Children returns the keys whose ParentID is parentID, ordered by id.
 	Children(tenant, parentID string) ([]*latchkey.Key, error)
+
+	// QuotaUsage returns a key's persisted quota consumption; the zero
+	// QuotaUsage (with KeyID set) if none was ever saved.
+	QuotaUsage(keyID string) (QuotaUsage, error)
+	// SaveQuotaUsage stores u if the stored epoch still equals u.Epoch (no
+	// reset happened since u was read) and reports whether it did.
+	SaveQuotaUsage(u QuotaUsage) (bool, error)
+	// ResetQuotaUsage zeroes a key's consumption and bumps its epoch, so that
+	// consumption counted before the reset is never written back.
+	ResetQuotaUsage(keyID string) error
+}
+
+// QuotaUsage is what a key has consumed of its quota: in the period that
+// starts at PeriodStart (periodic quotas), or in total since its balance was
+// last set (credit balances).
+type QuotaUsage struct {
+	KeyID       string
+	Epoch       int64
+	PeriodStart time.Time
+	Used        int64
 }
 
 // Page selects a slice of an id-ordered list.

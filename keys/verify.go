@@ -35,12 +35,25 @@ type Verdict struct {
 // Valid reports whether the key was allowed.
 func (v *Verdict) Valid() bool { return v.Code == latchkey.CodeValid }
 
-// Limiter admits or denies a request that passed every other check. The
-// limits issue implements it; without one, nothing is limited.
+// Limiter admits or denies a request that passed every other check:
+// rate windows, quota and concurrency (package limit). Without one, nothing
+// is limited. Implementations pass the suite in limit/limittest.
 type Limiter interface {
 	// Admit consumes cost from the key's limits if, and only if, every limit
-	// allows it.
+	// allows it: a denied request consumes nothing. A key with
+	// MaxConcurrent > 0 gets a lease that holds one slot until released or
+	// until its TTL passes.
 	Admit(ctx context.Context, k *latchkey.Key, cost int64, now time.Time) (Admission, error)
+	// LeaseKey returns the id of the key holding a live lease.
+	LeaseKey(leaseID string, now time.Time) (keyID string, ok bool)
+	// Release ends a lease; false if it was not live.
+	Release(leaseID string, now time.Time) bool
+	// Forget drops what the limiter holds for a key whose limits changed,
+	// so the next Admit starts from the key's new settings and the stored
+	// quota usage.
+	Forget(keyID string)
+	// Flush persists pending quota consumption (on shutdown).
+	Flush(ctx context.Context) error
 }
 
 // Admission is a limiter's answer.

@@ -27,6 +27,11 @@ func (metaLimiter) Admit(_ context.Context, k *latchkey.Key, _ int64, now time.T
 	return keys.Admission{Code: code, RetryAfter: 7 * time.Second, RateLimit: keys.LimitState{Limit: 100, Remaining: 0, ResetAt: now.Add(7 * time.Second)}}, nil
 }
 
+func (metaLimiter) LeaseKey(string, time.Time) (string, bool) { return "", false }
+func (metaLimiter) Release(string, time.Time) bool            { return false }
+func (metaLimiter) Forget(string)                             {}
+func (metaLimiter) Flush(context.Context) error               { return nil }
+
 // TestE2ENginxForwardAuth puts a real nginx, configured with the snippet
 // the docs ship, in front of an app, with the real server as its
 // auth_request endpoint.

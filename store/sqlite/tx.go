@@ -76,7 +76,8 @@ func (t *tx) Tenants(p keys.Page) ([]*latchkey.Tenant, error) {
 const keyColumns = `id, tenant_id, name, owner, environment, prefix, start, hash,
 	scopes, resources, meta, ip_allow, expires_at, state, state_reason,
 	suspended_until, parent_id, rotated_from, rotated_to, grace_until,
-	created_at, updated_at, revoked_at, suspended_by`
+	created_at, updated_at, revoked_at, suspended_by,
+	countries, time_windows, ratelimits, quota, max_concurrent, lease_ttl`
 
 // Queries prepared once per pool (see stmts).
 const (
@@ -96,7 +97,8 @@ func (t *tx) CreateKey(k *latchkey.Key) error {
 		@id, @tenant_id, @name, @owner, @environment, @prefix, @start, @hash,
 		@scopes, @resources, @meta, @ip_allow, @expires_at, @state, @state_reason,
 		@suspended_until, @parent_id, @rotated_from, @rotated_to, @grace_until,
-		@created_at, @updated_at, @revoked_at, @suspended_by)`, args...)
+		@created_at, @updated_at, @revoked_at, @suspended_by,
+		@countries, @time_windows, @ratelimits, @quota, @max_concurrent, @lease_ttl)`, args...)
 	switch {
 	case isDuplicate(err):
 		return latchkey.Errorf(latchkey.EConflict, "key %q or one with the same secret already exists", k.ID)
@@ -174,7 +176,9 @@ func (t *tx) UpdateKey(k *latchkey.Key) error {
 		expires_at = @expires_at, state = @state, state_reason = @state_reason,
 		suspended_until = @suspended_until, parent_id = @parent_id,
 		rotated_from = @rotated_from, rotated_to = @rotated_to, grace_until = @grace_until,
-		updated_at = @updated_at, revoked_at = @revoked_at, suspended_by = @suspended_by
+		updated_at = @updated_at, revoked_at = @revoked_at, suspended_by = @suspended_by,
+		countries = @countries, time_windows = @time_windows, ratelimits = @ratelimits,
+		quota = @quota, max_concurrent = @max_concurrent, lease_ttl = @lease_ttl
 		WHERE tenant_id = @tenant_id AND id = @id`, args...)
 	if err != nil {
 		return fail(t.ctx, "update key", err)
@@ -253,6 +257,26 @@ func keyArgs(k *latchkey.Key) ([]any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: key %s: ip_allow: %w", k.ID, err)
 	}
+	countries, err := jsonArray(k.Countries)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: key %s: countries: %w", k.ID, err)
+	}
+	windows, err := jsonArray(k.TimeWindows)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: key %s: time_windows: %w", k.ID, err)
+	}
+	rates, err := jsonArray(k.RateLimits)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: key %s: ratelimits: %w", k.ID, err)
+	}
+	var quota sql.NullString
+	if k.Quota != nil {
+		b, err := json.Marshal(k.Quota)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: key %s: quota: %w", k.ID, err)
+		}
+		quota = sql.NullString{String: string(b), Valid: true}
+	}
 	meta := "{}"
 	if k.Meta != nil {
 		b, err := json.Marshal(k.Meta)
@@ -286,6 +310,12 @@ func keyArgs(k *latchkey.Key) ([]any, error) {
 		sql.Named("updated_at", micros(k.UpdatedAt)),
 		sql.Named("revoked_at", micros(k.RevokedAt)),
 		sql.Named("suspended_by", nullString(k.SuspendedBy)),
+		sql.Named("countries", countries),
+		sql.Named("time_windows", windows),
+		sql.Named("ratelimits", rates),
+		sql.Named("quota", quota),
+		sql.Named("max_concurrent", k.MaxConcurrent),
+		sql.Named("lease_ttl", int64(k.LeaseTTL)),
 	}, nil
 }
 
@@ -295,14 +325,17 @@ func scanKey(row scanner) (*latchkey.Key, error) {
 		hash, scopes, resources, meta, ipAllow  []byte
 		state                                   string
 		parentID, rotatedFrom, rotatedTo        sql.NullString
-		suspendedBy                             sql.NullString
+		suspendedBy, quota                      sql.NullString
+		countries, windows, rates               []byte
+		leaseTTL                                int64
 		expires, suspendedUntil, grace, revoked sql.NullInt64
 		created, updated                        sql.NullInt64
 	)
 	if err := row.Scan(&k.ID, &k.Tenant, &k.Name, &k.Owner, &k.Environment, &k.Prefix, &k.Start, &hash,
 		&scopes, &resources, &meta, &ipAllow, &expires, &state, &k.StateReason,
 		&suspendedUntil, &parentID, &rotatedFrom, &rotatedTo, &grace,
-		&created, &updated, &revoked, &suspendedBy); err != nil {
+		&created, &updated, &revoked, &suspendedBy,
+		&countries, &windows, &rates, &quota, &k.MaxConcurrent, &leaseTTL); err != nil {
 		return nil, err
 	}
 	if len(hash) != len(k.Hash) {
@@ -323,6 +356,31 @@ func scanKey(row scanner) (*latchkey.Key, error) {
 	}
 	if err := json.Unmarshal(ipAllow, &k.IPAllow); err != nil {
 		return nil, fmt.Errorf("key %s: ip_allow: %w", k.ID, err)
+	}
+	if err := json.Unmarshal(countries, &k.Countries); err != nil {
+		return nil, fmt.Errorf("key %s: countries: %w", k.ID, err)
+	}
+	if err := json.Unmarshal(windows, &k.TimeWindows); err != nil {
+		return nil, fmt.Errorf("key %s: time_windows: %w", k.ID, err)
+	}
+	if err := json.Unmarshal(rates, &k.RateLimits); err != nil {
+		return nil, fmt.Errorf("key %s: ratelimits: %w", k.ID, err)
+	}
+	if quota.Valid {
+		k.Quota = new(latchkey.Quota)
+		if err := json.Unmarshal([]byte(quota.String), k.Quota); err != nil {
+			return nil, fmt.Errorf("key %s: quota: %w", k.ID, err)
+		}
+	}
+	k.LeaseTTL = latchkey.Duration(leaseTTL)
+	if k.Countries == nil {
+		k.Countries = []string{}
+	}
+	if k.TimeWindows == nil {
+		k.TimeWindows = []latchkey.TimeWindow{}
+	}
+	if k.RateLimits == nil {
+		k.RateLimits = []latchkey.RateLimit{}
 	}
 	if k.Scopes == nil {
 		k.Scopes = []string{}
@@ -378,4 +436,62 @@ func fromMicros(n sql.NullInt64) time.Time {
 // parent's list.
 func nullString(s string) sql.NullString {
 	return sql.NullString{String: s, Valid: s != ""}
+}
+
+// QuotaUsage returns a key's persisted quota consumption; the zero usage
+// (with KeyID set) if none was saved.
+func (t *tx) QuotaUsage(keyID string) (keys.QuotaUsage, error) {
+	u := keys.QuotaUsage{KeyID: keyID}
+	var start sql.NullInt64
+	err := t.tx.QueryRowContext(t.ctx, `SELECT epoch, period_start, used FROM quota_usage WHERE key_id = ?`, keyID).
+		Scan(&u.Epoch, &start, &u.Used)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return u, nil
+	case err != nil:
+		return keys.QuotaUsage{}, fail(t.ctx, "quota usage", err)
+	}
+	u.PeriodStart = fromMicros(start)
+	return u, nil
+}
+
+// SaveQuotaUsage stores u if the stored epoch still equals u.Epoch (a key
+// never saved counts as epoch 0) and reports whether it did.
+func (t *tx) SaveQuotaUsage(u keys.QuotaUsage) (bool, error) {
+	res, err := t.tx.ExecContext(t.ctx, `UPDATE quota_usage SET period_start = ?, used = ? WHERE key_id = ? AND epoch = ?`,
+		micros(u.PeriodStart), u.Used, u.KeyID, u.Epoch)
+	if err != nil {
+		return false, fail(t.ctx, "save quota usage", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return false, fail(t.ctx, "save quota usage", err)
+	} else if n == 1 || u.Epoch != 0 {
+		return n == 1, nil
+	}
+	res, err = t.tx.ExecContext(t.ctx, `INSERT INTO quota_usage (key_id, epoch, period_start, used) VALUES (?, 0, ?, ?)
+		ON CONFLICT (key_id) DO NOTHING`, u.KeyID, micros(u.PeriodStart), u.Used)
+	if constraint(err) == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY {
+		return false, latchkey.Errorf(latchkey.ENotFound, "key %q not found", u.KeyID)
+	}
+	if err != nil {
+		return false, fail(t.ctx, "save quota usage", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fail(t.ctx, "save quota usage", err)
+	}
+	return n == 1, nil
+}
+
+// ResetQuotaUsage zeroes a key's consumption and bumps its epoch.
+func (t *tx) ResetQuotaUsage(keyID string) error {
+	_, err := t.tx.ExecContext(t.ctx, `INSERT INTO quota_usage (key_id, epoch, period_start, used) VALUES (?, 1, NULL, 0)
+		ON CONFLICT (key_id) DO UPDATE SET epoch = quota_usage.epoch + 1, period_start = NULL, used = 0`, keyID)
+	if constraint(err) == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY {
+		return latchkey.Errorf(latchkey.ENotFound, "key %q not found", keyID)
+	}
+	if err != nil {
+		return fail(t.ctx, "reset quota usage", err)
+	}
+	return nil
 }

@@ -83,6 +83,8 @@ func Run(t *testing.T, open func(t *testing.T) keys.Store) {
 		{"ViewCannotWrite", testViewReadOnly},
 		{"CancelledContext", testCancelled},
 		{"ConcurrentUpdates", testConcurrentUpdates},
+		{"QuotaUsageRoundTrips", testQuotaUsage},
+		{"QuotaUsageResetStopsStaleSaves", testQuotaUsageReset},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
@@ -323,11 +325,11 @@ func testKeyEmptyValues(t *testing.T, s keys.Store) {
 		ID: "key_empty", Tenant: "acme", Name: "empty", Prefix: "lk", Start: "lk_0000",
 		Hash: hashOf("empty"), State: latchkey.StateActive, CreatedAt: t0, UpdatedAt: t0,
 		Scopes: []string{}, Resources: []string{}, Meta: map[string]any{}, IPAllow: []netip.Prefix{},
+		Countries: []string{}, TimeWindows: []latchkey.TimeWindow{}, RateLimits: []latchkey.RateLimit{},
 	}
 	createKeys(t, s, nilKey, emptyKey)
 	for _, k := range []*latchkey.Key{nilKey, emptyKey} {
-		want := *k
-		want.Scopes, want.Resources, want.Meta, want.IPAllow = []string{}, []string{}, map[string]any{}, []netip.Prefix{}
+		want := withEmptyLists(*k)
 		checkEqual(t, k.ID, getKey(t, s, "acme", k.ID), &want)
 	}
 }
@@ -454,12 +456,13 @@ func testUpdateKeyClears(t *testing.T, s keys.Store) {
 	cleared.Owner, cleared.Environment, cleared.StateReason = "", "", ""
 	cleared.ParentID, cleared.RotatedFrom, cleared.RotatedTo, cleared.SuspendedBy = "", "", "", ""
 	cleared.Scopes, cleared.Resources, cleared.Meta, cleared.IPAllow = nil, nil, nil, nil
+	cleared.Countries, cleared.TimeWindows, cleared.RateLimits, cleared.Quota = nil, nil, nil, nil
+	cleared.MaxConcurrent, cleared.LeaseTTL = 0, 0
 	cleared.ExpiresAt, cleared.SuspendedUntil, cleared.GraceUntil, cleared.RevokedAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
 	cleared.State = latchkey.StateActive
 	update(t, s, func(tx keys.Tx) error { return tx.UpdateKey(&cleared) })
 
-	want := cleared
-	want.Scopes, want.Resources, want.Meta, want.IPAllow = []string{}, []string{}, map[string]any{}, []netip.Prefix{}
+	want := withEmptyLists(cleared)
 	checkEqual(t, "Key after clearing", getKey(t, s, "acme", "key_1"), &want)
 }
 
@@ -1139,10 +1142,21 @@ func key(tenant, id string) *latchkey.Key {
 		Resources:   []string{},
 		Meta:        map[string]any{},
 		IPAllow:     []netip.Prefix{},
+		Countries:   []string{},
+		TimeWindows: []latchkey.TimeWindow{},
+		RateLimits:  []latchkey.RateLimit{},
 		State:       latchkey.StateActive,
 		CreatedAt:   t0,
 		UpdatedAt:   t0,
 	}
+}
+
+// withEmptyLists returns k with every nil list or map replaced by an empty
+// one, as a store reads it back.
+func withEmptyLists(k latchkey.Key) latchkey.Key {
+	k.Scopes, k.Resources, k.Meta, k.IPAllow = []string{}, []string{}, map[string]any{}, []netip.Prefix{}
+	k.Countries, k.TimeWindows, k.RateLimits = []string{}, []latchkey.TimeWindow{}, []latchkey.RateLimit{}
+	return k
 }
 
 // relatives returns the keys fullKey(tenant, _, v) points at.
@@ -1191,13 +1205,25 @@ func fullKey(tenant, id string, v int) *latchkey.Key {
 		StateReason:    fmt.Sprintf("under review %d", v),
 		SuspendedUntil: at(2),
 		SuspendedBy:    fmt.Sprintf("key_suspender%d", v),
-		ParentID:       fmt.Sprintf("key_parent%d", v),
-		RotatedFrom:    fmt.Sprintf("key_from%d", v),
-		RotatedTo:      fmt.Sprintf("key_to%d", v),
-		GraceUntil:     at(3),
-		CreatedAt:      at(0),
-		UpdatedAt:      at(1),
-		RevokedAt:      at(4),
+		Countries:      []string{"DE", fmt.Sprintf("F%c", 'A'+v%26)},
+		TimeWindows: []latchkey.TimeWindow{
+			{Days: []string{"mon", "fri"}, Start: "09:00", End: fmt.Sprintf("17:%02d", v%60), TZ: "Europe/Berlin"},
+			{Start: "22:00", End: "06:00"},
+		},
+		RateLimits: []latchkey.RateLimit{
+			{Name: "burst", Limit: int64(10 + v), Window: latchkey.Duration(time.Second)},
+			{Name: "hourly", Limit: 1000, Window: latchkey.Duration(time.Hour)},
+		},
+		Quota:         &latchkey.Quota{Limit: int64(10000 + v), Period: "30d"},
+		MaxConcurrent: 3 + v,
+		LeaseTTL:      latchkey.Duration(time.Duration(30+v) * time.Second),
+		ParentID:      fmt.Sprintf("key_parent%d", v),
+		RotatedFrom:   fmt.Sprintf("key_from%d", v),
+		RotatedTo:     fmt.Sprintf("key_to%d", v),
+		GraceUntil:    at(3),
+		CreatedAt:     at(0),
+		UpdatedAt:     at(1),
+		RevokedAt:     at(4),
 	}
 }
 
@@ -1293,4 +1319,91 @@ func namesOf(all []*latchkey.Key, ids []string) []string {
 		}
 	}
 	return names
+}
+
+func testQuotaUsage(t *testing.T, s keys.Store) {
+	createTenants(t, s, "acme")
+	createKeys(t, s, key("acme", "key_1"))
+	view(t, s, func(tx keys.Tx) error {
+		u, err := tx.QuotaUsage("key_1")
+		if err != nil {
+			return err
+		}
+		if u != (keys.QuotaUsage{KeyID: "key_1"}) {
+			t.Errorf("usage before any save = %+v, want zero", u)
+		}
+		return nil
+	})
+	first := keys.QuotaUsage{KeyID: "key_1", PeriodStart: t0, Used: 42}
+	update(t, s, func(tx keys.Tx) error {
+		ok, err := tx.SaveQuotaUsage(first)
+		if err != nil || !ok {
+			t.Errorf("first save = %v, %v", ok, err)
+		}
+		// Saving again at the same epoch overwrites.
+		first.Used = 43
+		ok, err = tx.SaveQuotaUsage(first)
+		if err != nil || !ok {
+			t.Errorf("second save = %v, %v", ok, err)
+		}
+		return nil
+	})
+	view(t, s, func(tx keys.Tx) error {
+		u, err := tx.QuotaUsage("key_1")
+		if err != nil {
+			return err
+		}
+		if u.Used != 43 || !u.PeriodStart.Equal(t0) || u.Epoch != 0 {
+			t.Errorf("usage = %+v, want 43 used from %v at epoch 0", u, t0)
+		}
+		return nil
+	})
+	update(t, s, func(tx keys.Tx) error {
+		_, err := tx.SaveQuotaUsage(keys.QuotaUsage{KeyID: "key_missing", Used: 1})
+		wantCode(t, "SaveQuotaUsage of a missing key", err, latchkey.ENotFound)
+		return nil
+	})
+}
+
+func testQuotaUsageReset(t *testing.T, s keys.Store) {
+	createTenants(t, s, "acme")
+	createKeys(t, s, key("acme", "key_1"))
+	stale := keys.QuotaUsage{KeyID: "key_1", PeriodStart: t0, Used: 10}
+	update(t, s, func(tx keys.Tx) error {
+		if _, err := tx.SaveQuotaUsage(stale); err != nil {
+			return err
+		}
+		return tx.ResetQuotaUsage("key_1")
+	})
+	var fresh keys.QuotaUsage
+	update(t, s, func(tx keys.Tx) error {
+		stale.Used = 99
+		ok, err := tx.SaveQuotaUsage(stale)
+		if err != nil || ok {
+			t.Errorf("save at the old epoch after a reset = %v, %v; want refused", ok, err)
+		}
+		fresh, err = tx.QuotaUsage("key_1")
+		return err
+	})
+	if fresh.Used != 0 || fresh.Epoch == 0 {
+		t.Fatalf("usage after reset = %+v, want 0 used at a new epoch", fresh)
+	}
+	update(t, s, func(tx keys.Tx) error {
+		fresh.Used = 5
+		ok, err := tx.SaveQuotaUsage(fresh)
+		if err != nil || !ok {
+			t.Errorf("save at the new epoch = %v, %v", ok, err)
+		}
+		if err := tx.ResetQuotaUsage("key_1"); err != nil {
+			return err
+		}
+		u, err := tx.QuotaUsage("key_1")
+		if err != nil {
+			return err
+		}
+		if u.Used != 0 || u.Epoch <= fresh.Epoch {
+			t.Errorf("second reset: %+v", u)
+		}
+		return nil
+	})
 }
