@@ -225,6 +225,16 @@ func (s *Server) listTenants(w http.ResponseWriter, r *http.Request, a *keys.Act
 	return nil
 }
 
+// releaseLease ends a concurrency lease; the key that holds it or an admin
+// key of its tenant may. 204 on success.
+func (s *Server) releaseLease(w http.ResponseWriter, r *http.Request) {
+	if err := s.svc.ReleaseLease(r.Context(), credential(r), s.clientIP(r), r.PathValue("id")); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
 // health answers the seed services' health contract.
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "healthy"})

@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"bytes"
+	"encoding/json"
 	"net/netip"
 	"time"
 
@@ -29,6 +31,33 @@ func (o *optTime) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// optQuota is a quota field that distinguishes "absent" from "null"
+// (remove the quota).
+type optQuota struct {
+	Set   bool
+	Quota *latchkey.Quota
+}
+
+func (o *optQuota) UnmarshalJSON(b []byte) error {
+	o.Set = true
+	if string(b) == "null" {
+		o.Quota = nil
+		return nil
+	}
+	var q struct {
+		Limit     int64  `json:"limit"`
+		Period    string `json:"period"`
+		Remaining *int64 `json:"remaining"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&q); err != nil {
+		return latchkey.Errorf(latchkey.EInvalid, `quota: expected {"limit": N, "period": "30d"|"daily"|"monthly"} or {"remaining": N}, or null`)
+	}
+	o.Quota = &latchkey.Quota{Limit: q.Limit, Period: q.Period, Remaining: q.Remaining}
+	return nil
+}
+
 type settingsBody struct {
 	Name        *string            `json:"name"`
 	Owner       *string            `json:"owner"`
@@ -39,6 +68,13 @@ type settingsBody struct {
 	IPAllow     *[]string          `json:"ip_allow"`
 	ExpiresAt   optTime            `json:"expires_at"`
 	ExpiresIn   *latchkey.Duration `json:"expires_in"`
+
+	Countries     *[]string              `json:"countries"`
+	TimeWindows   *[]latchkey.TimeWindow `json:"time_windows"`
+	RateLimits    *[]latchkey.RateLimit  `json:"ratelimits"`
+	Quota         optQuota               `json:"quota"`
+	MaxConcurrent *int                   `json:"max_concurrent"`
+	LeaseTTL      *latchkey.Duration     `json:"lease_ttl"`
 }
 
 func (b *settingsBody) settings() keys.Settings {
@@ -53,6 +89,14 @@ func (b *settingsBody) settings() keys.Settings {
 	if b.ExpiresIn != nil {
 		d := time.Duration(*b.ExpiresIn)
 		s.ExpiresIn = &d
+	}
+	s.Countries, s.TimeWindows, s.RateLimits, s.MaxConcurrent = b.Countries, b.TimeWindows, b.RateLimits, b.MaxConcurrent
+	if b.Quota.Set {
+		s.Quota, s.ClearQuota = b.Quota.Quota, b.Quota.Quota == nil
+	}
+	if b.LeaseTTL != nil {
+		d := time.Duration(*b.LeaseTTL)
+		s.LeaseTTL = &d
 	}
 	return s
 }

@@ -21,6 +21,8 @@ func (s *Server) routes() {
 	m.Handle("POST /v1/keys/{id}/revoke", s.admin("keys:write", s.revokeKey))
 	m.Handle("POST /v1/keys/{id}/derive", s.admin("keys:derive", s.deriveKey))
 
+	m.HandleFunc("POST /v1/leases/{id}/release", s.releaseLease)
+
 	m.Handle("POST /v1/tenants", s.admin("tenants:admin", s.createTenant))
 	m.Handle("GET /v1/tenants", s.admin("tenants:admin", s.listTenants))
 

@@ -14,6 +14,11 @@ import (
 // or the slices it holds once it is built.
 type Entry struct {
 	Key *latchkey.Key
+	// Windows is the key's compiled time windows (empty: any time).
+	Windows latchkey.TimeWindows
+	// noWindow is set when stored windows no longer compile (a zone gone
+	// from the tz database): the key is then usable at no time, not at any.
+	noWindow bool
 
 	// Header values for forward-auth, built once so that an allowed request
 	// sets identity headers without allocating.
@@ -25,8 +30,11 @@ type Entry struct {
 
 func newEntry(k *latchkey.Key) *Entry {
 	one := func(s string) []string { return []string{s} }
+	ws, err := latchkey.CompileTimeWindows(k.TimeWindows)
 	return &Entry{
 		Key:          k,
+		Windows:      ws,
+		noWindow:     err != nil,
 		KeyIDHeader:  one(k.ID),
 		TenantHeader: one(k.Tenant),
 		OwnerHeader:  one(k.Owner),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
@@ -23,7 +24,98 @@ type Settings struct {
 	ExpiresAt *time.Time
 	// ExpiresIn sets the expiry relative to now; not together with ExpiresAt.
 	ExpiresIn *time.Duration
+
+	Countries   *[]string // ISO codes; needs the service's GeoIP database
+	TimeWindows *[]latchkey.TimeWindow
+	RateLimits  *[]latchkey.RateLimit
+	// Quota sets the quota; ClearQuota removes it. Setting a credit balance
+	// (Remaining) restarts its consumption from zero.
+	Quota         *latchkey.Quota
+	ClearQuota    bool
+	MaxConcurrent *int
+	LeaseTTL      *time.Duration
 }
+
+// policyEnv is what validating policies needs to know about the service.
+type policyEnv struct {
+	hasGeo bool
+}
+
+// applyPolicies validates and writes the limit and access-policy settings.
+func (p *Settings) applyPolicies(k *latchkey.Key, env policyEnv) error {
+	if p.Countries != nil {
+		cs, err := normalizeCountries(*p.Countries)
+		if err != nil {
+			return err
+		}
+		if len(cs) > 0 && !env.hasGeo {
+			return latchkey.Errorf(latchkey.EInvalid, "countries: this server has no GeoIP database (start it with --geoip-db)")
+		}
+		k.Countries = cs
+	}
+	if p.TimeWindows != nil {
+		ws := append([]latchkey.TimeWindow{}, *p.TimeWindows...)
+		if _, err := latchkey.CompileTimeWindows(ws); err != nil {
+			return err
+		}
+		k.TimeWindows = ws
+	}
+	if p.RateLimits != nil {
+		rls := append([]latchkey.RateLimit{}, *p.RateLimits...)
+		if err := latchkey.ValidateRateLimits(rls); err != nil {
+			return err
+		}
+		k.RateLimits = rls
+	}
+	switch {
+	case p.ClearQuota && p.Quota != nil:
+		return latchkey.Errorf(latchkey.EInvalid, "quota: set it or clear it, not both")
+	case p.ClearQuota:
+		k.Quota = nil
+	case p.Quota != nil:
+		q := *p.Quota
+		if err := latchkey.ValidateQuota(&q); err != nil {
+			return err
+		}
+		k.Quota = &q
+	}
+	if p.MaxConcurrent != nil {
+		if *p.MaxConcurrent < 0 || *p.MaxConcurrent > latchkey.MaxConcurrent {
+			return latchkey.Errorf(latchkey.EInvalid, "max_concurrent must be from 0 (no limit) to %d", latchkey.MaxConcurrent)
+		}
+		k.MaxConcurrent = *p.MaxConcurrent
+	}
+	if p.LeaseTTL != nil {
+		if *p.LeaseTTL < time.Second || *p.LeaseTTL > 24*time.Hour {
+			return latchkey.Errorf(latchkey.EInvalid, "lease_ttl must be from 1s to 24h")
+		}
+		k.LeaseTTL = latchkey.Duration(*p.LeaseTTL)
+	}
+	return nil
+}
+
+// normalizeCountries upper-cases, checks and dedups ISO 3166-1 alpha-2
+// codes.
+func normalizeCountries(in []string) ([]string, error) {
+	if len(in) > latchkey.MaxCountries {
+		return nil, latchkey.Errorf(latchkey.EInvalid, "countries: at most %d", latchkey.MaxCountries)
+	}
+	out := make([]string, 0, len(in))
+	for _, c := range in {
+		c = strings.ToUpper(strings.TrimSpace(c))
+		if len(c) != 2 || c[0] < 'A' || c[0] > 'Z' || c[1] < 'A' || c[1] > 'Z' {
+			return nil, latchkey.Errorf(latchkey.EInvalid, "countries: %.20q is not an ISO 3166-1 alpha-2 code such as DE", c)
+		}
+		if !slices.Contains(out, c) {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// resetsCredit reports whether the settings set a credit balance, whose
+// consumption then starts again from zero.
+func (p *Settings) resetsCredit() bool { return p.Quota != nil && p.Quota.IsCredit() }
 
 // CreateParams are the settings of a new key plus its prefix.
 type CreateParams struct {
@@ -33,7 +125,10 @@ type CreateParams struct {
 
 // apply validates p and writes it onto k. It checks that the actor does not
 // hand out admin scopes it lacks.
-func (p *Settings) apply(k *latchkey.Key, actor *Actor, now time.Time) error {
+func (p *Settings) apply(k *latchkey.Key, actor *Actor, now time.Time, env policyEnv) error {
+	if err := p.applyPolicies(k, env); err != nil {
+		return err
+	}
 	if p.Name != nil {
 		if err := latchkey.ValidateText("name", *p.Name, latchkey.MaxNameLen, true); err != nil {
 			return err
@@ -120,7 +215,7 @@ func (s *Service) CreateKey(ctx context.Context, actor *Actor, p CreateParams) (
 	}
 	now := s.now()
 	k := s.newKey(tok, actor.Tenant, now)
-	if err := p.apply(k, actor, now); err != nil {
+	if err := p.apply(k, actor, now, s.policyEnv()); err != nil {
 		return nil, latchkey.Token{}, err
 	}
 	if err := s.store.Update(ctx, func(tx Tx) error { return tx.CreateKey(k) }); err != nil {
@@ -196,8 +291,13 @@ func (s *Service) UpdateKey(ctx context.Context, actor *Actor, id string, p Sett
 		if k.StateAt(now) == latchkey.StateRevoked {
 			return nil, latchkey.Errorf(latchkey.EConflict, "key %s is revoked; a revoked key cannot change", k.ID)
 		}
-		if err := p.apply(k, actor, now); err != nil {
+		if err := p.apply(k, actor, now, s.policyEnv()); err != nil {
 			return nil, err
+		}
+		if p.resetsCredit() {
+			if err := tx.ResetQuotaUsage(k.ID); err != nil {
+				return nil, err
+			}
 		}
 		if k.ParentID != "" {
 			parent, err := tx.Key(k.Tenant, k.ParentID)
@@ -250,6 +350,9 @@ func (s *Service) change(ctx context.Context, actor *Actor, id string, fn func(t
 func (s *Service) invalidate(ks []*latchkey.Key) {
 	for _, k := range ks {
 		s.cache.invalidate(k.Hash)
+		if s.limiter != nil {
+			s.limiter.Forget(k.ID)
+		}
 	}
 }
 
@@ -279,6 +382,12 @@ func (s *Service) RotateKey(ctx context.Context, actor *Actor, id string, p Rota
 	if p.ExpiresIn != nil && *p.ExpiresIn <= 0 {
 		return nil, latchkey.Token{}, latchkey.Errorf(latchkey.EInvalid, "expires_in must be positive")
 	}
+	if s.limiter != nil {
+		// The successor inherits what the old key consumed; persist it first.
+		if err := s.limiter.Flush(ctx); err != nil {
+			return nil, latchkey.Token{}, err
+		}
+	}
 	var succ *latchkey.Key
 	var tok latchkey.Token
 	_, err := s.change(ctx, actor, id, func(tx Tx, old *latchkey.Key, now time.Time) ([]*latchkey.Key, error) {
@@ -295,6 +404,8 @@ func (s *Service) RotateKey(ctx context.Context, actor *Actor, id string, p Rota
 		succ = s.newKey(tok, old.Tenant, now)
 		succ.Name, succ.Owner, succ.Environment = old.Name, old.Owner, old.Environment
 		succ.Scopes, succ.Resources, succ.Meta, succ.IPAllow = old.Scopes, old.Resources, old.Meta, old.IPAllow
+		succ.Countries, succ.TimeWindows, succ.RateLimits = old.Countries, old.TimeWindows, old.RateLimits
+		succ.Quota, succ.MaxConcurrent, succ.LeaseTTL = old.Quota, old.MaxConcurrent, old.LeaseTTL
 		succ.ParentID = old.ParentID
 		succ.RotatedFrom = old.ID
 		switch {
@@ -304,6 +415,9 @@ func (s *Service) RotateKey(ctx context.Context, actor *Actor, id string, p Rota
 			succ.ExpiresAt = now.Add(old.ExpiresAt.Sub(old.CreatedAt))
 		}
 		if err := tx.CreateKey(succ); err != nil {
+			return nil, err
+		}
+		if err := inheritQuota(tx, old, succ, now); err != nil {
 			return nil, err
 		}
 		old.RotatedTo = succ.ID
@@ -324,6 +438,35 @@ func (s *Service) RotateKey(ctx context.Context, actor *Actor, id string, p Rota
 	}
 	s.cache.invalidate(succ.Hash)
 	return succ, tok, nil
+}
+
+// inheritQuota gives a rotation's successor the consumption of its
+// predecessor, so that rotating does not refill a quota or a credit
+// balance. A periodic quota's period restarts at the rotation (the
+// successor's creation anchors it) with what was used in the current one.
+func inheritQuota(tx Tx, old, succ *latchkey.Key, now time.Time) error {
+	if old.Quota == nil {
+		return nil
+	}
+	u, err := tx.QuotaUsage(old.ID)
+	if err != nil {
+		return err
+	}
+	next := QuotaUsage{KeyID: succ.ID, Used: u.Used}
+	if !old.Quota.IsCredit() {
+		cur, err := latchkey.QuotaPeriodStart(old.Quota.Period, old.CreatedAt, now)
+		if err != nil || !u.PeriodStart.Equal(cur) {
+			next.Used = 0
+		}
+		if next.PeriodStart, err = latchkey.QuotaPeriodStart(old.Quota.Period, succ.CreatedAt, now); err != nil {
+			return err
+		}
+	}
+	if next.Used == 0 {
+		return nil
+	}
+	_, err = tx.SaveQuotaUsage(next)
+	return err
 }
 
 // SuspendKey suspends a key and every key derived from it, for d (0: until
@@ -503,9 +646,10 @@ func (s *Service) DeriveKey(ctx context.Context, actor *Actor, id string, p Crea
 		child.Name = parent.Name + " (derived)"
 		child.Owner, child.Environment = parent.Owner, parent.Environment
 		child.Scopes, child.Resources, child.IPAllow = parent.Scopes, parent.Resources, parent.IPAllow
+		child.Countries, child.TimeWindows = parent.Countries, parent.TimeWindows
 		child.ExpiresAt = parent.ExpiresAt
 		child.ParentID = parent.ID
-		if err := p.apply(child, actor, now); err != nil {
+		if err := p.apply(child, actor, now, s.policyEnv()); err != nil {
 			return nil, err
 		}
 		if err := within(parent, child); err != nil {

@@ -36,7 +36,15 @@ type Options struct {
 	// (default 1h).
 	DefaultGrace time.Duration
 	Limiter      Limiter
-	Logger       *slog.Logger
+	// Geo maps addresses to countries, for keys limited to countries; nil
+	// means such keys cannot be created.
+	Geo    GeoIP
+	Logger *slog.Logger
+}
+
+// GeoIP tells the country of an address (ISO 3166-1 alpha-2, upper case).
+type GeoIP interface {
+	Country(ip netip.Addr) (string, bool)
 }
 
 // Service implements the key life cycle on top of a Store.
@@ -46,6 +54,7 @@ type Service struct {
 	rand         io.Reader
 	cache        *cache
 	limiter      Limiter
+	geo          GeoIP
 	log          *slog.Logger
 	defaultGrace time.Duration
 	storeReads   atomic.Uint64
@@ -80,6 +89,7 @@ func New(o Options) *Service {
 		rand:         o.Rand,
 		cache:        newCache(o.CacheSize, o.NegativeCacheSize, o.CacheTTL, o.NegativeTTL),
 		limiter:      o.Limiter,
+		geo:          o.Geo,
 		log:          o.Logger,
 		defaultGrace: o.DefaultGrace,
 	}
@@ -88,6 +98,8 @@ func New(o Options) *Service {
 // now is the clock in the store's resolution, so that what a caller is told
 // equals what a later read returns.
 func (s *Service) now() time.Time { return s.clock().UTC().Truncate(time.Microsecond) }
+
+func (s *Service) policyEnv() policyEnv { return policyEnv{hasGeo: s.geo != nil} }
 
 // Ping reports whether the store answers.
 func (s *Service) Ping(ctx context.Context) error { return s.store.Ping(ctx) }

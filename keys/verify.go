@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -110,6 +111,14 @@ func (s *Service) Verify(ctx context.Context, req VerifyRequest) (Verdict, error
 		v.Code = latchkey.CodeIPNotAllowed
 		return v, nil
 	}
+	if len(k.Countries) > 0 && !s.countryAllowed(k.Countries, detach(req.IP)) {
+		v.Code = latchkey.CodeIPNotAllowed
+		return v, nil
+	}
+	if e.noWindow || !e.Windows.Allows(now) {
+		v.Code = latchkey.CodeOutsideTimeWindow
+		return v, nil
+	}
 	for _, sc := range req.Scopes {
 		if !latchkey.ScopesAllow(k.Scopes, sc) {
 			// Cloned so the verdict holds nothing of the request: that
@@ -139,6 +148,57 @@ func (s *Service) Verify(ctx context.Context, req VerifyRequest) (Verdict, error
 	}
 	v.Code = latchkey.CodeValid
 	return v, nil
+}
+
+// detach copies an address by value. netip.Addr holds a pointer (its zone),
+// so handing req.IP itself to an interface method would make all of req
+// escape (escape analysis is not field-sensitive), and with it the caller's
+// scope buffer.
+func detach(ip netip.Addr) netip.Addr {
+	switch {
+	case !ip.IsValid():
+		return netip.Addr{}
+	case ip.Is4():
+		return netip.AddrFrom4(ip.As4())
+	}
+	return netip.AddrFrom16(ip.As16())
+}
+
+// countryAllowed reports whether ip is in one of the countries; an address
+// whose country is unknown is not.
+func (s *Service) countryAllowed(countries []string, ip netip.Addr) bool {
+	if s.geo == nil || !ip.IsValid() {
+		return false
+	}
+	c, ok := s.geo.Country(ip)
+	return ok && slices.Contains(countries, c)
+}
+
+// ReleaseLease ends a concurrency lease. The key presented must be the one
+// holding the lease, or an admin key (keys:write) of the same tenant.
+// Errors: EUnauthenticated, ENotFound (no live lease visible to the key).
+func (s *Service) ReleaseLease(ctx context.Context, key string, ip netip.Addr, leaseID string) error {
+	if s.limiter == nil {
+		return latchkey.Errorf(latchkey.ENotFound, "no lease %.40q", leaseID)
+	}
+	actor, err := s.Authenticate(ctx, key, ip, "")
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	holder, ok := s.limiter.LeaseKey(leaseID, now)
+	if ok && holder != actor.KeyID {
+		ok = latchkey.ScopesAllow(actor.Scopes, "keys:write")
+		if ok {
+			// Only within the actor's tenant.
+			_, err := s.GetKey(ctx, actor, holder)
+			ok = err == nil
+		}
+	}
+	if !ok || !s.limiter.Release(leaseID, now) {
+		return latchkey.Errorf(latchkey.ENotFound, "no live lease %.40q for this key", leaseID)
+	}
+	return nil
 }
 
 // entry returns the cached entry for a key hash, loading it from the store
