@@ -32,8 +32,8 @@ func (q *Quota) IsCredit() bool { return q != nil && q.Remaining != nil }
 
 // TimeWindow is a weekly period in which a key may be used: on Days (empty
 // means every day), from Start to End ("09:00"–"17:00") in the IANA zone TZ
-// (default UTC). An End not after Start runs past midnight into the next
-// day.
+// (default UTC). An End before Start runs past midnight into the next day;
+// equal Start and End are refused.
 type TimeWindow struct {
 	Days  []string `json:"days,omitempty"`
 	Start string   `json:"start"`

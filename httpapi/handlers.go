@@ -14,7 +14,15 @@ import (
 // the actor; h's error becomes the response.
 func (s *Server) admin(scope string, h func(http.ResponseWriter, *http.Request, *keys.Actor) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a, err := s.svc.Authenticate(r.Context(), credential(r), s.clientIP(r), scope)
+		ip := s.clientIP(r)
+		if retry, blocked := s.blocked(ip); blocked {
+			s.writeError(w, r, errGuarded(w, retry))
+			return
+		}
+		a, err := s.svc.Authenticate(r.Context(), credential(r), ip, scope)
+		if latchkey.ErrorCode(err) == latchkey.EUnauthenticated {
+			s.failed(ip)
+		}
 		if err == nil {
 			if info, ok := r.Context().Value(requestInfoKey).(*requestInfo); ok {
 				info.actor = a.KeyID

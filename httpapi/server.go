@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/guard"
 	"github.com/latchkeyhq/latchkey/keys"
 )
 
@@ -34,6 +35,9 @@ type Config struct {
 	// Now is the clock used to show key states (default time.Now); it should
 	// be the key service's clock.
 	Now func() time.Time
+	// Guard, when set, answers 429 to client networks that keep presenting
+	// bad keys, before any store lookup.
+	Guard *guard.Guard
 	// RequestTimeout bounds reading a request body and writing an answer
 	// (default 30s), against clients that trickle bytes to hold a
 	// connection.
@@ -48,6 +52,7 @@ type Server struct {
 	maxBody int64
 	now     func() time.Time
 	timeout time.Duration
+	guard   *guard.Guard
 	mux     *http.ServeMux
 	ids     requestIDs
 }
@@ -73,6 +78,7 @@ func New(cfg Config) *Server {
 		maxBody: cfg.MaxBody,
 		now:     cfg.Now,
 		timeout: cfg.RequestTimeout,
+		guard:   cfg.Guard,
 		mux:     http.NewServeMux(),
 	}
 	s.ids.init()
@@ -303,6 +309,28 @@ func (s *Server) isTrusted(a netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// blocked reports whether the guard holds ip's network back, and for how
+// long.
+func (s *Server) blocked(ip netip.Addr) (time.Duration, bool) {
+	if s.guard == nil {
+		return 0, false
+	}
+	return s.guard.Blocked(ip, s.now())
+}
+
+// failed counts a bad key presented from ip.
+func (s *Server) failed(ip netip.Addr) {
+	if s.guard != nil {
+		s.guard.Fail(ip, s.now())
+	}
+}
+
+// errGuarded is the answer to a network the guard holds back.
+func errGuarded(w http.ResponseWriter, retry time.Duration) error {
+	w.Header().Set("Retry-After", strconv.FormatInt(retrySeconds(retry), 10))
+	return latchkey.Errorf(latchkey.ERateLimited, "too many failed key checks from this network; retry later")
 }
 
 // ParseTrustedProxies reads a comma-separated list of addresses and CIDR

@@ -62,10 +62,17 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) {
 	if !req.IP.IsValid() {
 		req.IP = s.clientIP(r)
 	}
+	if retry, blocked := s.blocked(req.IP); blocked {
+		s.writeError(w, r, errGuarded(w, retry))
+		return
+	}
 	v, err := s.svc.Verify(r.Context(), req)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
+	}
+	if codeStatus[v.Code] == http.StatusUnauthorized {
+		s.failed(req.IP)
 	}
 	resp := VerifyResponse{Valid: v.Valid(), Code: v.Code, Missing: v.Missing}
 	if e := v.Entry; e != nil {
@@ -140,8 +147,19 @@ func (s *Server) forwardAuth(w http.ResponseWriter, r *http.Request, id string) 
 		}
 		cost = n
 	}
+	ip := s.clientIP(r)
+	if retry, blocked := s.blocked(ip); blocked {
+		h["X-Latchkey-Code"] = codeHeader[latchkey.CodeRateLimited]
+		h.Set("Retry-After", strconv.FormatInt(retrySeconds(retry), 10))
+		status := http.StatusTooManyRequests
+		if queryParam(q, "proxy") == "nginx" {
+			status = http.StatusForbidden
+		}
+		s.authError(w, r, id, status, latchkey.ERateLimited, "too many failed key checks from this network; retry later")
+		return
+	}
 	v, err := s.svc.Verify(r.Context(), keys.VerifyRequest{
-		Key: credential(r), Scopes: scopes, Resource: resource, IP: s.clientIP(r), Cost: cost,
+		Key: credential(r), Scopes: scopes, Resource: resource, IP: ip, Cost: cost,
 	})
 	if err != nil {
 		code := latchkey.ErrorCode(err)
@@ -165,6 +183,9 @@ func (s *Server) forwardAuth(w http.ResponseWriter, r *http.Request, id string) 
 		return
 	}
 	status := codeStatus[v.Code]
+	if status == http.StatusUnauthorized {
+		s.failed(ip)
+	}
 	h["X-Latchkey-Code"] = codeHeader[v.Code]
 	switch status {
 	case http.StatusUnauthorized:

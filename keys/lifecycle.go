@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/netip"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
@@ -44,7 +43,7 @@ type policyEnv struct {
 // applyPolicies validates and writes the limit and access-policy settings.
 func (p *Settings) applyPolicies(k *latchkey.Key, env policyEnv) error {
 	if p.Countries != nil {
-		cs, err := normalizeCountries(*p.Countries)
+		cs, err := latchkey.NormalizeCountries(*p.Countries)
 		if err != nil {
 			return err
 		}
@@ -92,25 +91,6 @@ func (p *Settings) applyPolicies(k *latchkey.Key, env policyEnv) error {
 		k.LeaseTTL = latchkey.Duration(*p.LeaseTTL)
 	}
 	return nil
-}
-
-// normalizeCountries upper-cases, checks and dedups ISO 3166-1 alpha-2
-// codes.
-func normalizeCountries(in []string) ([]string, error) {
-	if len(in) > latchkey.MaxCountries {
-		return nil, latchkey.Errorf(latchkey.EInvalid, "countries: at most %d", latchkey.MaxCountries)
-	}
-	out := make([]string, 0, len(in))
-	for _, c := range in {
-		c = strings.ToUpper(strings.TrimSpace(c))
-		if len(c) != 2 || c[0] < 'A' || c[0] > 'Z' || c[1] < 'A' || c[1] > 'Z' {
-			return nil, latchkey.Errorf(latchkey.EInvalid, "countries: %.20q is not an ISO 3166-1 alpha-2 code such as DE", c)
-		}
-		if !slices.Contains(out, c) {
-			out = append(out, c)
-		}
-	}
-	return out, nil
 }
 
 // resetsCredit reports whether the settings set a credit balance, whose

@@ -17,7 +17,7 @@ type VerifyRequest struct {
 	Scopes   []string   // every one of these is required
 	Resource string     // the resource touched, if any
 	IP       netip.Addr // the caller's address; zero if unknown
-	Cost     int64      // quota units to consume (0 means 1)
+	Cost     int64      // quota units to consume; 0 checks without consuming
 }
 
 // Verdict is the answer to a VerifyRequest.
@@ -132,11 +132,7 @@ func (s *Service) Verify(ctx context.Context, req VerifyRequest) (Verdict, error
 		return v, nil
 	}
 	if s.limiter != nil {
-		cost := req.Cost
-		if cost <= 0 {
-			cost = 1
-		}
-		adm, err := s.limiter.Admit(ctx, k, cost, now)
+		adm, err := s.limiter.Admit(ctx, k, req.Cost, now)
 		if err != nil {
 			return Verdict{}, err
 		}

@@ -402,6 +402,17 @@ func (l *listFlag) Set(v string) error {
 	return nil
 }
 
+// repeatedFlag collects a flag given several times, each value whole
+// (a time window's day list has commas of its own).
+type repeatedFlag []string
+
+func (r *repeatedFlag) String() string { return strings.Join(*r, " ") }
+
+func (r *repeatedFlag) Set(v string) error {
+	*r = append(*r, v)
+	return nil
+}
+
 // metaFlag collects repeated --meta key=value pairs.
 type metaFlag map[string]any
 

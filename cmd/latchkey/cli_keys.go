@@ -69,6 +69,12 @@ type settingsFlags struct {
 	meta                  metaFlag
 	expires, expiresAt    string
 	noExpiry, noIP        bool
+
+	rates, quota, leaseTTL string
+	maxConcurrent          int
+	windows                repeatedFlag
+	countries              listFlag
+	noQuota                bool
 }
 
 // addSettingsFlags registers the key field flags; forUpdate adds the flags
@@ -85,11 +91,73 @@ func addSettingsFlags(c *command, forUpdate bool) *settingsFlags {
 	fs.Var(&s.meta, "meta", "metadata key=value, repeatable (replaces the key's metadata)")
 	fs.StringVar(&s.expires, "expires", "", "lifetime from now, e.g. 90s, 6h, 30d, 1y")
 	fs.StringVar(&s.expiresAt, "expires-at", "", "expiry as an RFC 3339 time or a date")
+	fs.StringVar(&s.rates, "rate", "", `rate windows, e.g. 10/s,1000/h ("" removes them)`)
+	fs.StringVar(&s.quota, "quota", "", "quota per period, e.g. 10000/30d, 500/daily, 2000/monthly; or a credit balance, e.g. 500")
+	fs.IntVar(&s.maxConcurrent, "max-concurrent", 0, "requests in flight at once (0: no limit)")
+	fs.StringVar(&s.leaseTTL, "lease-ttl", "", "how long an unreleased concurrency lease lasts (default 30s)")
+	fs.Var(&s.windows, "window", `when the key works, e.g. mon-fri@09:00-17:00@Europe/Berlin; repeatable ("" removes them)`)
+	fs.Var(&s.countries, "countries", "ISO country codes the key may be used from, e.g. DE,FR (needs the server's --geoip-db)")
 	if forUpdate {
 		fs.BoolVar(&s.noExpiry, "no-expiry", false, "remove the expiry")
 		fs.BoolVar(&s.noIP, "no-ip", false, "remove the address allowlist")
+		fs.BoolVar(&s.noQuota, "no-quota", false, "remove the quota")
 	}
 	return s
+}
+
+// policyBody adds the limit and policy flags that were given to b.
+func (s *settingsFlags) policyBody(b map[string]any) error {
+	c := s.c
+	if c.set("rate") {
+		rls := []latchkey.RateLimit{}
+		if strings.TrimSpace(s.rates) != "" {
+			var err error
+			if rls, err = latchkey.ParseRates(s.rates); err != nil {
+				return latchkey.Errorf(latchkey.EInvalid, "--rate: %s", latchkey.ErrorMessage(err))
+			}
+		}
+		b["ratelimits"] = rls
+	}
+	switch {
+	case c.set("quota") && s.noQuota:
+		return latchkey.Errorf(latchkey.EInvalid, "give --quota or --no-quota, not both")
+	case c.set("quota"):
+		q, err := latchkey.ParseQuotaFlag(s.quota)
+		if err != nil {
+			return latchkey.Errorf(latchkey.EInvalid, "--quota: %s", latchkey.ErrorMessage(err))
+		}
+		b["quota"] = q
+	case s.noQuota:
+		b["quota"] = nil
+	}
+	if c.set("max-concurrent") {
+		b["max_concurrent"] = s.maxConcurrent
+	}
+	if c.set("lease-ttl") {
+		d, err := parseDurationFlag("lease-ttl", s.leaseTTL)
+		if err != nil {
+			return err
+		}
+		b["lease_ttl"] = latchkey.FormatDuration(d)
+	}
+	if c.set("window") {
+		ws := []latchkey.TimeWindow{}
+		for _, w := range s.windows {
+			if strings.TrimSpace(w) == "" {
+				continue
+			}
+			tw, err := latchkey.ParseTimeWindowFlag(w)
+			if err != nil {
+				return latchkey.Errorf(latchkey.EInvalid, "--window: %s", latchkey.ErrorMessage(err))
+			}
+			ws = append(ws, tw)
+		}
+		b["time_windows"] = ws
+	}
+	if c.set("countries") {
+		b["countries"] = nonNil(s.countries)
+	}
+	return nil
 }
 
 // body returns the JSON fields for exactly the flags given, checking what
@@ -155,6 +223,9 @@ func (s *settingsFlags) body() (map[string]any, error) {
 		b["expires_at"] = t.UTC().Format(time.RFC3339Nano)
 	case s.noExpiry:
 		b["expires_at"] = nil
+	}
+	if err := s.policyBody(b); err != nil {
+		return nil, err
 	}
 	return b, nil
 }

@@ -703,13 +703,19 @@ func (c *child) wait(limit time.Duration) error {
 // the root key from its banner (first start only) and the process.
 func startChild(t *testing.T, dir, db string, n int) (url, root string, c *child) {
 	t.Helper()
+	return startChildArgs(t, dir, db, n, "")
+}
+
+// startChildArgs is startChild with more server flags (space-separated).
+func startChildArgs(t *testing.T, dir, db string, n int, extra string) (url, root string, c *child) {
+	t.Helper()
 	logPath := filepath.Join(dir, fmt.Sprintf("child-%d.log", n))
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "LATCHKEY_E2E_CHILD=1", "LATCHKEY_E2E_ARGS=server --addr 127.0.0.1:0 --db "+db)
+	cmd.Env = append(os.Environ(), "LATCHKEY_E2E_CHILD=1", "LATCHKEY_E2E_ARGS=server --addr 127.0.0.1:0 --db "+db+extra)
 	pr, pw := io.Pipe()
 	cmd.Stderr = io.MultiWriter(logFile, pw)
 	if err := cmd.Start(); err != nil {

@@ -13,8 +13,11 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/geo"
+	"github.com/latchkeyhq/latchkey/guard"
 	"github.com/latchkeyhq/latchkey/httpapi"
 	"github.com/latchkeyhq/latchkey/keys"
+	"github.com/latchkeyhq/latchkey/limit"
 	"github.com/latchkeyhq/latchkey/store/sqlite"
 )
 
@@ -29,6 +32,11 @@ type serverConfig struct {
 	LogLevel       string
 	MaxBody        int64
 	RootKey        string // from LATCHKEY_ROOT_KEY only: a flag would show in ps
+	GeoIPDB        string
+	QuotaFlush     time.Duration
+	GuardThreshold int
+	GuardWindow    time.Duration
+	GuardCooloff   time.Duration
 }
 
 // serverHooks let tests replace the clock and the limiter and learn the
@@ -37,6 +45,9 @@ type serverHooks struct {
 	Now     func() time.Time
 	Limiter keys.Limiter
 	Ready   func(addr string)
+	// Service, when set, is handed the key service (tests read its
+	// counters).
+	Service func(*keys.Service)
 }
 
 func runServer(ctx context.Context, e *env, args []string) error {
@@ -50,6 +61,11 @@ func runServer(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&cfg.TLSKey, "tls-key", e.getenv("LATCHKEY_TLS_KEY"), "TLS private key file (env LATCHKEY_TLS_KEY)")
 	fs.StringVar(&cfg.LogLevel, "log-level", envOr(e, "LATCHKEY_LOG_LEVEL", "info"), "debug, info, warn or error (env LATCHKEY_LOG_LEVEL)")
 	fs.Int64Var(&cfg.MaxBody, "max-body", 1<<20, "largest request body in bytes")
+	fs.StringVar(&cfg.GeoIPDB, "geoip-db", e.getenv("LATCHKEY_GEOIP_DB"), "MaxMind country database (.mmdb) for keys limited to countries (env LATCHKEY_GEOIP_DB)")
+	fs.DurationVar(&cfg.QuotaFlush, "quota-flush", time.Second, "how often quota consumption is written to the database; a crash loses at most this much")
+	fs.IntVar(&cfg.GuardThreshold, "guard-threshold", 20, "failed key checks from one network (IPv4 /24, IPv6 /64) within --guard-window that block it (0: no guard)")
+	fs.DurationVar(&cfg.GuardWindow, "guard-window", time.Minute, "window in which failed key checks are counted")
+	fs.DurationVar(&cfg.GuardCooloff, "guard-cooloff", 5*time.Minute, "how long a blocked network is answered 429")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -100,7 +116,34 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 	}
 	defer db.Close()
 
-	svc := keys.New(keys.Options{Store: db, Now: now, Limiter: hooks.Limiter, Logger: log})
+	limiter := hooks.Limiter
+	if limiter == nil {
+		mem := limit.NewMemory(limit.Options{Store: db, FlushInterval: cfg.QuotaFlush, Logger: log})
+		// Closed after the HTTP server has drained: the last flush then
+		// holds every admitted request's consumption.
+		defer func() {
+			if err := mem.Close(context.Background()); err != nil {
+				log.Error("flushing quota consumption at shutdown failed", "err", err)
+			}
+		}()
+		limiter = mem
+	}
+	opts := keys.Options{Store: db, Now: now, Limiter: limiter, Logger: log}
+	if cfg.GeoIPDB != "" {
+		g, err := geo.Open(cfg.GeoIPDB)
+		if err != nil {
+			return fmt.Errorf("--geoip-db: %w", err)
+		}
+		defer g.Close()
+		opts.Geo = g
+	}
+	var brute *guard.Guard
+	if cfg.GuardThreshold > 0 {
+		if brute, err = guard.New(guard.Options{Threshold: cfg.GuardThreshold, Window: cfg.GuardWindow, Cooloff: cfg.GuardCooloff}); err != nil {
+			return fmt.Errorf("--guard-*: %w", err)
+		}
+	}
+	svc := keys.New(opts)
 	tok, rootID, created, err := svc.Bootstrap(ctx, cfg.RootKey)
 	if err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
@@ -112,7 +155,10 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 		}
 	}
 
-	api := httpapi.New(httpapi.Config{Keys: svc, Logger: log, TrustedProxies: trusted, MaxBody: cfg.MaxBody, Now: now})
+	api := httpapi.New(httpapi.Config{Keys: svc, Logger: log, TrustedProxies: trusted, MaxBody: cfg.MaxBody, Now: now, Guard: brute})
+	if hooks.Service != nil {
+		hooks.Service(svc)
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)

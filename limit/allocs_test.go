@@ -1,0 +1,52 @@
+//go:build !race
+
+package limit
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/latchkeyhq/latchkey"
+)
+
+// TestAdmitAllocatesNothing guards the verify path's budget: a key without
+// limits, and a warm key with rate windows and a quota, cost no allocation.
+// (The race detector changes allocation counts, hence the build tag.)
+func TestAdmitAllocatesNothing(t *testing.T) {
+	db := openStore(t)
+	m := newTestMemory(t, Options{Store: db, FlushInterval: time.Hour})
+	ctx := context.Background()
+
+	none := &latchkey.Key{ID: "key_none"}
+	if n := testing.AllocsPerRun(1000, func() { _, _ = m.Admit(ctx, none, 1, t0) }); n != 0 {
+		t.Errorf("Admit of a key without limits allocates %.1f times", n)
+	}
+
+	k := createKey(t, db, twoWindowsAndQuota)
+	mustAdmit(t, m, k, 1, t0)
+	now := t0
+	if n := testing.AllocsPerRun(1000, func() {
+		now = now.Add(time.Microsecond)
+		if adm, err := m.Admit(ctx, k, 1, now); err != nil || adm.Code != "" {
+			t.Fatal(adm, err)
+		}
+	}); n != 0 {
+		t.Errorf("Admit with two windows and a quota allocates %.1f times", n)
+	}
+
+	// A denial allocates nothing either: a client hammering while limited
+	// costs no garbage.
+	tight := createKey(t, db, func(k *latchkey.Key) {
+		k.RateLimits = []latchkey.RateLimit{{Name: "s", Limit: 1, Window: latchkey.Duration(time.Hour)}}
+		k.Quota = &latchkey.Quota{Limit: 10, Period: "30d"}
+	})
+	mustAdmit(t, m, tight, 1, t0)
+	if n := testing.AllocsPerRun(1000, func() {
+		if adm, _ := m.Admit(ctx, tight, 1, t0); adm.Code != latchkey.CodeRateLimited {
+			t.Fatal(adm)
+		}
+	}); n != 0 {
+		t.Errorf("a denied Admit allocates %.1f times", n)
+	}
+}

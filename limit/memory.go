@@ -1,0 +1,989 @@
+// Package limit enforces a key's rate windows, quota and concurrency limit
+// in the memory of one node. Memory implements keys.Limiter; every Limiter
+// passes the conformance suite in limit/limittest.
+//
+// # Rate windows: GCRA
+//
+// Each rate window of L requests per window W is enforced with the generic
+// cell rate algorithm (GCRA). A window is a bucket that holds L requests and
+// refills continuously at L/W, one request every emission interval T = W/L.
+// The state of a window is one instant, the theoretical arrival time (TAT):
+// when the bucket will be full again. A request at now is admitted if
+//
+//	max(TAT, now) + T − now ≤ W
+//
+// and then TAT becomes max(TAT, now) + T. So "limit per window" means:
+//
+//   - a full bucket admits a burst of at most L requests at one instant;
+//   - after that, one request every T: a sustained rate of L per W;
+//   - over any stretch of time t, at most L + t·L/W requests: "1000 per
+//     hour" never admits 2000 around the edge of an hour, as fixed windows
+//     do.
+//
+// T need not be a whole number of nanoseconds (1s/3 is not); the TAT is kept
+// as nanoseconds plus a remainder in units of 1/L ns, so the arithmetic is
+// exact for every limit and window and the L-th request of a burst is never
+// lost or gained to rounding.
+//
+// A rate window counts requests, not cost: a verification with cost 500 is
+// one request to every window (cost is quota units). A verification with
+// cost 0 is still a request.
+//
+// Remaining is the number of further requests the window would admit at
+// now; ResetAt is the TAT, when Remaining is back to Limit. RetryAfter of a
+// denial is how long until this same request would be admitted by every
+// window.
+//
+// # Order of checks and exactness
+//
+// Admit checks every limit first, rate windows, then quota, then
+// concurrency, and changes nothing unless all of them allow the request:
+// then it commits all of them. A denied request consumes from none, so a
+// client that keeps hammering while limited gets its next request exactly
+// when the bucket allows (a limiter that counts rejected requests locks such
+// a client out for good). The denial reported is the first in the order
+// RATE_LIMITED, QUOTA_EXCEEDED, CONCURRENCY_EXCEEDED.
+//
+// State lives per key id in a sharded map; each key's state has its own
+// mutex, held for the check and the commit together, so concurrent requests
+// for one key are counted exactly (10,000 concurrent requests against a
+// quota of 1,000 admit exactly 1,000) while different keys do not contend.
+// A key with no limits takes a path that touches no shared state at all.
+// Time is the now passed to each call, never the wall clock, so that tests
+// can move it by hand; times must lie between the years 1678 and 2262
+// (int64 nanoseconds since 1970).
+//
+// # What Admit reports
+//
+// Admission.RateLimit is the tightest window after the decision: the one
+// with the fewest requests remaining, and of those the one full again
+// soonest. Admission.Quota has Limit (the periodic limit, or the balance
+// set), Remaining after the decision, and ResetAt, the end of the current
+// period (zero for a credit balance). RetryAfter is set on a denial:
+// RATE_LIMITED, how long until this request would pass every window;
+// QUOTA_EXCEEDED, the time to the period's end, or 0 when waiting cannot
+// help (a credit balance, a cost above the limit); CONCURRENCY_EXCEEDED,
+// the time until the first live lease expires.
+//
+// Cost is quota units: the quota admits a request when used + cost ≤ limit
+// (or ≤ the balance), and cost 0 consumes nothing but is still checked.
+//
+// # Quotas and the loss bound
+//
+// A quota is counted in memory and persisted through the store's
+// QuotaUsage rows. The first Admit of a key with a quota reads its row (one
+// store View; concurrent first requests wait for that one read); after that
+// the quota is checked and consumed in memory, and a background flusher
+// writes changed rows every FlushInterval (default 1s) with SaveQuotaUsage.
+// On a crash (SIGKILL, power loss) at most the consumption admitted in the
+// last FlushInterval is lost, and may be admitted again after the restart; a
+// graceful shutdown through Close, or a call to Flush, loses nothing.
+// Precisely, a crash loses what was admitted since the last successful flush
+// took its snapshot: one FlushInterval plus the duration of a flush
+// (milliseconds), as long as flushes succeed. A failed flush is logged and
+// retried every interval, and the window grows until one succeeds.
+//
+// Every saved row carries the epoch it was read at. ResetQuotaUsage bumps
+// the stored epoch, so a flush of consumption counted before a reset is
+// refused instead of resurrecting it; on a refusal the limiter drops its
+// count for that key and the next Admit reads the row again.
+//
+// Periodic quotas roll over at the period boundary (latchkey.QuotaPeriodStart:
+// a duration counted from the key's creation, or a calendar day or month in
+// UTC): the first request of a new period starts from zero. A credit balance
+// never refills: remaining is the balance set on the key minus what was used
+// since it was set (the service resets the usage whenever it sets a balance).
+//
+// # Forget
+//
+// The service calls Forget(keyID) after it changes a key or resets its quota
+// usage. The next Admit then reads the key's usage row again: if its epoch
+// changed (a reset), the stored usage replaces what this node counted,
+// including consumption not yet flushed, which belonged to before the reset;
+// if not, this node's count, which includes its unflushed consumption, is
+// kept, so changing a key loses nothing. Rate windows are matched against the
+// key's settings on every Admit: a window whose limit or duration changed
+// starts full, one that did not keeps its state (renaming a key is no way
+// to refill a bucket). Leases are kept: they are requests still in flight.
+//
+// # Concurrency leases
+//
+// A key with MaxConcurrent N has N slots. An admitted request takes one and
+// gets a lease id ("lease_" and 32 hex digits, 128 bits from crypto/rand);
+// the slot is held until Release, or until the lease's TTL passes
+// (Key.LeaseTTL, default latchkey.DefaultLeaseTTL, 30s), so callers that
+// never release (reverse proxies) still free their slots. Leases live in this
+// node's memory only; a restart frees every slot.
+//
+// # Memory
+//
+// The flusher also drops the state of keys that have been idle for a whole
+// FlushInterval once nothing is left in it: every window is full again, the
+// quota count is flushed and no lease is live. The next request of such a
+// key starts from a full bucket, which it would have anyway, and reads its
+// usage row again.
+package limit
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/bits"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/keys"
+)
+
+// Options configures a Memory limiter. Zero values take the documented
+// defaults.
+type Options struct {
+	// Store holds quota usage. Without one, quotas are counted in memory
+	// only and start from zero after a restart (for tools and tests).
+	Store keys.Store
+	// FlushInterval is how often changed quota usage is written to the
+	// store (default 1s): the most consumption a crash can lose.
+	FlushInterval time.Duration
+	// Logger receives failed background flushes (default: discarded).
+	Logger *slog.Logger
+}
+
+// numShards spreads keys over independently locked maps, so that requests
+// for different keys rarely meet on a lock.
+const numShards = 64
+
+// flushBatch bounds the rows saved in one store transaction, so a flush of
+// many keys does not hold the store's one writer for long.
+const flushBatch = 256
+
+// flushTimeout bounds one background flush, so a store that hangs cannot
+// stall the flusher (and with it the sweep of idle state) for good.
+const flushTimeout = 10 * time.Second
+
+// Memory is a keys.Limiter that keeps its counters in memory. It is safe for
+// concurrent use. Close it to stop the background flusher and write the last
+// consumption.
+type Memory struct {
+	store    keys.Store
+	interval time.Duration
+	log      *slog.Logger
+
+	shards [numShards]shard
+	leases [numShards]leaseShard
+
+	// clock is the now of a recent Admit (unix ns), for the sweep, which has
+	// no now of its own. It is written only when it is a millisecond off, so
+	// parallel requests do not fight over its cache line; it follows the
+	// callers' clock back as well as forward, so one odd timestamp cannot
+	// make the sweep think every window has long refilled.
+	clock atomic.Int64
+
+	flushMu   sync.Mutex // one flush at a time
+	cancel    context.CancelFunc
+	loopCtx   context.Context
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+var _ keys.Limiter = (*Memory)(nil)
+
+type shard struct {
+	mu sync.RWMutex
+	m  map[string]*keyState
+	_  [24]byte // a cache line per shard: no false sharing between shards
+}
+
+type leaseShard struct {
+	mu sync.RWMutex
+	m  map[string]leaseRef
+	_  [24]byte
+}
+
+// leaseRef finds a lease's key state from its id alone (LeaseKey, Release).
+type leaseRef struct {
+	st  *keyState
+	exp int64 // unix ns; the lease is live while now < exp
+}
+
+// keyState is everything the limiter holds for one key. Every field is
+// guarded by mu.
+type keyState struct {
+	mu sync.Mutex
+	id string
+	// dropped is set when the sweep removed the state from its shard; a
+	// request that found it just before must look the key up again.
+	dropped bool
+	// touched is set by every Admit and cleared by every sweep: only state
+	// untouched for a whole interval is dropped.
+	touched bool
+	// gen changes whenever the quota count is invalidated (Forget, a reset
+	// seen by the flusher), so that a load or a flush that started before
+	// does not install or settle stale figures.
+	gen     uint64
+	loading chan struct{} // closed when the usage read in flight ends
+
+	windows []window
+	quota   quotaState
+
+	leases map[string]int64 // live (or not yet purged) lease id → expiry
+	expiry []leaseExp       // min-heap of expiries; released ones linger
+}
+
+// window is the GCRA state of one rate window. Instants are unix
+// nanoseconds plus a remainder in units of 1/limit ns.
+type window struct {
+	limit, period int64 // the settings this state was built for
+	step, stepRem int64 // emission interval period/limit
+	tat, tatRem   int64 // theoretical arrival time
+	next, nextRem int64 // scratch: the TAT if this request is admitted
+}
+
+type quotaState struct {
+	loaded bool
+	// stale is set by Forget: the usage row must be read again before the
+	// next request, to learn whether it was reset.
+	stale bool
+	usage keys.QuotaUsage
+	// version counts consumption; saved is the version last written.
+	version, saved uint64
+
+	// The period that contains the last request's now (periodic quotas),
+	// kept so that a request inside it needs no calendar arithmetic.
+	period           string
+	anchor           time.Time
+	startNs, endNs   int64
+	startKey, endsAt time.Time
+}
+
+type leaseExp struct {
+	exp int64
+	id  string
+}
+
+// NewMemory returns a limiter and starts its background flusher.
+func NewMemory(o Options) *Memory {
+	if o.FlushInterval <= 0 {
+		o.FlushInterval = time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	m := &Memory{
+		store:    o.Store,
+		interval: o.FlushInterval,
+		log:      o.Logger,
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	m.loopCtx, m.cancel = context.WithCancel(context.Background())
+	for i := range m.shards {
+		m.shards[i].m = make(map[string]*keyState)
+		m.leases[i].m = make(map[string]leaseRef)
+	}
+	go m.run()
+	return m
+}
+
+// Admit checks the key's rate windows, quota and concurrency limit and,
+// only if all of them allow the request, consumes one request from every
+// window, cost units from the quota and one concurrency slot. Errors:
+// EInvalid for a negative cost or a limit that could not have passed
+// validation; the store's error (EUnavailable, internal) when the key's
+// quota usage cannot be read, in which case nothing is admitted — the
+// caller decides what to do without the limiter.
+func (m *Memory) Admit(ctx context.Context, k *latchkey.Key, cost int64, now time.Time) (keys.Admission, error) {
+	if cost < 0 {
+		return keys.Admission{}, latchkey.Errorf(latchkey.EInvalid, "cost must not be negative")
+	}
+	if len(k.RateLimits) == 0 && k.Quota == nil && k.MaxConcurrent <= 0 {
+		return keys.Admission{}, nil
+	}
+	ns := now.UnixNano()
+	if d := ns - m.clock.Load(); d > int64(time.Millisecond) || d < -int64(time.Millisecond) {
+		m.clock.Store(ns)
+	}
+	for {
+		st := m.state(k.ID)
+		st.mu.Lock()
+		if st.dropped {
+			st.mu.Unlock()
+			continue
+		}
+		if k.Quota != nil && (!st.quota.loaded || st.quota.stale) {
+			// Returns with st unlocked; either way, look again.
+			if err := m.loadQuota(ctx, st); err != nil {
+				return keys.Admission{}, err
+			}
+			continue
+		}
+		adm, err := m.admit(st, k, cost, now, ns)
+		st.mu.Unlock()
+		return adm, err
+	}
+}
+
+// state returns the key's state, creating it on the first request.
+func (m *Memory) state(id string) *keyState {
+	sh := &m.shards[shardOf(id)]
+	sh.mu.RLock()
+	st := sh.m[id]
+	sh.mu.RUnlock()
+	if st != nil {
+		return st
+	}
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if st = sh.m[id]; st == nil {
+		st = &keyState{id: id}
+		sh.m[id] = st
+	}
+	return st
+}
+
+// loadQuota reads the key's usage row. It is called with st.mu held and
+// returns with it released: the read happens outside the lock, and
+// concurrent first requests wait for the one read in flight instead of
+// each reading the store.
+func (m *Memory) loadQuota(ctx context.Context, st *keyState) error {
+	if ch := st.loading; ch != nil {
+		st.mu.Unlock()
+		select {
+		case <-ch:
+			return nil
+		case <-ctx.Done():
+			return latchkey.Errorf(latchkey.EUnavailable, "waiting for the quota usage to be read: %v", ctx.Err())
+		}
+	}
+	ch := make(chan struct{})
+	st.loading = ch
+	gen := st.gen
+	st.mu.Unlock()
+
+	u, err := m.readUsage(ctx, st.id)
+
+	st.mu.Lock()
+	st.loading = nil
+	close(ch)
+	// A Forget or a refused flush since the read began means the row may
+	// have changed after it was read; leave the state unloaded and let the
+	// caller read again.
+	if err == nil && st.gen == gen {
+		q := &st.quota
+		if q.loaded && q.usage.Epoch == u.Epoch {
+			// No reset since this node read the row: what it counted,
+			// including consumption not yet flushed, is still right.
+			q.stale = false
+		} else {
+			*q = quotaState{loaded: true, usage: u}
+		}
+	}
+	st.mu.Unlock()
+	return err
+}
+
+func (m *Memory) readUsage(ctx context.Context, id string) (keys.QuotaUsage, error) {
+	if m.store == nil {
+		return keys.QuotaUsage{KeyID: id}, nil
+	}
+	var u keys.QuotaUsage
+	err := m.store.View(ctx, func(tx keys.Tx) error {
+		var err error
+		u, err = tx.QuotaUsage(id)
+		return err
+	})
+	if err != nil {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return keys.QuotaUsage{}, latchkey.Errorf(latchkey.EUnavailable, "the quota usage of %s could not be read in time", id)
+		}
+		return keys.QuotaUsage{}, fmt.Errorf("limit: reading the quota usage of %s: %w", id, err)
+	}
+	u.KeyID = id
+	return u, nil
+}
+
+// admit decides with st.mu held: every check first, then every commit or
+// none. It allocates nothing unless it hands out a lease.
+func (m *Memory) admit(st *keyState, k *latchkey.Key, cost int64, now time.Time, ns int64) (keys.Admission, error) {
+	st.touched = true
+	var adm keys.Admission
+
+	rateOK := true
+	var rateWait int64
+	if len(k.RateLimits) == 0 {
+		st.windows = nil // the key's windows were removed
+	} else {
+		if err := st.syncWindows(k); err != nil {
+			return keys.Admission{}, err
+		}
+		for i := range st.windows {
+			w := &st.windows[i]
+			w.next, w.nextRem = w.start(ns)
+			w.next += w.step
+			if w.nextRem += w.stepRem; w.nextRem >= w.limit {
+				w.nextRem -= w.limit
+				w.next++
+			}
+			if d := w.next - ns; d > w.period || d == w.period && w.nextRem > 0 {
+				rateOK = false
+				// Admitted once next − period ≤ now, rounded up to a
+				// whole nanosecond.
+				wait := d - w.period
+				if w.nextRem > 0 {
+					wait++
+				}
+				rateWait = max(rateWait, wait)
+			}
+		}
+	}
+
+	quotaOK := true
+	var quotaWait time.Duration
+	if q := k.Quota; q != nil {
+		qs := &st.quota
+		var end time.Time
+		var limit int64
+		if q.Remaining != nil {
+			if !qs.usage.PeriodStart.IsZero() {
+				// Usage counted for a periodic quota the key had before;
+				// a balance counts from when it was set.
+				qs.usage.PeriodStart, qs.usage.Used = time.Time{}, 0
+			}
+			limit = *q.Remaining
+		} else {
+			var err error
+			if end, err = qs.roll(q.Period, k.CreatedAt, now, ns); err != nil {
+				return keys.Admission{}, err
+			}
+			limit = q.Limit
+		}
+		avail := limit - qs.usage.Used
+		if cost > avail {
+			quotaOK = false
+			// Waiting helps only a periodic quota, and only a request
+			// that fits into a whole period.
+			if !end.IsZero() && cost <= limit {
+				quotaWait = end.Sub(now)
+			}
+		}
+		adm.Quota = keys.LimitState{Limit: limit, Remaining: max(avail, 0), ResetAt: end}
+	}
+
+	concOK := true
+	if k.MaxConcurrent > 0 {
+		st.purgeLeases(ns)
+		concOK = len(st.leases) < k.MaxConcurrent
+	}
+
+	switch {
+	case !rateOK:
+		adm.Code, adm.RetryAfter = latchkey.CodeRateLimited, time.Duration(rateWait)
+	case !quotaOK:
+		adm.Code, adm.RetryAfter = latchkey.CodeQuotaExceeded, quotaWait
+	case !concOK:
+		// purgeLeases left a live lease at the top of the heap.
+		adm.Code, adm.RetryAfter = latchkey.CodeConcurrencyExceeded, time.Duration(st.expiry[0].exp-ns)
+	default:
+		for i := range st.windows {
+			w := &st.windows[i]
+			w.tat, w.tatRem = w.next, w.nextRem
+		}
+		if k.Quota != nil && cost > 0 {
+			st.quota.usage.Used += cost
+			st.quota.version++
+			adm.Quota.Remaining -= cost
+		}
+		if k.MaxConcurrent > 0 {
+			adm.LeaseID = m.lease(st, k, ns)
+		}
+	}
+
+	// The tightest window after the decision: fewest remaining, then the
+	// soonest full again.
+	var bestRem, bestReset, bestLimit int64
+	for i := range st.windows {
+		w := &st.windows[i]
+		x, xr := w.start(ns)
+		rem, reset := w.remaining(x, xr, ns), x
+		if xr > 0 {
+			reset++
+		}
+		if i == 0 || rem < bestRem || rem == bestRem && reset < bestReset {
+			bestRem, bestReset, bestLimit = rem, reset, w.limit
+		}
+	}
+	// Built once, for the window reported: constructing a time.Time per
+	// window showed in profiles.
+	if len(st.windows) > 0 {
+		adm.RateLimit = keys.LimitState{Limit: bestLimit, Remaining: bestRem, ResetAt: time.Unix(0, bestReset).UTC()}
+	}
+	return adm, nil
+}
+
+// syncWindows matches the state's windows to the key's: a window whose
+// limit or duration differs from what its state was built for starts full.
+func (st *keyState) syncWindows(k *latchkey.Key) error {
+	if len(st.windows) != len(k.RateLimits) {
+		st.windows = make([]window, len(k.RateLimits))
+	}
+	for i := range k.RateLimits {
+		rl := &k.RateLimits[i]
+		w := &st.windows[i]
+		if w.limit == rl.Limit && w.period == int64(rl.Window) {
+			continue
+		}
+		if rl.Limit < 1 || rl.Window <= 0 {
+			return latchkey.Errorf(latchkey.EInvalid, "key %s: rate window %q needs a positive limit and window", k.ID, rl.Name)
+		}
+		p := int64(rl.Window)
+		*w = window{limit: rl.Limit, period: p, step: p / rl.Limit, stepRem: p % rl.Limit}
+	}
+	return nil
+}
+
+// start returns max(TAT, now): an empty bucket cannot save up past full.
+func (w *window) start(now int64) (int64, int64) {
+	if w.tat < now {
+		return now, 0
+	}
+	return w.tat, w.tatRem
+}
+
+// remaining returns how many requests the window admits at now when its
+// TAT is x + xr/limit (x ≥ now): ⌊(now + period − TAT) / (period/limit)⌋.
+func (w *window) remaining(x, xr, now int64) int64 {
+	d := now + w.period - x
+	if d <= 0 {
+		return 0
+	}
+	// d·limit − xr in 128 bits: d ≤ period ≤ 100 years in ns and limit up
+	// to 10⁹ overflow 64. The quotient is at most limit, so Div64 cannot
+	// overflow.
+	hi, lo := bits.Mul64(uint64(d), uint64(w.limit))
+	lo, borrow := bits.Sub64(lo, uint64(xr), 0)
+	hi -= borrow
+	q, _ := bits.Div64(hi, lo, uint64(w.period))
+	return min(int64(q), w.limit)
+}
+
+// roll brings a periodic quota's usage to the period that contains now and
+// returns when that period ends. A request in a new period starts its
+// usage from zero.
+func (qs *quotaState) roll(period string, anchor, now time.Time, ns int64) (time.Time, error) {
+	u := &qs.usage
+	if ns >= qs.startNs && ns < qs.endNs && period == qs.period && anchor.Equal(qs.anchor) && u.PeriodStart.Equal(qs.startKey) {
+		return qs.endsAt, nil
+	}
+	ps, err := latchkey.QuotaPeriodStart(period, anchor, now)
+	if err != nil {
+		return time.Time{}, err
+	}
+	end := latchkey.QuotaPeriodEnd(period, ps)
+	// The store keeps microseconds; compare and save what it keeps, so a
+	// count read back after a restart belongs to the same period.
+	key := ps.UTC().Truncate(time.Microsecond)
+	switch {
+	case u.PeriodStart.Equal(key):
+	case key.After(u.PeriodStart) || !periodAligned(period, anchor, u.PeriodStart):
+		// A new period, or one of a quota the key had before.
+		u.PeriodStart, u.Used = key, 0
+	default:
+		// now lies before the period the usage already counts in: a
+		// caller whose clock is a little behind another's at a period
+		// boundary. Count it in the later period rather than start that
+		// period over.
+		return latchkey.QuotaPeriodEnd(period, u.PeriodStart).UTC(), nil
+	}
+	qs.period, qs.anchor = period, anchor
+	qs.startNs, qs.endNs = ps.UnixNano(), end.UnixNano()
+	qs.startKey, qs.endsAt = key, end.UTC()
+	return qs.endsAt, nil
+}
+
+// periodAligned reports whether t is the start of one of the quota's
+// periods.
+func periodAligned(period string, anchor, t time.Time) bool {
+	ps, err := latchkey.QuotaPeriodStart(period, anchor, t)
+	return err == nil && ps.UTC().Truncate(time.Microsecond).Equal(t)
+}
+
+// lease takes a concurrency slot for an admitted request.
+func (m *Memory) lease(st *keyState, k *latchkey.Key, ns int64) string {
+	ttl := time.Duration(k.LeaseTTL)
+	if ttl <= 0 {
+		ttl = latchkey.DefaultLeaseTTL
+	}
+	id := newLeaseID()
+	exp := ns + int64(ttl)
+	if st.leases == nil {
+		st.leases = make(map[string]int64)
+	}
+	st.leases[id] = exp
+	// Released leases stay in the heap until they reach its top; rebuild
+	// it when they outnumber the live ones, so it stays bounded.
+	if len(st.expiry) > 2*len(st.leases)+64 {
+		st.expiry = st.expiry[:0]
+		for lid, e := range st.leases {
+			st.expiry = append(st.expiry, leaseExp{e, lid})
+		}
+		for i := len(st.expiry)/2 - 1; i >= 0; i-- {
+			siftDown(st.expiry, i)
+		}
+	} else {
+		pushLease(&st.expiry, leaseExp{exp, id})
+	}
+	ls := &m.leases[shardOf(id)]
+	ls.mu.Lock()
+	ls.m[id] = leaseRef{st: st, exp: exp}
+	ls.mu.Unlock()
+	return id
+}
+
+// newLeaseID returns "lease_" and 128 random bits in hex: unguessable, so
+// that only the holder can release its slot.
+func newLeaseID() string {
+	var r [16]byte
+	_, _ = rand.Read(r[:]) // crypto/rand.Read never fails on supported platforms
+	var b [6 + 32]byte
+	copy(b[:], "lease_")
+	hex.Encode(b[6:], r[:])
+	return string(b[:])
+}
+
+// purgeLeases forgets the key's expired leases and leaves a live one, if
+// any, at the top of the heap.
+func (st *keyState) purgeLeases(now int64) {
+	for len(st.expiry) > 0 {
+		top := st.expiry[0]
+		exp, ok := st.leases[top.id]
+		if ok && exp == top.exp && top.exp > now {
+			return
+		}
+		if ok && exp == top.exp {
+			delete(st.leases, top.id)
+		}
+		popLease(&st.expiry)
+	}
+}
+
+func pushLease(h *[]leaseExp, e leaseExp) {
+	*h = append(*h, e)
+	s := *h
+	for i := len(s) - 1; i > 0; {
+		p := (i - 1) / 2
+		if s[p].exp <= s[i].exp {
+			break
+		}
+		s[p], s[i] = s[i], s[p]
+		i = p
+	}
+}
+
+func popLease(h *[]leaseExp) {
+	s := *h
+	n := len(s) - 1
+	s[0] = s[n]
+	s[n] = leaseExp{}
+	*h = s[:n]
+	siftDown(*h, 0)
+}
+
+func siftDown(s []leaseExp, i int) {
+	for {
+		l, small := 2*i+1, i
+		if l < len(s) && s[l].exp < s[small].exp {
+			small = l
+		}
+		if r := l + 1; r < len(s) && s[r].exp < s[small].exp {
+			small = r
+		}
+		if small == i {
+			return
+		}
+		s[i], s[small] = s[small], s[i]
+		i = small
+	}
+}
+
+// LeaseKey returns the id of the key that holds the lease, if the lease is
+// live at now.
+func (m *Memory) LeaseKey(leaseID string, now time.Time) (string, bool) {
+	ls := &m.leases[shardOf(leaseID)]
+	ls.mu.RLock()
+	ref, ok := ls.m[leaseID]
+	ls.mu.RUnlock()
+	if !ok || now.UnixNano() >= ref.exp {
+		return "", false
+	}
+	return ref.st.id, true
+}
+
+// Release ends a lease and frees its slot. It reports false if the lease is
+// unknown, already released or expired at now.
+func (m *Memory) Release(leaseID string, now time.Time) bool {
+	ls := &m.leases[shardOf(leaseID)]
+	ls.mu.Lock()
+	ref, ok := ls.m[leaseID]
+	if ok {
+		delete(ls.m, leaseID)
+	}
+	ls.mu.Unlock()
+	if !ok {
+		return false
+	}
+	// The lease shard's lock is released before the key's is taken:
+	// Admit takes them the other way round.
+	ref.st.mu.Lock()
+	delete(ref.st.leases, leaseID)
+	ref.st.mu.Unlock()
+	return now.UnixNano() < ref.exp
+}
+
+// Forget makes the next Admit of the key read its quota usage again, so
+// that a reset (ResetQuotaUsage) or a new balance takes effect. Consumption
+// this node counted but has not flushed is kept unless the usage was reset
+// meanwhile. Rate windows follow the key's settings by themselves; leases
+// stay. The service calls Forget after every change of a key.
+func (m *Memory) Forget(keyID string) {
+	sh := &m.shards[shardOf(keyID)]
+	sh.mu.RLock()
+	st := sh.m[keyID]
+	sh.mu.RUnlock()
+	if st == nil {
+		return
+	}
+	st.mu.Lock()
+	st.gen++
+	if st.quota.loaded {
+		st.quota.stale = true
+	}
+	st.mu.Unlock()
+}
+
+// pendingSave is one usage row to write, with what it takes to settle the
+// state afterwards.
+type pendingSave struct {
+	st           *keyState
+	gen, version uint64
+	usage        keys.QuotaUsage
+}
+
+// Flush writes every changed quota usage to the store. A row the store
+// refuses because its usage was reset since this node read it is dropped
+// from memory (the next Admit reads it again), as is the usage of a key the
+// store does not have (ENotFound, reported once). On any other error the
+// unwritten rows stay pending for the next Flush; the first error is
+// returned.
+func (m *Memory) Flush(ctx context.Context) error {
+	if m.store == nil {
+		return nil
+	}
+	m.flushMu.Lock()
+	defer m.flushMu.Unlock()
+	var todo []pendingSave
+	for i := range m.shards {
+		sh := &m.shards[i]
+		sh.mu.RLock()
+		for _, st := range sh.m {
+			st.mu.Lock()
+			if q := &st.quota; q.loaded && q.version != q.saved {
+				todo = append(todo, pendingSave{st: st, gen: st.gen, version: q.version, usage: q.usage})
+			}
+			st.mu.Unlock()
+		}
+		sh.mu.RUnlock()
+	}
+	for len(todo) > 0 {
+		batch := todo[:min(len(todo), flushBatch)]
+		todo = todo[len(batch):]
+		if err := m.save(ctx, batch); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// save writes a batch in one transaction. If the transaction fails for a
+// reason other than an unreachable store, the rows are tried one by one,
+// so that one bad row cannot hold back every other key's consumption.
+func (m *Memory) save(ctx context.Context, batch []pendingSave) error {
+	ok := make([]bool, len(batch))
+	err := m.store.Update(ctx, func(tx keys.Tx) error {
+		for i := range batch {
+			var err error
+			if ok[i], err = tx.SaveQuotaUsage(batch[i].usage); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		m.settle(batch, ok)
+		return nil
+	}
+	if len(batch) == 1 && latchkey.ErrorCode(err) == latchkey.ENotFound {
+		// The key is not in the store: its usage can never be saved, and
+		// keeping it pending would fail every flush from now on.
+		m.settle(batch, ok)
+		return fmt.Errorf("limit: saving quota usage: %w", err)
+	}
+	if len(batch) == 1 || ctx.Err() != nil || latchkey.ErrorCode(err) == latchkey.EUnavailable {
+		return fmt.Errorf("limit: saving quota usage: %w", err)
+	}
+	var first error
+	for i := range batch {
+		if err := m.save(ctx, batch[i:i+1]); err != nil {
+			m.log.Warn("saving quota usage failed", "key_id", batch[i].usage.KeyID, "err", err)
+			if first == nil {
+				first = err
+			}
+			if ctx.Err() != nil || latchkey.ErrorCode(err) == latchkey.EUnavailable {
+				return first
+			}
+		}
+	}
+	return first
+}
+
+// settle records what a save achieved, unless the state was invalidated
+// while it ran.
+func (m *Memory) settle(batch []pendingSave, ok []bool) {
+	for i, p := range batch {
+		st := p.st
+		st.mu.Lock()
+		if st.gen == p.gen {
+			if ok[i] {
+				st.quota.saved = max(st.quota.saved, p.version)
+			} else {
+				// The stored epoch moved on: the usage was reset after
+				// this node read it, and what it counted since belongs
+				// to before the reset.
+				m.log.Debug("quota usage was not saved (reset since read, or no such key); dropping the in-memory count", "key_id", st.id)
+				st.gen++
+				st.quota = quotaState{}
+			}
+		}
+		st.mu.Unlock()
+	}
+}
+
+// Close stops the background flusher and writes all pending consumption.
+// Admit keeps working afterwards, but only Flush persists what it counts.
+// Close waits for the flusher at most until ctx ends.
+func (m *Memory) Close(ctx context.Context) error {
+	m.closeOnce.Do(func() {
+		m.cancel()
+		close(m.stop)
+	})
+	select {
+	case <-m.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return m.Flush(ctx)
+}
+
+// run flushes and sweeps every interval until Close.
+func (m *Memory) run() {
+	defer close(m.done)
+	t := time.NewTicker(m.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(m.loopCtx, flushTimeout)
+		if err := m.Flush(ctx); err != nil && m.loopCtx.Err() == nil {
+			m.log.Warn("flushing quota usage failed; retrying next interval", "err", err)
+		}
+		cancel()
+		m.sweep()
+	}
+}
+
+// sweep drops the state of keys idle for a whole interval and expired
+// leases, so that memory follows the keys in use, not every key ever seen.
+func (m *Memory) sweep() {
+	now := m.clock.Load()
+	var idle []*keyState
+	for i := range m.shards {
+		sh := &m.shards[i]
+		idle = idle[:0]
+		sh.mu.RLock()
+		for _, st := range sh.m {
+			st.mu.Lock()
+			if st.idle(now) {
+				idle = append(idle, st)
+			}
+			st.touched = false
+			st.mu.Unlock()
+		}
+		sh.mu.RUnlock()
+		if len(idle) == 0 {
+			continue
+		}
+		// Checked again under the shard's write lock: a request may have
+		// come in between.
+		sh.mu.Lock()
+		for _, st := range idle {
+			st.mu.Lock()
+			if st.idle(now) {
+				st.dropped = true
+				delete(sh.m, st.id)
+			}
+			st.mu.Unlock()
+		}
+		sh.mu.Unlock()
+		clear(idle)
+	}
+	for i := range m.leases {
+		ls := &m.leases[i]
+		ls.mu.Lock()
+		for id, ref := range ls.m {
+			if ref.exp <= now {
+				delete(ls.m, id)
+			}
+		}
+		ls.mu.Unlock()
+	}
+}
+
+// idle reports whether dropping the state would change nothing a request
+// can see: untouched since the last sweep, every window full, the quota
+// flushed, no lease live and no read in flight.
+func (st *keyState) idle(now int64) bool {
+	if st.touched || st.loading != nil || st.quota.loaded && st.quota.version != st.quota.saved {
+		return false
+	}
+	for i := range st.windows {
+		if st.windows[i].tat >= now {
+			return false
+		}
+	}
+	// Only looked at: expired leases are purged by the key's own requests,
+	// whose now is authoritative.
+	for _, exp := range st.leases {
+		if exp > now {
+			return false
+		}
+	}
+	return true
+}
+
+// shardOf picks a shard for a key or lease id from its last two bytes:
+// both kinds of id end in random characters (latchkey.NewID, lease ids), so
+// this spreads them as well as hashing the whole id would, at no cost on
+// the verify path.
+func shardOf(id string) int {
+	if len(id) < 2 {
+		return 0
+	}
+	return int((uint32(id[len(id)-1]) | uint32(id[len(id)-2])<<8) % numShards)
+}
