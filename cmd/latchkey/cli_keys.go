@@ -287,6 +287,52 @@ func issueKey(ctx context.Context, e *env, c *command, args, positional []string
 	return nil
 }
 
+// policyValue writes a key's limits and windows for people:
+// "burst 10/1s, hourly 1000/1h", "10000 per 30d", "500 credits",
+// "mon,tue 09:00-17:00 Europe/Berlin".
+func policyValue(field string, v any) (string, bool) {
+	if field != "ratelimits" && field != "quota" && field != "time_windows" || v == nil {
+		return "", false
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return "", false
+	}
+	var parts []string
+	switch field {
+	case "ratelimits":
+		var rls []latchkey.RateLimit
+		if json.Unmarshal(raw, &rls) != nil {
+			return "", false
+		}
+		for _, r := range rls {
+			parts = append(parts, fmt.Sprintf("%s %d/%s", r.Name, r.Limit, r.Window))
+		}
+	case "quota":
+		var q latchkey.Quota
+		if json.Unmarshal(raw, &q) != nil {
+			return "", false
+		}
+		if q.IsCredit() {
+			return fmt.Sprintf("%d credits", *q.Remaining), true
+		}
+		return fmt.Sprintf("%d per %s", q.Limit, q.Period), true
+	case "time_windows":
+		var ws []latchkey.TimeWindow
+		if json.Unmarshal(raw, &ws) != nil {
+			return "", false
+		}
+		for _, w := range ws {
+			days := "daily"
+			if len(w.Days) > 0 {
+				days = strings.Join(w.Days, ",")
+			}
+			parts = append(parts, fmt.Sprintf("%s %s-%s %s", days, w.Start, w.End, w.TZ))
+		}
+	}
+	return strings.Join(parts, "; "), true
+}
+
 // printKeySummary prints the fields a person checks after issuing a key.
 func printKeySummary(w io.Writer, k *latchkey.Key) {
 	tw := newTable(w)
@@ -466,6 +512,12 @@ func printFields(w io.Writer, raw []byte) error {
 // fieldValue shows one JSON value on one line: times in RFC 3339 to the
 // second, string lists comma-separated, objects as compact JSON.
 func fieldValue(field string, v any, none string) string {
+	if p, ok := policyValue(field, v); ok {
+		if p == "" {
+			return none
+		}
+		return p
+	}
 	switch v := v.(type) {
 	case nil:
 		return none

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -376,6 +377,16 @@ func TestE2ECLIPoliciesRoundTrip(t *testing.T) {
 	if len(rls) != 2 || q["limit"] != float64(10000) || q["period"] != "30d" || got.Body["max_concurrent"] != float64(5) ||
 		got.Body["lease_ttl"] != "1m0s" && got.Body["lease_ttl"] != "1m" || len(tw) != 2 || len(cs) != 2 {
 		t.Fatalf("stored policies: %s", got.Raw)
+	}
+	// keys show presents them to people.
+	var shown syncBuffer
+	if err := run(context.Background(), []string{"keys", "show", fmt.Sprint(created["id"])}, getenv, nil, &shown, &errOut); err != nil {
+		t.Fatalf("keys show: %v", err)
+	}
+	for _, want := range []string{"1s 10/1s; 1h 1000/1h", "10000 per 30d", "mon,tue,wed,thu,fri 09:00-17:00 Europe/Berlin", "DE,FR"} {
+		if !strings.Contains(shown.String(), want) {
+			t.Errorf("keys show lacks %q:\n%s", want, shown.String())
+		}
 	}
 	// keys update can remove them again.
 	var out2 syncBuffer
