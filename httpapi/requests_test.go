@@ -24,6 +24,9 @@ var bodySeeds = []string{
 	`{"grace_period": "1h", "expires_in": "90d"}`, `{"duration": "2h", "reason": "r"}`, `{"reason": "leaked"}`,
 	`{"id": "acme", "name": "Acme"}`, `{"key": "lk_x", "scopes": ["data:read"], "resource": "agent:a", "cost": 3, "ip": "10.0.0.1"}`,
 	`{"key": "k", "cost": -1}`, `{"key": "k", "ip": "nope"}`, `{"key": "k", "scopes": ["Bad Scope"]}`,
+	`{"ratelimits": [{"name": "burst", "limit": 10, "window": "1s"}], "quota": {"limit": 10, "period": "30d"}, "max_concurrent": 3, "lease_ttl": "30s"}`,
+	`{"quota": null}`, `{"quota": {"remaining": 5}}`, `{"quota": {"bogus": 1}}`, `{"quota": 7}`,
+	`{"time_windows": [{"days": ["mon"], "start": "09:00", "end": "17:00", "tz": "Europe/Berlin"}], "countries": ["DE"]}`,
 }
 
 func FuzzDecodeCreateKey(f *testing.F) {
