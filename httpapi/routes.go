@@ -23,6 +23,10 @@ func (s *Server) routes() {
 
 	m.HandleFunc("POST /v1/leases/{id}/release", s.releaseLease)
 
+	m.Handle("GET /v1/audit", s.admin("audit:read", s.listAudit))
+	m.Handle("GET /v1/audit/export", s.admin("audit:read", s.exportAudit))
+	m.Handle("GET /v1/audit/verify", s.admin("audit:read", s.verifyAudit))
+
 	m.Handle("POST /v1/tenants", s.admin("tenants:admin", s.createTenant))
 	m.Handle("GET /v1/tenants", s.admin("tenants:admin", s.listTenants))
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
@@ -198,7 +199,13 @@ func (s *Service) CreateKey(ctx context.Context, actor *Actor, p CreateParams) (
 	if err := p.apply(k, actor, now, s.policyEnv()); err != nil {
 		return nil, latchkey.Token{}, err
 	}
-	if err := s.store.Update(ctx, func(tx Tx) error { return tx.CreateKey(k) }); err != nil {
+	err = s.store.Update(ctx, func(tx Tx) error {
+		if err := tx.CreateKey(k); err != nil {
+			return err
+		}
+		return tx.AppendAudit(auditEvent(actor, k.Tenant, "key.created", k.ID, now, map[string]string{"name": k.Name, "scopes": strings.Join(k.Scopes, ",")}))
+	})
+	if err != nil {
 		return nil, latchkey.Token{}, err
 	}
 	s.cache.invalidate(k.Hash)
@@ -267,7 +274,7 @@ func (s *Service) ListKeys(ctx context.Context, actor *Actor, p ListParams) ([]*
 // UpdateKey changes a key's settings. Errors: EInvalid, EForbidden,
 // ENotFound, EConflict (the key is revoked).
 func (s *Service) UpdateKey(ctx context.Context, actor *Actor, id string, p Settings) (*latchkey.Key, error) {
-	return s.change(ctx, actor, id, func(tx Tx, k *latchkey.Key, now time.Time) ([]*latchkey.Key, error) {
+	return s.change(ctx, actor, id, "key.updated", func(tx Tx, k *latchkey.Key, now time.Time) ([]*latchkey.Key, error) {
 		if k.StateAt(now) == latchkey.StateRevoked {
 			return nil, latchkey.Errorf(latchkey.EConflict, "key %s is revoked; a revoked key cannot change", k.ID)
 		}
@@ -289,13 +296,17 @@ func (s *Service) UpdateKey(ctx context.Context, actor *Actor, id string, p Sett
 			}
 		}
 		return []*latchkey.Key{k}, nil
-	})
+	}, func() map[string]string { return map[string]string{"fields": p.named()} })
 }
 
 // change runs a read-modify-write of key id (and whatever other keys fn
 // returns) in one transaction, then drops every changed key from the verify
 // cache before returning, so the very next verify sees the change.
-func (s *Service) change(ctx context.Context, actor *Actor, id string, fn func(tx Tx, k *latchkey.Key, now time.Time) ([]*latchkey.Key, error)) (*latchkey.Key, error) {
+//
+// When fn changed any key, the change is audited as action on key id in the
+// same transaction (details from describe, if given, plus the other keys
+// the change reached); if the event cannot be written, nothing changes.
+func (s *Service) change(ctx context.Context, actor *Actor, id, action string, fn func(tx Tx, k *latchkey.Key, now time.Time) ([]*latchkey.Key, error), describe func() map[string]string) (*latchkey.Key, error) {
 	if !latchkey.ValidID("key", id) {
 		return nil, notFound(id)
 	}
@@ -312,19 +323,73 @@ func (s *Service) change(ctx context.Context, actor *Actor, id string, fn func(t
 		if err != nil {
 			return err
 		}
+		var affected []string
 		for _, c := range changed {
 			c.UpdatedAt = now
 			if err := tx.UpdateKey(c); err != nil {
 				return err
 			}
+			if c.ID != id {
+				affected = append(affected, c.ID)
+			}
 		}
-		return nil
+		if len(changed) == 0 {
+			return nil
+		}
+		var details map[string]string
+		if describe != nil {
+			details = describe()
+		}
+		if len(affected) > 0 {
+			if details == nil {
+				details = map[string]string{}
+			}
+			details["affected"] = strings.Join(affected, ",")
+		}
+		return tx.AppendAudit(auditEvent(actor, actor.Tenant, action, id, now, details))
 	})
 	if err != nil {
 		return nil, err
 	}
 	s.invalidate(changed)
 	return target, nil
+}
+
+// auditEvent builds an event done by actor (nil: the server itself).
+func auditEvent(actor *Actor, tenant, action, target string, now time.Time, details map[string]string) *latchkey.AuditEvent {
+	e := &latchkey.AuditEvent{At: now, Tenant: tenant, Action: action, TargetKeyID: target, Result: latchkey.ResultSuccess, Details: details}
+	if actor != nil {
+		e.ActorKeyID, e.UserAgent = actor.KeyID, actor.UserAgent
+		if actor.IP.IsValid() {
+			e.IP = actor.IP.String()
+		}
+	}
+	return e
+}
+
+// named lists the fields the settings set, for the audit log.
+func (p *Settings) named() string {
+	var f []string
+	add := func(set bool, name string) {
+		if set {
+			f = append(f, name)
+		}
+	}
+	add(p.Name != nil, "name")
+	add(p.Owner != nil, "owner")
+	add(p.Environment != nil, "environment")
+	add(p.Scopes != nil, "scopes")
+	add(p.Resources != nil, "resources")
+	add(p.Meta != nil, "meta")
+	add(p.IPAllow != nil, "ip_allow")
+	add(p.ExpiresAt != nil || p.ExpiresIn != nil, "expires_at")
+	add(p.Countries != nil, "countries")
+	add(p.TimeWindows != nil, "time_windows")
+	add(p.RateLimits != nil, "ratelimits")
+	add(p.Quota != nil || p.ClearQuota, "quota")
+	add(p.MaxConcurrent != nil, "max_concurrent")
+	add(p.LeaseTTL != nil, "lease_ttl")
+	return strings.Join(f, ",")
 }
 
 func (s *Service) invalidate(ks []*latchkey.Key) {
@@ -370,7 +435,7 @@ func (s *Service) RotateKey(ctx context.Context, actor *Actor, id string, p Rota
 	}
 	var succ *latchkey.Key
 	var tok latchkey.Token
-	_, err := s.change(ctx, actor, id, func(tx Tx, old *latchkey.Key, now time.Time) ([]*latchkey.Key, error) {
+	_, err := s.change(ctx, actor, id, "key.rotated", func(tx Tx, old *latchkey.Key, now time.Time) ([]*latchkey.Key, error) {
 		if st := old.StateAt(now); st != latchkey.StateActive {
 			return nil, latchkey.Errorf(latchkey.EConflict, "key %s is %s; only an active key can be rotated", old.ID, st)
 		}
@@ -412,6 +477,8 @@ func (s *Service) RotateKey(ctx context.Context, actor *Actor, id string, p Rota
 			changed = append(changed, c)
 		}
 		return changed, nil
+	}, func() map[string]string {
+		return map[string]string{"successor": succ.ID, "grace_until": succ.CreatedAt.Add(grace).Format(time.RFC3339)}
 	})
 	if err != nil {
 		return nil, latchkey.Token{}, err
@@ -460,7 +527,7 @@ func (s *Service) SuspendKey(ctx context.Context, actor *Actor, id string, d tim
 	if err := latchkey.ValidateText("reason", reason, latchkey.MaxNameLen, false); err != nil {
 		return nil, err
 	}
-	return s.change(ctx, actor, id, func(tx Tx, k *latchkey.Key, now time.Time) ([]*latchkey.Key, error) {
+	return s.change(ctx, actor, id, "key.suspended", func(tx Tx, k *latchkey.Key, now time.Time) ([]*latchkey.Key, error) {
 		if k.StateAt(now) == latchkey.StateRevoked {
 			return nil, latchkey.Errorf(latchkey.EConflict, "key %s is revoked; it cannot be suspended", k.ID)
 		}
@@ -488,6 +555,12 @@ func (s *Service) SuspendKey(ctx context.Context, actor *Actor, id string, d tim
 			changed = append(changed, c)
 		}
 		return changed, nil
+	}, func() map[string]string {
+		det := map[string]string{"reason": reason, "duration": "until resumed"}
+		if d > 0 {
+			det["duration"] = latchkey.FormatDuration(d)
+		}
+		return det
 	})
 }
 
@@ -501,7 +574,7 @@ func outlasts(a, b time.Time) bool {
 // reached. Resuming an active key changes nothing. Errors: ENotFound,
 // EConflict (revoked, or its parent is still suspended).
 func (s *Service) ResumeKey(ctx context.Context, actor *Actor, id string) (*latchkey.Key, error) {
-	return s.change(ctx, actor, id, func(tx Tx, k *latchkey.Key, now time.Time) ([]*latchkey.Key, error) {
+	return s.change(ctx, actor, id, "key.resumed", func(tx Tx, k *latchkey.Key, now time.Time) ([]*latchkey.Key, error) {
 		if k.StateAt(now) == latchkey.StateRevoked {
 			return nil, latchkey.Errorf(latchkey.EConflict, "key %s is revoked; revocation is final", k.ID)
 		}
@@ -527,7 +600,7 @@ func (s *Service) ResumeKey(ctx context.Context, actor *Actor, id string) (*latc
 			changed = append(changed, c)
 		}
 		return changed, nil
-	})
+	}, nil)
 }
 
 // RevokeKey revokes a key for good, with every key derived from it and the
@@ -537,7 +610,7 @@ func (s *Service) RevokeKey(ctx context.Context, actor *Actor, id, reason string
 	if err := latchkey.ValidateText("reason", reason, latchkey.MaxNameLen, false); err != nil {
 		return nil, err
 	}
-	return s.change(ctx, actor, id, func(tx Tx, k *latchkey.Key, now time.Time) ([]*latchkey.Key, error) {
+	return s.change(ctx, actor, id, "key.revoked", func(tx Tx, k *latchkey.Key, now time.Time) ([]*latchkey.Key, error) {
 		if k.State == latchkey.StateRevoked {
 			return nil, nil
 		}
@@ -566,7 +639,7 @@ func (s *Service) RevokeKey(ctx context.Context, actor *Actor, id, reason string
 			changed = append(changed, c)
 		}
 		return changed, nil
-	})
+	}, func() map[string]string { return map[string]string{"reason": reason} })
 }
 
 func cascadeReason(id, what, reason string) string {
@@ -610,7 +683,7 @@ func (s *Service) DeriveKey(ctx context.Context, actor *Actor, id string, p Crea
 	}
 	var child *latchkey.Key
 	var tok latchkey.Token
-	_, err := s.change(ctx, actor, id, func(tx Tx, parent *latchkey.Key, now time.Time) ([]*latchkey.Key, error) {
+	_, err := s.change(ctx, actor, id, "key.derived", func(tx Tx, parent *latchkey.Key, now time.Time) ([]*latchkey.Key, error) {
 		if st := parent.StateAt(now); st != latchkey.StateActive {
 			return nil, latchkey.Errorf(latchkey.EConflict, "key %s is %s; only an active key can have children", parent.ID, st)
 		}
@@ -635,8 +708,11 @@ func (s *Service) DeriveKey(ctx context.Context, actor *Actor, id string, p Crea
 		if err := within(parent, child); err != nil {
 			return nil, err
 		}
-		return nil, tx.CreateKey(child)
-	})
+		if err := tx.CreateKey(child); err != nil {
+			return nil, err
+		}
+		return nil, tx.AppendAudit(auditEvent(actor, child.Tenant, "key.derived", child.ID, now, map[string]string{"parent": parent.ID, "scopes": strings.Join(child.Scopes, ",")}))
+	}, nil)
 	if err != nil {
 		return nil, latchkey.Token{}, err
 	}

@@ -171,7 +171,10 @@ func (s *Service) Bootstrap(ctx context.Context, rootKey string) (tok latchkey.T
 		if err := tx.CreateTenant(&latchkey.Tenant{ID: latchkey.OperatorTenant, Name: "Operator", CreatedAt: now}); err != nil {
 			return err
 		}
-		return tx.CreateKey(k)
+		if err := tx.CreateKey(k); err != nil {
+			return err
+		}
+		return tx.AppendAudit(auditEvent(nil, latchkey.OperatorTenant, "tenant.created", k.ID, now, map[string]string{"tenant": latchkey.OperatorTenant, "root_key": k.ID}))
 	})
 	if err == errExists {
 		return latchkey.Token{}, "", false, nil

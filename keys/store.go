@@ -73,6 +73,28 @@ type Tx interface {
 	// ResetQuotaUsage zeroes a key's consumption and bumps its epoch, so that
 	// consumption counted before the reset is never written back.
 	ResetQuotaUsage(keyID string) error
+
+	// AppendAudit seals e after the last event of e.Tenant's chain (setting
+	// Seq, PrevHash and Hash) and stores it. Concurrent appends to one
+	// tenant's chain are serialized.
+	AppendAudit(e *latchkey.AuditEvent) error
+	// AuditEvents lists a tenant's events in seq order, those matching f.
+	AuditEvents(tenant string, f AuditFilter) ([]*latchkey.AuditEvent, error)
+	// AuditHead returns the seq and hash of a tenant's last event (0, "" for
+	// an empty log), kept apart from the events so that removing events
+	// from the end of the log is noticed.
+	AuditHead(tenant string) (seq int64, hash string, err error)
+}
+
+// AuditFilter narrows an audit listing. Empty fields match everything.
+type AuditFilter struct {
+	AfterSeq int64 // only events with a larger seq
+	Limit    int   // at most this many (0: no limit)
+	Since    time.Time
+	Until    time.Time
+	Action   string
+	KeyID    string // actor or target
+	Result   string
 }
 
 // QuotaUsage is what a key has consumed of its quota: in the period that

@@ -2,6 +2,7 @@ package keys
 
 import (
 	"context"
+	"strings"
 
 	"github.com/latchkeyhq/latchkey"
 )
@@ -40,7 +41,14 @@ func (s *Service) CreateTenant(ctx context.Context, actor *Actor, id, name strin
 			}
 			return err
 		}
-		return tx.CreateKey(k)
+		if err := tx.CreateKey(k); err != nil {
+			return err
+		}
+		// In the operator's log, and as the first event of the new tenant's.
+		if err := tx.AppendAudit(auditEvent(actor, actor.Tenant, "tenant.created", k.ID, now, map[string]string{"tenant": id})); err != nil {
+			return err
+		}
+		return tx.AppendAudit(auditEvent(actor, id, "key.created", k.ID, now, map[string]string{"name": k.Name, "scopes": strings.Join(k.Scopes, ",")}))
 	})
 	if err != nil {
 		return nil, nil, latchkey.Token{}, err

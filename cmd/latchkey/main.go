@@ -58,6 +58,7 @@ Usage:
   latchkey server [flags]            run a node (SQLite in ./latchkey.db by default)
   latchkey keys <command> [flags]    create|list|show|update|rotate|suspend|resume|revoke|derive|verify
   latchkey tenants <command>         create|list
+  latchkey audit <command>           verify|export|tail
   latchkey version
 
 Client commands reach the server at --server or $LATCHKEY_ADDR
@@ -80,6 +81,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runKeys(ctx, e, args[1:])
 	case "tenants":
 		return runTenants(ctx, e, args[1:])
+	case "audit":
+		return runAudit(ctx, e, args[1:])
 	case "version", "--version":
 		fmt.Fprintln(stdout, "latchkey", version)
 		return nil

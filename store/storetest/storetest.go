@@ -85,6 +85,10 @@ func Run(t *testing.T, open func(t *testing.T) keys.Store) {
 		{"ConcurrentUpdates", testConcurrentUpdates},
 		{"QuotaUsageRoundTrips", testQuotaUsage},
 		{"QuotaUsageResetStopsStaleSaves", testQuotaUsageReset},
+		{"AuditChainsPerTenant", testAuditChain},
+		{"AuditFilters", testAuditFilters},
+		{"AuditAppendRollsBack", testAuditRollback},
+		{"AuditConcurrentAppends", testAuditConcurrent},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
@@ -1403,6 +1407,186 @@ func testQuotaUsageReset(t *testing.T, s keys.Store) {
 		}
 		if u.Used != 0 || u.Epoch <= fresh.Epoch {
 			t.Errorf("second reset: %+v", u)
+		}
+		return nil
+	})
+}
+
+func auditEv(tenant, action, target string, at time.Time) *latchkey.AuditEvent {
+	return &latchkey.AuditEvent{
+		At: at, Tenant: tenant, ActorKeyID: "key_actor", Action: action, TargetKeyID: target,
+		IP: "192.0.2.1", UserAgent: "test/1", Result: latchkey.ResultSuccess,
+		Details: map[string]string{"reason": "q\"uote ü"},
+	}
+}
+
+func testAuditChain(t *testing.T, s keys.Store) {
+	createTenants(t, s, "a", "b")
+	var appended []*latchkey.AuditEvent
+	update(t, s, func(tx keys.Tx) error {
+		for i, tenant := range []string{"a", "b", "a", "a", "b"} {
+			e := auditEv(tenant, "key.updated", fmt.Sprintf("key_%d", i), t0.Add(time.Duration(i)*time.Second+time.Nanosecond))
+			if err := tx.AppendAudit(e); err != nil {
+				return err
+			}
+			appended = append(appended, e)
+		}
+		return nil
+	})
+	if appended[0].Seq != 1 || appended[2].Seq != 2 || appended[3].Seq != 3 || appended[4].Seq != 2 {
+		t.Fatalf("seqs = %d %d %d %d %d; want one chain per tenant counting from 1",
+			appended[0].Seq, appended[1].Seq, appended[2].Seq, appended[3].Seq, appended[4].Seq)
+	}
+	if appended[0].PrevHash != latchkey.GenesisHash || appended[2].PrevHash != appended[0].Hash {
+		t.Fatal("prev_hash does not link the chain")
+	}
+	view(t, s, func(tx keys.Tx) error {
+		for _, tenant := range []string{"a", "b"} {
+			evs, err := tx.AuditEvents(tenant, keys.AuditFilter{})
+			if err != nil {
+				return err
+			}
+			var c latchkey.ChainCheck
+			for _, e := range evs {
+				if e.Tenant != tenant {
+					t.Errorf("tenant %s lists an event of %s", tenant, e.Tenant)
+				}
+				if !c.Next(e) {
+					t.Errorf("tenant %s: chain broken at %d: %s", tenant, c.BrokenAt, c.Reason)
+				}
+			}
+			seq, hash, err := tx.AuditHead(tenant)
+			if err != nil {
+				return err
+			}
+			c.Head(seq, hash)
+			if c.BrokenAt != 0 || c.Events != int64(len(evs)) {
+				t.Errorf("tenant %s: head check %+v", tenant, c)
+			}
+		}
+		evs, err := tx.AuditEvents("a", keys.AuditFilter{})
+		if err != nil {
+			return err
+		}
+		checkEqual(t, "first audit event read back", evs[0], appended[0])
+		seq, _, err := tx.AuditHead("nobody")
+		if err != nil || seq != 0 {
+			t.Errorf("head of an empty log = %d, %v", seq, err)
+		}
+		return nil
+	})
+}
+
+func testAuditFilters(t *testing.T, s keys.Store) {
+	createTenants(t, s, "a")
+	update(t, s, func(tx keys.Tx) error {
+		for i := range 6 {
+			action := "key.created"
+			if i%2 == 1 {
+				action = "key.revoked"
+			}
+			if err := tx.AppendAudit(auditEv("a", action, fmt.Sprintf("key_%d", i%3), t0.Add(time.Duration(i)*time.Hour))); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	tests := []struct {
+		name string
+		f    keys.AuditFilter
+		want []int64
+	}{
+		{"All", keys.AuditFilter{}, []int64{1, 2, 3, 4, 5, 6}},
+		{"AfterAndLimit", keys.AuditFilter{AfterSeq: 2, Limit: 2}, []int64{3, 4}},
+		{"Action", keys.AuditFilter{Action: "key.revoked"}, []int64{2, 4, 6}},
+		{"KeyAsTarget", keys.AuditFilter{KeyID: "key_1"}, []int64{2, 5}},
+		{"KeyAsActor", keys.AuditFilter{KeyID: "key_actor", Limit: 1}, []int64{1}},
+		{"SinceUntil", keys.AuditFilter{Since: t0.Add(time.Hour), Until: t0.Add(3 * time.Hour)}, []int64{2, 3}},
+		{"Result", keys.AuditFilter{Result: "denied"}, nil},
+	}
+	for _, tt := range tests {
+		view(t, s, func(tx keys.Tx) error {
+			evs, err := tx.AuditEvents("a", tt.f)
+			if err != nil {
+				return err
+			}
+			var got []int64
+			for _, e := range evs {
+				got = append(got, e.Seq)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Errorf("%s: seqs %v, want %v", tt.name, got, tt.want)
+			}
+			return nil
+		})
+	}
+}
+
+func testAuditRollback(t *testing.T, s keys.Store) {
+	createTenants(t, s, "a")
+	errBoom := latchkey.Errorf(latchkey.EConflict, "boom")
+	err := s.Update(context.Background(), func(tx keys.Tx) error {
+		if err := tx.AppendAudit(auditEv("a", "key.created", "key_1", t0)); err != nil {
+			return err
+		}
+		return errBoom
+	})
+	if err != errBoom {
+		t.Fatalf("Update = %v, want fn's error", err)
+	}
+	view(t, s, func(tx keys.Tx) error {
+		evs, err := tx.AuditEvents("a", keys.AuditFilter{})
+		seq, _, herr := tx.AuditHead("a")
+		if err != nil || herr != nil || len(evs) != 0 || seq != 0 {
+			t.Errorf("after a rolled-back append: %d events, head %d (%v, %v)", len(evs), seq, err, herr)
+		}
+		return nil
+	})
+	update(t, s, func(tx keys.Tx) error {
+		e := auditEv("a", "key.created", "key_1", t0)
+		if err := tx.AppendAudit(e); err != nil {
+			return err
+		}
+		if e.Seq != 1 {
+			t.Errorf("seq after a rollback = %d, want 1", e.Seq)
+		}
+		return nil
+	})
+	update(t, s, func(tx keys.Tx) error {
+		err := tx.AppendAudit(auditEv("nobody", "key.created", "key_1", t0))
+		wantCode(t, "append to a missing tenant", err, latchkey.ENotFound)
+		return nil
+	})
+}
+
+func testAuditConcurrent(t *testing.T, s keys.Store) {
+	createTenants(t, s, "a")
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 10 {
+				err := s.Update(context.Background(), func(tx keys.Tx) error {
+					return tx.AppendAudit(auditEv("a", "key.updated", fmt.Sprintf("key_%d_%d", g, i), t0))
+				})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	view(t, s, func(tx keys.Tx) error {
+		evs, err := tx.AuditEvents("a", keys.AuditFilter{})
+		if err != nil {
+			return err
+		}
+		var c latchkey.ChainCheck
+		for _, e := range evs {
+			c.Next(e)
+		}
+		if len(evs) != 80 || c.BrokenAt != 0 {
+			t.Errorf("%d events after 80 concurrent appends, chain %+v", len(evs), c)
 		}
 		return nil
 	})
