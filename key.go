@@ -99,6 +99,10 @@ type Key struct {
 	CreatedAt   time.Time `json:"created_at"`
 	UpdatedAt   time.Time `json:"updated_at"`
 	RevokedAt   time.Time `json:"revoked_at,omitzero"`
+	// LastUsedAt is when the key was last presented to a verification that
+	// found it, as of the usage recorder's last flush (at most its flush
+	// interval behind). Only the recorder writes it.
+	LastUsedAt time.Time `json:"last_used_at,omitzero"`
 }
 
 // StateAt returns the state the key has at now: revoked (including a

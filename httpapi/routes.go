@@ -8,6 +8,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /health", s.health)
 	m.HandleFunc("GET /healthz", s.healthz)
 	m.HandleFunc("GET /readyz", s.readyz)
+	m.HandleFunc("GET /metrics", s.serveMetrics)
 
 	m.HandleFunc("POST /v1/keys/verify", s.verify)
 
@@ -20,6 +21,7 @@ func (s *Server) routes() {
 	m.Handle("POST /v1/keys/{id}/resume", s.admin("keys:write", s.resumeKey))
 	m.Handle("POST /v1/keys/{id}/revoke", s.admin("keys:write", s.revokeKey))
 	m.Handle("POST /v1/keys/{id}/derive", s.admin("keys:derive", s.deriveKey))
+	m.Handle("GET /v1/keys/{id}/usage", s.admin("keys:read", s.keyUsage))
 
 	m.HandleFunc("POST /v1/leases/{id}/release", s.releaseLease)
 

@@ -42,7 +42,36 @@ type Config struct {
 	// (default 30s), against clients that trickle bytes to hold a
 	// connection.
 	RequestTimeout time.Duration
+	// Observer, when set, is told about every verification and every
+	// request outside forward-auth, for metrics (package metrics).
+	Observer Observer
+	// Metrics, when set, serves GET /metrics.
+	Metrics http.Handler
 }
+
+// Observer records what a Server answers, for metrics. Its methods run on
+// the request path and must be safe for concurrent use and cheap;
+// Verified, which forward-auth calls, must not allocate.
+type Observer interface {
+	// Verified records a verification answered by POST /v1/keys/verify
+	// (route "verify") or forward-auth (route "auth"): its verify code,
+	// CodeGuarded or CodeError, and the handler's time. Requests refused
+	// before a key is looked at (a malformed body, a bad scope) are not
+	// verifications.
+	Verified(route, code string, took time.Duration)
+	// Served records a request answered through the mux (every route but
+	// forward-auth): its method, the ServeMux pattern that matched ("" if
+	// none did, as for a redirect) and its status.
+	Served(method, pattern string, status int)
+}
+
+// Codes an Observer receives besides the verify codes.
+const (
+	// CodeGuarded: the brute-force guard held the client's network back.
+	CodeGuarded = "GUARDED"
+	// CodeError: the key could not be checked (the store failed).
+	CodeError = "ERROR"
+)
 
 // Server is the HTTP handler of a Latchkey node.
 type Server struct {
@@ -55,6 +84,8 @@ type Server struct {
 	guard   *guard.Guard
 	mux     *http.ServeMux
 	ids     requestIDs
+	obs     Observer
+	metrics http.Handler
 }
 
 // New returns a Server for cfg.
@@ -80,6 +111,8 @@ func New(cfg Config) *Server {
 		timeout: cfg.RequestTimeout,
 		guard:   cfg.Guard,
 		mux:     http.NewServeMux(),
+		obs:     cfg.Observer,
+		metrics: cfg.Metrics,
 	}
 	s.ids.init()
 	s.routes()
@@ -123,8 +156,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			attrs = append(attrs, slog.String("actor_key_id", info.actor))
 		}
 		s.log.LogAttrs(ctx, slog.LevelInfo, "request", attrs...)
+		if s.obs != nil {
+			s.obs.Served(r.Method, r.Pattern, sw.status)
+		}
 	}()
 	s.mux.ServeHTTP(sw, r)
+}
+
+// serveMetrics answers GET /metrics with Config.Metrics; without it (no
+// metrics, or metrics on their own listener) there is no such route.
+func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
+	if s.metrics == nil {
+		s.noRoute(w, r)
+		return
+	}
+	s.metrics.ServeHTTP(w, r)
 }
 
 // requestID takes a caller's X-Request-Id when it is short and plain (so a

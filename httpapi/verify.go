@@ -49,6 +49,15 @@ type VerifyResponse struct {
 // verify answers POST /v1/keys/verify: 200 with a code for every
 // well-formed request, whatever the key.
 func (s *Server) verify(w http.ResponseWriter, r *http.Request) {
+	var code string // the answer, for the observer; "" while no key is checked
+	if s.obs != nil {
+		start := time.Now()
+		defer func() {
+			if code != "" {
+				s.obs.Verified("verify", code, time.Since(start))
+			}
+		}()
+	}
 	body, err := readBody(w, r, s.maxBody)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -63,14 +72,17 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) {
 		req.IP = s.clientIP(r)
 	}
 	if retry, blocked := s.blocked(req.IP); blocked {
+		code = CodeGuarded
 		s.writeError(w, r, errGuarded(w, retry))
 		return
 	}
 	v, err := s.svc.Verify(r.Context(), req)
 	if err != nil {
+		code = CodeError
 		s.writeError(w, r, err)
 		return
 	}
+	code = v.Code
 	if codeStatus[v.Code] == http.StatusUnauthorized {
 		s.failed(req.IP)
 	}
@@ -122,6 +134,15 @@ var (
 // deny. With ?proxy=nginx, limit denials are 403 too, because nginx's
 // auth_request turns any other status into a 500.
 func (s *Server) forwardAuth(w http.ResponseWriter, r *http.Request, id string) {
+	var code string // the answer, for the observer; "" while no key is checked
+	if s.obs != nil {
+		start := time.Now()
+		defer func() {
+			if code != "" {
+				s.obs.Verified("auth", code, time.Since(start))
+			}
+		}()
+	}
 	q := r.URL.RawQuery
 	scopeList := queryParam(q, "scope")
 	if scopeList == "" {
@@ -149,6 +170,7 @@ func (s *Server) forwardAuth(w http.ResponseWriter, r *http.Request, id string) 
 	}
 	ip := s.clientIP(r)
 	if retry, blocked := s.blocked(ip); blocked {
+		code = CodeGuarded
 		h["X-Latchkey-Code"] = codeHeader[latchkey.CodeRateLimited]
 		h.Set("Retry-After", strconv.FormatInt(retrySeconds(retry), 10))
 		status := http.StatusTooManyRequests
@@ -162,13 +184,15 @@ func (s *Server) forwardAuth(w http.ResponseWriter, r *http.Request, id string) 
 		Key: credential(r), Scopes: scopes, Resource: resource, IP: ip, Cost: cost,
 	})
 	if err != nil {
-		code := latchkey.ErrorCode(err)
-		if code == latchkey.EInternal {
+		code = CodeError
+		ec := latchkey.ErrorCode(err)
+		if ec == latchkey.EInternal {
 			s.log.ErrorContext(r.Context(), "forward-auth failed", "request_id", id, "err", err)
 		}
-		s.authError(w, r, id, latchkey.HTTPStatus(code), code, latchkey.ErrorMessage(err))
+		s.authError(w, r, id, latchkey.HTTPStatus(ec), ec, latchkey.ErrorMessage(err))
 		return
 	}
+	code = v.Code
 	setLimitHeaders(h, v.Admission, s.now())
 	if v.Valid() {
 		e := v.Entry

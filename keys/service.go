@@ -38,8 +38,20 @@ type Options struct {
 	Limiter      Limiter
 	// Geo maps addresses to countries, for keys limited to countries; nil
 	// means such keys cannot be created.
-	Geo    GeoIP
+	Geo GeoIP
+	// Usage, when set, is told about every verification that found a key
+	// (package usage).
+	Usage  UsageRecorder
 	Logger *slog.Logger
+}
+
+// UsageRecorder counts verifications. Record runs on the verify path: it
+// must be safe for concurrent use, cheap, and must not allocate.
+type UsageRecorder interface {
+	// Record counts one verification of a key that was found: the key, its
+	// tenant, the verify code, the client's address (zero if unknown) and
+	// the service's clock at the check.
+	Record(keyID, tenant, code string, ip netip.Addr, now time.Time)
 }
 
 // GeoIP tells the country of an address (ISO 3166-1 alpha-2, upper case).
@@ -55,6 +67,7 @@ type Service struct {
 	cache        *cache
 	limiter      Limiter
 	geo          GeoIP
+	usage        UsageRecorder
 	log          *slog.Logger
 	defaultGrace time.Duration
 	storeReads   atomic.Uint64
@@ -90,6 +103,7 @@ func New(o Options) *Service {
 		cache:        newCache(o.CacheSize, o.NegativeCacheSize, o.CacheTTL, o.NegativeTTL),
 		limiter:      o.Limiter,
 		geo:          o.Geo,
+		usage:        o.Usage,
 		log:          o.Logger,
 		defaultGrace: o.DefaultGrace,
 	}

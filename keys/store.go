@@ -58,8 +58,10 @@ type Tx interface {
 	// Keys lists a tenant's keys that match f, ordered by id; an unknown
 	// tenant has no keys. A State filter needs a non-zero Now (EInvalid).
 	Keys(tenant string, f KeyFilter) ([]*latchkey.Key, error)
-	// UpdateKey stores every field of k but ID, Tenant, Hash, Prefix, Start and
-	// CreatedAt over the row (k.Tenant, k.ID); ENotFound if there is none.
+	// UpdateKey stores every field of k but ID, Tenant, Hash, Prefix, Start,
+	// CreatedAt and LastUsedAt over the row (k.Tenant, k.ID); ENotFound if
+	// there is none. LastUsedAt is left alone so that a key change, which
+	// read the key earlier, never moves back what SetLastUsed wrote.
 	UpdateKey(k *latchkey.Key) error
 	// Children returns the keys whose ParentID is parentID, ordered by id.
 	Children(tenant, parentID string) ([]*latchkey.Key, error)
@@ -84,6 +86,46 @@ type Tx interface {
 	// an empty log), kept apart from the events so that removing events
 	// from the end of the log is noticed.
 	AuditHead(tenant string) (seq int64, hash string, err error)
+
+	// AddUsage adds each row's Count to the stored count of its (KeyID,
+	// Minute, Code), creating the row if there is none. Minute is the
+	// start of a UTC minute.
+	AddUsage(rows []UsageRow) error
+	// AddUsageNetworks adds each row's Count to the stored count of its
+	// (KeyID, Minute, Network) likewise.
+	AddUsageNetworks(rows []UsageNetwork) error
+	// SetLastUsed sets a key's LastUsedAt to at if that is later than the
+	// stored value (it only moves forward); a missing key is no error.
+	SetLastUsed(keyID string, at time.Time) error
+	// Usage returns the tenant's usage rows of a key with from <= Minute <
+	// to, ordered by Minute then Code; none for another tenant's key.
+	Usage(tenant, keyID string, from, to time.Time) ([]UsageRow, error)
+	// UsageNetworks returns the network rows of a key likewise, ordered by
+	// Minute then Network.
+	UsageNetworks(tenant, keyID string, from, to time.Time) ([]UsageNetwork, error)
+	// PruneUsage deletes usage and network rows whose Minute is before
+	// before, and returns how many rows it deleted.
+	PruneUsage(before time.Time) (int64, error)
+}
+
+// UsageRow counts a key's verifications that ended with Code in the minute
+// that starts at Minute.
+type UsageRow struct {
+	KeyID  string
+	Tenant string
+	Minute time.Time
+	Code   string
+	Count  int64
+}
+
+// UsageNetwork counts a key's verifications from one client network (an
+// IPv4 /24 or IPv6 /48 in CIDR notation, or "other" for networks beyond
+// the recorder's per-minute cap) in the minute that starts at Minute.
+type UsageNetwork struct {
+	KeyID   string
+	Minute  time.Time
+	Network string
+	Count   int64
 }
 
 // AuditFilter narrows an audit listing. Empty fields match everything.

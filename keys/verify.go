@@ -81,12 +81,24 @@ type LimitState struct {
 // the key is not cached and the store cannot be read (EUnavailable or
 // internal); a key that was cached before the store went away keeps being
 // verified from the cache (fail-static).
+//
+// Every verification that found the key (every code but MALFORMED and
+// NOT_FOUND) is handed to the usage recorder, if there is one.
 func (s *Service) Verify(ctx context.Context, req VerifyRequest) (Verdict, error) {
+	now := s.now()
+	v, err := s.verify(ctx, &req, now)
+	if s.usage != nil && v.Entry != nil {
+		k := v.Entry.Key
+		s.usage.Record(k.ID, k.Tenant, v.Code, detach(req.IP), now)
+	}
+	return v, err
+}
+
+func (s *Service) verify(ctx context.Context, req *VerifyRequest, now time.Time) (Verdict, error) {
 	tok, err := latchkey.ParseToken(req.Key)
 	if err != nil {
 		return Verdict{Code: latchkey.CodeMalformed}, nil
 	}
-	now := s.now()
 	e, err := s.entry(ctx, tok.Hash(), now)
 	if err != nil {
 		return Verdict{}, err

@@ -30,6 +30,7 @@ Commands:
   revoke ID [--reason R]    stop a key and the keys derived from it, for good
   derive ID --name N        issue a child key within the parent's scopes, resources and expiry
   verify KEY [--scope s]    check a key as a protected service would; exits 0 only if VALID
+  stats ID [--bucket hour]  verifications by result, peak hours, client networks, last use
 
 Every command takes --server URL, --key KEY, --json and --timeout, before or
 after its arguments. Run 'latchkey keys <command> -h' for its flags.
@@ -46,6 +47,7 @@ var keysCommands = map[string]func(context.Context, *env, []string) error{
 	"revoke":  keysRevoke,
 	"derive":  keysDerive,
 	"verify":  keysVerify,
+	"stats":   keysStats,
 }
 
 // runKeys runs `latchkey keys …`.

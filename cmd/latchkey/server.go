@@ -18,7 +18,9 @@ import (
 	"github.com/latchkeyhq/latchkey/httpapi"
 	"github.com/latchkeyhq/latchkey/keys"
 	"github.com/latchkeyhq/latchkey/limit"
+	"github.com/latchkeyhq/latchkey/metrics"
 	"github.com/latchkeyhq/latchkey/store/sqlite"
+	keyusage "github.com/latchkeyhq/latchkey/usage"
 )
 
 // serverConfig is everything `latchkey server` reads from flags and the
@@ -34,9 +36,11 @@ type serverConfig struct {
 	RootKey        string // from LATCHKEY_ROOT_KEY only: a flag would show in ps
 	GeoIPDB        string
 	QuotaFlush     time.Duration
+	UsageFlush     time.Duration
 	GuardThreshold int
 	GuardWindow    time.Duration
 	GuardCooloff   time.Duration
+	MetricsAddr    string // "": GET /metrics on the main listener
 }
 
 // serverHooks let tests replace the clock and the limiter and learn the
@@ -45,6 +49,8 @@ type serverHooks struct {
 	Now     func() time.Time
 	Limiter keys.Limiter
 	Ready   func(addr string)
+	// MetricsReady learns the address of the --metrics-addr listener.
+	MetricsReady func(addr string)
 	// Service, when set, is handed the key service (tests read its
 	// counters).
 	Service func(*keys.Service)
@@ -63,9 +69,11 @@ func runServer(ctx context.Context, e *env, args []string) error {
 	fs.Int64Var(&cfg.MaxBody, "max-body", 1<<20, "largest request body in bytes")
 	fs.StringVar(&cfg.GeoIPDB, "geoip-db", e.getenv("LATCHKEY_GEOIP_DB"), "MaxMind country database (.mmdb) for keys limited to countries (env LATCHKEY_GEOIP_DB)")
 	fs.DurationVar(&cfg.QuotaFlush, "quota-flush", time.Second, "how often quota consumption is written to the database; a crash loses at most this much")
+	fs.DurationVar(&cfg.UsageFlush, "usage-flush", time.Second, "how often key usage and last_used_at are written to the database; usage reads are at most this much behind")
 	fs.IntVar(&cfg.GuardThreshold, "guard-threshold", 20, "failed key checks from one network (IPv4 /24, IPv6 /64) within --guard-window that block it (0: no guard)")
 	fs.DurationVar(&cfg.GuardWindow, "guard-window", time.Minute, "window in which failed key checks are counted")
 	fs.DurationVar(&cfg.GuardCooloff, "guard-cooloff", 5*time.Minute, "how long a blocked network is answered 429")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", e.getenv("LATCHKEY_METRICS_ADDR"), "serve GET /metrics only on this separate address, e.g. 127.0.0.1:9090, not on --addr (env LATCHKEY_METRICS_ADDR)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -128,7 +136,16 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 		}()
 		limiter = mem
 	}
-	opts := keys.Options{Store: db, Now: now, Limiter: limiter, Logger: log}
+	rec := keyusage.New(keyusage.Options{Store: db, FlushInterval: cfg.UsageFlush, Now: now, Logger: log})
+	// Closed after the HTTP server has drained (deferred after the
+	// limiter, so it runs before it): the final flush then holds every
+	// answered verification.
+	defer func() {
+		if err := rec.Close(context.Background()); err != nil {
+			log.Error("flushing key usage at shutdown failed", "err", err)
+		}
+	}()
+	opts := keys.Options{Store: db, Now: now, Limiter: limiter, Usage: rec, Logger: log}
 	if cfg.GeoIPDB != "" {
 		g, err := geo.Open(cfg.GeoIPDB)
 		if err != nil {
@@ -155,9 +172,30 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 		}
 	}
 
-	api := httpapi.New(httpapi.Config{Keys: svc, Logger: log, TrustedProxies: trusted, MaxBody: cfg.MaxBody, Now: now, Guard: brute})
+	met := metrics.New(metrics.Options{Keys: svc, Guard: brute, Now: now})
+	apiCfg := httpapi.Config{Keys: svc, Logger: log, TrustedProxies: trusted, MaxBody: cfg.MaxBody, Now: now, Guard: brute, Observer: met}
+	if cfg.MetricsAddr == "" {
+		apiCfg.Metrics = met.Handler()
+	}
+	api := httpapi.New(apiCfg)
 	if hooks.Service != nil {
 		hooks.Service(svc)
+	}
+	errc := make(chan error, 2)
+	if cfg.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("--metrics-addr %s: %w", cfg.MetricsAddr, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", met.Handler())
+		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, WriteTimeout: time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		go func() { errc <- msrv.Serve(mln) }()
+		defer msrv.Close()
+		log.Info("serving metrics", "addr", mln.Addr().String())
+		if hooks.MetricsReady != nil {
+			hooks.MetricsReady(mln.Addr().String())
+		}
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -176,7 +214,6 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 	if cfg.TLSCert != "" {
 		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
-	errc := make(chan error, 1)
 	go func() {
 		if cfg.TLSCert != "" {
 			errc <- srv.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey)

@@ -77,7 +77,8 @@ const keyColumns = `id, tenant_id, name, owner, environment, prefix, start, hash
 	scopes, resources, meta, ip_allow, expires_at, state, state_reason,
 	suspended_until, parent_id, rotated_from, rotated_to, grace_until,
 	created_at, updated_at, revoked_at, suspended_by,
-	countries, time_windows, ratelimits, quota, max_concurrent, lease_ttl`
+	countries, time_windows, ratelimits, quota, max_concurrent, lease_ttl,
+	last_used_at`
 
 // Queries prepared once per pool (see stmts).
 const (
@@ -98,7 +99,8 @@ func (t *tx) CreateKey(k *latchkey.Key) error {
 		@scopes, @resources, @meta, @ip_allow, @expires_at, @state, @state_reason,
 		@suspended_until, @parent_id, @rotated_from, @rotated_to, @grace_until,
 		@created_at, @updated_at, @revoked_at, @suspended_by,
-		@countries, @time_windows, @ratelimits, @quota, @max_concurrent, @lease_ttl)`, args...)
+		@countries, @time_windows, @ratelimits, @quota, @max_concurrent, @lease_ttl,
+		@last_used_at)`, args...)
 	switch {
 	case isDuplicate(err):
 		return latchkey.Errorf(latchkey.EConflict, "key %q or one with the same secret already exists", k.ID)
@@ -163,8 +165,9 @@ func (t *tx) Keys(tenant string, f keys.KeyFilter) ([]*latchkey.Key, error) {
 	return t.keys("keys", q.String(), args...)
 }
 
-// UpdateKey stores every field of k but ID, Tenant, Hash, Prefix, Start and
-// CreatedAt over the row (k.Tenant, k.ID); ENotFound if there is none.
+// UpdateKey stores every field of k but ID, Tenant, Hash, Prefix, Start,
+// CreatedAt and LastUsedAt over the row (k.Tenant, k.ID); ENotFound if
+// there is none. last_used_at belongs to SetLastUsed (usage.go).
 func (t *tx) UpdateKey(k *latchkey.Key) error {
 	args, err := keyArgs(k)
 	if err != nil {
@@ -316,6 +319,7 @@ func keyArgs(k *latchkey.Key) ([]any, error) {
 		sql.Named("quota", quota),
 		sql.Named("max_concurrent", k.MaxConcurrent),
 		sql.Named("lease_ttl", int64(k.LeaseTTL)),
+		sql.Named("last_used_at", micros(k.LastUsedAt)),
 	}, nil
 }
 
@@ -329,13 +333,14 @@ func scanKey(row scanner) (*latchkey.Key, error) {
 		countries, windows, rates               []byte
 		leaseTTL                                int64
 		expires, suspendedUntil, grace, revoked sql.NullInt64
-		created, updated                        sql.NullInt64
+		created, updated, lastUsed              sql.NullInt64
 	)
 	if err := row.Scan(&k.ID, &k.Tenant, &k.Name, &k.Owner, &k.Environment, &k.Prefix, &k.Start, &hash,
 		&scopes, &resources, &meta, &ipAllow, &expires, &state, &k.StateReason,
 		&suspendedUntil, &parentID, &rotatedFrom, &rotatedTo, &grace,
 		&created, &updated, &revoked, &suspendedBy,
-		&countries, &windows, &rates, &quota, &k.MaxConcurrent, &leaseTTL); err != nil {
+		&countries, &windows, &rates, &quota, &k.MaxConcurrent, &leaseTTL,
+		&lastUsed); err != nil {
 		return nil, err
 	}
 	if len(hash) != len(k.Hash) {
@@ -403,6 +408,7 @@ func scanKey(row scanner) (*latchkey.Key, error) {
 	k.CreatedAt = fromMicros(created)
 	k.UpdatedAt = fromMicros(updated)
 	k.RevokedAt = fromMicros(revoked)
+	k.LastUsedAt = fromMicros(lastUsed)
 	return &k, nil
 }
 

@@ -89,6 +89,11 @@ func Run(t *testing.T, open func(t *testing.T) keys.Store) {
 		{"AuditFilters", testAuditFilters},
 		{"AuditAppendRollsBack", testAuditRollback},
 		{"AuditConcurrentAppends", testAuditConcurrent},
+		{"UsageAddsUp", testUsageAddsUp},
+		{"UsageIsolatedByTenantAndWindow", testUsageIsolation},
+		{"UsageNetworksAddUp", testUsageNetworks},
+		{"SetLastUsedOnlyMovesForward", testSetLastUsed},
+		{"PruneUsage", testPruneUsage},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
@@ -437,6 +442,8 @@ func testUpdateKey(t *testing.T, s keys.Store) {
 
 	want := *changed
 	want.Hash, want.Prefix, want.Start, want.CreatedAt = orig.Hash, orig.Prefix, orig.Start, orig.CreatedAt
+	// LastUsedAt belongs to SetLastUsed: UpdateKey leaves it.
+	want.LastUsedAt = orig.LastUsedAt
 	checkEqual(t, "Key after UpdateKey", getKey(t, s, "acme", "key_1"), &want)
 	view(t, s, func(tx keys.Tx) error {
 		got, err := tx.KeyByHash(orig.Hash)
@@ -1228,6 +1235,7 @@ func fullKey(tenant, id string, v int) *latchkey.Key {
 		CreatedAt:     at(0),
 		UpdatedAt:     at(1),
 		RevokedAt:     at(4),
+		LastUsedAt:    at(6),
 	}
 }
 
@@ -1590,4 +1598,170 @@ func testAuditConcurrent(t *testing.T, s keys.Store) {
 		}
 		return nil
 	})
+}
+
+// minute returns the start of the n-th minute after t0's minute, in UTC.
+func minute(n int) time.Time {
+	return t0.UTC().Truncate(time.Minute).Add(time.Duration(n) * time.Minute)
+}
+
+func usageRows(t *testing.T, s keys.Store, tenant, keyID string, from, to time.Time) []keys.UsageRow {
+	t.Helper()
+	var rows []keys.UsageRow
+	view(t, s, func(tx keys.Tx) (err error) {
+		rows, err = tx.Usage(tenant, keyID, from, to)
+		return err
+	})
+	return rows
+}
+
+func checkUsage(t *testing.T, what string, got, want []keys.UsageRow) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d rows %+v, want %+v", what, len(got), got, want)
+	}
+	for i := range got {
+		g, w := got[i], want[i]
+		if g.KeyID != w.KeyID || g.Tenant != w.Tenant || !g.Minute.Equal(w.Minute) || g.Minute.Location() != time.UTC ||
+			g.Code != w.Code || g.Count != w.Count {
+			t.Errorf("%s: row %d = %+v, want %+v", what, i, g, w)
+		}
+	}
+}
+
+func testUsageAddsUp(t *testing.T, s keys.Store) {
+	createTenants(t, s, "acme")
+	createKeys(t, s, key("acme", "key_1"))
+	if rows := usageRows(t, s, "acme", "key_1", minute(-10), minute(10)); rows == nil || len(rows) != 0 {
+		t.Fatalf("Usage before any AddUsage = %#v, want an empty list", rows)
+	}
+	row := func(m int, code string, n int64) keys.UsageRow {
+		return keys.UsageRow{KeyID: "key_1", Tenant: "acme", Minute: minute(m), Code: code, Count: n}
+	}
+	update(t, s, func(tx keys.Tx) error {
+		return tx.AddUsage([]keys.UsageRow{row(0, "VALID", 3), row(0, "REVOKED", 1), row(1, "VALID", 2)})
+	})
+	update(t, s, func(tx keys.Tx) error {
+		return tx.AddUsage([]keys.UsageRow{row(0, "VALID", 4), row(0, "VALID", 1)})
+	})
+	update(t, s, func(tx keys.Tx) error { return tx.AddUsage(nil) })
+	checkUsage(t, "Usage", usageRows(t, s, "acme", "key_1", minute(0), minute(2)),
+		[]keys.UsageRow{row(0, "REVOKED", 1), row(0, "VALID", 8), row(1, "VALID", 2)})
+	// A rolled-back AddUsage adds nothing.
+	errBoom := errors.New("boom")
+	if err := s.Update(t.Context(), func(tx keys.Tx) error {
+		if err := tx.AddUsage([]keys.UsageRow{row(0, "VALID", 100)}); err != nil {
+			return err
+		}
+		return errBoom
+	}); !errors.Is(err, errBoom) {
+		t.Fatalf("Update = %v, want %v", err, errBoom)
+	}
+	checkUsage(t, "Usage after a rollback", usageRows(t, s, "acme", "key_1", minute(0), minute(1)),
+		[]keys.UsageRow{row(0, "REVOKED", 1), row(0, "VALID", 8)})
+}
+
+func testUsageIsolation(t *testing.T, s keys.Store) {
+	createTenants(t, s, "a", "b")
+	createKeys(t, s, key("a", "key_1"), key("b", "key_2"))
+	update(t, s, func(tx keys.Tx) error {
+		return tx.AddUsage([]keys.UsageRow{
+			{KeyID: "key_1", Tenant: "a", Minute: minute(0), Code: "VALID", Count: 1},
+			{KeyID: "key_1", Tenant: "a", Minute: minute(5), Code: "VALID", Count: 2},
+			{KeyID: "key_2", Tenant: "b", Minute: minute(0), Code: "VALID", Count: 3},
+		})
+	})
+	if rows := usageRows(t, s, "b", "key_1", minute(-60), minute(60)); len(rows) != 0 {
+		t.Errorf("another tenant reads %+v", rows)
+	}
+	// from is inclusive, to exclusive.
+	checkUsage(t, "Usage [0, 5)", usageRows(t, s, "a", "key_1", minute(0), minute(5)),
+		[]keys.UsageRow{{KeyID: "key_1", Tenant: "a", Minute: minute(0), Code: "VALID", Count: 1}})
+	checkUsage(t, "Usage [1, 6)", usageRows(t, s, "a", "key_1", minute(1), minute(6)),
+		[]keys.UsageRow{{KeyID: "key_1", Tenant: "a", Minute: minute(5), Code: "VALID", Count: 2}})
+}
+
+func testUsageNetworks(t *testing.T, s keys.Store) {
+	createTenants(t, s, "a", "b")
+	createKeys(t, s, key("a", "key_1"))
+	n := func(m int, nw string, c int64) keys.UsageNetwork {
+		return keys.UsageNetwork{KeyID: "key_1", Minute: minute(m), Network: nw, Count: c}
+	}
+	update(t, s, func(tx keys.Tx) error {
+		return tx.AddUsageNetworks([]keys.UsageNetwork{n(0, "10.0.0.0/24", 2), n(0, "2001:db8::/48", 1), n(1, "10.0.0.0/24", 1)})
+	})
+	update(t, s, func(tx keys.Tx) error {
+		return tx.AddUsageNetworks([]keys.UsageNetwork{n(0, "10.0.0.0/24", 5)})
+	})
+	var got []keys.UsageNetwork
+	view(t, s, func(tx keys.Tx) (err error) {
+		got, err = tx.UsageNetworks("a", "key_1", minute(0), minute(2))
+		return err
+	})
+	want := []keys.UsageNetwork{n(0, "10.0.0.0/24", 7), n(0, "2001:db8::/48", 1), n(1, "10.0.0.0/24", 1)}
+	if len(got) != len(want) {
+		t.Fatalf("UsageNetworks = %+v, want %+v", got, want)
+	}
+	for i := range got {
+		if got[i].KeyID != want[i].KeyID || !got[i].Minute.Equal(want[i].Minute) || got[i].Network != want[i].Network || got[i].Count != want[i].Count {
+			t.Errorf("UsageNetworks row %d = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	view(t, s, func(tx keys.Tx) (err error) {
+		got, err = tx.UsageNetworks("b", "key_1", minute(0), minute(2))
+		if err == nil && (got == nil || len(got) != 0) {
+			t.Errorf("UsageNetworks of another tenant's key = %#v, want an empty list", got)
+		}
+		return err
+	})
+}
+
+func testSetLastUsed(t *testing.T, s keys.Store) {
+	createTenants(t, s, "acme")
+	createKeys(t, s, key("acme", "key_1"))
+	if k := getKey(t, s, "acme", "key_1"); !k.LastUsedAt.IsZero() {
+		t.Fatalf("LastUsedAt of a new key = %v, want zero", k.LastUsedAt)
+	}
+	update(t, s, func(tx keys.Tx) error { return tx.SetLastUsed("key_1", t0) })
+	update(t, s, func(tx keys.Tx) error { return tx.SetLastUsed("key_1", t0.Add(-time.Second)) })
+	if k := getKey(t, s, "acme", "key_1"); !k.LastUsedAt.Equal(t0) {
+		t.Errorf("LastUsedAt after an earlier SetLastUsed = %v, want %v", k.LastUsedAt, t0)
+	}
+	update(t, s, func(tx keys.Tx) error { return tx.SetLastUsed("key_1", t0.Add(time.Second)) })
+	k := getKey(t, s, "acme", "key_1")
+	if !k.LastUsedAt.Equal(t0.Add(time.Second)) {
+		t.Errorf("LastUsedAt = %v, want %v", k.LastUsedAt, t0.Add(time.Second))
+	}
+	// UpdateKey with a key read before leaves it.
+	stale := *k
+	stale.LastUsedAt = time.Time{}
+	stale.Name = "renamed"
+	update(t, s, func(tx keys.Tx) error { return tx.UpdateKey(&stale) })
+	if k := getKey(t, s, "acme", "key_1"); !k.LastUsedAt.Equal(t0.Add(time.Second)) || k.Name != "renamed" {
+		t.Errorf("after UpdateKey: LastUsedAt %v, name %q; want %v, renamed", k.LastUsedAt, k.Name, t0.Add(time.Second))
+	}
+	update(t, s, func(tx keys.Tx) error { return tx.SetLastUsed("key_missing", t0) })
+}
+
+func testPruneUsage(t *testing.T, s keys.Store) {
+	createTenants(t, s, "acme")
+	createKeys(t, s, key("acme", "key_1"))
+	update(t, s, func(tx keys.Tx) error {
+		if err := tx.AddUsage([]keys.UsageRow{
+			{KeyID: "key_1", Tenant: "acme", Minute: minute(0), Code: "VALID", Count: 1},
+			{KeyID: "key_1", Tenant: "acme", Minute: minute(1), Code: "VALID", Count: 1},
+		}); err != nil {
+			return err
+		}
+		return tx.AddUsageNetworks([]keys.UsageNetwork{{KeyID: "key_1", Minute: minute(0), Network: "10.0.0.0/24", Count: 1}})
+	})
+	update(t, s, func(tx keys.Tx) error {
+		n, err := tx.PruneUsage(minute(1))
+		if err == nil && n != 2 {
+			t.Errorf("PruneUsage deleted %d rows, want 2", n)
+		}
+		return err
+	})
+	checkUsage(t, "Usage after PruneUsage", usageRows(t, s, "acme", "key_1", minute(0), minute(2)),
+		[]keys.UsageRow{{KeyID: "key_1", Tenant: "acme", Minute: minute(1), Code: "VALID", Count: 1}})
 }

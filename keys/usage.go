@@ -1,0 +1,161 @@
+package keys
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"time"
+
+	"github.com/latchkeyhq/latchkey"
+)
+
+// Usage report limits.
+const (
+	// MaxUsageBuckets bounds the buckets one usage report covers.
+	MaxUsageBuckets = 1000
+	// DefaultUsageWindow is the window of a report that names no start.
+	DefaultUsageWindow = 24 * time.Hour
+)
+
+// UsageParams select a usage report. Zero values take the defaults: hourly
+// buckets over the DefaultUsageWindow that ends now.
+type UsageParams struct {
+	Bucket string // "minute", "hour" (default) or "day"
+	From   time.Time
+	To     time.Time
+}
+
+// UsageReport is a key's recorded usage, as stored by the last flush of
+// the usage recorder (at most its flush interval behind).
+type UsageReport struct {
+	KeyID  string           `json:"key_id"`
+	Bucket string           `json:"bucket"`
+	From   time.Time        `json:"from"`
+	To     time.Time        `json:"to"`
+	Totals map[string]int64 `json:"totals"`
+	// Series has one entry per bucket of the window, empty ones included.
+	Series     []UsageBucket  `json:"series"`
+	PeakHours  []PeakHour     `json:"peak_hours"`
+	Networks   []NetworkCount `json:"networks"`
+	LastUsedAt time.Time      `json:"last_used_at,omitzero"`
+}
+
+// UsageBucket counts verifications by code in the bucket that starts at
+// Start.
+type UsageBucket struct {
+	Start  time.Time        `json:"start"`
+	Counts map[string]int64 `json:"counts"`
+}
+
+// PeakHour is an hour of the day (UTC, 0–23) and the verifications in it
+// over the window.
+type PeakHour struct {
+	Hour  int   `json:"hour"`
+	Count int64 `json:"count"`
+}
+
+// NetworkCount is a client network and the verifications from it.
+type NetworkCount struct {
+	Network string `json:"network"`
+	Count   int64  `json:"count"`
+}
+
+// Report sizes.
+const (
+	peakHours   = 3
+	topNetworks = 10
+)
+
+// KeyUsage reports a key of the actor's tenant's usage: totals by code, a
+// series by bucket (from is rounded down to the bucket, in UTC), the top 3
+// hours of the day, the top 10 client networks, and when it was last used.
+// Hour and day buckets are summed from minute rows here. Errors: ENotFound
+// (no such key in the tenant), EInvalid (bucket, window, more than
+// MaxUsageBuckets buckets).
+func (s *Service) KeyUsage(ctx context.Context, actor *Actor, id string, p UsageParams) (*UsageReport, error) {
+	var size time.Duration
+	switch p.Bucket {
+	case "minute":
+		size = time.Minute
+	case "", "hour":
+		p.Bucket, size = "hour", time.Hour
+	case "day":
+		size = 24 * time.Hour
+	default:
+		return nil, latchkey.Errorf(latchkey.EInvalid, "bucket must be minute, hour or day")
+	}
+	if p.To.IsZero() {
+		p.To = s.now()
+	}
+	if p.From.IsZero() {
+		p.From = p.To.Add(-DefaultUsageWindow)
+	}
+	p.From, p.To = p.From.UTC().Truncate(size), p.To.UTC()
+	if !p.From.Before(p.To) {
+		return nil, latchkey.Errorf(latchkey.EInvalid, "from must be before to")
+	}
+	n := int((p.To.Sub(p.From) + size - 1) / size)
+	if n > MaxUsageBuckets {
+		return nil, latchkey.Errorf(latchkey.EInvalid, "the window holds %d %s buckets; at most %d", n, p.Bucket, MaxUsageBuckets)
+	}
+	if !latchkey.ValidID("key", id) {
+		return nil, notFound(id)
+	}
+	var (
+		k    *latchkey.Key
+		rows []UsageRow
+		nets []UsageNetwork
+	)
+	err := s.store.View(ctx, func(tx Tx) error {
+		var err error
+		if k, err = tx.Key(actor.Tenant, id); err != nil {
+			return err
+		}
+		if rows, err = tx.Usage(actor.Tenant, id, p.From, p.To); err != nil {
+			return err
+		}
+		nets, err = tx.UsageNetworks(actor.Tenant, id, p.From, p.To)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	r := &UsageReport{
+		KeyID: k.ID, Bucket: p.Bucket, From: p.From, To: p.To,
+		Totals:     map[string]int64{},
+		Series:     make([]UsageBucket, n),
+		PeakHours:  []PeakHour{},
+		Networks:   []NetworkCount{},
+		LastUsedAt: k.LastUsedAt,
+	}
+	for i := range r.Series {
+		r.Series[i] = UsageBucket{Start: p.From.Add(time.Duration(i) * size), Counts: map[string]int64{}}
+	}
+	var hours [24]int64
+	for _, u := range rows {
+		r.Totals[u.Code] += u.Count
+		if i := int(u.Minute.Sub(p.From) / size); i >= 0 && i < n {
+			r.Series[i].Counts[u.Code] += u.Count
+		}
+		hours[u.Minute.UTC().Hour()] += u.Count
+	}
+	for h, c := range hours {
+		if c > 0 {
+			r.PeakHours = append(r.PeakHours, PeakHour{Hour: h, Count: c})
+		}
+	}
+	slices.SortStableFunc(r.PeakHours, func(a, b PeakHour) int { return cmp.Compare(b.Count, a.Count) })
+	r.PeakHours = r.PeakHours[:min(len(r.PeakHours), peakHours)]
+	byNet := map[string]int64{}
+	for _, u := range nets {
+		byNet[u.Network] += u.Count
+	}
+	for nw, c := range byNet {
+		r.Networks = append(r.Networks, NetworkCount{Network: nw, Count: c})
+	}
+	slices.SortFunc(r.Networks, func(a, b NetworkCount) int {
+		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Network, b.Network))
+	})
+	r.Networks = r.Networks[:min(len(r.Networks), topNetworks)]
+	return r, nil
+}
