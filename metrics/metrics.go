@@ -50,58 +50,26 @@ type Options struct {
 // could not be read), as httpapi reports them.
 func Codes() []string { return slices.Clone(codes[:]) }
 
-// codes are in the order of codeIndex.
-var codes = [...]string{
-	latchkey.CodeValid,
-	latchkey.CodeMalformed,
-	latchkey.CodeNotFound,
-	latchkey.CodeExpired,
-	latchkey.CodeRevoked,
-	latchkey.CodeSuspended,
-	latchkey.CodeIPNotAllowed,
-	latchkey.CodeOutsideTimeWindow,
-	latchkey.CodeInsufficientScope,
-	latchkey.CodeResourceNotAllowed,
-	latchkey.CodeRateLimited,
-	latchkey.CodeQuotaExceeded,
-	latchkey.CodeConcurrencyExceeded,
-	"GUARDED",
-	"ERROR",
-}
+// The two outcomes only httpapi reports (httpapi.CodeGuarded and
+// httpapi.CodeError; this package does not import httpapi).
+const (
+	codeGuarded = "GUARDED"
+	codeError   = "ERROR"
+)
+
+// codes are the verify codes and then those two, in the order of codeIndex.
+var codes = append(latchkey.VerifyCodes[:len(latchkey.VerifyCodes):len(latchkey.VerifyCodes)], codeGuarded, codeError)
 
 // codeIndex returns the index of code in codes, or -1.
 func codeIndex(code string) int {
+	if i := latchkey.VerifyCodeIndex(code); i >= 0 {
+		return i
+	}
 	switch code {
-	case latchkey.CodeValid:
-		return 0
-	case latchkey.CodeMalformed:
-		return 1
-	case latchkey.CodeNotFound:
-		return 2
-	case latchkey.CodeExpired:
-		return 3
-	case latchkey.CodeRevoked:
-		return 4
-	case latchkey.CodeSuspended:
-		return 5
-	case latchkey.CodeIPNotAllowed:
-		return 6
-	case latchkey.CodeOutsideTimeWindow:
-		return 7
-	case latchkey.CodeInsufficientScope:
-		return 8
-	case latchkey.CodeResourceNotAllowed:
-		return 9
-	case latchkey.CodeRateLimited:
-		return 10
-	case latchkey.CodeQuotaExceeded:
-		return 11
-	case latchkey.CodeConcurrencyExceeded:
-		return 12
-	case "GUARDED":
-		return 13
-	case "ERROR":
-		return 14
+	case codeGuarded:
+		return len(latchkey.VerifyCodes)
+	case codeError:
+		return len(latchkey.VerifyCodes) + 1
 	}
 	return -1
 }
@@ -120,7 +88,7 @@ type Metrics struct {
 	reg *prometheus.Registry
 
 	byCode   *prometheus.CounterVec
-	verified [len(codes)]prometheus.Counter // pre-resolved, by codeIndex
+	verified [len(latchkey.VerifyCodes) + 2]prometheus.Counter // pre-resolved, by codeIndex
 
 	took       *prometheus.HistogramVec
 	tookVerify prometheus.Observer // route="verify"
