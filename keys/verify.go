@@ -76,8 +76,8 @@ type LimitState struct {
 }
 
 // Verify checks a key in the order format/checksum → lookup → state →
-// IP allowlist → scopes → resource → limits, and reports the first check
-// that fails. On a cache hit it does no I/O. The error is non-nil only when
+// IP allowlist → countries → time windows → scopes → resource → limits,
+// and reports the first check that fails. On a cache hit it does no I/O. The error is non-nil only when
 // the key is not cached and the store cannot be read (EUnavailable or
 // internal); a key that was cached before the store went away keeps being
 // verified from the cache (fail-static).
