@@ -8,7 +8,6 @@ import (
 	"flag"
 	"io"
 	"net"
-	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
@@ -57,49 +56,14 @@ func (r cliRun) shownOnce() bool {
 	return false
 }
 
-// startCLINode runs serve() on 127.0.0.1:0 with a fresh database and stops
-// it when the test ends.
+// startCLINode starts a server as the end-to-end tests do (startServer,
+// but on the wall clock, which CLI flags like --since count from) and checks, when the test ends, that no plaintext key was printed but by
+// the commands that hand one out.
 func startCLINode(t *testing.T) *cliNode {
 	t.Helper()
-	root, err := latchkey.GenerateToken("lk", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := &cliNode{Root: root.Reveal(), log: &syncBuffer{}}
-	cfg := serverConfig{
-		Addr:     "127.0.0.1:0",
-		DB:       filepath.Join(t.TempDir(), "t.db"),
-		LogLevel: "error",
-		MaxBody:  1 << 20,
-		RootKey:  n.Root,
-	}
-	ready := make(chan string, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	e := &env{getenv: func(string) string { return "" }, stdin: strings.NewReader(""), stdout: io.Discard, stderr: n.log}
-	go func() {
-		done <- serve(ctx, e, cfg, serverHooks{Ready: func(addr string) { ready <- addr }})
-	}()
-	select {
-	case n.Addr = <-ready:
-		n.URL = "http://" + n.Addr
-	case err := <-done:
-		cancel()
-		t.Fatalf("server stopped: %v\n%s", err, n.log)
-	case <-time.After(30 * time.Second):
-		cancel()
-		t.Fatal("server did not start within 30s")
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server: %v", err)
-		}
-		n.checkPlaintextOnlyShownOnce(t)
-		if t.Failed() {
-			t.Logf("server log:\n%s", n.log)
-		}
-	})
+	ts := startServer(t, withRealClock())
+	n := &cliNode{URL: ts.URL, Addr: strings.TrimPrefix(ts.URL, "http://"), Root: ts.Root, log: ts.Log}
+	t.Cleanup(func() { n.checkPlaintextOnlyShownOnce(t) })
 	return n
 }
 

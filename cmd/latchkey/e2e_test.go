@@ -170,6 +170,12 @@ func withLimiter(l keys.Limiter) serverOption {
 	return func(_ *serverConfig, h *serverHooks) { h.Limiter = l }
 }
 
+// withRealClock runs the server on the wall clock, for tests (the CLI's)
+// that compute times from it themselves.
+func withRealClock() serverOption {
+	return func(_ *serverConfig, h *serverHooks) { h.Now = time.Now }
+}
+
 func withTrustedProxies(s string) serverOption {
 	return func(c *serverConfig, _ *serverHooks) { c.TrustedProxies = s }
 }
