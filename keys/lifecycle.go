@@ -203,7 +203,7 @@ func (s *Service) CreateKey(ctx context.Context, actor *Actor, p CreateParams) (
 		if err := tx.CreateKey(k); err != nil {
 			return err
 		}
-		return tx.AppendAudit(auditEvent(actor, k.Tenant, "key.created", k.ID, now, map[string]string{"name": k.Name, "scopes": strings.Join(k.Scopes, ",")}))
+		return s.record(tx, auditEvent(actor, k.Tenant, "key.created", k.ID, now, map[string]string{"name": k.Name, "scopes": strings.Join(k.Scopes, ",")}))
 	})
 	if err != nil {
 		return nil, latchkey.Token{}, err
@@ -278,8 +278,14 @@ func (s *Service) UpdateKey(ctx context.Context, actor *Actor, id string, p Sett
 		if k.StateAt(now) == latchkey.StateRevoked {
 			return nil, latchkey.Errorf(latchkey.EConflict, "key %s is revoked; a revoked key cannot change", k.ID)
 		}
+		before := slices.Clone(k.Scopes)
 		if err := p.apply(k, actor, now, s.policyEnv()); err != nil {
 			return nil, err
+		}
+		if added := widenedScopes(before, k.Scopes); len(added) > 0 {
+			if err := tx.AppendEvent(scopesWidened(actor, k, before, added, now)); err != nil {
+				return nil, err
+			}
 		}
 		if p.resetsCredit() {
 			if err := tx.ResetQuotaUsage(k.ID); err != nil {
@@ -346,7 +352,7 @@ func (s *Service) change(ctx context.Context, actor *Actor, id, action string, f
 			}
 			details["affected"] = strings.Join(affected, ",")
 		}
-		return tx.AppendAudit(auditEvent(actor, actor.Tenant, action, id, now, details))
+		return s.record(tx, auditEvent(actor, actor.Tenant, action, id, now, details))
 	})
 	if err != nil {
 		return nil, err
@@ -711,7 +717,7 @@ func (s *Service) DeriveKey(ctx context.Context, actor *Actor, id string, p Crea
 		if err := tx.CreateKey(child); err != nil {
 			return nil, err
 		}
-		return nil, tx.AppendAudit(auditEvent(actor, child.Tenant, "key.derived", child.ID, now, map[string]string{"parent": parent.ID, "scopes": strings.Join(child.Scopes, ",")}))
+		return nil, s.record(tx, auditEvent(actor, child.Tenant, "key.derived", child.ID, now, map[string]string{"parent": parent.ID, "scopes": strings.Join(child.Scopes, ",")}))
 	}, nil)
 	if err != nil {
 		return nil, latchkey.Token{}, err

@@ -41,8 +41,18 @@ type Options struct {
 	Geo GeoIP
 	// Usage, when set, is told about every verification that found a key
 	// (package usage).
-	Usage  UsageRecorder
+	Usage UsageRecorder
+	// Burst is when many keys created or revoked in a short time are a
+	// security anomaly (default: 50 within 5 minutes).
+	Burst  BurstRule
 	Logger *slog.Logger
+}
+
+// BurstRule says how many of one kind of change within Window make a
+// burst. A Threshold below 0 turns the check off.
+type BurstRule struct {
+	Threshold int
+	Window    time.Duration
 }
 
 // UsageRecorder counts verifications. Record runs on the verify path: it
@@ -70,6 +80,7 @@ type Service struct {
 	usage        UsageRecorder
 	log          *slog.Logger
 	defaultGrace time.Duration
+	burst        BurstRule
 	storeReads   atomic.Uint64
 }
 
@@ -93,6 +104,12 @@ func New(o Options) *Service {
 	if o.DefaultGrace <= 0 {
 		o.DefaultGrace = time.Hour
 	}
+	if o.Burst.Threshold == 0 {
+		o.Burst.Threshold = 50
+	}
+	if o.Burst.Window <= 0 {
+		o.Burst.Window = 5 * time.Minute
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -106,6 +123,7 @@ func New(o Options) *Service {
 		usage:        o.Usage,
 		log:          o.Logger,
 		defaultGrace: o.DefaultGrace,
+		burst:        o.Burst,
 	}
 }
 
@@ -188,7 +206,7 @@ func (s *Service) Bootstrap(ctx context.Context, rootKey string) (tok latchkey.T
 		if err := tx.CreateKey(k); err != nil {
 			return err
 		}
-		return tx.AppendAudit(auditEvent(nil, latchkey.OperatorTenant, "tenant.created", k.ID, now, map[string]string{"tenant": latchkey.OperatorTenant, "root_key": k.ID}))
+		return s.record(tx, auditEvent(nil, latchkey.OperatorTenant, "tenant.created", k.ID, now, map[string]string{"tenant": latchkey.OperatorTenant, "root_key": k.ID}))
 	})
 	if err == errExists {
 		return latchkey.Token{}, "", false, nil

@@ -39,6 +39,14 @@ type Store interface {
 // Tx is one transaction. It is used by one goroutine and only inside the
 // function given to View or Update.
 type Tx interface {
+	// Each capability's methods are declared in a file of their own
+	// (store_events.go, store_webhooks.go, store_secrets.go,
+	// store_reports.go) and embedded here.
+	EventStore
+	WebhookStore
+	SecretStore
+	ReportStore
+
 	// CreateTenant inserts t; EConflict if its id exists.
 	CreateTenant(t *latchkey.Tenant) error
 	// Tenant returns the tenant with the id; ENotFound if there is none.
@@ -95,8 +103,11 @@ type Tx interface {
 	// (KeyID, Minute, Network) likewise.
 	AddUsageNetworks(rows []UsageNetwork) error
 	// SetLastUsed sets a key's LastUsedAt to at if that is later than the
-	// stored value (it only moves forward); a missing key is no error.
-	SetLastUsed(keyID string, at time.Time) error
+	// stored value (it only moves forward); a missing key is no error. It
+	// returns what the key's LastUsedAt was before (its CreatedAt if it was
+	// never used; the zero time for a missing key), which the security
+	// checks use to notice a dormant key waking up.
+	SetLastUsed(keyID string, at time.Time) (before time.Time, err error)
 	// Usage returns the tenant's usage rows of a key with from <= Minute <
 	// to, ordered by Minute then Code; none for another tenant's key.
 	Usage(tenant, keyID string, from, to time.Time) ([]UsageRow, error)

@@ -45,10 +45,10 @@ func (s *Service) CreateTenant(ctx context.Context, actor *Actor, id, name strin
 			return err
 		}
 		// In the operator's log, and as the first event of the new tenant's.
-		if err := tx.AppendAudit(auditEvent(actor, actor.Tenant, "tenant.created", k.ID, now, map[string]string{"tenant": id})); err != nil {
+		if err := s.record(tx, auditEvent(actor, actor.Tenant, "tenant.created", k.ID, now, map[string]string{"tenant": id})); err != nil {
 			return err
 		}
-		return tx.AppendAudit(auditEvent(actor, id, "key.created", k.ID, now, map[string]string{"name": k.Name, "scopes": strings.Join(k.Scopes, ",")}))
+		return s.record(tx, auditEvent(actor, id, "key.created", k.ID, now, map[string]string{"name": k.Name, "scopes": strings.Join(k.Scopes, ",")}))
 	})
 	if err != nil {
 		return nil, nil, latchkey.Token{}, err

@@ -399,7 +399,7 @@ func (r *Recorder) Flush(ctx context.Context) error {
 			return err
 		}
 		for _, id := range ids {
-			if err := tx.SetLastUsed(id, b.last[id]); err != nil {
+			if _, err := tx.SetLastUsed(id, b.last[id]); err != nil {
 				return err
 			}
 		}

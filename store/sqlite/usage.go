@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"database/sql"
+	"errors"
 	"time"
 
 	"github.com/latchkeyhq/latchkey/keys"
@@ -47,14 +48,27 @@ func (t *tx) AddUsageNetworks(rows []keys.UsageNetwork) error {
 	return nil
 }
 
-// SetLastUsed moves a key's last_used_at forward to at.
-func (t *tx) SetLastUsed(keyID string, at time.Time) error {
-	_, err := t.tx.ExecContext(t.ctx, `UPDATE keys SET last_used_at = ?1
-		WHERE id = ?2 AND (last_used_at IS NULL OR last_used_at < ?1)`, at.UnixMicro(), keyID)
-	if err != nil {
-		return fail(t.ctx, "set last used", err)
+// SetLastUsed moves a key's last_used_at forward to at and returns what it
+// was before (the key's creation time if it was never used).
+func (t *tx) SetLastUsed(keyID string, at time.Time) (time.Time, error) {
+	var last, created sql.NullInt64
+	err := t.tx.QueryRowContext(t.ctx, `SELECT last_used_at, created_at FROM keys WHERE id = ?`, keyID).Scan(&last, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, nil
 	}
-	return nil
+	if err != nil {
+		return time.Time{}, fail(t.ctx, "set last used", err)
+	}
+	if last.Valid && last.Int64 >= at.UnixMicro() {
+		return fromMicros(last), nil
+	}
+	if _, err := t.tx.ExecContext(t.ctx, `UPDATE keys SET last_used_at = ? WHERE id = ?`, at.UnixMicro(), keyID); err != nil {
+		return time.Time{}, fail(t.ctx, "set last used", err)
+	}
+	if last.Valid {
+		return fromMicros(last), nil
+	}
+	return fromMicros(created), nil
 }
 
 // Usage returns a key's minute rows in [from, to), by minute then code.

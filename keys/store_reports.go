@@ -1,0 +1,5 @@
+package keys
+
+// ReportStore answers the aggregate queries of compliance reports.
+type ReportStore interface {
+}
