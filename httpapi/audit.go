@@ -15,17 +15,8 @@ import (
 // key_id, result, after (a seq) and limit. Errors: EInvalid.
 func auditFilter(q url.Values) (keys.AuditFilter, error) {
 	var f keys.AuditFilter
-	for _, t := range []struct {
-		name string
-		dst  *time.Time
-	}{{"since", &f.Since}, {"until", &f.Until}} {
-		if v := q.Get(t.name); v != "" {
-			tm, err := time.Parse(time.RFC3339Nano, v)
-			if err != nil {
-				return f, latchkey.Errorf(latchkey.EInvalid, "%s must be an RFC 3339 time such as 2026-01-02T15:04:05Z", t.name)
-			}
-			*t.dst = tm
-		}
+	if err := queryWindow(q, &f.Since, &f.Until); err != nil {
+		return f, err
 	}
 	if v := q.Get("after"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
@@ -40,6 +31,24 @@ func auditFilter(q url.Values) (keys.AuditFilter, error) {
 	}
 	f.Limit, f.Action, f.KeyID, f.Result = limit, q.Get("action"), q.Get("key_id"), q.Get("result")
 	return f, nil
+}
+
+// queryWindow reads the query's since and until, RFC 3339 times, into the
+// destinations. Errors: EInvalid.
+func queryWindow(q url.Values, since, until *time.Time) error {
+	for _, t := range []struct {
+		name string
+		dst  *time.Time
+	}{{"since", since}, {"until", until}} {
+		if v := q.Get(t.name); v != "" {
+			tm, err := time.Parse(time.RFC3339Nano, v)
+			if err != nil {
+				return latchkey.Errorf(latchkey.EInvalid, "%s must be an RFC 3339 time such as 2026-01-02T15:04:05Z", t.name)
+			}
+			*t.dst = tm
+		}
+	}
+	return nil
 }
 
 func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"net/http"
 	"net/netip"
+	"net/url"
 	"testing"
 
 	"github.com/latchkeyhq/latchkey"
@@ -187,4 +188,25 @@ func TestCredentialHeaders(t *testing.T) {
 	if got := credential(&http.Request{Header: http.Header{"Authorization": {"Basic abc"}}}); got != "" {
 		t.Errorf("Basic auth taken as a key: %q", got)
 	}
+}
+
+// FuzzListFilters feeds arbitrary queries to the audit and security-event
+// filters: they either accept or answer invalid, never anything else.
+func FuzzListFilters(f *testing.F) {
+	f.Add("since=2026-01-02T15:04:05Z&until=2026-02-01T00:00:00.5Z&kind=new_network&limit=10")
+	f.Add("after=12&action=key.created&key_id=key_X&result=success")
+	f.Add("since=yesterday&limit=-1&after=%zz")
+	f.Fuzz(func(t *testing.T, raw string) {
+		q, _ := url.ParseQuery(raw)
+		if _, err := auditFilter(q); err != nil && latchkey.ErrorCode(err) != latchkey.EInvalid {
+			t.Fatalf("auditFilter(%q): %v", raw, err)
+		}
+		sf, err := securityFilter(q)
+		if err != nil && latchkey.ErrorCode(err) != latchkey.EInvalid {
+			t.Fatalf("securityFilter(%q): %v", raw, err)
+		}
+		if err == nil && sf.Limit < 0 {
+			t.Fatalf("securityFilter(%q) accepted limit %d", raw, sf.Limit)
+		}
+	})
 }

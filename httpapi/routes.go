@@ -28,6 +28,7 @@ func (s *Server) routes() {
 	m.Handle("GET /v1/audit", s.admin("audit:read", s.listAudit))
 	m.Handle("GET /v1/audit/export", s.admin("audit:read", s.exportAudit))
 	m.Handle("GET /v1/audit/verify", s.admin("audit:read", s.verifyAudit))
+	m.Handle("GET /v1/security-events", s.admin("audit:read", s.listSecurityEvents))
 
 	m.Handle("POST /v1/tenants", s.admin("tenants:admin", s.createTenant))
 	m.Handle("GET /v1/tenants", s.admin("tenants:admin", s.listTenants))

@@ -38,6 +38,9 @@ type Config struct {
 	// Guard, when set, answers 429 to client networks that keep presenting
 	// bad keys, before any store lookup.
 	Guard *guard.Guard
+	// OnBlock, when set, is told each time the guard starts holding a
+	// client network back (the security monitor records it).
+	OnBlock func(network netip.Prefix, at time.Time)
 	// RequestTimeout bounds reading a request body and writing an answer
 	// (default 30s), against clients that trickle bytes to hold a
 	// connection.
@@ -82,6 +85,7 @@ type Server struct {
 	now     func() time.Time
 	timeout time.Duration
 	guard   *guard.Guard
+	onBlock func(netip.Prefix, time.Time)
 	mux     *http.ServeMux
 	ids     requestIDs
 	obs     Observer
@@ -110,6 +114,7 @@ func New(cfg Config) *Server {
 		now:     cfg.Now,
 		timeout: cfg.RequestTimeout,
 		guard:   cfg.Guard,
+		onBlock: cfg.OnBlock,
 		mux:     http.NewServeMux(),
 		obs:     cfg.Observer,
 		metrics: cfg.Metrics,
@@ -369,7 +374,10 @@ func (s *Server) blocked(ip netip.Addr) (time.Duration, bool) {
 // failed counts a bad key presented from ip.
 func (s *Server) failed(ip netip.Addr) {
 	if s.guard != nil {
-		s.guard.Fail(ip, s.now())
+		now := s.now()
+		if s.guard.Fail(ip, now) && s.onBlock != nil {
+			s.onBlock(s.guard.Network(ip), now)
+		}
 	}
 }
 

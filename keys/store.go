@@ -114,6 +114,9 @@ type Tx interface {
 	// UsageNetworks returns the network rows of a key likewise, ordered by
 	// Minute then Network.
 	UsageNetworks(tenant, keyID string, from, to time.Time) ([]UsageNetwork, error)
+	// NetworkHistory reports whether a key has any stored network row for
+	// network, and whether it has any network row at all.
+	NetworkHistory(keyID, network string) (seenThis, seenAny bool, err error)
 	// PruneUsage deletes usage and network rows whose Minute is before
 	// before, and returns how many rows it deleted.
 	PruneUsage(before time.Time) (int64, error)

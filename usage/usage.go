@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -92,8 +93,51 @@ type Options struct {
 	// older are deleted once an hour. Negative keeps them forever.
 	Retention time.Duration
 	// Now is the clock for retention (default time.Now).
-	Now    func() time.Time
-	Logger *slog.Logger
+	Now func() time.Time
+	// DeniedPerMinute bounds the denied verifications of one key in one
+	// minute that are written to its tenant's audit log as key.denied
+	// events (default 10; negative: none). Beyond it they are only
+	// counted, in the usage rows and in the last event's "suppressed".
+	DeniedPerMinute int
+	// Observer, when set, sees each flush inside its transaction (the
+	// security checks).
+	Observer Observer
+	Logger   *slog.Logger
+}
+
+// Observer is told what each flush writes, inside the flush's transaction
+// and before the usage rows are added (so the store still holds what came
+// before them). An error fails the flush, which is retried with the next.
+type Observer interface {
+	ObserveFlush(tx keys.Tx, f *Flushed) error
+}
+
+// Flushed is what one flush writes.
+type Flushed struct {
+	Usage    []keys.UsageRow
+	Networks []keys.UsageNetwork
+	// LastUsed holds, per key, its newest use in the flush and when it was
+	// used before (its creation time if never), in key id order.
+	LastUsed []LastUse
+	// Tenants maps each key id of the flush to its tenant.
+	Tenants map[string]string
+}
+
+// LastUse is a key's newest use in a flush and its use before that.
+type LastUse struct {
+	KeyID, Tenant string
+	At, Before    time.Time
+}
+
+// maxDenied is the most key.denied samples a bucket holds (the cap on
+// Options.DeniedPerMinute).
+const maxDenied = 16
+
+// denial is one denied verification kept for the audit log.
+type denial struct {
+	code int8
+	ip   netip.Addr
+	at   int64 // unix nanoseconds
 }
 
 type bucketKey struct {
@@ -119,6 +163,10 @@ type bucket struct {
 	nnets    int
 	overflow int64
 	last     int64 // unix nanoseconds of the newest verification
+	denied   [maxDenied]denial
+	ndenied  int
+	// suppressed counts denied verifications beyond the samples kept.
+	suppressed int64
 }
 
 type shard struct {
@@ -141,6 +189,8 @@ type Recorder struct {
 	retention time.Duration
 	now       func() time.Time
 	log       *slog.Logger
+	perMinute int // key.denied samples per key per minute
+	observer  Observer
 	shards    [shardCount]shard
 
 	dropped atomic.Uint64
@@ -170,6 +220,12 @@ func New(o Options) *Recorder {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	switch {
+	case o.DeniedPerMinute == 0:
+		o.DeniedPerMinute = 10
+	case o.DeniedPerMinute < 0:
+		o.DeniedPerMinute = 0
+	}
 	r := &Recorder{
 		store:     o.Store,
 		interval:  o.FlushInterval,
@@ -177,6 +233,8 @@ func New(o Options) *Recorder {
 		retention: o.Retention,
 		now:       o.Now,
 		log:       o.Logger,
+		perMinute: min(o.DeniedPerMinute, maxDenied),
+		observer:  o.Observer,
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 	}
@@ -224,6 +282,14 @@ func (r *Recorder) Record(keyID, tenant, code string, ip netip.Addr, now time.Ti
 	}
 	if ip.IsValid() {
 		b.addNetwork(networkOf(ip))
+	}
+	if ci != 0 {
+		if b.ndenied < r.perMinute {
+			b.denied[b.ndenied] = denial{code: int8(ci), ip: ip, at: now.UnixNano()}
+			b.ndenied++
+		} else {
+			b.suppressed++
+		}
 	}
 	sh.mu.Unlock()
 }
@@ -318,12 +384,36 @@ func (r *Recorder) Close(ctx context.Context) error {
 
 // batch is what one flush writes.
 type batch struct {
-	usage []keys.UsageRow
-	nets  []keys.UsageNetwork
-	last  map[string]time.Time
+	usage   []keys.UsageRow
+	nets    []keys.UsageNetwork
+	last    map[string]time.Time
+	tenants map[string]string
+	denied  []*latchkey.AuditEvent
 }
 
-func (b *batch) empty() bool { return len(b.usage) == 0 && len(b.nets) == 0 && len(b.last) == 0 }
+func (b *batch) empty() bool {
+	return len(b.usage) == 0 && len(b.nets) == 0 && len(b.last) == 0 && len(b.denied) == 0
+}
+
+// deniedEvents turns a bucket's samples into key.denied audit events; the
+// last carries how many more denials the minute had.
+func deniedEvents(keyID string, bk *bucket) []*latchkey.AuditEvent {
+	out := make([]*latchkey.AuditEvent, 0, bk.ndenied)
+	for i, d := range bk.denied[:bk.ndenied] {
+		e := &latchkey.AuditEvent{
+			At: time.Unix(0, d.at).UTC(), Tenant: bk.tenant, Action: "key.denied",
+			TargetKeyID: keyID, Result: Codes[d.code],
+		}
+		if d.ip.IsValid() {
+			e.IP = d.ip.String()
+		}
+		if i == bk.ndenied-1 && bk.suppressed > 0 {
+			e.Details = map[string]string{"suppressed": strconv.FormatInt(bk.suppressed, 10)}
+		}
+		out = append(out, e)
+	}
+	return out
+}
 
 // Flush writes every pending count, and each key's newest use, in one
 // store transaction. If the write fails the rows are kept and written
@@ -336,6 +426,7 @@ func (r *Recorder) Flush(ctx context.Context) error {
 	r.retry = batch{}
 	if b.last == nil {
 		b.last = map[string]time.Time{}
+		b.tenants = map[string]string{}
 	}
 	var taken []*bucket
 	var takenKeys []bucketKey
@@ -370,6 +461,8 @@ func (r *Recorder) Flush(ctx context.Context) error {
 		if last := time.Unix(0, bk.last).UTC(); last.After(b.last[k.keyID]) {
 			b.last[k.keyID] = last
 		}
+		b.tenants[k.keyID] = bk.tenant
+		b.denied = append(b.denied, deniedEvents(k.keyID, bk)...)
 	}
 	if b.empty() {
 		return nil
@@ -391,15 +484,30 @@ func (r *Recorder) Flush(ctx context.Context) error {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
+	sort.SliceStable(b.denied, func(i, j int) bool { return b.denied[i].At.Before(b.denied[j].At) })
 	err := r.store.Update(ctx, func(tx keys.Tx) error {
+		f := &Flushed{Usage: b.usage, Networks: b.nets, Tenants: b.tenants, LastUsed: make([]LastUse, 0, len(ids))}
+		for _, id := range ids {
+			before, err := tx.SetLastUsed(id, b.last[id])
+			if err != nil {
+				return err
+			}
+			f.LastUsed = append(f.LastUsed, LastUse{KeyID: id, Tenant: b.tenants[id], At: b.last[id], Before: before})
+		}
+		if r.observer != nil {
+			if err := r.observer.ObserveFlush(tx, f); err != nil {
+				return err
+			}
+		}
 		if err := tx.AddUsage(b.usage); err != nil {
 			return err
 		}
 		if err := tx.AddUsageNetworks(b.nets); err != nil {
 			return err
 		}
-		for _, id := range ids {
-			if _, err := tx.SetLastUsed(id, b.last[id]); err != nil {
+		for _, e := range b.denied {
+			// AppendAudit seals e; a retried flush seals it again.
+			if err := tx.AppendAudit(e); err != nil {
 				return err
 			}
 		}

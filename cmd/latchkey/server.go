@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/latchkeyhq/latchkey/keys"
 	"github.com/latchkeyhq/latchkey/limit"
 	"github.com/latchkeyhq/latchkey/metrics"
+	"github.com/latchkeyhq/latchkey/security"
 	"github.com/latchkeyhq/latchkey/store/sqlite"
 	keyusage "github.com/latchkeyhq/latchkey/usage"
 )
@@ -41,6 +43,14 @@ type serverConfig struct {
 	GuardWindow    time.Duration
 	GuardCooloff   time.Duration
 	MetricsAddr    string // "": GET /metrics on the main listener
+
+	// Security checks (package security) and key.denied sampling.
+	DeniedPerMinute int
+	Dormancy        time.Duration
+	SpikeFactor     float64
+	SpikeMin        int64
+	BurstThreshold  int
+	BurstWindow     time.Duration
 }
 
 // serverHooks let tests replace the clock and the limiter and learn the
@@ -54,12 +64,14 @@ type serverHooks struct {
 	// Service, when set, is handed the key service (tests read its
 	// counters).
 	Service func(*keys.Service)
+	// Usage, when set, is handed the usage recorder (tests flush it).
+	Usage func(*keyusage.Recorder)
 }
 
 func runServer(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("latchkey server", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
-	cfg := serverConfig{RootKey: e.getenv("LATCHKEY_ROOT_KEY")}
+	cfg := serverConfig{RootKey: e.getenv("LATCHKEY_ROOT_KEY"), Dormancy: 30 * 24 * time.Hour}
 	fs.StringVar(&cfg.Addr, "addr", envOr(e, "LATCHKEY_ADDR", ":8080"), "listen address (env LATCHKEY_ADDR)")
 	fs.StringVar(&cfg.DB, "db", envOr(e, "LATCHKEY_DB", "./latchkey.db"), "SQLite file (env LATCHKEY_DB)")
 	fs.StringVar(&cfg.TrustedProxies, "trusted-proxies", e.getenv("LATCHKEY_TRUSTED_PROXIES"), "comma-separated addresses/CIDRs whose X-Forwarded-For is believed (env LATCHKEY_TRUSTED_PROXIES)")
@@ -74,6 +86,19 @@ func runServer(ctx context.Context, e *env, args []string) error {
 	fs.DurationVar(&cfg.GuardWindow, "guard-window", time.Minute, "window in which failed key checks are counted")
 	fs.DurationVar(&cfg.GuardCooloff, "guard-cooloff", 5*time.Minute, "how long a blocked network is answered 429")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", e.getenv("LATCHKEY_METRICS_ADDR"), "serve GET /metrics only on this separate address, e.g. 127.0.0.1:9090, not on --addr (env LATCHKEY_METRICS_ADDR)")
+	fs.IntVar(&cfg.DeniedPerMinute, "denied-per-minute", 10, "denied verifications of one key per minute written to the audit log as key.denied (the rest are counted; -1: none)")
+	fs.Func("dormant-after", "a key unused this long (e.g. 30d) raises a dormant_key_used anomaly when used again (default 30d; 0: off)", func(v string) error {
+		d, err := latchkey.ParseDuration(v)
+		if d == 0 && err == nil {
+			d = -1
+		}
+		cfg.Dormancy = d
+		return err
+	})
+	fs.Float64Var(&cfg.SpikeFactor, "spike-factor", 10, "a key's verifications in a minute above this multiple of its average over the hour before are a usage_spike")
+	fs.Int64Var(&cfg.SpikeMin, "spike-min", 100, "fewest verifications in a minute that can be a usage_spike (-1: off)")
+	fs.IntVar(&cfg.BurstThreshold, "burst-threshold", 50, "keys of a tenant created (or revoked) within --burst-window that raise a mass_creation (mass_revocation) anomaly (-1: off)")
+	fs.DurationVar(&cfg.BurstWindow, "burst-window", 5*time.Minute, "window of --burst-threshold")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -136,7 +161,14 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 		}()
 		limiter = mem
 	}
-	rec := keyusage.New(keyusage.Options{Store: db, FlushInterval: cfg.UsageFlush, Now: now, Logger: log})
+	monitor := security.New(security.Options{
+		Store: db, Dormancy: cfg.Dormancy, SpikeFactor: cfg.SpikeFactor, SpikeMin: cfg.SpikeMin, Now: now, Logger: log,
+	})
+	defer monitor.Close()
+	rec := keyusage.New(keyusage.Options{
+		Store: db, FlushInterval: cfg.UsageFlush, Now: now, Logger: log,
+		DeniedPerMinute: cfg.DeniedPerMinute, Observer: monitor,
+	})
 	// Closed after the HTTP server has drained (deferred after the
 	// limiter, so it runs before it): the final flush then holds every
 	// answered verification.
@@ -145,7 +177,10 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 			log.Error("flushing key usage at shutdown failed", "err", err)
 		}
 	}()
-	opts := keys.Options{Store: db, Now: now, Limiter: limiter, Usage: rec, Logger: log}
+	opts := keys.Options{
+		Store: db, Now: now, Limiter: limiter, Usage: rec, Logger: log,
+		Burst: keys.BurstRule{Threshold: cfg.BurstThreshold, Window: cfg.BurstWindow},
+	}
 	if cfg.GeoIPDB != "" {
 		g, err := geo.Open(cfg.GeoIPDB)
 		if err != nil {
@@ -174,12 +209,19 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 
 	met := metrics.New(metrics.Options{Keys: svc, Guard: brute, Now: now})
 	apiCfg := httpapi.Config{Keys: svc, Logger: log, TrustedProxies: trusted, MaxBody: cfg.MaxBody, Now: now, Guard: brute, Observer: met}
+	if brute != nil {
+		threshold := cfg.GuardThreshold
+		apiCfg.OnBlock = func(network netip.Prefix, at time.Time) { monitor.GuardBlocked(network, threshold, at) }
+	}
 	if cfg.MetricsAddr == "" {
 		apiCfg.Metrics = met.Handler()
 	}
 	api := httpapi.New(apiCfg)
 	if hooks.Service != nil {
 		hooks.Service(svc)
+	}
+	if hooks.Usage != nil {
+		hooks.Usage(rec)
 	}
 	errc := make(chan error, 2)
 	if cfg.MetricsAddr != "" {

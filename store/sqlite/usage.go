@@ -142,3 +142,14 @@ func (t *tx) PruneUsage(before time.Time) (int64, error) {
 	}
 	return total, nil
 }
+
+// NetworkHistory reports whether a key was used from network, and at all.
+func (t *tx) NetworkHistory(keyID, network string) (seenThis, seenAny bool, err error) {
+	err = t.tx.QueryRowContext(t.ctx, `SELECT
+		EXISTS (SELECT 1 FROM usage_networks WHERE key_id = ?1 AND network = ?2),
+		EXISTS (SELECT 1 FROM usage_networks WHERE key_id = ?1)`, keyID, network).Scan(&seenThis, &seenAny)
+	if err != nil {
+		return false, false, fail(t.ctx, "network history", err)
+	}
+	return seenThis, seenAny, nil
+}

@@ -94,6 +94,7 @@ func Run(t *testing.T, open func(t *testing.T) keys.Store) {
 		{"UsageNetworksAddUp", testUsageNetworks},
 		{"SetLastUsedOnlyMovesForward", testSetLastUsed},
 		{"PruneUsage", testPruneUsage},
+		{"NetworkHistory", testNetworkHistory},
 	}
 	tests = append(tests, moreTests...)
 	for _, tt := range tests {
@@ -1785,4 +1786,26 @@ func testPruneUsage(t *testing.T, s keys.Store) {
 	})
 	checkUsage(t, "Usage after PruneUsage", usageRows(t, s, "acme", "key_1", minute(0), minute(2)),
 		[]keys.UsageRow{{KeyID: "key_1", Tenant: "acme", Minute: minute(1), Code: "VALID", Count: 1}})
+}
+
+func testNetworkHistory(t *testing.T, s keys.Store) {
+	createTenants(t, s, "acme")
+	createKeys(t, s, key("acme", "key_1"), key("acme", "key_2"))
+	check := func(id, network string, wantThis, wantAny bool) {
+		t.Helper()
+		view(t, s, func(tx keys.Tx) error {
+			this, anyNet, err := tx.NetworkHistory(id, network)
+			if err == nil && (this != wantThis || anyNet != wantAny) {
+				t.Errorf("NetworkHistory(%s, %s) = %v, %v; want %v, %v", id, network, this, anyNet, wantThis, wantAny)
+			}
+			return err
+		})
+	}
+	check("key_1", "10.0.0.0/24", false, false)
+	update(t, s, func(tx keys.Tx) error {
+		return tx.AddUsageNetworks([]keys.UsageNetwork{{KeyID: "key_1", Minute: minute(0), Network: "10.0.0.0/24", Count: 1}})
+	})
+	check("key_1", "10.0.0.0/24", true, true)
+	check("key_1", "10.9.0.0/24", false, true)
+	check("key_2", "10.0.0.0/24", false, false)
 }
