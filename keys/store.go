@@ -96,11 +96,12 @@ type Tx interface {
 	AuditHead(tenant string) (seq int64, hash string, err error)
 
 	// AddUsage adds each row's Count to the stored count of its (KeyID,
-	// Minute, Code), creating the row if there is none. Minute is the
-	// start of a UTC minute.
+	// Minute, Code), creating the row if there is none, and likewise to the
+	// hour and day roll-ups of that minute. Minute is the start of a UTC
+	// minute.
 	AddUsage(rows []UsageRow) error
 	// AddUsageNetworks adds each row's Count to the stored count of its
-	// (KeyID, Minute, Network) likewise.
+	// (KeyID, Minute, Network), and to its day's roll-up, likewise.
 	AddUsageNetworks(rows []UsageNetwork) error
 	// SetLastUsed sets a key's LastUsedAt to at if that is later than the
 	// stored value (it only moves forward); a missing key is no error. It
@@ -108,18 +109,23 @@ type Tx interface {
 	// never used; the zero time for a missing key), which the security
 	// checks use to notice a dormant key waking up.
 	SetLastUsed(keyID string, at time.Time) (before time.Time, err error)
-	// Usage returns the tenant's usage rows of a key with from <= Minute <
+	// Usage returns the tenant's minute rows of a key with from <= Minute <
 	// to, ordered by Minute then Code; none for another tenant's key.
 	Usage(tenant, keyID string, from, to time.Time) ([]UsageRow, error)
-	// UsageNetworks returns the network rows of a key likewise, ordered by
-	// Minute then Network.
+	// UsageRollup returns the rows of grain g (their Minute holds the start
+	// of their minute, hour or day) likewise.
+	UsageRollup(tenant, keyID string, g Grain, from, to time.Time) ([]UsageRow, error)
+	// UsageNetworks returns the minute network rows of a key likewise,
+	// ordered by Minute then Network.
 	UsageNetworks(tenant, keyID string, from, to time.Time) ([]UsageNetwork, error)
+	// UsageNetworkDays returns the daily network roll-up rows likewise.
+	UsageNetworkDays(tenant, keyID string, from, to time.Time) ([]UsageNetwork, error)
+	// PruneUsage deletes the rows of grain g (for minutes and days, their
+	// network rows too) that start before before, and returns how many.
+	PruneUsage(g Grain, before time.Time) (int64, error)
 	// NetworkHistory reports whether a key has any stored network row for
 	// network, and whether it has any network row at all.
 	NetworkHistory(keyID, network string) (seenThis, seenAny bool, err error)
-	// PruneUsage deletes usage and network rows whose Minute is before
-	// before, and returns how many rows it deleted.
-	PruneUsage(before time.Time) (int64, error)
 }
 
 // UsageRow counts a key's verifications that ended with Code in the minute
@@ -131,6 +137,16 @@ type UsageRow struct {
 	Code   string
 	Count  int64
 }
+
+// Grain is the time resolution of usage rows.
+type Grain string
+
+// Usage grains: minute rows, and their hour and day roll-ups.
+const (
+	GrainMinute Grain = "minute"
+	GrainHour   Grain = "hour"
+	GrainDay    Grain = "day"
+)
 
 // UsageNetwork counts a key's verifications from one client network (an
 // IPv4 /24 or IPv6 /48 in CIDR notation, or "other" for networks beyond

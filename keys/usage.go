@@ -69,7 +69,12 @@ const (
 // KeyUsage reports a key of the actor's tenant's usage: totals by code, a
 // series by bucket (from is rounded down to the bucket, in UTC), the top 3
 // hours of the day, the top 10 client networks, and when it was last used.
-// Hour and day buckets are summed from minute rows here. Errors: ENotFound
+// Minute buckets read minute rows; hour and day buckets read the hour and
+// day roll-ups, which are kept longer (the last bucket counts its whole
+// hour or day, which is the same thing when to is now). Peak hours come
+// from the rows of the bucket, or the hour roll-ups for day buckets;
+// networks from minute rows, or the daily network roll-ups for day
+// buckets. Errors: ENotFound
 // (no such key in the tenant), EInvalid (bucket, window, more than
 // MaxUsageBuckets buckets).
 func (s *Service) KeyUsage(ctx context.Context, actor *Actor, id string, p UsageParams) (*UsageReport, error) {
@@ -102,19 +107,28 @@ func (s *Service) KeyUsage(ctx context.Context, actor *Actor, id string, p Usage
 		return nil, notFound(id)
 	}
 	var (
-		k    *latchkey.Key
-		rows []UsageRow
-		nets []UsageNetwork
+		k      *latchkey.Key
+		rows   []UsageRow
+		hourly []UsageRow // for peak hours
+		nets   []UsageNetwork
 	)
 	err := s.store.View(ctx, func(tx Tx) error {
 		var err error
 		if k, err = tx.Key(actor.Tenant, id); err != nil {
 			return err
 		}
-		if rows, err = tx.Usage(actor.Tenant, id, p.From, p.To); err != nil {
+		if rows, err = tx.UsageRollup(actor.Tenant, id, Grain(p.Bucket), p.From, p.To); err != nil {
 			return err
 		}
-		nets, err = tx.UsageNetworks(actor.Tenant, id, p.From, p.To)
+		if p.Bucket != "day" {
+			hourly = rows
+			nets, err = tx.UsageNetworks(actor.Tenant, id, p.From, p.To)
+			return err
+		}
+		if hourly, err = tx.UsageRollup(actor.Tenant, id, GrainHour, p.From, p.To); err != nil {
+			return err
+		}
+		nets, err = tx.UsageNetworkDays(actor.Tenant, id, p.From, p.To)
 		return err
 	})
 	if err != nil {
@@ -131,12 +145,14 @@ func (s *Service) KeyUsage(ctx context.Context, actor *Actor, id string, p Usage
 	for i := range r.Series {
 		r.Series[i] = UsageBucket{Start: p.From.Add(time.Duration(i) * size), Counts: map[string]int64{}}
 	}
-	var hours [24]int64
 	for _, u := range rows {
 		r.Totals[u.Code] += u.Count
 		if i := int(u.Minute.Sub(p.From) / size); i >= 0 && i < n {
 			r.Series[i].Counts[u.Code] += u.Count
 		}
+	}
+	var hours [24]int64
+	for _, u := range hourly {
 		hours[u.Minute.UTC().Hour()] += u.Count
 	}
 	for h, c := range hours {

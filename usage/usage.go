@@ -89,9 +89,13 @@ type Options struct {
 	// flushes (default 100,000); verifications that would need another are
 	// counted by Dropped instead.
 	MaxPending int
-	// Retention is how long minute rows are kept (default 30 days); rows
+	// Retention is how long minute rows are kept (default 30 days),
+	// HourRetention hour roll-ups (default 90 days) and DayRetention day
+	// roll-ups (default 3 years); negative keeps them forever. Rows
 	// older are deleted once an hour. Negative keeps them forever.
-	Retention time.Duration
+	Retention     time.Duration
+	HourRetention time.Duration
+	DayRetention  time.Duration
 	// Now is the clock for retention (default time.Now).
 	Now func() time.Time
 	// DeniedPerMinute bounds the denied verifications of one key in one
@@ -186,7 +190,7 @@ type Recorder struct {
 	store     keys.Store
 	interval  time.Duration
 	perShard  int
-	retention time.Duration
+	retention [3]time.Duration // minute, hour, day
 	now       func() time.Time
 	log       *slog.Logger
 	perMinute int // key.denied samples per key per minute
@@ -214,6 +218,12 @@ func New(o Options) *Recorder {
 	if o.Retention == 0 {
 		o.Retention = 30 * 24 * time.Hour
 	}
+	if o.HourRetention == 0 {
+		o.HourRetention = 90 * 24 * time.Hour
+	}
+	if o.DayRetention == 0 {
+		o.DayRetention = 3 * 366 * 24 * time.Hour
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -230,7 +240,7 @@ func New(o Options) *Recorder {
 		store:     o.Store,
 		interval:  o.FlushInterval,
 		perShard:  max(1, o.MaxPending/shardCount),
-		retention: o.Retention,
+		retention: [3]time.Duration{o.Retention, o.HourRetention, o.DayRetention},
 		now:       o.Now,
 		log:       o.Logger,
 		perMinute: min(o.DeniedPerMinute, maxDenied),
@@ -528,25 +538,30 @@ func (r *Recorder) Flush(ctx context.Context) error {
 	return nil
 }
 
-// maybePrune deletes rows older than the retention, at most once an hour.
+// grains are the row kinds in the order of Recorder.retention.
+var grains = [3]keys.Grain{keys.GrainMinute, keys.GrainHour, keys.GrainDay}
+
+// maybePrune deletes rows older than their retention, at most once an hour.
 func (r *Recorder) maybePrune(ctx context.Context) {
-	if r.retention < 0 {
-		return
-	}
 	now := r.now()
 	if !r.pruned.IsZero() && now.Sub(r.pruned) < time.Hour {
 		return
 	}
 	r.pruned = now
-	if err := r.Prune(ctx, now.Add(-r.retention)); err != nil {
-		r.log.Warn("pruning old key usage failed", "err", err)
+	for i, g := range grains {
+		if r.retention[i] < 0 {
+			continue
+		}
+		if err := r.Prune(ctx, g, now.Add(-r.retention[i])); err != nil {
+			r.log.Warn("pruning old key usage failed", "grain", g, "err", err)
+		}
 	}
 }
 
-// Prune deletes usage rows of minutes before before.
-func (r *Recorder) Prune(ctx context.Context, before time.Time) error {
+// Prune deletes usage rows of grain g that start before before.
+func (r *Recorder) Prune(ctx context.Context, g keys.Grain, before time.Time) error {
 	return r.store.Update(ctx, func(tx keys.Tx) error {
-		_, err := tx.PruneUsage(before)
+		_, err := tx.PruneUsage(g, before)
 		return err
 	})
 }

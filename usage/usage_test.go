@@ -306,7 +306,7 @@ func TestPrune(t *testing.T) {
 	r.Record("key_a", "acme", latchkey.CodeValid, ip, t0.Add(-2*time.Minute))
 	r.Record("key_a", "acme", latchkey.CodeValid, ip, t0)
 	flush(t, r)
-	if err := r.Prune(context.Background(), t0.Truncate(time.Minute)); err != nil {
+	if err := r.Prune(context.Background(), keys.GrainMinute, t0.Truncate(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	checkCounts(t, "after Prune", counts(t, db, "key_a"), map[string]int64{"0/VALID": 1})

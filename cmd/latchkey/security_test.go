@@ -11,16 +11,16 @@ import (
 	keyusage "github.com/latchkeyhq/latchkey/usage"
 )
 
-// securityNode is a server whose usage recorder the test flushes itself,
+// flushedNode is a server whose usage recorder the test flushes itself,
 // so each step's verifications are in the store before the next step.
-type securityNode struct {
+type flushedNode struct {
 	*testServer
 	rec *keyusage.Recorder
 }
 
-func startSecurityNode(t *testing.T, opts ...serverOption) *securityNode {
+func startFlushedNode(t *testing.T, opts ...serverOption) *flushedNode {
 	t.Helper()
-	n := &securityNode{}
+	n := &flushedNode{}
 	recs := make(chan *keyusage.Recorder, 1)
 	opts = append(opts,
 		withConfig(func(c *serverConfig) { c.UsageFlush = time.Hour }), // flushed by the test
@@ -31,7 +31,7 @@ func startSecurityNode(t *testing.T, opts ...serverOption) *securityNode {
 	return n
 }
 
-func (n *securityNode) flush(t *testing.T) {
+func (n *flushedNode) flush(t *testing.T) {
 	t.Helper()
 	if err := n.rec.Flush(t.Context()); err != nil {
 		t.Fatalf("flush usage: %v", err)
@@ -39,7 +39,7 @@ func (n *securityNode) flush(t *testing.T) {
 }
 
 // verifyFrom verifies key for a client address and checks the code.
-func (n *securityNode) verifyFrom(t *testing.T, key, ip, want string, times int) {
+func (n *flushedNode) verifyFrom(t *testing.T, key, ip, want string, times int) {
 	t.Helper()
 	for range times {
 		if got := n.verifyCode(t, map[string]any{"key": key, "ip": ip}); got != want {
@@ -50,7 +50,7 @@ func (n *securityNode) verifyFrom(t *testing.T, key, ip, want string, times int)
 
 // securityEvents lists the anomalies an admin's tenant sees, as kind →
 // the events of that kind.
-func (n *securityNode) securityEvents(t *testing.T, admin, query string) map[string][]map[string]any {
+func (n *flushedNode) securityEvents(t *testing.T, admin, query string) map[string][]map[string]any {
 	t.Helper()
 	r := n.call(t, "GET", "/v1/security-events"+query, admin, nil)
 	if r.Status != http.StatusOK {
@@ -65,7 +65,7 @@ func (n *securityNode) securityEvents(t *testing.T, admin, query string) map[str
 }
 
 func TestE2ESecurityNewNetworkAndDormantKey(t *testing.T) {
-	n := startSecurityNode(t)
+	n := startFlushedNode(t)
 	admin := n.mustTenant(t, "acme")
 	id, key := n.mustCreate(t, admin, map[string]any{"scopes": []string{"data:read"}})
 
@@ -127,7 +127,7 @@ func TestE2ESecurityNewNetworkAndDormantKey(t *testing.T) {
 }
 
 func TestE2ESecurityUsageSpike(t *testing.T) {
-	n := startSecurityNode(t, withConfig(func(c *serverConfig) { c.SpikeMin, c.SpikeFactor = 40, 5 }))
+	n := startFlushedNode(t, withConfig(func(c *serverConfig) { c.SpikeMin, c.SpikeFactor = 40, 5 }))
 	admin := n.mustTenant(t, "acme")
 	id, key := n.mustCreate(t, admin, map[string]any{"scopes": []string{"data:read"}})
 
@@ -168,7 +168,7 @@ func TestE2ESecurityUsageSpike(t *testing.T) {
 }
 
 func TestE2ESecurityRotatedKeyAfterGraceAndScopes(t *testing.T) {
-	n := startSecurityNode(t)
+	n := startFlushedNode(t)
 	admin := n.mustTenant(t, "acme")
 	id, key := n.mustCreate(t, admin, map[string]any{"scopes": []string{"data:read"}})
 	r := n.call(t, "POST", "/v1/keys/"+id+"/rotate", admin, map[string]any{"grace_period": "10m"})
@@ -212,7 +212,7 @@ func TestE2ESecurityRotatedKeyAfterGraceAndScopes(t *testing.T) {
 }
 
 func TestE2ESecurityBurstsAndFailedAuth(t *testing.T) {
-	n := startSecurityNode(t, withConfig(func(c *serverConfig) {
+	n := startFlushedNode(t, withConfig(func(c *serverConfig) {
 		c.BurstThreshold, c.BurstWindow = 5, time.Minute
 		c.GuardThreshold, c.GuardWindow, c.GuardCooloff = 5, time.Minute, time.Minute
 	}))
@@ -277,7 +277,7 @@ func TestE2ESecurityBurstsAndFailedAuth(t *testing.T) {
 }
 
 func TestE2EDeniedVerificationsAreAuditedWithinALimit(t *testing.T) {
-	n := startSecurityNode(t, withConfig(func(c *serverConfig) { c.DeniedPerMinute = 4 }))
+	n := startFlushedNode(t, withConfig(func(c *serverConfig) { c.DeniedPerMinute = 4 }))
 	admin := n.mustTenant(t, "acme")
 	id, key := n.mustCreate(t, admin, map[string]any{"scopes": []string{"data:read"}})
 	for range 7 {

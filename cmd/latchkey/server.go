@@ -44,6 +44,9 @@ type serverConfig struct {
 	GuardCooloff   time.Duration
 	MetricsAddr    string // "": GET /metrics on the main listener
 
+	// Usage retention per grain (0: the default; negative: forever).
+	UsageRetention, UsageHourRetention, UsageDayRetention time.Duration
+
 	// Security checks (package security) and key.denied sampling.
 	DeniedPerMinute int
 	Dormancy        time.Duration
@@ -71,7 +74,7 @@ type serverHooks struct {
 func runServer(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("latchkey server", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
-	cfg := serverConfig{RootKey: e.getenv("LATCHKEY_ROOT_KEY"), Dormancy: 30 * 24 * time.Hour}
+	cfg := serverConfig{RootKey: e.getenv("LATCHKEY_ROOT_KEY")}
 	fs.StringVar(&cfg.Addr, "addr", envOr(e, "LATCHKEY_ADDR", ":8080"), "listen address (env LATCHKEY_ADDR)")
 	fs.StringVar(&cfg.DB, "db", envOr(e, "LATCHKEY_DB", "./latchkey.db"), "SQLite file (env LATCHKEY_DB)")
 	fs.StringVar(&cfg.TrustedProxies, "trusted-proxies", e.getenv("LATCHKEY_TRUSTED_PROXIES"), "comma-separated addresses/CIDRs whose X-Forwarded-For is believed (env LATCHKEY_TRUSTED_PROXIES)")
@@ -87,14 +90,10 @@ func runServer(ctx context.Context, e *env, args []string) error {
 	fs.DurationVar(&cfg.GuardCooloff, "guard-cooloff", 5*time.Minute, "how long a blocked network is answered 429")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", e.getenv("LATCHKEY_METRICS_ADDR"), "serve GET /metrics only on this separate address, e.g. 127.0.0.1:9090, not on --addr (env LATCHKEY_METRICS_ADDR)")
 	fs.IntVar(&cfg.DeniedPerMinute, "denied-per-minute", 10, "denied verifications of one key per minute written to the audit log as key.denied (the rest are counted; -1: none)")
-	fs.Func("dormant-after", "a key unused this long (e.g. 30d) raises a dormant_key_used anomaly when used again (default 30d; 0: off)", func(v string) error {
-		d, err := latchkey.ParseDuration(v)
-		if d == 0 && err == nil {
-			d = -1
-		}
-		cfg.Dormancy = d
-		return err
-	})
+	longDuration(fs, "dormant-after", &cfg.Dormancy, "a key unused this long raises a dormant_key_used anomaly when used again (default 30d; 0: off)")
+	longDuration(fs, "usage-retention", &cfg.UsageRetention, "how long per-minute usage rows are kept (default 30d; 0: forever)")
+	longDuration(fs, "usage-hour-retention", &cfg.UsageHourRetention, "how long hourly usage roll-ups are kept (default 90d; 0: forever)")
+	longDuration(fs, "usage-day-retention", &cfg.UsageDayRetention, "how long daily usage roll-ups are kept (default 3y; 0: forever)")
 	fs.Float64Var(&cfg.SpikeFactor, "spike-factor", 10, "a key's verifications in a minute above this multiple of its average over the hour before are a usage_spike")
 	fs.Int64Var(&cfg.SpikeMin, "spike-min", 100, "fewest verifications in a minute that can be a usage_spike (-1: off)")
 	fs.IntVar(&cfg.BurstThreshold, "burst-threshold", 50, "keys of a tenant created (or revoked) within --burst-window that raise a mass_creation (mass_revocation) anomaly (-1: off)")
@@ -110,6 +109,23 @@ func runServer(ctx context.Context, e *env, args []string) error {
 		return errUsageShown
 	}
 	return serve(ctx, e, cfg, serverHooks{})
+}
+
+// longDuration defines a flag that takes a duration in days or years too
+// (30d, 1y; see latchkey.ParseDuration). 0 is stored as -1, "off" or
+// "forever" to the option it feeds, since there 0 means the default.
+func longDuration(fs *flag.FlagSet, name string, dst *time.Duration, usage string) {
+	fs.Func(name, usage, func(v string) error {
+		d, err := latchkey.ParseDuration(v)
+		if err != nil {
+			return err
+		}
+		if d == 0 {
+			d = -1
+		}
+		*dst = d
+		return nil
+	})
 }
 
 func envOr(e *env, name, def string) string {
@@ -168,6 +184,7 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 	rec := keyusage.New(keyusage.Options{
 		Store: db, FlushInterval: cfg.UsageFlush, Now: now, Logger: log,
 		DeniedPerMinute: cfg.DeniedPerMinute, Observer: monitor,
+		Retention: cfg.UsageRetention, HourRetention: cfg.UsageHourRetention, DayRetention: cfg.UsageDayRetention,
 	})
 	// Closed after the HTTP server has drained (deferred after the
 	// limiter, so it runs before it): the final flush then holds every

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/keys"
 )
 
 // usageTotals reads GET /v1/keys/{id}/usage's totals as code → count.
@@ -188,5 +189,43 @@ func TestCLIKeysStats(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("keys stats output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestE2EUsageRollupsOutliveMinutes: once minute rows are pruned, hour and
+// day reports still count what happened, from the roll-ups.
+func TestE2EUsageRollupsOutliveMinutes(t *testing.T) {
+	n := startFlushedNode(t)
+	admin := n.mustTenant(t, "acme")
+	id, key := n.mustCreate(t, admin, map[string]any{"scopes": []string{"data:read"}})
+	start := n.Clock.Now()
+	n.verifyFrom(t, key, "192.0.2.10", latchkey.CodeValid, 3)
+	n.flush(t)
+	n.Clock.Advance(40*24*time.Hour + 30*time.Second)
+	n.verifyFrom(t, key, "198.51.100.1", latchkey.CodeValid, 2)
+	n.flush(t)
+	// What the recorder's hourly pruning does with the default retention.
+	if err := n.rec.Prune(t.Context(), keys.GrainMinute, n.Clock.Now().Add(-30*24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	from := start.Add(-time.Hour).Format(time.RFC3339)
+	minutes := n.call(t, "GET", "/v1/keys/"+id+"/usage?bucket=minute&from="+from+"&to="+start.Add(time.Hour).Format(time.RFC3339), admin, nil)
+	if got := usageTotals(minutes); len(got) != 0 {
+		t.Errorf("minute report of a pruned window = %v, want nothing", got)
+	}
+	days := n.call(t, "GET", "/v1/keys/"+id+"/usage?bucket=day&from="+from, admin, nil)
+	if got := usageTotals(days); got[latchkey.CodeValid] != 5 {
+		t.Fatalf("day report across 40 days = %v (%s), want VALID 5", got, days.Raw)
+	}
+	var nets []string
+	for _, x := range days.Body["networks"].([]any) {
+		m := x.(map[string]any)
+		nets = append(nets, fmt.Sprintf("%v:%v", m["network"], m["count"]))
+	}
+	if fmt.Sprint(nets) != "[192.0.2.0/24:3 198.51.100.0/24:2]" {
+		t.Errorf("day report networks = %v", nets)
+	}
+	if ph := days.Body["peak_hours"].([]any); len(ph) != 1 || ph[0].(map[string]any)["count"] != float64(5) {
+		t.Errorf("day report peak hours = %v", ph)
 	}
 }

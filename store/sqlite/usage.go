@@ -5,45 +5,60 @@ import (
 	"errors"
 	"time"
 
+	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/keys"
 )
 
-// AddUsage adds each row's count to its (key, minute, code) row.
+// AddUsage adds each row's count to its (key, minute, code) row and to its
+// hour's and day's roll-up rows.
 func (t *tx) AddUsage(rows []keys.UsageRow) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	st, err := t.tx.PrepareContext(t.ctx, `INSERT INTO usage_minutes (key_id, tenant_id, minute, code, count)
-		VALUES (?, ?, ?, ?, ?)
-		ON CONFLICT (key_id, minute, code) DO UPDATE SET count = usage_minutes.count + excluded.count`)
-	if err != nil {
-		return fail(t.ctx, "add usage", err)
-	}
-	defer st.Close()
-	for _, r := range rows {
-		if _, err := st.ExecContext(t.ctx, r.KeyID, r.Tenant, r.Minute.UnixMicro(), r.Code, r.Count); err != nil {
+	for _, q := range []struct {
+		table, column string
+		grain         time.Duration
+	}{{"usage_minutes", "minute", time.Minute}, {"usage_hours", "hour", time.Hour}, {"usage_days", "day", 24 * time.Hour}} {
+		st, err := t.tx.PrepareContext(t.ctx, `INSERT INTO `+q.table+` (key_id, tenant_id, `+q.column+`, code, count)
+			VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (key_id, `+q.column+`, code) DO UPDATE SET count = `+q.table+`.count + excluded.count`)
+		if err != nil {
 			return fail(t.ctx, "add usage", err)
 		}
+		for _, r := range rows {
+			if _, err := st.ExecContext(t.ctx, r.KeyID, r.Tenant, r.Minute.Truncate(q.grain).UnixMicro(), r.Code, r.Count); err != nil {
+				st.Close()
+				return fail(t.ctx, "add usage", err)
+			}
+		}
+		st.Close()
 	}
 	return nil
 }
 
-// AddUsageNetworks adds each row's count to its (key, minute, network) row.
+// AddUsageNetworks adds each row's count to its (key, minute, network) row
+// and to its day's roll-up row.
 func (t *tx) AddUsageNetworks(rows []keys.UsageNetwork) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	st, err := t.tx.PrepareContext(t.ctx, `INSERT INTO usage_networks (key_id, minute, network, count)
-		VALUES (?, ?, ?, ?)
-		ON CONFLICT (key_id, minute, network) DO UPDATE SET count = usage_networks.count + excluded.count`)
-	if err != nil {
-		return fail(t.ctx, "add usage networks", err)
-	}
-	defer st.Close()
-	for _, r := range rows {
-		if _, err := st.ExecContext(t.ctx, r.KeyID, r.Minute.UnixMicro(), r.Network, r.Count); err != nil {
+	for _, q := range []struct {
+		table, column string
+		grain         time.Duration
+	}{{"usage_networks", "minute", time.Minute}, {"usage_network_days", "day", 24 * time.Hour}} {
+		st, err := t.tx.PrepareContext(t.ctx, `INSERT INTO `+q.table+` (key_id, `+q.column+`, network, count)
+			VALUES (?, ?, ?, ?)
+			ON CONFLICT (key_id, `+q.column+`, network) DO UPDATE SET count = `+q.table+`.count + excluded.count`)
+		if err != nil {
 			return fail(t.ctx, "add usage networks", err)
 		}
+		for _, r := range rows {
+			if _, err := st.ExecContext(t.ctx, r.KeyID, r.Minute.Truncate(q.grain).UnixMicro(), r.Network, r.Count); err != nil {
+				st.Close()
+				return fail(t.ctx, "add usage networks", err)
+			}
+		}
+		st.Close()
 	}
 	return nil
 }
@@ -71,11 +86,34 @@ func (t *tx) SetLastUsed(keyID string, at time.Time) (time.Time, error) {
 	return fromMicros(created), nil
 }
 
+// grainTable names the table and time column of a grain's usage rows.
+func grainTable(g keys.Grain) (table, column string, err error) {
+	switch g {
+	case keys.GrainMinute:
+		return "usage_minutes", "minute", nil
+	case keys.GrainHour:
+		return "usage_hours", "hour", nil
+	case keys.GrainDay:
+		return "usage_days", "day", nil
+	}
+	return "", "", latchkey.Errorf(latchkey.EInvalid, "usage grain %q: use minute, hour or day", g)
+}
+
 // Usage returns a key's minute rows in [from, to), by minute then code.
 func (t *tx) Usage(tenant, keyID string, from, to time.Time) ([]keys.UsageRow, error) {
-	rows, err := t.tx.QueryContext(t.ctx, `SELECT minute, code, count FROM usage_minutes
-		WHERE tenant_id = ? AND key_id = ? AND minute >= ? AND minute < ?
-		ORDER BY minute, code`, tenant, keyID, from.UnixMicro(), to.UnixMicro())
+	return t.UsageRollup(tenant, keyID, keys.GrainMinute, from, to)
+}
+
+// UsageRollup returns a key's rows of the grain whose start is in
+// [from, to), by start then code.
+func (t *tx) UsageRollup(tenant, keyID string, g keys.Grain, from, to time.Time) ([]keys.UsageRow, error) {
+	table, column, err := grainTable(g)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := t.tx.QueryContext(t.ctx, `SELECT `+column+`, code, count FROM `+table+`
+		WHERE tenant_id = ? AND key_id = ? AND `+column+` >= ? AND `+column+` < ?
+		ORDER BY `+column+`, code`, tenant, keyID, from.UnixMicro(), to.UnixMicro())
 	if err != nil {
 		return nil, fail(t.ctx, "usage", err)
 	}
@@ -83,11 +121,11 @@ func (t *tx) Usage(tenant, keyID string, from, to time.Time) ([]keys.UsageRow, e
 	out := []keys.UsageRow{}
 	for rows.Next() {
 		r := keys.UsageRow{KeyID: keyID, Tenant: tenant}
-		var minute int64
-		if err := rows.Scan(&minute, &r.Code, &r.Count); err != nil {
+		var start int64
+		if err := rows.Scan(&start, &r.Code, &r.Count); err != nil {
 			return nil, fail(t.ctx, "usage", err)
 		}
-		r.Minute = fromMicros(sql.NullInt64{Int64: minute, Valid: true})
+		r.Minute = fromMicros(sql.NullInt64{Int64: start, Valid: true})
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
@@ -99,10 +137,19 @@ func (t *tx) Usage(tenant, keyID string, from, to time.Time) ([]keys.UsageRow, e
 // UsageNetworks returns a key's network rows in [from, to), by minute then
 // network; the key must belong to the tenant.
 func (t *tx) UsageNetworks(tenant, keyID string, from, to time.Time) ([]keys.UsageNetwork, error) {
-	rows, err := t.tx.QueryContext(t.ctx, `SELECT minute, network, count FROM usage_networks
-		WHERE key_id = ? AND minute >= ? AND minute < ?
-		AND EXISTS (SELECT 1 FROM keys WHERE keys.id = usage_networks.key_id AND keys.tenant_id = ?)
-		ORDER BY minute, network`, keyID, from.UnixMicro(), to.UnixMicro(), tenant)
+	return t.usageNetworks("usage_networks", "minute", tenant, keyID, from, to)
+}
+
+// UsageNetworkDays returns a key's daily network rows in [from, to).
+func (t *tx) UsageNetworkDays(tenant, keyID string, from, to time.Time) ([]keys.UsageNetwork, error) {
+	return t.usageNetworks("usage_network_days", "day", tenant, keyID, from, to)
+}
+
+func (t *tx) usageNetworks(table, column, tenant, keyID string, from, to time.Time) ([]keys.UsageNetwork, error) {
+	rows, err := t.tx.QueryContext(t.ctx, `SELECT `+column+`, network, count FROM `+table+`
+		WHERE key_id = ? AND `+column+` >= ? AND `+column+` < ?
+		AND EXISTS (SELECT 1 FROM keys WHERE keys.id = `+table+`.key_id AND keys.tenant_id = ?)
+		ORDER BY `+column+`, network`, keyID, from.UnixMicro(), to.UnixMicro(), tenant)
 	if err != nil {
 		return nil, fail(t.ctx, "usage networks", err)
 	}
@@ -110,11 +157,11 @@ func (t *tx) UsageNetworks(tenant, keyID string, from, to time.Time) ([]keys.Usa
 	out := []keys.UsageNetwork{}
 	for rows.Next() {
 		r := keys.UsageNetwork{KeyID: keyID}
-		var minute int64
-		if err := rows.Scan(&minute, &r.Network, &r.Count); err != nil {
+		var start int64
+		if err := rows.Scan(&start, &r.Network, &r.Count); err != nil {
 			return nil, fail(t.ctx, "usage networks", err)
 		}
-		r.Minute = fromMicros(sql.NullInt64{Int64: minute, Valid: true})
+		r.Minute = fromMicros(sql.NullInt64{Int64: start, Valid: true})
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
@@ -123,13 +170,22 @@ func (t *tx) UsageNetworks(tenant, keyID string, from, to time.Time) ([]keys.Usa
 	return out, nil
 }
 
-// PruneUsage deletes the minute and network rows before before.
-func (t *tx) PruneUsage(before time.Time) (int64, error) {
+// PruneUsage deletes the rows of the grain that start before before:
+// minute and minute-network rows, hour rows, or day and day-network rows.
+func (t *tx) PruneUsage(g keys.Grain, before time.Time) (int64, error) {
+	var qs []string
+	switch g {
+	case keys.GrainMinute:
+		qs = []string{`DELETE FROM usage_minutes WHERE minute < ?`, `DELETE FROM usage_networks WHERE minute < ?`}
+	case keys.GrainHour:
+		qs = []string{`DELETE FROM usage_hours WHERE hour < ?`}
+	case keys.GrainDay:
+		qs = []string{`DELETE FROM usage_days WHERE day < ?`, `DELETE FROM usage_network_days WHERE day < ?`}
+	default:
+		return 0, latchkey.Errorf(latchkey.EInvalid, "usage grain %q: use minute, hour or day", g)
+	}
 	var total int64
-	for _, q := range []string{
-		`DELETE FROM usage_minutes WHERE minute < ?`,
-		`DELETE FROM usage_networks WHERE minute < ?`,
-	} {
+	for _, q := range qs {
 		res, err := t.tx.ExecContext(t.ctx, q, before.UnixMicro())
 		if err != nil {
 			return 0, fail(t.ctx, "prune usage", err)

@@ -95,6 +95,7 @@ func Run(t *testing.T, open func(t *testing.T) keys.Store) {
 		{"SetLastUsedOnlyMovesForward", testSetLastUsed},
 		{"PruneUsage", testPruneUsage},
 		{"NetworkHistory", testNetworkHistory},
+		{"UsageRollsUpToHoursAndDays", testUsageRollups},
 	}
 	tests = append(tests, moreTests...)
 	for _, tt := range tests {
@@ -1778,7 +1779,7 @@ func testPruneUsage(t *testing.T, s keys.Store) {
 		return tx.AddUsageNetworks([]keys.UsageNetwork{{KeyID: "key_1", Minute: minute(0), Network: "10.0.0.0/24", Count: 1}})
 	})
 	update(t, s, func(tx keys.Tx) error {
-		n, err := tx.PruneUsage(minute(1))
+		n, err := tx.PruneUsage(keys.GrainMinute, minute(1))
 		if err == nil && n != 2 {
 			t.Errorf("PruneUsage deleted %d rows, want 2", n)
 		}
@@ -1786,6 +1787,101 @@ func testPruneUsage(t *testing.T, s keys.Store) {
 	})
 	checkUsage(t, "Usage after PruneUsage", usageRows(t, s, "acme", "key_1", minute(0), minute(2)),
 		[]keys.UsageRow{{KeyID: "key_1", Tenant: "acme", Minute: minute(1), Code: "VALID", Count: 1}})
+	// The roll-ups outlive the minutes: each grain is pruned on its own.
+	hour := minute(0).Truncate(time.Hour)
+	checkUsage(t, "hour roll-up after pruning minutes", rollupRows(t, s, keys.GrainHour, hour, hour.Add(time.Hour)),
+		[]keys.UsageRow{{KeyID: "key_1", Tenant: "acme", Minute: hour, Code: "VALID", Count: 2}})
+	update(t, s, func(tx keys.Tx) error {
+		n, err := tx.PruneUsage(keys.GrainHour, hour.Add(time.Hour))
+		if err == nil && n != 1 {
+			t.Errorf("PruneUsage(hour) deleted %d rows, want 1", n)
+		}
+		return err
+	})
+	day := minute(0).Truncate(24 * time.Hour)
+	checkUsage(t, "day roll-up after pruning hours", rollupRows(t, s, keys.GrainDay, day, day.Add(24*time.Hour)),
+		[]keys.UsageRow{{KeyID: "key_1", Tenant: "acme", Minute: day, Code: "VALID", Count: 2}})
+	update(t, s, func(tx keys.Tx) error {
+		n, err := tx.PruneUsage(keys.GrainDay, day.Add(24*time.Hour))
+		if err == nil && n != 2 {
+			t.Errorf("PruneUsage(day) deleted %d rows, want 2 (usage and network)", n)
+		}
+		return err
+	})
+	update(t, s, func(tx keys.Tx) error {
+		_, err := tx.PruneUsage("week", day)
+		if latchkey.ErrorCode(err) != latchkey.EInvalid {
+			t.Errorf("PruneUsage(week) = %v, want invalid", err)
+		}
+		return nil
+	})
+}
+
+func rollupRows(t *testing.T, s keys.Store, g keys.Grain, from, to time.Time) []keys.UsageRow {
+	t.Helper()
+	var rows []keys.UsageRow
+	view(t, s, func(tx keys.Tx) (err error) {
+		rows, err = tx.UsageRollup("acme", "key_1", g, from, to)
+		return err
+	})
+	return rows
+}
+
+// testUsageRollups checks that minute rows add up into their UTC hour and
+// day, and networks into their day.
+func testUsageRollups(t *testing.T, s keys.Store) {
+	createTenants(t, s, "acme", "beta")
+	createKeys(t, s, key("acme", "key_1"))
+	hour := minute(0).Truncate(time.Hour)
+	day := hour.Truncate(24 * time.Hour)
+	at := func(d time.Duration) time.Time { return hour.Add(d) }
+	row := func(m time.Time, code string, n int64) keys.UsageRow {
+		return keys.UsageRow{KeyID: "key_1", Tenant: "acme", Minute: m, Code: code, Count: n}
+	}
+	nextDay := day.Add(24 * time.Hour)
+	update(t, s, func(tx keys.Tx) error {
+		if err := tx.AddUsage([]keys.UsageRow{
+			row(at(0), "VALID", 1), row(at(59*time.Minute), "VALID", 2), row(at(59*time.Minute), "REVOKED", 5),
+			row(at(time.Hour), "VALID", 4), row(nextDay, "VALID", 8),
+		}); err != nil {
+			return err
+		}
+		return tx.AddUsageNetworks([]keys.UsageNetwork{
+			{KeyID: "key_1", Minute: at(0), Network: "10.0.0.0/24", Count: 1},
+			{KeyID: "key_1", Minute: at(time.Hour), Network: "10.0.0.0/24", Count: 2},
+			{KeyID: "key_1", Minute: nextDay, Network: "10.0.0.0/24", Count: 3},
+		})
+	})
+	checkUsage(t, "hour roll-up", rollupRows(t, s, keys.GrainHour, hour, nextDay.Add(time.Hour)), []keys.UsageRow{
+		row(hour, "REVOKED", 5), row(hour, "VALID", 3), row(hour.Add(time.Hour), "VALID", 4), row(nextDay, "VALID", 8),
+	})
+	checkUsage(t, "day roll-up", rollupRows(t, s, keys.GrainDay, day, nextDay.Add(24*time.Hour)), []keys.UsageRow{
+		row(day, "REVOKED", 5), row(day, "VALID", 7), row(nextDay, "VALID", 8),
+	})
+	checkUsage(t, "minute grain = Usage", rollupRows(t, s, keys.GrainMinute, hour, hour.Add(time.Hour)),
+		usageRows(t, s, "acme", "key_1", hour, hour.Add(time.Hour)))
+	var nets []keys.UsageNetwork
+	view(t, s, func(tx keys.Tx) (err error) {
+		nets, err = tx.UsageNetworkDays("acme", "key_1", day, nextDay.Add(24*time.Hour))
+		return err
+	})
+	if len(nets) != 2 || !nets[0].Minute.Equal(day) || nets[0].Count != 3 || !nets[1].Minute.Equal(nextDay) || nets[1].Count != 3 {
+		t.Errorf("UsageNetworkDays = %+v, want 3 on each day", nets)
+	}
+	view(t, s, func(tx keys.Tx) error {
+		other, err := tx.UsageRollup("beta", "key_1", keys.GrainDay, day, nextDay)
+		if err == nil && len(other) != 0 {
+			t.Errorf("another tenant reads roll-ups: %+v", other)
+		}
+		nets, err := tx.UsageNetworkDays("beta", "key_1", day, nextDay)
+		if err == nil && len(nets) != 0 {
+			t.Errorf("another tenant reads network roll-ups: %+v", nets)
+		}
+		if _, err := tx.UsageRollup("acme", "key_1", "week", day, nextDay); latchkey.ErrorCode(err) != latchkey.EInvalid {
+			t.Errorf("UsageRollup(week) = %v, want invalid", err)
+		}
+		return nil
+	})
 }
 
 func testNetworkHistory(t *testing.T, s keys.Store) {
