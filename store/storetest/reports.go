@@ -91,7 +91,7 @@ func testNetworkTotals(t *testing.T, s keys.Store) {
 			net("key_1", 0, "192.0.2.0/24", 5),
 			net("key_1", 1, "192.0.2.0/24", 5), // the same network again
 			net("key_1", 2, "2001:db8:1::/48", 1),
-			net("key_1", 2, "other", 9), // not a network of its own
+			net("key_1", 2, "other", 9),            // not a network of its own
 			net("key_1", 12, "198.51.100.0/24", 1), // after the window
 			net("key_2", 4, "other", 3),
 			net("key_3", 8, "203.0.113.0/24", 2),
