@@ -272,7 +272,7 @@ func TestReportUsage(t *testing.T) {
 }
 
 func TestReportSecurity(t *testing.T) {
-	f, _ := reportFixture(t)
+	f, store := reportFixture(t)
 	ctx := context.Background()
 	k, _ := f.create(t, keys.CreateParams{Settings: keys.Settings{Name: ptr("ci"), Owner: ptr("alice"), Scopes: sp("data:read")}})
 	parent, _ := f.create(t, keys.CreateParams{Settings: keys.Settings{Name: ptr("parent"), Owner: ptr("bob"), Scopes: sp("data:read", "data:write")}})
@@ -309,6 +309,15 @@ func TestReportSecurity(t *testing.T) {
 	f.clock.Advance(time.Minute)
 	at3 := widen(quiet.ID, "data:read", "ops:read", "ops:write") // nobody answers
 	f.clock.Advance(time.Minute)
+	// An anomaly about a network, not a key, as the brute-force guard raises.
+	burstAt := f.clock.Now()
+	burst := latchkey.NewEvent("acme", latchkey.EventSecurityAnomaly, "", burstAt, latchkey.Anomaly{
+		Kind: latchkey.AnomalyFailedAuthBurst, Severity: latchkey.SeverityHigh, Network: "203.0.113.0/24", Summary: "burst",
+		Details: map[string]string{"failures": "20"}})
+	if err := store.Update(ctx, func(tx keys.Tx) error { return tx.AppendEvent(burst) }); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(time.Minute)
 	to := f.clock.Now()
 	// The other tenant's anomaly is not acme's.
 	gk, _, err := f.svc.CreateKey(ctx, f.other, keys.CreateParams{Settings: keys.Settings{Name: ptr("g"), Scopes: sp("data:read")}})
@@ -323,8 +332,13 @@ func TestReportSecurity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(r.Anomalies) != 3 {
+	if len(r.Anomalies) != 4 {
 		t.Fatalf("anomalies = %+v", r.Anomalies)
+	}
+	if a := r.Anomalies[3]; a.EventID != burst.ID || a.KeyID != "" || a.KeyName != "" || a.Network != "203.0.113.0/24" ||
+		a.Kind != latchkey.AnomalyFailedAuthBurst || a.Severity != latchkey.SeverityHigh || a.Details["failures"] != "20" ||
+		len(a.Responses) != 0 || !a.At.Equal(burstAt) {
+		t.Errorf("burst anomaly = %+v", a)
 	}
 	a := r.Anomalies[0]
 	if a.Kind != latchkey.AnomalyScopesWidened || a.Severity != latchkey.SeverityMedium || a.KeyID != k.ID || a.KeyName != "ci" ||
@@ -350,8 +364,10 @@ func TestReportSecurity(t *testing.T) {
 		t.Errorf("anomaly 3 = %+v", a)
 	}
 	s := r.Summary
-	if s.Anomalies != 3 || s.Responded != 2 || s.Unresponded != 1 || s.ByKind[latchkey.AnomalyScopesWidened] != 3 ||
-		s.BySeverity[latchkey.SeverityMedium] != 3 || s.BySeverity[latchkey.SeverityHigh] != 0 || len(s.ByKind) != len(latchkey.AnomalyKinds) {
+	if s.Anomalies != 4 || s.Responded != 2 || s.Unresponded != 2 || s.ByKind[latchkey.AnomalyScopesWidened] != 3 ||
+		s.ByKind[latchkey.AnomalyFailedAuthBurst] != 1 || s.ByKind[latchkey.AnomalyUsageSpike] != 0 ||
+		s.BySeverity[latchkey.SeverityMedium] != 3 || s.BySeverity[latchkey.SeverityHigh] != 1 || s.BySeverity[latchkey.SeverityLow] != 0 ||
+		len(s.ByKind) != len(latchkey.AnomalyKinds) {
 		t.Errorf("summary = %+v", s)
 	}
 

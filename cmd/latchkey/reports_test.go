@@ -352,6 +352,16 @@ func TestE2EReports(t *testing.T) {
 		t.Errorf("CLI security CSV: %v\n%s\nwant\n%s", err, out, secCSV)
 	}
 
+	// --from also takes a duration ago (on the CLI's clock).
+	wallTo := time.Now().UTC().Add(time.Hour).Truncate(time.Second)
+	out, _, err = cli("reports", "security", "--from", "7d", "--to", wallTo.Format(time.RFC3339))
+	if err != nil {
+		t.Fatalf("reports security --from 7d: %v", err)
+	}
+	if h := decodeInto[keys.SecurityReport](t, []byte(out)); !h.To.Equal(wallTo) || h.To.Sub(h.From) < 7*24*time.Hour || h.To.Sub(h.From) > 7*24*time.Hour+2*time.Hour {
+		t.Errorf("--from 7d: window %v – %v", h.From, h.To)
+	}
+
 	// Another tenant's reports show none of this.
 	for _, kind := range []string{"access", "usage", "security"} {
 		r := ts.call(t, "GET", "/v1/reports/"+kind+"?"+window, other, nil)
