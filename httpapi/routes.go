@@ -30,6 +30,10 @@ func (s *Server) routes() {
 	m.Handle("GET /v1/audit/verify", s.admin("audit:read", s.verifyAudit))
 	m.Handle("GET /v1/security-events", s.admin("audit:read", s.listSecurityEvents))
 
+	m.Handle("GET /v1/reports/access", s.admin("audit:read", s.accessReport))
+	m.Handle("GET /v1/reports/usage", s.admin("audit:read", s.usageReport))
+	m.Handle("GET /v1/reports/security", s.admin("audit:read", s.securityReport))
+
 	m.Handle("POST /v1/tenants", s.admin("tenants:admin", s.createTenant))
 	m.Handle("GET /v1/tenants", s.admin("tenants:admin", s.listTenants))
 

@@ -1,5 +1,36 @@
 package keys
 
-// ReportStore answers the aggregate queries of compliance reports.
+import "time"
+
+// ReportStore answers the aggregate queries of compliance reports. Both
+// methods read one tenant only, so a report can never count another
+// tenant's keys.
 type ReportStore interface {
+	// UsageTotals sums a tenant's usage rows with from <= Minute < to by
+	// key and code: the count, and the first and last minute that had a
+	// row. Ordered by key id, then code.
+	UsageTotals(tenant string, from, to time.Time) ([]UsageTotal, error)
+	// NetworkTotals counts, per key of the tenant, the distinct client
+	// networks its network rows with from <= Minute < to name; "other"
+	// (networks past the recorder's per-minute cap) is not counted. Ordered
+	// by key id; keys without network rows are left out.
+	NetworkTotals(tenant string, from, to time.Time) ([]NetworkTotal, error)
+}
+
+// UsageTotal is a key's verifications that ended with Code in a window,
+// and the first and last minutes (their starts, UTC) in which there were
+// any.
+type UsageTotal struct {
+	KeyID string
+	Code  string
+	Count int64
+	First time.Time
+	Last  time.Time
+}
+
+// NetworkTotal is how many distinct client networks used a key in a
+// window.
+type NetworkTotal struct {
+	KeyID    string
+	Networks int64
 }

@@ -1,0 +1,59 @@
+package sqlite
+
+import (
+	"database/sql"
+	"time"
+
+	"github.com/latchkeyhq/latchkey/keys"
+)
+
+// UsageTotals sums a tenant's minute rows in [from, to) by key and code.
+func (t *tx) UsageTotals(tenant string, from, to time.Time) ([]keys.UsageTotal, error) {
+	rows, err := t.tx.QueryContext(t.ctx, `SELECT key_id, code, sum(count), min(minute), max(minute) FROM usage_minutes
+		WHERE tenant_id = ? AND minute >= ? AND minute < ?
+		GROUP BY key_id, code ORDER BY key_id, code`, tenant, from.UnixMicro(), to.UnixMicro())
+	if err != nil {
+		return nil, fail(t.ctx, "usage totals", err)
+	}
+	defer rows.Close()
+	out := []keys.UsageTotal{}
+	for rows.Next() {
+		var u keys.UsageTotal
+		var first, last int64
+		if err := rows.Scan(&u.KeyID, &u.Code, &u.Count, &first, &last); err != nil {
+			return nil, fail(t.ctx, "usage totals", err)
+		}
+		u.First = fromMicros(sql.NullInt64{Int64: first, Valid: true})
+		u.Last = fromMicros(sql.NullInt64{Int64: last, Valid: true})
+		out = append(out, u)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fail(t.ctx, "usage totals", err)
+	}
+	return out, nil
+}
+
+// NetworkTotals counts the distinct networks of each of a tenant's keys in
+// [from, to). Network rows carry no tenant; the key's row says whose it is.
+func (t *tx) NetworkTotals(tenant string, from, to time.Time) ([]keys.NetworkTotal, error) {
+	rows, err := t.tx.QueryContext(t.ctx, `SELECT n.key_id, count(DISTINCT n.network) FROM usage_networks n
+		JOIN keys k ON k.id = n.key_id
+		WHERE k.tenant_id = ? AND n.minute >= ? AND n.minute < ? AND n.network <> 'other'
+		GROUP BY n.key_id ORDER BY n.key_id`, tenant, from.UnixMicro(), to.UnixMicro())
+	if err != nil {
+		return nil, fail(t.ctx, "network totals", err)
+	}
+	defer rows.Close()
+	out := []keys.NetworkTotal{}
+	for rows.Next() {
+		var n keys.NetworkTotal
+		if err := rows.Scan(&n.KeyID, &n.Networks); err != nil {
+			return nil, fail(t.ctx, "network totals", err)
+		}
+		out = append(out, n)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fail(t.ctx, "network totals", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,111 @@
+package storetest
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/latchkeyhq/latchkey/keys"
+)
+
+func init() {
+	moreTests = append(moreTests, []struct {
+		name string
+		fn   func(*testing.T, keys.Store)
+	}{
+		{"UsageTotalsSumByKeyAndCode", testUsageTotals},
+		{"NetworkTotalsCountDistinctNetworks", testNetworkTotals},
+	}...)
+}
+
+func usageTotals(t *testing.T, s keys.Store, tenant string, from, to time.Time) []keys.UsageTotal {
+	t.Helper()
+	var out []keys.UsageTotal
+	view(t, s, func(tx keys.Tx) (err error) {
+		out, err = tx.UsageTotals(tenant, from, to)
+		return err
+	})
+	return out
+}
+
+func networkTotals(t *testing.T, s keys.Store, tenant string, from, to time.Time) []keys.NetworkTotal {
+	t.Helper()
+	var out []keys.NetworkTotal
+	view(t, s, func(tx keys.Tx) (err error) {
+		out, err = tx.NetworkTotals(tenant, from, to)
+		return err
+	})
+	return out
+}
+
+func testUsageTotals(t *testing.T, s keys.Store) {
+	createTenants(t, s, "acme", "beta")
+	createKeys(t, s, key("acme", "key_1"), key("acme", "key_2"), key("beta", "key_9"))
+	row := func(tenant, id string, m int, code string, n int64) keys.UsageRow {
+		return keys.UsageRow{KeyID: id, Tenant: tenant, Minute: minute(m), Code: code, Count: n}
+	}
+	update(t, s, func(tx keys.Tx) error {
+		return tx.AddUsage([]keys.UsageRow{
+			row("acme", "key_1", -1, "VALID", 100), // before the window
+			row("acme", "key_1", 0, "VALID", 3),
+			row("acme", "key_1", 0, "REVOKED", 1),
+			row("acme", "key_1", 5, "VALID", 4),
+			row("acme", "key_1", 9, "REVOKED", 2),
+			row("acme", "key_1", 10, "VALID", 100), // at the window's end: outside
+			row("acme", "key_2", 3, "INSUFFICIENT_SCOPE", 7),
+			row("beta", "key_9", 2, "VALID", 50), // another tenant's
+		})
+	})
+	if got := usageTotals(t, s, "acme", minute(20), minute(30)); got == nil || len(got) != 0 {
+		t.Fatalf("UsageTotals of an empty window = %#v, want an empty list", got)
+	}
+	got := usageTotals(t, s, "acme", minute(0), minute(10))
+	want := []keys.UsageTotal{
+		{KeyID: "key_1", Code: "REVOKED", Count: 3, First: minute(0), Last: minute(9)},
+		{KeyID: "key_1", Code: "VALID", Count: 7, First: minute(0), Last: minute(5)},
+		{KeyID: "key_2", Code: "INSUFFICIENT_SCOPE", Count: 7, First: minute(3), Last: minute(3)},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("UsageTotals = %+v, want %+v", got, want)
+	}
+	for i := range got {
+		g, w := got[i], want[i]
+		if g.KeyID != w.KeyID || g.Code != w.Code || g.Count != w.Count || !g.First.Equal(w.First) || !g.Last.Equal(w.Last) ||
+			g.First.Location() != time.UTC || g.Last.Location() != time.UTC {
+			t.Errorf("UsageTotals[%d] = %+v, want %+v", i, g, w)
+		}
+	}
+	if got := usageTotals(t, s, "nobody", minute(-100), minute(100)); len(got) != 0 {
+		t.Errorf("UsageTotals of an unknown tenant = %+v", got)
+	}
+}
+
+func testNetworkTotals(t *testing.T, s keys.Store) {
+	createTenants(t, s, "acme", "beta")
+	createKeys(t, s, key("acme", "key_1"), key("acme", "key_2"), key("acme", "key_3"), key("beta", "key_9"))
+	net := func(id string, m int, network string, n int64) keys.UsageNetwork {
+		return keys.UsageNetwork{KeyID: id, Minute: minute(m), Network: network, Count: n}
+	}
+	update(t, s, func(tx keys.Tx) error {
+		return tx.AddUsageNetworks([]keys.UsageNetwork{
+			net("key_1", 0, "192.0.2.0/24", 5),
+			net("key_1", 1, "192.0.2.0/24", 5), // the same network again
+			net("key_1", 2, "2001:db8:1::/48", 1),
+			net("key_1", 2, "other", 9),            // not a network of its own
+			net("key_1", 12, "198.51.100.0/24", 1), // after the window
+			net("key_2", 4, "other", 3),
+			net("key_3", 8, "203.0.113.0/24", 2),
+			net("key_9", 1, "10.0.0.0/24", 1), // another tenant's
+		})
+	})
+	got := networkTotals(t, s, "acme", minute(0), minute(10))
+	if fmt.Sprint(got) != fmt.Sprint([]keys.NetworkTotal{{KeyID: "key_1", Networks: 2}, {KeyID: "key_3", Networks: 1}}) {
+		t.Errorf("NetworkTotals = %+v, want key_1: 2, key_3: 1", got)
+	}
+	if got := networkTotals(t, s, "beta", minute(0), minute(10)); fmt.Sprint(got) != fmt.Sprint([]keys.NetworkTotal{{KeyID: "key_9", Networks: 1}}) {
+		t.Errorf("NetworkTotals of beta = %+v", got)
+	}
+	if got := networkTotals(t, s, "acme", minute(20), minute(30)); got == nil || len(got) != 0 {
+		t.Errorf("NetworkTotals of an empty window = %#v, want an empty list", got)
+	}
+}
