@@ -210,6 +210,11 @@ func nonNil[T any](s []T) []T {
 // Counts are as of the usage recorder's last flush.
 type TenantUsageReport struct {
 	ReportHeader
+	// Grain is the resolution the counts were read at: "day" when from and
+	// to are UTC midnights, "hour" when they are whole hours, else
+	// "minute". Coarser rows are kept longer (see Grain), and first_seen
+	// and last_seen are starts of rows of this grain.
+	Grain  Grain        `json:"grain"`
 	Totals UsageCounts  `json:"totals"`
 	Keys   []UsageKey   `json:"keys"`
 	Owners []UsageOwner `json:"owners"`
@@ -237,7 +242,7 @@ func (c *UsageCounts) add(code string, n int64) {
 	}
 }
 
-// UsageKey is one key of a usage report. FirstMinute and LastMinute are
+// UsageKey is one key of a usage report. FirstSeen and LastSeen are
 // the starts of the first and last minutes in the window with any
 // verification; Networks is how many distinct client networks (IPv4 /24,
 // IPv6 /48) presented the key.
@@ -247,8 +252,8 @@ type UsageKey struct {
 	Owner       string `json:"owner"`
 	Environment string `json:"environment"`
 	UsageCounts
-	FirstMinute time.Time `json:"first_minute,omitzero"`
-	LastMinute  time.Time `json:"last_minute,omitzero"`
+	FirstSeen time.Time `json:"first_seen,omitzero"`
+	LastSeen  time.Time `json:"last_seen,omitzero"`
 	Networks    int64     `json:"networks"`
 }
 
@@ -269,6 +274,7 @@ func (s *Service) ReportUsage(ctx context.Context, actor *Actor, win ReportWindo
 	}
 	r := &TenantUsageReport{
 		ReportHeader: ReportHeader{Report: "usage", GeneratedAt: now, Tenant: actor.Tenant, From: win.From, To: win.To},
+		Grain:        grainOf(win.From, win.To),
 		Totals:       UsageCounts{Codes: map[string]int64{}},
 		Keys:         []UsageKey{},
 		Owners:       []UsageOwner{},
@@ -279,10 +285,10 @@ func (s *Service) ReportUsage(ctx context.Context, actor *Actor, win ReportWindo
 	)
 	err = s.store.View(ctx, func(tx Tx) error {
 		var err error
-		if totals, err = tx.UsageTotals(actor.Tenant, win.From, win.To); err != nil {
+		if totals, err = tx.UsageTotals(actor.Tenant, r.Grain, win.From, win.To); err != nil {
 			return err
 		}
-		if nets, err = tx.NetworkTotals(actor.Tenant, win.From, win.To); err != nil {
+		if nets, err = tx.NetworkTotals(actor.Tenant, r.Grain, win.From, win.To); err != nil {
 			return err
 		}
 		used := map[string]bool{}
@@ -310,11 +316,11 @@ func (s *Service) ReportUsage(ctx context.Context, actor *Actor, win ReportWindo
 		}
 		k := &r.Keys[i]
 		k.add(u.Code, u.Count)
-		if k.FirstMinute.IsZero() || u.First.Before(k.FirstMinute) {
-			k.FirstMinute = u.First
+		if k.FirstSeen.IsZero() || u.First.Before(k.FirstSeen) {
+			k.FirstSeen = u.First
 		}
-		if u.Last.After(k.LastMinute) {
-			k.LastMinute = u.Last
+		if u.Last.After(k.LastSeen) {
+			k.LastSeen = u.Last
 		}
 		r.Totals.add(u.Code, u.Count)
 	}
@@ -556,4 +562,16 @@ func anomalyRow(e *latchkey.Event) SecurityAnomaly {
 		EventID: e.ID, At: e.At, Kind: a.Kind, Severity: a.Severity, KeyID: e.KeyID,
 		Network: a.Network, Summary: a.Summary, Details: a.Details,
 	}
+}
+
+// grainOf returns the coarsest usage grain whose rows tile [from, to)
+// exactly: the window's counts are then read from the rows kept longest.
+func grainOf(from, to time.Time) Grain {
+	switch {
+	case from.Equal(from.Truncate(24*time.Hour)) && to.Equal(to.Truncate(24*time.Hour)):
+		return GrainDay
+	case from.Equal(from.Truncate(time.Hour)) && to.Equal(to.Truncate(time.Hour)):
+		return GrainHour
+	}
+	return GrainMinute
 }

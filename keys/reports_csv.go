@@ -120,7 +120,7 @@ var usageCSVCodes = slices.DeleteFunc(slices.Clone(latchkey.VerifyCodes[:]), fun
 var UsageCSVHeader = slices.Concat(
 	[]string{"key_id", "name", "owner", "environment", "total", "valid", "denied"},
 	usageCSVCodes,
-	[]string{"first_minute", "last_minute", "networks"},
+	[]string{"first_seen", "last_seen", "networks"},
 )
 
 // WriteCSV writes one row per key.
@@ -132,7 +132,7 @@ func (r *TenantUsageReport) WriteCSV(w io.Writer) error {
 			for _, c := range usageCSVCodes {
 				row = append(row, itoa(k.Codes[c]))
 			}
-			row = append(row, csvTime(k.FirstMinute), csvTime(k.LastMinute), itoa(k.Networks))
+			row = append(row, csvTime(k.FirstSeen), csvTime(k.LastSeen), itoa(k.Networks))
 			if err := emit(row...); err != nil {
 				return err
 			}

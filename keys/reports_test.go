@@ -220,7 +220,7 @@ func TestReportUsage(t *testing.T) {
 	got := map[string]row2{}
 	byID := map[string]keys.UsageKey{}
 	for i, k := range r.Keys {
-		got[k.KeyID] = row2{k.KeyID, k.Total, k.Valid, k.Denied, fmt.Sprint(k.Codes), k.FirstMinute, k.LastMinute, k.Networks}
+		got[k.KeyID] = row2{k.KeyID, k.Total, k.Valid, k.Denied, fmt.Sprint(k.Codes), k.FirstSeen, k.LastSeen, k.Networks}
 		byID[k.KeyID] = k
 		if i > 0 && r.Keys[i-1].KeyID >= k.KeyID {
 			t.Errorf("keys out of id order at %d", i)

@@ -6,20 +6,20 @@ import "time"
 // methods read one tenant only, so a report can never count another
 // tenant's keys.
 type ReportStore interface {
-	// UsageTotals sums a tenant's usage rows with from <= Minute < to by
-	// key and code: the count, and the first and last minute that had a
-	// row. Ordered by key id, then code.
-	UsageTotals(tenant string, from, to time.Time) ([]UsageTotal, error)
+	// UsageTotals sums a tenant's usage rows of grain g that start in
+	// [from, to) by key and code: the count, and the starts of the first
+	// and last rows. Ordered by key id, then code.
+	UsageTotals(tenant string, g Grain, from, to time.Time) ([]UsageTotal, error)
 	// NetworkTotals counts, per key of the tenant, the distinct client
-	// networks its network rows with from <= Minute < to name; "other"
-	// (networks past the recorder's per-minute cap) is not counted. Ordered
-	// by key id; keys without network rows are left out.
-	NetworkTotals(tenant string, from, to time.Time) ([]NetworkTotal, error)
+	// networks its network rows that start in [from, to) name — daily
+	// roll-ups for GrainDay, minute rows otherwise; "other" (networks past
+	// the recorder's per-minute cap) is not counted. Ordered by key id;
+	// keys without network rows are left out.
+	NetworkTotals(tenant string, g Grain, from, to time.Time) ([]NetworkTotal, error)
 }
 
 // UsageTotal is a key's verifications that ended with Code in a window,
-// and the first and last minutes (their starts, UTC) in which there were
-// any.
+// and the starts (UTC) of the first and last rows in which there were any.
 type UsageTotal struct {
 	KeyID string
 	Code  string

@@ -226,7 +226,12 @@ func TestE2EReports(t *testing.T) {
 	if !slices.Equal(usTable.header, keys.UsageCSVHeader) || usTable.n != len(mine)+1 || len(us.Keys) != len(mine)+1 {
 		t.Fatalf("usage: %d JSON rows, CSV header %q, %d rows", len(us.Keys), usTable.header, usTable.n)
 	}
-	m0, m2 := "2026-06-01T08:00:00Z", "2026-06-01T08:02:00Z"
+	// A window of whole UTC days reads the daily roll-ups: first and last
+	// seen are day starts. (A window of minutes, below, tells the minutes.)
+	if us.Grain != keys.GrainDay {
+		t.Errorf("usage grain of a window of dates = %q, want day", us.Grain)
+	}
+	m0, m2 := "2026-06-01T00:00:00Z", "2026-06-01T00:00:00Z"
 	for _, w := range []struct {
 		id                       string
 		total, valid, denied     int64
@@ -252,13 +257,13 @@ func TestE2EReports(t *testing.T) {
 			t.Fatalf("usage report lacks %s", w.id)
 		}
 		if k.Total != w.total || k.Valid != w.valid || k.Denied != w.denied || !reflect.DeepEqual(k.Codes, w.codes) ||
-			csvTimeOf(k.FirstMinute) != w.first || csvTimeOf(k.LastMinute) != w.last || k.Networks != w.networks ||
+			csvTimeOf(k.FirstSeen) != w.first || csvTimeOf(k.LastSeen) != w.last || k.Networks != w.networks ||
 			k.Owner != w.owner || k.Environment != w.environment {
 			t.Errorf("usage JSON of %s = %+v, want %+v", w.id, *k, w)
 		}
 		for col, want := range map[string]string{
 			"name": w.name, "owner": w.owner, "environment": w.environment, "total": itoa(w.total), "valid": itoa(w.valid),
-			"denied": itoa(w.denied), "first_minute": w.first, "last_minute": w.last, "networks": itoa(w.networks),
+			"denied": itoa(w.denied), "first_seen": w.first, "last_seen": w.last, "networks": itoa(w.networks),
 		} {
 			if c := usTable.cell(t, w.id, col); c != want {
 				t.Errorf("usage CSV %s.%s = %q, want %q", w.id, col, c, want)
@@ -279,6 +284,19 @@ func TestE2EReports(t *testing.T) {
 	}
 	if want := []string{"acme:1:0/0/0", "alice:3:12/9/3", "audit-team:1:0/0/0", "bob:1:2/0/2", "ops:1:0/0/0"}; !slices.Equal(owners, want) {
 		t.Errorf("usage owners = %v\nwant %v", owners, want)
+	}
+
+	minutes := decodeInto[keys.TenantUsageReport](t, getReport(t, ts, auditor, "usage", "from=2026-06-01T07:59:30Z&to=2026-06-01T09:00:30Z").Raw)
+	found := false
+	for _, k := range minutes.Keys {
+		found = found || k.KeyID == k1
+		if k.KeyID == k1 && (minutes.Grain != keys.GrainMinute || k.Total != 8 ||
+			csvTimeOf(k.FirstSeen) != "2026-06-01T08:00:00Z" || csvTimeOf(k.LastSeen) != "2026-06-01T08:02:00Z") {
+			t.Errorf("usage of %s over a window of minutes: grain %q, %+v", k1, minutes.Grain, k)
+		}
+	}
+	if !found {
+		t.Errorf("usage over a window of minutes lacks %s", k1)
 	}
 
 	// Security: the anomaly and its response.

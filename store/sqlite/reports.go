@@ -7,10 +7,14 @@ import (
 	"github.com/latchkeyhq/latchkey/keys"
 )
 
-// UsageTotals sums a tenant's minute rows in [from, to) by key and code.
-func (t *tx) UsageTotals(tenant string, from, to time.Time) ([]keys.UsageTotal, error) {
-	rows, err := t.tx.QueryContext(t.ctx, `SELECT key_id, code, sum(count), min(minute), max(minute) FROM usage_minutes
-		WHERE tenant_id = ? AND minute >= ? AND minute < ?
+// UsageTotals sums a tenant's rows of a grain in [from, to) by key and code.
+func (t *tx) UsageTotals(tenant string, g keys.Grain, from, to time.Time) ([]keys.UsageTotal, error) {
+	table, column, err := grainTable(g)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := t.tx.QueryContext(t.ctx, `SELECT key_id, code, sum(count), min(`+column+`), max(`+column+`) FROM `+table+`
+		WHERE tenant_id = ? AND `+column+` >= ? AND `+column+` < ?
 		GROUP BY key_id, code ORDER BY key_id, code`, tenant, from.UnixMicro(), to.UnixMicro())
 	if err != nil {
 		return nil, fail(t.ctx, "usage totals", err)
@@ -35,10 +39,14 @@ func (t *tx) UsageTotals(tenant string, from, to time.Time) ([]keys.UsageTotal, 
 
 // NetworkTotals counts the distinct networks of each of a tenant's keys in
 // [from, to). Network rows carry no tenant; the key's row says whose it is.
-func (t *tx) NetworkTotals(tenant string, from, to time.Time) ([]keys.NetworkTotal, error) {
-	rows, err := t.tx.QueryContext(t.ctx, `SELECT n.key_id, count(DISTINCT n.network) FROM usage_networks n
+func (t *tx) NetworkTotals(tenant string, g keys.Grain, from, to time.Time) ([]keys.NetworkTotal, error) {
+	table, column := "usage_networks", "minute"
+	if g == keys.GrainDay {
+		table, column = "usage_network_days", "day"
+	}
+	rows, err := t.tx.QueryContext(t.ctx, `SELECT n.key_id, count(DISTINCT n.network) FROM `+table+` n
 		JOIN keys k ON k.id = n.key_id
-		WHERE k.tenant_id = ? AND n.minute >= ? AND n.minute < ? AND n.network <> 'other'
+		WHERE k.tenant_id = ? AND n.`+column+` >= ? AND n.`+column+` < ? AND n.network <> 'other'
 		GROUP BY n.key_id ORDER BY n.key_id`, tenant, from.UnixMicro(), to.UnixMicro())
 	if err != nil {
 		return nil, fail(t.ctx, "network totals", err)

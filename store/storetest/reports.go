@@ -20,9 +20,14 @@ func init() {
 
 func usageTotals(t *testing.T, s keys.Store, tenant string, from, to time.Time) []keys.UsageTotal {
 	t.Helper()
+	return usageTotalsAt(t, s, tenant, keys.GrainMinute, from, to)
+}
+
+func usageTotalsAt(t *testing.T, s keys.Store, tenant string, g keys.Grain, from, to time.Time) []keys.UsageTotal {
+	t.Helper()
 	var out []keys.UsageTotal
 	view(t, s, func(tx keys.Tx) (err error) {
-		out, err = tx.UsageTotals(tenant, from, to)
+		out, err = tx.UsageTotals(tenant, g, from, to)
 		return err
 	})
 	return out
@@ -30,9 +35,14 @@ func usageTotals(t *testing.T, s keys.Store, tenant string, from, to time.Time) 
 
 func networkTotals(t *testing.T, s keys.Store, tenant string, from, to time.Time) []keys.NetworkTotal {
 	t.Helper()
+	return networkTotalsAt(t, s, tenant, keys.GrainMinute, from, to)
+}
+
+func networkTotalsAt(t *testing.T, s keys.Store, tenant string, g keys.Grain, from, to time.Time) []keys.NetworkTotal {
+	t.Helper()
 	var out []keys.NetworkTotal
 	view(t, s, func(tx keys.Tx) (err error) {
-		out, err = tx.NetworkTotals(tenant, from, to)
+		out, err = tx.NetworkTotals(tenant, g, from, to)
 		return err
 	})
 	return out
@@ -78,6 +88,12 @@ func testUsageTotals(t *testing.T, s keys.Store) {
 	if got := usageTotals(t, s, "nobody", minute(-100), minute(100)); len(got) != 0 {
 		t.Errorf("UsageTotals of an unknown tenant = %+v", got)
 	}
+	// The day roll-up holds every row of acme's keys on that UTC day.
+	day := minute(0).Truncate(24 * time.Hour)
+	daily := usageTotalsAt(t, s, "acme", keys.GrainDay, day, day.Add(24*time.Hour))
+	if fmt.Sprint(len(daily)) != "3" || daily[1].Count != 207 || !daily[1].First.Equal(day) || !daily[1].Last.Equal(day) {
+		t.Errorf("daily UsageTotals = %+v, want key_1 VALID 207 on %v", daily, day)
+	}
 }
 
 func testNetworkTotals(t *testing.T, s keys.Store) {
@@ -107,5 +123,10 @@ func testNetworkTotals(t *testing.T, s keys.Store) {
 	}
 	if got := networkTotals(t, s, "acme", minute(20), minute(30)); got == nil || len(got) != 0 {
 		t.Errorf("NetworkTotals of an empty window = %#v, want an empty list", got)
+	}
+	day := minute(0).Truncate(24 * time.Hour)
+	got = networkTotalsAt(t, s, "acme", keys.GrainDay, day, day.Add(24*time.Hour))
+	if fmt.Sprint(got) != fmt.Sprint([]keys.NetworkTotal{{KeyID: "key_1", Networks: 3}, {KeyID: "key_3", Networks: 1}}) {
+		t.Errorf("daily NetworkTotals = %+v, want key_1: 3, key_3: 1", got)
 	}
 }
