@@ -254,7 +254,7 @@ type UsageKey struct {
 	UsageCounts
 	FirstSeen time.Time `json:"first_seen,omitzero"`
 	LastSeen  time.Time `json:"last_seen,omitzero"`
-	Networks    int64     `json:"networks"`
+	Networks  int64     `json:"networks"`
 }
 
 // UsageOwner sums the usage of an owner's keys.
