@@ -42,9 +42,14 @@ func TestMutationFailsWhenItsAuditEventCannotBeWritten(t *testing.T) {
 	f := newFixture(t, func(o *keys.Options) {
 		store = &brokenAudit{Store: o.Store}
 		o.Store = store
+		o.Sealer = newTestSealer(t)
 	})
 	ctx := context.Background()
 	k, key := f.create(t, keys.CreateParams{Settings: keys.Settings{Scopes: &[]string{"data:read"}}})
+	hook, _, err := f.svc.CreateWebhook(ctx, f.admin, keys.WebhookParams{URL: "https://hooks.example.com/in"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	f.verify(t, key, "data:read") // cached
 	store.fail.Store(true)
 
@@ -64,6 +69,11 @@ func TestMutationFailsWhenItsAuditEventCannotBeWritten(t *testing.T) {
 			_, _, err := f.svc.DeriveKey(ctx, f.admin, k.ID, keys.CreateParams{Settings: keys.Settings{Name: ptr("c")}})
 			return err
 		},
+		"CreateWebhook": func() error {
+			_, _, err := f.svc.CreateWebhook(ctx, f.admin, keys.WebhookParams{URL: "https://hooks.example.com/other"})
+			return err
+		},
+		"DeleteWebhook": func() error { return f.svc.DeleteWebhook(ctx, f.admin, hook.ID) },
 	}
 	for name, m := range mutations {
 		t.Run(name, func(t *testing.T) {
@@ -82,6 +92,10 @@ func TestMutationFailsWhenItsAuditEventCannotBeWritten(t *testing.T) {
 	}
 	if v := f.verify(t, key, "data:read"); v.Code != latchkey.CodeValid {
 		t.Fatalf("verify after failed mutations: %s", v.Code)
+	}
+	hooks, _, err := f.svc.ListWebhooks(ctx, f.admin, "", 0)
+	if err != nil || len(hooks) != 1 || hooks[0].ID != hook.ID {
+		t.Fatalf("webhooks after failed mutations: %d (%v), want only the first", len(hooks), err)
 	}
 	store.fail.Store(false)
 	evs, err := f.svc.ListAudit(ctx, f.admin, keys.AuditFilter{})

@@ -44,7 +44,10 @@ type Options struct {
 	Usage UsageRecorder
 	// Burst is when many keys created or revoked in a short time are a
 	// security anomaly (default: 50 within 5 minutes).
-	Burst  BurstRule
+	Burst BurstRule
+	// Sealer seals webhook signing secrets for storage (the keyring); nil
+	// means webhooks cannot be created.
+	Sealer Sealer
 	Logger *slog.Logger
 }
 
@@ -81,6 +84,7 @@ type Service struct {
 	log          *slog.Logger
 	defaultGrace time.Duration
 	burst        BurstRule
+	sealer       Sealer
 	storeReads   atomic.Uint64
 }
 
@@ -124,6 +128,7 @@ func New(o Options) *Service {
 		log:          o.Logger,
 		defaultGrace: o.DefaultGrace,
 		burst:        o.Burst,
+		sealer:       o.Sealer,
 	}
 }
 
