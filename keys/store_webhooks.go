@@ -52,10 +52,20 @@ type WebhookStore interface {
 	// before before, and returns how many it deleted.
 	PruneDeliveries(before time.Time) (int64, error)
 
-	// ExpiringKeys returns up to limit keys of any tenant that are not
-	// revoked nor rotated out (no GraceUntil), whose ExpiresAt is after
-	// from and at or before to, ordered by ExpiresAt then id.
-	ExpiringKeys(from, to time.Time, limit int) ([]*latchkey.Key, error)
+	// ExpiringKeys returns keys of any tenant that are not revoked nor
+	// rotated out (no GraceUntil) and whose ExpiresAt is after f.From and
+	// at or before f.To, ordered by ExpiresAt then id, starting after the
+	// key (f.AfterExpires, f.AfterID) when f.AfterID is set.
+	ExpiringKeys(f ExpiringFilter) ([]*latchkey.Key, error)
+}
+
+// ExpiringFilter selects a page of keys by expiry.
+type ExpiringFilter struct {
+	From, To time.Time
+	// AfterExpires and AfterID continue a listing after its last key.
+	AfterExpires time.Time
+	AfterID      string
+	Limit        int // at most this many (0: no limit)
 }
 
 // DeliveryFilter narrows a delivery listing. Empty fields match everything.

@@ -219,12 +219,20 @@ func (t *tx) PruneDeliveries(before time.Time) (int64, error) {
 	return n, nil
 }
 
-// ExpiringKeys returns live keys whose expiry falls in (from, to].
-func (t *tx) ExpiringKeys(from, to time.Time, n int) ([]*latchkey.Key, error) {
-	return t.keys("expiring keys", `SELECT `+keyColumns+` FROM keys
+// ExpiringKeys returns live keys whose expiry falls in (From, To].
+func (t *tx) ExpiringKeys(f keys.ExpiringFilter) ([]*latchkey.Key, error) {
+	q := `SELECT ` + keyColumns + ` FROM keys
 		WHERE expires_at IS NOT NULL AND expires_at > ? AND expires_at <= ?
-		AND state != 'revoked' AND grace_until IS NULL
-		ORDER BY expires_at, id LIMIT ?`, from.UnixMicro(), to.UnixMicro(), limit(keys.Page{Limit: n}))
+		AND state != 'revoked' AND grace_until IS NULL`
+	args := []any{f.From.UnixMicro(), f.To.UnixMicro()}
+	if f.AfterID != "" {
+		q += ` AND (expires_at > ? OR (expires_at = ? AND id > ?))`
+		ae := f.AfterExpires.UnixMicro()
+		args = append(args, ae, ae, f.AfterID)
+	}
+	q += ` ORDER BY expires_at, id LIMIT ?`
+	args = append(args, limit(keys.Page{Limit: f.Limit}))
+	return t.keys("expiring keys", q, args...)
 }
 
 func (t *tx) deliveries(op, query string, args ...any) ([]*latchkey.Delivery, error) {

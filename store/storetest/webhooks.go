@@ -354,9 +354,10 @@ func testExpiringKeys(t *testing.T, s keys.Store) {
 	suspended := mk("acme", "key_suspended", t0.Add(4*time.Hour))
 	suspended.State = latchkey.StateSuspended
 	createKeys(t, s, soon, sooner, edge, far, past, never, revoked, rotated, suspended)
+	week := keys.ExpiringFilter{From: t0, To: t0.Add(7 * 24 * time.Hour)}
 	var got []*latchkey.Key
 	view(t, s, func(tx keys.Tx) (err error) {
-		got, err = tx.ExpiringKeys(t0, t0.Add(7*24*time.Hour), 100)
+		got, err = tx.ExpiringKeys(week)
 		return err
 	})
 	ids := make([]string, len(got))
@@ -370,11 +371,30 @@ func testExpiringKeys(t *testing.T, s keys.Store) {
 	if got[0].Tenant != "beta" || !got[0].ExpiresAt.Equal(sooner.ExpiresAt) {
 		t.Errorf("expiring key reads back %+v", got[0])
 	}
-	view(t, s, func(tx keys.Tx) error {
-		two, err := tx.ExpiringKeys(t0, t0.Add(7*24*time.Hour), 2)
-		if err == nil && len(two) != 2 {
-			t.Errorf("limit 2 gave %d", len(two))
+	// Paging continues after the last key, also among keys that expire
+	// at the same instant.
+	tied := []*latchkey.Key{mk("acme", "key_t1", t0.Add(5*time.Hour)), mk("acme", "key_t2", t0.Add(5*time.Hour)), mk("beta", "key_t3", t0.Add(5*time.Hour))}
+	createKeys(t, s, tied...)
+	var paged []string
+	f := week
+	f.Limit = 2
+	for range 10 {
+		var page []*latchkey.Key
+		view(t, s, func(tx keys.Tx) (err error) {
+			page, err = tx.ExpiringKeys(f)
+			return err
+		})
+		for _, k := range page {
+			paged = append(paged, k.ID)
 		}
-		return err
-	})
+		if len(page) < f.Limit {
+			break
+		}
+		last := page[len(page)-1]
+		f.AfterExpires, f.AfterID = last.ExpiresAt, last.ID
+	}
+	want = []string{"key_sooner", "key_suspended", "key_t1", "key_t2", "key_t3", "key_soon", "key_edge"}
+	if !sameIDs(paged, want) {
+		t.Fatalf("paged by 2: %v, want %v", paged, want)
+	}
 }
