@@ -46,6 +46,9 @@ type Options struct {
 	// security anomaly (default: 50 within 5 minutes).
 	Burst  BurstRule
 	Logger *slog.Logger
+	// Sealer seals secrets for storage (package keyring); without one,
+	// storing or reading a secret fails.
+	Sealer Sealer
 }
 
 // BurstRule says how many of one kind of change within Window make a
@@ -81,6 +84,7 @@ type Service struct {
 	log          *slog.Logger
 	defaultGrace time.Duration
 	burst        BurstRule
+	sealer       Sealer
 	storeReads   atomic.Uint64
 }
 
@@ -124,6 +128,7 @@ func New(o Options) *Service {
 		log:          o.Logger,
 		defaultGrace: o.DefaultGrace,
 		burst:        o.Burst,
+		sealer:       o.Sealer,
 	}
 }
 
