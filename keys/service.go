@@ -49,6 +49,9 @@ type Options struct {
 	// means webhooks cannot be created.
 	Sealer Sealer
 	Logger *slog.Logger
+	// Sealer seals secrets for storage (package keyring); without one,
+	// storing or reading a secret fails.
+	Sealer Sealer
 }
 
 // BurstRule says how many of one kind of change within Window make a
