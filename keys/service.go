@@ -45,12 +45,10 @@ type Options struct {
 	// Burst is when many keys created or revoked in a short time are a
 	// security anomaly (default: 50 within 5 minutes).
 	Burst BurstRule
-	// Sealer seals webhook signing secrets for storage (the keyring); nil
-	// means webhooks cannot be created.
-	Sealer Sealer
 	Logger *slog.Logger
-	// Sealer seals secrets for storage (package keyring); without one,
-	// storing or reading a secret fails.
+	// Sealer seals secrets for storage (package keyring): brokered secrets
+	// and webhook signing secrets. Without one, storing or reading a
+	// secret, and creating a webhook, fails.
 	Sealer Sealer
 }
 
