@@ -29,6 +29,12 @@ func (s *Server) routes() {
 	m.Handle("GET /v1/audit/export", s.admin("audit:read", s.exportAudit))
 	m.Handle("GET /v1/audit/verify", s.admin("audit:read", s.verifyAudit))
 
+	m.Handle("POST /v1/webhooks", s.admin("webhooks:write", s.createWebhook))
+	m.Handle("GET /v1/webhooks", s.admin("webhooks:write", s.listWebhooks))
+	m.Handle("GET /v1/webhooks/{id}", s.admin("webhooks:write", s.getWebhook))
+	m.Handle("DELETE /v1/webhooks/{id}", s.admin("webhooks:write", s.deleteWebhook))
+	m.Handle("GET /v1/webhooks/{id}/deliveries", s.admin("webhooks:write", s.listDeliveries))
+
 	m.Handle("POST /v1/tenants", s.admin("tenants:admin", s.createTenant))
 	m.Handle("GET /v1/tenants", s.admin("tenants:admin", s.listTenants))
 
