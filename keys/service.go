@@ -44,7 +44,7 @@ type Options struct {
 	Usage UsageRecorder
 	// Burst is when many keys created or revoked in a short time are a
 	// security anomaly (default: 50 within 5 minutes).
-	Burst BurstRule
+	Burst  BurstRule
 	Logger *slog.Logger
 	// Sealer seals secrets for storage (package keyring): brokered secrets
 	// and webhook signing secrets. Without one, storing or reading a
