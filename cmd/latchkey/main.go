@@ -59,6 +59,7 @@ Usage:
   latchkey keys <command> [flags]    create|list|show|update|rotate|suspend|resume|revoke|derive|verify
   latchkey tenants <command>         create|list
   latchkey audit <command>           verify|export|tail
+  latchkey webhooks <command>        create|list|show|rm|deliveries
   latchkey version
 
 Client commands reach the server at --server or $LATCHKEY_ADDR
@@ -83,6 +84,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runTenants(ctx, e, args[1:])
 	case "audit":
 		return runAudit(ctx, e, args[1:])
+	case "webhooks":
+		return runWebhooks(ctx, e, args[1:])
 	case "version", "--version":
 		fmt.Fprintln(stdout, "latchkey", version)
 		return nil

@@ -23,6 +23,7 @@ import (
 	"github.com/latchkeyhq/latchkey/metrics"
 	"github.com/latchkeyhq/latchkey/store/sqlite"
 	keyusage "github.com/latchkeyhq/latchkey/usage"
+	"github.com/latchkeyhq/latchkey/webhook"
 )
 
 // serverConfig is everything `latchkey server` reads from flags and the
@@ -48,6 +49,14 @@ type serverConfig struct {
 	GuardWindow    time.Duration
 	GuardCooloff   time.Duration
 	MetricsAddr    string // "": GET /metrics on the main listener
+	// Webhook retries: the first wait, its cap, and the age at which a
+	// delivery is given up; ExpiringDays ahead a key raises key.expiring
+	// (0: never).
+	WebhookBackoff    time.Duration
+	WebhookBackoffMax time.Duration
+	WebhookGiveUp     time.Duration
+	WebhookTimeout    time.Duration
+	ExpiringDays      int
 }
 
 // serverHooks let tests replace the clock and the limiter and learn the
@@ -61,6 +70,9 @@ type serverHooks struct {
 	// Service, when set, is handed the key service (tests read its
 	// counters).
 	Service func(*keys.Service)
+	// WebhookPoll replaces how often the webhook dispatcher looks at its
+	// outbox (default 1s).
+	WebhookPoll time.Duration
 }
 
 func runServer(ctx context.Context, e *env, args []string) error {
@@ -82,6 +94,12 @@ func runServer(ctx context.Context, e *env, args []string) error {
 	fs.DurationVar(&cfg.GuardWindow, "guard-window", time.Minute, "window in which failed key checks are counted")
 	fs.DurationVar(&cfg.GuardCooloff, "guard-cooloff", 5*time.Minute, "how long a blocked network is answered 429")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", e.getenv("LATCHKEY_METRICS_ADDR"), "serve GET /metrics only on this separate address, e.g. 127.0.0.1:9090, not on --addr (env LATCHKEY_METRICS_ADDR)")
+	cfg.WebhookBackoff, cfg.WebhookBackoffMax, cfg.WebhookGiveUp, cfg.WebhookTimeout = 5*time.Second, time.Hour, 24*time.Hour, 10*time.Second
+	fs.Var((*durationValue)(&cfg.WebhookBackoff), "webhook-backoff", "wait before a webhook delivery's first retry; it doubles with each failure (with jitter)")
+	fs.Var((*durationValue)(&cfg.WebhookBackoffMax), "webhook-backoff-max", "longest wait between two attempts of a webhook delivery")
+	fs.Var((*durationValue)(&cfg.WebhookGiveUp), "webhook-give-up", "age at which a webhook delivery that keeps failing is given up (status failed), e.g. 24h or 3d")
+	fs.Var((*durationValue)(&cfg.WebhookTimeout), "webhook-timeout", "how long one webhook attempt may take")
+	fs.IntVar(&cfg.ExpiringDays, "expiring-days", 7, "raise key.expiring for keys that expire within this many days (0: never)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -185,7 +203,35 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 		}
 	}
 
-	met := metrics.New(metrics.Options{Keys: svc, Guard: brute, Now: now})
+	if cfg.ExpiringDays < 0 {
+		return latchkey.Errorf(latchkey.EInvalid, "--expiring-days must not be negative")
+	}
+	// Zero takes the dispatcher's default (tests build serverConfig by
+	// hand); the flags' defaults are the same values.
+	for name, d := range map[string]time.Duration{"webhook-backoff": cfg.WebhookBackoff, "webhook-backoff-max": cfg.WebhookBackoffMax, "webhook-give-up": cfg.WebhookGiveUp, "webhook-timeout": cfg.WebhookTimeout} {
+		if d < 0 {
+			return latchkey.Errorf(latchkey.EInvalid, "--%s must be positive", name)
+		}
+	}
+	if cfg.WebhookBackoff > 0 && cfg.WebhookBackoffMax > 0 && cfg.WebhookBackoffMax < cfg.WebhookBackoff {
+		return latchkey.Errorf(latchkey.EInvalid, "--webhook-backoff-max must be at least --webhook-backoff")
+	}
+	expiring := cfg.ExpiringDays
+	if expiring == 0 {
+		expiring = -1 // the dispatcher's "never"
+	}
+	disp := webhook.New(webhook.Options{
+		Store: db, Sealer: sealer, Now: now, Timeout: cfg.WebhookTimeout,
+		Backoff: cfg.WebhookBackoff, BackoffMax: cfg.WebhookBackoffMax, GiveUp: cfg.WebhookGiveUp,
+		Poll: hooks.WebhookPoll, ExpiringDays: expiring, Logger: log,
+	})
+	disp.Start()
+	// Deferred after the database's Close, so it runs before it: attempts
+	// in flight end first (an attempt cut short is sent again after a
+	// restart, with the same webhook-id).
+	defer disp.Close()
+
+	met := metrics.New(metrics.Options{Keys: svc, Guard: brute, Now: now, Webhooks: disp})
 	apiCfg := httpapi.Config{Keys: svc, Logger: log, TrustedProxies: trusted, MaxBody: cfg.MaxBody, Now: now, Guard: brute, Observer: met}
 	if cfg.MetricsAddr == "" {
 		apiCfg.Metrics = met.Handler()
@@ -321,6 +367,21 @@ func openKeyring(ctx context.Context, cfg serverConfig, db keys.Store, now func(
 	st := kr.Status()
 	log.Info("keyring open", "active_term", st.Active, "terms", len(st.Terms))
 	return kr, nil
+}
+
+// durationValue is a flag that takes the API's durations ("90s", "6h",
+// "3d").
+type durationValue time.Duration
+
+func (d *durationValue) String() string { return latchkey.FormatDuration(time.Duration(*d)) }
+
+func (d *durationValue) Set(v string) error {
+	p, err := latchkey.ParseDuration(v)
+	if err != nil {
+		return errors.New(latchkey.ErrorMessage(err))
+	}
+	*d = durationValue(p)
+	return nil
 }
 
 // printBanner shows the root key once, on stderr, outside the JSON log so
