@@ -303,6 +303,7 @@ func do(t *testing.T, method, url string, headers map[string]string, body any) r
 		}
 	}
 	registerKey(r.str("key"))
+	registerKey(r.str("secret")) // a webhook's signing secret
 	return r
 }
 
