@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -319,5 +320,46 @@ func TestE2EWebhookDeliveryResumesAfterRestart(t *testing.T) {
 	}
 	if d := dl.Deliveries[0]; d.ID != id || d.Status != latchkey.DeliveryDelivered || d.Attempts != len(all) {
 		t.Fatalf("delivery after restart: %+v; the receiver saw %d attempts", d, len(all))
+	}
+}
+
+func TestCLIWebhooks(t *testing.T) {
+	rcv := newHookReceiver(t, 0)
+	n := startCLINode(t)
+	created := n.ok(t, "webhooks", "create", "--url", rcv.URL+"/in", "--events", "key.created,key.revoked")
+	id := regexp.MustCompile(`whk_[0-9A-Z]{26}`).FindString(created.stdout)
+	secret := regexp.MustCompile(`whsec_[A-Za-z0-9+/=]+`).FindString(created.stdout)
+	registerKey(secret)
+	if id == "" || secret == "" || strings.Count(created.stdout, secret) != 1 || !strings.Contains(created.stdout, "key.created,key.revoked") {
+		t.Fatalf("webhooks create printed:\n%s", created.stdout)
+	}
+	rcv.setSecret(secret)
+	if l := n.ok(t, "webhooks", "list"); !strings.Contains(l.stdout, id) || !strings.Contains(l.stdout, rcv.URL+"/in") || strings.Contains(l.stdout, secret) {
+		t.Fatalf("webhooks list:\n%s", l.stdout)
+	}
+	if m := n.okJSON(t, "webhooks", "show", id); m["url"] != rcv.URL+"/in" || m["secret"] != nil {
+		t.Fatalf("webhooks show --json: %v", m)
+	}
+	n.createKey(t, "--name", "hooked")
+	eventually(t, 20*time.Second, "the key.created delivery", func() bool { return len(rcv.delivered()) == 1 })
+	eventually(t, 5*time.Second, "the delivery log", func() bool {
+		return strings.Contains(n.ok(t, "webhooks", "deliveries", id).stdout, "delivered")
+	})
+	d := n.okJSON(t, "webhooks", "deliveries", id, "--status", "delivered")
+	if list, _ := d["deliveries"].([]any); len(list) != 1 {
+		t.Fatalf("deliveries --status delivered --json: %v", d)
+	}
+	if r := n.run(t, "webhooks", "create", "--url", rcv.URL, "--events", "key.deleted"); cliErrCode(r.err) != latchkey.EInvalid {
+		t.Fatalf("an unknown event type: %v", r.err)
+	}
+	if r := n.run(t, "webhooks", "create", "--url", "not a url"); cliErrCode(r.err) != latchkey.EInvalid {
+		t.Fatalf("a bad URL: %v", r.err)
+	}
+	if r := n.run(t, "webhooks", "deliveries", id, "--status", "lost"); cliErrCode(r.err) != latchkey.EInvalid {
+		t.Fatalf("a bad status: %v", r.err)
+	}
+	n.ok(t, "webhooks", "rm", id)
+	if r := n.run(t, "webhooks", "show", id); cliErrCode(r.err) != latchkey.ENotFound {
+		t.Fatalf("show after rm: %v", r.err)
 	}
 }
