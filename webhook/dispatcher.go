@@ -540,3 +540,22 @@ func networkError(err error, timeout time.Duration) string {
 	}
 	return s
 }
+
+// WakeOnUpdate returns s with one change: after each Update that commits,
+// the dispatcher is woken, so events a change appended go out at once
+// rather than at the next poll. Give it to the key service, not to the
+// dispatcher itself.
+func (d *Dispatcher) WakeOnUpdate(s keys.Store) keys.Store { return wakingStore{s, d} }
+
+type wakingStore struct {
+	keys.Store
+	d *Dispatcher
+}
+
+func (w wakingStore) Update(ctx context.Context, fn func(keys.Tx) error) error {
+	err := w.Store.Update(ctx, fn)
+	if err == nil {
+		w.d.Wake()
+	}
+	return err
+}

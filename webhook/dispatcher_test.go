@@ -596,3 +596,25 @@ func TestPayloadAddsTheEnvelope(t *testing.T) {
 		t.Fatal("an event whose data is not an object was encoded")
 	}
 }
+
+func TestAChangeWakesTheDispatcher(t *testing.T) {
+	f := newFixture(t)
+	rcv := newReceiver(t)
+	f.hook(t, rcv.URL)
+	d := f.dispatcher(webhook.Options{Poll: time.Hour})
+	d.Start()
+	defer d.Close()
+	svc := keys.New(keys.Options{Store: d.WakeOnUpdate(f.db), Now: f.clock.Now, Sealer: f.sealer})
+	name := "woken"
+	if _, _, err := svc.CreateKey(context.Background(), f.admin, keys.CreateParams{Settings: keys.Settings{Name: &name}}); err != nil {
+		t.Fatal(err)
+	}
+	// The poll is an hour away: only the wake-up can send it now.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(rcv.requests()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the key.created delivery did not go out after the change")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -176,7 +176,36 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 			log.Error("flushing key usage at shutdown failed", "err", err)
 		}
 	}()
-	opts := keys.Options{Store: db, Now: now, Limiter: limiter, Usage: rec, Logger: log, Sealer: sealer}
+	if cfg.ExpiringDays < 0 {
+		return latchkey.Errorf(latchkey.EInvalid, "--expiring-days must not be negative")
+	}
+	// Zero takes the dispatcher's default (tests build serverConfig by
+	// hand); the flags' defaults are the same values.
+	for name, d := range map[string]time.Duration{"webhook-backoff": cfg.WebhookBackoff, "webhook-backoff-max": cfg.WebhookBackoffMax, "webhook-give-up": cfg.WebhookGiveUp, "webhook-timeout": cfg.WebhookTimeout} {
+		if d < 0 {
+			return latchkey.Errorf(latchkey.EInvalid, "--%s must be positive", name)
+		}
+	}
+	if cfg.WebhookBackoff > 0 && cfg.WebhookBackoffMax > 0 && cfg.WebhookBackoffMax < cfg.WebhookBackoff {
+		return latchkey.Errorf(latchkey.EInvalid, "--webhook-backoff-max must be at least --webhook-backoff")
+	}
+	expiring := cfg.ExpiringDays
+	if expiring == 0 {
+		expiring = -1 // the dispatcher's "never"
+	}
+	disp := webhook.New(webhook.Options{
+		Store: db, Sealer: sealer, Now: now, Timeout: cfg.WebhookTimeout,
+		Backoff: cfg.WebhookBackoff, BackoffMax: cfg.WebhookBackoffMax, GiveUp: cfg.WebhookGiveUp,
+		Poll: hooks.WebhookPoll, ExpiringDays: expiring, Logger: log,
+	})
+	// Deferred after the database's Close, so it runs before it: attempts
+	// in flight end first (an attempt cut short is sent again after a
+	// restart, with the same webhook-id).
+	defer disp.Close()
+
+	// The key service's store wakes the dispatcher after each change, so
+	// the events it raised go out at once.
+	opts := keys.Options{Store: disp.WakeOnUpdate(db), Now: now, Limiter: limiter, Usage: rec, Logger: log, Sealer: sealer}
 	if cfg.GeoIPDB != "" {
 		g, err := geo.Open(cfg.GeoIPDB)
 		if err != nil {
@@ -203,34 +232,7 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 		}
 	}
 
-	if cfg.ExpiringDays < 0 {
-		return latchkey.Errorf(latchkey.EInvalid, "--expiring-days must not be negative")
-	}
-	// Zero takes the dispatcher's default (tests build serverConfig by
-	// hand); the flags' defaults are the same values.
-	for name, d := range map[string]time.Duration{"webhook-backoff": cfg.WebhookBackoff, "webhook-backoff-max": cfg.WebhookBackoffMax, "webhook-give-up": cfg.WebhookGiveUp, "webhook-timeout": cfg.WebhookTimeout} {
-		if d < 0 {
-			return latchkey.Errorf(latchkey.EInvalid, "--%s must be positive", name)
-		}
-	}
-	if cfg.WebhookBackoff > 0 && cfg.WebhookBackoffMax > 0 && cfg.WebhookBackoffMax < cfg.WebhookBackoff {
-		return latchkey.Errorf(latchkey.EInvalid, "--webhook-backoff-max must be at least --webhook-backoff")
-	}
-	expiring := cfg.ExpiringDays
-	if expiring == 0 {
-		expiring = -1 // the dispatcher's "never"
-	}
-	disp := webhook.New(webhook.Options{
-		Store: db, Sealer: sealer, Now: now, Timeout: cfg.WebhookTimeout,
-		Backoff: cfg.WebhookBackoff, BackoffMax: cfg.WebhookBackoffMax, GiveUp: cfg.WebhookGiveUp,
-		Poll: hooks.WebhookPoll, ExpiringDays: expiring, Logger: log,
-	})
 	disp.Start()
-	// Deferred after the database's Close, so it runs before it: attempts
-	// in flight end first (an attempt cut short is sent again after a
-	// restart, with the same webhook-id).
-	defer disp.Close()
-
 	met := metrics.New(metrics.Options{Keys: svc, Guard: brute, Now: now, Webhooks: disp})
 	apiCfg := httpapi.Config{Keys: svc, Logger: log, TrustedProxies: trusted, MaxBody: cfg.MaxBody, Now: now, Guard: brute, Observer: met}
 	if cfg.MetricsAddr == "" {
