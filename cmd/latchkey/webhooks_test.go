@@ -159,6 +159,10 @@ func TestE2EWebhookSignedDeliveryArrivesAfterRetries(t *testing.T) {
 		ts.Clock.Advance(5 * time.Second)
 		return false
 	})
+	// The receiver answers before the server records the answer.
+	eventually(t, 10*time.Second, "the delivery log shows both delivered", func() bool {
+		return strings.Count(string(ts.call(t, "GET", "/v1/webhooks/"+hookID+"/deliveries?status=delivered", admin, nil).Raw), `"status":"delivered"`) == 2
+	})
 
 	byID := map[string][]hookAttempt{}
 	for _, a := range rcv.seen() {
@@ -210,17 +214,22 @@ func TestE2EWebhookSignedDeliveryArrivesAfterRetries(t *testing.T) {
 	}
 
 	// Metrics count the attempts and show an empty outbox.
-	m := do(t, "GET", ts.URL+"/metrics", nil, nil)
-	for _, want := range []string{
+	// (The counters move just after the outcome is stored.)
+	wantMetrics := []string{
 		`latchkey_webhook_deliveries_total{result="delivered"} 2`,
 		`latchkey_webhook_deliveries_total{result="retry"} 4`,
 		`latchkey_webhook_deliveries_total{result="failed"} 0`,
 		"latchkey_webhook_outbox_depth 0",
-	} {
-		if !strings.Contains(string(m.Raw), want) {
-			t.Errorf("metrics lack %q", want)
-		}
 	}
+	eventually(t, 5*time.Second, "metrics count the attempts", func() bool {
+		m := string(do(t, "GET", ts.URL+"/metrics", nil, nil).Raw)
+		for _, want := range wantMetrics {
+			if !strings.Contains(m, want) {
+				return false
+			}
+		}
+		return true
+	})
 
 	// Another tenant sees none of it; a key without webhooks:write may not.
 	other := ts.mustTenant(t, "globex")
@@ -311,13 +320,17 @@ func TestE2EWebhookDeliveryResumesAfterRestart(t *testing.T) {
 	if len(all) < 3 {
 		t.Fatalf("%d attempts, want at least 3 (two refused)", len(all))
 	}
-	log := ts.call(t, "GET", "/v1/webhooks/"+hookID+"/deliveries", admin, nil)
 	var dl struct {
 		Deliveries []latchkey.Delivery `json:"deliveries"`
 	}
-	if err := json.Unmarshal(log.Raw, &dl); err != nil || len(dl.Deliveries) != 1 {
-		t.Fatalf("delivery log after restart: %s", log.Raw)
-	}
+	// The receiver answers before the server records the answer.
+	eventually(t, 10*time.Second, "the delivery log shows the delivery", func() bool {
+		log := ts.call(t, "GET", "/v1/webhooks/"+hookID+"/deliveries", admin, nil)
+		if err := json.Unmarshal(log.Raw, &dl); err != nil || len(dl.Deliveries) != 1 {
+			t.Fatalf("delivery log after restart: %s", log.Raw)
+		}
+		return dl.Deliveries[0].Status != latchkey.DeliveryPending
+	})
 	if d := dl.Deliveries[0]; d.ID != id || d.Status != latchkey.DeliveryDelivered || d.Attempts != len(all) {
 		t.Fatalf("delivery after restart: %+v; the receiver saw %d attempts", d, len(all))
 	}
