@@ -618,3 +618,34 @@ func TestAChangeWakesTheDispatcher(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestAttemptsInFlightAreBounded(t *testing.T) {
+	f := newFixture(t)
+	var mu sync.Mutex
+	inflight, most, total := 0, 0, 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		inflight++
+		total++
+		most = max(most, inflight)
+		mu.Unlock()
+		// Hold the request long enough for the others to pile up, if
+		// anything let them.
+		time.Sleep(30 * time.Millisecond)
+		mu.Lock()
+		inflight--
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	f.hook(t, srv.URL)
+	d := f.dispatcher(webhook.Options{Concurrency: 2})
+	for range 5 {
+		f.key(t, keys.Settings{})
+	}
+	d.Round(context.Background())
+	mu.Lock()
+	defer mu.Unlock()
+	if total != 5 || most != 2 {
+		t.Fatalf("%d requests, at most %d at once; want 5, never more than 2 (and 2 at some point)", total, most)
+	}
+}

@@ -376,3 +376,38 @@ func TestCLIWebhooks(t *testing.T) {
 		t.Fatalf("show after rm: %v", r.err)
 	}
 }
+
+func TestE2EKeyExpiringIsDelivered(t *testing.T) {
+	rcv := newHookReceiver(t, 0)
+	ts := startServer(t, withWebhookPoll(20*time.Millisecond), func(c *serverConfig, _ *serverHooks) { c.ExpiringDays = 7 })
+	admin := ts.mustTenant(t, "acme")
+	r := ts.call(t, "POST", "/v1/webhooks", admin, map[string]any{"url": rcv.URL, "events": []string{"key.expiring"}})
+	if r.Status != http.StatusCreated {
+		t.Fatalf("create webhook: %d %s", r.Status, r.Raw)
+	}
+	rcv.setSecret(r.str("secret"))
+	soon, _ := ts.mustCreate(t, admin, map[string]any{"expires_in": "3d"})
+	ts.mustCreate(t, admin, map[string]any{"expires_in": "30d"})
+	// The scan runs every minute of the server's clock.
+	eventually(t, 10*time.Second, "the key.expiring delivery", func() bool {
+		if len(rcv.delivered()) > 0 {
+			return true
+		}
+		ts.Clock.Advance(time.Minute)
+		return false
+	})
+	as := rcv.seen()
+	var p struct {
+		Type string `json:"type"`
+		Data struct {
+			KeyID     string    `json:"key_id"`
+			ExpiresAt time.Time `json:"expires_at"`
+			DaysLeft  int       `json:"days_left"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(as[0].body, &p); err != nil || p.Type != "key.expiring" || p.Data.KeyID != soon || p.Data.DaysLeft != 2 || !as[0].signedOK {
+		t.Fatalf("key.expiring payload %s (%v)", as[0].body, err)
+	}
+	// (That later scans do not repeat it is TestScanExpiring's, in package
+	// webhook, with the scan driven by hand.)
+}
