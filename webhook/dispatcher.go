@@ -490,6 +490,9 @@ func (d *Dispatcher) attempt(ctx context.Context, j job) {
 // send makes one attempt and returns the answer's status and, for a
 // failure, why, in words that hold no secret and no URL.
 func (d *Dispatcher) send(ctx context.Context, j job) (int, string) {
+	if d.o.Sealer == nil {
+		return 0, "this node has no keyring to open the signing secret"
+	}
 	secret, err := d.o.Sealer.Open(latchkey.WebhookSecretAAD(j.d.Tenant, j.d.WebhookID), j.sealed)
 	if err != nil {
 		d.log.Error("a webhook's signing secret does not open", "webhook_id", j.d.WebhookID, "err", err)
