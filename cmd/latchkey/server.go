@@ -48,6 +48,13 @@ type serverConfig struct {
 	GuardWindow    time.Duration
 	GuardCooloff   time.Duration
 	MetricsAddr    string // "": GET /metrics on the main listener
+	// SecretVersions is how many versions of a secret are kept,
+	// SecretExpiresIn the default expires_in of a secret, in seconds.
+	SecretVersions  int
+	SecretExpiresIn time.Duration
+	// SeedKeepAlive keeps the seed routes' connections open (default:
+	// Connection: close).
+	SeedKeepAlive bool
 }
 
 // serverHooks let tests replace the clock and the limiter and learn the
@@ -82,6 +89,9 @@ func runServer(ctx context.Context, e *env, args []string) error {
 	fs.DurationVar(&cfg.GuardWindow, "guard-window", time.Minute, "window in which failed key checks are counted")
 	fs.DurationVar(&cfg.GuardCooloff, "guard-cooloff", 5*time.Minute, "how long a blocked network is answered 429")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", e.getenv("LATCHKEY_METRICS_ADDR"), "serve GET /metrics only on this separate address, e.g. 127.0.0.1:9090, not on --addr (env LATCHKEY_METRICS_ADDR)")
+	fs.IntVar(&cfg.SecretVersions, "secret-versions", 10, "how many versions of each secret are kept; older ones are deleted when a new one is written")
+	fs.DurationVar(&cfg.SecretExpiresIn, "secret-expires-in", time.Hour, "expires_in of a secret written without one: how long clients are told to cache it")
+	fs.BoolVar(&cfg.SeedKeepAlive, "seed-keep-alive", false, "keep connections of GET /keys/{provider} and GET /llm-keys open instead of answering Connection: close")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -158,7 +168,14 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 			log.Error("flushing key usage at shutdown failed", "err", err)
 		}
 	}()
-	opts := keys.Options{Store: db, Now: now, Limiter: limiter, Usage: rec, Logger: log, Sealer: sealer}
+	if cfg.SecretExpiresIn != 0 && (cfg.SecretExpiresIn < time.Second || cfg.SecretExpiresIn > keys.MaxSecretExpiresIn*time.Second) {
+		return latchkey.Errorf(latchkey.EInvalid, "--secret-expires-in must be from 1s to 8760h")
+	}
+	if cfg.SecretVersions < 0 {
+		return latchkey.Errorf(latchkey.EInvalid, "--secret-versions must be at least 1")
+	}
+	opts := keys.Options{Store: db, Now: now, Limiter: limiter, Usage: rec, Logger: log, Sealer: sealer,
+		SecretVersions: cfg.SecretVersions, SecretExpiresIn: int64(cfg.SecretExpiresIn / time.Second)}
 	if cfg.GeoIPDB != "" {
 		g, err := geo.Open(cfg.GeoIPDB)
 		if err != nil {
@@ -186,7 +203,8 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 	}
 
 	met := metrics.New(metrics.Options{Keys: svc, Guard: brute, Now: now})
-	apiCfg := httpapi.Config{Keys: svc, Logger: log, TrustedProxies: trusted, MaxBody: cfg.MaxBody, Now: now, Guard: brute, Observer: met}
+	apiCfg := httpapi.Config{Keys: svc, Logger: log, TrustedProxies: trusted, MaxBody: cfg.MaxBody, Now: now, Guard: brute, Observer: met,
+		Keyring: sealer, SeedKeepAlive: cfg.SeedKeepAlive}
 	if cfg.MetricsAddr == "" {
 		apiCfg.Metrics = met.Handler()
 	}
