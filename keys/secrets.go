@@ -170,10 +170,12 @@ func (s *Service) PutSecret(ctx context.Context, actor *Actor, name string, p Se
 // ReadSecret returns a version of a secret with its value (the newest when
 // version is 0). The actor's key must be allowed the resource
 // "secret:<name>". Every read appends secret.read to the audit log, in the
-// transaction that reads the value: no audit event, no value. Errors:
-// ENotFound, EForbidden.
+// transaction that reads the value: no audit event, no value. A refused
+// read is audited too, with result "denied". Errors: ENotFound,
+// EForbidden.
 func (s *Service) ReadSecret(ctx context.Context, actor *Actor, name string, version int64) (*Secret, error) {
 	if err := mayRead(actor, name); err != nil {
+		s.auditDenied(ctx, actor, name)
 		return nil, err
 	}
 	if err := readableName(name); err != nil {
@@ -205,6 +207,23 @@ func (s *Service) ReadSecret(ctx context.Context, actor *Actor, name string, ver
 		return nil, err
 	}
 	return out, nil
+}
+
+// resultDenied marks the audit event of a read a key was refused.
+const resultDenied = "denied"
+
+// auditDenied records that actor was refused a secret it may not read, so
+// a key probing for secrets shows in the log. The refusal stands even if
+// the event cannot be written; that failure is logged.
+func (s *Service) auditDenied(ctx context.Context, actor *Actor, name string) {
+	if latchkey.ValidateSecretName(name) != nil {
+		return // not a name a secret can have: nothing was near a secret
+	}
+	e := auditEvent(actor, actor.Tenant, "secret.read", "", s.now(), map[string]string{"secret": name})
+	e.Result = resultDenied
+	if err := s.store.Update(ctx, func(tx Tx) error { return s.record(tx, e) }); err != nil {
+		s.log.WarnContext(ctx, "auditing a refused secret read failed", "actor_key_id", actor.KeyID, "secret", name, "err", err)
+	}
 }
 
 func (s *Service) openSecret(v *SecretVersion) (*Secret, error) {

@@ -142,6 +142,9 @@ func TestSecretAccessIsAuditedWithoutValues(t *testing.T) {
 	if _, err := f.svc.ReadSecrets(ctx, r); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := f.svc.ReadSecret(ctx, r, "anthropic", 0); latchkey.ErrorCode(err) != latchkey.EForbidden {
+		t.Fatalf("read outside the key's resources: %v", err)
+	}
 	if err := f.svc.DeleteSecret(ctx, f.admin, "openai"); err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +152,7 @@ func TestSecretAccessIsAuditedWithoutValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var reads, writes, deletes int
+	var reads, denied, writes, deletes int
 	for _, e := range evs {
 		js, _ := json.Marshal(e)
 		if strings.Contains(string(js), value) {
@@ -157,6 +160,13 @@ func TestSecretAccessIsAuditedWithoutValues(t *testing.T) {
 		}
 		switch e.Action {
 		case "secret.read":
+			if e.Result == "denied" {
+				denied++
+				if e.ActorKeyID != r.KeyID || e.Details["secret"] != "anthropic" {
+					t.Fatalf("denied read event %+v", e)
+				}
+				continue
+			}
 			reads++
 			if e.ActorKeyID != r.KeyID || e.Details["secret"] != "openai" || e.Details["version"] != "1" {
 				t.Fatalf("read event %+v", e)
@@ -167,8 +177,8 @@ func TestSecretAccessIsAuditedWithoutValues(t *testing.T) {
 			deletes++
 		}
 	}
-	if reads != 2 || writes != 1 || deletes != 1 {
-		t.Fatalf("audited %d reads, %d writes, %d deletes; want 2, 1, 1", reads, writes, deletes)
+	if reads != 2 || denied != 1 || writes != 1 || deletes != 1 {
+		t.Fatalf("audited %d reads, %d refused, %d writes, %d deletes; want 2, 1, 1, 1", reads, denied, writes, deletes)
 	}
 	if v, err := f.svc.VerifyAudit(ctx, f.admin); err != nil || !v.OK {
 		t.Fatalf("chain after secret events: %+v, %v", v, err)
