@@ -287,6 +287,10 @@ func TestE2EKeyringRotateAndRewrapOnline(t *testing.T) {
 		values[n] = secretValue("sk-" + n + "-")
 		ts.putSecret(t, admin, n, map[string]any{"value": values[n]})
 	}
+	// openai gets a second version; the reader reads both.
+	first := values["openai"]
+	values["openai"] = secretValue("sk-openai-v2-")
+	ts.putSecret(t, admin, "openai", map[string]any{"value": values["openai"]})
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var failures []string
@@ -307,6 +311,11 @@ func TestE2EKeyringRotateAndRewrapOnline(t *testing.T) {
 					failures = append(failures, fmt.Sprintf("%s: %d %s", n, r.Status, r.Raw))
 					mu.Unlock()
 				}
+			}
+			if r := ts.call(t, "GET", "/v1/secrets/openai?version=1", admin, nil); r.str("value") != first {
+				mu.Lock()
+				failures = append(failures, fmt.Sprintf("openai version 1: %d %s", r.Status, r.Raw))
+				mu.Unlock()
 			}
 		}
 	}()
