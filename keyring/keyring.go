@@ -361,6 +361,11 @@ func (k *Keyring) Rotate(ctx context.Context, within func(tx keys.Tx, term int64
 	st := k.st.Load()
 	var term int64
 	err := k.store.Update(ctx, func(tx keys.Tx) error {
+		// A term wrapped under a master key the database no longer
+		// holds (another node rewrapped) could never be unwrapped again.
+		if err := checkMaster(tx, st.master); err != nil {
+			return err
+		}
 		terms, err := tx.KeyringTerms()
 		if err != nil {
 			return err
@@ -383,10 +388,24 @@ func (k *Keyring) Rotate(ctx context.Context, within func(tx keys.Tx, term int64
 	if err != nil {
 		return 0, err
 	}
-	if err := k.reloadLocked(ctx, st.master); err != nil {
+	// The term is committed: load it even if the caller has gone.
+	if err := k.reloadLocked(context.WithoutCancel(ctx), st.master); err != nil {
 		return 0, err
 	}
 	return term, nil
+}
+
+// checkMaster fails with ErrWrongMasterKey unless m opens the stored
+// key-check value.
+func checkMaster(tx keys.Tx, m cipher.AEAD) error {
+	check, err := tx.KeyringCheck()
+	if err != nil {
+		return err
+	}
+	if p, err := open(m, []byte(checkAAD), check); err != nil || subtle.ConstantTimeCompare(p, checkPlain) != 1 {
+		return fmt.Errorf("keyring: the stored key-check value does not open with this node's master key (another node rewrapped?): %w", ErrWrongMasterKey)
+	}
+	return nil
 }
 
 // Rewrap wraps every term, and the key-check value, under newMaster in one
@@ -411,8 +430,8 @@ func (k *Keyring) Rewrap(ctx context.Context, newMaster []byte, within func(tx k
 		if p, err := open(nm, []byte(checkAAD), check); err == nil && subtle.ConstantTimeCompare(p, checkPlain) == 1 {
 			return latchkey.Errorf(latchkey.EInvalid, "the new master key is the one in use; make a new one")
 		}
-		if p, err := open(st.master, []byte(checkAAD), check); err != nil || subtle.ConstantTimeCompare(p, checkPlain) != 1 {
-			return fmt.Errorf("keyring: the stored key-check value no longer opens with this node's master key (another node rewrapped?): %w", ErrWrongMasterKey)
+		if err := checkMaster(tx, st.master); err != nil {
+			return err
 		}
 		terms, err := tx.KeyringTerms()
 		if err != nil {
@@ -447,7 +466,12 @@ func (k *Keyring) Rewrap(ctx context.Context, newMaster []byte, within func(tx k
 	if err != nil {
 		return 0, err
 	}
-	return n, k.reloadLocked(ctx, nm)
+	// Committed: from now on this node wraps with the new key, whatever
+	// happens to the caller. The data keys are the ones already loaded.
+	next := *k.st.Load()
+	next.master = nm
+	k.st.Store(&next)
+	return n, nil
 }
 
 // RewrapResult says what RewrapFromFile did.

@@ -422,3 +422,27 @@ func BenchmarkOpen(b *testing.B) {
 		}
 	}
 }
+
+// A node whose master key another node has replaced keeps opening values
+// with the data keys it holds, but may not add a term it alone could
+// unwrap.
+func TestRotateRefusedAfterAnotherNodeRewrapped(t *testing.T) {
+	db, _ := openStore(t)
+	m := masterKey(t)
+	a, b := openKeyring(t, db, m), openKeyring(t, db, m)
+	ct := seal(t, a, "x", "v")
+	nm := masterKey(t)
+	if _, err := a.Rewrap(t.Context(), nm, nil); err != nil {
+		t.Fatal(err)
+	}
+	mustOpen(t, b, "x", ct, "v")
+	if _, err := b.Rotate(t.Context(), nil); !errors.Is(err, keyring.ErrWrongMasterKey) {
+		t.Fatalf("rotate with a replaced master key: %v, want ErrWrongMasterKey", err)
+	}
+	if _, err := b.Rewrap(t.Context(), masterKey(t), nil); !errors.Is(err, keyring.ErrWrongMasterKey) {
+		t.Fatalf("rewrap with a replaced master key: %v, want ErrWrongMasterKey", err)
+	}
+	if st := openKeyring(t, db, nm).Status(); st.Active != 1 {
+		t.Fatalf("terms after the refused rotation: %+v", st)
+	}
+}

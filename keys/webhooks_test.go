@@ -51,8 +51,13 @@ func (s *testSealer) Open(aad, ct []byte) ([]byte, error) {
 	return s.aead.Open(nil, ct[:n], ct[n:], aad)
 }
 
-func withSealer(s keys.Sealer) func(*keys.Options) {
-	return func(o *keys.Options) { o.Sealer = s }
+func withSealer(s *testSealer) func(*keys.Options) {
+	return func(o *keys.Options) {
+		o.Sealer = nil
+		if s != nil {
+			o.Sealer = s
+		}
+	}
 }
 
 func TestCreateWebhookShowsTheSecretOnceAndSealsIt(t *testing.T) {
@@ -118,7 +123,7 @@ func TestCreateWebhookValidates(t *testing.T) {
 }
 
 func TestCreateWebhookWithoutSealerIsUnavailable(t *testing.T) {
-	f := newFixture(t)
+	f := newFixture(t, withSealer(nil))
 	_, _, err := f.svc.CreateWebhook(context.Background(), f.admin, keys.WebhookParams{URL: "https://example.com/x"})
 	if latchkey.ErrorCode(err) != latchkey.EUnavailable {
 		t.Fatalf("without a sealer: %v, want unavailable", err)

@@ -57,6 +57,13 @@ type serverConfig struct {
 	WebhookGiveUp     time.Duration
 	WebhookTimeout    time.Duration
 	ExpiringDays      int
+	// SecretVersions is how many versions of a secret are kept,
+	// SecretExpiresIn the default expires_in of a secret, in seconds.
+	SecretVersions  int
+	SecretExpiresIn time.Duration
+	// SeedKeepAlive keeps the seed routes' connections open (default:
+	// Connection: close).
+	SeedKeepAlive bool
 }
 
 // serverHooks let tests replace the clock and the limiter and learn the
@@ -100,6 +107,9 @@ func runServer(ctx context.Context, e *env, args []string) error {
 	fs.Var((*durationValue)(&cfg.WebhookGiveUp), "webhook-give-up", "age at which a webhook delivery that keeps failing is given up (status failed), e.g. 24h or 3d")
 	fs.Var((*durationValue)(&cfg.WebhookTimeout), "webhook-timeout", "how long one webhook attempt may take")
 	fs.IntVar(&cfg.ExpiringDays, "expiring-days", 7, "raise key.expiring for keys that expire within this many days (0: never)")
+	fs.IntVar(&cfg.SecretVersions, "secret-versions", 10, "how many versions of each secret are kept; older ones are deleted when a new one is written")
+	fs.DurationVar(&cfg.SecretExpiresIn, "secret-expires-in", time.Hour, "expires_in of a secret written without one: how long clients are told to cache it")
+	fs.BoolVar(&cfg.SeedKeepAlive, "seed-keep-alive", false, "keep connections of GET /keys/{provider} and GET /llm-keys open instead of answering Connection: close")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -176,6 +186,12 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 			log.Error("flushing key usage at shutdown failed", "err", err)
 		}
 	}()
+	if cfg.SecretExpiresIn != 0 && (cfg.SecretExpiresIn < time.Second || cfg.SecretExpiresIn > keys.MaxSecretExpiresIn*time.Second) {
+		return latchkey.Errorf(latchkey.EInvalid, "--secret-expires-in must be from 1s to 8760h")
+	}
+	if cfg.SecretVersions < 0 {
+		return latchkey.Errorf(latchkey.EInvalid, "--secret-versions must be at least 1")
+	}
 	if cfg.ExpiringDays < 0 {
 		return latchkey.Errorf(latchkey.EInvalid, "--expiring-days must not be negative")
 	}
@@ -205,7 +221,8 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 
 	// The key service's store wakes the dispatcher after each change, so
 	// the events it raised go out at once.
-	opts := keys.Options{Store: disp.WakeOnUpdate(db), Now: now, Limiter: limiter, Usage: rec, Logger: log, Sealer: sealer}
+	opts := keys.Options{Store: disp.WakeOnUpdate(db), Now: now, Limiter: limiter, Usage: rec, Logger: log, Sealer: sealer,
+		SecretVersions: cfg.SecretVersions, SecretExpiresIn: int64(cfg.SecretExpiresIn / time.Second)}
 	if cfg.GeoIPDB != "" {
 		g, err := geo.Open(cfg.GeoIPDB)
 		if err != nil {
@@ -234,7 +251,8 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 
 	disp.Start()
 	met := metrics.New(metrics.Options{Keys: svc, Guard: brute, Now: now, Webhooks: disp})
-	apiCfg := httpapi.Config{Keys: svc, Logger: log, TrustedProxies: trusted, MaxBody: cfg.MaxBody, Now: now, Guard: brute, Observer: met}
+	apiCfg := httpapi.Config{Keys: svc, Logger: log, TrustedProxies: trusted, MaxBody: cfg.MaxBody, Now: now, Guard: brute, Observer: met,
+		Keyring: sealer, SeedKeepAlive: cfg.SeedKeepAlive}
 	if cfg.MetricsAddr == "" {
 		apiCfg.Metrics = met.Handler()
 	}

@@ -342,7 +342,7 @@ func TestCLIWebhooks(t *testing.T) {
 	created := n.ok(t, "webhooks", "create", "--url", rcv.URL+"/in", "--events", "key.created,key.revoked")
 	id := regexp.MustCompile(`whk_[0-9A-Z]{26}`).FindString(created.stdout)
 	secret := regexp.MustCompile(`whsec_[A-Za-z0-9+/=]+`).FindString(created.stdout)
-	registerKey(secret)
+	registerSecret(secret)
 	if id == "" || secret == "" || strings.Count(created.stdout, secret) != 1 || !strings.Contains(created.stdout, "key.created,key.revoked") {
 		t.Fatalf("webhooks create printed:\n%s", created.stdout)
 	}
