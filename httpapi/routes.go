@@ -34,6 +34,7 @@ func (s *Server) routes() {
 	m.Handle("GET /v1/webhooks/{id}", s.admin("webhooks:write", s.getWebhook))
 	m.Handle("DELETE /v1/webhooks/{id}", s.admin("webhooks:write", s.deleteWebhook))
 	m.Handle("GET /v1/webhooks/{id}/deliveries", s.admin("webhooks:write", s.listDeliveries))
+	m.Handle("POST /v1/webhooks/{id}/deliveries/{delivery_id}/retry", s.admin("webhooks:write", s.retryDelivery))
 
 	m.Handle("POST /v1/tenants", s.admin("tenants:admin", s.createTenant))
 	m.Handle("GET /v1/tenants", s.admin("tenants:admin", s.listTenants))

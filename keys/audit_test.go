@@ -50,6 +50,11 @@ func TestMutationFailsWhenItsAuditEventCannotBeWritten(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	failed := &latchkey.Delivery{ID: latchkey.NewID("dlv", t0), WebhookID: hook.ID, EventID: "evt_x", Tenant: "acme",
+		EventType: latchkey.EventKeyCreated, Status: latchkey.DeliveryFailed, Attempts: 5, CreatedAt: t0}
+	if err := store.Store.Update(ctx, func(tx keys.Tx) error { return tx.CreateDelivery(failed) }); err != nil {
+		t.Fatal(err)
+	}
 	f.verify(t, key, "data:read") // cached
 	if _, err := f.svc.PutSecret(ctx, f.admin, "openai", keys.SecretParams{Value: "sk-audit-test-value"}); err != nil {
 		t.Fatal(err)
@@ -77,6 +82,7 @@ func TestMutationFailsWhenItsAuditEventCannotBeWritten(t *testing.T) {
 			return err
 		},
 		"DeleteWebhook": func() error { return f.svc.DeleteWebhook(ctx, f.admin, hook.ID) },
+		"RetryDelivery": func() error { _, err := f.svc.RetryDelivery(ctx, f.admin, hook.ID, failed.ID); return err },
 		"PutSecret": func() error {
 			_, err := f.svc.PutSecret(ctx, f.admin, "openai", keys.SecretParams{Value: "sk-audit-test-value-2"})
 			return err
@@ -107,6 +113,9 @@ func TestMutationFailsWhenItsAuditEventCannotBeWritten(t *testing.T) {
 	hooks, _, err := f.svc.ListWebhooks(ctx, f.admin, "", 0)
 	if err != nil || len(hooks) != 1 || hooks[0].ID != hook.ID {
 		t.Fatalf("webhooks after failed mutations: %d (%v), want only the first", len(hooks), err)
+	}
+	if ds, _, err := f.svc.ListDeliveries(ctx, f.admin, hook.ID, keys.DeliveryListParams{}); err != nil || len(ds) != 1 || ds[0].Status != latchkey.DeliveryFailed {
+		t.Fatalf("the delivery after a failed retry: %+v, %v; want it still failed", ds, err)
 	}
 	store.fail.Store(false)
 	if vs, err := f.svc.SecretVersions(ctx, f.admin, "openai"); err != nil || len(vs) != 1 {

@@ -33,6 +33,9 @@ type WebhookStore interface {
 	// already has a delivery of the event, ENotFound if the webhook does
 	// not exist.
 	CreateDelivery(d *latchkey.Delivery) error
+	// Delivery returns the tenant's delivery with the id; ENotFound if there
+	// is none there.
+	Delivery(tenant, id string) (*latchkey.Delivery, error)
 	// Deliveries lists a webhook's deliveries in the tenant, newest first
 	// (by id, descending).
 	Deliveries(tenant, webhookID string, f DeliveryFilter) ([]*latchkey.Delivery, error)

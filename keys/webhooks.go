@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/latchkeyhq/latchkey"
 )
@@ -191,4 +192,54 @@ func (s *Service) ListDeliveries(ctx context.Context, actor *Actor, webhookID st
 		next = encodeCursor(ds[limit-1].ID)
 	}
 	return ds, next, nil
+}
+
+// RetryDelivery schedules one more attempt, now, of a delivered or failed
+// delivery of the webhook (the same webhook-id and body; receivers that
+// saw it may skip it). A failed delivery past the give-up age gets exactly
+// that one attempt. Errors: ENotFound, EConflict (the delivery is still
+// pending: it is retried already).
+func (s *Service) RetryDelivery(ctx context.Context, actor *Actor, webhookID, deliveryID string) (*latchkey.Delivery, error) {
+	if !latchkey.ValidID("whk", webhookID) {
+		return nil, webhookNotFound(webhookID)
+	}
+	if !latchkey.ValidID("dlv", deliveryID) {
+		return nil, deliveryNotFound(deliveryID)
+	}
+	now := s.now()
+	var d *latchkey.Delivery
+	err := s.store.Update(ctx, func(tx Tx) error {
+		if _, err := tx.Webhook(actor.Tenant, webhookID); err != nil {
+			if latchkey.ErrorCode(err) == latchkey.ENotFound {
+				return webhookNotFound(webhookID)
+			}
+			return err
+		}
+		var err error
+		if d, err = tx.Delivery(actor.Tenant, deliveryID); err != nil || d.WebhookID != webhookID {
+			if err == nil || latchkey.ErrorCode(err) == latchkey.ENotFound {
+				return deliveryNotFound(deliveryID)
+			}
+			return err
+		}
+		if d.Status == latchkey.DeliveryPending {
+			return latchkey.Errorf(latchkey.EConflict, "delivery %s is pending; its next attempt is at %s", d.ID, d.NextAttemptAt.Format(time.RFC3339))
+		}
+		before := d.Status
+		d.Status, d.NextAttemptAt, d.DeliveredAt, d.LeaseUntil = latchkey.DeliveryPending, now, time.Time{}, time.Time{}
+		if err := tx.UpdateDelivery(d); err != nil {
+			return err
+		}
+		return s.record(tx, auditEvent(actor, actor.Tenant, "webhook.redelivered", "", now, map[string]string{
+			"webhook_id": webhookID, "delivery_id": d.ID, "event_id": d.EventID, "was": before,
+		}))
+	})
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func deliveryNotFound(id string) error {
+	return latchkey.Errorf(latchkey.ENotFound, "no delivery %.60q of this webhook", id)
 }

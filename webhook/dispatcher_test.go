@@ -649,3 +649,44 @@ func TestAttemptsInFlightAreBounded(t *testing.T) {
 		t.Fatalf("%d requests, at most %d at once; want 5, never more than 2 (and 2 at some point)", total, most)
 	}
 }
+
+func TestRetryDeliveryGivesAFailedDeliveryOneMoreAttempt(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	rcv := newReceiver(t, 500, 500)
+	w, _ := f.hook(t, rcv.URL)
+	d := f.dispatcher(webhook.Options{Backoff: time.Minute, GiveUp: time.Minute})
+	f.key(t, keys.Settings{})
+	fanOut(t, d)
+	deliverDue(t, d)
+	f.clock.Advance(time.Minute)
+	deliverDue(t, d)
+	dl := f.deliveries(t, w)[0]
+	if dl.Status != latchkey.DeliveryFailed {
+		t.Fatalf("delivery = %+v, want failed", dl)
+	}
+	if _, err := f.svc.RetryDelivery(ctx, f.admin, "whk_"+strings.Repeat("0", 26), dl.ID); latchkey.ErrorCode(err) != latchkey.ENotFound {
+		t.Fatalf("retry under another webhook: %v, want not_found", err)
+	}
+	f.clock.Advance(time.Hour) // long past the give-up age
+	got, err := f.svc.RetryDelivery(ctx, f.admin, w.ID, dl.ID)
+	if err != nil || got.Status != latchkey.DeliveryPending || !got.NextAttemptAt.Equal(f.clock.Now()) {
+		t.Fatalf("RetryDelivery = %+v, %v", got, err)
+	}
+	if _, err := f.svc.RetryDelivery(ctx, f.admin, w.ID, dl.ID); latchkey.ErrorCode(err) != latchkey.EConflict {
+		t.Fatalf("retrying a pending delivery: %v, want conflict", err)
+	}
+	deliverDue(t, d)
+	dl = f.deliveries(t, w)[0]
+	if dl.Status != latchkey.DeliveryDelivered || dl.Attempts != 3 {
+		t.Fatalf("after the retry: %+v", dl)
+	}
+	reqs := rcv.requests()
+	if len(reqs) != 3 || reqs[2].header.Get("webhook-id") != dl.ID {
+		t.Fatalf("receiver saw %d requests", len(reqs))
+	}
+	evs, err := f.svc.ListAudit(ctx, f.admin, keys.AuditFilter{Action: "webhook.redelivered"})
+	if err != nil || len(evs) != 1 || evs[0].Details["delivery_id"] != dl.ID || evs[0].Details["was"] != "failed" {
+		t.Fatalf("audit: %+v, %v", evs, err)
+	}
+}

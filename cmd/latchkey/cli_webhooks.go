@@ -19,6 +19,7 @@ Commands:
   show ID                         one webhook
   rm ID                           delete a webhook and its delivery log
   deliveries ID [--status S]      a webhook's delivery log, newest first
+  retry ID DELIVERY_ID            send a delivered or failed delivery once more, now
 
 Event types: key.created, key.rotated, key.revoked, key.suspended,
 key.expiring, key.quota_exhausted, security.anomaly (no --events: all).
@@ -32,6 +33,7 @@ var webhooksCommands = map[string]func(context.Context, *env, []string) error{
 	"show":       webhooksShow,
 	"rm":         webhooksRemove,
 	"deliveries": webhooksDeliveries,
+	"retry":      webhooksRetry,
 }
 
 // runWebhooks runs `latchkey webhooks …`.
@@ -251,5 +253,27 @@ func webhooksDeliveries(ctx context.Context, e *env, args []string) error {
 	if next != "" {
 		fmt.Fprintf(e.stderr, "Older deliveries: add --cursor %s for the next page, or --all for every page.\n", next)
 	}
+	return nil
+}
+
+func webhooksRetry(ctx context.Context, e *env, args []string) error {
+	c := newCommand(e, "webhooks retry", "ID DELIVERY_ID")
+	pos, err := c.parse(args, "ID", "DELIVERY_ID")
+	if err != nil {
+		return err
+	}
+	cl, err := c.client.newClient(e, true)
+	if err != nil {
+		return err
+	}
+	var d latchkey.Delivery
+	raw, err := cl.call(ctx, "POST", "/v1/webhooks/"+url.PathEscape(pos[0])+"/deliveries/"+url.PathEscape(pos[1])+"/retry", nil, nil, &d)
+	if err != nil {
+		return err
+	}
+	if c.client.json {
+		return printJSON(e.stdout, raw)
+	}
+	fmt.Fprintf(e.stdout, "Delivery %s (%s) is pending again; it is sent now, with the same webhook-id.\n", d.ID, d.EventType)
 	return nil
 }

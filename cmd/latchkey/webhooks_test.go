@@ -132,6 +132,9 @@ func TestE2EWebhookSignedDeliveryArrivesAfterRetries(t *testing.T) {
 	rcv := newHookReceiver(t, 2)
 	ts := startServer(t, withWebhookPoll(20*time.Millisecond))
 	admin := ts.mustTenant(t, "acme")
+	// A webhook receives events from its creation on; the tenant's own
+	// key.created is a second older.
+	ts.Clock.Advance(time.Second)
 
 	r := ts.call(t, "POST", "/v1/webhooks", admin, map[string]any{"url": rcv.URL + "/latchkey", "events": []string{"key.created", "key.revoked"}})
 	if r.Status != http.StatusCreated {
@@ -235,6 +238,7 @@ func TestE2EWebhookSignedDeliveryArrivesAfterRetries(t *testing.T) {
 	other := ts.mustTenant(t, "globex")
 	for _, rt := range []struct{ method, path string }{
 		{"GET", "/v1/webhooks/" + hookID}, {"DELETE", "/v1/webhooks/" + hookID}, {"GET", "/v1/webhooks/" + hookID + "/deliveries"},
+		{"POST", "/v1/webhooks/" + hookID + "/deliveries/" + dl.Deliveries[0].ID + "/retry"},
 	} {
 		if r := ts.call(t, rt.method, rt.path, other, nil); r.Status != 404 || r.errCode() != latchkey.ENotFound {
 			t.Fatalf("another tenant's %s %s: %d %s", rt.method, rt.path, r.Status, r.Raw)
@@ -361,6 +365,15 @@ func TestCLIWebhooks(t *testing.T) {
 	d := n.okJSON(t, "webhooks", "deliveries", id, "--status", "delivered")
 	if list, _ := d["deliveries"].([]any); len(list) != 1 {
 		t.Fatalf("deliveries --status delivered --json: %v", d)
+	}
+	list, _ := d["deliveries"].([]any)
+	dlv, _ := list[0].(map[string]any)["id"].(string)
+	if r := n.ok(t, "webhooks", "retry", id, dlv); !strings.Contains(r.stdout, dlv) {
+		t.Fatalf("webhooks retry printed %q", r.stdout)
+	}
+	eventually(t, 20*time.Second, "the retried delivery", func() bool { return len(rcv.seen()) == 2 })
+	if as := rcv.seen(); as[1].id != dlv || !as[1].signedOK {
+		t.Fatalf("the retry went out as %s (signed %v), want %s", as[1].id, as[1].signedOK, dlv)
 	}
 	if r := n.run(t, "webhooks", "create", "--url", rcv.URL, "--events", "key.deleted"); cliErrCode(r.err) != latchkey.EInvalid {
 		t.Fatalf("an unknown event type: %v", r.err)

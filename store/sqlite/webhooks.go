@@ -144,6 +144,18 @@ func (t *tx) CreateDelivery(d *latchkey.Delivery) error {
 	return nil
 }
 
+// Delivery returns a tenant's delivery by id.
+func (t *tx) Delivery(tenant, id string) (*latchkey.Delivery, error) {
+	ds, err := t.deliveries("delivery", `SELECT `+deliveryColumns+` FROM deliveries WHERE tenant_id = ? AND id = ?`, tenant, id)
+	if err != nil {
+		return nil, err
+	}
+	if len(ds) == 0 {
+		return nil, latchkey.Errorf(latchkey.ENotFound, "delivery %q not found", id)
+	}
+	return ds[0], nil
+}
+
 // Deliveries lists a webhook's deliveries newest first.
 func (t *tx) Deliveries(tenant, webhookID string, f keys.DeliveryFilter) ([]*latchkey.Delivery, error) {
 	var q strings.Builder

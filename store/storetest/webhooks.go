@@ -237,6 +237,13 @@ func testDeliveries(t *testing.T, s keys.Store) {
 		if err == nil && (other == nil || len(other) != 0) {
 			t.Errorf("another tenant sees deliveries %v", deliveryIDs(other))
 		}
+		one, err := tx.Delivery("acme", "dlv_2")
+		if err == nil && (one.Status != latchkey.DeliveryDelivered || one.Attempts != 3 || one.WebhookID != "whk_1") {
+			t.Errorf("Delivery(dlv_2) = %+v", one)
+		}
+		if _, err := tx.Delivery("beta", "dlv_2"); latchkey.ErrorCode(err) != latchkey.ENotFound {
+			t.Errorf("another tenant's delivery: %v, want not_found", err)
+		}
 		n, err := tx.CountPendingDeliveries()
 		if err == nil && n != 2 {
 			t.Errorf("CountPendingDeliveries = %d, want 2", n)
