@@ -433,9 +433,17 @@ func (d *Dispatcher) DeliverDue(ctx context.Context) (int, error) {
 func (d *Dispatcher) attempt(ctx context.Context, j job) {
 	dl := j.d
 	status, errText := d.send(ctx, j)
-	if ctx.Err() != nil {
-		// Shutting down: leave the delivery claimed; its lease lapses and
-		// the next start (or another node) sends it again.
+	if errText != "" && ctx.Err() != nil {
+		// Shutting down mid-attempt: release the claim, so that the next
+		// start (or another node) sends it again without waiting for the
+		// lease to lapse. Whether the receiver got it is unknown; it is
+		// sent again with the same webhook-id.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		dl.LeaseUntil = time.Time{}
+		if err := d.o.Store.Update(rctx, func(tx keys.Tx) error { return tx.UpdateDelivery(dl) }); err != nil && latchkey.ErrorCode(err) != latchkey.ENotFound {
+			d.log.Warn("releasing a webhook delivery at shutdown failed; it is retried when its lease lapses", "delivery_id", dl.ID, "err", err)
+		}
 		return
 	}
 	now := d.now()

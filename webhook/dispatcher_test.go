@@ -690,3 +690,27 @@ func TestRetryDeliveryGivesAFailedDeliveryOneMoreAttempt(t *testing.T) {
 		t.Fatalf("audit: %+v, %v", evs, err)
 	}
 }
+
+func TestCloseReleasesAnAttemptInFlight(t *testing.T) {
+	f := newFixture(t)
+	rcv := newReceiver(t)
+	rcv.block, rcv.entered = make(chan struct{}), make(chan struct{}, 1)
+	defer close(rcv.block)
+	w, _ := f.hook(t, rcv.URL)
+	d := f.dispatcher(webhook.Options{})
+	f.key(t, keys.Settings{})
+	d.Start()
+	<-rcv.entered
+	d.Close() // cuts the attempt short
+	dl := f.deliveries(t, w)[0]
+	if dl.Status != latchkey.DeliveryPending || dl.Attempts != 0 {
+		t.Fatalf("after a shutdown mid-attempt: %+v, want pending with no attempt counted", dl)
+	}
+	// The next node need not wait for the lease to lapse.
+	rcv.mu.Lock()
+	rcv.block, rcv.entered = nil, nil
+	rcv.mu.Unlock()
+	if n := deliverDue(t, f.dispatcher(webhook.Options{})); n != 1 {
+		t.Fatalf("a new dispatcher claimed %d, want the released delivery", n)
+	}
+}
