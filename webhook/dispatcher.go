@@ -250,7 +250,7 @@ func (d *Dispatcher) Round(ctx context.Context) {
 	d.roundMu.Lock()
 	defer d.roundMu.Unlock()
 	if d.o.ExpiringDays > 0 && d.due(&d.lastScan, d.o.ExpiringEvery) {
-		if n, err := d.ScanExpiring(ctx); err != nil {
+		if n, err := d.ScanExpiring(ctx); err != nil && ctx.Err() == nil {
 			d.log.Warn("scanning for expiring keys failed", "err", err)
 		} else if n > 0 {
 			d.log.Info("keys expiring soon", "events", n, "days", d.o.ExpiringDays)
@@ -259,7 +259,9 @@ func (d *Dispatcher) Round(ctx context.Context) {
 	for range maxRounds {
 		n, err := d.FanOut(ctx)
 		if err != nil {
-			d.log.Warn("fanning events out to webhooks failed", "err", err)
+			if ctx.Err() == nil {
+				d.log.Warn("fanning events out to webhooks failed", "err", err)
+			}
 			break
 		}
 		if n < fanOutBatch {
@@ -269,14 +271,16 @@ func (d *Dispatcher) Round(ctx context.Context) {
 	for range maxRounds {
 		n, err := d.DeliverDue(ctx)
 		if err != nil {
-			d.log.Warn("claiming webhook deliveries failed", "err", err)
+			if ctx.Err() == nil {
+				d.log.Warn("claiming webhook deliveries failed", "err", err)
+			}
 			break
 		}
 		if n < d.o.Concurrency || ctx.Err() != nil {
 			break
 		}
 	}
-	if d.due(&d.lastPrune, time.Hour) {
+	if ctx.Err() == nil && d.due(&d.lastPrune, time.Hour) {
 		err := d.o.Store.Update(ctx, func(tx keys.Tx) error {
 			_, err := tx.PruneDeliveries(d.o.Now().Add(-d.o.Retention))
 			return err

@@ -714,3 +714,25 @@ func TestCloseReleasesAnAttemptInFlight(t *testing.T) {
 		t.Fatalf("a new dispatcher claimed %d, want the released delivery", n)
 	}
 }
+
+func TestRoundPrunesFinishedDeliveriesPastRetention(t *testing.T) {
+	f := newFixture(t)
+	rcv := newReceiver(t)
+	w, _ := f.hook(t, rcv.URL)
+	d := f.dispatcher(webhook.Options{Retention: 48 * time.Hour})
+	f.key(t, keys.Settings{})
+	d.Round(context.Background())
+	if ds := f.deliveries(t, w); len(ds) != 1 || ds[0].Status != latchkey.DeliveryDelivered {
+		t.Fatalf("deliveries = %+v", ds)
+	}
+	f.clock.Advance(47 * time.Hour)
+	d.Round(context.Background())
+	if ds := f.deliveries(t, w); len(ds) != 1 {
+		t.Fatal("a delivery within the retention was pruned")
+	}
+	f.clock.Advance(2 * time.Hour)
+	d.Round(context.Background())
+	if ds := f.deliveries(t, w); len(ds) != 0 {
+		t.Fatalf("a delivery past the retention is still listed: %+v", ds)
+	}
+}
