@@ -240,3 +240,23 @@ func checkVerifyTarget(scopes []string, resource string) error {
 	}
 	return nil
 }
+
+// decodeCreateWebhook reads POST /v1/webhooks: {"url", "events": [...]}
+// (no events: every type).
+func decodeCreateWebhook(data []byte) (keys.WebhookParams, error) {
+	var b struct {
+		URL    string   `json:"url"`
+		Events []string `json:"events"`
+	}
+	if err := decodeJSON(data, &b); err != nil {
+		return keys.WebhookParams{}, err
+	}
+	if err := latchkey.ValidateWebhookURL(b.URL); err != nil {
+		return keys.WebhookParams{}, err
+	}
+	events, err := latchkey.NormalizeWebhookEvents(b.Events)
+	if err != nil {
+		return keys.WebhookParams{}, err
+	}
+	return keys.WebhookParams{URL: b.URL, Events: events}, nil
+}

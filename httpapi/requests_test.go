@@ -28,6 +28,8 @@ var bodySeeds = []string{
 	`{"ratelimits": [{"name": "burst", "limit": 10, "window": "1s"}], "quota": {"limit": 10, "period": "30d"}, "max_concurrent": 3, "lease_ttl": "30s"}`,
 	`{"quota": null}`, `{"quota": {"remaining": 5}}`, `{"quota": {"bogus": 1}}`, `{"quota": 7}`,
 	`{"time_windows": [{"days": ["mon"], "start": "09:00", "end": "17:00", "tz": "Europe/Berlin"}], "countries": ["DE"]}`,
+	`{"url": "https://hooks.example.com/in", "events": ["key.revoked", "key.expiring"]}`, `{"url": "http://127.0.0.1:9/x"}`,
+	`{"url": "ftp://x"}`, `{"url": "https://h/", "events": ["key.*"]}`, `{"url": "https://h/", "events": null}`, `{"url": 7}`,
 }
 
 func FuzzDecodeCreateKey(f *testing.F) {
@@ -207,6 +209,19 @@ func FuzzListFilters(f *testing.F) {
 		}
 		if err == nil && sf.Limit < 0 {
 			t.Fatalf("securityFilter(%q) accepted limit %d", raw, sf.Limit)
+		}
+	})
+}
+
+func FuzzDecodeCreateWebhook(f *testing.F) {
+	for _, s := range bodySeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := decodeCreateWebhook(b)
+		checkDecode(t, err)
+		if err == nil && (latchkey.ValidateWebhookURL(p.URL) != nil || p.Events == nil) {
+			t.Fatalf("accepted %+v", p)
 		}
 	})
 }

@@ -42,10 +42,23 @@ func TestMutationFailsWhenItsAuditEventCannotBeWritten(t *testing.T) {
 	f := newFixture(t, func(o *keys.Options) {
 		store = &brokenAudit{Store: o.Store}
 		o.Store = store
+		o.Sealer = newTestSealer(t)
 	})
 	ctx := context.Background()
 	k, key := f.create(t, keys.CreateParams{Settings: keys.Settings{Scopes: &[]string{"data:read"}}})
+	hook, _, err := f.svc.CreateWebhook(ctx, f.admin, keys.WebhookParams{URL: "https://hooks.example.com/in"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed := &latchkey.Delivery{ID: latchkey.NewID("dlv", t0), WebhookID: hook.ID, EventID: "evt_x", Tenant: "acme",
+		EventType: latchkey.EventKeyCreated, Status: latchkey.DeliveryFailed, Attempts: 5, CreatedAt: t0}
+	if err := store.Store.Update(ctx, func(tx keys.Tx) error { return tx.CreateDelivery(failed) }); err != nil {
+		t.Fatal(err)
+	}
 	f.verify(t, key, "data:read") // cached
+	if _, err := f.svc.PutSecret(ctx, f.admin, "openai", keys.SecretParams{Value: "sk-audit-test-value"}); err != nil {
+		t.Fatal(err)
+	}
 	store.fail.Store(true)
 
 	mutations := map[string]func() error{
@@ -64,6 +77,20 @@ func TestMutationFailsWhenItsAuditEventCannotBeWritten(t *testing.T) {
 			_, _, err := f.svc.DeriveKey(ctx, f.admin, k.ID, keys.CreateParams{Settings: keys.Settings{Name: ptr("c")}})
 			return err
 		},
+		"CreateWebhook": func() error {
+			_, _, err := f.svc.CreateWebhook(ctx, f.admin, keys.WebhookParams{URL: "https://hooks.example.com/other"})
+			return err
+		},
+		"DeleteWebhook": func() error { return f.svc.DeleteWebhook(ctx, f.admin, hook.ID) },
+		"RetryDelivery": func() error { _, err := f.svc.RetryDelivery(ctx, f.admin, hook.ID, failed.ID); return err },
+		"PutSecret": func() error {
+			_, err := f.svc.PutSecret(ctx, f.admin, "openai", keys.SecretParams{Value: "sk-audit-test-value-2"})
+			return err
+		},
+		"DeleteSecret": func() error { return f.svc.DeleteSecret(ctx, f.admin, "openai") },
+		// A read is audited in its own transaction too: no event, no value.
+		"ReadSecret":  func() error { _, err := f.svc.ReadSecret(ctx, f.admin, "openai", 0); return err },
+		"ReadSecrets": func() error { _, err := f.svc.ReadSecrets(ctx, f.admin); return err },
 	}
 	for name, m := range mutations {
 		t.Run(name, func(t *testing.T) {
@@ -83,13 +110,23 @@ func TestMutationFailsWhenItsAuditEventCannotBeWritten(t *testing.T) {
 	if v := f.verify(t, key, "data:read"); v.Code != latchkey.CodeValid {
 		t.Fatalf("verify after failed mutations: %s", v.Code)
 	}
+	hooks, _, err := f.svc.ListWebhooks(ctx, f.admin, "", 0)
+	if err != nil || len(hooks) != 1 || hooks[0].ID != hook.ID {
+		t.Fatalf("webhooks after failed mutations: %d (%v), want only the first", len(hooks), err)
+	}
+	if ds, _, err := f.svc.ListDeliveries(ctx, f.admin, hook.ID, keys.DeliveryListParams{}); err != nil || len(ds) != 1 || ds[0].Status != latchkey.DeliveryFailed {
+		t.Fatalf("the delivery after a failed retry: %+v, %v; want it still failed", ds, err)
+	}
 	store.fail.Store(false)
+	if vs, err := f.svc.SecretVersions(ctx, f.admin, "openai"); err != nil || len(vs) != 1 {
+		t.Fatalf("secret after failed mutations: %v versions, %v; want the one", len(vs), err)
+	}
 	evs, err := f.svc.ListAudit(ctx, f.admin, keys.AuditFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, e := range evs {
-		if e.TargetKeyID == k.ID && e.Action != "key.created" {
+		if e.TargetKeyID == k.ID && e.Action != "key.created" || e.Action == "secret.read" || e.Action == "secret.deleted" {
 			t.Fatalf("an event of a failed mutation was kept: %+v", e)
 		}
 	}

@@ -16,6 +16,7 @@
 package metrics
 
 import (
+	"context"
 	"net/http"
 	"slices"
 	"strconv"
@@ -29,6 +30,7 @@ import (
 	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/guard"
 	"github.com/latchkeyhq/latchkey/keys"
+	"github.com/latchkeyhq/latchkey/webhook"
 )
 
 // Options say where the figures read at scrape time come from.
@@ -42,6 +44,16 @@ type Options struct {
 	// Now is the clock the guard is given by the server, for the number
 	// of networks blocked now (default time.Now).
 	Now func() time.Time
+	// Webhooks is the webhook dispatcher, for the outbox depth and the
+	// attempt outcomes; nil leaves them out.
+	Webhooks WebhookSource
+}
+
+// WebhookSource is what the webhook dispatcher (*webhook.Dispatcher) tells
+// at scrape time.
+type WebhookSource interface {
+	Stats() webhook.Stats
+	OutboxDepth(ctx context.Context) (int64, error)
 }
 
 // Codes returns every code latchkey_verifications_total is broken down
@@ -194,12 +206,14 @@ func routeLabel(pattern string) string {
 
 // sources collects, at scrape time, the figures other packages keep.
 type sources struct {
-	keys  *keys.Service
-	guard *guard.Guard
-	now   func() time.Time
+	keys     *keys.Service
+	guard    *guard.Guard
+	webhooks WebhookSource
+	now      func() time.Time
 
 	cacheHits, cacheMisses, cacheEntries, storeReads *prometheus.Desc
 	guardBlocked, guardBlocks, guardTracked          *prometheus.Desc
+	outboxDepth, webhookResults                      *prometheus.Desc
 }
 
 func newSources(o Options) *sources {
@@ -207,9 +221,10 @@ func newSources(o Options) *sources {
 		return prometheus.NewDesc(name, help, labels, nil)
 	}
 	return &sources{
-		keys:  o.Keys,
-		guard: o.Guard,
-		now:   o.Now,
+		keys:     o.Keys,
+		guard:    o.Guard,
+		webhooks: o.Webhooks,
+		now:      o.Now,
 
 		cacheHits:    d("latchkey_key_cache_hits_total", "Key lookups answered from the cache: a cached key, or a hash remembered as unknown."),
 		cacheMisses:  d("latchkey_key_cache_misses_total", "Key lookups that had to read the store."),
@@ -218,6 +233,9 @@ func newSources(o Options) *sources {
 		guardBlocked: d("latchkey_guard_blocked_networks", "Client networks the brute-force guard blocks now."),
 		guardBlocks:  d("latchkey_guard_blocks_total", "Client networks blocked by the brute-force guard since the start."),
 		guardTracked: d("latchkey_guard_tracked_networks", "Client networks whose failed key checks the brute-force guard holds in memory."),
+		outboxDepth:  d("latchkey_webhook_outbox_depth", "Webhook deliveries pending (waiting for their first attempt or a retry), all tenants, read from the store at scrape."),
+		webhookResults: d("latchkey_webhook_deliveries_total", "Webhook delivery attempts made by this node, by result: delivered (2xx), retry (failed, to be tried again), failed (failed, and given up).",
+			"result"),
 	}
 }
 
@@ -232,6 +250,10 @@ func (c *sources) Describe(ch chan<- *prometheus.Desc) {
 		ch <- c.guardBlocked
 		ch <- c.guardBlocks
 		ch <- c.guardTracked
+	}
+	if c.webhooks != nil {
+		ch <- c.outboxDepth
+		ch <- c.webhookResults
 	}
 }
 
@@ -249,5 +271,20 @@ func (c *sources) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.guardBlocked, prometheus.GaugeValue, float64(st.Blocked))
 		ch <- prometheus.MustNewConstMetric(c.guardBlocks, prometheus.CounterValue, float64(st.BlocksTotal))
 		ch <- prometheus.MustNewConstMetric(c.guardTracked, prometheus.GaugeValue, float64(st.Tracked))
+	}
+	if c.webhooks != nil {
+		st := c.webhooks.Stats()
+		ch <- prometheus.MustNewConstMetric(c.webhookResults, prometheus.CounterValue, float64(st.Delivered), "delivered")
+		ch <- prometheus.MustNewConstMetric(c.webhookResults, prometheus.CounterValue, float64(st.Retried), "retry")
+		ch <- prometheus.MustNewConstMetric(c.webhookResults, prometheus.CounterValue, float64(st.Failed), "failed")
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		n, err := c.webhooks.OutboxDepth(ctx)
+		cancel()
+		if err != nil {
+			// The scrape reports the error; the other figures still go out.
+			ch <- prometheus.NewInvalidMetric(c.outboxDepth, err)
+		} else {
+			ch <- prometheus.MustNewConstMetric(c.outboxDepth, prometheus.GaugeValue, float64(n))
+		}
 	}
 }

@@ -58,8 +58,11 @@ Usage:
   latchkey server [flags]            run a node (SQLite in ./latchkey.db by default)
   latchkey keys <command> [flags]    create|list|show|update|rotate|suspend|resume|revoke|derive|verify
   latchkey tenants <command>         create|list
+  latchkey secrets <command>         put|get|list|versions|rm
+  latchkey keyring <command>         status|rotate|rewrap|new-master-key
   latchkey audit <command>           verify|export|tail
   latchkey reports <report> [flags]  access|usage|security, as JSON or CSV
+  latchkey webhooks <command>        create|list|show|rm|deliveries
   latchkey version
 
 Client commands reach the server at --server or $LATCHKEY_ADDR
@@ -86,6 +89,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runAudit(ctx, e, args[1:])
 	case "reports":
 		return runReports(ctx, e, args[1:])
+	case "webhooks":
+		return runWebhooks(ctx, e, args[1:])
+	case "secrets":
+		return runSecrets(ctx, e, args[1:])
+	case "keyring":
+		return runKeyring(ctx, e, args[1:])
 	case "version", "--version":
 		fmt.Fprintln(stdout, "latchkey", version)
 		return nil

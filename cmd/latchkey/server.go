@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -17,12 +18,14 @@ import (
 	"github.com/latchkeyhq/latchkey/geo"
 	"github.com/latchkeyhq/latchkey/guard"
 	"github.com/latchkeyhq/latchkey/httpapi"
+	"github.com/latchkeyhq/latchkey/keyring"
 	"github.com/latchkeyhq/latchkey/keys"
 	"github.com/latchkeyhq/latchkey/limit"
 	"github.com/latchkeyhq/latchkey/metrics"
 	"github.com/latchkeyhq/latchkey/security"
 	"github.com/latchkeyhq/latchkey/store/sqlite"
 	keyusage "github.com/latchkeyhq/latchkey/usage"
+	"github.com/latchkeyhq/latchkey/webhook"
 )
 
 // serverConfig is everything `latchkey server` reads from flags and the
@@ -36,6 +39,11 @@ type serverConfig struct {
 	LogLevel       string
 	MaxBody        int64
 	RootKey        string // from LATCHKEY_ROOT_KEY only: a flag would show in ps
+	// MasterKey is the keyring's master key in base64, from
+	// LATCHKEY_MASTER_KEY only (a flag would show in ps); when empty the
+	// key is read from MasterKeyFile, which is created on first start.
+	MasterKey      string
+	MasterKeyFile  string // "": next to the database (defaultMasterKeyFile)
 	GeoIPDB        string
 	QuotaFlush     time.Duration
 	UsageFlush     time.Duration
@@ -54,6 +62,22 @@ type serverConfig struct {
 	SpikeMin        int64
 	BurstThreshold  int
 	BurstWindow     time.Duration
+
+	// Webhook retries: the first wait, its cap, and the age at which a
+	// delivery is given up; ExpiringDays ahead a key raises key.expiring
+	// (0: never).
+	WebhookBackoff    time.Duration
+	WebhookBackoffMax time.Duration
+	WebhookGiveUp     time.Duration
+	WebhookTimeout    time.Duration
+	ExpiringDays      int
+	// SecretVersions is how many versions of a secret are kept,
+	// SecretExpiresIn the default expires_in of a secret, in seconds.
+	SecretVersions  int
+	SecretExpiresIn time.Duration
+	// SeedKeepAlive keeps the seed routes' connections open (default:
+	// Connection: close).
+	SeedKeepAlive bool
 }
 
 // serverHooks let tests replace the clock and the limiter and learn the
@@ -69,14 +93,18 @@ type serverHooks struct {
 	Service func(*keys.Service)
 	// Usage, when set, is handed the usage recorder (tests flush it).
 	Usage func(*keyusage.Recorder)
+	// WebhookPoll replaces how often the webhook dispatcher looks at its
+	// outbox (default 1s).
+	WebhookPoll time.Duration
 }
 
 func runServer(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("latchkey server", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
-	cfg := serverConfig{RootKey: e.getenv("LATCHKEY_ROOT_KEY")}
+	cfg := serverConfig{RootKey: e.getenv("LATCHKEY_ROOT_KEY"), MasterKey: e.getenv("LATCHKEY_MASTER_KEY")}
 	fs.StringVar(&cfg.Addr, "addr", envOr(e, "LATCHKEY_ADDR", ":8080"), "listen address (env LATCHKEY_ADDR)")
 	fs.StringVar(&cfg.DB, "db", envOr(e, "LATCHKEY_DB", "./latchkey.db"), "SQLite file (env LATCHKEY_DB)")
+	fs.StringVar(&cfg.MasterKeyFile, "master-key-file", e.getenv("LATCHKEY_MASTER_KEY_FILE"), "file holding the keyring's master key (base64, mode 0600), created on first start; default: beside --db, named after it with .master-key (env LATCHKEY_MASTER_KEY_FILE; LATCHKEY_MASTER_KEY gives the key itself)")
 	fs.StringVar(&cfg.TrustedProxies, "trusted-proxies", e.getenv("LATCHKEY_TRUSTED_PROXIES"), "comma-separated addresses/CIDRs whose X-Forwarded-For is believed (env LATCHKEY_TRUSTED_PROXIES)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", e.getenv("LATCHKEY_TLS_CERT"), "TLS certificate file (env LATCHKEY_TLS_CERT)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", e.getenv("LATCHKEY_TLS_KEY"), "TLS private key file (env LATCHKEY_TLS_KEY)")
@@ -98,6 +126,15 @@ func runServer(ctx context.Context, e *env, args []string) error {
 	fs.Int64Var(&cfg.SpikeMin, "spike-min", 100, "fewest verifications in a minute that can be a usage_spike (-1: off)")
 	fs.IntVar(&cfg.BurstThreshold, "burst-threshold", 50, "keys of a tenant created (or revoked) within --burst-window that raise a mass_creation (mass_revocation) anomaly (-1: off)")
 	fs.DurationVar(&cfg.BurstWindow, "burst-window", 5*time.Minute, "window of --burst-threshold")
+	cfg.WebhookBackoff, cfg.WebhookBackoffMax, cfg.WebhookGiveUp, cfg.WebhookTimeout = 5*time.Second, time.Hour, 24*time.Hour, 10*time.Second
+	fs.Var((*durationValue)(&cfg.WebhookBackoff), "webhook-backoff", "wait before a webhook delivery's first retry; it doubles with each failure (with jitter)")
+	fs.Var((*durationValue)(&cfg.WebhookBackoffMax), "webhook-backoff-max", "longest wait between two attempts of a webhook delivery")
+	fs.Var((*durationValue)(&cfg.WebhookGiveUp), "webhook-give-up", "age at which a webhook delivery that keeps failing is given up (status failed), e.g. 24h or 3d")
+	fs.Var((*durationValue)(&cfg.WebhookTimeout), "webhook-timeout", "how long one webhook attempt may take")
+	fs.IntVar(&cfg.ExpiringDays, "expiring-days", 7, "raise key.expiring for keys that expire within this many days (0: never)")
+	fs.IntVar(&cfg.SecretVersions, "secret-versions", 10, "how many versions of each secret are kept; older ones are deleted when a new one is written")
+	fs.DurationVar(&cfg.SecretExpiresIn, "secret-expires-in", time.Hour, "expires_in of a secret written without one: how long clients are told to cache it")
+	fs.BoolVar(&cfg.SeedKeepAlive, "seed-keep-alive", false, "keep connections of GET /keys/{provider} and GET /llm-keys open instead of answering Connection: close")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -165,6 +202,11 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 	}
 	defer db.Close()
 
+	sealer, err := openKeyring(ctx, cfg, db, now, log)
+	if err != nil {
+		return err
+	}
+
 	limiter := hooks.Limiter
 	if limiter == nil {
 		mem := limit.NewMemory(limit.Options{Store: db, FlushInterval: cfg.QuotaFlush, Logger: log})
@@ -194,10 +236,44 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 			log.Error("flushing key usage at shutdown failed", "err", err)
 		}
 	}()
-	opts := keys.Options{
-		Store: db, Now: now, Limiter: limiter, Usage: rec, Logger: log,
-		Burst: keys.BurstRule{Threshold: cfg.BurstThreshold, Window: cfg.BurstWindow},
+	if cfg.SecretExpiresIn != 0 && (cfg.SecretExpiresIn < time.Second || cfg.SecretExpiresIn > keys.MaxSecretExpiresIn*time.Second) {
+		return latchkey.Errorf(latchkey.EInvalid, "--secret-expires-in must be from 1s to 8760h")
 	}
+	if cfg.SecretVersions < 0 {
+		return latchkey.Errorf(latchkey.EInvalid, "--secret-versions must be at least 1")
+	}
+	if cfg.ExpiringDays < 0 {
+		return latchkey.Errorf(latchkey.EInvalid, "--expiring-days must not be negative")
+	}
+	// Zero takes the dispatcher's default (tests build serverConfig by
+	// hand); the flags' defaults are the same values.
+	for name, d := range map[string]time.Duration{"webhook-backoff": cfg.WebhookBackoff, "webhook-backoff-max": cfg.WebhookBackoffMax, "webhook-give-up": cfg.WebhookGiveUp, "webhook-timeout": cfg.WebhookTimeout} {
+		if d < 0 {
+			return latchkey.Errorf(latchkey.EInvalid, "--%s must be positive", name)
+		}
+	}
+	if cfg.WebhookBackoff > 0 && cfg.WebhookBackoffMax > 0 && cfg.WebhookBackoffMax < cfg.WebhookBackoff {
+		return latchkey.Errorf(latchkey.EInvalid, "--webhook-backoff-max must be at least --webhook-backoff")
+	}
+	expiring := cfg.ExpiringDays
+	if expiring == 0 {
+		expiring = -1 // the dispatcher's "never"
+	}
+	disp := webhook.New(webhook.Options{
+		Store: db, Sealer: sealer, Now: now, Timeout: cfg.WebhookTimeout,
+		Backoff: cfg.WebhookBackoff, BackoffMax: cfg.WebhookBackoffMax, GiveUp: cfg.WebhookGiveUp,
+		Poll: hooks.WebhookPoll, ExpiringDays: expiring, Logger: log,
+	})
+	// Deferred after the database's Close, so it runs before it: attempts
+	// in flight end first (an attempt cut short is sent again after a
+	// restart, with the same webhook-id).
+	defer disp.Close()
+
+	// The key service's store wakes the dispatcher after each change, so
+	// the events it raised go out at once.
+	opts := keys.Options{Store: disp.WakeOnUpdate(db), Now: now, Limiter: limiter, Usage: rec, Logger: log, Sealer: sealer,
+		SecretVersions: cfg.SecretVersions, SecretExpiresIn: int64(cfg.SecretExpiresIn / time.Second),
+		Burst: keys.BurstRule{Threshold: cfg.BurstThreshold, Window: cfg.BurstWindow}}
 	if cfg.GeoIPDB != "" {
 		g, err := geo.Open(cfg.GeoIPDB)
 		if err != nil {
@@ -224,8 +300,10 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 		}
 	}
 
-	met := metrics.New(metrics.Options{Keys: svc, Guard: brute, Now: now})
-	apiCfg := httpapi.Config{Keys: svc, Logger: log, TrustedProxies: trusted, MaxBody: cfg.MaxBody, Now: now, Guard: brute, Observer: met}
+	disp.Start()
+	met := metrics.New(metrics.Options{Keys: svc, Guard: brute, Now: now, Webhooks: disp})
+	apiCfg := httpapi.Config{Keys: svc, Logger: log, TrustedProxies: trusted, MaxBody: cfg.MaxBody, Now: now, Guard: brute, Observer: met,
+		Keyring: sealer, SeedKeepAlive: cfg.SeedKeepAlive}
 	if brute != nil {
 		threshold := cfg.GuardThreshold
 		apiCfg.OnBlock = func(network netip.Prefix, at time.Time) { monitor.GuardBlocked(network, threshold, at) }
@@ -296,6 +374,91 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("requests still running at shutdown were cut", "err", err)
 	}
+	return nil
+}
+
+// defaultMasterKeyFile is where the master key lives when no flag names a
+// file: beside the database, named after it without its extension
+// (./latchkey.db → ./latchkey.master-key), so that copying latchkey.db*
+// for a backup does not copy the key that opens it.
+func defaultMasterKeyFile(db string) string {
+	dir, base := filepath.Split(db)
+	if ext := filepath.Ext(base); ext != "" && ext != base {
+		base = strings.TrimSuffix(base, ext)
+	}
+	return filepath.Join(dir, base+".master-key")
+}
+
+// openKeyring finds the master key (LATCHKEY_MASTER_KEY, else the master
+// key file, created with a new random key on a database without a
+// keyring) and opens the keyring with it. A wrong key fails here, before
+// the server listens. The key's value is never logged; the file's path is.
+func openKeyring(ctx context.Context, cfg serverConfig, db keys.Store, now func() time.Time, log *slog.Logger) (*keyring.Keyring, error) {
+	var master []byte
+	opts := keyring.Options{Now: now}
+	if cfg.MasterKey != "" {
+		if cfg.MasterKeyFile != "" {
+			return nil, latchkey.Errorf(latchkey.EInvalid, "LATCHKEY_MASTER_KEY and --master-key-file both name a master key; give one")
+		}
+		k, err := keyring.ParseMasterKey(cfg.MasterKey)
+		if err != nil {
+			return nil, latchkey.Errorf(latchkey.EInvalid, "LATCHKEY_MASTER_KEY: %s", latchkey.ErrorMessage(err))
+		}
+		master = k
+		log.Info("keyring master key from LATCHKEY_MASTER_KEY")
+	} else {
+		path := cfg.MasterKeyFile
+		if path == "" {
+			path = defaultMasterKeyFile(cfg.DB)
+		}
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return nil, fmt.Errorf("--master-key-file %s: %w", path, err)
+		}
+		k, err := keyring.ReadMasterKeyFile(abs)
+		switch {
+		case latchkey.ErrorCode(err) == latchkey.ENotFound:
+			has, ierr := keyring.Initialized(ctx, db)
+			if ierr != nil {
+				return nil, fmt.Errorf("keyring: %w", ierr)
+			}
+			if has {
+				return nil, latchkey.Errorf(latchkey.EInvalid, "the database's secrets are sealed under a master key, but the master key file %s does not exist: restore it, or set LATCHKEY_MASTER_KEY", abs)
+			}
+			if k, err = keyring.CreateMasterKeyFile(abs); err != nil {
+				return nil, err
+			}
+			log.Info("created the keyring master key file; keep a copy apart from database backups", "path", abs)
+		case err != nil:
+			return nil, err
+		default:
+			log.Info("keyring master key from file", "path", abs)
+		}
+		master = k
+		opts.MasterKeyFile = abs
+	}
+	defer clear(master)
+	kr, err := keyring.Open(ctx, db, master, opts)
+	if err != nil {
+		return nil, fmt.Errorf("keyring: %w", err)
+	}
+	st := kr.Status()
+	log.Info("keyring open", "active_term", st.Active, "terms", len(st.Terms))
+	return kr, nil
+}
+
+// durationValue is a flag that takes the API's durations ("90s", "6h",
+// "3d").
+type durationValue time.Duration
+
+func (d *durationValue) String() string { return latchkey.FormatDuration(time.Duration(*d)) }
+
+func (d *durationValue) Set(v string) error {
+	p, err := latchkey.ParseDuration(v)
+	if err != nil {
+		return errors.New(latchkey.ErrorMessage(err))
+	}
+	*d = durationValue(p)
 	return nil
 }
 

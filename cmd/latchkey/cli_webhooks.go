@@ -1,0 +1,279 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/url"
+	"strconv"
+
+	"github.com/latchkeyhq/latchkey"
+)
+
+const webhooksUsage = `Usage: latchkey webhooks <command> [flags]
+
+Commands:
+  create --url U [--events a,b]   register an endpoint; its signing secret is shown once
+  list                            list the tenant's webhooks
+  show ID                         one webhook
+  rm ID                           delete a webhook and its delivery log
+  deliveries ID [--status S]      a webhook's delivery log, newest first
+  retry ID DELIVERY_ID            send a delivered or failed delivery once more, now
+
+Event types: key.created, key.rotated, key.revoked, key.suspended,
+key.expiring, key.quota_exhausted, security.anomaly (no --events: all).
+They need a key with webhooks:write. Every command takes --server URL,
+--key KEY, --json and --timeout.
+`
+
+var webhooksCommands = map[string]func(context.Context, *env, []string) error{
+	"create":     webhooksCreate,
+	"list":       webhooksList,
+	"show":       webhooksShow,
+	"rm":         webhooksRemove,
+	"deliveries": webhooksDeliveries,
+	"retry":      webhooksRetry,
+}
+
+// runWebhooks runs `latchkey webhooks …`.
+func runWebhooks(ctx context.Context, e *env, args []string) error {
+	return dispatch(ctx, e, "webhooks", webhooksUsage, webhooksCommands, args)
+}
+
+func webhooksCreate(ctx context.Context, e *env, args []string) error {
+	c := newCommand(e, "webhooks create", "--url URL [--events key.revoked,key.expiring]")
+	u := c.fs.String("url", "", "the endpoint (http or https) that receives signed POSTs")
+	var events listFlag
+	c.fs.Var(&events, "events", "event types to deliver, comma-separated or repeated (default: all)")
+	if _, err := c.parse(args); err != nil {
+		return err
+	}
+	if err := latchkey.ValidateWebhookURL(*u); err != nil {
+		return latchkey.Errorf(latchkey.EInvalid, "--%s", latchkey.ErrorMessage(err))
+	}
+	evs, err := latchkey.NormalizeWebhookEvents(events)
+	if err != nil {
+		return latchkey.Errorf(latchkey.EInvalid, "--%s", latchkey.ErrorMessage(err))
+	}
+	cl, err := c.client.newClient(e, true)
+	if err != nil {
+		return err
+	}
+	var out struct {
+		latchkey.Webhook
+		Secret string `json:"secret"`
+	}
+	raw, err := cl.call(ctx, "POST", "/v1/webhooks", nil, map[string]any{"url": *u, "events": evs}, &out)
+	if err != nil {
+		return err
+	}
+	if c.client.json {
+		return printJSON(e.stdout, raw)
+	}
+	fmt.Fprintf(e.stdout, "Created webhook %s\n", out.ID)
+	printWebhook(e.stdout, &out.Webhook)
+	fmt.Fprintf(e.stdout, "\n  signing secret: %s\n\nThe secret is shown only this once; Latchkey stores it sealed. Receivers check\nthe webhook-signature header with it (see docs/webhooks.md).\n", out.Secret)
+	return nil
+}
+
+func printWebhook(w io.Writer, h *latchkey.Webhook) {
+	tw := newTable(w)
+	events := "all"
+	if len(h.Events) > 0 {
+		events = joinList(h.Events)
+	}
+	fmt.Fprintf(tw, "  id:\t%s\n  url:\t%s\n  events:\t%s\n  created_at:\t%s\n", h.ID, h.URL, events, fmtTime(h.CreatedAt, "-"))
+	_ = tw.Flush()
+}
+
+// pageFlags are the paging flags of list commands.
+type pageFlags struct {
+	limit  *int
+	cursor *string
+	all    *bool
+}
+
+func addPageFlags(c *command, what string) pageFlags {
+	return pageFlags{
+		limit:  c.fs.Int("limit", 0, what+" per page, 1-1000 (default 100)"),
+		cursor: c.fs.String("cursor", "", "continue from a previous page's cursor"),
+		all:    c.fs.Bool("all", false, "follow the pages to the end"),
+	}
+}
+
+func (p pageFlags) query(c *command) (url.Values, error) {
+	if c.set("limit") && (*p.limit < 1 || *p.limit > 1000) {
+		return nil, latchkey.Errorf(latchkey.EInvalid, "--limit must be from 1 to 1000")
+	}
+	q := url.Values{}
+	if *p.limit > 0 {
+		q.Set("limit", strconv.Itoa(*p.limit))
+	}
+	return q, nil
+}
+
+func webhooksList(ctx context.Context, e *env, args []string) error {
+	c := newCommand(e, "webhooks list", "[flags]")
+	pf := addPageFlags(c, "webhooks")
+	if _, err := c.parse(args); err != nil {
+		return err
+	}
+	q, err := pf.query(c)
+	if err != nil {
+		return err
+	}
+	cl, err := c.client.newClient(e, true)
+	if err != nil {
+		return err
+	}
+	items, next, raw, err := listPages(ctx, cl, "/v1/webhooks", "webhooks", q, *pf.cursor, *pf.all)
+	if err != nil {
+		return err
+	}
+	if c.client.json {
+		if !*pf.all {
+			return printJSON(e.stdout, raw)
+		}
+		return writeAllPages(e.stdout, "webhooks", items)
+	}
+	tw := newTable(e.stdout)
+	fmt.Fprintln(tw, "ID\tURL\tEVENTS\tCREATED")
+	for _, it := range items {
+		var h latchkey.Webhook
+		if err := json.Unmarshal(it, &h); err != nil {
+			return latchkey.Errorf(latchkey.EInternal, "the server listed a webhook this client cannot read")
+		}
+		events := "all"
+		if len(h.Events) > 0 {
+			events = joinList(h.Events)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", h.ID, h.URL, events, fmtTime(h.CreatedAt, "-"))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if next != "" {
+		fmt.Fprintf(e.stderr, "More webhooks: add --cursor %s for the next page, or --all for every page.\n", next)
+	}
+	return nil
+}
+
+func webhooksShow(ctx context.Context, e *env, args []string) error {
+	c := newCommand(e, "webhooks show", "ID")
+	pos, err := c.parse(args, "ID")
+	if err != nil {
+		return err
+	}
+	cl, err := c.client.newClient(e, true)
+	if err != nil {
+		return err
+	}
+	var h latchkey.Webhook
+	raw, err := cl.call(ctx, "GET", "/v1/webhooks/"+url.PathEscape(pos[0]), nil, nil, &h)
+	if err != nil {
+		return err
+	}
+	if c.client.json {
+		return printJSON(e.stdout, raw)
+	}
+	printWebhook(e.stdout, &h)
+	return nil
+}
+
+func webhooksRemove(ctx context.Context, e *env, args []string) error {
+	c := newCommand(e, "webhooks rm", "ID")
+	pos, err := c.parse(args, "ID")
+	if err != nil {
+		return err
+	}
+	cl, err := c.client.newClient(e, true)
+	if err != nil {
+		return err
+	}
+	if _, err := cl.call(ctx, "DELETE", "/v1/webhooks/"+url.PathEscape(pos[0]), nil, nil, nil); err != nil {
+		return err
+	}
+	if c.client.json {
+		return printJSON(e.stdout, []byte(`{"deleted": `+strconv.Quote(pos[0])+`}`))
+	}
+	fmt.Fprintf(e.stdout, "Deleted webhook %s and its delivery log; deliveries still pending will not be sent.\n", pos[0])
+	return nil
+}
+
+func webhooksDeliveries(ctx context.Context, e *env, args []string) error {
+	c := newCommand(e, "webhooks deliveries", "ID [--status pending|delivered|failed]")
+	status := c.fs.String("status", "", "only deliveries with this status: pending, delivered or failed")
+	pf := addPageFlags(c, "deliveries")
+	pos, err := c.parse(args, "ID")
+	if err != nil {
+		return err
+	}
+	q, err := pf.query(c)
+	if err != nil {
+		return err
+	}
+	if *status != "" {
+		if !latchkey.ValidDeliveryStatus(*status) {
+			return latchkey.Errorf(latchkey.EInvalid, "--status must be pending, delivered or failed")
+		}
+		q.Set("status", *status)
+	}
+	cl, err := c.client.newClient(e, true)
+	if err != nil {
+		return err
+	}
+	items, next, raw, err := listPages(ctx, cl, "/v1/webhooks/"+url.PathEscape(pos[0])+"/deliveries", "deliveries", q, *pf.cursor, *pf.all)
+	if err != nil {
+		return err
+	}
+	if c.client.json {
+		if !*pf.all {
+			return printJSON(e.stdout, raw)
+		}
+		return writeAllPages(e.stdout, "deliveries", items)
+	}
+	tw := newTable(e.stdout)
+	fmt.Fprintln(tw, "ID\tEVENT\tSTATUS\tATTEMPTS\tLAST\tNEXT ATTEMPT\tCREATED")
+	for _, it := range items {
+		var d latchkey.Delivery
+		if err := json.Unmarshal(it, &d); err != nil {
+			return latchkey.Errorf(latchkey.EInternal, "the server listed a delivery this client cannot read")
+		}
+		last := d.LastError
+		if last == "" && d.LastStatusCode != 0 {
+			last = "HTTP " + strconv.Itoa(d.LastStatusCode)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", d.ID, d.EventType, d.Status, d.Attempts, orDash(last),
+			fmtTime(d.NextAttemptAt, "-"), fmtTime(d.CreatedAt, "-"))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if next != "" {
+		fmt.Fprintf(e.stderr, "Older deliveries: add --cursor %s for the next page, or --all for every page.\n", next)
+	}
+	return nil
+}
+
+func webhooksRetry(ctx context.Context, e *env, args []string) error {
+	c := newCommand(e, "webhooks retry", "ID DELIVERY_ID")
+	pos, err := c.parse(args, "ID", "DELIVERY_ID")
+	if err != nil {
+		return err
+	}
+	cl, err := c.client.newClient(e, true)
+	if err != nil {
+		return err
+	}
+	var d latchkey.Delivery
+	raw, err := cl.call(ctx, "POST", "/v1/webhooks/"+url.PathEscape(pos[0])+"/deliveries/"+url.PathEscape(pos[1])+"/retry", nil, nil, &d)
+	if err != nil {
+		return err
+	}
+	if c.client.json {
+		return printJSON(e.stdout, raw)
+	}
+	fmt.Fprintf(e.stdout, "Delivery %s (%s) is pending again; it is sent now, with the same webhook-id.\n", d.ID, d.EventType)
+	return nil
+}

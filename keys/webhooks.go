@@ -1,0 +1,245 @@
+package keys
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/latchkeyhq/latchkey"
+)
+
+// MaxWebhooksPerTenant bounds a tenant's webhooks: every event is fanned
+// out to each of them.
+const MaxWebhooksPerTenant = 100
+
+// WebhookParams are a new webhook's settings.
+type WebhookParams struct {
+	URL string
+	// Events are the event types to deliver; none means every type.
+	Events []string
+}
+
+// CreateWebhook registers an endpoint for the actor's tenant's events and
+// returns its signing secret, the only time it is shown; the store keeps
+// it sealed. Errors: EInvalid, EConflict (the tenant has
+// MaxWebhooksPerTenant), EUnavailable (no Sealer is configured, or the
+// store is down).
+func (s *Service) CreateWebhook(ctx context.Context, actor *Actor, p WebhookParams) (*latchkey.Webhook, string, error) {
+	if err := latchkey.ValidateWebhookURL(p.URL); err != nil {
+		return nil, "", err
+	}
+	events, err := latchkey.NormalizeWebhookEvents(p.Events)
+	if err != nil {
+		return nil, "", err
+	}
+	if s.sealer == nil {
+		return nil, "", latchkey.Errorf(latchkey.EUnavailable, "webhooks are not available: this node has no keyring to seal their signing secrets")
+	}
+	secret, err := latchkey.NewWebhookSecret(s.rand)
+	if err != nil {
+		return nil, "", err
+	}
+	now := s.now()
+	w := &latchkey.Webhook{ID: latchkey.NewID("whk", now), Tenant: actor.Tenant, URL: p.URL, Events: events, CreatedAt: now}
+	if w.SealedSecret, err = s.sealer.Seal(latchkey.WebhookSecretAAD(w.Tenant, w.ID), []byte(secret)); err != nil {
+		return nil, "", fmt.Errorf("sealing a webhook secret: %w", err)
+	}
+	err = s.store.Update(ctx, func(tx Tx) error {
+		existing, err := tx.Webhooks(actor.Tenant, Page{Limit: MaxWebhooksPerTenant})
+		if err != nil {
+			return err
+		}
+		if len(existing) >= MaxWebhooksPerTenant {
+			return latchkey.Errorf(latchkey.EConflict, "this tenant has %d webhooks, the most allowed; delete one first", MaxWebhooksPerTenant)
+		}
+		if err := tx.CreateWebhook(w); err != nil {
+			return err
+		}
+		return s.record(tx, auditEvent(actor, actor.Tenant, "webhook.created", "", now, webhookDetails(w)))
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return w, secret, nil
+}
+
+// webhookDetails describes a webhook for the audit log: its URL without the
+// query, which may hold a receiver's token.
+func webhookDetails(w *latchkey.Webhook) map[string]string {
+	shown := w.URL
+	if u, err := url.Parse(w.URL); err == nil {
+		u.RawQuery, u.ForceQuery = "", false
+		shown = u.String()
+	}
+	events := "*"
+	if len(w.Events) > 0 {
+		events = strings.Join(w.Events, ",")
+	}
+	return map[string]string{"webhook_id": w.ID, "url": shown, "events": events}
+}
+
+func webhookNotFound(id string) error {
+	return latchkey.Errorf(latchkey.ENotFound, "no webhook %.60q in this tenant", id)
+}
+
+// GetWebhook returns one of the actor's tenant's webhooks. Errors:
+// ENotFound.
+func (s *Service) GetWebhook(ctx context.Context, actor *Actor, id string) (*latchkey.Webhook, error) {
+	if !latchkey.ValidID("whk", id) {
+		return nil, webhookNotFound(id)
+	}
+	var w *latchkey.Webhook
+	err := s.store.View(ctx, func(tx Tx) error {
+		var err error
+		w, err = tx.Webhook(actor.Tenant, id)
+		return err
+	})
+	if latchkey.ErrorCode(err) == latchkey.ENotFound {
+		return nil, webhookNotFound(id)
+	}
+	return w, err
+}
+
+// ListWebhooks lists the actor's tenant's webhooks by id, with a cursor for
+// the next page ("" on the last). Errors: EInvalid.
+func (s *Service) ListWebhooks(ctx context.Context, actor *Actor, cursor string, limit int) ([]*latchkey.Webhook, string, error) {
+	after, err := DecodeCursor(cursor)
+	if err != nil {
+		return nil, "", err
+	}
+	limit = clampLimit(limit)
+	var ws []*latchkey.Webhook
+	err = s.store.View(ctx, func(tx Tx) error {
+		var err error
+		ws, err = tx.Webhooks(actor.Tenant, Page{After: after, Limit: limit + 1})
+		return err
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(ws) > limit {
+		ws = ws[:limit]
+		next = encodeCursor(ws[limit-1].ID)
+	}
+	return ws, next, nil
+}
+
+// DeleteWebhook removes a webhook and its pending and past deliveries.
+// Errors: ENotFound.
+func (s *Service) DeleteWebhook(ctx context.Context, actor *Actor, id string) error {
+	if !latchkey.ValidID("whk", id) {
+		return webhookNotFound(id)
+	}
+	now := s.now()
+	err := s.store.Update(ctx, func(tx Tx) error {
+		w, err := tx.Webhook(actor.Tenant, id)
+		if err != nil {
+			return err
+		}
+		if err := tx.DeleteWebhook(actor.Tenant, id); err != nil {
+			return err
+		}
+		return s.record(tx, auditEvent(actor, actor.Tenant, "webhook.deleted", "", now, webhookDetails(w)))
+	})
+	if latchkey.ErrorCode(err) == latchkey.ENotFound {
+		return webhookNotFound(id)
+	}
+	return err
+}
+
+// DeliveryListParams narrow a webhook's delivery log.
+type DeliveryListParams struct {
+	Cursor string
+	Limit  int
+	Status string // pending, delivered or failed; "" for all
+}
+
+// ListDeliveries lists a webhook's deliveries, newest first, with a cursor
+// for the next (older) page. Errors: EInvalid, ENotFound.
+func (s *Service) ListDeliveries(ctx context.Context, actor *Actor, webhookID string, p DeliveryListParams) ([]*latchkey.Delivery, string, error) {
+	if !latchkey.ValidID("whk", webhookID) {
+		return nil, "", webhookNotFound(webhookID)
+	}
+	if p.Status != "" && !latchkey.ValidDeliveryStatus(p.Status) {
+		return nil, "", latchkey.Errorf(latchkey.EInvalid, "status must be pending, delivered or failed")
+	}
+	before, err := DecodeCursor(p.Cursor)
+	if err != nil {
+		return nil, "", err
+	}
+	limit := clampLimit(p.Limit)
+	var ds []*latchkey.Delivery
+	err = s.store.View(ctx, func(tx Tx) error {
+		if _, err := tx.Webhook(actor.Tenant, webhookID); err != nil {
+			return err
+		}
+		var err error
+		ds, err = tx.Deliveries(actor.Tenant, webhookID, DeliveryFilter{Before: before, Limit: limit + 1, Status: p.Status})
+		return err
+	})
+	if latchkey.ErrorCode(err) == latchkey.ENotFound {
+		return nil, "", webhookNotFound(webhookID)
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(ds) > limit {
+		ds = ds[:limit]
+		next = encodeCursor(ds[limit-1].ID)
+	}
+	return ds, next, nil
+}
+
+// RetryDelivery schedules one more attempt, now, of a delivered or failed
+// delivery of the webhook (the same webhook-id and body; receivers that
+// saw it may skip it). A failed delivery past the give-up age gets exactly
+// that one attempt. Errors: ENotFound, EConflict (the delivery is still
+// pending: it is retried already).
+func (s *Service) RetryDelivery(ctx context.Context, actor *Actor, webhookID, deliveryID string) (*latchkey.Delivery, error) {
+	if !latchkey.ValidID("whk", webhookID) {
+		return nil, webhookNotFound(webhookID)
+	}
+	if !latchkey.ValidID("dlv", deliveryID) {
+		return nil, deliveryNotFound(deliveryID)
+	}
+	now := s.now()
+	var d *latchkey.Delivery
+	err := s.store.Update(ctx, func(tx Tx) error {
+		if _, err := tx.Webhook(actor.Tenant, webhookID); err != nil {
+			if latchkey.ErrorCode(err) == latchkey.ENotFound {
+				return webhookNotFound(webhookID)
+			}
+			return err
+		}
+		var err error
+		if d, err = tx.Delivery(actor.Tenant, deliveryID); err != nil || d.WebhookID != webhookID {
+			if err == nil || latchkey.ErrorCode(err) == latchkey.ENotFound {
+				return deliveryNotFound(deliveryID)
+			}
+			return err
+		}
+		if d.Status == latchkey.DeliveryPending {
+			return latchkey.Errorf(latchkey.EConflict, "delivery %s is pending; its next attempt is at %s", d.ID, d.NextAttemptAt.Format(time.RFC3339))
+		}
+		before := d.Status
+		d.Status, d.NextAttemptAt, d.DeliveredAt, d.LeaseUntil = latchkey.DeliveryPending, now, time.Time{}, time.Time{}
+		if err := tx.UpdateDelivery(d); err != nil {
+			return err
+		}
+		return s.record(tx, auditEvent(actor, actor.Tenant, "webhook.redelivered", "", now, map[string]string{
+			"webhook_id": webhookID, "delivery_id": d.ID, "event_id": d.EventID, "was": before,
+		}))
+	})
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func deliveryNotFound(id string) error {
+	return latchkey.Errorf(latchkey.ENotFound, "no delivery %.60q of this webhook", id)
+}

@@ -1,0 +1,576 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/keys"
+)
+
+// Options configure a Dispatcher. Zero values take the documented
+// defaults.
+type Options struct {
+	Store keys.Store
+	// Sealer opens the webhooks' sealed signing secrets.
+	Sealer keys.Sealer
+	// Now is the clock (default time.Now): it stamps attempts, schedules
+	// retries and decides when to give up.
+	Now func() time.Time
+	// Client sends the requests (default: an http.Client that follows no
+	// redirects; a 3xx answer is a failed attempt).
+	Client *http.Client
+	// Timeout bounds one attempt (default 10s).
+	Timeout time.Duration
+	// Backoff is the wait after the first failed attempt (default 5s); it
+	// doubles with each further failure up to BackoffMax (default 1h).
+	Backoff    time.Duration
+	BackoffMax time.Duration
+	// Jitter turns a nominal wait into the one used (default: a uniformly
+	// random wait between half of it and all of it, so that retries of
+	// many deliveries spread out).
+	Jitter func(time.Duration) time.Duration
+	// GiveUp is how old a delivery may grow before a failed attempt marks
+	// it failed for good (default 24h).
+	GiveUp time.Duration
+	// Concurrency bounds the requests in flight (default 8).
+	Concurrency int
+	// Poll is how often the outbox is looked at when nothing wakes the
+	// dispatcher (default 1s).
+	Poll time.Duration
+	// ExpiringDays: keys that expire within this many days raise a
+	// key.expiring event (default 7; negative: never).
+	ExpiringDays int
+	// ExpiringEvery is how often keys are scanned for key.expiring
+	// (default 1m).
+	ExpiringEvery time.Duration
+	// Retention is how long delivered and failed deliveries stay in the
+	// delivery log (default 30 days).
+	Retention time.Duration
+	// UserAgent of the requests (default "Latchkey-Webhooks/1").
+	UserAgent string
+	Logger    *slog.Logger
+}
+
+// Dispatcher moves events into the outbox and delivers them. All its state
+// is in the store: a new Dispatcher on the same store (a restarted server,
+// another node) resumes where another left off, and claims with a lease
+// keep two of them from sending one delivery at once.
+type Dispatcher struct {
+	o    Options
+	log  *slog.Logger
+	wake chan struct{}
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
+
+	delivered, retried, failed atomic.Uint64
+
+	mu        sync.Mutex // guards the schedule of the periodic jobs
+	lastScan  time.Time
+	lastPrune time.Time
+	roundMu   sync.Mutex // one round of work at a time per dispatcher
+	started   atomic.Bool
+}
+
+// Stats are a dispatcher's attempt outcomes since it started.
+type Stats struct {
+	Delivered uint64 // answered 2xx
+	Retried   uint64 // failed, to be tried again
+	Failed    uint64 // failed, and the delivery given up
+}
+
+// New returns a Dispatcher; Start runs it.
+func New(o Options) *Dispatcher {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 10 * time.Second
+	}
+	if o.Backoff <= 0 {
+		o.Backoff = 5 * time.Second
+	}
+	if o.BackoffMax <= 0 {
+		o.BackoffMax = time.Hour
+	}
+	if o.BackoffMax < o.Backoff {
+		o.BackoffMax = o.Backoff
+	}
+	if o.Jitter == nil {
+		o.Jitter = equalJitter
+	}
+	if o.GiveUp <= 0 {
+		o.GiveUp = 24 * time.Hour
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 8
+	}
+	if o.Poll <= 0 {
+		o.Poll = time.Second
+	}
+	if o.ExpiringDays == 0 {
+		o.ExpiringDays = 7
+	}
+	if o.ExpiringEvery <= 0 {
+		o.ExpiringEvery = time.Minute
+	}
+	if o.Retention <= 0 {
+		o.Retention = 30 * 24 * time.Hour
+	}
+	if o.UserAgent == "" {
+		o.UserAgent = "Latchkey-Webhooks/1"
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Client == nil {
+		o.Client = &http.Client{
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	}
+	return &Dispatcher{
+		o:    o,
+		log:  o.Logger,
+		wake: make(chan struct{}, 1),
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
+	}
+}
+
+// equalJitter waits between d/2 and d.
+func equalJitter(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d-d/2+1)
+}
+
+// backoff is the nominal wait after the n-th failed attempt: initial,
+// doubled n-1 times, at most max.
+func backoff(n int, initial, max time.Duration) time.Duration {
+	d := initial
+	for i := 1; i < n; i++ {
+		if d >= max/2 {
+			return max
+		}
+		d *= 2
+	}
+	return min(d, max)
+}
+
+// Start runs the dispatcher until Close: every Poll, or when woken, it
+// fans pending events out, sends due deliveries, and scans for expiring
+// keys when that is due.
+func (d *Dispatcher) Start() {
+	if d.started.CompareAndSwap(false, true) {
+		go d.run()
+	}
+}
+
+// Wake asks the dispatcher to look at the outbox now, for example after
+// events were appended. It never blocks.
+func (d *Dispatcher) Wake() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Close stops the dispatcher and waits for the attempts in flight.
+func (d *Dispatcher) Close() {
+	d.once.Do(func() { close(d.stop) })
+	if d.started.Load() {
+		<-d.done
+	}
+}
+
+// Stats returns the attempt outcomes counted so far.
+func (d *Dispatcher) Stats() Stats {
+	return Stats{Delivered: d.delivered.Load(), Retried: d.retried.Load(), Failed: d.failed.Load()}
+}
+
+// OutboxDepth counts the pending deliveries of every tenant.
+func (d *Dispatcher) OutboxDepth(ctx context.Context) (int64, error) {
+	var n int64
+	err := d.o.Store.View(ctx, func(tx keys.Tx) error {
+		var err error
+		n, err = tx.CountPendingDeliveries()
+		return err
+	})
+	return n, err
+}
+
+func (d *Dispatcher) run() {
+	defer close(d.done)
+	t := time.NewTicker(d.o.Poll)
+	defer t.Stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-d.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	for {
+		d.Round(ctx)
+		select {
+		case <-d.stop:
+			return
+		case <-t.C:
+		case <-d.wake:
+		}
+	}
+}
+
+// maxRounds bounds the batches one Round takes of each kind, so that a
+// large backlog does not keep the periodic jobs waiting.
+const maxRounds = 50
+
+// Round does one pass of work: fans pending events out, sends the due
+// deliveries (Concurrency at a time), and runs the key.expiring scan and
+// the pruning of old deliveries when they are due. Errors are logged;
+// the next round tries again.
+func (d *Dispatcher) Round(ctx context.Context) {
+	d.roundMu.Lock()
+	defer d.roundMu.Unlock()
+	if d.o.ExpiringDays > 0 && d.due(&d.lastScan, d.o.ExpiringEvery) {
+		if n, err := d.ScanExpiring(ctx); err != nil && ctx.Err() == nil {
+			d.log.Warn("scanning for expiring keys failed", "err", err)
+		} else if n > 0 {
+			d.log.Info("keys expiring soon", "events", n, "days", d.o.ExpiringDays)
+		}
+	}
+	for range maxRounds {
+		n, err := d.FanOut(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				d.log.Warn("fanning events out to webhooks failed", "err", err)
+			}
+			break
+		}
+		if n < fanOutBatch {
+			break
+		}
+	}
+	for range maxRounds {
+		n, err := d.DeliverDue(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				d.log.Warn("claiming webhook deliveries failed", "err", err)
+			}
+			break
+		}
+		if n < d.o.Concurrency || ctx.Err() != nil {
+			break
+		}
+	}
+	if ctx.Err() == nil && d.due(&d.lastPrune, time.Hour) {
+		err := d.o.Store.Update(ctx, func(tx keys.Tx) error {
+			_, err := tx.PruneDeliveries(d.o.Now().Add(-d.o.Retention))
+			return err
+		})
+		if err != nil {
+			d.log.Warn("pruning old webhook deliveries failed", "err", err)
+		}
+	}
+}
+
+// due reports whether a job last run at *last is due again, and if so
+// marks it run now.
+func (d *Dispatcher) due(last *time.Time, every time.Duration) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := d.o.Now()
+	if !last.IsZero() && now.Sub(*last) < every && !now.Before(*last) {
+		return false
+	}
+	*last = now
+	return true
+}
+
+// fanOutBatch is how many events one fan-out transaction takes.
+const fanOutBatch = 100
+
+// FanOut takes up to a batch of pending events and, in one transaction,
+// creates a delivery for each webhook of the event's tenant that is
+// subscribed to its type and existed when it happened, then marks the
+// events dispatched. It returns how many events it took.
+func (d *Dispatcher) FanOut(ctx context.Context) (int, error) {
+	n, created := 0, 0
+	err := d.o.Store.Update(ctx, func(tx keys.Tx) error {
+		n, created = 0, 0
+		evs, err := tx.PendingEvents(fanOutBatch)
+		if err != nil {
+			return err
+		}
+		now := d.now()
+		ids := make([]string, 0, len(evs))
+		for _, e := range evs {
+			ws, err := tx.WebhooksFor(e.Tenant, e.Type, e.At)
+			if err != nil {
+				return err
+			}
+			if len(ws) > 0 {
+				body, err := Payload(e)
+				if err != nil {
+					return err
+				}
+				for _, w := range ws {
+					dl := &latchkey.Delivery{
+						ID: latchkey.NewID("dlv", now), WebhookID: w.ID, EventID: e.ID, Tenant: e.Tenant,
+						EventType: e.Type, Status: latchkey.DeliveryPending, NextAttemptAt: now,
+						CreatedAt: now, Payload: body,
+					}
+					if err := tx.CreateDelivery(dl); err != nil {
+						return err
+					}
+					created++
+				}
+			}
+			ids = append(ids, e.ID)
+		}
+		n = len(evs)
+		if len(ids) == 0 {
+			return nil
+		}
+		return tx.MarkEventsDispatched(ids)
+	})
+	if err != nil {
+		return 0, err
+	}
+	if created > 0 {
+		d.Wake()
+	}
+	return n, nil
+}
+
+func (d *Dispatcher) now() time.Time { return d.o.Now().UTC().Truncate(time.Microsecond) }
+
+// Payload is the body delivered for an event:
+//
+//	{"type": "key.revoked", "timestamp": "<the event's time, RFC 3339>",
+//	 "data": {"id": "evt_…", "tenant": "…", "key_id": "key_…", "at": "…", …}}
+//
+// where data holds the event's own data with its id, tenant, key and time
+// added.
+func Payload(e *latchkey.Event) ([]byte, error) {
+	data := map[string]json.RawMessage{}
+	if len(e.Data) > 0 && string(e.Data) != "null" {
+		if err := json.Unmarshal(e.Data, &data); err != nil {
+			return nil, fmt.Errorf("webhook: event %s: data is not a JSON object: %w", e.ID, err)
+		}
+	}
+	at := e.At.UTC().Format(time.RFC3339Nano)
+	str := func(s string) json.RawMessage { b, _ := json.Marshal(s); return b }
+	data["id"] = str(e.ID)
+	data["tenant"] = str(e.Tenant)
+	data["at"] = str(at)
+	if e.KeyID != "" {
+		data["key_id"] = str(e.KeyID)
+	}
+	return json.Marshal(struct {
+		Type      string                     `json:"type"`
+		Timestamp string                     `json:"timestamp"`
+		Data      map[string]json.RawMessage `json:"data"`
+	}{e.Type, at, data})
+}
+
+// job is a claimed delivery and where it goes.
+type job struct {
+	d      *latchkey.Delivery
+	url    string
+	sealed []byte
+}
+
+// DeliverDue claims up to Concurrency due deliveries, sends them in
+// parallel, records each outcome, and returns how many it claimed.
+func (d *Dispatcher) DeliverDue(ctx context.Context) (int, error) {
+	var jobs []job
+	now := d.now()
+	// The lease outlasts the attempt and the writing of its outcome; a
+	// node that dies mid-attempt leaves the delivery to be claimed again
+	// once it lapses.
+	lease := now.Add(d.o.Timeout + time.Minute)
+	err := d.o.Store.Update(ctx, func(tx keys.Tx) error {
+		jobs = jobs[:0]
+		ds, err := tx.ClaimDeliveries(now, lease, d.o.Concurrency)
+		if err != nil {
+			return err
+		}
+		for _, dl := range ds {
+			w, err := tx.Webhook(dl.Tenant, dl.WebhookID)
+			if err != nil {
+				return err
+			}
+			jobs = append(jobs, job{d: dl, url: w.URL, sealed: w.SealedSecret})
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	var wg sync.WaitGroup
+	for _, j := range jobs {
+		wg.Go(func() { d.attempt(ctx, j) })
+	}
+	wg.Wait()
+	return len(jobs), nil
+}
+
+// attempt sends one delivery once and records the outcome.
+func (d *Dispatcher) attempt(ctx context.Context, j job) {
+	dl := j.d
+	status, errText := d.send(ctx, j)
+	if errText != "" && ctx.Err() != nil {
+		// Shutting down mid-attempt: release the claim, so that the next
+		// start (or another node) sends it again without waiting for the
+		// lease to lapse. Whether the receiver got it is unknown; it is
+		// sent again with the same webhook-id.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		dl.LeaseUntil = time.Time{}
+		if err := d.o.Store.Update(rctx, func(tx keys.Tx) error { return tx.UpdateDelivery(dl) }); err != nil && latchkey.ErrorCode(err) != latchkey.ENotFound {
+			d.log.Warn("releasing a webhook delivery at shutdown failed; it is retried when its lease lapses", "delivery_id", dl.ID, "err", err)
+		}
+		return
+	}
+	now := d.now()
+	dl.Attempts++
+	dl.LastStatusCode = status
+	dl.LastError = errText
+	dl.LeaseUntil = time.Time{}
+	result := ""
+	switch {
+	case errText == "":
+		dl.Status, dl.DeliveredAt, dl.NextAttemptAt = latchkey.DeliveryDelivered, now, time.Time{}
+		result = "delivered"
+	case !now.Before(dl.CreatedAt.Add(d.o.GiveUp)):
+		dl.Status, dl.NextAttemptAt = latchkey.DeliveryFailed, time.Time{}
+		result = "failed"
+	default:
+		next := now.Add(d.o.Jitter(backoff(dl.Attempts, d.o.Backoff, d.o.BackoffMax)))
+		// The last try is made when the delivery reaches the give-up age.
+		if deadline := dl.CreatedAt.Add(d.o.GiveUp); next.After(deadline) {
+			next = deadline
+		}
+		dl.NextAttemptAt = next.Truncate(time.Microsecond)
+		result = "retry"
+	}
+	err := d.o.Store.Update(context.WithoutCancel(ctx), func(tx keys.Tx) error { return tx.UpdateDelivery(dl) })
+	if latchkey.ErrorCode(err) == latchkey.ENotFound {
+		return // the webhook was deleted meanwhile
+	}
+	if err != nil {
+		// The lease lapses and the delivery is tried again: at least
+		// once, as receivers expect of webhooks.
+		d.log.Error("recording a webhook attempt failed", "delivery_id", dl.ID, "err", err)
+		return
+	}
+	switch result {
+	case "delivered":
+		d.delivered.Add(1)
+	case "retry":
+		d.retried.Add(1)
+	case "failed":
+		d.failed.Add(1)
+	}
+	lvl := slog.LevelInfo
+	if result != "delivered" {
+		lvl = slog.LevelWarn
+	}
+	d.log.Log(ctx, lvl, "webhook attempt", "delivery_id", dl.ID, "webhook_id", dl.WebhookID, "tenant", dl.Tenant,
+		"event_type", dl.EventType, "attempt", dl.Attempts, "status", status, "result", result, "error", errText,
+		"next_attempt_at", dl.NextAttemptAt)
+}
+
+// send makes one attempt and returns the answer's status and, for a
+// failure, why, in words that hold no secret and no URL.
+func (d *Dispatcher) send(ctx context.Context, j job) (int, string) {
+	if d.o.Sealer == nil {
+		return 0, "this node has no keyring to open the signing secret"
+	}
+	secret, err := d.o.Sealer.Open(latchkey.WebhookSecretAAD(j.d.Tenant, j.d.WebhookID), j.sealed)
+	if err != nil {
+		d.log.Error("a webhook's signing secret does not open", "webhook_id", j.d.WebhookID, "err", err)
+		return 0, "the signing secret could not be unsealed on this node"
+	}
+	ts := d.o.Now()
+	sig, err := Sign(string(secret), j.d.ID, ts, j.d.Payload)
+	if err != nil {
+		return 0, "the stored signing secret is malformed"
+	}
+	actx, cancel := context.WithTimeout(ctx, d.o.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(actx, http.MethodPost, j.url, bytes.NewReader(j.d.Payload))
+	if err != nil {
+		return 0, "the URL cannot be requested"
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", d.o.UserAgent)
+	req.Header[http.CanonicalHeaderKey(HeaderID)] = []string{j.d.ID}
+	req.Header[http.CanonicalHeaderKey(HeaderTimestamp)] = []string{strconv.FormatInt(ts.Unix(), 10)}
+	req.Header[http.CanonicalHeaderKey(HeaderSignature)] = []string{sig}
+	res, err := d.o.Client.Do(req)
+	if err != nil {
+		return 0, networkError(err, d.o.Timeout)
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 64<<10))
+	res.Body.Close()
+	if res.StatusCode >= 200 && res.StatusCode <= 299 {
+		return res.StatusCode, ""
+	}
+	return res.StatusCode, "HTTP " + strconv.Itoa(res.StatusCode) + " " + http.StatusText(res.StatusCode)
+}
+
+// networkError describes a request that got no answer, without the URL
+// (which *url.Error repeats and which may carry a receiver's token).
+func networkError(err error, timeout time.Duration) string {
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+		return "no answer within " + timeout.String()
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	s := err.Error()
+	if len(s) > 300 {
+		s = s[:300]
+	}
+	return s
+}
+
+// WakeOnUpdate returns s with one change: after each Update that commits,
+// the dispatcher is woken, so events a change appended go out at once
+// rather than at the next poll. Give it to the key service, not to the
+// dispatcher itself.
+func (d *Dispatcher) WakeOnUpdate(s keys.Store) keys.Store { return wakingStore{s, d} }
+
+type wakingStore struct {
+	keys.Store
+	d *Dispatcher
+}
+
+func (w wakingStore) Update(ctx context.Context, fn func(keys.Tx) error) error {
+	err := w.Store.Update(ctx, fn)
+	if err == nil {
+		w.d.Wake()
+	}
+	return err
+}
