@@ -74,7 +74,7 @@ func BenchmarkForwardAuth(b *testing.B) {
 // from the cache, one store transaction that reads the sealed value and
 // appends its secret.read audit event (durably: SQLite synchronous=FULL),
 // and AES-GCM to open it. The transaction dominates; decryption is
-// about a microsecond (keyring.BenchmarkOpen).
+// about 0.14 µs (keyring.BenchmarkOpen).
 func BenchmarkSeedKey(b *testing.B) {
 	ctx := context.Background()
 	db, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "b.db"))

@@ -274,8 +274,10 @@ func (s *Service) ReadSecrets(ctx context.Context, actor *Actor) ([]*Secret, err
 	return out, nil
 }
 
-// ListSecrets lists the actor's tenant's secrets by name, without values.
-// cursor continues a previous page; next is "" on the last page.
+// ListSecrets lists the actor's tenant's secrets by name, without values:
+// those the actor's key may read (resource "secret:<name>"), so a key
+// limited to some secrets does not learn the others' names. cursor
+// continues a previous page; next is "" on the last page.
 func (s *Service) ListSecrets(ctx context.Context, actor *Actor, cursor string, limit int) (list []*SecretInfo, next string, err error) {
 	after, err := DecodeCursor(cursor)
 	if err != nil {
@@ -283,8 +285,25 @@ func (s *Service) ListSecrets(ctx context.Context, actor *Actor, cursor string, 
 	}
 	limit = clampLimit(limit)
 	err = s.store.View(ctx, func(tx Tx) error {
-		list, err = tx.Secrets(actor.Tenant, Page{After: after, Limit: limit + 1})
-		return err
+		list = []*SecretInfo{}
+		// Read pages until limit+1 names the key may see are found (the
+		// extra one says there is a next page) or the names run out.
+		for len(list) <= limit {
+			page, err := tx.Secrets(actor.Tenant, Page{After: after, Limit: limit + 1})
+			if err != nil {
+				return err
+			}
+			for _, si := range page {
+				after = si.Name
+				if mayRead(actor, si.Name) == nil {
+					list = append(list, si)
+				}
+			}
+			if len(page) <= limit {
+				break
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, "", err
@@ -297,8 +316,12 @@ func (s *Service) ListSecrets(ctx context.Context, actor *Actor, cursor string, 
 }
 
 // SecretVersions lists the kept versions of a secret, newest first,
-// without values. Errors: ENotFound.
+// without values; the key must be allowed the secret's resource. Errors:
+// ENotFound, EForbidden.
 func (s *Service) SecretVersions(ctx context.Context, actor *Actor, name string) ([]*Secret, error) {
+	if err := mayRead(actor, name); err != nil {
+		return nil, err
+	}
 	if err := readableName(name); err != nil {
 		return nil, err
 	}

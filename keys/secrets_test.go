@@ -126,6 +126,56 @@ func TestSecretReadNeedsItsResource(t *testing.T) {
 	if got, err := f.svc.ReadSecrets(ctx, f.other); err != nil || len(got) != 0 {
 		t.Fatalf("ReadSecrets for another tenant = %+v, %v", got, err)
 	}
+	// Lists and versions show a limited key only what it may read.
+	if l, _, err := f.svc.ListSecrets(ctx, only, "", 0); err != nil || len(l) != 1 || l[0].Name != "openai" {
+		t.Fatalf("list for a key limited to openai = %+v, %v", l, err)
+	}
+	if _, err := f.svc.SecretVersions(ctx, only, "anthropic"); latchkey.ErrorCode(err) != latchkey.EForbidden {
+		t.Fatalf("versions outside the key's resources: %v, want forbidden", err)
+	}
+}
+
+// Pages of a filtered list are full and the cursor walks them all.
+func TestSecretListPagesThroughFilteredNames(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	var want []string
+	for i := range 12 {
+		name := string(rune('a'+i)) + "-service"
+		f.put(t, f.admin, name, "v")
+		if i%3 != 1 {
+			want = append(want, name)
+		}
+	}
+	var allowed []string
+	for _, n := range want {
+		allowed = append(allowed, "secret:"+n)
+	}
+	r := f.reader(t, []string{"secrets:read"}, allowed)
+	var got []string
+	cursor := ""
+	for pages := 0; ; pages++ {
+		l, next, err := f.svc.ListSecrets(ctx, r, cursor, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if next != "" && len(l) != 3 {
+			t.Fatalf("a page before the last holds %d, want 3", len(l))
+		}
+		for _, s := range l {
+			got = append(got, s.Name)
+		}
+		if next == "" {
+			break
+		}
+		if pages > 10 {
+			t.Fatal("the cursor does not end")
+		}
+		cursor = next
+	}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("listed %v, want %v", got, want)
+	}
 }
 
 // Every read is audited with the reader's key id and the version, never
