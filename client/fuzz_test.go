@@ -18,7 +18,7 @@ func FuzzParseKeysFile(f *testing.F) {
 			return
 		}
 		for k, v := range keys {
-			if !validProvider(k) || v == "" {
+			if !ValidProvider(k) || v == "" {
 				t.Fatalf("entry %q accepted", k)
 			}
 		}

@@ -26,7 +26,7 @@ func parseKeysFile(data []byte) (map[string]string, error) {
 	}
 	keys := make(map[string]string, len(raw))
 	for name, v := range raw {
-		if !validProvider(name) {
+		if !ValidProvider(name) {
 			return nil, errorf(CodeInvalid, "entry "+quoteName(name)+" is not a provider name (letters, digits, '.', '_', '-')")
 		}
 		var s string
@@ -49,10 +49,10 @@ func parseKeysFile(data []byte) (map[string]string, error) {
 	return keys, nil
 }
 
-// validProvider says whether name can be a provider: 1–128 of letters,
-// digits, '.', '_' and '-', not starting with '.' (so it is one clean path
-// segment).
-func validProvider(name string) bool {
+// ValidProvider says whether name can be a provider (a secret's name):
+// 1–128 of letters, digits, '.', '_' and '-', not starting with '.' (so it
+// is one clean path segment).
+func ValidProvider(name string) bool {
 	if name == "" || len(name) > 128 || name[0] == '.' {
 		return false
 	}

@@ -241,7 +241,7 @@ func (s *Secrets) Get(ctx context.Context, provider string) (string, error) {
 // with Attempts and a message naming each source and how to fix it. If ctx
 // ends first, its error; the request goes on for the other callers.
 func (s *Secrets) Lookup(ctx context.Context, provider string) (Secret, error) {
-	if !validProvider(provider) {
+	if !ValidProvider(provider) {
 		return Secret{}, errorf(CodeInvalid, "provider name "+quoteName(provider)+" must be 1–128 letters, digits, '.', '_' or '-'")
 	}
 	if s.base == "" {
@@ -392,14 +392,14 @@ func (s *Secrets) request(ctx context.Context, unit string) (value string, value
 	if err != nil {
 		return "", nil, 0, &fetchError{code: CodeInvalid, attempt: Attempt{Source: "broker", Where: u, Problem: "cannot build the request", Fix: "check endpoint_url"}}
 	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", userAgent)
 	for k, v := range s.cfg.Headers {
 		req.Header.Set(k, v)
 	}
 	if s.cfg.AuthToken != "" {
 		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(s.cfg.AuthToken))
 	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", userAgent)
 	res, err := s.http.Do(req)
 	if err != nil {
 		return "", nil, 0, &fetchError{code: CodeUnavailable, transient: true, attempt: Attempt{Source: "broker", Where: u, Problem: transportProblem(err, s.cfg.Timeout), Fix: "check endpoint_url and that the broker is running"}}

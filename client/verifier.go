@@ -314,6 +314,8 @@ func (v *Verifier) post(parent context.Context, path, key string, body []byte) (
 	if err != nil {
 		return nil, nil, errorf(CodeInvalid, "cannot build the request")
 	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", userAgent)
 	for k, val := range v.cfg.Headers {
 		req.Header.Set(k, val)
 	}
@@ -323,8 +325,6 @@ func (v *Verifier) post(parent context.Context, path, key string, body []byte) (
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
 	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", userAgent)
 	res, err := v.http.Do(req)
 	if err != nil {
 		if perr := parent.Err(); perr != nil {

@@ -26,7 +26,7 @@ type fakeLatchkey struct {
 	answers  map[string]map[string]any // key → verify answer
 	status   int                       // if set, verify answers this error status
 	retry    string                    // Retry-After with status
-	released []string                 // "key lease" pairs
+	released []string                  // "key lease" pairs
 	lastBody verifyBody
 }
 
