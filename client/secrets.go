@@ -299,7 +299,12 @@ func (s *Secrets) Lookup(ctx context.Context, provider string) (Secret, error) {
 		return Secret{}, ctx.Err()
 	}
 	s.mu.Lock()
-	if e.failure == nil && e.has {
+	if e.failure == nil {
+		if !e.has {
+			// Forgotten between the answer and now: ask again.
+			s.mu.Unlock()
+			return s.Lookup(ctx, provider)
+		}
 		sec, ok := e.secret(provider, SourceBroker)
 		s.mu.Unlock()
 		if ok {

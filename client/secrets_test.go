@@ -528,3 +528,14 @@ func TestEnvName(t *testing.T) {
 		}
 	}
 }
+
+func TestSecretsForget(t *testing.T) {
+	b := newBroker(t)
+	s, _ := newSecrets(t, SecretsConfig{EndpointURL: b.URL + "/keys"})
+	mustLookup(t, s, "openai")
+	b.set(func(b *broker) { b.keys["openai"] = "sk-openai-2" })
+	s.Forget("openai")
+	if v := mustLookup(t, s, "openai").Value; v != "sk-openai-2" || b.requests.Load() != 2 {
+		t.Fatalf("after Forget: %q after %d requests", v, b.requests.Load())
+	}
+}
