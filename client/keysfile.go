@@ -74,10 +74,14 @@ func quoteName(s string) string {
 // EnvName is the environment variable a provider's key is read from and,
 // for `latchkey exec`, written to: the name in upper case with every
 // character other than a letter or digit turned into '_', then "_API_KEY"
-// ("openai" → OPENAI_API_KEY, "azure-openai" → AZURE_OPENAI_API_KEY).
+// ("openai" → OPENAI_API_KEY, "azure-openai" → AZURE_OPENAI_API_KEY), with
+// a leading '_' if the name starts with a digit ("01ai" → _01AI_API_KEY).
 func EnvName(provider string) string {
 	var b strings.Builder
-	b.Grow(len(provider) + 8)
+	b.Grow(len(provider) + 9)
+	if provider != "" && provider[0] >= '0' && provider[0] <= '9' {
+		b.WriteByte('_') // a variable name cannot start with a digit
+	}
 	for _, r := range provider {
 		switch {
 		case r < unicode.MaxASCII && (unicode.IsLetter(r) || unicode.IsDigit(r)):

@@ -522,7 +522,7 @@ func benchSecrets(b *testing.B) (*Secrets, func()) {
 }
 
 func TestEnvName(t *testing.T) {
-	for in, want := range map[string]string{"openai": "OPENAI_API_KEY", "azure-openai": "AZURE_OPENAI_API_KEY", "x.ai": "X_AI_API_KEY"} {
+	for in, want := range map[string]string{"openai": "OPENAI_API_KEY", "azure-openai": "AZURE_OPENAI_API_KEY", "x.ai": "X_AI_API_KEY", "01ai": "_01AI_API_KEY"} {
 		if got := EnvName(in); got != want {
 			t.Errorf("EnvName(%q) = %q, want %q", in, got, want)
 		}

@@ -205,3 +205,35 @@ wait $p
 		t.Fatalf("latchkey exited %d, want the command's 42; stderr: %s", code, stderr.String())
 	}
 }
+
+// FuzzExecVars checks that no --secrets/--env combination panics and that
+// every accepted one gives each secret its own valid variable.
+func FuzzExecVars(f *testing.F) {
+	f.Add("openai,anthropic", "anthropic=MY_ANTHROPIC")
+	f.Add("openai,x", "x=OPENAI_API_KEY")
+	f.Add("a", "a=1")
+	f.Add("01ai", "")
+	f.Add("", "=")
+	f.Fuzz(func(t *testing.T, names, renames string) {
+		var n listFlag
+		n.Set(names)
+		var r repeatedFlag
+		for p := range strings.SplitSeq(renames, ";") {
+			r.Set(p)
+		}
+		vars, err := execVars(n, r)
+		if err != nil {
+			if latchkey.ErrorCode(err) != latchkey.EInvalid {
+				t.Fatalf("code %s", latchkey.ErrorCode(err))
+			}
+			return
+		}
+		seen := map[string]bool{}
+		for _, v := range vars {
+			if !validEnvName(v.variable) || seen[v.variable] {
+				t.Fatalf("%+v", vars)
+			}
+			seen[v.variable] = true
+		}
+	})
+}
