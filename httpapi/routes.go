@@ -32,5 +32,21 @@ func (s *Server) routes() {
 	m.Handle("POST /v1/tenants", s.admin("tenants:admin", s.createTenant))
 	m.Handle("GET /v1/tenants", s.admin("tenants:admin", s.listTenants))
 
+	m.Handle("PUT /v1/secrets/{name}", s.admin("secrets:write", s.putSecret))
+	m.Handle("GET /v1/secrets", s.admin("secrets:read", s.listSecrets))
+	m.Handle("GET /v1/secrets/{name}", s.admin("secrets:read", s.getSecret))
+	m.Handle("GET /v1/secrets/{name}/versions", s.admin("secrets:read", s.secretVersions))
+	m.Handle("DELETE /v1/secrets/{name}", s.admin("secrets:write", s.deleteSecret))
+
+	// The seed services' contract (API.md): both accept Authorization:
+	// Bearer and X-API-Key; a doubled leading slash is mapped in
+	// ServeHTTP.
+	m.Handle("GET /keys/{provider}", s.seed(s.admin("secrets:read", s.seedKey)))
+	m.Handle("GET /llm-keys", s.seed(s.admin("secrets:read", s.seedKeys)))
+
+	m.Handle("GET /v1/keyring", s.admin("tenants:admin", s.keyringStatus))
+	m.Handle("POST /v1/keyring/rotate", s.admin("tenants:admin", s.rotateKeyring))
+	m.Handle("POST /v1/keyring/rewrap", s.admin("tenants:admin", s.rewrapKeyring))
+
 	m.HandleFunc("/", s.noRoute)
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/guard"
+	"github.com/latchkeyhq/latchkey/keyring"
 	"github.com/latchkeyhq/latchkey/keys"
 )
 
@@ -47,6 +48,12 @@ type Config struct {
 	Observer Observer
 	// Metrics, when set, serves GET /metrics.
 	Metrics http.Handler
+	// Keyring, when set, is managed through /v1/keyring (operator only).
+	Keyring *keyring.Keyring
+	// SeedKeepAlive keeps connections of the seed routes (GET
+	// /keys/{provider}, GET /llm-keys) open; by default they answer with
+	// Connection: close (see Server.seed).
+	SeedKeepAlive bool
 }
 
 // Observer records what a Server answers, for metrics. Its methods run on
@@ -86,6 +93,9 @@ type Server struct {
 	ids     requestIDs
 	obs     Observer
 	metrics http.Handler
+	keyring *keyring.Keyring
+
+	seedKeepAlive bool
 }
 
 // New returns a Server for cfg.
@@ -113,6 +123,9 @@ func New(cfg Config) *Server {
 		mux:     http.NewServeMux(),
 		obs:     cfg.Observer,
 		metrics: cfg.Metrics,
+		keyring: cfg.Keyring,
+
+		seedKeepAlive: cfg.SeedKeepAlive,
 	}
 	s.ids.init()
 	s.routes()
@@ -135,6 +148,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.setDeadlines(w)
+	if p := r.URL.Path; len(p) > 1 && p[1] == '/' {
+		if q := seedPath(p); q != p {
+			r.URL.Path, r.URL.RawPath = q, ""
+		}
+	}
 	info := &requestInfo{}
 	ctx := context.WithValue(r.Context(), requestIDKey, id)
 	ctx = context.WithValue(ctx, requestInfoKey, info)

@@ -46,6 +46,9 @@ func TestMutationFailsWhenItsAuditEventCannotBeWritten(t *testing.T) {
 	ctx := context.Background()
 	k, key := f.create(t, keys.CreateParams{Settings: keys.Settings{Scopes: &[]string{"data:read"}}})
 	f.verify(t, key, "data:read") // cached
+	if _, err := f.svc.PutSecret(ctx, f.admin, "openai", keys.SecretParams{Value: "sk-audit-test-value"}); err != nil {
+		t.Fatal(err)
+	}
 	store.fail.Store(true)
 
 	mutations := map[string]func() error{
@@ -64,6 +67,14 @@ func TestMutationFailsWhenItsAuditEventCannotBeWritten(t *testing.T) {
 			_, _, err := f.svc.DeriveKey(ctx, f.admin, k.ID, keys.CreateParams{Settings: keys.Settings{Name: ptr("c")}})
 			return err
 		},
+		"PutSecret": func() error {
+			_, err := f.svc.PutSecret(ctx, f.admin, "openai", keys.SecretParams{Value: "sk-audit-test-value-2"})
+			return err
+		},
+		"DeleteSecret": func() error { return f.svc.DeleteSecret(ctx, f.admin, "openai") },
+		// A read is audited in its own transaction too: no event, no value.
+		"ReadSecret":  func() error { _, err := f.svc.ReadSecret(ctx, f.admin, "openai", 0); return err },
+		"ReadSecrets": func() error { _, err := f.svc.ReadSecrets(ctx, f.admin); return err },
 	}
 	for name, m := range mutations {
 		t.Run(name, func(t *testing.T) {
@@ -84,12 +95,15 @@ func TestMutationFailsWhenItsAuditEventCannotBeWritten(t *testing.T) {
 		t.Fatalf("verify after failed mutations: %s", v.Code)
 	}
 	store.fail.Store(false)
+	if vs, err := f.svc.SecretVersions(ctx, f.admin, "openai"); err != nil || len(vs) != 1 {
+		t.Fatalf("secret after failed mutations: %v versions, %v; want the one", len(vs), err)
+	}
 	evs, err := f.svc.ListAudit(ctx, f.admin, keys.AuditFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, e := range evs {
-		if e.TargetKeyID == k.ID && e.Action != "key.created" {
+		if e.TargetKeyID == k.ID && e.Action != "key.created" || e.Action == "secret.read" || e.Action == "secret.deleted" {
 			t.Fatalf("an event of a failed mutation was kept: %+v", e)
 		}
 	}

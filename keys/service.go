@@ -46,6 +46,15 @@ type Options struct {
 	// security anomaly (default: 50 within 5 minutes).
 	Burst  BurstRule
 	Logger *slog.Logger
+	// Sealer seals secrets for storage (package keyring); without one,
+	// storing or reading a secret fails.
+	Sealer Sealer
+	// SecretVersions is how many versions of a secret are kept (default
+	// 10); older ones are deleted when a new one is written.
+	SecretVersions int
+	// SecretExpiresIn is the expires_in, in seconds, of a secret written
+	// without one (default 3600): how long clients are told to cache it.
+	SecretExpiresIn int64
 }
 
 // BurstRule says how many of one kind of change within Window make a
@@ -81,6 +90,9 @@ type Service struct {
 	log          *slog.Logger
 	defaultGrace time.Duration
 	burst        BurstRule
+	sealer       Sealer
+	secretKeep   int
+	secretTTL    int64
 	storeReads   atomic.Uint64
 }
 
@@ -113,6 +125,12 @@ func New(o Options) *Service {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.SecretVersions <= 0 {
+		o.SecretVersions = 10
+	}
+	if o.SecretExpiresIn <= 0 {
+		o.SecretExpiresIn = 3600
+	}
 	return &Service{
 		store:        o.Store,
 		clock:        o.Now,
@@ -124,6 +142,9 @@ func New(o Options) *Service {
 		log:          o.Logger,
 		defaultGrace: o.DefaultGrace,
 		burst:        o.Burst,
+		sealer:       o.Sealer,
+		secretKeep:   o.SecretVersions,
+		secretTTL:    o.SecretExpiresIn,
 	}
 }
 
@@ -138,9 +159,12 @@ func (s *Service) Ping(ctx context.Context) error { return s.store.Ping(ctx) }
 
 // Actor is the authenticated key behind an admin request.
 type Actor struct {
-	KeyID     string
-	Tenant    string
-	Scopes    []string
+	KeyID  string
+	Tenant string
+	Scopes []string
+	// Resources are the key's resource patterns (none: the whole tenant);
+	// reading a secret needs "secret:<name>" among them.
+	Resources []string
 	IP        netip.Addr
 	UserAgent string
 }
@@ -174,7 +198,7 @@ func (s *Service) Authenticate(ctx context.Context, key string, ip netip.Addr, s
 	if scope != "" && !latchkey.ScopesAllow(k.Scopes, scope) {
 		return nil, latchkey.Errorf(latchkey.EForbidden, "API key %s lacks scope %s", k.ID, scope)
 	}
-	return &Actor{KeyID: k.ID, Tenant: k.Tenant, Scopes: k.Scopes, IP: ip}, nil
+	return &Actor{KeyID: k.ID, Tenant: k.Tenant, Scopes: k.Scopes, Resources: k.Resources, IP: ip}, nil
 }
 
 // Bootstrap creates the operator tenant and its root key on an empty store.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/internal/fakeclock"
+	"github.com/latchkeyhq/latchkey/keyring"
 	"github.com/latchkeyhq/latchkey/keys"
 	"github.com/latchkeyhq/latchkey/store/sqlite"
 )
@@ -36,7 +37,15 @@ func newFixture(t testing.TB, opts ...func(*keys.Options)) *fixture {
 	}
 	t.Cleanup(func() { db.Close() })
 	clock := fakeclock.New(t0)
-	o := keys.Options{Store: db, Now: clock.Now}
+	master, err := keyring.GenerateMasterKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := keyring.Open(ctx, db, master, keyring.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := keys.Options{Store: db, Now: clock.Now, Sealer: kr}
 	for _, f := range opts {
 		f(&o)
 	}

@@ -34,6 +34,7 @@ var (
 
 	issuedMu sync.Mutex
 	issued   []string
+	stored   []string // secret values given to a server
 
 	logsMu sync.Mutex
 	logs   []*syncBuffer
@@ -45,6 +46,14 @@ func registerKey(k string) {
 	}
 	issuedMu.Lock()
 	issued = append(issued, k)
+	issuedMu.Unlock()
+}
+
+// registerSecret adds a secret value a test stores to the leak check: it
+// must appear in no database file and no log.
+func registerSecret(v string) {
+	issuedMu.Lock()
+	stored = append(stored, v)
 	issuedMu.Unlock()
 }
 
@@ -128,7 +137,14 @@ func checkNoLeaks() error {
 			}
 		}
 	}
-	fmt.Fprintf(os.Stderr, "leak check: %d keys absent from %d files and logs\n", len(issued), len(blobs))
+	for _, v := range stored {
+		for _, b := range blobs {
+			if bytes.Contains(b.data, []byte(v)) {
+				return fmt.Errorf("secret value %s… found in %s", v[:min(6, len(v))], b.name)
+			}
+		}
+	}
+	fmt.Fprintf(os.Stderr, "leak check: %d keys and %d secret values absent from %d files and logs\n", len(issued), len(stored), len(blobs))
 	return nil
 }
 

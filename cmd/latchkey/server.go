@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/latchkeyhq/latchkey/geo"
 	"github.com/latchkeyhq/latchkey/guard"
 	"github.com/latchkeyhq/latchkey/httpapi"
+	"github.com/latchkeyhq/latchkey/keyring"
 	"github.com/latchkeyhq/latchkey/keys"
 	"github.com/latchkeyhq/latchkey/limit"
 	"github.com/latchkeyhq/latchkey/metrics"
@@ -34,6 +36,11 @@ type serverConfig struct {
 	LogLevel       string
 	MaxBody        int64
 	RootKey        string // from LATCHKEY_ROOT_KEY only: a flag would show in ps
+	// MasterKey is the keyring's master key in base64, from
+	// LATCHKEY_MASTER_KEY only (a flag would show in ps); when empty the
+	// key is read from MasterKeyFile, which is created on first start.
+	MasterKey      string
+	MasterKeyFile  string // "": next to the database (defaultMasterKeyFile)
 	GeoIPDB        string
 	QuotaFlush     time.Duration
 	UsageFlush     time.Duration
@@ -41,6 +48,13 @@ type serverConfig struct {
 	GuardWindow    time.Duration
 	GuardCooloff   time.Duration
 	MetricsAddr    string // "": GET /metrics on the main listener
+	// SecretVersions is how many versions of a secret are kept,
+	// SecretExpiresIn the default expires_in of a secret, in seconds.
+	SecretVersions  int
+	SecretExpiresIn time.Duration
+	// SeedKeepAlive keeps the seed routes' connections open (default:
+	// Connection: close).
+	SeedKeepAlive bool
 }
 
 // serverHooks let tests replace the clock and the limiter and learn the
@@ -59,9 +73,10 @@ type serverHooks struct {
 func runServer(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("latchkey server", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
-	cfg := serverConfig{RootKey: e.getenv("LATCHKEY_ROOT_KEY")}
+	cfg := serverConfig{RootKey: e.getenv("LATCHKEY_ROOT_KEY"), MasterKey: e.getenv("LATCHKEY_MASTER_KEY")}
 	fs.StringVar(&cfg.Addr, "addr", envOr(e, "LATCHKEY_ADDR", ":8080"), "listen address (env LATCHKEY_ADDR)")
 	fs.StringVar(&cfg.DB, "db", envOr(e, "LATCHKEY_DB", "./latchkey.db"), "SQLite file (env LATCHKEY_DB)")
+	fs.StringVar(&cfg.MasterKeyFile, "master-key-file", e.getenv("LATCHKEY_MASTER_KEY_FILE"), "file holding the keyring's master key (base64, mode 0600), created on first start; default: beside --db, named after it with .master-key (env LATCHKEY_MASTER_KEY_FILE; LATCHKEY_MASTER_KEY gives the key itself)")
 	fs.StringVar(&cfg.TrustedProxies, "trusted-proxies", e.getenv("LATCHKEY_TRUSTED_PROXIES"), "comma-separated addresses/CIDRs whose X-Forwarded-For is believed (env LATCHKEY_TRUSTED_PROXIES)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", e.getenv("LATCHKEY_TLS_CERT"), "TLS certificate file (env LATCHKEY_TLS_CERT)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", e.getenv("LATCHKEY_TLS_KEY"), "TLS private key file (env LATCHKEY_TLS_KEY)")
@@ -74,6 +89,9 @@ func runServer(ctx context.Context, e *env, args []string) error {
 	fs.DurationVar(&cfg.GuardWindow, "guard-window", time.Minute, "window in which failed key checks are counted")
 	fs.DurationVar(&cfg.GuardCooloff, "guard-cooloff", 5*time.Minute, "how long a blocked network is answered 429")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", e.getenv("LATCHKEY_METRICS_ADDR"), "serve GET /metrics only on this separate address, e.g. 127.0.0.1:9090, not on --addr (env LATCHKEY_METRICS_ADDR)")
+	fs.IntVar(&cfg.SecretVersions, "secret-versions", 10, "how many versions of each secret are kept; older ones are deleted when a new one is written")
+	fs.DurationVar(&cfg.SecretExpiresIn, "secret-expires-in", time.Hour, "expires_in of a secret written without one: how long clients are told to cache it")
+	fs.BoolVar(&cfg.SeedKeepAlive, "seed-keep-alive", false, "keep connections of GET /keys/{provider} and GET /llm-keys open instead of answering Connection: close")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -124,6 +142,11 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 	}
 	defer db.Close()
 
+	sealer, err := openKeyring(ctx, cfg, db, now, log)
+	if err != nil {
+		return err
+	}
+
 	limiter := hooks.Limiter
 	if limiter == nil {
 		mem := limit.NewMemory(limit.Options{Store: db, FlushInterval: cfg.QuotaFlush, Logger: log})
@@ -145,7 +168,14 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 			log.Error("flushing key usage at shutdown failed", "err", err)
 		}
 	}()
-	opts := keys.Options{Store: db, Now: now, Limiter: limiter, Usage: rec, Logger: log}
+	if cfg.SecretExpiresIn != 0 && (cfg.SecretExpiresIn < time.Second || cfg.SecretExpiresIn > keys.MaxSecretExpiresIn*time.Second) {
+		return latchkey.Errorf(latchkey.EInvalid, "--secret-expires-in must be from 1s to 8760h")
+	}
+	if cfg.SecretVersions < 0 {
+		return latchkey.Errorf(latchkey.EInvalid, "--secret-versions must be at least 1")
+	}
+	opts := keys.Options{Store: db, Now: now, Limiter: limiter, Usage: rec, Logger: log, Sealer: sealer,
+		SecretVersions: cfg.SecretVersions, SecretExpiresIn: int64(cfg.SecretExpiresIn / time.Second)}
 	if cfg.GeoIPDB != "" {
 		g, err := geo.Open(cfg.GeoIPDB)
 		if err != nil {
@@ -173,7 +203,8 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 	}
 
 	met := metrics.New(metrics.Options{Keys: svc, Guard: brute, Now: now})
-	apiCfg := httpapi.Config{Keys: svc, Logger: log, TrustedProxies: trusted, MaxBody: cfg.MaxBody, Now: now, Guard: brute, Observer: met}
+	apiCfg := httpapi.Config{Keys: svc, Logger: log, TrustedProxies: trusted, MaxBody: cfg.MaxBody, Now: now, Guard: brute, Observer: met,
+		Keyring: sealer, SeedKeepAlive: cfg.SeedKeepAlive}
 	if cfg.MetricsAddr == "" {
 		apiCfg.Metrics = met.Handler()
 	}
@@ -238,6 +269,76 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 		log.Warn("requests still running at shutdown were cut", "err", err)
 	}
 	return nil
+}
+
+// defaultMasterKeyFile is where the master key lives when no flag names a
+// file: beside the database, named after it without its extension
+// (./latchkey.db → ./latchkey.master-key), so that copying latchkey.db*
+// for a backup does not copy the key that opens it.
+func defaultMasterKeyFile(db string) string {
+	dir, base := filepath.Split(db)
+	if ext := filepath.Ext(base); ext != "" && ext != base {
+		base = strings.TrimSuffix(base, ext)
+	}
+	return filepath.Join(dir, base+".master-key")
+}
+
+// openKeyring finds the master key (LATCHKEY_MASTER_KEY, else the master
+// key file, created with a new random key on a database without a
+// keyring) and opens the keyring with it. A wrong key fails here, before
+// the server listens. The key's value is never logged; the file's path is.
+func openKeyring(ctx context.Context, cfg serverConfig, db keys.Store, now func() time.Time, log *slog.Logger) (*keyring.Keyring, error) {
+	var master []byte
+	opts := keyring.Options{Now: now}
+	if cfg.MasterKey != "" {
+		if cfg.MasterKeyFile != "" {
+			return nil, latchkey.Errorf(latchkey.EInvalid, "LATCHKEY_MASTER_KEY and --master-key-file both name a master key; give one")
+		}
+		k, err := keyring.ParseMasterKey(cfg.MasterKey)
+		if err != nil {
+			return nil, latchkey.Errorf(latchkey.EInvalid, "LATCHKEY_MASTER_KEY: %s", latchkey.ErrorMessage(err))
+		}
+		master = k
+		log.Info("keyring master key from LATCHKEY_MASTER_KEY")
+	} else {
+		path := cfg.MasterKeyFile
+		if path == "" {
+			path = defaultMasterKeyFile(cfg.DB)
+		}
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return nil, fmt.Errorf("--master-key-file %s: %w", path, err)
+		}
+		k, err := keyring.ReadMasterKeyFile(abs)
+		switch {
+		case latchkey.ErrorCode(err) == latchkey.ENotFound:
+			has, ierr := keyring.Initialized(ctx, db)
+			if ierr != nil {
+				return nil, fmt.Errorf("keyring: %w", ierr)
+			}
+			if has {
+				return nil, latchkey.Errorf(latchkey.EInvalid, "the database's secrets are sealed under a master key, but the master key file %s does not exist: restore it, or set LATCHKEY_MASTER_KEY", abs)
+			}
+			if k, err = keyring.CreateMasterKeyFile(abs); err != nil {
+				return nil, err
+			}
+			log.Info("created the keyring master key file; keep a copy apart from database backups", "path", abs)
+		case err != nil:
+			return nil, err
+		default:
+			log.Info("keyring master key from file", "path", abs)
+		}
+		master = k
+		opts.MasterKeyFile = abs
+	}
+	defer clear(master)
+	kr, err := keyring.Open(ctx, db, master, opts)
+	if err != nil {
+		return nil, fmt.Errorf("keyring: %w", err)
+	}
+	st := kr.Status()
+	log.Info("keyring open", "active_term", st.Active, "terms", len(st.Terms))
+	return kr, nil
 }
 
 // printBanner shows the root key once, on stderr, outside the JSON log so

@@ -1,0 +1,184 @@
+package httpapi
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/keys"
+)
+
+// secretBody is PUT /v1/secrets/{name}.
+type secretBody struct {
+	Value     *string           `json:"value"`
+	ExpiresIn *int64            `json:"expires_in"`
+	Meta      map[string]string `json:"meta"`
+}
+
+// decodePutSecret reads PUT /v1/secrets/{name}. Errors never show the
+// value.
+func decodePutSecret(data []byte) (keys.SecretParams, error) {
+	var b secretBody
+	if err := decodeJSON(data, &b); err != nil {
+		// A type error names the field and the JSON type, never the value
+		// (jsonError quotes no input but a field name or unknown key).
+		return keys.SecretParams{}, err
+	}
+	if b.Value == nil {
+		return keys.SecretParams{}, latchkey.Errorf(latchkey.EInvalid, "value is missing")
+	}
+	p := keys.SecretParams{Value: *b.Value, ExpiresIn: b.ExpiresIn, Meta: b.Meta}
+	return p, p.Validate()
+}
+
+// parseSecretVersion reads ?version=N (absent: 0, the newest).
+func parseSecretVersion(v string) (int64, error) {
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 1 {
+		return 0, latchkey.Errorf(latchkey.EInvalid, "version must be a whole number from 1")
+	}
+	return n, nil
+}
+
+func (s *Server) putSecret(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+	body, err := readBody(w, r, s.maxBody)
+	if err != nil {
+		return err
+	}
+	name := r.PathValue("name")
+	if err := latchkey.ValidateSecretName(name); err != nil {
+		return err
+	}
+	p, err := decodePutSecret(body)
+	clear(body)
+	if err != nil {
+		return err
+	}
+	sec, err := s.svc.PutSecret(r.Context(), a, name, p)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, sec)
+	return nil
+}
+
+func (s *Server) getSecret(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+	v, err := parseSecretVersion(r.URL.Query().Get("version"))
+	if err != nil {
+		return err
+	}
+	sec, err := s.svc.ReadSecret(r.Context(), a, r.PathValue("name"), v)
+	if err != nil {
+		return err
+	}
+	noStore(w)
+	writeJSON(w, http.StatusOK, sec)
+	return nil
+}
+
+func (s *Server) listSecrets(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+	q := r.URL.Query()
+	limit, err := queryLimit(q.Get("limit"))
+	if err != nil {
+		return err
+	}
+	list, next, err := s.svc.ListSecrets(r.Context(), a, q.Get("cursor"), limit)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Secrets    []*keys.SecretInfo `json:"secrets"`
+		NextCursor string             `json:"next_cursor"`
+	}{list, next})
+	return nil
+}
+
+func (s *Server) secretVersions(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+	vs, err := s.svc.SecretVersions(r.Context(), a, r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Versions []*keys.Secret `json:"versions"`
+	}{vs})
+	return nil
+}
+
+func (s *Server) deleteSecret(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+	if err := s.svc.DeleteSecret(r.Context(), a, r.PathValue("name")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// noStore keeps answers holding secret values out of every cache on the
+// way.
+func noStore(w http.ResponseWriter) {
+	w.Header()["Cache-Control"] = noStoreValue
+}
+
+var noStoreValue = []string{"no-store"}
+
+// seed wraps the seed-contract routes (GET /keys/{provider}, GET
+// /llm-keys): unless Config.SeedKeepAlive, they answer with Connection:
+// close, errors included. fast-agent reuses one HTTP client across event
+// loops, and a kept-alive connection from a finished loop breaks its next
+// fetch (API.md).
+func (s *Server) seed(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.seedKeepAlive {
+			w.Header().Set("Connection", "close")
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// seedKey answers GET /keys/{provider} with exactly {"api_key", "expires_in"}.
+func (s *Server) seedKey(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+	sec, err := s.svc.ReadSecret(r.Context(), a, r.PathValue("provider"), 0)
+	if err != nil {
+		return err
+	}
+	noStore(w)
+	writeJSON(w, http.StatusOK, struct {
+		APIKey    string `json:"api_key"`
+		ExpiresIn int64  `json:"expires_in"`
+	}{sec.Value, sec.ExpiresIn})
+	return nil
+}
+
+// seedKeys answers GET /llm-keys with {"<name>": "<value>", …} for every
+// secret the key may read.
+func (s *Server) seedKeys(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+	secs, err := s.svc.ReadSecrets(r.Context(), a)
+	if err != nil {
+		return err
+	}
+	m := make(map[string]string, len(secs))
+	for _, sec := range secs {
+		m[sec.Name] = sec.Value
+	}
+	noStore(w)
+	writeJSON(w, http.StatusOK, m)
+	return nil
+}
+
+// seedPath maps a seed route reached with a doubled leading slash
+// ("//llm-keys", as mdcgen sends when its endpoint ends in '/') to the
+// route itself, instead of ServeMux's redirect, which clients may not
+// follow with their key. Other paths are returned unchanged.
+func seedPath(p string) string {
+	if len(p) < 2 || p[1] != '/' {
+		return p
+	}
+	t := "/" + strings.TrimLeft(p, "/")
+	if t == "/llm-keys" || strings.HasPrefix(t, "/keys/") {
+		return t
+	}
+	return p
+}

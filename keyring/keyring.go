@@ -1,0 +1,484 @@
+// Package keyring seals secrets for storage (it implements keys.Sealer).
+//
+// A master key (32 bytes, kept outside the database: an environment
+// variable or a 0600 file) wraps the data keys, which are stored in the
+// database in numbered terms. Each value is sealed with AES-256-GCM under
+// the newest term's data key, with associated data that names where it is
+// stored, so that a ciphertext moved to another row does not open.
+//
+// Rotate adds a term online: new values are sealed with it, values sealed
+// with older terms still open. Rewrap wraps every term under a new master
+// key, online; the data keys, and so the stored values, do not change. A
+// key-check value sealed by the master key is stored with the terms, so a
+// node started with the wrong master key fails at once with a clear error.
+//
+// Several nodes may share a database: a node that meets a value sealed with
+// a term it does not know (another node rotated) reads the terms again.
+package keyring
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/keys"
+)
+
+// KeySize is the size of the master key and of every data key: AES-256.
+const KeySize = 32
+
+// Sealed values: a version byte, the term (uint32, big endian), a 12-byte
+// nonce, then the AES-GCM ciphertext and its 16-byte tag. The header is
+// authenticated with the caller's associated data.
+const (
+	formatV1   = 1
+	headerSize = 1 + 4
+	nonceSize  = 12
+	tagSize    = 16
+	// Overhead is how many bytes sealing adds to a value.
+	Overhead = headerSize + nonceSize + tagSize
+)
+
+// ErrOpen is returned (wrapped) when a ciphertext does not open: it was
+// changed, moved to another row, or sealed by another keyring.
+var ErrOpen = errors.New("keyring: ciphertext does not open (changed, moved from another row, or from another keyring)")
+
+// ErrWrongMasterKey is returned by Open when the master key does not open
+// the database's key-check value.
+var ErrWrongMasterKey = latchkey.Errorf(latchkey.EInvalid,
+	"the master key does not open this database's keyring (key-check failed): start the server with the master key the keyring was created or last rewrapped with")
+
+// checkPlain is what the key-check value holds, sealed by the master key.
+var checkPlain = []byte("latchkey keyring key-check v1")
+
+const checkAAD = "latchkey keyring check"
+
+func termAAD(term int64) []byte {
+	return []byte("latchkey keyring term " + strconv.FormatInt(term, 10))
+}
+
+// Options configures a Keyring.
+type Options struct {
+	// Now is the clock for term creation times (default time.Now).
+	Now func() time.Time
+	// Rand is the source of keys and nonces (default crypto/rand).
+	Rand io.Reader
+	// MasterKeyFile, when set, is the file the master key was read from:
+	// RewrapFromFile replaces its content with the new master key once the
+	// terms are rewrapped, so the next start uses the new key.
+	MasterKeyFile string
+}
+
+// Keyring seals and opens values. Seal and Open are safe for concurrent use
+// and take no lock; Rotate, Rewrap and the reload of unknown terms are
+// serialized among themselves.
+type Keyring struct {
+	store      keys.Store
+	now        func() time.Time
+	rand       io.Reader
+	masterFile string
+
+	mu sync.Mutex // serializes Rotate, Rewrap and reloads
+	st atomic.Pointer[state]
+}
+
+// state is replaced whole (copy on write) when terms or the master change.
+type state struct {
+	master cipher.AEAD
+	terms  map[int64]cipher.AEAD
+	active int64
+	times  map[int64]time.Time
+}
+
+// TermInfo describes a term without its key.
+type TermInfo struct {
+	Term      int64     `json:"term"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Status is what the keyring holds: its terms, and the one new values are
+// sealed with.
+type Status struct {
+	Active int64      `json:"active_term"`
+	Terms  []TermInfo `json:"terms"`
+}
+
+func newAEAD(key []byte) (cipher.AEAD, error) {
+	if len(key) != KeySize {
+		return nil, latchkey.Errorf(latchkey.EInvalid, "a keyring key must be %d bytes, not %d", KeySize, len(key))
+	}
+	b, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(b)
+}
+
+// Open loads the keyring from store with the master key, creating it (term
+// 1 and the key-check value) on a database that has none. A master key
+// that does not match the stored key-check value is ErrWrongMasterKey.
+func Open(ctx context.Context, store keys.Store, master []byte, o Options) (*Keyring, error) {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Rand == nil {
+		o.Rand = rand.Reader
+	}
+	m, err := newAEAD(master)
+	if err != nil {
+		return nil, err
+	}
+	k := &Keyring{store: store, now: o.Now, rand: o.Rand, masterFile: o.MasterKeyFile}
+	var check []byte
+	if err := store.View(ctx, func(tx keys.Tx) error {
+		check, err = tx.KeyringCheck()
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	if check == nil {
+		if err := k.create(ctx, m); err != nil {
+			return nil, err
+		}
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := k.reloadLocked(ctx, m); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// Initialized reports whether store holds a keyring already, so that a
+// missing master key file is an error rather than a reason to make a new
+// key.
+func Initialized(ctx context.Context, store keys.Store) (bool, error) {
+	var check []byte
+	err := store.View(ctx, func(tx keys.Tx) error {
+		var err error
+		check, err = tx.KeyringCheck()
+		return err
+	})
+	return check != nil, err
+}
+
+// create stores the key-check value and term 1, unless another node did
+// meanwhile.
+func (k *Keyring) create(ctx context.Context, m cipher.AEAD) error {
+	return k.store.Update(ctx, func(tx keys.Tx) error {
+		check, err := tx.KeyringCheck()
+		if err != nil || check != nil {
+			return err
+		}
+		terms, err := tx.KeyringTerms()
+		if err != nil {
+			return err
+		}
+		if len(terms) > 0 {
+			return fmt.Errorf("keyring: the database holds keyring terms but no key-check value; it was changed outside Latchkey")
+		}
+		if check, err = k.seal(m, []byte(checkAAD), checkPlain); err != nil {
+			return err
+		}
+		if err := tx.SetKeyringCheck(check); err != nil {
+			return err
+		}
+		return k.addTerm(tx, m, 1)
+	})
+}
+
+// addTerm makes a data key, wraps it under m and stores it as term.
+func (k *Keyring) addTerm(tx keys.Tx, m cipher.AEAD, term int64) error {
+	dk := make([]byte, KeySize)
+	if _, err := io.ReadFull(k.rand, dk); err != nil {
+		return fmt.Errorf("keyring: data key: %w", err)
+	}
+	wrapped, err := k.seal(m, termAAD(term), dk)
+	clear(dk)
+	if err != nil {
+		return err
+	}
+	return tx.AddKeyringTerm(keys.KeyringTerm{Term: term, Wrapped: wrapped, CreatedAt: k.now().UTC().Truncate(time.Microsecond)})
+}
+
+// seal is nonce || AES-GCM(plain, aad) under a (for wrapping and checks).
+func (k *Keyring) seal(a cipher.AEAD, aad, plain []byte) ([]byte, error) {
+	out := make([]byte, nonceSize, nonceSize+len(plain)+tagSize)
+	if _, err := io.ReadFull(k.rand, out); err != nil {
+		return nil, fmt.Errorf("keyring: nonce: %w", err)
+	}
+	return a.Seal(out, out, plain, aad), nil
+}
+
+func open(a cipher.AEAD, aad, sealed []byte) ([]byte, error) {
+	if len(sealed) < nonceSize+tagSize {
+		return nil, ErrOpen
+	}
+	p, err := a.Open(nil, sealed[:nonceSize], sealed[nonceSize:], aad)
+	if err != nil {
+		return nil, ErrOpen
+	}
+	return p, nil
+}
+
+// reloadLocked reads the check value and every term and unwraps them with
+// m; k.mu is held.
+func (k *Keyring) reloadLocked(ctx context.Context, m cipher.AEAD) error {
+	var check []byte
+	var terms []keys.KeyringTerm
+	err := k.store.View(ctx, func(tx keys.Tx) error {
+		var err error
+		if check, err = tx.KeyringCheck(); err != nil {
+			return err
+		}
+		terms, err = tx.KeyringTerms()
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if p, err := open(m, []byte(checkAAD), check); err != nil || subtle.ConstantTimeCompare(p, checkPlain) != 1 {
+		return ErrWrongMasterKey
+	}
+	if len(terms) == 0 {
+		return fmt.Errorf("keyring: the database holds a key-check value but no keyring terms; it was changed outside Latchkey")
+	}
+	st := &state{master: m, terms: make(map[int64]cipher.AEAD, len(terms)), times: make(map[int64]time.Time, len(terms))}
+	old := k.st.Load()
+	for _, t := range terms {
+		st.times[t.Term] = t.CreatedAt
+		st.active = max(st.active, t.Term)
+		if old != nil && old.terms[t.Term] != nil {
+			st.terms[t.Term] = old.terms[t.Term]
+			continue
+		}
+		dk, err := open(m, termAAD(t.Term), t.Wrapped)
+		if err != nil {
+			return fmt.Errorf("keyring: term %d does not unwrap with this master key (was the keyring rewrapped by another node?): %w", t.Term, ErrWrongMasterKey)
+		}
+		a, err := newAEAD(dk)
+		clear(dk)
+		if err != nil {
+			return err
+		}
+		st.terms[t.Term] = a
+	}
+	k.st.Store(st)
+	return nil
+}
+
+// Seal encrypts plaintext with the active term; aad must be given again to
+// Open it.
+func (k *Keyring) Seal(aad, plaintext []byte) ([]byte, error) {
+	st := k.st.Load()
+	a := st.terms[st.active]
+	out := make([]byte, headerSize+nonceSize, Overhead+len(plaintext))
+	out[0] = formatV1
+	binary.BigEndian.PutUint32(out[1:headerSize], uint32(st.active))
+	if _, err := io.ReadFull(k.rand, out[headerSize:]); err != nil {
+		return nil, fmt.Errorf("keyring: nonce: %w", err)
+	}
+	return a.Seal(out, out[headerSize:], plaintext, fullAAD(out[:headerSize], aad)), nil
+}
+
+// fullAAD authenticates the header with the caller's associated data.
+func fullAAD(header, aad []byte) []byte {
+	b := make([]byte, 0, len(header)+len(aad))
+	return append(append(b, header...), aad...)
+}
+
+// Open decrypts what Seal returned for the same aad. A ciphertext sealed
+// with a term this node does not know makes it read the terms again
+// (another node rotated). Errors wrap ErrOpen.
+func (k *Keyring) Open(aad, ciphertext []byte) ([]byte, error) {
+	if len(ciphertext) < Overhead || ciphertext[0] != formatV1 {
+		return nil, ErrOpen
+	}
+	term := int64(binary.BigEndian.Uint32(ciphertext[1:headerSize]))
+	a := k.st.Load().terms[term]
+	if a == nil {
+		var err error
+		if a, err = k.learn(term); err != nil {
+			return nil, err
+		}
+	}
+	p, err := a.Open(nil, ciphertext[headerSize:headerSize+nonceSize], ciphertext[headerSize+nonceSize:], fullAAD(ciphertext[:headerSize], aad))
+	if err != nil {
+		return nil, ErrOpen
+	}
+	return p, nil
+}
+
+// learn reloads the terms to find one this node has not seen.
+func (k *Keyring) learn(term int64) (cipher.AEAD, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	st := k.st.Load()
+	if a := st.terms[term]; a != nil {
+		return a, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := k.reloadLocked(ctx, st.master); err != nil {
+		return nil, fmt.Errorf("keyring: reading the terms for term %d: %w", term, err)
+	}
+	if a := k.st.Load().terms[term]; a != nil {
+		return a, nil
+	}
+	return nil, fmt.Errorf("keyring: term %d is not in the database: %w", term, ErrOpen)
+}
+
+// Status returns the terms this node knows.
+func (k *Keyring) Status() Status {
+	st := k.st.Load()
+	s := Status{Active: st.active, Terms: make([]TermInfo, 0, len(st.times))}
+	for t := int64(1); t <= st.active; t++ {
+		if at, ok := st.times[t]; ok {
+			s.Terms = append(s.Terms, TermInfo{Term: t, CreatedAt: at})
+		}
+	}
+	return s
+}
+
+// Rotate adds a term with a new data key and makes it the one new values
+// are sealed with; values sealed with older terms keep opening. within, if
+// set, runs in the same transaction (to audit the rotation) and is told the
+// new term.
+func (k *Keyring) Rotate(ctx context.Context, within func(tx keys.Tx, term int64) error) (int64, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	st := k.st.Load()
+	var term int64
+	err := k.store.Update(ctx, func(tx keys.Tx) error {
+		terms, err := tx.KeyringTerms()
+		if err != nil {
+			return err
+		}
+		term = 1
+		if len(terms) > 0 {
+			term = terms[len(terms)-1].Term + 1
+		}
+		if term > 1<<32-1 {
+			return latchkey.Errorf(latchkey.EConflict, "the keyring has no term numbers left")
+		}
+		if err := k.addTerm(tx, st.master, term); err != nil {
+			return err
+		}
+		if within != nil {
+			return within(tx, term)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	if err := k.reloadLocked(ctx, st.master); err != nil {
+		return 0, err
+	}
+	return term, nil
+}
+
+// Rewrap wraps every term, and the key-check value, under newMaster in one
+// transaction; from then on this node uses newMaster. Stored values are
+// untouched (their data keys do not change), so reads go on throughout.
+// within, if set, runs in the same transaction. Errors: EInvalid for a
+// malformed key or the current one.
+func (k *Keyring) Rewrap(ctx context.Context, newMaster []byte, within func(tx keys.Tx, terms int) error) (int, error) {
+	nm, err := newAEAD(newMaster)
+	if err != nil {
+		return 0, err
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	st := k.st.Load()
+	var n int
+	err = k.store.Update(ctx, func(tx keys.Tx) error {
+		check, err := tx.KeyringCheck()
+		if err != nil {
+			return err
+		}
+		if p, err := open(nm, []byte(checkAAD), check); err == nil && subtle.ConstantTimeCompare(p, checkPlain) == 1 {
+			return latchkey.Errorf(latchkey.EInvalid, "the new master key is the one in use; make a new one")
+		}
+		if p, err := open(st.master, []byte(checkAAD), check); err != nil || subtle.ConstantTimeCompare(p, checkPlain) != 1 {
+			return fmt.Errorf("keyring: the stored key-check value no longer opens with this node's master key (another node rewrapped?): %w", ErrWrongMasterKey)
+		}
+		terms, err := tx.KeyringTerms()
+		if err != nil {
+			return err
+		}
+		for _, t := range terms {
+			dk, err := open(st.master, termAAD(t.Term), t.Wrapped)
+			if err != nil {
+				return fmt.Errorf("keyring: term %d does not unwrap with this node's master key: %w", t.Term, ErrWrongMasterKey)
+			}
+			wrapped, err := k.seal(nm, termAAD(t.Term), dk)
+			clear(dk)
+			if err != nil {
+				return err
+			}
+			if err := tx.RewrapKeyringTerm(t.Term, wrapped); err != nil {
+				return err
+			}
+		}
+		if check, err = k.seal(nm, []byte(checkAAD), checkPlain); err != nil {
+			return err
+		}
+		if err := tx.SetKeyringCheck(check); err != nil {
+			return err
+		}
+		n = len(terms)
+		if within != nil {
+			return within(tx, n)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, k.reloadLocked(ctx, nm)
+}
+
+// RewrapResult says what RewrapFromFile did.
+type RewrapResult struct {
+	Terms int `json:"terms"`
+	// MasterKeyFile is the server's own master key file, now holding the
+	// new key; "" when the master key came from the environment, which the
+	// operator must change before the next start.
+	MasterKeyFile string `json:"master_key_file,omitempty"`
+}
+
+// RewrapFromFile reads a new master key from a file on this host (see
+// ReadMasterKeyFile) and rewraps the keyring under it. If this keyring's
+// master key came from a file (Options.MasterKeyFile), that file is then
+// replaced with the new key, so a restart needs nothing else.
+func (k *Keyring) RewrapFromFile(ctx context.Context, path string, within func(tx keys.Tx, terms int) error) (RewrapResult, error) {
+	nm, err := ReadMasterKeyFile(path)
+	if err != nil {
+		return RewrapResult{}, err
+	}
+	defer clear(nm)
+	n, err := k.Rewrap(ctx, nm, within)
+	if err != nil {
+		return RewrapResult{}, err
+	}
+	res := RewrapResult{Terms: n}
+	if k.masterFile != "" {
+		if err := WriteMasterKeyFile(k.masterFile, nm); err != nil {
+			return res, fmt.Errorf("keyring: rewrapped, but replacing %s with the new key failed (start with the new key file instead): %w", k.masterFile, err)
+		}
+		res.MasterKeyFile = k.masterFile
+	}
+	return res, nil
+}

@@ -1,0 +1,329 @@
+package keys
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/latchkeyhq/latchkey"
+)
+
+// Limits on what a secret holds.
+const (
+	MaxSecretValue     = 64 << 10
+	MaxSecretMeta      = 32
+	maxSecretMetaKey   = 64
+	maxSecretMetaValue = 1024
+	// MaxSecretExpiresIn bounds expires_in: a year.
+	MaxSecretExpiresIn = 365 * 24 * 3600
+)
+
+// Secret is a secret as the API shows it. Value is set only when a secret
+// is read, never in lists, versions or write answers.
+type Secret struct {
+	Name      string            `json:"name"`
+	Value     string            `json:"value,omitempty"`
+	Version   int64             `json:"version"`
+	ExpiresIn int64             `json:"expires_in"`
+	Meta      map[string]string `json:"meta"`
+	CreatedAt time.Time         `json:"created_at"`
+	CreatedBy string            `json:"created_by,omitempty"`
+}
+
+// SecretParams is what PutSecret stores.
+type SecretParams struct {
+	Value string
+	// ExpiresIn is how long, in seconds, clients may cache the value; nil
+	// takes the service's default (Options.SecretExpiresIn).
+	ExpiresIn *int64
+	Meta      map[string]string
+}
+
+// Validate checks the parameters; errors are EInvalid and never show the
+// value.
+func (p *SecretParams) Validate() error {
+	if p.Value == "" {
+		return latchkey.Errorf(latchkey.EInvalid, "value is empty")
+	}
+	if len(p.Value) > MaxSecretValue {
+		return latchkey.Errorf(latchkey.EInvalid, "value is longer than %d bytes", MaxSecretValue)
+	}
+	if !utf8.ValidString(p.Value) {
+		return latchkey.Errorf(latchkey.EInvalid, "value is not UTF-8 text")
+	}
+	if p.ExpiresIn != nil && (*p.ExpiresIn < 1 || *p.ExpiresIn > MaxSecretExpiresIn) {
+		return latchkey.Errorf(latchkey.EInvalid, "expires_in must be from 1 to %d seconds", MaxSecretExpiresIn)
+	}
+	if len(p.Meta) > MaxSecretMeta {
+		return latchkey.Errorf(latchkey.EInvalid, "meta holds more than %d entries", MaxSecretMeta)
+	}
+	for k, v := range p.Meta {
+		if k == "" || len(k) > maxSecretMetaKey || !utf8.ValidString(k) {
+			return latchkey.Errorf(latchkey.EInvalid, "meta key %.70q must be 1 to %d bytes of UTF-8", k, maxSecretMetaKey)
+		}
+		if len(v) > maxSecretMetaValue || !utf8.ValidString(v) {
+			return latchkey.Errorf(latchkey.EInvalid, "meta %.70q: the value must be at most %d bytes of UTF-8", k, maxSecretMetaValue)
+		}
+	}
+	return nil
+}
+
+// secretAAD binds a sealed value to its row: a value moved to another
+// tenant, name or version does not open.
+func secretAAD(tenant, name string, version int64) []byte {
+	b := make([]byte, 0, 16+len(tenant)+len(name)+20)
+	b = append(b, "latchkey secret\x00"...)
+	b = append(b, tenant...)
+	b = append(b, 0)
+	b = append(b, name...)
+	b = append(b, 0)
+	return strconv.AppendInt(b, version, 10)
+}
+
+func (s *Service) needSealer() error {
+	if s.sealer == nil {
+		return fmt.Errorf("keys: secrets need a keyring (Options.Sealer)")
+	}
+	return nil
+}
+
+func secretNotFound(name string) error {
+	return latchkey.Errorf(latchkey.ENotFound, "no secret %.70q in this tenant", name)
+}
+
+// readableName validates a name given to read a secret: a name that cannot
+// exist is not found, as an unknown one is.
+func readableName(name string) error {
+	if latchkey.ValidateSecretName(name) != nil {
+		return secretNotFound(name)
+	}
+	return nil
+}
+
+// mayRead reports the error for a key that may not read the secret: its
+// resources must cover "secret:<name>".
+func mayRead(actor *Actor, name string) error {
+	if !latchkey.ResourcesAllow(actor.Resources, latchkey.SecretResource(name)) {
+		return latchkey.Errorf(latchkey.EForbidden, "API key %s may not read secret %s (resource %s)", actor.KeyID, name, latchkey.SecretResource(name))
+	}
+	return nil
+}
+
+func secretView(v *SecretVersion) *Secret {
+	return &Secret{Name: v.Name, Version: v.Version, ExpiresIn: v.ExpiresIn, Meta: v.Meta, CreatedAt: v.CreatedAt, CreatedBy: v.CreatedBy}
+}
+
+// PutSecret stores a new version of the actor's tenant's secret, sealed by
+// the keyring, keeps the newest Options.SecretVersions versions, and
+// audits secret.written in the same transaction. Errors: EInvalid.
+func (s *Service) PutSecret(ctx context.Context, actor *Actor, name string, p SecretParams) (*Secret, error) {
+	if err := latchkey.ValidateSecretName(name); err != nil {
+		return nil, err
+	}
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	if err := s.needSealer(); err != nil {
+		return nil, err
+	}
+	ttl := s.secretTTL
+	if p.ExpiresIn != nil {
+		ttl = *p.ExpiresIn
+	}
+	meta := make(map[string]string, len(p.Meta))
+	for k, v := range p.Meta {
+		meta[k] = v
+	}
+	now := s.now()
+	var v *SecretVersion
+	err := s.store.Update(ctx, func(tx Tx) error {
+		n, err := tx.NextSecretVersion(actor.Tenant, name)
+		if err != nil {
+			return err
+		}
+		ct, err := s.sealer.Seal(secretAAD(actor.Tenant, name, n), []byte(p.Value))
+		if err != nil {
+			return err
+		}
+		v = &SecretVersion{Tenant: actor.Tenant, Name: name, Version: n, Ciphertext: ct, ExpiresIn: ttl, Meta: meta, CreatedAt: now, CreatedBy: actor.KeyID}
+		if err := tx.PutSecret(v); err != nil {
+			return err
+		}
+		pruned, err := tx.PruneSecretVersions(actor.Tenant, name, s.secretKeep)
+		if err != nil {
+			return err
+		}
+		details := map[string]string{"secret": name, "version": strconv.FormatInt(n, 10)}
+		if pruned > 0 {
+			details["pruned_versions"] = strconv.FormatInt(pruned, 10)
+		}
+		return s.record(tx, auditEvent(actor, actor.Tenant, "secret.written", "", now, details))
+	})
+	if err != nil {
+		return nil, err
+	}
+	return secretView(v), nil
+}
+
+// ReadSecret returns a version of a secret with its value (the newest when
+// version is 0). The actor's key must be allowed the resource
+// "secret:<name>". Every read appends secret.read to the audit log, in the
+// transaction that reads the value: no audit event, no value. Errors:
+// ENotFound, EForbidden.
+func (s *Service) ReadSecret(ctx context.Context, actor *Actor, name string, version int64) (*Secret, error) {
+	if err := mayRead(actor, name); err != nil {
+		return nil, err
+	}
+	if err := readableName(name); err != nil {
+		return nil, err
+	}
+	if version < 0 {
+		return nil, latchkey.Errorf(latchkey.EInvalid, "version must be a positive number")
+	}
+	if err := s.needSealer(); err != nil {
+		return nil, err
+	}
+	now := s.now()
+	var out *Secret
+	err := s.store.Update(ctx, func(tx Tx) error {
+		v, err := tx.Secret(actor.Tenant, name, version)
+		if latchkey.ErrorCode(err) == latchkey.ENotFound && version == 0 {
+			return secretNotFound(name)
+		}
+		if err != nil {
+			return err
+		}
+		if out, err = s.openSecret(v); err != nil {
+			return err
+		}
+		return s.record(tx, auditEvent(actor, actor.Tenant, "secret.read", "", now,
+			map[string]string{"secret": name, "version": strconv.FormatInt(v.Version, 10)}))
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (s *Service) openSecret(v *SecretVersion) (*Secret, error) {
+	p, err := s.sealer.Open(secretAAD(v.Tenant, v.Name, v.Version), v.Ciphertext)
+	if err != nil {
+		return nil, fmt.Errorf("keys: secret %s/%s version %d does not open: %w", v.Tenant, v.Name, v.Version, err)
+	}
+	out := secretView(v)
+	out.Value = string(p)
+	clear(p)
+	return out, nil
+}
+
+// ReadSecrets returns the newest version, with its value, of every secret
+// of the actor's tenant that the actor's key may read, ordered by name;
+// each is audited as secret.read in the reading transaction.
+func (s *Service) ReadSecrets(ctx context.Context, actor *Actor) ([]*Secret, error) {
+	if err := s.needSealer(); err != nil {
+		return nil, err
+	}
+	now := s.now()
+	out := []*Secret{}
+	err := s.store.Update(ctx, func(tx Tx) error {
+		out = out[:0]
+		vs, err := tx.LatestSecrets(actor.Tenant)
+		if err != nil {
+			return err
+		}
+		for _, v := range vs {
+			if mayRead(actor, v.Name) != nil {
+				continue
+			}
+			sec, err := s.openSecret(v)
+			if err != nil {
+				return err
+			}
+			if err := s.record(tx, auditEvent(actor, actor.Tenant, "secret.read", "", now,
+				map[string]string{"secret": v.Name, "version": strconv.FormatInt(v.Version, 10)})); err != nil {
+				return err
+			}
+			out = append(out, sec)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ListSecrets lists the actor's tenant's secrets by name, without values.
+// cursor continues a previous page; next is "" on the last page.
+func (s *Service) ListSecrets(ctx context.Context, actor *Actor, cursor string, limit int) (list []*SecretInfo, next string, err error) {
+	after, err := DecodeCursor(cursor)
+	if err != nil {
+		return nil, "", err
+	}
+	limit = clampLimit(limit)
+	err = s.store.View(ctx, func(tx Tx) error {
+		list, err = tx.Secrets(actor.Tenant, Page{After: after, Limit: limit + 1})
+		return err
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	if len(list) > limit {
+		list = list[:limit]
+		next = encodeCursor(list[limit-1].Name)
+	}
+	return list, next, nil
+}
+
+// SecretVersions lists the kept versions of a secret, newest first,
+// without values. Errors: ENotFound.
+func (s *Service) SecretVersions(ctx context.Context, actor *Actor, name string) ([]*Secret, error) {
+	if err := readableName(name); err != nil {
+		return nil, err
+	}
+	var vs []*SecretVersion
+	err := s.store.View(ctx, func(tx Tx) error {
+		var err error
+		vs, err = tx.SecretVersions(actor.Tenant, name)
+		return err
+	})
+	if latchkey.ErrorCode(err) == latchkey.ENotFound {
+		return nil, secretNotFound(name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*Secret, len(vs))
+	for i, v := range vs {
+		out[i] = secretView(v)
+	}
+	return out, nil
+}
+
+// DeleteSecret deletes every version of a secret and audits
+// secret.deleted in the same transaction. Its version numbers are never
+// reused. Errors: ENotFound.
+func (s *Service) DeleteSecret(ctx context.Context, actor *Actor, name string) error {
+	if err := readableName(name); err != nil {
+		return err
+	}
+	now := s.now()
+	return s.store.Update(ctx, func(tx Tx) error {
+		if err := tx.DeleteSecret(actor.Tenant, name); err != nil {
+			if latchkey.ErrorCode(err) == latchkey.ENotFound {
+				return secretNotFound(name)
+			}
+			return err
+		}
+		return s.record(tx, auditEvent(actor, actor.Tenant, "secret.deleted", "", now, map[string]string{"secret": name}))
+	})
+}
+
+// RecordAudit appends an audit event for a change made outside the key
+// service (the keyring's rotation and rewrap) in that change's transaction
+// tx, so the change and its record commit or fail together.
+func (s *Service) RecordAudit(tx Tx, actor *Actor, action string, details map[string]string) error {
+	return s.record(tx, auditEvent(actor, actor.Tenant, action, "", s.now(), details))
+}
