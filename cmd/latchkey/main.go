@@ -66,6 +66,8 @@ Usage:
   latchkey server [flags]            run a node (SQLite in ./latchkey.db by default)
   latchkey keys <command> [flags]    create|list|show|update|rotate|suspend|resume|revoke|derive|verify
   latchkey tenants <command>         create|list
+  latchkey secrets <command>         put|get|list|versions|rm
+  latchkey keyring <command>         status|rotate|rewrap|new-master-key
   latchkey audit <command>           verify|export|tail
   latchkey exec --secrets a,b -- CMD run CMD with A_API_KEY, B_API_KEY from the server
   latchkey version
@@ -92,6 +94,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runTenants(ctx, e, args[1:])
 	case "audit":
 		return runAudit(ctx, e, args[1:])
+	case "secrets":
+		return runSecrets(ctx, e, args[1:])
+	case "keyring":
+		return runKeyring(ctx, e, args[1:])
 	case "exec":
 		return runExec(ctx, e, args[1:])
 	case "version", "--version":
