@@ -178,6 +178,9 @@ type testServer struct {
 	Clock *fakeclock.Clock
 	DB    string
 	Log   *syncBuffer
+	// Stop stops the server before the test ends (for tests of what
+	// clients do without it); the cleanup stops it otherwise.
+	Stop func()
 }
 
 type serverOption func(*serverConfig, *serverHooks)
@@ -235,11 +238,17 @@ func startServer(t *testing.T, opts ...serverOption) *testServer {
 		cancel()
 		t.Fatal("server did not start within 30s")
 	}
+	var stopOnce sync.Once
+	ts.Stop = func() {
+		stopOnce.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("server: %v", err)
+			}
+		})
+	}
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server: %v", err)
-		}
+		ts.Stop()
 		if t.Failed() {
 			t.Logf("server log:\n%s", ts.Log.Bytes())
 		}

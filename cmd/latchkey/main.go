@@ -36,16 +36,24 @@ func realMain(args []string) int {
 // own.
 type env struct {
 	getenv func(string) string
-	stdin  io.Reader
-	stdout io.Writer
-	stderr io.Writer
+	// environ lists the environment for child processes (exec); nil means
+	// os.Environ.
+	environ func() []string
+	stdin   io.Reader
+	stdout  io.Writer
+	stderr  io.Writer
 }
 
 // errUsageShown reports a usage error whose explanation is already printed.
 var errUsageShown = errors.New("usage")
 
-// exitCode maps errors to exit statuses: 2 for usage, 1 otherwise.
+// exitCode maps errors to exit statuses: the command's own for exec, 2
+// for usage, 1 otherwise.
 func exitCode(err error) int {
+	var ce *childExit
+	if errors.As(err, &ce) {
+		return ce.code
+	}
 	if errors.Is(err, errUsageShown) || latchkey.ErrorCode(err) == latchkey.EInvalid {
 		return 2
 	}
@@ -63,6 +71,7 @@ Usage:
   latchkey audit <command>           verify|export|tail
   latchkey reports <report> [flags]  access|usage|security, as JSON or CSV
   latchkey webhooks <command>        create|list|show|rm|deliveries
+  latchkey exec --secrets a,b -- CMD run CMD with A_API_KEY, B_API_KEY from the server
   latchkey version
 
 Client commands reach the server at --server or $LATCHKEY_ADDR
@@ -95,6 +104,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runSecrets(ctx, e, args[1:])
 	case "keyring":
 		return runKeyring(ctx, e, args[1:])
+	case "exec":
+		return runExec(ctx, e, args[1:])
 	case "version", "--version":
 		fmt.Fprintln(stdout, "latchkey", version)
 		return nil
