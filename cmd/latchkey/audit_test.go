@@ -63,7 +63,7 @@ func TestE2EAuditTamperIsFoundAtTheEvent(t *testing.T) {
 		t.Fatalf("audit tail -n 2: %v\n%s", err, tail)
 	}
 
-	db, err := sql.Open("sqlite", "file:"+ts.DB)
+	db, err := sql.Open("sqlite", "file:"+ts.DB+"?_pragma=busy_timeout(10000)")
 	if err != nil {
 		t.Fatal(err)
 	}
