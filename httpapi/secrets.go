@@ -29,7 +29,11 @@ func decodePutSecret(data []byte) (keys.SecretParams, error) {
 		return keys.SecretParams{}, latchkey.Errorf(latchkey.EInvalid, "value is missing")
 	}
 	p := keys.SecretParams{Value: *b.Value, ExpiresIn: b.ExpiresIn, Meta: b.Meta}
-	return p, p.Validate()
+	if err := p.Validate(); err != nil {
+		// The caller gets nothing to log by mistake, the value least of all.
+		return keys.SecretParams{}, err
+	}
+	return p, nil
 }
 
 // parseSecretVersion reads ?version=N (absent: 0, the newest).
