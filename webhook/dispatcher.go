@@ -60,6 +60,10 @@ type Options struct {
 	// Retention is how long delivered and failed deliveries stay in the
 	// delivery log (default 30 days).
 	Retention time.Duration
+	// EventRetention is how long dispatched events stay in the events
+	// table, where security listings and reports read them (default 400
+	// days; negative: forever). Pending events are never pruned.
+	EventRetention time.Duration
 	// UserAgent of the requests (default "Latchkey-Webhooks/1").
 	UserAgent string
 	Logger    *slog.Logger
@@ -127,6 +131,9 @@ func New(o Options) *Dispatcher {
 	}
 	if o.ExpiringEvery <= 0 {
 		o.ExpiringEvery = time.Minute
+	}
+	if o.EventRetention == 0 {
+		o.EventRetention = 400 * 24 * time.Hour
 	}
 	if o.Retention <= 0 {
 		o.Retention = 30 * 24 * time.Hour
@@ -282,11 +289,17 @@ func (d *Dispatcher) Round(ctx context.Context) {
 	}
 	if ctx.Err() == nil && d.due(&d.lastPrune, time.Hour) {
 		err := d.o.Store.Update(ctx, func(tx keys.Tx) error {
-			_, err := tx.PruneDeliveries(d.o.Now().Add(-d.o.Retention))
+			if _, err := tx.PruneDeliveries(d.o.Now().Add(-d.o.Retention)); err != nil {
+				return err
+			}
+			if d.o.EventRetention < 0 {
+				return nil
+			}
+			_, err := tx.PruneEvents(d.o.Now().Add(-d.o.EventRetention))
 			return err
 		})
 		if err != nil {
-			d.log.Warn("pruning old webhook deliveries failed", "err", err)
+			d.log.Warn("pruning old webhook deliveries and events failed", "err", err)
 		}
 	}
 }

@@ -719,7 +719,7 @@ func TestRoundPrunesFinishedDeliveriesPastRetention(t *testing.T) {
 	f := newFixture(t)
 	rcv := newReceiver(t)
 	w, _ := f.hook(t, rcv.URL)
-	d := f.dispatcher(webhook.Options{Retention: 48 * time.Hour})
+	d := f.dispatcher(webhook.Options{Retention: 48 * time.Hour, EventRetention: 72 * time.Hour})
 	f.key(t, keys.Settings{})
 	d.Round(context.Background())
 	if ds := f.deliveries(t, w); len(ds) != 1 || ds[0].Status != latchkey.DeliveryDelivered {
@@ -735,4 +735,29 @@ func TestRoundPrunesFinishedDeliveriesPastRetention(t *testing.T) {
 	if ds := f.deliveries(t, w); len(ds) != 0 {
 		t.Fatalf("a delivery past the retention is still listed: %+v", ds)
 	}
+	// The events themselves (which security listings and reports read)
+	// have a retention of their own.
+	if n := f.events(t); n == 0 {
+		t.Fatal("events within their retention were pruned")
+	}
+	f.clock.Advance(24 * time.Hour)
+	d.Round(context.Background())
+	if n := f.events(t); n != 0 {
+		t.Errorf("events past their retention = %d, want 0", n)
+	}
+}
+
+// events counts the admin tenant's stored events, dispatched or not.
+func (f *fixture) events(t *testing.T) int {
+	t.Helper()
+	var n int
+	err := f.db.View(context.Background(), func(tx keys.Tx) error {
+		evs, err := tx.Events(f.admin.Tenant, keys.EventFilter{})
+		n = len(evs)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

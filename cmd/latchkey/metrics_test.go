@@ -120,6 +120,11 @@ func TestE2EMetrics(t *testing.T) {
 	if _, ok := fams["go_goroutines"]; !ok {
 		t.Error("no Go runtime metrics")
 	}
+	// Store latency: the key creations and the revocation were update
+	// transactions that ended well.
+	if v := sample(t, fams, "latchkey_store_transaction_duration_seconds", "op", "update"); v < 3 {
+		t.Errorf("timed update transactions: %v, want at least 3", v)
+	}
 	// Admin routes are counted by pattern.
 	if v := sample(t, fams, "latchkey_http_requests_total", "route", "/v1/keys/{id}/revoke"); v != 1 {
 		t.Errorf("revoke requests: %v", v)

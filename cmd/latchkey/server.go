@@ -52,6 +52,9 @@ type serverConfig struct {
 	GuardCooloff   time.Duration
 	MetricsAddr    string // "": GET /metrics on the main listener
 
+	// EventRetention is how long dispatched events (webhook events and
+	// security anomalies) are kept (0: the default; negative: forever).
+	EventRetention time.Duration
 	// Usage retention per grain (0: the default; negative: forever).
 	UsageRetention, UsageHourRetention, UsageDayRetention time.Duration
 
@@ -119,6 +122,7 @@ func runServer(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", e.getenv("LATCHKEY_METRICS_ADDR"), "serve GET /metrics only on this separate address, e.g. 127.0.0.1:9090, not on --addr (env LATCHKEY_METRICS_ADDR)")
 	fs.IntVar(&cfg.DeniedPerMinute, "denied-per-minute", 10, "denied verifications of one key per minute written to the audit log as key.denied (the rest are counted; -1: none)")
 	longDuration(fs, "dormant-after", &cfg.Dormancy, "a key unused this long raises a dormant_key_used anomaly when used again (default 30d; 0: off)")
+	longDuration(fs, "event-retention", &cfg.EventRetention, "how long events (security anomalies, webhook events) are kept once dispatched (default 400d, beyond the reports' longest window; 0: forever)")
 	longDuration(fs, "usage-retention", &cfg.UsageRetention, "how long per-minute usage rows are kept (default 30d; 0: forever)")
 	longDuration(fs, "usage-hour-retention", &cfg.UsageHourRetention, "how long hourly usage roll-ups are kept (default 90d; 0: forever)")
 	longDuration(fs, "usage-day-retention", &cfg.UsageDayRetention, "how long daily usage roll-ups are kept (default 3y; 0: forever)")
@@ -196,11 +200,14 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 		now = time.Now
 	}
 
-	db, err := sqlite.Open(ctx, cfg.DB)
+	raw, err := sqlite.Open(ctx, cfg.DB)
 	if err != nil {
 		return fmt.Errorf("open database %s: %w", cfg.DB, err)
 	}
-	defer db.Close()
+	defer raw.Close()
+	// Every part reaches the database through this wrapper, which times
+	// its transactions for /metrics.
+	db := metrics.TimeStore(raw)
 
 	sealer, err := openKeyring(ctx, cfg, db, now, log)
 	if err != nil {
@@ -262,7 +269,7 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 	disp := webhook.New(webhook.Options{
 		Store: db, Sealer: sealer, Now: now, Timeout: cfg.WebhookTimeout,
 		Backoff: cfg.WebhookBackoff, BackoffMax: cfg.WebhookBackoffMax, GiveUp: cfg.WebhookGiveUp,
-		Poll: hooks.WebhookPoll, ExpiringDays: expiring, Logger: log,
+		Poll: hooks.WebhookPoll, ExpiringDays: expiring, EventRetention: cfg.EventRetention, Logger: log,
 	})
 	// Deferred after the database's Close, so it runs before it: attempts
 	// in flight end first (an attempt cut short is sent again after a
@@ -302,6 +309,7 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 
 	disp.Start()
 	met := metrics.New(metrics.Options{Keys: svc, Guard: brute, Now: now, Webhooks: disp})
+	met.Registry().MustRegister(db)
 	apiCfg := httpapi.Config{Keys: svc, Logger: log, TrustedProxies: trusted, MaxBody: cfg.MaxBody, Now: now, Guard: brute, Observer: met,
 		Keyring: sealer, SeedKeepAlive: cfg.SeedKeepAlive}
 	if brute != nil {
