@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -305,5 +306,54 @@ func TestE2EDeniedVerificationsAreAuditedWithinALimit(t *testing.T) {
 	// The chain still verifies with the recorder's appends in it.
 	if v := n.call(t, "GET", "/v1/audit/verify", admin, nil); v.Body["ok"] != true {
 		t.Errorf("audit verify: %s", v.Raw)
+	}
+}
+
+// TestE2ESecurityAnomaliesAndQuotaExhaustionAreDelivered: what the security
+// monitor finds reaches a subscribed webhook, signed, like any event.
+func TestE2ESecurityAnomaliesAndQuotaExhaustionAreDelivered(t *testing.T) {
+	rcv := newHookReceiver(t, 0)
+	n := startFlushedNode(t, withWebhookPoll(20*time.Millisecond))
+	admin := n.mustTenant(t, "acme")
+	r := n.call(t, "POST", "/v1/webhooks", admin, map[string]any{"url": rcv.URL, "events": []string{"security.anomaly", "key.quota_exhausted"}})
+	if r.Status != http.StatusCreated {
+		t.Fatalf("create webhook: %d %s", r.Status, r.Raw)
+	}
+	rcv.setSecret(r.str("secret"))
+	id, key := n.mustCreate(t, admin, map[string]any{"scopes": []string{"data:read"}, "quota": map[string]any{"limit": 2, "period": "daily"}})
+	n.verifyFrom(t, key, "192.0.2.10", latchkey.CodeValid, 2)
+	n.flush(t)
+	n.verifyFrom(t, key, "198.51.100.1", latchkey.CodeQuotaExceeded, 1)
+	n.flush(t)
+
+	type payload struct {
+		Type string `json:"type"`
+		Data struct {
+			KeyID   string `json:"key_id"`
+			Kind    string `json:"kind"`
+			Network string `json:"network"`
+			Limit   string `json:"limit"`
+		} `json:"data"`
+	}
+	var got []payload
+	eventually(t, 10*time.Second, "two deliveries", func() bool {
+		got = got[:0]
+		for _, a := range rcv.seen() {
+			var p payload
+			if a.signedOK && json.Unmarshal(a.body, &p) == nil {
+				got = append(got, p)
+			}
+		}
+		return len(got) >= 2
+	})
+	byType := map[string]payload{}
+	for _, p := range got {
+		byType[p.Type] = p
+	}
+	if a := byType["security.anomaly"]; a.Data.Kind != latchkey.AnomalyNewNetwork || a.Data.KeyID != id || a.Data.Network != "198.51.100.0/24" {
+		t.Errorf("security.anomaly delivery = %+v", a)
+	}
+	if q := byType["key.quota_exhausted"]; q.Data.KeyID != id || q.Data.Limit != "2" {
+		t.Errorf("key.quota_exhausted delivery = %+v", q)
 	}
 }
