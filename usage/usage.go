@@ -165,6 +165,7 @@ type bucket struct {
 	counts   [len(Codes)]int64
 	nets     [MaxNetworks]netCount
 	nnets    int
+	lastNet  int // index in nets of the last network counted
 	overflow int64
 	last     int64 // unix nanoseconds of the newest verification
 	denied   [maxDenied]denial
@@ -264,6 +265,10 @@ func (r *Recorder) Record(keyID, tenant, code string, ip netip.Addr, now time.Ti
 		return
 	}
 	k := bucketKey{keyID: keyID, minute: minuteOf(now)}
+	var nw network
+	if ip.IsValid() {
+		nw = networkOf(ip)
+	}
 	sh := &r.shards[shardOf(keyID)]
 	sh.mu.Lock()
 	b := sh.hot
@@ -290,8 +295,8 @@ func (r *Recorder) Record(keyID, tenant, code string, ip netip.Addr, now time.Ti
 	if t := now.UnixNano(); t > b.last {
 		b.last = t
 	}
-	if ip.IsValid() {
-		b.addNetwork(networkOf(ip))
+	if nw != 0 {
+		b.addNetwork(nw)
 	}
 	if ci != 0 {
 		if b.ndenied < r.perMinute {
@@ -305,14 +310,22 @@ func (r *Recorder) Record(keyID, tenant, code string, ip netip.Addr, now time.Ti
 }
 
 func (b *bucket) addNetwork(n network) {
+	// Most verifications of a key in a minute come from the network of the
+	// one before.
+	if i := b.lastNet; i < b.nnets && b.nets[i].net == n {
+		b.nets[i].count++
+		return
+	}
 	for i := range b.nnets {
 		if b.nets[i].net == n {
 			b.nets[i].count++
+			b.lastNet = i
 			return
 		}
 	}
 	if b.nnets < MaxNetworks {
 		b.nets[b.nnets] = netCount{net: n, count: 1}
+		b.lastNet = b.nnets
 		b.nnets++
 		return
 	}
@@ -321,8 +334,12 @@ func (b *bucket) addNetwork(n network) {
 
 // networkOf returns the client network of ip: its IPv4 /24 or IPv6 /48.
 func networkOf(ip netip.Addr) network {
+	if ip.Is4() {
+		a := ip.As4()
+		return v4Flag | network(a[0])<<16 | network(a[1])<<8 | network(a[2])
+	}
 	a := ip.As16()
-	if ip.Is4() || ip.Is4In6() {
+	if ip.Is4In6() {
 		return v4Flag | network(a[12])<<16 | network(a[13])<<8 | network(a[14])
 	}
 	return network(a[0])<<40 | network(a[1])<<32 | network(a[2])<<24 | network(a[3])<<16 | network(a[4])<<8 | network(a[5])
