@@ -199,9 +199,15 @@ type Recorder struct {
 	shards    [shardCount]shard
 
 	dropped atomic.Uint64
-	flushMu sync.Mutex // one flush at a time
+	flushMu sync.Mutex // one flush at a time; guards what follows
 	retry   batch      // a failed flush's rows, written with the next
 	pruned  time.Time
+	// hours sums each key's current UTC hour for its key.used event;
+	// sweptHour is the hour whose start the last sweep saw; closing makes
+	// the final flush write every hour, finished or not.
+	hours     map[string]*hourUse
+	sweptHour int64
+	closing   bool
 
 	stop chan struct{}
 	done chan struct{}
@@ -252,6 +258,7 @@ func New(o Options) *Recorder {
 	for i := range r.shards {
 		r.shards[i].pending = make(map[bucketKey]*bucket)
 	}
+	r.hours = map[string]*hourUse{}
 	go r.run()
 	return r
 }
@@ -406,6 +413,9 @@ func (r *Recorder) run() {
 func (r *Recorder) Close(ctx context.Context) error {
 	r.once.Do(func() { close(r.stop) })
 	<-r.done
+	r.flushMu.Lock()
+	r.closing = true
+	r.flushMu.Unlock()
 	return r.Flush(ctx)
 }
 
@@ -416,10 +426,11 @@ type batch struct {
 	last    map[string]time.Time
 	tenants map[string]string
 	denied  []*latchkey.AuditEvent
+	used    []*latchkey.AuditEvent // key.used: one per key and hour
 }
 
 func (b *batch) empty() bool {
-	return len(b.usage) == 0 && len(b.nets) == 0 && len(b.last) == 0 && len(b.denied) == 0
+	return len(b.usage) == 0 && len(b.nets) == 0 && len(b.last) == 0 && len(b.denied) == 0 && len(b.used) == 0
 }
 
 // deniedEvents turns a bucket's samples into key.denied audit events; the
@@ -471,8 +482,14 @@ func (r *Recorder) Flush(ctx context.Context) error {
 		sh.hotKey, sh.hot = bucketKey{}, nil
 		sh.mu.Unlock()
 	}
-	for i, bk := range taken {
-		k := takenKeys[i]
+	// Oldest minutes first, so each key's hours are summed in order.
+	order := make([]int, len(taken))
+	for i := range order {
+		order[i] = i
+	}
+	sort.Slice(order, func(i, j int) bool { return takenKeys[order[i]].minute < takenKeys[order[j]].minute })
+	for _, i := range order {
+		bk, k := taken[i], takenKeys[i]
 		minute := time.Unix(k.minute, 0).UTC()
 		for ci, n := range bk.counts {
 			if n > 0 {
@@ -490,7 +507,11 @@ func (r *Recorder) Flush(ctx context.Context) error {
 		}
 		b.tenants[k.keyID] = bk.tenant
 		b.denied = append(b.denied, deniedEvents(k.keyID, bk)...)
+		if e := r.addHourly(k.keyID, k.minute, bk); e != nil {
+			b.used = append(b.used, e)
+		}
 	}
+	b.used = append(b.used, r.dueHourly(r.now(), r.closing)...)
 	if b.empty() {
 		return nil
 	}
@@ -532,7 +553,7 @@ func (r *Recorder) Flush(ctx context.Context) error {
 		if err := tx.AddUsageNetworks(b.nets); err != nil {
 			return err
 		}
-		for _, e := range b.denied {
+		for _, e := range append(b.denied, b.used...) {
 			// AppendAudit seals e; a retried flush seals it again.
 			if err := tx.AppendAudit(e); err != nil {
 				return err

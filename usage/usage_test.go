@@ -312,3 +312,51 @@ func TestPrune(t *testing.T) {
 	checkCounts(t, "after Prune", counts(t, db, "key_a"), map[string]int64{"0/VALID": 1})
 	checkCounts(t, "networks after Prune", networks(t, db, "key_a"), map[string]int64{"192.0.2.0/24": 1})
 }
+
+// TestKeyUsedSumsEachHourIntoTheAuditLog: each key's hour of use becomes
+// one key.used audit event once the hour is over (or the recorder closes),
+// with its counts by code and its networks.
+func TestKeyUsedSumsEachHourIntoTheAuditLog(t *testing.T) {
+	db := open(t, "key_a", "key_b")
+	clock := fakeclock.New(t0)
+	r := newRecorder(t, db, usage.Options{Now: clock.Now})
+	hour := t0.Truncate(time.Hour)
+	v6 := netip.MustParseAddr("2001:db8:1:2::5")
+	r.Record("key_a", "acme", latchkey.CodeValid, ip, hour.Add(59*time.Minute))
+	r.Record("key_a", "acme", latchkey.CodeInsufficientScope, v6, hour.Add(59*time.Minute))
+	r.Record("key_a", "acme", latchkey.CodeValid, ip, hour.Add(time.Hour)) // the next hour, same flush
+	r.Record("key_b", "acme", latchkey.CodeValid, ip, hour.Add(10*time.Minute))
+	clock.Set(hour.Add(time.Hour + time.Minute))
+	flush(t, r)
+	used := auditOf(t, db, "key.used")
+	if len(used) != 2 {
+		t.Fatalf("key.used events after the hour = %d, want 2 (key_a and key_b's first hour): %+v", len(used), used)
+	}
+	a := used[0]
+	if a.TargetKeyID != "key_a" || a.Details["hour"] != hour.Format(time.RFC3339) || a.Details["total"] != "2" ||
+		a.Details["valid"] != "1" || a.Details["denied"] != "1" || a.Details["codes"] != "VALID=1,INSUFFICIENT_SCOPE=1" ||
+		a.Details["networks"] != "192.0.2.0/24=1,2001:db8:1::/48=1" {
+		t.Errorf("key_a's hour = %+v", a)
+	}
+	// The hour still running is written when the recorder closes.
+	if err := r.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	used = auditOf(t, db, "key.used")
+	if len(used) != 3 || used[2].TargetKeyID != "key_a" || used[2].Details["hour"] != hour.Add(time.Hour).Format(time.RFC3339) {
+		t.Errorf("key.used events after Close = %+v", used)
+	}
+}
+
+func auditOf(t *testing.T, db keys.Store, action string) []*latchkey.AuditEvent {
+	t.Helper()
+	var evs []*latchkey.AuditEvent
+	err := db.View(context.Background(), func(tx keys.Tx) (err error) {
+		evs, err = tx.AuditEvents("acme", keys.AuditFilter{Action: action})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return evs
+}
