@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -356,59 +355,29 @@ func keysList(ctx context.Context, e *env, args []string) error {
 	state := c.fs.String("state", "", "only keys in this state: active, suspended, revoked or expired")
 	name := c.fs.String("name", "", "only keys with this name")
 	parent := c.fs.String("parent", "", "only keys derived from this key id")
-	limit := c.fs.Int("limit", 0, "keys per page, 1-1000 (default 100)")
-	cursor := c.fs.String("cursor", "", "continue from a previous page's cursor")
-	all := c.fs.Bool("all", false, "follow the pages to the end")
+	pf := addPageFlags(c, "keys")
 	if _, err := c.parse(args); err != nil {
 		return err
 	}
 	if *state != "" && !latchkey.ValidState(latchkey.State(*state)) {
 		return latchkey.Errorf(latchkey.EInvalid, "--state %q: use active, suspended, revoked or expired", *state)
 	}
-	if c.set("limit") && *limit < 1 {
-		return latchkey.Errorf(latchkey.EInvalid, "--limit must be at least 1")
+	q, err := pf.query(c)
+	if err != nil {
+		return err
 	}
-	q := url.Values{}
 	for k, v := range map[string]string{"owner": *owner, "environment": *envTag, "state": *state, "name": *name, "parent_id": *parent} {
 		if v != "" {
 			q.Set(k, v)
 		}
 	}
-	if *limit > 0 {
-		q.Set("limit", strconv.Itoa(*limit))
-	}
-	cl, err := c.client.newClient(e, true)
-	if err != nil {
-		return err
-	}
-	items, next, raw, err := listPages(ctx, cl, "/v1/keys", "keys", q, *cursor, *all)
-	if err != nil {
-		return err
-	}
-	if c.client.json {
-		if !*all {
-			return printJSON(e.stdout, raw)
-		}
-		return writeAllPages(e.stdout, "keys", items)
-	}
-	tw := newTable(e.stdout)
-	fmt.Fprintln(tw, "ID\tNAME\tOWNER\tENV\tSTATE\tSCOPES\tEXPIRES\tCREATED")
-	for _, it := range items {
-		var k latchkey.Key
-		if err := json.Unmarshal(it, &k); err != nil {
-			return latchkey.Errorf(latchkey.EInternal, "the server listed a key this client cannot read")
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, orDash(k.Name), orDash(k.Owner), orDash(k.Environment),
-			k.State, joinList(k.Scopes), fmtTime(k.ExpiresAt, "never"), fmtTime(k.CreatedAt, "-"))
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if next != "" {
-		// On stderr, so that a script reading the table sees only rows.
-		fmt.Fprintf(e.stderr, "More keys: add --cursor %s for the next page, or --all for every page.\n", next)
-	}
-	return nil
+	return runList(ctx, e, c, pf, q, "/v1/keys", "keys", listTable[latchkey.Key]{
+		header: "ID\tNAME\tOWNER\tENV\tSTATE\tSCOPES\tEXPIRES\tCREATED",
+		row: func(k *latchkey.Key) string {
+			return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", k.ID, orDash(k.Name), orDash(k.Owner), orDash(k.Environment),
+				k.State, joinList(k.Scopes), fmtTime(k.ExpiresAt, "never"), fmtTime(k.CreatedAt, "-"))
+		},
+	})
 }
 
 // listPages reads a list route from cursor; with all it follows

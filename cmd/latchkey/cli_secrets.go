@@ -179,49 +179,20 @@ func secretsGet(ctx context.Context, e *env, args []string) error {
 
 func secretsList(ctx context.Context, e *env, args []string) error {
 	c := newCommand(e, "secrets list", "[flags]")
-	limit := c.fs.Int("limit", 0, "secrets per page, 1-1000 (default 100)")
-	cursor := c.fs.String("cursor", "", "continue from a previous page's cursor")
-	all := c.fs.Bool("all", false, "follow the pages to the end")
+	pf := addPageFlags(c, "secrets")
 	if _, err := c.parse(args); err != nil {
 		return err
 	}
-	if c.set("limit") && *limit < 1 {
-		return latchkey.Errorf(latchkey.EInvalid, "--limit must be at least 1")
-	}
-	q := url.Values{}
-	if *limit > 0 {
-		q.Set("limit", strconv.Itoa(*limit))
-	}
-	cl, err := c.client.newClient(e, true)
+	q, err := pf.query(c)
 	if err != nil {
 		return err
 	}
-	items, next, raw, err := listPages(ctx, cl, "/v1/secrets", "secrets", q, *cursor, *all)
-	if err != nil {
-		return err
-	}
-	if c.client.json {
-		if !*all {
-			return printJSON(e.stdout, raw)
-		}
-		return writeAllPages(e.stdout, "secrets", items)
-	}
-	tw := newTable(e.stdout)
-	fmt.Fprintln(tw, "NAME\tVERSION\tKEPT\tEXPIRES_IN\tUPDATED")
-	for _, it := range items {
-		var s keys.SecretInfo
-		if err := json.Unmarshal(it, &s); err != nil {
-			return latchkey.Errorf(latchkey.EInternal, "the server listed a secret this client cannot read")
-		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%ds\t%s\n", s.Name, s.Version, s.Versions, s.ExpiresIn, fmtTime(s.UpdatedAt, "-"))
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if next != "" {
-		fmt.Fprintf(e.stderr, "More secrets: add --cursor %s for the next page, or --all for every page.\n", next)
-	}
-	return nil
+	return runList(ctx, e, c, pf, q, "/v1/secrets", "secrets", listTable[keys.SecretInfo]{
+		header: "NAME\tVERSION\tKEPT\tEXPIRES_IN\tUPDATED",
+		row: func(s *keys.SecretInfo) string {
+			return fmt.Sprintf("%s\t%d\t%d\t%ds\t%s", s.Name, s.Version, s.Versions, s.ExpiresIn, fmtTime(s.UpdatedAt, "-"))
+		},
+	})
 }
 
 func secretsVersions(ctx context.Context, e *env, args []string) error {
@@ -328,23 +299,17 @@ func printKeyringStatus(e *env, raw []byte, asJSON bool) error {
 }
 
 func keyringStatus(ctx context.Context, e *env, args []string) error {
-	c := newCommand(e, "keyring status", "[flags]")
-	if _, err := c.parse(args); err != nil {
-		return err
-	}
-	cl, err := c.client.newClient(e, true)
-	if err != nil {
-		return err
-	}
-	raw, err := cl.call(ctx, "GET", "/v1/keyring", nil, nil, nil)
-	if err != nil {
-		return err
-	}
-	return printKeyringStatus(e, raw, c.client.json)
+	return keyringCall(ctx, e, args, "keyring status", "GET", "/v1/keyring")
 }
 
 func keyringRotate(ctx context.Context, e *env, args []string) error {
-	c := newCommand(e, "keyring rotate", "[flags]")
+	return keyringCall(ctx, e, args, "keyring rotate", "POST", "/v1/keyring/rotate")
+}
+
+// keyringCall runs a keyring command without arguments: one request whose
+// answer is the keyring's status.
+func keyringCall(ctx context.Context, e *env, args []string, name, method, path string) error {
+	c := newCommand(e, name, "[flags]")
 	if _, err := c.parse(args); err != nil {
 		return err
 	}
@@ -352,7 +317,7 @@ func keyringRotate(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	raw, err := cl.call(ctx, "POST", "/v1/keyring/rotate", nil, nil, nil)
+	raw, err := cl.call(ctx, method, path, nil, nil, nil)
 	if err != nil {
 		return err
 	}

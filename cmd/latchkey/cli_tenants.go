@@ -2,10 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/url"
-	"strconv"
 
 	"github.com/latchkeyhq/latchkey"
 )
@@ -70,47 +67,18 @@ func tenantsCreate(ctx context.Context, e *env, args []string) error {
 
 func tenantsList(ctx context.Context, e *env, args []string) error {
 	c := newCommand(e, "tenants list", "[flags]")
-	limit := c.fs.Int("limit", 0, "tenants per page, 1-1000 (default 100)")
-	cursor := c.fs.String("cursor", "", "continue from a previous page's cursor")
-	all := c.fs.Bool("all", false, "follow the pages to the end")
+	pf := addPageFlags(c, "tenants")
 	if _, err := c.parse(args); err != nil {
 		return err
 	}
-	if c.set("limit") && *limit < 1 {
-		return latchkey.Errorf(latchkey.EInvalid, "--limit must be at least 1")
-	}
-	q := url.Values{}
-	if *limit > 0 {
-		q.Set("limit", strconv.Itoa(*limit))
-	}
-	cl, err := c.client.newClient(e, true)
+	q, err := pf.query(c)
 	if err != nil {
 		return err
 	}
-	items, next, raw, err := listPages(ctx, cl, "/v1/tenants", "tenants", q, *cursor, *all)
-	if err != nil {
-		return err
-	}
-	if c.client.json {
-		if !*all {
-			return printJSON(e.stdout, raw)
-		}
-		return writeAllPages(e.stdout, "tenants", items)
-	}
-	tw := newTable(e.stdout)
-	fmt.Fprintln(tw, "ID\tNAME\tCREATED")
-	for _, it := range items {
-		var t latchkey.Tenant
-		if err := json.Unmarshal(it, &t); err != nil {
-			return latchkey.Errorf(latchkey.EInternal, "the server listed a tenant this client cannot read")
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", t.ID, orDash(t.Name), fmtTime(t.CreatedAt, "-"))
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if next != "" {
-		fmt.Fprintf(e.stderr, "More tenants: add --cursor %s for the next page, or --all for every page.\n", next)
-	}
-	return nil
+	return runList(ctx, e, c, pf, q, "/v1/tenants", "tenants", listTable[latchkey.Tenant]{
+		header: "ID\tNAME\tCREATED",
+		row: func(t *latchkey.Tenant) string {
+			return t.ID + "\t" + orDash(t.Name) + "\t" + fmtTime(t.CreatedAt, "-")
+		},
+	})
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/url"
@@ -87,32 +86,6 @@ func printWebhook(w io.Writer, h *latchkey.Webhook) {
 	_ = tw.Flush()
 }
 
-// pageFlags are the paging flags of list commands.
-type pageFlags struct {
-	limit  *int
-	cursor *string
-	all    *bool
-}
-
-func addPageFlags(c *command, what string) pageFlags {
-	return pageFlags{
-		limit:  c.fs.Int("limit", 0, what+" per page, 1-1000 (default 100)"),
-		cursor: c.fs.String("cursor", "", "continue from a previous page's cursor"),
-		all:    c.fs.Bool("all", false, "follow the pages to the end"),
-	}
-}
-
-func (p pageFlags) query(c *command) (url.Values, error) {
-	if c.set("limit") && (*p.limit < 1 || *p.limit > 1000) {
-		return nil, latchkey.Errorf(latchkey.EInvalid, "--limit must be from 1 to 1000")
-	}
-	q := url.Values{}
-	if *p.limit > 0 {
-		q.Set("limit", strconv.Itoa(*p.limit))
-	}
-	return q, nil
-}
-
 func webhooksList(ctx context.Context, e *env, args []string) error {
 	c := newCommand(e, "webhooks list", "[flags]")
 	pf := addPageFlags(c, "webhooks")
@@ -123,40 +96,16 @@ func webhooksList(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	cl, err := c.client.newClient(e, true)
-	if err != nil {
-		return err
-	}
-	items, next, raw, err := listPages(ctx, cl, "/v1/webhooks", "webhooks", q, *pf.cursor, *pf.all)
-	if err != nil {
-		return err
-	}
-	if c.client.json {
-		if !*pf.all {
-			return printJSON(e.stdout, raw)
-		}
-		return writeAllPages(e.stdout, "webhooks", items)
-	}
-	tw := newTable(e.stdout)
-	fmt.Fprintln(tw, "ID\tURL\tEVENTS\tCREATED")
-	for _, it := range items {
-		var h latchkey.Webhook
-		if err := json.Unmarshal(it, &h); err != nil {
-			return latchkey.Errorf(latchkey.EInternal, "the server listed a webhook this client cannot read")
-		}
-		events := "all"
-		if len(h.Events) > 0 {
-			events = joinList(h.Events)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", h.ID, h.URL, events, fmtTime(h.CreatedAt, "-"))
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if next != "" {
-		fmt.Fprintf(e.stderr, "More webhooks: add --cursor %s for the next page, or --all for every page.\n", next)
-	}
-	return nil
+	return runList(ctx, e, c, pf, q, "/v1/webhooks", "webhooks", listTable[latchkey.Webhook]{
+		header: "ID\tURL\tEVENTS\tCREATED",
+		row: func(h *latchkey.Webhook) string {
+			events := "all"
+			if len(h.Events) > 0 {
+				events = joinList(h.Events)
+			}
+			return h.ID + "\t" + h.URL + "\t" + events + "\t" + fmtTime(h.CreatedAt, "-")
+		},
+	})
 }
 
 func webhooksShow(ctx context.Context, e *env, args []string) error {
@@ -219,41 +168,17 @@ func webhooksDeliveries(ctx context.Context, e *env, args []string) error {
 		}
 		q.Set("status", *status)
 	}
-	cl, err := c.client.newClient(e, true)
-	if err != nil {
-		return err
-	}
-	items, next, raw, err := listPages(ctx, cl, "/v1/webhooks/"+url.PathEscape(pos[0])+"/deliveries", "deliveries", q, *pf.cursor, *pf.all)
-	if err != nil {
-		return err
-	}
-	if c.client.json {
-		if !*pf.all {
-			return printJSON(e.stdout, raw)
-		}
-		return writeAllPages(e.stdout, "deliveries", items)
-	}
-	tw := newTable(e.stdout)
-	fmt.Fprintln(tw, "ID\tEVENT\tSTATUS\tATTEMPTS\tLAST\tNEXT ATTEMPT\tCREATED")
-	for _, it := range items {
-		var d latchkey.Delivery
-		if err := json.Unmarshal(it, &d); err != nil {
-			return latchkey.Errorf(latchkey.EInternal, "the server listed a delivery this client cannot read")
-		}
-		last := d.LastError
-		if last == "" && d.LastStatusCode != 0 {
-			last = "HTTP " + strconv.Itoa(d.LastStatusCode)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", d.ID, d.EventType, d.Status, d.Attempts, orDash(last),
-			fmtTime(d.NextAttemptAt, "-"), fmtTime(d.CreatedAt, "-"))
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if next != "" {
-		fmt.Fprintf(e.stderr, "Older deliveries: add --cursor %s for the next page, or --all for every page.\n", next)
-	}
-	return nil
+	return runList(ctx, e, c, pf, q, "/v1/webhooks/"+url.PathEscape(pos[0])+"/deliveries", "deliveries", listTable[latchkey.Delivery]{
+		header: "ID\tEVENT\tSTATUS\tATTEMPTS\tLAST\tNEXT ATTEMPT\tCREATED",
+		row: func(d *latchkey.Delivery) string {
+			last := d.LastError
+			if last == "" && d.LastStatusCode != 0 {
+				last = "HTTP " + strconv.Itoa(d.LastStatusCode)
+			}
+			return fmt.Sprintf("%s\t%s\t%s\t%d\t%s\t%s\t%s", d.ID, d.EventType, d.Status, d.Attempts, orDash(last),
+				fmtTime(d.NextAttemptAt, "-"), fmtTime(d.CreatedAt, "-"))
+		},
+	})
 }
 
 func webhooksRetry(ctx context.Context, e *env, args []string) error {
