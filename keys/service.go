@@ -56,6 +56,20 @@ type Options struct {
 	// SecretExpiresIn is the expires_in, in seconds, of a secret written
 	// without one (default 3600): how long clients are told to cache it.
 	SecretExpiresIn int64
+	// SecretCacheSize bounds the opened secret versions kept in memory
+	// (default 10,000) and SecretCacheTTL how long one is trusted without
+	// reading the store again (default 5s): how long a change made on
+	// another node may take to be seen here. A change made on this node is
+	// seen at once.
+	SecretCacheSize int
+	SecretCacheTTL  time.Duration
+	// ReadAuditInterval is how often the secret.read audit events of
+	// secret reads are written, in one transaction (default 1s), and
+	// ReadAuditQueue how many may wait (default 10,000); a read that finds
+	// the queue full fails with EUnavailable. A flush also starts when the
+	// queue is half full.
+	ReadAuditInterval time.Duration
+	ReadAuditQueue    int
 }
 
 // BurstRule says how many of one kind of change within Window make a
@@ -94,6 +108,8 @@ type Service struct {
 	sealer       Sealer
 	secretKeep   int
 	secretTTL    int64
+	secrets      *secretCache
+	reads        *readAudits
 	storeReads   atomic.Uint64
 }
 
@@ -132,7 +148,19 @@ func New(o Options) *Service {
 	if o.SecretExpiresIn <= 0 {
 		o.SecretExpiresIn = 3600
 	}
-	return &Service{
+	if o.SecretCacheSize <= 0 {
+		o.SecretCacheSize = 10_000
+	}
+	if o.SecretCacheTTL <= 0 {
+		o.SecretCacheTTL = 5 * time.Second
+	}
+	if o.ReadAuditInterval <= 0 {
+		o.ReadAuditInterval = time.Second
+	}
+	if o.ReadAuditQueue <= 0 {
+		o.ReadAuditQueue = 10_000
+	}
+	s := &Service{
 		store:        o.Store,
 		clock:        o.Now,
 		rand:         o.Rand,
@@ -146,8 +174,20 @@ func New(o Options) *Service {
 		sealer:       o.Sealer,
 		secretKeep:   o.SecretVersions,
 		secretTTL:    o.SecretExpiresIn,
+		secrets:      newSecretCache(o.SecretCacheSize, o.SecretCacheTTL),
 	}
+	s.reads = newReadAudits(s, o.ReadAuditQueue, o.ReadAuditInterval)
+	return s
 }
+
+// FlushReadAudits writes the queued secret.read audit events now, in one
+// transaction; they stay queued if it fails.
+func (s *Service) FlushReadAudits(ctx context.Context) error { return s.reads.flush(ctx) }
+
+// Close refuses further secret reads and writes the queued secret.read
+// audit events. Call it after the HTTP server has drained, so that every
+// answered read is in the audit log.
+func (s *Service) Close(ctx context.Context) error { return s.reads.close(ctx) }
 
 // now is the clock in the store's resolution, so that what a caller is told
 // equals what a later read returns.
