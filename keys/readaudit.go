@@ -30,8 +30,8 @@ type readAudits struct {
 	// inflight is the size of the batch a flush is writing: it still
 	// counts against the limit, since a failed flush puts it back.
 	inflight int
-	spare   []readRecord // the buffer of the last flush, reused
-	closed  bool
+	spare    []readRecord // the buffer of the last flush, reused
+	closed   bool
 
 	flushMu sync.Mutex // one flush at a time
 	start   sync.Once
