@@ -1,8 +1,10 @@
 package keys
 
 import (
+	"cmp"
 	"context"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -13,25 +15,36 @@ import (
 // readAudits queues the secret.read audit events of secret reads and
 // writes them in batches: one store transaction per flush appends every
 // queued event to its tenant's hash chain, in the order the reads
-// happened. A read is answered only once its event is queued; when the
-// queue is full (the store has not taken the events for a while) reads
-// fail with EUnavailable instead of going unaudited. A crash loses at most
-// the events queued since the last flush (docs/secrets.md).
+// happened. A read is answered only once it is queued; when the queue is
+// full (the store has not taken the events for a while) reads fail with
+// EUnavailable instead of going unaudited. A crash loses at most the
+// events queued since the last flush (docs/secrets.md).
 //
-// The queue holds compact records, not audit events, so that queueing a
-// read allocates nothing: the strings are the actor's and the name's own.
+// Reads that are the same in everything but their time (tenant, key,
+// address, user agent, secret, version, result) and fall in one flush are
+// written as one event that counts them (details "count", with the first
+// read's time as the event's and the last's as "last_at"): a client
+// polling a secret a thousand times a second adds one event a second to
+// the log, not a thousand, and the flush costs what the distinct readers
+// cost. The queue's limit counts such distinct reads.
+//
+// Queueing a read allocates nothing in the steady state: the map keeps
+// its buckets across flushes, and the strings are the actor's and the
+// secret's own.
 type readAudits struct {
 	svc      *Service
 	interval time.Duration
 	limit    int
 
 	mu      sync.Mutex
-	pending []readRecord
+	pending map[readKey]readCount
+	spare   map[readKey]readCount // the map of the last flush, cleared and reused
+	seq     uint64                // orders distinct reads by their first arrival
 	// inflight is the size of the batch a flush is writing: it still
 	// counts against the limit, since a failed flush puts it back.
 	inflight int
-	spare    []readRecord // the buffer of the last flush, reused
 	closed   bool
+	failing  bool // the last flush failed; reads are refused until one succeeds
 
 	flushMu sync.Mutex // one flush at a time
 	start   sync.Once
@@ -41,9 +54,14 @@ type readAudits struct {
 	done    chan struct{}
 }
 
-// readRecord is one queued secret.read event.
+// readRecord is one secret read to audit.
 type readRecord struct {
-	at        time.Time
+	at time.Time
+	readKey
+}
+
+// readKey is what a secret.read event says, but its time.
+type readKey struct {
 	tenant    string
 	actor     string
 	ip        netip.Addr
@@ -53,9 +71,17 @@ type readRecord struct {
 	denied    bool
 }
 
+// readCount is how many reads of one readKey a flush holds and when.
+type readCount struct {
+	first, last time.Time
+	n           int64
+	seq         uint64
+}
+
 func newReadAudits(svc *Service, limit int, interval time.Duration) *readAudits {
 	return &readAudits{
 		svc: svc, limit: limit, interval: interval,
+		pending: make(map[readKey]readCount), spare: make(map[readKey]readCount),
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 	}
 }
@@ -72,23 +98,49 @@ func (q *readAudits) add(rs ...readRecord) error {
 		q.mu.Unlock()
 		return latchkey.Errorf(latchkey.EUnavailable, "the server is shutting down; secret reads are refused")
 	}
-	if q.inflight+len(q.pending)+len(rs) > q.limit {
+	if q.failing {
+		// The last flush failed: answering more reads would widen what a
+		// crash now loses beyond one interval. The flusher retries soon.
 		q.mu.Unlock()
-		q.nudge()
 		return latchkey.Errorf(latchkey.EUnavailable, "the audit log is not taking events; secret reads are refused until it does")
 	}
-	if q.pending == nil {
-		q.pending = q.spare[:0]
-		q.spare = nil
+	before := q.inflight + len(q.pending)
+	if before+len(rs) > q.limit {
+		// No nudge: a flush is running or was just asked for.
+		q.mu.Unlock()
+		return latchkey.Errorf(latchkey.EUnavailable, "too many secret reads wait for the audit log; secret reads are refused until they are written")
 	}
-	before := len(q.pending)
-	q.pending = append(q.pending, rs...)
-	half := q.inflight+before < q.limit/2 && q.inflight+len(q.pending) >= q.limit/2
+	for i := range rs {
+		q.count(rs[i].readKey, readCount{first: rs[i].at, last: rs[i].at, n: 1})
+	}
+	after := q.inflight + len(q.pending)
 	q.mu.Unlock()
-	if half {
+	if before < q.limit/2 && after >= q.limit/2 {
 		q.nudge() // flush early rather than let the queue fill
 	}
 	return nil
+}
+
+// count adds c to the pending reads of k; q.mu is held.
+func (q *readAudits) count(k readKey, c readCount) {
+	p, ok := q.pending[k]
+	if !ok {
+		q.seq++
+		c.seq = q.seq
+		q.pending[k] = c
+		return
+	}
+	p.n += c.n
+	if c.first.Before(p.first) {
+		p.first = c.first
+	}
+	if c.last.After(p.last) {
+		p.last = c.last
+	}
+	if c.seq != 0 && c.seq < p.seq {
+		p.seq = c.seq
+	}
+	q.pending[k] = p
 }
 
 func (q *readAudits) nudge() {
@@ -100,7 +152,10 @@ func (q *readAudits) nudge() {
 
 func (q *readAudits) run() {
 	defer close(q.done)
-	t := time.NewTicker(q.interval)
+	// After a failed flush the next comes sooner than the interval: reads
+	// are refused meanwhile.
+	retry := max(q.interval/10, 10*time.Millisecond)
+	t := time.NewTimer(q.interval)
 	defer t.Stop()
 	for {
 		select {
@@ -108,31 +163,54 @@ func (q *readAudits) run() {
 			return
 		case <-t.C:
 		case <-q.wake:
+			t.Stop()
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), max(q.interval, 10*time.Second))
-		if err := q.flush(ctx); err != nil {
-			q.svc.log.Warn("writing secret read audit events failed; retrying at the next flush", "err", err)
-		}
+		err := q.flush(ctx)
 		cancel()
+		next := q.interval
+		if err != nil {
+			q.svc.log.Warn("writing secret read audit events failed; secret reads are refused until it succeeds", "err", err)
+			next = retry
+		}
+		t.Reset(next)
 	}
 }
 
-// flush writes every queued event in one transaction. If the transaction
-// fails the events stay queued, ahead of newer ones, for the next flush.
+// flush writes every queued event in one transaction, ordered by the
+// time of each one's first read. If the transaction fails the events stay
+// queued for the next flush.
 func (q *readAudits) flush(ctx context.Context) error {
 	q.flushMu.Lock()
 	defer q.flushMu.Unlock()
 	q.mu.Lock()
 	batch := q.pending
-	q.pending = nil
-	q.inflight = len(batch)
-	q.mu.Unlock()
 	if len(batch) == 0 {
+		q.mu.Unlock()
 		return nil
 	}
+	q.pending = q.spare
+	q.spare = nil
+	q.inflight = len(batch)
+	q.mu.Unlock()
+
+	type entry struct {
+		k readKey
+		c readCount
+	}
+	list := make([]entry, 0, len(batch))
+	for k, c := range batch {
+		list = append(list, entry{k, c})
+	}
+	slices.SortFunc(list, func(a, b entry) int {
+		if c := a.c.first.Compare(b.c.first); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.c.seq, b.c.seq)
+	})
 	err := q.svc.store.Update(ctx, func(tx Tx) error {
-		for i := range batch {
-			if err := q.svc.record(tx, batch[i].event()); err != nil {
+		for i := range list {
+			if err := q.svc.record(tx, list[i].k.event(list[i].c)); err != nil {
 				return err
 			}
 		}
@@ -141,31 +219,37 @@ func (q *readAudits) flush(ctx context.Context) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.inflight = 0
+	q.failing = err != nil
 	if err != nil {
-		// Put the batch back in front of what was queued meanwhile; the
-		// queue may then hold more than its limit, and refuses reads
-		// until a flush succeeds.
-		q.pending = append(batch, q.pending...)
-		return err
+		// Merge the batch back into what was queued meanwhile, for the
+		// next flush.
+		for k, c := range batch {
+			q.count(k, c)
+		}
 	}
-	clear(batch) // drop the references to names and agents
+	clear(batch)
 	if q.spare == nil {
-		q.spare = batch[:0]
+		q.spare = batch
 	}
-	return nil
+	return err
 }
 
-func (r *readRecord) event() *latchkey.AuditEvent {
-	e := &latchkey.AuditEvent{At: r.at, Tenant: r.tenant, Action: "secret.read", Result: latchkey.ResultSuccess,
-		ActorKeyID: r.actor, UserAgent: r.userAgent}
-	if r.ip.IsValid() {
-		e.IP = r.ip.String()
+func (k *readKey) event(c readCount) *latchkey.AuditEvent {
+	e := &latchkey.AuditEvent{At: c.first, Tenant: k.tenant, Action: "secret.read", Result: latchkey.ResultSuccess,
+		ActorKeyID: k.actor, UserAgent: k.userAgent}
+	if k.ip.IsValid() {
+		e.IP = k.ip.String()
 	}
-	if r.denied {
+	e.Details = make(map[string]string, 4)
+	e.Details["secret"] = k.name
+	if k.denied {
 		e.Result = resultDenied
-		e.Details = map[string]string{"secret": r.name}
 	} else {
-		e.Details = map[string]string{"secret": r.name, "version": strconv.FormatInt(r.version, 10)}
+		e.Details["version"] = strconv.FormatInt(k.version, 10)
+	}
+	if c.n > 1 {
+		e.Details["count"] = strconv.FormatInt(c.n, 10)
+		e.Details["last_at"] = c.last.UTC().Format(time.RFC3339Nano)
 	}
 	return e
 }

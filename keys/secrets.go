@@ -215,8 +215,8 @@ func (s *Service) ReadSecret(ctx context.Context, actor *Actor, name string, ver
 		}
 		s.secrets.put(actor.Tenant, sec, version, gen, now)
 	}
-	if err := s.reads.add(readRecord{at: now, tenant: actor.Tenant, actor: actor.KeyID, ip: actor.IP,
-		userAgent: actor.UserAgent, name: sec.Name, version: sec.Version}); err != nil {
+	if err := s.reads.add(readRecord{at: now, readKey: readKey{tenant: actor.Tenant, actor: actor.KeyID, ip: actor.IP,
+		userAgent: actor.UserAgent, name: sec.Name, version: sec.Version}}); err != nil {
 		return nil, err
 	}
 	return sec, nil
@@ -232,7 +232,7 @@ func (s *Service) auditDenied(ctx context.Context, actor *Actor, name string) {
 	if latchkey.ValidateSecretName(name) != nil {
 		return // not a name a secret can have: nothing was near a secret
 	}
-	r := readRecord{at: s.now(), tenant: actor.Tenant, actor: actor.KeyID, ip: actor.IP, userAgent: actor.UserAgent, name: name, denied: true}
+	r := readRecord{at: s.now(), readKey: readKey{tenant: actor.Tenant, actor: actor.KeyID, ip: actor.IP, userAgent: actor.UserAgent, name: name, denied: true}}
 	if err := s.reads.add(r); err != nil {
 		s.log.WarnContext(ctx, "auditing a refused secret read failed", "actor_key_id", actor.KeyID, "secret", name, "err", err)
 	}
@@ -279,8 +279,8 @@ func (s *Service) ReadSecrets(ctx context.Context, actor *Actor) ([]*Secret, err
 			return nil, err
 		}
 		out = append(out, sec)
-		recs = append(recs, readRecord{at: now, tenant: actor.Tenant, actor: actor.KeyID, ip: actor.IP,
-			userAgent: actor.UserAgent, name: v.Name, version: v.Version})
+		recs = append(recs, readRecord{at: now, readKey: readKey{tenant: actor.Tenant, actor: actor.KeyID, ip: actor.IP,
+			userAgent: actor.UserAgent, name: v.Name, version: v.Version}})
 	}
 	if err := s.reads.add(recs...); err != nil {
 		return nil, err
