@@ -152,12 +152,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.forwardAuth(w, r, id)
 		return
 	}
-	s.setDeadlines(w)
 	if p := r.URL.Path; len(p) > 1 && p[1] == '/' {
 		if q := seedPath(p); q != p {
 			r.URL.Path, r.URL.RawPath = q, ""
 		}
 	}
+	if provider, ok := seedProvider(r); ok {
+		s.seedKeyFast(w, r, id, provider)
+		return
+	}
+	s.setDeadlines(w)
 	info := &requestInfo{}
 	ctx := context.WithValue(r.Context(), requestIDKey, id)
 	ctx = context.WithValue(ctx, requestInfoKey, info)
