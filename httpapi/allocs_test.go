@@ -13,3 +13,13 @@ func TestForwardAuthAllocatesNothing(t *testing.T) {
 		t.Fatalf("forward-auth allocates %.1f times per request", n)
 	}
 }
+
+// TestSeedKeyAllocatesAtMostOnce guards GET /keys/{provider} for a cached
+// value: the actor the key check returns is its only allocation (its
+// audit event is queued without one).
+func TestSeedKeyAllocatesAtMostOnce(t *testing.T) {
+	srv, req, w := newSeedBench(t)
+	if n := testing.AllocsPerRun(1000, func() { clear(w.h); srv.ServeHTTP(w, req) }); n > 1 {
+		t.Fatalf("GET /keys/{provider} allocates %.1f times per request", n)
+	}
+}

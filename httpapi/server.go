@@ -70,8 +70,9 @@ type Observer interface {
 	// verifications.
 	Verified(route, code string, took time.Duration)
 	// Served records a request answered through the mux (every route but
-	// forward-auth): its method, the ServeMux pattern that matched ("" if
-	// none did, as for a redirect) and its status.
+	// forward-auth), or by the fast path of GET /keys/{provider} under that
+	// pattern: its method, the ServeMux pattern that matched ("" if none
+	// did, as for a redirect) and its status.
 	Served(method, pattern string, status int)
 }
 

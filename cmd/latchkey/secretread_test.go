@@ -91,4 +91,20 @@ func TestE2ESeedKeySeesAPutAtOnce(t *testing.T) {
 	if r := ts.call(t, "GET", "/keys/openai", admin, nil); r.errCode() != latchkey.ENotFound {
 		t.Fatalf("after a delete: %d %s", r.Status, r.Raw)
 	}
+	// The fast path is counted under the route's pattern, answers and
+	// errors alike.
+	fams, _ := scrapeMetrics(t, ts.URL)
+	byStatus := map[string]float64{}
+	for _, m := range fams["latchkey_http_requests_total"].GetMetric() {
+		if hasLabel(m, "route", "/keys/{provider}") {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "status" {
+					byStatus[l.GetValue()] += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	if byStatus["200"] != 3 || byStatus["404"] != 1 || len(byStatus) != 2 {
+		t.Errorf("GET /keys/{provider} requests counted by status: %v, want 3 × 200 and 1 × 404", byStatus)
+	}
 }
