@@ -14,12 +14,13 @@ func TestForwardAuthAllocatesNothing(t *testing.T) {
 	}
 }
 
-// TestSeedKeyAllocatesAtMostOnce guards GET /keys/{provider} for a cached
-// value: the actor the key check returns is its only allocation (its
-// audit event is queued without one).
-func TestSeedKeyAllocatesAtMostOnce(t *testing.T) {
+// TestSeedKeyAllocatesNothing guards GET /keys/{provider} for a cached
+// value: the actor stays on the handler's stack, the value comes from the
+// secret cache, the audit event is queued into a reused map and the answer
+// is encoded into a pooled buffer.
+func TestSeedKeyAllocatesNothing(t *testing.T) {
 	srv, req, w := newSeedBench(t)
-	if n := testing.AllocsPerRun(1000, func() { clear(w.h); srv.ServeHTTP(w, req) }); n > 1 {
+	if n := testing.AllocsPerRun(1000, func() { clear(w.h); srv.ServeHTTP(w, req) }); n != 0 {
 		t.Fatalf("GET /keys/{provider} allocates %.1f times per request", n)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/keys"
 )
 
 // seedKeyPattern is the route GET /keys/{provider} is registered and
@@ -53,15 +54,15 @@ func (s *Server) seedKeyFast(w http.ResponseWriter, r *http.Request, id, provide
 	if retry, blocked := s.blocked(ip); blocked {
 		err = errGuarded(w, retry)
 	} else {
-		a, aerr := s.svc.Authenticate(r.Context(), credential(r), ip, "secrets:read")
-		if latchkey.ErrorCode(aerr) == latchkey.EUnauthenticated {
+		var a keys.Actor
+		err = s.svc.AuthenticateInto(r.Context(), credential(r), ip, "secrets:read", &a)
+		if latchkey.ErrorCode(err) == latchkey.EUnauthenticated {
 			s.failed(ip)
 		}
-		err = aerr
 		if err == nil {
 			actorID = a.KeyID
 			a.UserAgent = r.UserAgent()
-			sec, rerr := s.svc.ReadSecret(r.Context(), a, provider, 0)
+			sec, rerr := s.svc.ReadSecret(r.Context(), &a, provider, 0)
 			if rerr == nil {
 				s.writeSeedKey(w, sec.Value, sec.ExpiresIn)
 				if s.obs != nil {

@@ -199,9 +199,10 @@ func (s *Service) ReadSecret(ctx context.Context, actor *Actor, name string, ver
 	if sec == nil {
 		gen := s.secrets.generation()
 		var v *SecretVersion
+		tenant := actor.Tenant // the closure must not capture actor, which then stays on its caller's stack
 		err := s.store.View(ctx, func(tx Tx) error {
 			var err error
-			v, err = tx.Secret(actor.Tenant, name, version)
+			v, err = tx.Secret(tenant, name, version)
 			return err
 		})
 		if latchkey.ErrorCode(err) == latchkey.ENotFound && version == 0 {

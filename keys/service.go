@@ -214,32 +214,43 @@ type Actor struct {
 // EUnauthenticated (missing, malformed, unknown, expired, revoked, suspended
 // key), EForbidden (scope or IP), EUnavailable.
 func (s *Service) Authenticate(ctx context.Context, key string, ip netip.Addr, scope string) (*Actor, error) {
+	a := new(Actor)
+	if err := s.AuthenticateInto(ctx, key, ip, scope, a); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// AuthenticateInto is Authenticate filling a caller's Actor, so that a hot
+// route can keep it on its stack.
+func (s *Service) AuthenticateInto(ctx context.Context, key string, ip netip.Addr, scope string, a *Actor) error {
 	if key == "" {
-		return nil, latchkey.Errorf(latchkey.EUnauthenticated, "no API key: send Authorization: Bearer <key> or X-API-Key")
+		return latchkey.Errorf(latchkey.EUnauthenticated, "no API key: send Authorization: Bearer <key> or X-API-Key")
 	}
 	tok, err := latchkey.ParseToken(key)
 	if err != nil {
-		return nil, latchkey.Errorf(latchkey.EUnauthenticated, "API key is malformed: %s", latchkey.ErrorMessage(err))
+		return latchkey.Errorf(latchkey.EUnauthenticated, "API key is malformed: %s", latchkey.ErrorMessage(err))
 	}
 	now := s.now()
 	e, err := s.entry(ctx, tok.Hash(), now)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if e == nil {
-		return nil, latchkey.Errorf(latchkey.EUnauthenticated, "API key is not known")
+		return latchkey.Errorf(latchkey.EUnauthenticated, "API key is not known")
 	}
 	k := e.Key
 	if st := k.StateAt(now); st != latchkey.StateActive {
-		return nil, latchkey.Errorf(latchkey.EUnauthenticated, "API key %s is %s", k.ID, st)
+		return latchkey.Errorf(latchkey.EUnauthenticated, "API key %s is %s", k.ID, st)
 	}
 	if len(k.IPAllow) > 0 && !latchkey.IPAllowed(k.IPAllow, ip) {
-		return nil, latchkey.Errorf(latchkey.EForbidden, "API key %s may not be used from %s", k.ID, ip)
+		return latchkey.Errorf(latchkey.EForbidden, "API key %s may not be used from %s", k.ID, ip)
 	}
 	if scope != "" && !latchkey.ScopesAllow(k.Scopes, scope) {
-		return nil, latchkey.Errorf(latchkey.EForbidden, "API key %s lacks scope %s", k.ID, scope)
+		return latchkey.Errorf(latchkey.EForbidden, "API key %s lacks scope %s", k.ID, scope)
 	}
-	return &Actor{KeyID: k.ID, Tenant: k.Tenant, Scopes: k.Scopes, Resources: k.Resources, IP: ip}, nil
+	*a = Actor{KeyID: k.ID, Tenant: k.Tenant, Scopes: k.Scopes, Resources: k.Resources, IP: ip}
+	return nil
 }
 
 // Bootstrap creates the operator tenant and its root key on an empty store.
