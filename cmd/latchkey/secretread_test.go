@@ -1,8 +1,11 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -106,5 +109,25 @@ func TestE2ESeedKeySeesAPutAtOnce(t *testing.T) {
 	}
 	if byStatus["200"] != 3 || byStatus["404"] != 1 || len(byStatus) != 2 {
 		t.Errorf("GET /keys/{provider} requests counted by status: %v, want 3 × 200 and 1 × 404", byStatus)
+	}
+}
+
+// Out-of-range cache and audit intervals are refused before the server
+// listens.
+func TestServeRejectsBadReadSettings(t *testing.T) {
+	for name, set := range map[string]func(*serverConfig){
+		"CacheTTLNegative": func(c *serverConfig) { c.SecretCacheTTL = -time.Second },
+		"CacheTTLTooLong":  func(c *serverConfig) { c.SecretCacheTTL = 2 * time.Hour },
+		"IntervalNegative": func(c *serverConfig) { c.ReadAuditInterval = -time.Second },
+		"IntervalTooLong":  func(c *serverConfig) { c.ReadAuditInterval = 2 * time.Hour },
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := serverConfig{Addr: "127.0.0.1:0", DB: filepath.Join(t.TempDir(), "l.db"), LogLevel: "info", MaxBody: 1 << 20}
+			set(&cfg)
+			e := &env{getenv: func(string) string { return "" }, stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard}
+			if err := serve(context.Background(), e, cfg, serverHooks{}); latchkey.ErrorCode(err) != latchkey.EInvalid {
+				t.Fatalf("serve: %v, want invalid", err)
+			}
+		})
 	}
 }
