@@ -125,8 +125,10 @@ func (q *readAudits) add(rs ...readRecord) error {
 func (q *readAudits) count(k readKey, c readCount) {
 	p, ok := q.pending[k]
 	if !ok {
-		q.seq++
-		c.seq = q.seq
+		if c.seq == 0 { // a new read; a failed flush's reads keep their place
+			q.seq++
+			c.seq = q.seq
+		}
 		q.pending[k] = c
 		return
 	}
@@ -157,6 +159,7 @@ func (q *readAudits) run() {
 	retry := max(q.interval/10, 10*time.Millisecond)
 	t := time.NewTimer(q.interval)
 	defer t.Stop()
+	failing := false // logged once per outage, not at every retry
 	for {
 		select {
 		case <-q.stop:
@@ -169,8 +172,13 @@ func (q *readAudits) run() {
 		err := q.flush(ctx)
 		cancel()
 		next := q.interval
-		if err != nil {
-			q.svc.log.Warn("writing secret read audit events failed; secret reads are refused until it succeeds", "err", err)
+		switch {
+		case err != nil && !failing:
+			q.svc.log.Error("writing secret read audit events failed; secret reads are refused until it succeeds", "err", err)
+		case err == nil && failing:
+			q.svc.log.Info("secret read audit events are written again; secret reads are answered")
+		}
+		if failing = err != nil; failing {
 			next = retry
 		}
 		t.Reset(next)
