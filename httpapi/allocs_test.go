@@ -13,3 +13,14 @@ func TestForwardAuthAllocatesNothing(t *testing.T) {
 		t.Fatalf("forward-auth allocates %.1f times per request", n)
 	}
 }
+
+// TestSeedKeyAllocatesNothing guards GET /keys/{provider} for a cached
+// value: the actor stays on the handler's stack, the value comes from the
+// secret cache, the audit event is queued into a reused map and the answer
+// is encoded into a pooled buffer.
+func TestSeedKeyAllocatesNothing(t *testing.T) {
+	srv, req, w := newSeedBench(t)
+	if n := testing.AllocsPerRun(1000, func() { clear(w.h); srv.ServeHTTP(w, req) }); n != 0 {
+		t.Fatalf("GET /keys/{provider} allocates %.1f times per request", n)
+	}
+}

@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"bytes"
+	"encoding/json"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -106,4 +108,26 @@ func TestSeedPath(t *testing.T) {
 			t.Errorf("seedPath(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// The seed fast path's hand-written answer is byte for byte what
+// encoding/json writes (without HTML escaping, as writeJSON).
+func FuzzAppendSeedKey(f *testing.F) {
+	for _, s := range []string{"sk-proj-abc", "", `quote " and \ backslash`, "tab\tnl\ncr\r\x00\x1f\x7f", "<>&", "é ✓ \u2028\u2029", "bad \xff\xfe utf8", "\xed\xa0\x80"} {
+		f.Add(s, int64(3600))
+	}
+	f.Fuzz(func(t *testing.T, value string, expiresIn int64) {
+		var want bytes.Buffer
+		enc := json.NewEncoder(&want)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(struct {
+			APIKey    string `json:"api_key"`
+			ExpiresIn int64  `json:"expires_in"`
+		}{value, expiresIn}); err != nil {
+			t.Fatal(err)
+		}
+		if got := appendSeedKey(nil, value, expiresIn); !bytes.Equal(got, want.Bytes()) {
+			t.Fatalf("appendSeedKey(%q, %d) = %s, encoding/json writes %s", value, expiresIn, got, want.Bytes())
+		}
+	})
 }

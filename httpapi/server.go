@@ -70,8 +70,9 @@ type Observer interface {
 	// verifications.
 	Verified(route, code string, took time.Duration)
 	// Served records a request answered through the mux (every route but
-	// forward-auth): its method, the ServeMux pattern that matched ("" if
-	// none did, as for a redirect) and its status.
+	// forward-auth), or by the fast path of GET /keys/{provider} under that
+	// pattern: its method, the ServeMux pattern that matched ("" if none
+	// did, as for a redirect) and its status.
 	Served(method, pattern string, status int)
 }
 
@@ -152,12 +153,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.forwardAuth(w, r, id)
 		return
 	}
-	s.setDeadlines(w)
 	if p := r.URL.Path; len(p) > 1 && p[1] == '/' {
 		if q := seedPath(p); q != p {
 			r.URL.Path, r.URL.RawPath = q, ""
 		}
 	}
+	if provider, ok := seedProvider(r); ok {
+		s.seedKeyFast(w, r, id, provider)
+		return
+	}
+	s.setDeadlines(w)
 	info := &requestInfo{}
 	ctx := context.WithValue(r.Context(), requestIDKey, id)
 	ctx = context.WithValue(ctx, requestInfoKey, info)

@@ -10,8 +10,9 @@ import (
 // covers, so a long log is checked without one huge read.
 const auditPage = 1000
 
-// ListAudit lists the actor's tenant's audit events in seq order. Errors:
-// EInvalid.
+// ListAudit lists the actor's tenant's audit events in seq order,
+// after writing the secret reads this node has queued, so that the log
+// read here holds every read answered here. Errors: EInvalid.
 func (s *Service) ListAudit(ctx context.Context, actor *Actor, f AuditFilter) ([]*latchkey.AuditEvent, error) {
 	if f.Limit <= 0 || f.Limit > MaxListLimit {
 		f.Limit = MaxListLimit
@@ -19,6 +20,7 @@ func (s *Service) ListAudit(ctx context.Context, actor *Actor, f AuditFilter) ([
 	if f.AfterSeq < 0 {
 		return nil, latchkey.Errorf(latchkey.EInvalid, "after must not be negative")
 	}
+	s.flushReadsBeforeAuditRead(ctx)
 	var evs []*latchkey.AuditEvent
 	err := s.store.View(ctx, func(tx Tx) error {
 		var err error
@@ -36,10 +38,11 @@ type AuditVerdict struct {
 	Reason   string `json:"reason,omitempty"`
 }
 
-// VerifyAudit walks the actor's tenant's whole chain and reports the first
-// event that breaks it: changed, removed, reordered, or missing from the
-// end.
+// VerifyAudit walks the actor's tenant's whole chain, after writing the
+// secret reads this node has queued, and reports the first event that
+// breaks it: changed, removed, reordered, or missing from the end.
 func (s *Service) VerifyAudit(ctx context.Context, actor *Actor) (AuditVerdict, error) {
+	s.flushReadsBeforeAuditRead(ctx)
 	var c latchkey.ChainCheck
 	var headSeq int64
 	var headHash string
@@ -83,4 +86,16 @@ func (s *Service) VerifyAudit(ctx context.Context, actor *Actor) (AuditVerdict, 
 
 func verdict(c latchkey.ChainCheck) AuditVerdict {
 	return AuditVerdict{OK: c.BrokenAt == 0, Events: c.Events, BrokenAt: c.BrokenAt, Reason: c.Reason}
+}
+
+// flushReadsBeforeAuditRead writes the queued secret.read events before
+// the log is read. If that fails the log is still shown, as stored; the
+// events stay queued for the next flush.
+func (s *Service) flushReadsBeforeAuditRead(ctx context.Context) {
+	if s.reads.queued() == 0 {
+		return
+	}
+	if err := s.reads.flush(ctx); err != nil {
+		s.log.WarnContext(ctx, "writing queued secret read audit events failed; they stay queued", "err", err)
+	}
 }

@@ -161,6 +161,9 @@ func (s *Service) PutSecret(ctx context.Context, actor *Actor, name string, p Se
 		}
 		return s.record(tx, auditEvent(actor, actor.Tenant, "secret.written", "", now, details))
 	})
+	// After the commit (or a failure, when forgetting costs only a read):
+	// the next read on this node loads the new version.
+	s.secrets.invalidate(actor.Tenant, name)
 	if err != nil {
 		return nil, err
 	}
@@ -169,10 +172,14 @@ func (s *Service) PutSecret(ctx context.Context, actor *Actor, name string, p Se
 
 // ReadSecret returns a version of a secret with its value (the newest when
 // version is 0). The actor's key must be allowed the resource
-// "secret:<name>". Every read appends secret.read to the audit log, in the
-// transaction that reads the value: no audit event, no value. A refused
-// read is audited too, with result "denied". Errors: ENotFound,
-// EForbidden.
+// "secret:<name>". Every read is audited as secret.read with the reader's
+// key id and the version: the value is returned only once its event is
+// queued for the audit log, and the queue is written every
+// Options.ReadAuditInterval. A refused read is audited too, with result
+// "denied". The value comes from the secret cache when it holds it
+// (Options.SecretCacheTTL). The returned Secret is shared with other
+// readers and must not be modified. Errors: ENotFound, EForbidden,
+// EUnavailable (the audit queue is full).
 func (s *Service) ReadSecret(ctx context.Context, actor *Actor, name string, version int64) (*Secret, error) {
 	if err := mayRead(actor, name); err != nil {
 		s.auditDenied(ctx, actor, name)
@@ -188,40 +195,46 @@ func (s *Service) ReadSecret(ctx context.Context, actor *Actor, name string, ver
 		return nil, err
 	}
 	now := s.now()
-	var out *Secret
-	err := s.store.Update(ctx, func(tx Tx) error {
-		v, err := tx.Secret(actor.Tenant, name, version)
+	sec := s.secrets.get(actor.Tenant, name, version, now)
+	if sec == nil {
+		gen := s.secrets.generation()
+		var v *SecretVersion
+		tenant := actor.Tenant // the closure must not capture actor, which then stays on its caller's stack
+		err := s.store.View(ctx, func(tx Tx) error {
+			var err error
+			v, err = tx.Secret(tenant, name, version)
+			return err
+		})
 		if latchkey.ErrorCode(err) == latchkey.ENotFound && version == 0 {
-			return secretNotFound(name)
+			return nil, secretNotFound(name)
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if out, err = s.openSecret(v); err != nil {
-			return err
+		if sec, err = s.openSecret(v); err != nil {
+			return nil, err
 		}
-		return s.record(tx, auditEvent(actor, actor.Tenant, "secret.read", "", now,
-			map[string]string{"secret": name, "version": strconv.FormatInt(v.Version, 10)}))
-	})
-	if err != nil {
+		s.secrets.put(actor.Tenant, sec, version, gen, now)
+	}
+	if err := s.reads.add(readRecord{at: now, readKey: readKey{tenant: actor.Tenant, actor: actor.KeyID, ip: actor.IP,
+		userAgent: actor.UserAgent, name: sec.Name, version: sec.Version}}); err != nil {
 		return nil, err
 	}
-	return out, nil
+	return sec, nil
 }
 
 // resultDenied marks the audit event of a read a key was refused.
 const resultDenied = "denied"
 
-// auditDenied records that actor was refused a secret it may not read, so
-// a key probing for secrets shows in the log. The refusal stands even if
-// the event cannot be written; that failure is logged.
+// auditDenied queues the event of a refused read of a secret the actor
+// may not read, so a key probing for secrets shows in the log. The
+// refusal stands even if the event cannot be queued; that is logged.
 func (s *Service) auditDenied(ctx context.Context, actor *Actor, name string) {
 	if latchkey.ValidateSecretName(name) != nil {
 		return // not a name a secret can have: nothing was near a secret
 	}
-	e := auditEvent(actor, actor.Tenant, "secret.read", "", s.now(), map[string]string{"secret": name})
-	e.Result = resultDenied
-	if err := s.store.Update(ctx, func(tx Tx) error { return s.record(tx, e) }); err != nil {
+	r := readRecord{at: s.now(), readKey: readKey{tenant: actor.Tenant, actor: actor.KeyID, ip: actor.IP, userAgent: actor.UserAgent, name: name, denied: true}}
+	if err := s.reads.add(r); err != nil {
 		s.log.WarnContext(ctx, "auditing a refused secret read failed", "actor_key_id", actor.KeyID, "secret", name, "err", err)
 	}
 }
@@ -238,37 +251,39 @@ func (s *Service) openSecret(v *SecretVersion) (*Secret, error) {
 }
 
 // ReadSecrets returns the newest version, with its value, of every secret
-// of the actor's tenant that the actor's key may read, ordered by name;
-// each is audited as secret.read in the reading transaction.
+// of the actor's tenant that the actor's key may read, ordered by name.
+// Each is audited as secret.read, as by ReadSecret: the values are
+// returned only once every event is queued. Errors: EUnavailable (the
+// audit queue is full).
 func (s *Service) ReadSecrets(ctx context.Context, actor *Actor) ([]*Secret, error) {
 	if err := s.needSealer(); err != nil {
 		return nil, err
 	}
 	now := s.now()
-	out := []*Secret{}
-	err := s.store.Update(ctx, func(tx Tx) error {
-		out = out[:0]
-		vs, err := tx.LatestSecrets(actor.Tenant)
-		if err != nil {
-			return err
-		}
-		for _, v := range vs {
-			if mayRead(actor, v.Name) != nil {
-				continue
-			}
-			sec, err := s.openSecret(v)
-			if err != nil {
-				return err
-			}
-			if err := s.record(tx, auditEvent(actor, actor.Tenant, "secret.read", "", now,
-				map[string]string{"secret": v.Name, "version": strconv.FormatInt(v.Version, 10)})); err != nil {
-				return err
-			}
-			out = append(out, sec)
-		}
-		return nil
+	var vs []*SecretVersion
+	err := s.store.View(ctx, func(tx Tx) error {
+		var err error
+		vs, err = tx.LatestSecrets(actor.Tenant)
+		return err
 	})
 	if err != nil {
+		return nil, err
+	}
+	out := []*Secret{}
+	var recs []readRecord
+	for _, v := range vs {
+		if mayRead(actor, v.Name) != nil {
+			continue
+		}
+		sec, err := s.openSecret(v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sec)
+		recs = append(recs, readRecord{at: now, readKey: readKey{tenant: actor.Tenant, actor: actor.KeyID, ip: actor.IP,
+			userAgent: actor.UserAgent, name: v.Name, version: v.Version}})
+	}
+	if err := s.reads.add(recs...); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -352,7 +367,7 @@ func (s *Service) DeleteSecret(ctx context.Context, actor *Actor, name string) e
 		return err
 	}
 	now := s.now()
-	return s.store.Update(ctx, func(tx Tx) error {
+	err := s.store.Update(ctx, func(tx Tx) error {
 		if err := tx.DeleteSecret(actor.Tenant, name); err != nil {
 			if latchkey.ErrorCode(err) == latchkey.ENotFound {
 				return secretNotFound(name)
@@ -361,6 +376,8 @@ func (s *Service) DeleteSecret(ctx context.Context, actor *Actor, name string) e
 		}
 		return s.record(tx, auditEvent(actor, actor.Tenant, "secret.deleted", "", now, map[string]string{"secret": name}))
 	})
+	s.secrets.invalidate(actor.Tenant, name)
+	return err
 }
 
 // RecordAudit appends an audit event for a change made outside the key

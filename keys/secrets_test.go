@@ -217,7 +217,7 @@ func TestSecretAccessIsAuditedWithoutValues(t *testing.T) {
 				}
 				continue
 			}
-			reads++
+			reads += readsIn(e)
 			if e.ActorKeyID != r.KeyID || e.Details["secret"] != "openai" || e.Details["version"] != "1" {
 				t.Fatalf("read event %+v", e)
 			}

@@ -56,6 +56,20 @@ type Options struct {
 	// SecretExpiresIn is the expires_in, in seconds, of a secret written
 	// without one (default 3600): how long clients are told to cache it.
 	SecretExpiresIn int64
+	// SecretCacheSize bounds the opened secret versions kept in memory
+	// (default 10,000) and SecretCacheTTL how long one is trusted without
+	// reading the store again (default 5s): how long a change made on
+	// another node may take to be seen here. A change made on this node is
+	// seen at once.
+	SecretCacheSize int
+	SecretCacheTTL  time.Duration
+	// ReadAuditInterval is how often the secret.read audit events of
+	// secret reads are written, in one transaction (default 1s), and
+	// ReadAuditQueue how many may wait (default 10,000); a read that finds
+	// the queue full fails with EUnavailable. A flush also starts when the
+	// queue is half full.
+	ReadAuditInterval time.Duration
+	ReadAuditQueue    int
 }
 
 // BurstRule says how many of one kind of change within Window make a
@@ -94,6 +108,8 @@ type Service struct {
 	sealer       Sealer
 	secretKeep   int
 	secretTTL    int64
+	secrets      *secretCache
+	reads        *readAudits
 	storeReads   atomic.Uint64
 }
 
@@ -132,7 +148,19 @@ func New(o Options) *Service {
 	if o.SecretExpiresIn <= 0 {
 		o.SecretExpiresIn = 3600
 	}
-	return &Service{
+	if o.SecretCacheSize <= 0 {
+		o.SecretCacheSize = 10_000
+	}
+	if o.SecretCacheTTL <= 0 {
+		o.SecretCacheTTL = 5 * time.Second
+	}
+	if o.ReadAuditInterval <= 0 {
+		o.ReadAuditInterval = time.Second
+	}
+	if o.ReadAuditQueue <= 0 {
+		o.ReadAuditQueue = 10_000
+	}
+	s := &Service{
 		store:        o.Store,
 		clock:        o.Now,
 		rand:         o.Rand,
@@ -146,8 +174,20 @@ func New(o Options) *Service {
 		sealer:       o.Sealer,
 		secretKeep:   o.SecretVersions,
 		secretTTL:    o.SecretExpiresIn,
+		secrets:      newSecretCache(o.SecretCacheSize, o.SecretCacheTTL),
 	}
+	s.reads = newReadAudits(s, o.ReadAuditQueue, o.ReadAuditInterval)
+	return s
 }
+
+// FlushReadAudits writes the queued secret.read audit events now, in one
+// transaction; they stay queued if it fails.
+func (s *Service) FlushReadAudits(ctx context.Context) error { return s.reads.flush(ctx) }
+
+// Close refuses further secret reads and writes the queued secret.read
+// audit events. Call it after the HTTP server has drained, so that every
+// answered read is in the audit log.
+func (s *Service) Close(ctx context.Context) error { return s.reads.close(ctx) }
 
 // now is the clock in the store's resolution, so that what a caller is told
 // equals what a later read returns.
@@ -174,32 +214,43 @@ type Actor struct {
 // EUnauthenticated (missing, malformed, unknown, expired, revoked, suspended
 // key), EForbidden (scope or IP), EUnavailable.
 func (s *Service) Authenticate(ctx context.Context, key string, ip netip.Addr, scope string) (*Actor, error) {
+	a := new(Actor)
+	if err := s.AuthenticateInto(ctx, key, ip, scope, a); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// AuthenticateInto is Authenticate filling a caller's Actor, so that a hot
+// route can keep it on its stack.
+func (s *Service) AuthenticateInto(ctx context.Context, key string, ip netip.Addr, scope string, a *Actor) error {
 	if key == "" {
-		return nil, latchkey.Errorf(latchkey.EUnauthenticated, "no API key: send Authorization: Bearer <key> or X-API-Key")
+		return latchkey.Errorf(latchkey.EUnauthenticated, "no API key: send Authorization: Bearer <key> or X-API-Key")
 	}
 	tok, err := latchkey.ParseToken(key)
 	if err != nil {
-		return nil, latchkey.Errorf(latchkey.EUnauthenticated, "API key is malformed: %s", latchkey.ErrorMessage(err))
+		return latchkey.Errorf(latchkey.EUnauthenticated, "API key is malformed: %s", latchkey.ErrorMessage(err))
 	}
 	now := s.now()
 	e, err := s.entry(ctx, tok.Hash(), now)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if e == nil {
-		return nil, latchkey.Errorf(latchkey.EUnauthenticated, "API key is not known")
+		return latchkey.Errorf(latchkey.EUnauthenticated, "API key is not known")
 	}
 	k := e.Key
 	if st := k.StateAt(now); st != latchkey.StateActive {
-		return nil, latchkey.Errorf(latchkey.EUnauthenticated, "API key %s is %s", k.ID, st)
+		return latchkey.Errorf(latchkey.EUnauthenticated, "API key %s is %s", k.ID, st)
 	}
 	if len(k.IPAllow) > 0 && !latchkey.IPAllowed(k.IPAllow, ip) {
-		return nil, latchkey.Errorf(latchkey.EForbidden, "API key %s may not be used from %s", k.ID, ip)
+		return latchkey.Errorf(latchkey.EForbidden, "API key %s may not be used from %s", k.ID, ip)
 	}
 	if scope != "" && !latchkey.ScopesAllow(k.Scopes, scope) {
-		return nil, latchkey.Errorf(latchkey.EForbidden, "API key %s lacks scope %s", k.ID, scope)
+		return latchkey.Errorf(latchkey.EForbidden, "API key %s lacks scope %s", k.ID, scope)
 	}
-	return &Actor{KeyID: k.ID, Tenant: k.Tenant, Scopes: k.Scopes, Resources: k.Resources, IP: ip}, nil
+	*a = Actor{KeyID: k.ID, Tenant: k.Tenant, Scopes: k.Scopes, Resources: k.Resources, IP: ip}
+	return nil
 }
 
 // Bootstrap creates the operator tenant and its root key on an empty store.

@@ -50,6 +50,8 @@ func newFixture(t testing.TB, opts ...func(*keys.Options)) *fixture {
 		f(&o)
 	}
 	svc := keys.New(o)
+	// Runs before the database closes: the queued read audits are written.
+	t.Cleanup(func() { svc.Close(context.Background()) })
 	root, _, _, err := svc.Bootstrap(ctx, "")
 	if err != nil {
 		t.Fatal(err)

@@ -177,7 +177,24 @@ func (m *Metrics) Verified(route, code string, took time.Duration) {
 // the path asked for, whose ids would make a series each), or "unmatched";
 // methods outside the standard ones are "OTHER".
 func (m *Metrics) Served(method, pattern string, status int) {
-	m.requests.WithLabelValues(methodLabel(method), routeLabel(pattern), strconv.Itoa(status)).Inc()
+	m.requests.WithLabelValues(methodLabel(method), routeLabel(pattern), statusLabel(status)).Inc()
+}
+
+// statusLabels are the labels of the statuses the API answers, so that
+// counting a request does not format its status.
+var statusLabels = func() map[int]string {
+	m := make(map[int]string)
+	for _, c := range []int{200, 201, 204, 301, 302, 304, 307, 308, 400, 401, 403, 404, 405, 409, 413, 415, 422, 429, 500, 502, 503, 504} {
+		m[c] = strconv.Itoa(c)
+	}
+	return m
+}()
+
+func statusLabel(status int) string {
+	if l, ok := statusLabels[status]; ok {
+		return l
+	}
+	return strconv.Itoa(status)
 }
 
 func methodLabel(method string) string {

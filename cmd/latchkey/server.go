@@ -78,6 +78,12 @@ type serverConfig struct {
 	// SecretExpiresIn the default expires_in of a secret, in seconds.
 	SecretVersions  int
 	SecretExpiresIn time.Duration
+	// SecretCacheTTL is how long an opened secret is served from memory
+	// (a change made on another node shows within it); ReadAuditInterval
+	// how often the audit events of secret reads are written. Zero takes
+	// the key service's defaults.
+	SecretCacheTTL    time.Duration
+	ReadAuditInterval time.Duration
 	// SeedKeepAlive keeps the seed routes' connections open (default:
 	// Connection: close).
 	SeedKeepAlive bool
@@ -138,6 +144,8 @@ func runServer(ctx context.Context, e *env, args []string) error {
 	fs.IntVar(&cfg.ExpiringDays, "expiring-days", 7, "raise key.expiring for keys that expire within this many days (0: never)")
 	fs.IntVar(&cfg.SecretVersions, "secret-versions", 10, "how many versions of each secret are kept; older ones are deleted when a new one is written")
 	fs.DurationVar(&cfg.SecretExpiresIn, "secret-expires-in", time.Hour, "expires_in of a secret written without one: how long clients are told to cache it")
+	fs.DurationVar(&cfg.SecretCacheTTL, "secret-cache-ttl", 5*time.Second, "how long an opened secret is served from memory; a change made through another server shows within it")
+	fs.DurationVar(&cfg.ReadAuditInterval, "read-audit-interval", time.Second, "how often the audit events of secret reads are written, in one transaction; a crash loses at most this interval's")
 	fs.BoolVar(&cfg.SeedKeepAlive, "seed-keep-alive", false, "keep connections of GET /keys/{provider} and GET /llm-keys open instead of answering Connection: close")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -246,6 +254,12 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 	if cfg.SecretExpiresIn != 0 && (cfg.SecretExpiresIn < time.Second || cfg.SecretExpiresIn > keys.MaxSecretExpiresIn*time.Second) {
 		return latchkey.Errorf(latchkey.EInvalid, "--secret-expires-in must be from 1s to 8760h")
 	}
+	if cfg.SecretCacheTTL < 0 || cfg.SecretCacheTTL > time.Hour {
+		return latchkey.Errorf(latchkey.EInvalid, "--secret-cache-ttl must be from 0s (the default, 5s) to 1h")
+	}
+	if cfg.ReadAuditInterval < 0 || cfg.ReadAuditInterval > time.Hour {
+		return latchkey.Errorf(latchkey.EInvalid, "--read-audit-interval must be from 0s (the default, 1s) to 1h")
+	}
 	if cfg.SecretVersions < 0 {
 		return latchkey.Errorf(latchkey.EInvalid, "--secret-versions must be at least 1")
 	}
@@ -280,6 +294,7 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 	// the events it raised go out at once.
 	opts := keys.Options{Store: disp.WakeOnUpdate(db), Now: now, Limiter: limiter, Usage: rec, Logger: log, Sealer: sealer,
 		SecretVersions: cfg.SecretVersions, SecretExpiresIn: int64(cfg.SecretExpiresIn / time.Second),
+		SecretCacheTTL: cfg.SecretCacheTTL, ReadAuditInterval: cfg.ReadAuditInterval,
 		Burst: keys.BurstRule{Threshold: cfg.BurstThreshold, Window: cfg.BurstWindow}}
 	if cfg.GeoIPDB != "" {
 		g, err := geo.Open(cfg.GeoIPDB)
@@ -296,6 +311,15 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 		}
 	}
 	svc := keys.New(opts)
+	// Closed after the HTTP server has drained (deferred after the
+	// database, the dispatcher and the recorders, so it runs before them):
+	// the final flush then holds the audit event of every answered secret
+	// read.
+	defer func() {
+		if err := svc.Close(context.Background()); err != nil {
+			log.Error("writing secret read audit events at shutdown failed", "err", err)
+		}
+	}()
 	tok, rootID, created, err := svc.Bootstrap(ctx, cfg.RootKey)
 	if err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
