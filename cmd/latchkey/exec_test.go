@@ -151,7 +151,7 @@ func TestExecForwardsSignals(t *testing.T) {
 	dir := t.TempDir()
 	script := filepath.Join(dir, "child.sh")
 	os.WriteFile(script, []byte(`trap 'kill $p; echo got-term; exit 42' TERM
-sleep 1000 & p=$!
+sleep 1000 </dev/null >/dev/null 2>&1 & p=$!
 echo ready
 wait $p
 `), 0o600)
