@@ -44,6 +44,17 @@ func runSecrets(ctx context.Context, e *env, args []string) error {
 	return dispatch(ctx, e, "secrets", secretsUsage, secretsCommands, args)
 }
 
+// parseSecretName parses a secrets command's flags and its one argument,
+// NAME, and returns the name and its route.
+func (c *command) parseSecretName(args []string) (name, path string, err error) {
+	pos, err := c.parse(args, "NAME")
+	if err != nil {
+		return "", "", err
+	}
+	path, err = secretPath(pos[0])
+	return pos[0], path, err
+}
+
 func secretPath(name string) (string, error) {
 	if err := latchkey.ValidateSecretName(name); err != nil {
 		return "", err
@@ -66,11 +77,7 @@ func secretsPut(ctx context.Context, e *env, args []string) error {
 	expires := c.fs.String("expires-in", "", "how long clients may cache the value, e.g. 30m (default: the server's, 1h)")
 	var meta metaFlag
 	c.fs.Var(&meta, "meta", "metadata key=value (repeatable)")
-	pos, err := c.parse(args, "NAME")
-	if err != nil {
-		return err
-	}
-	path, err := secretPath(pos[0])
+	_, path, err := c.parseSecretName(args)
 	if err != nil {
 		return err
 	}
@@ -145,11 +152,7 @@ func secretsPut(ctx context.Context, e *env, args []string) error {
 func secretsGet(ctx context.Context, e *env, args []string) error {
 	c := newCommand(e, "secrets get", "NAME [--version N]")
 	ver := c.fs.Int64("version", 0, "read this version (default: the newest)")
-	pos, err := c.parse(args, "NAME")
-	if err != nil {
-		return err
-	}
-	path, err := secretPath(pos[0])
+	_, path, err := c.parseSecretName(args)
 	if err != nil {
 		return err
 	}
@@ -197,11 +200,7 @@ func secretsList(ctx context.Context, e *env, args []string) error {
 
 func secretsVersions(ctx context.Context, e *env, args []string) error {
 	c := newCommand(e, "secrets versions", "NAME")
-	pos, err := c.parse(args, "NAME")
-	if err != nil {
-		return err
-	}
-	path, err := secretPath(pos[0])
+	_, path, err := c.parseSecretName(args)
 	if err != nil {
 		return err
 	}
@@ -229,11 +228,7 @@ func secretsVersions(ctx context.Context, e *env, args []string) error {
 
 func secretsRm(ctx context.Context, e *env, args []string) error {
 	c := newCommand(e, "secrets rm", "NAME")
-	pos, err := c.parse(args, "NAME")
-	if err != nil {
-		return err
-	}
-	path, err := secretPath(pos[0])
+	name, path, err := c.parseSecretName(args)
 	if err != nil {
 		return err
 	}
@@ -245,9 +240,9 @@ func secretsRm(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if c.client.json {
-		return printJSON(e.stdout, []byte(fmt.Sprintf(`{"deleted": %q}`, pos[0])))
+		return printJSON(e.stdout, []byte(fmt.Sprintf(`{"deleted": %q}`, name)))
 	}
-	fmt.Fprintf(e.stdout, "Deleted secret %s and all its versions\n", pos[0])
+	fmt.Fprintf(e.stdout, "Deleted secret %s and all its versions\n", name)
 	return nil
 }
 

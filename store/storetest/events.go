@@ -10,10 +10,7 @@ import (
 )
 
 func init() {
-	moreTests = append(moreTests, []struct {
-		name string
-		fn   func(*testing.T, keys.Store)
-	}{
+	moreTests = append(moreTests, []conformanceTest{
 		{"EventsRoundTripAndFilter", testEventsFilter},
 		{"EventsPendingUntilDispatched", testEventsPending},
 		{"EventsDuplicateIDConflicts", testEventsDuplicate},

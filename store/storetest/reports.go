@@ -9,10 +9,7 @@ import (
 )
 
 func init() {
-	moreTests = append(moreTests, []struct {
-		name string
-		fn   func(*testing.T, keys.Store)
-	}{
+	moreTests = append(moreTests, []conformanceTest{
 		{"UsageTotalsSumByKeyAndCode", testUsageTotals},
 		{"NetworkTotalsCountDistinctNetworks", testNetworkTotals},
 	}...)

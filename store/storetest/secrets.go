@@ -11,10 +11,7 @@ import (
 )
 
 func init() {
-	moreTests = append(moreTests, []struct {
-		name string
-		fn   func(*testing.T, keys.Store)
-	}{
+	moreTests = append(moreTests, []conformanceTest{
 		{"KeyringTermsRoundTrip", testKeyringTerms},
 		{"KeyringCheckRoundTrip", testKeyringCheck},
 		{"SecretVersionsRoundTrip", testSecretVersions},

@@ -106,7 +106,10 @@ func Run(t *testing.T, open func(t *testing.T) keys.Store) {
 // moreTests are the conformance tests of each capability's store methods,
 // added by the file that tests them (events.go, webhooks.go, …) in its
 // init, so capabilities do not crowd one list.
-var moreTests []struct {
+var moreTests []conformanceTest
+
+// conformanceTest is one named test of the suite.
+type conformanceTest = struct {
 	name string
 	fn   func(*testing.T, keys.Store)
 }

@@ -12,10 +12,7 @@ import (
 )
 
 func init() {
-	moreTests = append(moreTests, []struct {
-		name string
-		fn   func(*testing.T, keys.Store)
-	}{
+	moreTests = append(moreTests, []conformanceTest{
 		{"WebhookRoundTripAndIsolation", testWebhookRoundTrip},
 		{"WebhooksForFilterByTypeAndCreation", testWebhooksFor},
 		{"WebhookDeleteTakesItsDeliveries", testWebhookDelete},
