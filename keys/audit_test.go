@@ -42,7 +42,6 @@ func TestMutationFailsWhenItsAuditEventCannotBeWritten(t *testing.T) {
 	f := newFixture(t, func(o *keys.Options) {
 		store = &brokenAudit{Store: o.Store}
 		o.Store = store
-		o.Sealer = newTestSealer(t)
 	})
 	ctx := context.Background()
 	k, key := f.create(t, keys.CreateParams{Settings: keys.Settings{Scopes: &[]string{"data:read"}}})

@@ -22,10 +22,11 @@ import (
 var t0 = time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 
 type fixture struct {
-	svc   *keys.Service
-	clock *fakeclock.Clock
-	admin *keys.Actor // tenant "acme" admin
-	other *keys.Actor // tenant "globex" admin
+	svc    *keys.Service
+	clock  *fakeclock.Clock
+	sealer keys.Sealer // the keyring the service seals with
+	admin  *keys.Actor // tenant "acme" admin
+	other  *keys.Actor // tenant "globex" admin
 }
 
 func newFixture(t testing.TB, opts ...func(*keys.Options)) *fixture {
@@ -60,7 +61,7 @@ func newFixture(t testing.TB, opts ...func(*keys.Options)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{svc: svc, clock: clock}
+	f := &fixture{svc: svc, clock: clock, sealer: o.Sealer}
 	for _, id := range []string{"acme", "globex"} {
 		_, _, tok, err := svc.CreateTenant(ctx, op, id, "")
 		if err != nil {

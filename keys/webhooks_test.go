@@ -3,11 +3,7 @@ package keys_test
 import (
 	"bytes"
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/rand"
 	"encoding/json"
-	"errors"
 	"strings"
 	"testing"
 
@@ -15,54 +11,16 @@ import (
 	"github.com/latchkeyhq/latchkey/keys"
 )
 
-// testSealer is AES-256-GCM under a random key: the keyring's contract
-// (a ciphertext opens only with the aad it was sealed with), for tests.
-type testSealer struct{ aead cipher.AEAD }
-
-func newTestSealer(t testing.TB) *testSealer {
-	k := make([]byte, 32)
-	if _, err := rand.Read(k); err != nil {
-		t.Fatal(err)
-	}
-	b, err := aes.NewCipher(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := cipher.NewGCM(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testSealer{aead: g}
-}
-
-func (s *testSealer) Seal(aad, plaintext []byte) ([]byte, error) {
-	nonce := make([]byte, s.aead.NonceSize())
-	if _, err := rand.Read(nonce); err != nil {
-		return nil, err
-	}
-	return s.aead.Seal(nonce, nonce, plaintext, aad), nil
-}
-
-func (s *testSealer) Open(aad, ct []byte) ([]byte, error) {
-	n := s.aead.NonceSize()
-	if len(ct) < n {
-		return nil, errors.New("short ciphertext")
-	}
-	return s.aead.Open(nil, ct[:n], ct[n:], aad)
-}
-
-func withSealer(s *testSealer) func(*keys.Options) {
+// withoutSealer runs the service with no keyring.
+func withoutSealer() func(*keys.Options) {
 	return func(o *keys.Options) {
 		o.Sealer = nil
-		if s != nil {
-			o.Sealer = s
-		}
 	}
 }
 
 func TestCreateWebhookShowsTheSecretOnceAndSealsIt(t *testing.T) {
-	sealer := newTestSealer(t)
-	f := newFixture(t, withSealer(sealer))
+	f := newFixture(t)
+	sealer := f.sealer
 	ctx := context.Background()
 	w, secret, err := f.svc.CreateWebhook(ctx, f.admin, keys.WebhookParams{URL: "https://hooks.example.com/in?token=abc", Events: []string{"key.revoked", "key.revoked", "key.created"}})
 	if err != nil {
@@ -103,7 +61,7 @@ func TestCreateWebhookShowsTheSecretOnceAndSealsIt(t *testing.T) {
 }
 
 func TestCreateWebhookValidates(t *testing.T) {
-	f := newFixture(t, withSealer(newTestSealer(t)))
+	f := newFixture(t)
 	ctx := context.Background()
 	for name, p := range map[string]keys.WebhookParams{
 		"no url":        {},
@@ -123,7 +81,7 @@ func TestCreateWebhookValidates(t *testing.T) {
 }
 
 func TestCreateWebhookWithoutSealerIsUnavailable(t *testing.T) {
-	f := newFixture(t, withSealer(nil))
+	f := newFixture(t, withoutSealer())
 	_, _, err := f.svc.CreateWebhook(context.Background(), f.admin, keys.WebhookParams{URL: "https://example.com/x"})
 	if latchkey.ErrorCode(err) != latchkey.EUnavailable {
 		t.Fatalf("without a sealer: %v, want unavailable", err)
@@ -131,7 +89,7 @@ func TestCreateWebhookWithoutSealerIsUnavailable(t *testing.T) {
 }
 
 func TestWebhooksAreTenantIsolated(t *testing.T) {
-	f := newFixture(t, withSealer(newTestSealer(t)))
+	f := newFixture(t)
 	ctx := context.Background()
 	w, _, err := f.svc.CreateWebhook(ctx, f.admin, keys.WebhookParams{URL: "https://example.com/x"})
 	if err != nil {
@@ -160,7 +118,7 @@ func TestWebhooksAreTenantIsolated(t *testing.T) {
 }
 
 func TestDeleteWebhookIsAudited(t *testing.T) {
-	f := newFixture(t, withSealer(newTestSealer(t)))
+	f := newFixture(t)
 	ctx := context.Background()
 	w, _, err := f.svc.CreateWebhook(ctx, f.admin, keys.WebhookParams{URL: "https://example.com/x"})
 	if err != nil {
@@ -185,7 +143,7 @@ func TestDeleteWebhookIsAudited(t *testing.T) {
 }
 
 func TestListWebhooksPages(t *testing.T) {
-	f := newFixture(t, withSealer(newTestSealer(t)))
+	f := newFixture(t)
 	ctx := context.Background()
 	for range 3 {
 		if _, _, err := f.svc.CreateWebhook(ctx, f.admin, keys.WebhookParams{URL: "https://example.com/x"}); err != nil {

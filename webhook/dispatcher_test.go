@@ -2,11 +2,7 @@ package webhook_test
 
 import (
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/rand"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -21,41 +17,11 @@ import (
 
 	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/internal/fakeclock"
+	"github.com/latchkeyhq/latchkey/keyring"
 	"github.com/latchkeyhq/latchkey/keys"
 	"github.com/latchkeyhq/latchkey/store/sqlite"
 	"github.com/latchkeyhq/latchkey/webhook"
 )
-
-// testSealer is AES-256-GCM under a random key, for tests.
-type testSealer struct{ aead cipher.AEAD }
-
-func newTestSealer(t testing.TB) *testSealer {
-	k := make([]byte, 32)
-	_, _ = rand.Read(k)
-	b, err := aes.NewCipher(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := cipher.NewGCM(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testSealer{aead: g}
-}
-
-func (s *testSealer) Seal(aad, pt []byte) ([]byte, error) {
-	nonce := make([]byte, s.aead.NonceSize())
-	_, _ = rand.Read(nonce)
-	return s.aead.Seal(nonce, nonce, pt, aad), nil
-}
-
-func (s *testSealer) Open(aad, ct []byte) ([]byte, error) {
-	n := s.aead.NonceSize()
-	if len(ct) < n {
-		return nil, errors.New("short")
-	}
-	return s.aead.Open(nil, ct[:n], ct[n:], aad)
-}
 
 var t0 = time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 
@@ -63,7 +29,7 @@ type fixture struct {
 	db     *sqlite.DB
 	svc    *keys.Service
 	clock  *fakeclock.Clock
-	sealer *testSealer
+	sealer keys.Sealer
 	admin  *keys.Actor
 }
 
@@ -75,7 +41,15 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	f := &fixture{db: db, clock: fakeclock.New(t0), sealer: newTestSealer(t)}
+	master, err := keyring.GenerateMasterKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := keyring.Open(ctx, db, master, keyring.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{db: db, clock: fakeclock.New(t0), sealer: kr}
 	f.svc = keys.New(keys.Options{Store: db, Now: f.clock.Now, Sealer: f.sealer})
 	root, _, _, err := f.svc.Bootstrap(ctx, "")
 	if err != nil {
