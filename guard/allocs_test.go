@@ -40,6 +40,25 @@ func TestBlockedAllocatesNothing(t *testing.T) {
 	}
 }
 
+// The exempt check costs no allocation either, for exempt addresses and
+// others, while some network is blocked (the only time Blocked makes it).
+func TestExemptCheckAllocatesNothing(t *testing.T) {
+	g := newGuard(t, guard.Options{Threshold: 1, Exempt: []netip.Prefix{
+		netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8::/32"),
+	}})
+	g.Fail(addr("192.0.2.1"), t0)
+	exempt, mapped, other := addr("10.1.2.3"), addr("::ffff:10.1.2.3"), addr("198.51.100.1")
+	allocs := testing.AllocsPerRun(1000, func() {
+		g.Blocked(exempt, t0)
+		g.Blocked(mapped, t0)
+		g.Blocked(other, t0)
+		g.Fail(exempt, t0)
+	})
+	if allocs != 0 {
+		t.Errorf("the exempt check allocates %.1f times per run, want 0", allocs)
+	}
+}
+
 func BenchmarkBlocked(b *testing.B) {
 	ip := addr("192.0.2.1")
 	b.Run("nothing-blocked", func(b *testing.B) {

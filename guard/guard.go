@@ -36,12 +36,28 @@
 // full, arbitrary unblocked networks are forgotten first, blocked ones only
 // when nothing else is left.
 //
+// # Exempt networks
+//
+// Options.Exempt lists ranges the guard leaves alone: their failures are
+// not counted and they are never blocked, even when the counting network
+// they lie in is (an exempt /32 inside a blocked /24 is still answered).
+// The check is a scan of the list, made only when a failure is counted or
+// when some network is blocked, so the fast path does not pay for it.
+//
+// # Who is counted
+//
+// The guard counts what its caller names. httpapi names the network the
+// request came from (the connection, or the client a trusted proxy names)
+// and, on POST /v1/keys/verify, the body's ip only when the caller is
+// trusted; docs/limits.md describes the model.
+//
 // The guard never reads the clock; every method takes the caller's now.
 package guard
 
 import (
 	"math/bits"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,6 +84,10 @@ type Options struct {
 	// MaxNetworks bounds how many networks are tracked at once (default
 	// 100 000; each costs about 100 bytes).
 	MaxNetworks int
+	// Exempt are ranges whose failures are never counted and which are
+	// never blocked (--guard-exempt). Each must be a valid, masked prefix,
+	// IPv4 ranges in IPv4 form (ParseNetworks gives such).
+	Exempt []netip.Prefix
 }
 
 // Defaults for Options.
@@ -97,6 +117,7 @@ type Guard struct {
 	perShard  int
 	shardBits int // log2(len(shards))
 	shards    []shard
+	exempt    []netip.Prefix
 
 	// horizon is the latest end of any block so far (nil before the
 	// first). While now is past it nothing is blocked, and Blocked answers
@@ -150,6 +171,11 @@ func New(o Options) (*Guard, error) {
 	case o.MaxNetworks < 1:
 		return nil, latchkey.Errorf(latchkey.EInvalid, "guard max networks must be positive")
 	}
+	for _, p := range o.Exempt {
+		if err := checkExempt(p); err != "" {
+			return nil, latchkey.Errorf(latchkey.EInvalid, "guard exempt range %s: %s", p, err)
+		}
+	}
 	n := maxShards
 	for n > 1 && o.MaxNetworks/n < minPerShard {
 		n /= 2
@@ -165,6 +191,7 @@ func New(o Options) (*Guard, error) {
 		perShard:  o.MaxNetworks / n,
 		shardBits: bits.TrailingZeros(uint(n)),
 		shards:    make([]shard, n),
+		exempt:    append([]netip.Prefix(nil), o.Exempt...),
 	}
 	for i := range g.shards {
 		g.shards[i].m = make(map[netKey]entry)
@@ -258,7 +285,7 @@ func (g *Guard) Blocked(ip netip.Addr, now time.Time) (retryAfter time.Duration,
 		return 0, false
 	}
 	k, ok := g.key(ip)
-	if !ok {
+	if !ok || g.isExempt(ip) {
 		return 0, false
 	}
 	s := g.shard(k)
@@ -274,11 +301,11 @@ func (g *Guard) Blocked(ip netip.Addr, now time.Time) (retryAfter time.Duration,
 // Fail counts a failed verification from ip (a malformed, unknown,
 // revoked, expired or suspended key) and reports whether this failure
 // blocked its network, so that the caller can log the block once. Failures
-// from a network that is already blocked, and from the zero Addr, are not
-// counted.
+// from a network that is already blocked, from an exempt range, and from
+// the zero Addr, are not counted.
 func (g *Guard) Fail(ip netip.Addr, now time.Time) (blockedNow bool) {
 	k, ok := g.key(ip)
-	if !ok {
+	if !ok || g.isExempt(ip) {
 		return false
 	}
 	s := g.shard(k)
@@ -317,6 +344,82 @@ func (g *Guard) Fail(ip netip.Addr, now time.Time) (blockedNow bool) {
 // threshold. It exists so that callers report both outcomes and the
 // policy stays here, in one place; today it changes nothing.
 func (g *Guard) Succeed(ip netip.Addr, now time.Time) {}
+
+// isExempt reports whether ip lies in an exempt range. It does not
+// allocate.
+func (g *Guard) isExempt(ip netip.Addr) bool {
+	if len(g.exempt) == 0 {
+		return false
+	}
+	ip = ip.Unmap().WithZone("")
+	for _, p := range g.exempt {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkExempt says what is wrong with an exempt range, "" if nothing.
+func checkExempt(p netip.Prefix) string {
+	switch {
+	case !p.IsValid():
+		return "not a valid range"
+	case p.Addr().Is4In6():
+		return "an IPv4-mapped range; give it in IPv4 form"
+	case p != p.Masked():
+		return "address bits set past the prefix length; did you mean " + p.Masked().String() + "?"
+	}
+	return ""
+}
+
+// ParseNetworks reads a comma-separated list of CIDR ranges and addresses
+// (an address is a range of one), as --guard-exempt takes it. Blank input
+// is no ranges. Every entry must be a range in canonical form: an empty
+// entry, an address with a zone, an IPv4-mapped IPv6 form and a range with
+// bits set past its prefix length ("10.0.0.1/8") are refused, not guessed
+// at, since an exemption wider or narrower than meant is a silent hole.
+func ParseNetworks(list string) ([]netip.Prefix, error) {
+	if strings.TrimSpace(list) == "" {
+		return nil, nil
+	}
+	var out []netip.Prefix
+	for item := range strings.SplitSeq(list, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			return nil, latchkey.Errorf(latchkey.EInvalid, "empty entry in a list of networks (a comma too many?)")
+		}
+		var p netip.Prefix
+		if strings.Contains(item, "/") {
+			var err error
+			if p, err = netip.ParsePrefix(item); err != nil {
+				return nil, latchkey.Errorf(latchkey.EInvalid, "%q is not a CIDR range such as 10.0.0.0/8 or 2001:db8::/32", clip(item))
+			}
+		} else {
+			a, err := netip.ParseAddr(item)
+			if err != nil {
+				return nil, latchkey.Errorf(latchkey.EInvalid, "%q is not a CIDR range such as 10.0.0.0/8 or 2001:db8::/32, nor an address", clip(item))
+			}
+			if a.Zone() != "" {
+				return nil, latchkey.Errorf(latchkey.EInvalid, "%q: an address with a zone cannot name a network", clip(item))
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		if err := checkExempt(p); err != "" {
+			return nil, latchkey.Errorf(latchkey.EInvalid, "%q: %s", clip(item), err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// clip shortens s for an error message.
+func clip(s string) string {
+	if len(s) > 60 {
+		return s[:60] + "…"
+	}
+	return s
+}
 
 // raiseHorizon moves the horizon to until if that is later.
 func (g *Guard) raiseHorizon(until time.Time) {
