@@ -15,7 +15,7 @@ import (
 func (s *Server) admin(scope string, h func(http.ResponseWriter, *http.Request, *keys.Actor) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ip := s.clientIP(r)
-		if retry, blocked := s.blocked(ip); blocked {
+		if retry, blocked := s.blocked(ip); blocked && !s.ownerKey(r.Context(), credential(r), ip) {
 			s.writeError(w, r, errGuarded(w, retry))
 			return
 		}

@@ -51,7 +51,7 @@ func (s *Server) seedKeyFast(w http.ResponseWriter, r *http.Request, id, provide
 	ip := s.clientIP(r)
 	var err error
 	var actorID string
-	if retry, blocked := s.blocked(ip); blocked {
+	if retry, blocked := s.blocked(ip); blocked && !s.ownerKey(r.Context(), credential(r), ip) {
 		err = errGuarded(w, retry)
 	} else {
 		var a keys.Actor

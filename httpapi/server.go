@@ -385,6 +385,44 @@ func (s *Server) isTrusted(a netip.Addr) bool {
 	return false
 }
 
+// guardSubject is the address the guard counts a verification against:
+// the client a trusted caller names in the verify body (a service
+// verifying on its users' behalf), otherwise the caller itself. A caller
+// is trusted when the address it resolves to (clientIP: the connection,
+// or the client trusted proxies name) is itself in --trusted-proxies, so
+// naming the client in the body is believed exactly as far as naming it
+// in X-Forwarded-For would be. An untrusted caller's body ip still
+// feeds the key's IP allowlist, as documented, but not the guard: an
+// attacker could otherwise name a new address with each guess.
+func (s *Server) guardSubject(caller, named netip.Addr) netip.Addr {
+	if named.IsValid() && caller.IsValid() && s.isTrusted(caller) {
+		return named
+	}
+	return caller
+}
+
+// ownerKey reports whether key is valid from ip and holds one of
+// Latchkey's own admin scopes: such a request is never refused by the
+// guard, so that failures anyone on the owners' network can cause never
+// lock the owners out. It is asked only once the network is blocked, so
+// the unblocked path does not pay for it; it may read the store for a key
+// the cache does not hold (unknown keys are then cached as such).
+func (s *Server) ownerKey(ctx context.Context, key string, ip netip.Addr) bool {
+	if key == "" {
+		return false
+	}
+	var a keys.Actor
+	if s.svc.AuthenticateInto(ctx, key, ip, "", &a) != nil {
+		return false
+	}
+	for _, sc := range latchkey.AdminScopes {
+		if latchkey.ScopesAllow(a.Scopes, sc) {
+			return true
+		}
+	}
+	return false
+}
+
 // blocked reports whether the guard holds ip's network back, and for how
 // long.
 func (s *Server) blocked(ip netip.Addr) (time.Duration, bool) {

@@ -68,10 +68,12 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	caller := s.clientIP(r)
+	guarded := s.guardSubject(caller, req.IP)
 	if !req.IP.IsValid() {
-		req.IP = s.clientIP(r)
+		req.IP = caller
 	}
-	if retry, blocked := s.blocked(req.IP); blocked {
+	if retry, blocked := s.blocked(guarded); blocked {
 		code = CodeGuarded
 		s.writeError(w, r, errGuarded(w, retry))
 		return
@@ -84,7 +86,7 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) {
 	}
 	code = v.Code
 	if codeStatus[v.Code] == http.StatusUnauthorized {
-		s.failed(req.IP)
+		s.failed(guarded)
 	}
 	resp := VerifyResponse{Valid: v.Valid(), Code: v.Code, Missing: v.Missing}
 	if e := v.Entry; e != nil {

@@ -50,6 +50,7 @@ type serverConfig struct {
 	GuardThreshold int
 	GuardWindow    time.Duration
 	GuardCooloff   time.Duration
+	GuardExempt    string // comma-separated CIDRs the guard never blocks
 	MetricsAddr    string // "": GET /metrics on the main listener
 
 	// EventRetention is how long dispatched events (webhook events and
@@ -125,6 +126,7 @@ func runServer(ctx context.Context, e *env, args []string) error {
 	fs.IntVar(&cfg.GuardThreshold, "guard-threshold", 20, "failed key checks from one network (IPv4 /24, IPv6 /64) within --guard-window that block it (0: no guard)")
 	fs.DurationVar(&cfg.GuardWindow, "guard-window", time.Minute, "window in which failed key checks are counted")
 	fs.DurationVar(&cfg.GuardCooloff, "guard-cooloff", 5*time.Minute, "how long a blocked network is answered 429")
+	fs.StringVar(&cfg.GuardExempt, "guard-exempt", e.getenv("LATCHKEY_GUARD_EXEMPT"), "comma-separated CIDRs/addresses whose failed key checks are never counted and which are never blocked (env LATCHKEY_GUARD_EXEMPT)")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", e.getenv("LATCHKEY_METRICS_ADDR"), "serve GET /metrics only on this separate address, e.g. 127.0.0.1:9090, not on --addr (env LATCHKEY_METRICS_ADDR)")
 	fs.IntVar(&cfg.DeniedPerMinute, "denied-per-minute", 10, "denied verifications of one key per minute written to the audit log as key.denied (the rest are counted; -1: none)")
 	longDuration(fs, "dormant-after", &cfg.Dormancy, "a key unused this long raises a dormant_key_used anomaly when used again (default 30d; 0: off)")
@@ -196,6 +198,10 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 	trusted, err := httpapi.ParseTrustedProxies(cfg.TrustedProxies)
 	if err != nil {
 		return err
+	}
+	exempt, err := guard.ParseNetworks(cfg.GuardExempt)
+	if err != nil {
+		return latchkey.Errorf(latchkey.EInvalid, "--guard-exempt: %s", latchkey.ErrorMessage(err))
 	}
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return latchkey.Errorf(latchkey.EInvalid, "--tls-cert and --tls-key go together")
@@ -306,7 +312,7 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 	}
 	var brute *guard.Guard
 	if cfg.GuardThreshold > 0 {
-		if brute, err = guard.New(guard.Options{Threshold: cfg.GuardThreshold, Window: cfg.GuardWindow, Cooloff: cfg.GuardCooloff}); err != nil {
+		if brute, err = guard.New(guard.Options{Threshold: cfg.GuardThreshold, Window: cfg.GuardWindow, Cooloff: cfg.GuardCooloff, Exempt: exempt}); err != nil {
 			return fmt.Errorf("--guard-*: %w", err)
 		}
 	}
