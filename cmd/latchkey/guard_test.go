@@ -185,4 +185,18 @@ func TestE2EGuardTrustedServiceVerifiesForManyClients(t *testing.T) {
 	if r := ts.forwardAuth(t, good); r.Status != http.StatusOK {
 		t.Fatalf("forward-auth from the service's network: %d", r.Status)
 	}
+	// A caller the trusted proxy forwards for is trusted only if its own
+	// address is: this one is not, so the ips it names are not believed
+	// and its guesses count against its own network.
+	untrusted := map[string]string{"X-Forwarded-For": "192.0.2.50"}
+	for i := range 6 {
+		r := do(t, "POST", ts.URL+"/v1/keys/verify", untrusted, map[string]any{"key": unknownKey(), "ip": fmt.Sprintf("198.18.%d.1", i)})
+		want := http.StatusOK
+		if i == 5 {
+			want = http.StatusTooManyRequests
+		}
+		if r.Status != want {
+			t.Fatalf("untrusted caller behind the proxy, guess %d: %d %s, want %d", i+1, r.Status, r.Raw, want)
+		}
+	}
 }
