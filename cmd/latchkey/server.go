@@ -115,7 +115,7 @@ func runServer(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&cfg.Addr, "addr", envOr(e, "LATCHKEY_ADDR", ":8080"), "listen address (env LATCHKEY_ADDR)")
 	fs.StringVar(&cfg.DB, "db", envOr(e, "LATCHKEY_DB", "./latchkey.db"), "SQLite file (env LATCHKEY_DB)")
 	fs.StringVar(&cfg.MasterKeyFile, "master-key-file", e.getenv("LATCHKEY_MASTER_KEY_FILE"), "file holding the keyring's master key (base64, mode 0600), created on first start; default: beside --db, named after it with .master-key (env LATCHKEY_MASTER_KEY_FILE; LATCHKEY_MASTER_KEY gives the key itself)")
-	fs.StringVar(&cfg.TrustedProxies, "trusted-proxies", e.getenv("LATCHKEY_TRUSTED_PROXIES"), "comma-separated addresses/CIDRs whose X-Forwarded-For is believed (env LATCHKEY_TRUSTED_PROXIES)")
+	fs.StringVar(&cfg.TrustedProxies, "trusted-proxies", e.getenv("LATCHKEY_TRUSTED_PROXIES"), "comma-separated addresses/CIDRs whose X-Forwarded-For, and verify body ip for the brute-force guard, are believed (env LATCHKEY_TRUSTED_PROXIES)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", e.getenv("LATCHKEY_TLS_CERT"), "TLS certificate file (env LATCHKEY_TLS_CERT)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", e.getenv("LATCHKEY_TLS_KEY"), "TLS private key file (env LATCHKEY_TLS_KEY)")
 	fs.StringVar(&cfg.LogLevel, "log-level", envOr(e, "LATCHKEY_LOG_LEVEL", "info"), "debug, info, warn or error (env LATCHKEY_LOG_LEVEL)")
