@@ -29,7 +29,7 @@ type errorDetail struct {
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	code := latchkey.ErrorCode(err)
 	if code == latchkey.EInternal {
-		s.log.ErrorContext(r.Context(), "request failed", "request_id", requestID(r.Context()), "method", r.Method, "path", r.URL.Path, "err", err)
+		s.log.ErrorContext(r.Context(), "request failed", "request_id", requestID(r.Context()), "method", r.Method, "path", logPath(r.URL.Path), "err", err)
 	}
 	if code == latchkey.EUnauthenticated {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="latchkey"`)
@@ -139,7 +139,40 @@ func logAttrs(r *http.Request, status int) []slog.Attr {
 	return []slog.Attr{
 		slog.String("request_id", requestID(r.Context())),
 		slog.String("method", r.Method),
-		slog.String("path", r.URL.Path),
+		slog.String("path", logPath(r.URL.Path)),
 		slog.Int("status", status),
 	}
 }
+
+// logPath is a request path as logs may show it: a segment that parses as
+// a key (pasted where an id or a name belongs) becomes "[redacted]". A
+// path without one is returned as it is, without allocating.
+func logPath(p string) string {
+	var b []byte
+	start := 0
+	for i := 0; i <= len(p); i++ {
+		if i < len(p) && p[i] != '/' {
+			continue
+		}
+		seg := p[start:i]
+		if _, err := latchkey.ParseToken(seg); err == nil {
+			if b == nil {
+				b = make([]byte, 0, len(p))
+				b = append(b, p[:start]...)
+			}
+			b = append(b, redacted...)
+		} else if b != nil {
+			b = append(b, seg...)
+		}
+		if i < len(p) && b != nil {
+			b = append(b, '/')
+		}
+		start = i + 1
+	}
+	if b == nil {
+		return p
+	}
+	return string(b)
+}
+
+const redacted = "[redacted]"
