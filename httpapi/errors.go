@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -56,6 +57,11 @@ var jsonContentType = []string{"application/json"}
 // unknown fields (a misspelt field is a mistake the caller wants to hear
 // about) and trailing data. Errors are EInvalid and name the field.
 func decodeJSON(data []byte, v any) error {
+	if t := bytes.TrimLeft(data, " \t\r\n"); len(t) > 0 && t[0] != '{' {
+		// null, a list or a scalar would decode as an empty object, or
+		// fail with a message about Go types.
+		return latchkey.Errorf(latchkey.EInvalid, "body must be a JSON object")
+	}
 	dec := json.NewDecoder(strings.NewReader(string(data)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

@@ -91,7 +91,7 @@ func TestE2EEveryWriteRouteRefusesAnUndecodableBody(t *testing.T) {
 		{"POST", "/v1/keyring/rotate", true},
 		{"POST", "/v1/keyring/rewrap", false},
 	}
-	for _, body := range []string{"garbage", `{"bogus": 1}`, `[]`, `{} {}`} {
+	for _, body := range []string{"garbage", "null", `{"bogus": 1}`, `[]`, `{} {}`} {
 		for _, rt := range routes {
 			r := ts.call(t, rt.method, rt.path, ts.Root, body)
 			if r.Status != http.StatusBadRequest || r.errCode() != latchkey.EInvalid {
