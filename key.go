@@ -194,6 +194,7 @@ func ValidateMeta(meta map[string]any) error {
 
 // ParseIPAllow parses an allowlist of IP addresses and CIDR ranges ("10.0.0.0/8",
 // "192.0.2.7", "2001:db8::/32"); a bare address becomes a single-host range.
+// An IPv6 zone ("fe80::1%eth0") is refused, never dropped.
 func ParseIPAllow(in []string) ([]netip.Prefix, error) {
 	out := make([]netip.Prefix, 0, len(in))
 	for _, s := range in {
@@ -208,6 +209,11 @@ func ParseIPAllow(in []string) ([]netip.Prefix, error) {
 			a, err := netip.ParseAddr(s)
 			if err != nil {
 				return nil, Errorf(EInvalid, "ip_allow %q: not an IP address or CIDR range", clip(s, 60))
+			}
+			if a.Zone() != "" {
+				// A zone names an interface of one host; an allowlist
+				// entry cannot mean it, and dropping it would widen it.
+				return nil, Errorf(EInvalid, "ip_allow %q: an IPv6 zone (%%…) is not allowed", clip(s, 60))
 			}
 			a = a.Unmap()
 			p = netip.PrefixFrom(a, a.BitLen())

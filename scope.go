@@ -6,9 +6,10 @@ import (
 )
 
 // Scopes are "resource:action" strings such as "agent:activate" or
-// "data:read", 1 to 4 segments of [a-z0-9_.-] joined by ':'. A granted scope
-// may use '*' for a whole segment ("agent:*", "*:read"). A lone "*" is the
-// same as "*:*" for two-segment scopes and matches scopes of any length.
+// "data:read": exactly two segments of [a-z0-9_.-] joined by ':'. A granted
+// scope may use '*' for a whole segment ("agent:*", "*:read"). A lone "*" is
+// the same as "*:*". Resources are "kind:name" ("agent:report-generator"),
+// exactly two segments too, or a lone "*".
 //
 // Latchkey's own admin scopes (AdminScopes) are never reached through a
 // wildcard first segment: "*:*" gives every product permission but not
@@ -46,7 +47,8 @@ var Presets = map[string][]string{
 	"full":    {"*:*"},
 }
 
-const maxSegments = 4
+// segments is how many ':'-separated parts a scope and a resource have.
+const segments = 2
 
 // ValidateScope reports whether s is a well-formed scope (wildcards allowed).
 func ValidateScope(s string) error {
@@ -94,8 +96,8 @@ func validateSegments(s string, ok func(byte) bool, prefixGlob bool) string {
 			}
 		}
 	}
-	if n > maxSegments {
-		return "more than 4 segments"
+	if n != segments {
+		return "expected two parts joined by ':', such as data:read or agent:name"
 	}
 	return ""
 }

@@ -3,6 +3,7 @@ package latchkey_test
 import (
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,7 +71,7 @@ func TestExpandScopesPresets(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("got %q, want %q", got, want)
 	}
-	for _, bad := range []string{"", "Data:read", "a::b", "a:b:c:d:e", "data:re ad", "da*ta:read"} {
+	for _, bad := range []string{"", "Data:read", "a::b", "a:b:c:d:e", "data:re ad", "da*ta:read", "data", "data:read:all", "a:b:c:d", "*:*:*"} {
 		if _, err := latchkey.ExpandScopes([]string{bad}); latchkey.ErrorCode(err) != latchkey.EInvalid {
 			t.Errorf("scope %q: err = %v, want invalid", bad, err)
 		}
@@ -153,7 +154,7 @@ func TestIPAllow(t *testing.T) {
 	if !latchkey.IPAllowed(nil, netip.MustParseAddr("203.0.113.1")) {
 		t.Error("an empty allowlist must allow every address")
 	}
-	for _, bad := range []string{"10.0.0.0/33", "host.example", "", "::ffff:1.2.3.4/64"} {
+	for _, bad := range []string{"10.0.0.0/33", "host.example", "", "::ffff:1.2.3.4/64", "fe80::1%eth0", "fe80::1%eth0/64"} {
 		if _, err := latchkey.ParseIPAllow([]string{bad}); latchkey.ErrorCode(err) != latchkey.EInvalid {
 			t.Errorf("ParseIPAllow(%q) err = %v, want invalid", bad, err)
 		}
@@ -214,4 +215,52 @@ func TestFormatDurationUsesTheLargestWholeUnit(t *testing.T) {
 			t.Errorf("FormatDuration(%v) = %q, want %q", d, got, want)
 		}
 	}
+}
+
+// FuzzValidateScope: an accepted scope or resource is "*" or exactly two
+// non-empty parts; an error is invalid and never quotes more than 200 bytes.
+func FuzzValidateScope(f *testing.F) {
+	for _, s := range []string{"data:read", "*", "*:*", "agent:*", "data", "a:b:c", "agent:nlp-*", "a::b", ":", "Agent:X/y@z"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for name, validate := range map[string]func(string) error{"scope": latchkey.ValidateScope, "resource": latchkey.ValidateResource} {
+			err := validate(s)
+			if err != nil {
+				if latchkey.ErrorCode(err) != latchkey.EInvalid {
+					t.Fatalf("%s %q: %v, want invalid", name, s, err)
+				}
+				continue
+			}
+			if s == "*" {
+				continue
+			}
+			kind, rest, ok := strings.Cut(s, ":")
+			if !ok || kind == "" || rest == "" || strings.Contains(rest, ":") {
+				t.Fatalf("%s %q accepted; want exactly two parts", name, s)
+			}
+		}
+	})
+}
+
+// FuzzParseIPAllow: every accepted entry is a masked prefix without a
+// zone; errors are invalid.
+func FuzzParseIPAllow(f *testing.F) {
+	for _, s := range []string{"10.0.0.0/8", "192.0.2.7", "2001:db8::/32", "::ffff:198.51.100.0/120", "fe80::1%eth0", "fe80::1%eth0/64", "", "x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		ps, err := latchkey.ParseIPAllow([]string{s})
+		if err != nil {
+			if latchkey.ErrorCode(err) != latchkey.EInvalid {
+				t.Fatalf("ParseIPAllow(%q): %v, want invalid", s, err)
+			}
+			return
+		}
+		for _, p := range ps {
+			if !p.IsValid() || p.Addr().Zone() != "" || p != p.Masked() {
+				t.Fatalf("ParseIPAllow(%q) = %v", s, p)
+			}
+		}
+	})
 }

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -29,7 +30,7 @@ type errorDetail struct {
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	code := latchkey.ErrorCode(err)
 	if code == latchkey.EInternal {
-		s.log.ErrorContext(r.Context(), "request failed", "request_id", requestID(r.Context()), "method", r.Method, "path", r.URL.Path, "err", err)
+		s.log.ErrorContext(r.Context(), "request failed", "request_id", requestID(r.Context()), "method", r.Method, "path", logPath(r.URL.Path), "err", err)
 	}
 	if code == latchkey.EUnauthenticated {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="latchkey"`)
@@ -56,6 +57,11 @@ var jsonContentType = []string{"application/json"}
 // unknown fields (a misspelt field is a mistake the caller wants to hear
 // about) and trailing data. Errors are EInvalid and name the field.
 func decodeJSON(data []byte, v any) error {
+	if t := bytes.TrimLeft(data, " \t\r\n"); len(t) > 0 && t[0] != '{' {
+		// null, a list or a scalar would decode as an empty object, or
+		// fail with a message about Go types.
+		return latchkey.Errorf(latchkey.EInvalid, "body must be a JSON object")
+	}
 	dec := json.NewDecoder(strings.NewReader(string(data)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -139,7 +145,40 @@ func logAttrs(r *http.Request, status int) []slog.Attr {
 	return []slog.Attr{
 		slog.String("request_id", requestID(r.Context())),
 		slog.String("method", r.Method),
-		slog.String("path", r.URL.Path),
+		slog.String("path", logPath(r.URL.Path)),
 		slog.Int("status", status),
 	}
 }
+
+// logPath is a request path as logs may show it: a segment that parses as
+// a key (pasted where an id or a name belongs) becomes "[redacted]". A
+// path without one is returned as it is, without allocating.
+func logPath(p string) string {
+	var b []byte
+	start := 0
+	for i := 0; i <= len(p); i++ {
+		if i < len(p) && p[i] != '/' {
+			continue
+		}
+		seg := p[start:i]
+		if _, err := latchkey.ParseToken(seg); err == nil {
+			if b == nil {
+				b = make([]byte, 0, len(p))
+				b = append(b, p[:start]...)
+			}
+			b = append(b, redacted...)
+		} else if b != nil {
+			b = append(b, seg...)
+		}
+		if i < len(p) && b != nil {
+			b = append(b, '/')
+		}
+		start = i + 1
+	}
+	if b == nil {
+		return p
+	}
+	return string(b)
+}
+
+const redacted = "[redacted]"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
@@ -166,7 +167,7 @@ func (s *Server) suspendKey(w http.ResponseWriter, r *http.Request, a *keys.Acto
 }
 
 func (s *Server) resumeKey(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
-	if _, err := readBody(w, r, s.maxBody); err != nil {
+	if err := s.readEmptyBody(w, r); err != nil {
 		return err
 	}
 	return s.keyResult(w, http.StatusOK)(s.svc.ResumeKey(r.Context(), a, r.PathValue("id")))
@@ -182,6 +183,16 @@ func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request, a *keys.Actor
 		return err
 	}
 	return s.keyResult(w, http.StatusOK)(s.svc.RevokeKey(r.Context(), a, r.PathValue("id"), reason))
+}
+
+// readEmptyBody reads the body of a route that takes none: empty or {}.
+// Errors: EInvalid, ETooLarge.
+func (s *Server) readEmptyBody(w http.ResponseWriter, r *http.Request) error {
+	body, err := readBody(w, r, s.maxBody)
+	if err != nil {
+		return err
+	}
+	return decodeEmpty(body)
 }
 
 // keyResult writes a service call's key, or passes its error on.
@@ -236,6 +247,10 @@ func (s *Server) listTenants(w http.ResponseWriter, r *http.Request, a *keys.Act
 // releaseLease ends a concurrency lease; the key that holds it or an admin
 // key of its tenant may. 204 on success.
 func (s *Server) releaseLease(w http.ResponseWriter, r *http.Request) {
+	if err := s.readEmptyBody(w, r); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	if err := s.svc.ReleaseLease(r.Context(), credential(r), s.clientIP(r), r.PathValue("id")); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -265,6 +280,19 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
+// keyPath serves a /v1/keys/{id}… route only when {id} is meant as a key
+// id ("key_…"): GET /v1/keys/export is a route that does not exist, not a
+// key that does not, and says so.
+func (s *Server) keyPath(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.PathValue("id"), "key_") {
+			s.noRoute(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
 func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
-	s.writeError(w, r, latchkey.Errorf(latchkey.ENotFound, "no route %s %.100s", r.Method, r.URL.Path))
+	s.writeError(w, r, latchkey.Errorf(latchkey.ENotFound, "no such route %s %.100s", r.Method, logPath(r.URL.Path)))
 }

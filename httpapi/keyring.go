@@ -34,7 +34,7 @@ func (s *Server) rotateKeyring(w http.ResponseWriter, r *http.Request, a *keys.A
 	if err := operator(a); err != nil {
 		return err
 	}
-	if _, err := readBody(w, r, s.maxBody); err != nil {
+	if err := s.readEmptyBody(w, r); err != nil {
 		return err
 	}
 	if s.keyring == nil {

@@ -130,7 +130,7 @@ func decodeRotate(data []byte) (keys.RotateParams, error) {
 		GracePeriod *latchkey.Duration `json:"grace_period"`
 		ExpiresIn   *latchkey.Duration `json:"expires_in"`
 	}
-	if len(data) > 0 {
+	if !blank(data) {
 		if err := decodeJSON(data, &b); err != nil {
 			return keys.RotateParams{}, err
 		}
@@ -152,23 +152,52 @@ type suspendBody struct {
 	Reason   string            `json:"reason"`
 }
 
-// decodeSuspend reads POST /v1/keys/{id}/suspend.
+// decodeSuspend reads POST /v1/keys/{id}/suspend. Without a duration the
+// key is suspended until resumed; a zero duration means no time at all, as
+// everywhere in the API, and a suspension that ends as it begins is
+// refused rather than read as "until resumed" (docs/api.md).
 func decodeSuspend(data []byte) (suspendBody, error) {
-	var b suspendBody
-	if len(data) > 0 {
+	var b struct {
+		Duration *latchkey.Duration `json:"duration"`
+		Reason   string             `json:"reason"`
+	}
+	if !blank(data) {
 		if err := decodeJSON(data, &b); err != nil {
 			return suspendBody{}, err
 		}
 	}
-	return b, nil
+	out := suspendBody{Reason: b.Reason}
+	if b.Duration != nil {
+		if *b.Duration <= 0 {
+			return suspendBody{}, latchkey.Errorf(latchkey.EInvalid, "duration must be positive; leave it out to suspend until resumed")
+		}
+		out.Duration = *b.Duration
+	}
+	return out, nil
 }
+
+// decodeEmpty reads the body of a route that takes none (resume, keyring
+// rotate, lease release, delivery retry): nothing, or an empty JSON
+// object. Anything else is refused, so that a client that meant to send
+// something learns it was not read.
+func decodeEmpty(data []byte) error {
+	if blank(data) {
+		return nil
+	}
+	var b struct{}
+	return decodeJSON(data, &b)
+}
+
+// blank reports whether a body is empty (whitespace counts as empty), which
+// the routes whose every field is optional take as "all defaults".
+func blank(data []byte) bool { return len(bytes.TrimSpace(data)) == 0 }
 
 // decodeRevoke reads POST /v1/keys/{id}/revoke.
 func decodeRevoke(data []byte) (string, error) {
 	var b struct {
 		Reason string `json:"reason"`
 	}
-	if len(data) > 0 {
+	if !blank(data) {
 		if err := decodeJSON(data, &b); err != nil {
 			return "", err
 		}
@@ -216,8 +245,8 @@ func decodeVerify(data []byte) (keys.VerifyRequest, error) {
 	}
 	if b.IP != "" {
 		ip, err := netip.ParseAddr(b.IP)
-		if err != nil {
-			return keys.VerifyRequest{}, latchkey.Errorf(latchkey.EInvalid, "ip %.60q is not an IP address", b.IP)
+		if err != nil || ip.Zone() != "" {
+			return keys.VerifyRequest{}, latchkey.Errorf(latchkey.EInvalid, "ip %.60q is not an IP address without a zone", b.IP)
 		}
 		req.IP = ip.Unmap()
 	}

@@ -1,9 +1,11 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/latchkeyhq/latchkey"
@@ -69,9 +71,80 @@ func FuzzDecodeSuspend(f *testing.F) {
 	for _, s := range bodySeeds {
 		f.Add([]byte(s))
 	}
+	f.Add([]byte(`{"duration": "0s"}`))
+	f.Add([]byte(`{"duration": "0"}`))
+	f.Add([]byte(`{"duration": null}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		_, err := decodeSuspend(b)
+		s, err := decodeSuspend(b)
 		checkDecode(t, err)
+		if err == nil && s.Duration < 0 {
+			t.Fatalf("accepted a negative duration: %+v", s)
+		}
+		// A zero duration is refused, never read as "until resumed".
+		var probe struct{ Duration *string }
+		if err == nil && json.Unmarshal(b, &probe) == nil && probe.Duration != nil && s.Duration == 0 {
+			t.Fatalf("accepted duration %q as 0 (until resumed)", *probe.Duration)
+		}
+	})
+}
+
+func TestDecodeSuspendRefusesZero(t *testing.T) {
+	for _, b := range []string{`{"duration": "0s"}`, `{"duration": "0"}`, `{"duration": "0h0m"}`} {
+		if _, err := decodeSuspend([]byte(b)); latchkey.ErrorCode(err) != latchkey.EInvalid {
+			t.Errorf("decodeSuspend(%s) = %v, want invalid", b, err)
+		}
+	}
+	if s, err := decodeSuspend([]byte(`{"reason": "r"}`)); err != nil || s.Duration != 0 {
+		t.Fatalf("no duration: %+v %v", s, err)
+	}
+}
+
+// FuzzDecodeEmpty: a route that takes no body accepts nothing, blanks or
+// an empty object, and refuses everything else as invalid.
+func FuzzDecodeEmpty(f *testing.F) {
+	for _, s := range append(bodySeeds, " ", "\n", "{ }", "garbage", "{}{}") {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		err := decodeEmpty(b)
+		checkDecode(t, err)
+		if err != nil || blank(b) {
+			return
+		}
+		var m map[string]json.RawMessage
+		if json.Unmarshal(b, &m) != nil || m == nil || len(m) != 0 {
+			t.Fatalf("decodeEmpty accepted %q", b)
+		}
+	})
+}
+
+// FuzzLogPath: no segment of a logged path parses as a key, and a path
+// without one is logged as it is.
+func FuzzLogPath(f *testing.F) {
+	tok, _ := latchkey.GenerateToken("lk", nil)
+	key := tok.Reveal()
+	for _, s := range []string{"/v1/keys/" + key, "/" + key, "/v1/keys/" + key + "/usage", key, "/a//b/", "", "/", "/v1/keys/key_01"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		got := logPath(p)
+		found := false
+		for seg := range strings.SplitSeq(p, "/") {
+			if _, err := latchkey.ParseToken(seg); err == nil {
+				found = true
+			}
+		}
+		for seg := range strings.SplitSeq(got, "/") {
+			if _, err := latchkey.ParseToken(seg); err == nil {
+				t.Fatalf("logPath(%q) = %q keeps a key", p, got)
+			}
+		}
+		if !found && got != p {
+			t.Fatalf("logPath(%q) = %q changed a path without a key", p, got)
+		}
+		if strings.Count(got, "/") != strings.Count(p, "/") {
+			t.Fatalf("logPath(%q) = %q changed the segments", p, got)
+		}
 	})
 }
 

@@ -14,14 +14,14 @@ func (s *Server) routes() {
 
 	m.Handle("POST /v1/keys", s.admin("keys:write", s.createKey))
 	m.Handle("GET /v1/keys", s.admin("keys:read", s.listKeys))
-	m.Handle("GET /v1/keys/{id}", s.admin("keys:read", s.getKey))
-	m.Handle("PATCH /v1/keys/{id}", s.admin("keys:write", s.updateKey))
-	m.Handle("POST /v1/keys/{id}/rotate", s.admin("keys:write", s.rotateKey))
-	m.Handle("POST /v1/keys/{id}/suspend", s.admin("keys:write", s.suspendKey))
-	m.Handle("POST /v1/keys/{id}/resume", s.admin("keys:write", s.resumeKey))
-	m.Handle("POST /v1/keys/{id}/revoke", s.admin("keys:write", s.revokeKey))
-	m.Handle("POST /v1/keys/{id}/derive", s.admin("keys:derive", s.deriveKey))
-	m.Handle("GET /v1/keys/{id}/usage", s.admin("keys:read", s.keyUsage))
+	m.Handle("GET /v1/keys/{id}", s.keyPath(s.admin("keys:read", s.getKey)))
+	m.Handle("PATCH /v1/keys/{id}", s.keyPath(s.admin("keys:write", s.updateKey)))
+	m.Handle("POST /v1/keys/{id}/rotate", s.keyPath(s.admin("keys:write", s.rotateKey)))
+	m.Handle("POST /v1/keys/{id}/suspend", s.keyPath(s.admin("keys:write", s.suspendKey)))
+	m.Handle("POST /v1/keys/{id}/resume", s.keyPath(s.admin("keys:write", s.resumeKey)))
+	m.Handle("POST /v1/keys/{id}/revoke", s.keyPath(s.admin("keys:write", s.revokeKey)))
+	m.Handle("POST /v1/keys/{id}/derive", s.keyPath(s.admin("keys:derive", s.deriveKey)))
+	m.Handle("GET /v1/keys/{id}/usage", s.keyPath(s.admin("keys:read", s.keyUsage)))
 
 	m.HandleFunc("POST /v1/leases/{id}/release", s.releaseLease)
 

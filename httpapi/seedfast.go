@@ -70,7 +70,7 @@ func (s *Server) seedKeyFast(w http.ResponseWriter, r *http.Request, id, provide
 				}
 				if s.log.Enabled(r.Context(), slog.LevelDebug) {
 					s.log.LogAttrs(r.Context(), slog.LevelDebug, "request", slog.String("request_id", id), slog.String("method", r.Method),
-						slog.String("path", r.URL.Path), slog.Int("status", http.StatusOK), slog.String("actor_key_id", actorID))
+						slog.String("path", logPath(r.URL.Path)), slog.Int("status", http.StatusOK), slog.String("actor_key_id", actorID))
 				}
 				return
 			}

@@ -89,7 +89,7 @@ func (s *Server) listDeliveries(w http.ResponseWriter, r *http.Request, a *keys.
 // retryDelivery schedules one more attempt of a delivered or failed
 // delivery, now.
 func (s *Server) retryDelivery(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
-	if _, err := readBody(w, r, s.maxBody); err != nil {
+	if err := s.readEmptyBody(w, r); err != nil {
 		return err
 	}
 	d, err := s.svc.RetryDelivery(r.Context(), a, r.PathValue("id"), r.PathValue("delivery_id"))

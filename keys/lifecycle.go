@@ -176,6 +176,10 @@ func (p *Settings) apply(k *latchkey.Key, actor *Actor, now time.Time, env polic
 		if !p.ExpiresAt.After(now) {
 			return latchkey.Errorf(latchkey.EInvalid, "expires_at must be in the future (to end a key now, revoke it)")
 		}
+		if p.ExpiresAt.Sub(now) > latchkey.MaxDuration {
+			// The bound of every duration, expires_in included.
+			return latchkey.Errorf(latchkey.EInvalid, "expires_at must be within 100y of now")
+		}
 		k.ExpiresAt = p.ExpiresAt.UTC().Truncate(time.Microsecond)
 	}
 	return nil

@@ -36,7 +36,8 @@ type Secret struct {
 type SecretParams struct {
 	Value string
 	// ExpiresIn is how long, in seconds, clients may cache the value; nil
-	// takes the service's default (Options.SecretExpiresIn).
+	// keeps the newest version's, or, for a new secret, takes the
+	// service's default (Options.SecretExpiresIn).
 	ExpiresIn *int64
 	Meta      map[string]string
 }
@@ -142,6 +143,16 @@ func (s *Service) PutSecret(ctx context.Context, actor *Actor, name string, p Se
 		n, err := tx.NextSecretVersion(actor.Tenant, name)
 		if err != nil {
 			return err
+		}
+		ttl := ttl // per attempt: the store may run this function again
+		if p.ExpiresIn == nil {
+			// A new version keeps the expires_in of the one before.
+			switch prev, err := tx.Secret(actor.Tenant, name, 0); {
+			case err == nil:
+				ttl = prev.ExpiresIn
+			case latchkey.ErrorCode(err) != latchkey.ENotFound:
+				return err
+			}
 		}
 		ct, err := s.sealer.Seal(secretAAD(actor.Tenant, name, n), []byte(p.Value))
 		if err != nil {

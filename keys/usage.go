@@ -13,12 +13,26 @@ import (
 const (
 	// MaxUsageBuckets bounds the buckets one usage report covers.
 	MaxUsageBuckets = 1000
-	// DefaultUsageWindow is the window of a report that names no start.
+	// DefaultUsageWindow is the window of an hourly report that names no
+	// start; the other bucket sizes have their own (DefaultUsageWindowFor).
 	DefaultUsageWindow = 24 * time.Hour
 )
 
+// DefaultUsageWindowFor is the window of a report that names no start: it
+// follows the bucket, so that every bucket size answers without one — the
+// last hour by minute, the last day by hour, the last 30 days by day.
+func DefaultUsageWindowFor(bucket string) time.Duration {
+	switch bucket {
+	case "minute":
+		return time.Hour
+	case "day":
+		return 30 * 24 * time.Hour
+	}
+	return DefaultUsageWindow
+}
+
 // UsageParams select a usage report. Zero values take the defaults: hourly
-// buckets over the DefaultUsageWindow that ends now.
+// buckets over the window that ends now (DefaultUsageWindowFor).
 type UsageParams struct {
 	Bucket string // "minute", "hour" (default) or "day"
 	From   time.Time
@@ -93,7 +107,7 @@ func (s *Service) KeyUsage(ctx context.Context, actor *Actor, id string, p Usage
 		p.To = s.now()
 	}
 	if p.From.IsZero() {
-		p.From = p.To.Add(-DefaultUsageWindow)
+		p.From = p.To.Add(-DefaultUsageWindowFor(p.Bucket))
 	}
 	p.From, p.To = p.From.UTC().Truncate(size), p.To.UTC()
 	if !p.From.Before(p.To) {

@@ -7,6 +7,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -15,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -53,6 +56,7 @@ type clientFlags struct {
 	key     string
 	json    bool
 	timeout string
+	cacert  string
 }
 
 // addClientFlags registers the shared client flags on fs. The key's default
@@ -64,7 +68,28 @@ func addClientFlags(fs *flag.FlagSet, e *env) *clientFlags {
 	fs.StringVar(&c.key, "key", "", "admin API key (default $LATCHKEY_KEY, which is safer: a flag shows in ps)")
 	fs.BoolVar(&c.json, "json", false, "print the server's JSON response instead of text")
 	fs.StringVar(&c.timeout, "timeout", "10s", "how long to wait for the server")
+	fs.StringVar(&c.cacert, "cacert", e.getenv("LATCHKEY_CACERT"), "PEM file of the CA that signed an https server's certificate, trusted besides the system's (env LATCHKEY_CACERT)")
 	return c
+}
+
+// tlsConfig trusts, besides the system's roots, the CA certificates in the
+// PEM file --cacert names; nil without one. Errors: EInvalid.
+func (c *clientFlags) tlsConfig() (*tls.Config, error) {
+	if c.cacert == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(c.cacert)
+	if err != nil {
+		return nil, latchkey.Errorf(latchkey.EInvalid, "--cacert: %s", readCause(err))
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, latchkey.Errorf(latchkey.EInvalid, "--cacert %q: no PEM certificate in the file", c.cacert)
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }
 
 // newClient checks the shared flags and returns a client for the server
@@ -96,11 +121,21 @@ func (c *clientFlags) newClient(e *env, needKey bool) (*apiClient, error) {
 		// business travelling with a verification.
 		key = ""
 	}
+	hc := &http.Client{Timeout: timeout}
+	tc, err := c.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	if tc != nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.TLSClientConfig = tc
+		hc.Transport = t
+	}
 	return &apiClient{
 		base:    base,
 		key:     key,
 		timeout: timeout,
-		http:    &http.Client{Timeout: timeout},
+		http:    hc,
 	}, nil
 }
 
@@ -235,7 +270,14 @@ func (c *apiClient) transportError(ctx context.Context, err error) error {
 	if errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &dns) {
 		return latchkey.Errorf(latchkey.EUnavailable, "cannot reach %s — is 'latchkey server' running? (set --server or LATCHKEY_ADDR)", c.base)
 	}
-	// TLS and other failures: the cause is what the user needs to see.
+	var unknownCA x509.UnknownAuthorityError
+	var certErr *tls.CertificateVerificationError
+	var hostErr x509.HostnameError
+	var invalidCert x509.CertificateInvalidError
+	if errors.As(err, &unknownCA) || errors.As(err, &certErr) || errors.As(err, &hostErr) || errors.As(err, &invalidCert) {
+		return latchkey.Errorf(latchkey.EUnavailable, "cannot reach %s: %s — if the server's certificate comes from your own CA, pass its PEM file with --cacert FILE or LATCHKEY_CACERT", c.base, readCause(err))
+	}
+	// Other failures: the cause is what the user needs to see.
 	return latchkey.Errorf(latchkey.EUnavailable, "cannot reach %s: %s (set --server or LATCHKEY_ADDR)", c.base, readCause(err))
 }
 
@@ -249,7 +291,8 @@ func readCause(err error) string {
 	return err.Error()
 }
 
-// responseError turns a non-2xx answer into a *latchkey.Error: the server's
+// responseError turns a non-2xx answer into a *refusedError holding a
+// *latchkey.Error: the server's
 // code and message when the body is the API's error shape, else the code
 // for the status (a proxy in between may answer with HTML).
 func responseError(res *http.Response, raw []byte) error {
@@ -274,8 +317,17 @@ func responseError(res *http.Response, raw []byte) error {
 	if reqID != "" {
 		e.Message += " (request_id " + reqID + ")"
 	}
-	return e
+	return &refusedError{e}
 }
+
+// refusedError is an answer in which the server refused a request. It
+// unwraps to the server's *latchkey.Error; exitCode gives it status 1
+// whatever its code, so that a request the server found invalid is not
+// taken for a mistake in the command line (status 2).
+type refusedError struct{ err *latchkey.Error }
+
+func (e *refusedError) Error() string { return e.err.Error() }
+func (e *refusedError) Unwrap() error { return e.err }
 
 // parseArgs parses flags wherever they stand among args and returns the
 // positional arguments. The flag package alone stops at the first

@@ -152,6 +152,7 @@ func fetchSecrets(ctx context.Context, cl *apiClient, vars []execVar) ([]string,
 		Timeout:     cl.timeout,
 		NoEnv:       true,
 		Headers:     map[string]string{"User-Agent": "latchkey-cli/" + version},
+		HTTPClient:  cl.http, // with --cacert's roots
 	})
 	if err != nil {
 		return nil, latchkey.Errorf(client.ErrorCode(err), "%s", client.ErrorMessage(err))

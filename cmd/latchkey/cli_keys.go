@@ -90,7 +90,8 @@ func addSettingsFlags(c *command, forUpdate bool) *settingsFlags {
 	fs.Var(&s.resources, "resources", "resources the key is limited to, comma-separated or repeated")
 	fs.Var(&s.ip, "ip", "addresses and CIDR ranges the key may be used from, comma-separated")
 	fs.Var(&s.meta, "meta", "metadata key=value, repeatable (replaces the key's metadata)")
-	fs.StringVar(&s.expires, "expires", "", "lifetime from now, e.g. 90s, 6h, 30d, 1y")
+	fs.StringVar(&s.expires, "expires-in", "", "lifetime from now, e.g. 90s, 6h, 30d, 1y (the API's expires_in)")
+	fs.StringVar(&s.expires, "expires", "", "the same as --expires-in")
 	fs.StringVar(&s.expiresAt, "expires-at", "", "expiry as an RFC 3339 time or a date")
 	fs.StringVar(&s.rates, "rate", "", `rate windows, e.g. 10/s,1000/h ("" removes them)`)
 	fs.StringVar(&s.quota, "quota", "", "quota per period, e.g. 10000/30d, 500/daily, 2000/monthly; or a credit balance, e.g. 500")
@@ -198,22 +199,22 @@ func (s *settingsFlags) body() (map[string]any, error) {
 		b["ip_allow"] = []string{}
 	}
 	n := 0
-	for _, f := range []string{"expires", "expires-at", "no-expiry"} {
+	for _, f := range []string{"expires", "expires-in", "expires-at", "no-expiry"} {
 		if c.set(f) {
 			n++
 		}
 	}
 	if n > 1 {
-		return nil, latchkey.Errorf(latchkey.EInvalid, "give one of --expires, --expires-at and --no-expiry")
+		return nil, latchkey.Errorf(latchkey.EInvalid, "give one of --expires-in, --expires-at and --no-expiry")
 	}
 	switch {
-	case c.set("expires"):
-		d, err := parseDurationFlag("expires", s.expires)
+	case c.set("expires") || c.set("expires-in"):
+		d, err := parseDurationFlag("expires-in", s.expires)
 		if err != nil {
 			return nil, err
 		}
 		if d <= 0 {
-			return nil, latchkey.Errorf(latchkey.EInvalid, "--expires must be positive (to end a key now, revoke it)")
+			return nil, latchkey.Errorf(latchkey.EInvalid, "--expires-in must be positive (to end a key now, revoke it)")
 		}
 		b["expires_in"] = latchkey.FormatDuration(d)
 	case c.set("expires-at"):
@@ -561,9 +562,10 @@ func keysUpdate(ctx context.Context, e *env, args []string) error {
 }
 
 func keysRotate(ctx context.Context, e *env, args []string) error {
-	c := newCommand(e, "keys rotate", "ID [--grace 1h] [--expires 90d]")
-	grace := c.fs.String("grace", "", "how long the old key keeps working, e.g. 1h, 7d (default: the server's, 1h)")
-	expires := c.fs.String("expires", "", "lifetime of the new key (default: the old key's lifetime)")
+	c := newCommand(e, "keys rotate", "ID [--grace 1h] [--expires-in 90d]")
+	grace := c.fs.String("grace", "", `how long the old key keeps working, e.g. 1h, 7d; "0s" ends it at once (default: the server's, 1h)`)
+	expires := c.fs.String("expires-in", "", "lifetime of the new key (default: the old key's lifetime)")
+	c.fs.StringVar(expires, "expires", "", "the same as --expires-in")
 	pos, err := c.parse(args, "ID")
 	if err != nil {
 		return err
@@ -576,13 +578,13 @@ func keysRotate(ctx context.Context, e *env, args []string) error {
 		}
 		body["grace_period"] = latchkey.FormatDuration(d)
 	}
-	if c.set("expires") {
-		d, err := parseDurationFlag("expires", *expires)
+	if c.set("expires") || c.set("expires-in") {
+		d, err := parseDurationFlag("expires-in", *expires)
 		if err != nil {
 			return err
 		}
 		if d <= 0 {
-			return latchkey.Errorf(latchkey.EInvalid, "--expires must be positive")
+			return latchkey.Errorf(latchkey.EInvalid, "--expires-in must be positive")
 		}
 		body["expires_in"] = latchkey.FormatDuration(d)
 	}

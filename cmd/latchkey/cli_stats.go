@@ -12,25 +12,24 @@ import (
 	"github.com/latchkeyhq/latchkey/keys"
 )
 
-// keysStats runs `latchkey keys stats ID [--bucket hour] [--since 24h]`:
+// keysStats runs `latchkey keys stats ID [--bucket hour] [--since 7d]`:
 // the key's usage totals, peak hours, networks and a per-bucket table.
 func keysStats(ctx context.Context, e *env, args []string) error {
-	c := newCommand(e, "keys stats", "ID [--bucket minute|hour|day] [--since 24h]")
+	c := newCommand(e, "keys stats", "ID [--bucket minute|hour|day] [--since 7d]")
 	bucket := c.fs.String("bucket", "hour", "bucket of the table: minute, hour or day")
-	since := c.fs.String("since", "24h", "from this long ago (e.g. 7d) or this RFC 3339 time")
+	since := c.fs.String("since", "", "from this long ago (e.g. 7d) or this RFC 3339 time (default: the last hour by minute, day by hour, 30 days by day)")
 	pos, err := c.parse(args, "ID")
 	if err != nil {
 		return err
 	}
 	q := url.Values{"bucket": {*bucket}}
-	if d, err := latchkey.ParseDuration(*since); err == nil {
-		q.Set("from", time.Now().Add(-d).UTC().Format(time.RFC3339Nano))
-	} else {
-		t, err := parseTimeFlag("since", *since)
+	// Without --since the server's default window follows the bucket.
+	if c.set("since") {
+		from, err := sinceFlag(*since)
 		if err != nil {
 			return err
 		}
-		q.Set("from", t.UTC().Format(time.RFC3339Nano))
+		q.Set("from", from.UTC().Format(time.RFC3339Nano))
 	}
 	cl, err := c.client.newClient(e, true)
 	if err != nil {
@@ -116,4 +115,13 @@ func usageCodes(totals map[string]int64) []string {
 		return strings.Compare(a, b)
 	})
 	return codes
+}
+
+// sinceFlag reads --since: a duration ago (7d) or an RFC 3339 time or date.
+// Errors: EInvalid.
+func sinceFlag(v string) (time.Time, error) {
+	if d, err := latchkey.ParseDuration(v); err == nil {
+		return time.Now().Add(-d), nil
+	}
+	return parseTimeFlag("since", v)
 }

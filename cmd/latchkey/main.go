@@ -47,12 +47,18 @@ type env struct {
 // errUsageShown reports a usage error whose explanation is already printed.
 var errUsageShown = errors.New("usage")
 
-// exitCode maps errors to exit statuses: the command's own for exec, 2
-// for usage, 1 otherwise.
+// exitCode maps errors to exit statuses: the command's own for exec; 1
+// for anything the server refused, whatever its code; 2 for a mistake in
+// the command line (a usage error, or a value the CLI found invalid before
+// any request); 1 for everything else (the server unreachable, a denial).
 func exitCode(err error) int {
 	var ce *childExit
 	if errors.As(err, &ce) {
 		return ce.code
+	}
+	var refused *refusedError
+	if errors.As(err, &refused) {
+		return 1
 	}
 	if errors.Is(err, errUsageShown) || latchkey.ErrorCode(err) == latchkey.EInvalid {
 		return 2
@@ -64,20 +70,29 @@ const usage = `latchkey — issue, verify and govern API keys
 
 Usage:
   latchkey server [flags]            run a node (SQLite in ./latchkey.db by default)
-  latchkey keys <command> [flags]    create|list|show|update|rotate|suspend|resume|revoke|derive|verify
+  latchkey keys <command> [flags]    create|list|show|update|rotate|suspend|resume|revoke|derive|verify|stats
   latchkey tenants <command>         create|list
   latchkey secrets <command>         put|get|list|versions|rm
   latchkey keyring <command>         status|rotate|rewrap|new-master-key
   latchkey audit <command>           verify|export|tail
+  latchkey events [flags]            security events: new networks, spikes, dormant keys, widened scopes
   latchkey reports <report> [flags]  access|usage|security, as JSON or CSV
-  latchkey webhooks <command>        create|list|show|rm|deliveries
+  latchkey webhooks <command>        create|list|show|rm|deliveries|retry
   latchkey exec --secrets a,b -- CMD run CMD with A_API_KEY, B_API_KEY from the server
-  latchkey version
+  latchkey version                   print the version
+  latchkey help                      print this help
 
 Client commands reach the server at --server or $LATCHKEY_ADDR
-(default http://127.0.0.1:8080) with the key in --key or $LATCHKEY_KEY.
+(default http://127.0.0.1:8080) with the key in --key or $LATCHKEY_KEY;
+an https server whose certificate comes from your own CA needs
+--cacert FILE or $LATCHKEY_CACERT.
 Add --json to any client command for machine-readable output.
 Run 'latchkey <command> -h' for a command's flags.
+
+Exit status: 0 success; 1 the server refused the request (its error code
+is printed), could not be reached, or a check failed (keys verify, audit
+verify); 2 a usage mistake caught before any request; exec exits with its
+command's status.
 `
 
 // run is the whole program; main only wires it to the process.
@@ -106,6 +121,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runKeyring(ctx, e, args[1:])
 	case "exec":
 		return runExec(ctx, e, args[1:])
+	case "events":
+		return runEvents(ctx, e, args[1:])
 	case "version", "--version":
 		fmt.Fprintln(stdout, "latchkey", version)
 		return nil

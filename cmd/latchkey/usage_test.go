@@ -141,9 +141,10 @@ func TestE2EUsage(t *testing.T) {
 		t.Errorf("per-minute series = %v, want %s", perMinute, want)
 	}
 
-	// By day: the window's two UTC days, the same totals.
+	// By day: the default window follows the bucket, the last 30 days (31
+	// UTC days begun), with the same totals.
 	rd := ts.call(t, "GET", "/v1/keys/"+aID+"/usage?bucket=day", admin, nil)
-	if got := usageTotals(rd); len(rd.Body["series"].([]any)) != 2 || got[latchkey.CodeValid] != 200 || got[latchkey.CodeInsufficientScope] != 100 {
+	if got := usageTotals(rd); len(rd.Body["series"].([]any)) != 31 || got[latchkey.CodeValid] != 200 || got[latchkey.CodeInsufficientScope] != 100 {
 		t.Errorf("daily report: %s", rd.Raw)
 	}
 
