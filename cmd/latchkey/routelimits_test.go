@@ -2,10 +2,12 @@ package main
 
 import (
 	"net/http"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/geo/geotest"
 )
 
 // denied checks that r is the answer of a route that refused its key for a
@@ -123,4 +125,23 @@ func TestE2EKeyLimitsApplyOnEveryRoute(t *testing.T) {
 			"time_windows": []map[string]any{{"days": []string{"sat", "sun"}, "start": "10:00", "end": "14:00"}}})
 		denied(t, "list", get("/v1/keys", key), http.StatusForbidden, latchkey.CodeOutsideTimeWindow, "")
 	})
+}
+
+// TestE2ECountriesApplyOnEveryRoute: a key limited to countries reads a
+// secret only from them (the test's requests come from 127.0.0.1, which the
+// test's database places in DE).
+func TestE2ECountriesApplyOnEveryRoute(t *testing.T) {
+	mmdb := filepath.Join(t.TempDir(), "countries.mmdb")
+	geotest.WriteCountryDB(t, mmdb, map[string]string{"127.0.0.0/8": "DE"})
+	ts := startServer(t, withConfig(func(c *serverConfig) { c.GeoIPDB = mmdb }))
+	admin := ts.mustTenant(t, "acme")
+	ts.putSecret(t, admin, "openai", map[string]any{"value": secretValue("sk-proj-")})
+	_, german := ts.mustCreate(t, admin, map[string]any{"scopes": []string{"secrets:read", "keys:read"}, "countries": []string{"DE"}})
+	_, french := ts.mustCreate(t, admin, map[string]any{"scopes": []string{"secrets:read", "keys:read"}, "countries": []string{"FR"}})
+	for _, path := range []string{"/keys/openai", "/llm-keys", "/v1/keys"} {
+		if r := ts.call(t, "GET", path, german, nil); r.Status != http.StatusOK {
+			t.Fatalf("GET %s from DE with a DE key: %d %s", path, r.Status, r.Raw)
+		}
+		denied(t, "GET "+path+" from DE with an FR key", ts.call(t, "GET", path, french, nil), http.StatusForbidden, latchkey.CodeIPNotAllowed, "")
+	}
 }
