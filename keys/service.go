@@ -255,7 +255,13 @@ func (s *Service) authenticate(ctx context.Context, key string, ip netip.Addr, s
 		return err
 	}
 	if !v.Valid() {
-		return denied(&v, ip, scope, now)
+		d := denied(&v, ip, scope, now)
+		if v.Code == latchkey.CodeMalformed {
+			// Say what is wrong with it (a typo fails the checksum).
+			_, perr := latchkey.ParseToken(key)
+			d.Err = latchkey.Errorf(latchkey.EUnauthenticated, "API key is malformed: %s", latchkey.ErrorMessage(perr))
+		}
+		return d
 	}
 	k := v.Entry.Key
 	*a = Actor{KeyID: k.ID, Tenant: k.Tenant, Scopes: k.Scopes, Resources: k.Resources, IP: ip, Admission: v.Admission}
@@ -284,7 +290,8 @@ type Denied struct {
 func (d *Denied) Error() string { return d.Err.Error() }
 func (d *Denied) Unwrap() error { return d.Err }
 
-func denied(v *Verdict, ip netip.Addr, scope string, now time.Time) error {
+// denied is the error of a verdict that refused the key.
+func denied(v *Verdict, ip netip.Addr, scope string, now time.Time) *Denied {
 	d := &Denied{Code: v.Code, Admission: v.Admission}
 	var id string
 	if v.Entry != nil {
