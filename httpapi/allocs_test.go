@@ -24,3 +24,13 @@ func TestSeedKeyAllocatesNothing(t *testing.T) {
 		t.Fatalf("GET /keys/{provider} allocates %.1f times per request", n)
 	}
 }
+
+// TestSeedKeyWithLimiterAllocatesNothing: asking the limiter about a key
+// without limits of its own, as every route that takes a key does, costs
+// GET /keys/{provider} no allocation either.
+func TestSeedKeyWithLimiterAllocatesNothing(t *testing.T) {
+	srv, req, w := newSeedBenchWith(t, true)
+	if n := testing.AllocsPerRun(1000, func() { clear(w.h); srv.ServeHTTP(w, req) }); n != 0 {
+		t.Fatalf("GET /keys/{provider} with a limiter allocates %.1f times per request", n)
+	}
+}

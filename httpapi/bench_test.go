@@ -12,6 +12,7 @@ import (
 	"github.com/latchkeyhq/latchkey/httpapi"
 	"github.com/latchkeyhq/latchkey/keyring"
 	"github.com/latchkeyhq/latchkey/keys"
+	"github.com/latchkeyhq/latchkey/limit"
 	"github.com/latchkeyhq/latchkey/store/sqlite"
 )
 
@@ -83,9 +84,26 @@ func BenchmarkSeedKey(b *testing.B) {
 	}
 }
 
+// BenchmarkSeedKeyLimiter is BenchmarkSeedKey with the limiter a server
+// runs with: the key (without limits of its own) is asked of it too, as on
+// every route that takes a key.
+func BenchmarkSeedKeyLimiter(b *testing.B) {
+	srv, req, w := newSeedBenchWith(b, true)
+	b.ReportAllocs()
+	for b.Loop() {
+		clear(w.h)
+		srv.ServeHTTP(w, req)
+	}
+}
+
 // newSeedBench returns a server with a secret, a GET /keys/openai request
 // for it whose value is cached, and a writer.
 func newSeedBench(tb testing.TB) (*httpapi.Server, *http.Request, *nopWriter) {
+	return newSeedBenchWith(tb, false)
+}
+
+// newSeedBenchWith is newSeedBench, with the in-memory limiter if limiter.
+func newSeedBenchWith(tb testing.TB, limiter bool) (*httpapi.Server, *http.Request, *nopWriter) {
 	ctx := context.Background()
 	db, err := sqlite.Open(ctx, filepath.Join(tb.TempDir(), "b.db"))
 	if err != nil {
@@ -97,7 +115,13 @@ func newSeedBench(tb testing.TB) (*httpapi.Server, *http.Request, *nopWriter) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	svc := keys.New(keys.Options{Store: db, Sealer: kr})
+	opts := keys.Options{Store: db, Sealer: kr}
+	if limiter {
+		m := limit.NewMemory(limit.Options{Store: db})
+		tb.Cleanup(func() { m.Close(ctx) })
+		opts.Limiter = m
+	}
+	svc := keys.New(opts)
 	tb.Cleanup(func() { svc.Close(ctx) })
 	root, _, _, err := svc.Bootstrap(ctx, "")
 	if err != nil {

@@ -8,9 +8,11 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/keys"
 )
 
 // errorBody is the shape of every non-2xx JSON response.
@@ -35,11 +37,28 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if code == latchkey.EUnauthenticated {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="latchkey"`)
 	}
+	var d *keys.Denied
+	if errors.As(err, &d) {
+		s.deniedHeaders(w.Header(), d)
+	}
 	writeJSON(w, latchkey.HTTPStatus(code), errorBody{Error: errorDetail{
 		Code:      code,
 		Message:   latchkey.ErrorMessage(err),
 		RequestID: requestID(r.Context()),
 	}})
+}
+
+// deniedHeaders says why a route refused its key as forward-auth says it:
+// the verify code in X-Latchkey-Code and, for a limit, Retry-After and the
+// RateLimit headers.
+func (s *Server) deniedHeaders(h http.Header, d *keys.Denied) {
+	if v, ok := codeHeader[d.Code]; ok {
+		h["X-Latchkey-Code"] = v
+	}
+	setLimitHeaders(h, d.Admission, s.now())
+	if codeStatus[d.Code] == http.StatusTooManyRequests {
+		h.Set("Retry-After", strconv.FormatInt(retrySeconds(d.Admission.RetryAfter), 10))
+	}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

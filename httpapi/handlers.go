@@ -12,7 +12,9 @@ import (
 )
 
 // admin authenticates the request's key, requires scope, and runs h with
-// the actor; h's error becomes the response.
+// the actor; h's error becomes the response. The key is checked as verify
+// checks it, limits included (keys.Service.Authenticate); its concurrency
+// slot, if it has a limit on concurrency, is held until h returns.
 func (s *Server) admin(scope string, h func(http.ResponseWriter, *http.Request, *keys.Actor) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ip := s.clientIP(r)
@@ -25,10 +27,12 @@ func (s *Server) admin(scope string, h func(http.ResponseWriter, *http.Request, 
 			s.failed(ip)
 		}
 		if err == nil {
+			defer s.svc.Done(a)
 			if info, ok := r.Context().Value(requestInfoKey).(*requestInfo); ok {
 				info.actor = a.KeyID
 			}
 			a.UserAgent = r.UserAgent()
+			setLimitHeaders(w.Header(), a.Admission, s.now())
 			err = h(w, r, a)
 		}
 		if err != nil {

@@ -62,8 +62,10 @@ func (s *Server) seedKeyFast(w http.ResponseWriter, r *http.Request, id, provide
 		if err == nil {
 			actorID = a.KeyID
 			a.UserAgent = r.UserAgent()
+			setLimitHeaders(h, a.Admission, s.now())
 			sec, rerr := s.svc.ReadSecret(r.Context(), &a, provider, 0)
 			if rerr == nil {
+				defer s.svc.Done(&a)
 				s.writeSeedKey(w, sec.Value, sec.ExpiresIn)
 				if s.obs != nil {
 					s.obs.Served(r.Method, seedKeyPattern, http.StatusOK)
@@ -74,6 +76,7 @@ func (s *Server) seedKeyFast(w http.ResponseWriter, r *http.Request, id, provide
 				}
 				return
 			}
+			s.svc.Done(&a)
 			err = rerr
 		}
 	}

@@ -412,7 +412,7 @@ func (s *Server) ownerKey(ctx context.Context, key string, ip netip.Addr) bool {
 		return false
 	}
 	var a keys.Actor
-	if s.svc.AuthenticateInto(ctx, key, ip, "", &a) != nil {
+	if s.svc.Identify(ctx, key, ip, &a) != nil {
 		return false
 	}
 	for _, sc := range latchkey.AdminScopes {

@@ -2,6 +2,8 @@ package keys_test
 
 import (
 	"context"
+	"errors"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -52,4 +54,61 @@ func TestConcurrentVerificationsAgainstAQuotaAreExact(t *testing.T) {
 	if valid.Load() != 1000 || exceeded.Load() != 9000 || other.Load() != 0 {
 		t.Fatalf("valid %d, quota exceeded %d, other %d; want 1000, 9000, 0", valid.Load(), exceeded.Load(), other.Load())
 	}
+}
+
+// TestAuthenticateAppliesTheKeysLimits: a route's authentication spends
+// the same limits as Verify, refuses with a *keys.Denied that names the
+// verify code, and holds a concurrency slot until Done.
+func TestAuthenticateAppliesTheKeysLimits(t *testing.T) {
+	var lim *limit.Memory
+	f := newFixture(t, func(o *keys.Options) {
+		lim = limit.NewMemory(limit.Options{Store: o.Store, FlushInterval: time.Hour})
+		o.Limiter = lim
+	})
+	t.Cleanup(func() { lim.Close(context.Background()) })
+	ctx := context.Background()
+	refused := func(err error, apiCode, verifyCode string) *keys.Denied {
+		t.Helper()
+		var d *keys.Denied
+		if !errors.As(err, &d) || latchkey.ErrorCode(err) != apiCode || d.Code != verifyCode {
+			t.Fatalf("got %v, want %s naming %s", err, apiCode, verifyCode)
+		}
+		return d
+	}
+
+	_, rated := f.create(t, keys.CreateParams{Settings: keys.Settings{Scopes: &[]string{"keys:read"},
+		RateLimits: &[]latchkey.RateLimit{{Limit: 1, Window: latchkey.Duration(time.Hour)}}}})
+	a, err := f.svc.Authenticate(ctx, rated, netip.Addr{}, "keys:read")
+	if err != nil || a.Admission.RateLimit.Limit != 1 {
+		t.Fatalf("first use: %v %+v", err, a)
+	}
+	d := refused(f.svc.AuthenticateInto(ctx, rated, netip.Addr{}, "keys:read", new(keys.Actor)), latchkey.ERateLimited, latchkey.CodeRateLimited)
+	if d.Admission.RetryAfter <= 0 {
+		t.Fatalf("a rate denial without retry_after: %+v", d.Admission)
+	}
+	if v, _ := f.svc.Verify(ctx, keys.VerifyRequest{Key: rated, Cost: 1}); v.Code != latchkey.CodeRateLimited {
+		t.Fatalf("verify after the route spent the window: %s", v.Code)
+	}
+	// The scope is checked before the limits, as on verify.
+	refused(f.svc.AuthenticateInto(ctx, rated, netip.Addr{}, "keys:write", new(keys.Actor)), latchkey.EForbidden, latchkey.CodeInsufficientScope)
+
+	_, one := f.create(t, keys.CreateParams{Settings: keys.Settings{MaxConcurrent: ptr(1), LeaseTTL: ptr(time.Hour)}})
+	held, err := f.svc.Authenticate(ctx, one, netip.Addr{}, "")
+	if err != nil || held.Admission.LeaseID == "" {
+		t.Fatalf("first use: %v %+v", err, held)
+	}
+	refused(f.svc.AuthenticateInto(ctx, one, netip.Addr{}, "", new(keys.Actor)), latchkey.ERateLimited, latchkey.CodeConcurrencyExceeded)
+	f.svc.Done(held)
+	f.svc.Done(held) // a second Done releases nothing more
+	again, err := f.svc.Authenticate(ctx, one, netip.Addr{}, "")
+	if err != nil {
+		t.Fatalf("after Done: %v", err)
+	}
+	// Releasing a lease needs no slot of its own.
+	if err := f.svc.ReleaseLease(ctx, one, netip.Addr{}, again.Admission.LeaseID); err != nil {
+		t.Fatalf("release while the key's one slot is held: %v", err)
+	}
+
+	refused(f.svc.AuthenticateInto(ctx, "lk_garbage", netip.Addr{}, "", new(keys.Actor)), latchkey.EUnauthenticated, latchkey.CodeMalformed)
+	refused(f.svc.AuthenticateInto(ctx, "", netip.Addr{}, "", new(keys.Actor)), latchkey.EUnauthenticated, latchkey.CodeMalformed)
 }

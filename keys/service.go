@@ -208,11 +208,21 @@ type Actor struct {
 	Resources []string
 	IP        netip.Addr
 	UserAgent string
+	// Admission is what the key's limits said when it was authenticated:
+	// the RateLimit figures and the concurrency lease Done releases.
+	Admission Admission
 }
 
-// Authenticate verifies an admin key and checks that it holds scope. Errors:
-// EUnauthenticated (missing, malformed, unknown, expired, revoked, suspended
-// key), EForbidden (scope or IP), EUnavailable.
+// Authenticate verifies the key presented to a route and checks that it
+// holds scope, with every check of Verify in Verify's order (state, IP
+// allowlist, countries, time windows, scope, then the key's rate windows,
+// quota and concurrency, consuming one request and one quota unit). A key
+// with max_concurrent holds a slot from here until Done(actor): call it when
+// the request has been answered. Errors: EUnauthenticated (missing,
+// malformed, unknown, expired, revoked, suspended key), EForbidden (IP,
+// country, time window, scope), ERateLimited (a rate window, the quota or
+// the concurrency limit), each a *Denied naming the verify code;
+// EUnavailable.
 func (s *Service) Authenticate(ctx context.Context, key string, ip netip.Addr, scope string) (*Actor, error) {
 	a := new(Actor)
 	if err := s.AuthenticateInto(ctx, key, ip, scope, a); err != nil {
@@ -224,33 +234,100 @@ func (s *Service) Authenticate(ctx context.Context, key string, ip netip.Addr, s
 // AuthenticateInto is Authenticate filling a caller's Actor, so that a hot
 // route can keep it on its stack.
 func (s *Service) AuthenticateInto(ctx context.Context, key string, ip netip.Addr, scope string, a *Actor) error {
+	return s.authenticate(ctx, key, ip, scope, true, a)
+}
+
+// Identify runs every check of Authenticate except the key's limits: it
+// spends no request, no quota and takes no concurrency slot. The guard uses
+// it to recognise an owner's admin key on a blocked network before the
+// route authenticates it for real.
+func (s *Service) Identify(ctx context.Context, key string, ip netip.Addr, a *Actor) error {
+	return s.authenticate(ctx, key, ip, "", false, a)
+}
+
+// authenticate is the one way a route's key is checked: verify's checks
+// (with the limiter only if limits), turned into an error.
+func (s *Service) authenticate(ctx context.Context, key string, ip netip.Addr, scope string, limits bool, a *Actor) error {
 	if key == "" {
-		return latchkey.Errorf(latchkey.EUnauthenticated, "no API key: send Authorization: Bearer <key> or X-API-Key")
+		return &Denied{Err: latchkey.Errorf(latchkey.EUnauthenticated, "no API key: send Authorization: Bearer <key> or X-API-Key"), Code: latchkey.CodeMalformed}
 	}
-	tok, err := latchkey.ParseToken(key)
-	if err != nil {
-		return latchkey.Errorf(latchkey.EUnauthenticated, "API key is malformed: %s", latchkey.ErrorMessage(err))
+	var scopes [1]string
+	req := VerifyRequest{Key: key, IP: ip, Cost: 1}
+	if scope != "" {
+		scopes[0] = scope
+		req.Scopes = scopes[:]
 	}
 	now := s.now()
-	e, err := s.entry(ctx, tok.Hash(), now)
+	v, err := s.check(ctx, &req, now, limits)
 	if err != nil {
 		return err
 	}
-	if e == nil {
-		return latchkey.Errorf(latchkey.EUnauthenticated, "API key is not known")
+	if !v.Valid() {
+		d := denied(&v, ip, scope, now)
+		if v.Code == latchkey.CodeMalformed {
+			// Say what is wrong with it (a typo fails the checksum).
+			_, perr := latchkey.ParseToken(key)
+			d.Err = latchkey.Errorf(latchkey.EUnauthenticated, "API key is malformed: %s", latchkey.ErrorMessage(perr))
+		}
+		return d
 	}
-	k := e.Key
-	if st := k.StateAt(now); st != latchkey.StateActive {
-		return latchkey.Errorf(latchkey.EUnauthenticated, "API key %s is %s", k.ID, st)
-	}
-	if len(k.IPAllow) > 0 && !latchkey.IPAllowed(k.IPAllow, ip) {
-		return latchkey.Errorf(latchkey.EForbidden, "API key %s may not be used from %s", k.ID, ip)
-	}
-	if scope != "" && !latchkey.ScopesAllow(k.Scopes, scope) {
-		return latchkey.Errorf(latchkey.EForbidden, "API key %s lacks scope %s", k.ID, scope)
-	}
-	*a = Actor{KeyID: k.ID, Tenant: k.Tenant, Scopes: k.Scopes, Resources: k.Resources, IP: ip}
+	k := v.Entry.Key
+	*a = Actor{KeyID: k.ID, Tenant: k.Tenant, Scopes: k.Scopes, Resources: k.Resources, IP: ip, Admission: v.Admission}
 	return nil
+}
+
+// Done ends what Authenticate holds for a request: the key's concurrency
+// slot, if it has a limit on concurrency.
+func (s *Service) Done(a *Actor) {
+	if a.Admission.LeaseID != "" && s.limiter != nil {
+		s.limiter.Release(a.Admission.LeaseID, s.now())
+		a.Admission.LeaseID = ""
+	}
+}
+
+// Denied is the error of an authentication that one of verify's checks
+// refused: its Err carries the API error code (unauthenticated, forbidden
+// or rate_limited), Code the verify code, and Admission the limiter's
+// figures for a limit's denial (Retry-After and the RateLimit headers).
+type Denied struct {
+	Err       *latchkey.Error
+	Code      string
+	Admission Admission
+}
+
+func (d *Denied) Error() string { return d.Err.Error() }
+func (d *Denied) Unwrap() error { return d.Err }
+
+// denied is the error of a verdict that refused the key.
+func denied(v *Verdict, ip netip.Addr, scope string, now time.Time) *Denied {
+	d := &Denied{Code: v.Code, Admission: v.Admission}
+	var id string
+	if v.Entry != nil {
+		id = v.Entry.Key.ID
+	}
+	switch v.Code {
+	case latchkey.CodeMalformed:
+		d.Err = latchkey.Errorf(latchkey.EUnauthenticated, "API key is malformed")
+	case latchkey.CodeNotFound:
+		d.Err = latchkey.Errorf(latchkey.EUnauthenticated, "API key is not known")
+	case latchkey.CodeExpired, latchkey.CodeRevoked, latchkey.CodeSuspended:
+		d.Err = latchkey.Errorf(latchkey.EUnauthenticated, "API key %s is %s", id, v.Entry.Key.StateAt(now))
+	case latchkey.CodeIPNotAllowed:
+		d.Err = latchkey.Errorf(latchkey.EForbidden, "API key %s may not be used from %s", id, ip)
+	case latchkey.CodeOutsideTimeWindow:
+		d.Err = latchkey.Errorf(latchkey.EForbidden, "API key %s may not be used at this time (outside its time windows)", id)
+	case latchkey.CodeInsufficientScope:
+		d.Err = latchkey.Errorf(latchkey.EForbidden, "API key %s lacks scope %s", id, scope)
+	case latchkey.CodeRateLimited:
+		d.Err = latchkey.Errorf(latchkey.ERateLimited, "API key %s is over its rate limit; retry later", id)
+	case latchkey.CodeQuotaExceeded:
+		d.Err = latchkey.Errorf(latchkey.ERateLimited, "API key %s has used up its quota", id)
+	case latchkey.CodeConcurrencyExceeded:
+		d.Err = latchkey.Errorf(latchkey.ERateLimited, "API key %s has as many requests in flight as its max_concurrent allows", id)
+	default:
+		d.Err = latchkey.Errorf(latchkey.EForbidden, "API key %s is refused: %s", id, v.Code)
+	}
+	return d
 }
 
 // Bootstrap creates the operator tenant and its root key on an empty store.

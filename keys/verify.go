@@ -86,7 +86,7 @@ type LimitState struct {
 // NOT_FOUND) is handed to the usage recorder, if there is one.
 func (s *Service) Verify(ctx context.Context, req VerifyRequest) (Verdict, error) {
 	now := s.now()
-	v, err := s.verify(ctx, &req, now)
+	v, err := s.check(ctx, &req, now, true)
 	if s.usage != nil && v.Entry != nil {
 		k := v.Entry.Key
 		s.usage.Record(k.ID, k.Tenant, v.Code, detach(req.IP), now)
@@ -94,7 +94,10 @@ func (s *Service) Verify(ctx context.Context, req VerifyRequest) (Verdict, error
 	return v, err
 }
 
-func (s *Service) verify(ctx context.Context, req *VerifyRequest, now time.Time) (Verdict, error) {
+// check runs the checks of Verify, in its order, for Verify and for every
+// route that authenticates a key (Authenticate). Without limits it stops
+// before the limiter (a lease release must not need a slot of its own).
+func (s *Service) check(ctx context.Context, req *VerifyRequest, now time.Time, limits bool) (Verdict, error) {
 	tok, err := latchkey.ParseToken(req.Key)
 	if err != nil {
 		return Verdict{Code: latchkey.CodeMalformed}, nil
@@ -143,7 +146,7 @@ func (s *Service) verify(ctx context.Context, req *VerifyRequest, now time.Time)
 		v.Code, v.Missing = latchkey.CodeResourceNotAllowed, strings.Clone(req.Resource)
 		return v, nil
 	}
-	if s.limiter != nil {
+	if s.limiter != nil && limits {
 		adm, err := s.limiter.Admit(ctx, k, req.Cost, now)
 		if err != nil {
 			return Verdict{}, err
@@ -189,8 +192,10 @@ func (s *Service) ReleaseLease(ctx context.Context, key string, ip netip.Addr, l
 	if s.limiter == nil {
 		return latchkey.Errorf(latchkey.ENotFound, "no lease %.40q", leaseID)
 	}
-	actor, err := s.Authenticate(ctx, key, ip, "")
-	if err != nil {
+	// Releasing gives a slot back: it is checked like every route but
+	// takes nothing from the key's limits.
+	actor := new(Actor)
+	if err := s.authenticate(ctx, key, ip, "", false, actor); err != nil {
 		return err
 	}
 	now := s.now()
