@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -48,9 +49,10 @@ func WebhookSecretAAD(tenant, id string) []byte {
 const MaxWebhookURLLen = 2048
 
 // ValidateWebhookURL checks that u is an absolute http or https URL with a
-// host, no user name or password (the signature is the credential, and a
-// password in a URL would be shown in every listing), no fragment, and at
-// most MaxWebhookURLLen bytes. Errors: EInvalid.
+// host, a port (if given) from 1 to 65535, no user name or password (the
+// signature is the credential, and a password in a URL would be shown in
+// every listing), no fragment, and at most MaxWebhookURLLen bytes. Where
+// the host may point is WebhookTargets' to check. Errors: EInvalid.
 func ValidateWebhookURL(u string) error {
 	if u == "" {
 		return Errorf(EInvalid, "url is required")
@@ -67,6 +69,12 @@ func ValidateWebhookURL(u string) error {
 	}
 	if p.Hostname() == "" {
 		return Errorf(EInvalid, "url %.100q has no host", u)
+	}
+	if port := p.Port(); port != "" || strings.HasSuffix(p.Host, ":") {
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 {
+			return Errorf(EInvalid, "url: the port must be from 1 to 65535, not %.10q", port)
+		}
 	}
 	if p.User != nil {
 		return Errorf(EInvalid, "url must not carry a user name or password; receivers check the webhook-signature header instead")
