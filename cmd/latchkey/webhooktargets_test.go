@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -150,4 +152,16 @@ func TestE2EWebhookTargetsInsideTheNetworkAreRefused(t *testing.T) {
 	rcv.setSecret(r.str("secret"))
 	ts2.mustCreate(t, admin2, map[string]any{})
 	eventually(t, 20*time.Second, "the delivery to the allowed local receiver", func() bool { return len(rcv.delivered()) == 1 })
+}
+
+// A --webhook-allow-private that is not a list of addresses and CIDRs is
+// refused before the server listens.
+func TestServeRejectsBadWebhookAllowPrivate(t *testing.T) {
+	for _, v := range []string{"10.0.0.0/33", "intranet", "10.0.0.0/8,", "fe80::/10%eth0"} {
+		cfg := serverConfig{Addr: "127.0.0.1:0", DB: filepath.Join(t.TempDir(), "l.db"), LogLevel: "info", MaxBody: 1 << 20, WebhookAllowPrivate: v}
+		e := &env{getenv: func(string) string { return "" }, stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard}
+		if err := serve(context.Background(), e, cfg, serverHooks{}); latchkey.ErrorCode(err) != latchkey.EInvalid {
+			t.Fatalf("--webhook-allow-private %q: %v, want invalid", v, err)
+		}
+	}
 }
