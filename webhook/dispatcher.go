@@ -225,6 +225,7 @@ func (d *Dispatcher) Close() {
 	if d.started.Load() {
 		<-d.done
 	}
+	d.client.CloseIdleConnections()
 }
 
 // Stats returns the attempt outcomes counted so far.
