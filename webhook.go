@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -48,9 +49,10 @@ func WebhookSecretAAD(tenant, id string) []byte {
 const MaxWebhookURLLen = 2048
 
 // ValidateWebhookURL checks that u is an absolute http or https URL with a
-// host, no user name or password (the signature is the credential, and a
-// password in a URL would be shown in every listing), no fragment, and at
-// most MaxWebhookURLLen bytes. Errors: EInvalid.
+// host, a port (if given) from 1 to 65535, no user name or password (the
+// signature is the credential, and a password in a URL would be shown in
+// every listing), no fragment, and at most MaxWebhookURLLen bytes. Where
+// the host may point is WebhookTargets' to check. Errors: EInvalid.
 func ValidateWebhookURL(u string) error {
 	if u == "" {
 		return Errorf(EInvalid, "url is required")
@@ -67,6 +69,12 @@ func ValidateWebhookURL(u string) error {
 	}
 	if p.Hostname() == "" {
 		return Errorf(EInvalid, "url %.100q has no host", u)
+	}
+	if port := p.Port(); port != "" || strings.HasSuffix(p.Host, ":") {
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 {
+			return Errorf(EInvalid, "url: the port must be from 1 to 65535, not %.10q", port)
+		}
 	}
 	if p.User != nil {
 		return Errorf(EInvalid, "url must not carry a user name or password; receivers check the webhook-signature header instead")
@@ -116,8 +124,9 @@ type Delivery struct {
 	// is delivered or failed).
 	NextAttemptAt  time.Time `json:"next_attempt_at,omitzero"`
 	LastStatusCode int       `json:"last_status_code,omitempty"`
-	// LastError says why the last attempt failed: the HTTP status or the
-	// network error. It never holds a secret or the request's URL.
+	// LastError says why the last attempt failed: one of the
+	// DeliveryFailureClasses (an HTTP status is in LastStatusCode). It never
+	// holds a secret, the request's URL or an address.
 	LastError   string    `json:"last_error,omitempty"`
 	CreatedAt   time.Time `json:"created_at"`
 	DeliveredAt time.Time `json:"delivered_at,omitzero"`
@@ -135,6 +144,35 @@ const (
 	DeliveryDelivered = "delivered"
 	DeliveryFailed    = "failed"
 )
+
+// Why a delivery attempt failed: the class in Delivery.LastError. Classes
+// say no more than a receiver on the public internet could learn, so that
+// the delivery log does not map the network around the server.
+const (
+	// FailRefusedTarget: every address the host resolved to is one
+	// webhooks may not reach (see WebhookTargets); no connection was made.
+	FailRefusedTarget = "refused_target"
+	// FailDNS: the host name did not resolve.
+	FailDNS = "dns"
+	// FailConnect: no connection could be made (refused, unreachable).
+	FailConnect = "connect_failed"
+	// FailTimeout: no answer within the attempt's time (--webhook-timeout).
+	FailTimeout = "timeout"
+	// FailTLS: the TLS handshake failed (certificate, protocol).
+	FailTLS = "tls"
+	// FailHTTPStatus: an answer other than 2xx, a redirect included; the
+	// status is in LastStatusCode.
+	FailHTTPStatus = "http_status"
+	// FailNetwork: the connection broke, or the answer was not HTTP.
+	FailNetwork = "network"
+	// FailSigning: this node could not sign the request (it has no keyring,
+	// or the webhook's signing secret does not open); the server log says
+	// which.
+	FailSigning = "signing"
+)
+
+// DeliveryFailureClasses lists every class LastError can hold.
+var DeliveryFailureClasses = []string{FailRefusedTarget, FailDNS, FailConnect, FailTimeout, FailTLS, FailHTTPStatus, FailNetwork, FailSigning}
 
 // ValidDeliveryStatus reports whether s is a delivery status.
 func ValidDeliveryStatus(s string) bool {

@@ -15,6 +15,8 @@ func TestValidateWebhookURL(t *testing.T) {
 		"http://127.0.0.1:8080/hook?channel=keys",
 		"https://[::1]:9000/",
 		"https://example.com",
+		"https://example.com:1/",
+		"https://example.com:65535/",
 	}
 	for _, u := range ok {
 		if err := latchkey.ValidateWebhookURL(u); err != nil {
@@ -34,6 +36,11 @@ func TestValidateWebhookURL(t *testing.T) {
 		"https://example.com/a b",
 		"https://example.com/\x00",
 		"https://example.com/" + strings.Repeat("a", latchkey.MaxWebhookURLLen),
+		"https://example.com:0/",
+		"https://example.com:65536/",
+		"https://example.com:99999999999999999999/",
+		"https://example.com:/",
+		"https://[::1]:0/",
 	}
 	for _, u := range bad {
 		if err := latchkey.ValidateWebhookURL(u); latchkey.ErrorCode(err) != latchkey.EInvalid {

@@ -50,6 +50,10 @@ type Options struct {
 	// and webhook signing secrets. Without one, storing or reading a
 	// secret, and creating a webhook, fails.
 	Sealer Sealer
+	// WebhookTargets refuses, at creation, webhook URLs whose host is an
+	// address deliveries may not reach (the dispatcher checks every
+	// address it connects to as well).
+	WebhookTargets latchkey.WebhookTargets
 	// SecretVersions is how many versions of a secret are kept (default
 	// 10); older ones are deleted when a new one is written.
 	SecretVersions int
@@ -106,6 +110,7 @@ type Service struct {
 	defaultGrace time.Duration
 	burst        BurstRule
 	sealer       Sealer
+	hookTargets  latchkey.WebhookTargets
 	secretKeep   int
 	secretTTL    int64
 	secrets      *secretCache
@@ -172,6 +177,7 @@ func New(o Options) *Service {
 		defaultGrace: o.DefaultGrace,
 		burst:        o.Burst,
 		sealer:       o.Sealer,
+		hookTargets:  o.WebhookTargets,
 		secretKeep:   o.SecretVersions,
 		secretTTL:    o.SecretExpiresIn,
 		secrets:      newSecretCache(o.SecretCacheSize, o.SecretCacheTTL),

@@ -23,11 +23,15 @@ type WebhookParams struct {
 
 // CreateWebhook registers an endpoint for the actor's tenant's events and
 // returns its signing secret, the only time it is shown; the store keeps
-// it sealed. Errors: EInvalid, EConflict (the tenant has
+// it sealed. A URL whose host is an address webhooks may not reach
+// (Options.WebhookTargets) is EInvalid. Errors: EInvalid, EConflict (the tenant has
 // MaxWebhooksPerTenant), EUnavailable (no Sealer is configured, or the
 // store is down).
 func (s *Service) CreateWebhook(ctx context.Context, actor *Actor, p WebhookParams) (*latchkey.Webhook, string, error) {
 	if err := latchkey.ValidateWebhookURL(p.URL); err != nil {
+		return nil, "", err
+	}
+	if err := s.hookTargets.CheckURL(p.URL); err != nil {
 		return nil, "", err
 	}
 	events, err := latchkey.NormalizeWebhookEvents(p.Events)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -69,6 +70,13 @@ func TestCreateWebhookValidates(t *testing.T) {
 		"ftp url":       {URL: "ftp://example.com/x"},
 		"password":      {URL: "https://u:p@example.com/x"},
 		"unknown event": {URL: "https://example.com/x", Events: []string{"key.deleted"}},
+		"loopback":      {URL: "http://127.0.0.1:8080/x"},
+		"private":       {URL: "http://10.0.0.5/x"},
+		"metadata":      {URL: "http://169.254.169.254/latest/meta-data/"},
+		"mapped":        {URL: "http://[::ffff:192.168.0.1]/x"},
+		"localhost":     {URL: "http://localhost/x"},
+		"port 0":        {URL: "https://example.com:0/x"},
+		"port 65536":    {URL: "https://example.com:65536/x"},
 	} {
 		if _, _, err := f.svc.CreateWebhook(ctx, f.admin, p); latchkey.ErrorCode(err) != latchkey.EInvalid {
 			t.Errorf("%s: %v, want invalid", name, err)
@@ -163,5 +171,20 @@ func TestListWebhooksPages(t *testing.T) {
 	}
 	if _, _, err := f.svc.ListDeliveries(ctx, f.admin, first[0].ID, keys.DeliveryListParams{Status: "lost"}); latchkey.ErrorCode(err) != latchkey.EInvalid {
 		t.Fatalf("bad status filter: %v", err)
+	}
+}
+
+// An operator's --webhook-allow-private lets webhooks point into the
+// networks it names, and no others.
+func TestCreateWebhookInAnAllowedPrivateNetwork(t *testing.T) {
+	f := newFixture(t, func(o *keys.Options) {
+		o.WebhookTargets = latchkey.WebhookTargets{AllowPrivate: []netip.Prefix{netip.MustParsePrefix("10.1.2.0/24")}}
+	})
+	ctx := context.Background()
+	if _, _, err := f.svc.CreateWebhook(ctx, f.admin, keys.WebhookParams{URL: "http://10.1.2.3:8080/in"}); err != nil {
+		t.Fatalf("a webhook in the allowed 10.1.2.0/24: %v", err)
+	}
+	if _, _, err := f.svc.CreateWebhook(ctx, f.admin, keys.WebhookParams{URL: "http://10.1.3.3:8080/in"}); latchkey.ErrorCode(err) != latchkey.EInvalid {
+		t.Fatalf("a webhook to 10.1.3.3 with only 10.1.2.0/24 allowed: %v, want invalid", err)
 	}
 }

@@ -3,6 +3,8 @@ package webhook
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,10 +13,13 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
@@ -30,9 +35,23 @@ type Options struct {
 	// Now is the clock (default time.Now): it stamps attempts, schedules
 	// retries and decides when to give up.
 	Now func() time.Time
-	// Client sends the requests (default: an http.Client that follows no
-	// redirects; a 3xx answer is a failed attempt).
-	Client *http.Client
+	// Targets decides which addresses a delivery may connect to: public
+	// ones, and those in Targets.AllowPrivate (--webhook-allow-private).
+	// It is applied to each address as the connection is made, after the
+	// host name is resolved, so a name that resolves (or is rebound) to an
+	// address inside the network is refused. Requests go through no proxy
+	// (which would connect past the check) and follow no redirects (a 3xx
+	// answer is a failed attempt).
+	Targets latchkey.WebhookTargets
+	// Resolve looks up a URL's host name (default:
+	// net.DefaultResolver.LookupNetIP); tests answer with addresses of
+	// their choosing, which are then checked like any other.
+	Resolve func(ctx context.Context, host string) ([]netip.Addr, error)
+	// Dialing, when set, is told each address a connection is about to be
+	// made to, after the check and before any packet is sent, and whether
+	// Targets allowed it; an error it returns stops that connection
+	// (tests record, and refuse, what they are asked to reach).
+	Dialing func(addr netip.AddrPort, allowed bool) error
 	// Timeout bounds one attempt (default 10s).
 	Timeout time.Duration
 	// Backoff is the wait after the first failed attempt (default 5s); it
@@ -74,12 +93,13 @@ type Options struct {
 // another node) resumes where another left off, and claims with a lease
 // keep two of them from sending one delivery at once.
 type Dispatcher struct {
-	o    Options
-	log  *slog.Logger
-	wake chan struct{}
-	stop chan struct{}
-	done chan struct{}
-	once sync.Once
+	o      Options
+	client *http.Client
+	log    *slog.Logger
+	wake   chan struct{}
+	stop   chan struct{}
+	done   chan struct{}
+	once   sync.Once
 
 	delivered, retried, failed atomic.Uint64
 
@@ -144,18 +164,20 @@ func New(o Options) *Dispatcher {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if o.Client == nil {
-		o.Client = &http.Client{
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	if o.Resolve == nil {
+		o.Resolve = func(ctx context.Context, host string) ([]netip.Addr, error) {
+			return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
 		}
 	}
-	return &Dispatcher{
+	d := &Dispatcher{
 		o:    o,
 		log:  o.Logger,
 		wake: make(chan struct{}, 1),
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
 	}
+	d.client = d.newClient()
+	return d
 }
 
 // equalJitter waits between d/2 and d.
@@ -203,6 +225,7 @@ func (d *Dispatcher) Close() {
 	if d.started.Load() {
 		<-d.done
 	}
+	d.client.CloseIdleConnections()
 }
 
 // Stats returns the attempt outcomes counted so far.
@@ -449,8 +472,8 @@ func (d *Dispatcher) DeliverDue(ctx context.Context) (int, error) {
 // attempt sends one delivery once and records the outcome.
 func (d *Dispatcher) attempt(ctx context.Context, j job) {
 	dl := j.d
-	status, errText := d.send(ctx, j)
-	if errText != "" && ctx.Err() != nil {
+	status, class, detail := d.send(ctx, j)
+	if class != "" && ctx.Err() != nil {
 		// Shutting down mid-attempt: release the claim, so that the next
 		// start (or another node) sends it again without waiting for the
 		// lease to lapse. Whether the receiver got it is unknown; it is
@@ -466,11 +489,11 @@ func (d *Dispatcher) attempt(ctx context.Context, j job) {
 	now := d.now()
 	dl.Attempts++
 	dl.LastStatusCode = status
-	dl.LastError = errText
+	dl.LastError = class
 	dl.LeaseUntil = time.Time{}
 	result := ""
 	switch {
-	case errText == "":
+	case class == "":
 		dl.Status, dl.DeliveredAt, dl.NextAttemptAt = latchkey.DeliveryDelivered, now, time.Time{}
 		result = "delivered"
 	case !now.Before(dl.CreatedAt.Add(d.o.GiveUp)):
@@ -507,52 +530,164 @@ func (d *Dispatcher) attempt(ctx context.Context, j job) {
 	if result != "delivered" {
 		lvl = slog.LevelWarn
 	}
+	// The server's log (the operator's) has the detail the delivery log
+	// (the tenant's) leaves out; never the URL.
 	d.log.Log(ctx, lvl, "webhook attempt", "delivery_id", dl.ID, "webhook_id", dl.WebhookID, "tenant", dl.Tenant,
-		"event_type", dl.EventType, "attempt", dl.Attempts, "status", status, "result", result, "error", errText,
-		"next_attempt_at", dl.NextAttemptAt)
+		"event_type", dl.EventType, "attempt", dl.Attempts, "status", status, "result", result, "failure", class,
+		"error", detail, "next_attempt_at", dl.NextAttemptAt)
 }
 
 // send makes one attempt and returns the answer's status and, for a
-// failure, why, in words that hold no secret and no URL.
-func (d *Dispatcher) send(ctx context.Context, j job) (int, string) {
+// failure, its class (latchkey.Fail…) and, for the server's log, what went
+// wrong in words that hold no secret and no URL.
+func (d *Dispatcher) send(ctx context.Context, j job) (int, string, string) {
 	if d.o.Sealer == nil {
-		return 0, "this node has no keyring to open the signing secret"
+		return 0, latchkey.FailSigning, "this node has no keyring to open the signing secret"
 	}
 	secret, err := d.o.Sealer.Open(latchkey.WebhookSecretAAD(j.d.Tenant, j.d.WebhookID), j.sealed)
 	if err != nil {
 		d.log.Error("a webhook's signing secret does not open", "webhook_id", j.d.WebhookID, "err", err)
-		return 0, "the signing secret could not be unsealed on this node"
+		return 0, latchkey.FailSigning, "the signing secret could not be unsealed on this node"
 	}
 	ts := d.o.Now()
 	sig, err := Sign(string(secret), j.d.ID, ts, j.d.Payload)
 	if err != nil {
-		return 0, "the stored signing secret is malformed"
+		return 0, latchkey.FailSigning, "the stored signing secret is malformed"
 	}
 	actx, cancel := context.WithTimeout(ctx, d.o.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(actx, http.MethodPost, j.url, bytes.NewReader(j.d.Payload))
 	if err != nil {
-		return 0, "the URL cannot be requested"
+		return 0, latchkey.FailNetwork, "the URL cannot be requested"
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", d.o.UserAgent)
 	req.Header[http.CanonicalHeaderKey(HeaderID)] = []string{j.d.ID}
 	req.Header[http.CanonicalHeaderKey(HeaderTimestamp)] = []string{strconv.FormatInt(ts.Unix(), 10)}
 	req.Header[http.CanonicalHeaderKey(HeaderSignature)] = []string{sig}
-	res, err := d.o.Client.Do(req)
+	res, err := d.client.Do(req)
 	if err != nil {
-		return 0, networkError(err, d.o.Timeout)
+		return 0, failureClass(err), networkError(err, d.o.Timeout)
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 64<<10))
 	res.Body.Close()
 	if res.StatusCode >= 200 && res.StatusCode <= 299 {
-		return res.StatusCode, ""
+		return res.StatusCode, "", ""
 	}
-	return res.StatusCode, "HTTP " + strconv.Itoa(res.StatusCode) + " " + http.StatusText(res.StatusCode)
+	return res.StatusCode, latchkey.FailHTTPStatus, "HTTP " + strconv.Itoa(res.StatusCode) + " " + http.StatusText(res.StatusCode)
 }
 
-// networkError describes a request that got no answer, without the URL
-// (which *url.Error repeats and which may carry a receiver's token).
+// errRefusedTarget is the dialer's answer for an address Targets refuses.
+var errRefusedTarget = errors.New("webhooks may not connect to this address (see --webhook-allow-private)")
+
+// newClient returns the client deliveries are sent with: no proxy, no
+// redirects, and a dialer that resolves the host itself and checks every
+// address it connects to.
+func (d *Dispatcher) newClient() *http.Client {
+	dialer := &net.Dialer{KeepAlive: 30 * time.Second, Control: d.control}
+	return &http.Client{
+		Transport: &http.Transport{
+			Proxy: nil,
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				return d.dial(ctx, dialer, network, addr)
+			},
+			ForceAttemptHTTP2:     true,
+			MaxIdleConns:          100,
+			IdleConnTimeout:       90 * time.Second,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ExpectContinueTimeout: time.Second,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// dial resolves addr's host (unless it is an IP address) and connects to
+// its addresses in turn; the dialer's Control refuses those Targets does
+// not allow, before anything is sent to them. When every address is
+// refused the error is errRefusedTarget; otherwise the first other
+// failure.
+func (d *Dispatcher) dial(ctx context.Context, dialer *net.Dialer, network, addr string) (net.Conn, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	var ips []netip.Addr
+	if ip, err := netip.ParseAddr(host); err == nil {
+		ips = []netip.Addr{ip}
+	} else {
+		if ips, err = d.o.Resolve(ctx, host); err != nil {
+			return nil, err
+		}
+		if len(ips) == 0 {
+			return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+		}
+	}
+	var first error
+	for _, ip := range ips {
+		c, err := dialer.DialContext(ctx, network, net.JoinHostPort(ip.Unmap().String(), port))
+		if err == nil {
+			return c, nil
+		}
+		if first == nil || errors.Is(first, errRefusedTarget) {
+			first = err
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, first
+}
+
+// control runs on each connection's socket before it connects: it refuses
+// an address Targets does not allow.
+func (d *Dispatcher) control(_, address string, _ syscall.RawConn) error {
+	ap, err := netip.ParseAddrPort(address)
+	allowed := err == nil && d.o.Targets.Allowed(ap.Addr())
+	var hookErr error
+	if d.o.Dialing != nil && err == nil {
+		hookErr = d.o.Dialing(ap, allowed)
+	}
+	if !allowed {
+		return errRefusedTarget
+	}
+	return hookErr
+}
+
+// failureClass sorts a request that got no answer into a
+// latchkey.Fail… class.
+func failureClass(err error) string {
+	var (
+		ne      net.Error
+		dnsErr  *net.DNSError
+		recErr  tls.RecordHeaderError
+		certErr *tls.CertificateVerificationError
+		unknown x509.UnknownAuthorityError
+		host    x509.HostnameError
+		invalid x509.CertificateInvalidError
+		op      *net.OpError
+	)
+	switch {
+	case errors.Is(err, errRefusedTarget):
+		return latchkey.FailRefusedTarget
+	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
+		return latchkey.FailTimeout
+	case errors.As(err, &dnsErr):
+		return latchkey.FailDNS
+	case errors.As(err, &recErr) || errors.As(err, &certErr) || errors.As(err, &unknown) || errors.As(err, &host) || errors.As(err, &invalid):
+		return latchkey.FailTLS
+	case errors.As(err, &op) && op.Op == "remote error": // a TLS alert from the receiver
+		return latchkey.FailTLS
+	case errors.As(err, &op) && op.Op == "dial":
+		return latchkey.FailConnect
+	case strings.Contains(err.Error(), "tls: "):
+		return latchkey.FailTLS
+	}
+	return latchkey.FailNetwork
+}
+
+// networkError describes, for the server's log, a request that got no
+// answer, without the URL (which *url.Error repeats and which may carry a
+// receiver's token).
 func networkError(err error, timeout time.Duration) string {
 	var ne net.Error
 	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {

@@ -25,6 +25,10 @@ import (
 
 var t0 = time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 
+// loopback lets the tests' receivers, on 127.0.0.1, be webhooks
+// (--webhook-allow-private 127.0.0.0/8); by default they are refused.
+var loopback = latchkey.WebhookTargets{AllowPrivate: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
+
 type fixture struct {
 	db     *sqlite.DB
 	svc    *keys.Service
@@ -50,7 +54,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	f := &fixture{db: db, clock: fakeclock.New(t0), sealer: kr}
-	f.svc = keys.New(keys.Options{Store: db, Now: f.clock.Now, Sealer: f.sealer})
+	f.svc = keys.New(keys.Options{Store: db, Now: f.clock.Now, Sealer: f.sealer, WebhookTargets: loopback})
 	root, _, _, err := f.svc.Bootstrap(ctx, "")
 	if err != nil {
 		t.Fatal(err)
@@ -71,8 +75,13 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
+// dispatcher returns a dispatcher on the fixture's store that may reach
+// 127.0.0.0/8 unless o.Targets says otherwise (a non-nil AllowPrivate).
 func (f *fixture) dispatcher(o webhook.Options) *webhook.Dispatcher {
 	o.Store, o.Sealer, o.Now = f.db, f.sealer, f.clock.Now
+	if o.Targets.AllowPrivate == nil {
+		o.Targets = loopback
+	}
 	if o.Jitter == nil {
 		o.Jitter = func(d time.Duration) time.Duration { return d }
 	}
@@ -192,7 +201,7 @@ func TestRetriesWithBackoffUntilDelivered(t *testing.T) {
 	}
 	ds := f.deliveries(t, w)
 	if len(ds) != 1 || ds[0].Status != latchkey.DeliveryPending || ds[0].Attempts != 1 || ds[0].LastStatusCode != 503 ||
-		!ds[0].NextAttemptAt.Equal(start.Add(5*time.Second)) || !strings.Contains(ds[0].LastError, "503") {
+		!ds[0].NextAttemptAt.Equal(start.Add(5*time.Second)) || ds[0].LastError != latchkey.FailHTTPStatus {
 		t.Fatalf("after the first attempt: %+v", ds[0])
 	}
 	if n := deliverDue(t, d); n != 0 {
@@ -432,7 +441,7 @@ func TestNetworkErrorsAreRecordedWithoutTheURL(t *testing.T) {
 	fanOut(t, d)
 	deliverDue(t, d)
 	ds := f.deliveries(t, w)
-	if ds[0].Status != latchkey.DeliveryPending || ds[0].LastStatusCode != 0 || ds[0].LastError == "" {
+	if ds[0].Status != latchkey.DeliveryPending || ds[0].LastStatusCode != 0 || ds[0].LastError != latchkey.FailConnect {
 		t.Fatalf("delivery after a refused connection: %+v", ds[0])
 	}
 	if strings.Contains(ds[0].LastError, "s3cr3t") || strings.Contains(ds[0].LastError, "/in") {
@@ -448,7 +457,7 @@ func TestRedirectIsAFailedAttempt(t *testing.T) {
 	f.key(t, keys.Settings{})
 	fanOut(t, d)
 	deliverDue(t, d)
-	if ds := f.deliveries(t, w); ds[0].Status != latchkey.DeliveryPending || ds[0].LastStatusCode != 302 {
+	if ds := f.deliveries(t, w); ds[0].Status != latchkey.DeliveryPending || ds[0].LastStatusCode != 302 || ds[0].LastError != latchkey.FailHTTPStatus {
 		t.Fatalf("a 302 answer: %+v", ds[0])
 	}
 }
@@ -578,7 +587,7 @@ func TestAChangeWakesTheDispatcher(t *testing.T) {
 	d := f.dispatcher(webhook.Options{Poll: time.Hour})
 	d.Start()
 	defer d.Close()
-	svc := keys.New(keys.Options{Store: d.WakeOnUpdate(f.db), Now: f.clock.Now, Sealer: f.sealer})
+	svc := keys.New(keys.Options{Store: d.WakeOnUpdate(f.db), Now: f.clock.Now, Sealer: f.sealer, WebhookTargets: loopback})
 	name := "woken"
 	if _, _, err := svc.CreateKey(context.Background(), f.admin, keys.CreateParams{Settings: keys.Settings{Name: &name}}); err != nil {
 		t.Fatal(err)

@@ -59,9 +59,9 @@ func (r cliRun) shownOnce() bool {
 // startCLINode starts a server as the end-to-end tests do (startServer,
 // but on the wall clock, which CLI flags like --since count from) and checks, when the test ends, that no plaintext key was printed but by
 // the commands that hand one out.
-func startCLINode(t *testing.T) *cliNode {
+func startCLINode(t *testing.T, opts ...serverOption) *cliNode {
 	t.Helper()
-	ts := startServer(t, withRealClock())
+	ts := startServer(t, append([]serverOption{withRealClock()}, opts...)...)
 	n := &cliNode{URL: ts.URL, Addr: strings.TrimPrefix(ts.URL, "http://"), Root: ts.Root, log: ts.Log}
 	t.Cleanup(func() { n.checkPlaintextOnlyShownOnce(t) })
 	return n

@@ -172,8 +172,12 @@ func webhooksDeliveries(ctx context.Context, e *env, args []string) error {
 		header: "ID\tEVENT\tSTATUS\tATTEMPTS\tLAST\tNEXT ATTEMPT\tCREATED",
 		row: func(d *latchkey.Delivery) string {
 			last := d.LastError
-			if last == "" && d.LastStatusCode != 0 {
+			switch {
+			case d.LastStatusCode == 0:
+			case last == "":
 				last = "HTTP " + strconv.Itoa(d.LastStatusCode)
+			case last == latchkey.FailHTTPStatus:
+				last += " " + strconv.Itoa(d.LastStatusCode)
 			}
 			return fmt.Sprintf("%s\t%s\t%s\t%d\t%s\t%s\t%s", d.ID, d.EventType, d.Status, d.Attempts, orDash(last),
 				fmtTime(d.NextAttemptAt, "-"), fmtTime(d.CreatedAt, "-"))

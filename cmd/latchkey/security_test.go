@@ -316,7 +316,7 @@ func TestE2EDeniedVerificationsAreAuditedWithinALimit(t *testing.T) {
 // monitor finds reaches a subscribed webhook, signed, like any event.
 func TestE2ESecurityAnomaliesAndQuotaExhaustionAreDelivered(t *testing.T) {
 	rcv := newHookReceiver(t, 0)
-	n := startFlushedNode(t, withWebhookPoll(20*time.Millisecond))
+	n := startFlushedNode(t, withWebhookPoll(20*time.Millisecond), withLocalReceivers())
 	admin := n.mustTenant(t, "acme")
 	r := n.call(t, "POST", "/v1/webhooks", admin, map[string]any{"url": rcv.URL, "events": []string{"security.anomaly", "key.quota_exhausted"}})
 	if r.Status != http.StatusCreated {

@@ -75,6 +75,9 @@ type serverConfig struct {
 	WebhookGiveUp     time.Duration
 	WebhookTimeout    time.Duration
 	ExpiringDays      int
+	// WebhookAllowPrivate: comma-separated networks outside the public
+	// internet that webhooks may reach (for receivers inside the network).
+	WebhookAllowPrivate string
 	// SecretVersions is how many versions of a secret are kept,
 	// SecretExpiresIn the default expires_in of a secret, in seconds.
 	SecretVersions  int
@@ -106,6 +109,11 @@ type serverHooks struct {
 	// WebhookPoll replaces how often the webhook dispatcher looks at its
 	// outbox (default 1s).
 	WebhookPoll time.Duration
+	// WebhookResolve and WebhookDialing replace the dispatcher's host
+	// lookup and see each address it is about to connect to (see
+	// webhook.Options).
+	WebhookResolve func(ctx context.Context, host string) ([]netip.Addr, error)
+	WebhookDialing func(addr netip.AddrPort, allowed bool) error
 }
 
 func runServer(ctx context.Context, e *env, args []string) error {
@@ -143,6 +151,7 @@ func runServer(ctx context.Context, e *env, args []string) error {
 	fs.Var((*durationValue)(&cfg.WebhookBackoffMax), "webhook-backoff-max", "longest wait between two attempts of a webhook delivery")
 	fs.Var((*durationValue)(&cfg.WebhookGiveUp), "webhook-give-up", "age at which a webhook delivery that keeps failing is given up (status failed), e.g. 24h or 3d")
 	fs.Var((*durationValue)(&cfg.WebhookTimeout), "webhook-timeout", "how long one webhook attempt may take")
+	fs.StringVar(&cfg.WebhookAllowPrivate, "webhook-allow-private", e.getenv("LATCHKEY_WEBHOOK_ALLOW_PRIVATE"), "comma-separated CIDRs outside the public internet that webhooks may reach, e.g. 10.1.2.0/24 for an internal receiver; loopback, private, link-local and other non-public addresses are refused otherwise (env LATCHKEY_WEBHOOK_ALLOW_PRIVATE)")
 	fs.IntVar(&cfg.ExpiringDays, "expiring-days", 7, "raise key.expiring for keys that expire within this many days (0: never)")
 	fs.IntVar(&cfg.SecretVersions, "secret-versions", 10, "how many versions of each secret are kept; older ones are deleted when a new one is written")
 	fs.DurationVar(&cfg.SecretExpiresIn, "secret-expires-in", time.Hour, "expires_in of a secret written without one: how long clients are told to cache it")
@@ -282,6 +291,13 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 	if cfg.WebhookBackoff > 0 && cfg.WebhookBackoffMax > 0 && cfg.WebhookBackoffMax < cfg.WebhookBackoff {
 		return latchkey.Errorf(latchkey.EInvalid, "--webhook-backoff-max must be at least --webhook-backoff")
 	}
+	var hookTargets latchkey.WebhookTargets
+	if strings.TrimSpace(cfg.WebhookAllowPrivate) != "" {
+		if hookTargets.AllowPrivate, err = latchkey.ParseIPAllow(strings.Split(cfg.WebhookAllowPrivate, ",")); err != nil {
+			return latchkey.Errorf(latchkey.EInvalid, "--webhook-allow-private: %s", latchkey.ErrorMessage(err))
+		}
+		log.Info("webhooks may reach these networks besides the public internet", "webhook_allow_private", cfg.WebhookAllowPrivate)
+	}
 	expiring := cfg.ExpiringDays
 	if expiring == 0 {
 		expiring = -1 // the dispatcher's "never"
@@ -290,6 +306,7 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 		Store: db, Sealer: sealer, Now: now, Timeout: cfg.WebhookTimeout,
 		Backoff: cfg.WebhookBackoff, BackoffMax: cfg.WebhookBackoffMax, GiveUp: cfg.WebhookGiveUp,
 		Poll: hooks.WebhookPoll, ExpiringDays: expiring, EventRetention: cfg.EventRetention, Logger: log,
+		Targets: hookTargets, Resolve: hooks.WebhookResolve, Dialing: hooks.WebhookDialing,
 	})
 	// Deferred after the database's Close, so it runs before it: attempts
 	// in flight end first (an attempt cut short is sent again after a
@@ -298,7 +315,7 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 
 	// The key service's store wakes the dispatcher after each change, so
 	// the events it raised go out at once.
-	opts := keys.Options{Store: disp.WakeOnUpdate(db), Now: now, Limiter: limiter, Usage: rec, Logger: log, Sealer: sealer,
+	opts := keys.Options{Store: disp.WakeOnUpdate(db), Now: now, Limiter: limiter, Usage: rec, Logger: log, Sealer: sealer, WebhookTargets: hookTargets,
 		SecretVersions: cfg.SecretVersions, SecretExpiresIn: int64(cfg.SecretExpiresIn / time.Second),
 		SecretCacheTTL: cfg.SecretCacheTTL, ReadAuditInterval: cfg.ReadAuditInterval,
 		Burst: keys.BurstRule{Threshold: cfg.BurstThreshold, Window: cfg.BurstWindow}}

@@ -115,6 +115,13 @@ func withWebhookPoll(d time.Duration) serverOption {
 	return func(_ *serverConfig, h *serverHooks) { h.WebhookPoll = d }
 }
 
+// withLocalReceivers lets webhooks reach the tests' receivers on
+// 127.0.0.1 (--webhook-allow-private 127.0.0.0/8); without it they are
+// refused, as on a real server.
+func withLocalReceivers() serverOption {
+	return func(c *serverConfig, _ *serverHooks) { c.WebhookAllowPrivate = "127.0.0.0/8" }
+}
+
 // eventually waits, in real time, for a background job (the dispatcher)
 // to make cond true.
 func eventually(t *testing.T, limit time.Duration, what string, cond func() bool) {
@@ -130,7 +137,7 @@ func eventually(t *testing.T, limit time.Duration, what string, cond func() bool
 
 func TestE2EWebhookSignedDeliveryArrivesAfterRetries(t *testing.T) {
 	rcv := newHookReceiver(t, 2)
-	ts := startServer(t, withWebhookPoll(20*time.Millisecond))
+	ts := startServer(t, withWebhookPoll(20*time.Millisecond), withLocalReceivers())
 	admin := ts.mustTenant(t, "acme")
 	// A webhook receives events from its creation on; the tenant's own
 	// key.created is a second older.
@@ -284,7 +291,7 @@ func TestE2EWebhookDeliveryResumesAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	db := filepath.Join(dir, "latchkey.db")
-	flags := " --webhook-backoff 1s --webhook-backoff-max 2s"
+	flags := " --webhook-backoff 1s --webhook-backoff-max 2s --webhook-allow-private 127.0.0.0/8"
 	url, root, child := startChildArgs(t, dir, db, 1, flags)
 	defer child.kill()
 	registerKey(root)
@@ -342,7 +349,7 @@ func TestE2EWebhookDeliveryResumesAfterRestart(t *testing.T) {
 
 func TestCLIWebhooks(t *testing.T) {
 	rcv := newHookReceiver(t, 0)
-	n := startCLINode(t)
+	n := startCLINode(t, withLocalReceivers())
 	created := n.ok(t, "webhooks", "create", "--url", rcv.URL+"/in", "--events", "key.created,key.revoked")
 	id := regexp.MustCompile(`whk_[0-9A-Z]{26}`).FindString(created.stdout)
 	secret := regexp.MustCompile(`whsec_[A-Za-z0-9+/=]+`).FindString(created.stdout)
@@ -392,7 +399,7 @@ func TestCLIWebhooks(t *testing.T) {
 
 func TestE2EKeyExpiringIsDelivered(t *testing.T) {
 	rcv := newHookReceiver(t, 0)
-	ts := startServer(t, withWebhookPoll(20*time.Millisecond), func(c *serverConfig, _ *serverHooks) { c.ExpiringDays = 7 })
+	ts := startServer(t, withWebhookPoll(20*time.Millisecond), withLocalReceivers(), func(c *serverConfig, _ *serverHooks) { c.ExpiringDays = 7 })
 	admin := ts.mustTenant(t, "acme")
 	r := ts.call(t, "POST", "/v1/webhooks", admin, map[string]any{"url": rcv.URL, "events": []string{"key.expiring"}})
 	if r.Status != http.StatusCreated {
