@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -87,9 +88,18 @@ func TestE2ELostDatabaseIsNoticed(t *testing.T) {
 			if c := ts.verifyCode(t, map[string]any{"key": key}); c != latchkey.CodeValid {
 				t.Errorf("verify of a cached key after: %s", c)
 			}
-			// Once, not per request.
+			// Once, not per request, nor per retry of the background
+			// writers (usage flush, webhook outbox), which carry on at
+			// debug level.
+			reason := latchkey.ErrorMessage(tc.want)
+			eventually(t, 10*time.Second, "a background writer's failure at debug level", func() bool {
+				return loudLostLines(ts.Log.Bytes(), reason, "DEBUG") > 0
+			})
 			if n := lostLogLines(ts.Log.Bytes()); n != 1 {
 				t.Errorf("%d %q log lines after several requests, want 1", n, msgDatabaseLost)
+			}
+			if n := loudLostLines(ts.Log.Bytes(), reason, "WARN", "ERROR"); n != 1 {
+				t.Errorf("%d log lines above debug carry the loss, want 1 (the report)", n)
 			}
 		})
 	}
@@ -103,6 +113,22 @@ func lostLogLines(log []byte) int {
 			Msg string `json:"msg"`
 		}
 		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == msgDatabaseLost {
+			n++
+		}
+	}
+	return n
+}
+
+// loudLostLines counts the JSON log lines at one of levels whose err
+// carries reason.
+func loudLostLines(log []byte, reason string, levels ...string) int {
+	n := 0
+	for _, line := range strings.Split(string(log), "\n") {
+		var rec struct {
+			Level string `json:"level"`
+			Err   string `json:"err"`
+		}
+		if json.Unmarshal([]byte(line), &rec) == nil && slices.Contains(levels, rec.Level) && strings.Contains(rec.Err, reason) {
 			n++
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
@@ -199,7 +200,8 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
 		return latchkey.Errorf(latchkey.EInvalid, "--log-level %q: use debug, info, warn or error", cfg.LogLevel)
 	}
-	log := slog.New(slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+	dbLost := new(atomic.Bool)
+	log := slog.New(lostDBHandler{slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: level}), dbLost})
 	trusted, err := httpapi.ParseTrustedProxies(cfg.TrustedProxies)
 	if err != nil {
 		return err
@@ -226,6 +228,7 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 	// A database file deleted or replaced under the server fails writes
 	// and /readyz from then on; this says so in the log, once.
 	raw.Watch(dbCheckInterval, func(err error) {
+		dbLost.Store(true)
 		log.Error(msgDatabaseLost, "db", cfg.DB, "err", err)
 	})
 	// Every part reaches the database through this wrapper, which times
@@ -431,6 +434,47 @@ const dbCheckInterval = time.Second
 // msgDatabaseLost is the log message of a database file found deleted or
 // replaced under the running server.
 const msgDatabaseLost = "the database file is gone or replaced; writes are refused and /readyz fails until it is restored and the server restarted"
+
+// lostDBHandler demotes to debug every log record whose error is a lost
+// database (keys.ErrStoreLost), but the one that reports the loss: the
+// background writers (usage, quotas, webhooks, read audit) retry every
+// second and would repeat it for as long as the server runs. Until the
+// loss is known (lost), records pass untouched.
+type lostDBHandler struct {
+	slog.Handler
+	lost *atomic.Bool
+}
+
+func (h lostDBHandler) Handle(ctx context.Context, r slog.Record) error {
+	if h.lost.Load() && r.Level > slog.LevelDebug && r.Message != msgDatabaseLost && carriesLostDB(r) {
+		if !h.Handler.Enabled(ctx, slog.LevelDebug) {
+			return nil
+		}
+		r.Level = slog.LevelDebug
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h lostDBHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return lostDBHandler{h.Handler.WithAttrs(as), h.lost}
+}
+
+func (h lostDBHandler) WithGroup(name string) slog.Handler {
+	return lostDBHandler{h.Handler.WithGroup(name), h.lost}
+}
+
+func carriesLostDB(r slog.Record) bool {
+	found := false
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Value.Kind() == slog.KindAny {
+			if err, ok := a.Value.Any().(error); ok && errors.Is(err, keys.ErrStoreLost) {
+				found = true
+			}
+		}
+		return !found
+	})
+	return found
+}
 
 // checkDatabaseNotLost refuses to start on a missing database when the
 // master key file is there: the file is created beside the database on its

@@ -95,27 +95,25 @@ func (w *fileWatch) lostErr() error {
 // markLost remembers the first loss and tells onLost about it, once.
 func (w *fileWatch) markLost(err error) error {
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	if w.lost == nil {
 		w.lost = err
 		w.lostFlag.Store(true)
 	}
-	err = w.lost
-	fn := w.takeNotification()
-	w.mu.Unlock()
-	if fn != nil {
-		fn(err)
-	}
-	return err
+	w.notify()
+	return w.lost
 }
 
-// takeNotification returns onLost if the loss is known and not yet told;
-// w.mu is held.
-func (w *fileWatch) takeNotification() func(error) {
+// notify calls onLost if the loss is known and not yet told. w.mu is
+// held throughout, so that no caller is handed the loss (markLost and
+// lostErr wait for the lock) before onLost has run: a log that drops the
+// loss's repeats learns of it first.
+func (w *fileWatch) notify() {
 	if w.lost == nil || w.onLost == nil || w.notified {
-		return nil
+		return
 	}
 	w.notified = true
-	return w.onLost
+	w.onLost(w.lost)
 }
 
 // watch checks the file every interval until close, and has lost told
@@ -124,12 +122,9 @@ func (w *fileWatch) takeNotification() func(error) {
 func (w *fileWatch) watch(interval time.Duration, lost func(error)) {
 	w.mu.Lock()
 	w.onLost = lost
-	fn := w.takeNotification()
+	w.notify()
 	w.done = make(chan struct{})
 	w.mu.Unlock()
-	if fn != nil {
-		fn(w.lostErr())
-	}
 	go func() {
 		defer close(w.done)
 		t := time.NewTicker(interval)

@@ -248,7 +248,8 @@ func (db *DB) closeQuietly() {
 // still the one opened, and calls lost once, the first time it is found
 // deleted or replaced (by this check, by Ping or by a write's). Writes
 // and Ping check by themselves; Watch makes the loss known, and /readyz
-// fail, when there are none. Call it at most once.
+// fail, when there are none. No caller is handed the loss before lost
+// has returned; lost must not use the DB. Call Watch at most once.
 func (db *DB) Watch(interval time.Duration, lost func(error)) {
 	db.file.watch(interval, lost)
 }
