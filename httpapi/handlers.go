@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -277,8 +278,18 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if err := s.svc.Ping(ctx); err != nil {
-		s.log.WarnContext(ctx, "store not ready", "request_id", requestID(ctx), "err", err)
-		s.writeError(w, r, latchkey.Errorf(latchkey.EUnavailable, "the store does not answer"))
+		// A lost database was logged once when the store noticed it; a
+		// load balancer's every probe need not repeat it.
+		if !errors.Is(err, keys.ErrStoreLost) {
+			s.log.WarnContext(ctx, "store not ready", "request_id", requestID(ctx), "err", err)
+		}
+		// The store's own reason (a lost database file, say) when it gave
+		// one; its messages name no path or secret.
+		msg := "the store does not answer"
+		if latchkey.ErrorCode(err) == latchkey.EUnavailable {
+			msg = latchkey.ErrorMessage(err)
+		}
+		s.writeError(w, r, latchkey.Errorf(latchkey.EUnavailable, "%s", msg))
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})

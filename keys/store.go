@@ -2,6 +2,7 @@ package keys
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
@@ -35,6 +36,13 @@ type Store interface {
 	// Close releases the database.
 	Close() error
 }
+
+// ErrStoreLost is wrapped, beside an EUnavailable *latchkey.Error that
+// says why, by the errors of a store whose database was lost under the
+// running server (its file deleted or replaced): from then on its writes
+// and Ping fail until a restart. The store reports the loss once, when it
+// notices it, so callers need not log each such error again.
+var ErrStoreLost = errors.New("the database was lost under the running server")
 
 // Tx is one transaction. It is used by one goroutine and only inside the
 // function given to View or Update.

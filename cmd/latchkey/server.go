@@ -6,12 +6,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
@@ -91,6 +94,10 @@ type serverConfig struct {
 	// SeedKeepAlive keeps the seed routes' connections open (default:
 	// Connection: close).
 	SeedKeepAlive bool
+	// Init allows a new, empty database where the master key file exists
+	// but the database does not (which otherwise means the database was
+	// lost, and is refused).
+	Init bool
 }
 
 // serverHooks let tests replace the clock and the limiter and learn the
@@ -123,6 +130,7 @@ func runServer(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&cfg.Addr, "addr", envOr(e, "LATCHKEY_ADDR", ":8080"), "listen address (env LATCHKEY_ADDR)")
 	fs.StringVar(&cfg.DB, "db", envOr(e, "LATCHKEY_DB", "./latchkey.db"), "SQLite file (env LATCHKEY_DB)")
 	fs.StringVar(&cfg.MasterKeyFile, "master-key-file", e.getenv("LATCHKEY_MASTER_KEY_FILE"), "file holding the keyring's master key (base64, mode 0600), created on first start; default: beside --db, named after it with .master-key (env LATCHKEY_MASTER_KEY_FILE; LATCHKEY_MASTER_KEY gives the key itself)")
+	fs.BoolVar(&cfg.Init, "init", false, "start with a new, empty database even though the master key file exists (without it, a missing database beside an existing master key file is refused as lost); has no effect on an existing database")
 	fs.StringVar(&cfg.TrustedProxies, "trusted-proxies", e.getenv("LATCHKEY_TRUSTED_PROXIES"), "comma-separated addresses/CIDRs whose X-Forwarded-For, and verify body ip for the brute-force guard, are believed (env LATCHKEY_TRUSTED_PROXIES)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", e.getenv("LATCHKEY_TLS_CERT"), "TLS certificate file (env LATCHKEY_TLS_CERT)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", e.getenv("LATCHKEY_TLS_KEY"), "TLS private key file (env LATCHKEY_TLS_KEY)")
@@ -203,7 +211,8 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
 		return latchkey.Errorf(latchkey.EInvalid, "--log-level %q: use debug, info, warn or error", cfg.LogLevel)
 	}
-	log := slog.New(slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+	dbLost := new(atomic.Bool)
+	log := slog.New(lostDBHandler{slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: level}), dbLost})
 	trusted, err := httpapi.ParseTrustedProxies(cfg.TrustedProxies)
 	if err != nil {
 		return err
@@ -223,11 +232,20 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 		now = time.Now
 	}
 
+	if err := checkDatabaseNotLost(cfg, log); err != nil {
+		return err
+	}
 	raw, err := sqlite.Open(ctx, cfg.DB)
 	if err != nil {
 		return fmt.Errorf("open database %s: %w", cfg.DB, err)
 	}
 	defer raw.Close()
+	// A database file deleted or replaced under the server fails writes
+	// and /readyz from then on; this says so in the log, once.
+	raw.Watch(dbCheckInterval, func(err error) {
+		dbLost.Store(true)
+		log.Error(msgDatabaseLost, "db", cfg.DB, "err", err)
+	})
 	// Every part reaches the database through this wrapper, which times
 	// its transactions for /metrics.
 	db := metrics.TimeStore(raw)
@@ -430,6 +448,86 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 		log.Warn("requests still running at shutdown were cut", "err", err)
 	}
 	return nil
+}
+
+// dbCheckInterval is how often the server checks that its database file is
+// still the one it opened (writes and /readyz also check by themselves).
+const dbCheckInterval = time.Second
+
+// msgDatabaseLost is the log message of a database file found deleted or
+// replaced under the running server.
+const msgDatabaseLost = "the database file is gone or replaced; writes are refused and /readyz fails until it is restored and the server restarted"
+
+// lostDBHandler demotes to debug every log record whose error is a lost
+// database (keys.ErrStoreLost), but the one that reports the loss: the
+// background writers (usage, quotas, webhooks, read audit) retry every
+// second and would repeat it for as long as the server runs. Until the
+// loss is known (lost), records pass untouched.
+type lostDBHandler struct {
+	slog.Handler
+	lost *atomic.Bool
+}
+
+func (h lostDBHandler) Handle(ctx context.Context, r slog.Record) error {
+	if h.lost.Load() && r.Level > slog.LevelDebug && r.Message != msgDatabaseLost && carriesLostDB(r) {
+		if !h.Handler.Enabled(ctx, slog.LevelDebug) {
+			return nil
+		}
+		r.Level = slog.LevelDebug
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h lostDBHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return lostDBHandler{h.Handler.WithAttrs(as), h.lost}
+}
+
+func (h lostDBHandler) WithGroup(name string) slog.Handler {
+	return lostDBHandler{h.Handler.WithGroup(name), h.lost}
+}
+
+func carriesLostDB(r slog.Record) bool {
+	found := false
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Value.Kind() == slog.KindAny {
+			if err, ok := a.Value.Any().(error); ok && errors.Is(err, keys.ErrStoreLost) {
+				found = true
+			}
+		}
+		return !found
+	})
+	return found
+}
+
+// checkDatabaseNotLost refuses to start on a missing database when the
+// master key file is there: the file is created beside the database on its
+// first start, so the database was deleted or moved, and starting would
+// mint a new root key over an empty one and every key would be gone. --init
+// says a new database is wanted. A master key given in LATCHKEY_MASTER_KEY
+// leaves no file to go by.
+func checkDatabaseNotLost(cfg serverConfig, log *slog.Logger) error {
+	_, err := os.Stat(cfg.DB)
+	if err == nil {
+		if cfg.Init {
+			log.Warn("--init has no effect: the database exists; remove --init from the command line", "db", cfg.DB)
+		}
+		return nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) || cfg.Init {
+		return nil // opening it says what is wrong
+	}
+	keyFile := cfg.MasterKeyFile
+	if keyFile == "" && cfg.MasterKey == "" {
+		keyFile = defaultMasterKeyFile(cfg.DB)
+	}
+	if keyFile == "" {
+		return nil
+	}
+	if _, err := os.Stat(keyFile); err != nil {
+		return nil
+	}
+	return latchkey.Errorf(latchkey.EConflict, "the database %s does not exist, but the master key file %s does: the database was deleted or moved. "+
+		"Restore it (with its -wal file) or point --db at it; to start afresh with a new, empty database and a new root key, pass --init", cfg.DB, keyFile)
 }
 
 // defaultMasterKeyFile is where the master key lives when no flag names a

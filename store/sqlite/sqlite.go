@@ -36,6 +36,7 @@ type DB struct {
 	read       *sql.DB // query-only connections
 	writeStmts *stmts
 	readStmts  *stmts
+	file       *fileWatch // the identity of the file opened (fileid.go)
 	closed     atomic.Bool
 
 	closeOnce sync.Once
@@ -71,16 +72,19 @@ func open(ctx context.Context, path string, fsys fs.FS) (_ *DB, err error) {
 	}
 	// Creating the file here, rather than letting SQLite, keeps it (and the
 	// -wal and -shm files, which SQLite gives the same mode) private: it
-	// holds key hashes.
+	// holds key hashes. The descriptor stays open until Close: it pins the
+	// file's identity (fileid.go).
 	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
-	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("sqlite: %w", err)
+	file, err := newFileWatch(abs, f)
+	if err != nil {
+		_ = f.Close()
+		return nil, err
 	}
 
-	db := &DB{}
+	db := &DB{file: file}
 	defer func() {
 		if err != nil {
 			db.closeQuietly()
@@ -149,6 +153,10 @@ func (db *DB) run(ctx context.Context, pool *sql.DB, st *stmts, opts *sql.TxOpti
 	if db.closed.Load() {
 		return errClosed
 	}
+	write := pool == db.write
+	if write && db.file.lostFlag.Load() {
+		return db.file.lostErr()
+	}
 	sqlTx, err := pool.BeginTx(ctx, opts)
 	if err != nil {
 		return fail(ctx, "begin", err)
@@ -164,6 +172,13 @@ func (db *DB) run(ctx context.Context, pool *sql.DB, st *stmts, opts *sql.TxOpti
 	if err := fn(&tx{ctx: ctx, tx: sqlTx, stmts: st}); err != nil {
 		return err
 	}
+	if write {
+		// Last moment before the write is acknowledged: a commit into a
+		// file that is no longer the database would be lost.
+		if err := db.file.check(); err != nil {
+			return err
+		}
+	}
 	finished = true
 	if err := sqlTx.Commit(); err != nil {
 		return fail(ctx, "commit", err)
@@ -171,10 +186,14 @@ func (db *DB) run(ctx context.Context, pool *sql.DB, st *stmts, opts *sql.TxOpti
 	return nil
 }
 
-// Ping reports whether the database file can be read.
+// Ping reports whether the database file can be read and is still the
+// file the store opened.
 func (db *DB) Ping(ctx context.Context) error {
 	if db.closed.Load() {
 		return errClosed
+	}
+	if err := db.file.check(); err != nil {
+		return err
 	}
 	var n int
 	if err := db.read.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&n); err != nil {
@@ -206,7 +225,7 @@ func (db *DB) Close() error {
 		if err != nil {
 			errs = append(errs, fmt.Errorf("sqlite: close: %w", err))
 		}
-		errs = append(errs, db.write.Close())
+		errs = append(errs, db.write.Close(), db.file.close())
 		db.closeErr = errors.Join(errs...)
 	})
 	return db.closeErr
@@ -222,6 +241,17 @@ func (db *DB) closeQuietly() {
 	if db.write != nil {
 		_ = db.write.Close()
 	}
+	_ = db.file.close()
+}
+
+// Watch checks every interval, until Close, that the database file is
+// still the one opened, and calls lost once, the first time it is found
+// deleted or replaced (by this check, by Ping or by a write's). Writes
+// and Ping check by themselves; Watch makes the loss known, and /readyz
+// fail, when there are none. No caller is handed the loss before lost
+// has returned; lost must not use the DB. Call Watch at most once.
+func (db *DB) Watch(interval time.Duration, lost func(error)) {
+	db.file.watch(interval, lost)
 }
 
 // stmts are the statements of the hot read paths, prepared once per pool:
