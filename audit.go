@@ -210,11 +210,20 @@ func (c *ChainCheck) Head(seq int64, hash string) {
 	c.fail(c.lastSeq+1, AuditTruncated, "the log ends before its recorded head (seq "+itoa(seq)+")")
 }
 
+// Seed makes the check continue after the event (seq, hash), as if it had
+// walked the chain to it: to check only the end of a log.
+func (c *ChainCheck) Seed(seq int64, hash string) {
+	c.lastSeq, c.lastHash = seq, hash
+	if seq == 0 {
+		c.lastHash = GenesisHash
+	}
+}
+
 // PastHead reports an event stored after the head the chain was walked to
 // (the first such seq).
 func (c *ChainCheck) PastHead(seq int64) {
 	if c.BrokenAt == 0 {
-		c.fail(seq, AuditPastHead, "event stored after the signed head (seq "+itoa(c.lastSeq)+"); it was not written by Latchkey")
+		c.fail(seq, AuditPastHead, "events stored after the signed head, from seq "+itoa(seq)+": not written by Latchkey")
 	}
 }
 

@@ -18,7 +18,9 @@ import (
 const auditUsage = `Usage: latchkey audit <command> [flags]
 
 Commands:
-  verify   check the tenant's hash chain; exit 1 and name the first bad event if broken
+  verify   check the tenant's hash chain and its signed head; exit 1 and name
+           what was found (a finding such as rows_past_head, truncated,
+           head_forged, rewound) and the first bad seq if broken
   export   write every event as JSON lines (stdout)
   tail     print the latest events; --follow keeps printing new ones
 
@@ -57,7 +59,7 @@ func auditVerify(ctx context.Context, e *env, args []string) error {
 	} else if v.OK {
 		fmt.Fprintf(e.stdout, "audit log intact: %d events, every hash and link checks out\n", v.Events)
 	} else {
-		fmt.Fprintf(e.stdout, "audit log BROKEN at seq %d: %s (%d events before it check out)\n", v.BrokenAt, v.Reason, v.Events)
+		fmt.Fprintf(e.stdout, "audit log BROKEN at seq %d: %s: %s (%d events before it check out)\n", v.BrokenAt, v.Finding, v.Reason, v.Events)
 	}
 	if !v.OK {
 		return &deniedError{Code: "BROKEN"}

@@ -37,6 +37,7 @@ type DB struct {
 	writeStmts *stmts
 	readStmts  *stmts
 	closed     atomic.Bool
+	anchor     atomic.Pointer[keys.AuditAnchor]
 
 	closeOnce sync.Once
 	closeErr  error
@@ -139,6 +140,11 @@ func (db *DB) View(ctx context.Context, fn func(keys.Tx) error) error {
 	return db.run(ctx, db.read, db.readStmts, &sql.TxOptions{ReadOnly: true}, fn)
 }
 
+// SetAuditAnchor makes every audit append check the log's end against the
+// tenant's signed checkpoint and sign the new head with a (see
+// keys.AppendAudit). Set it before the first append.
+func (db *DB) SetAuditAnchor(a *keys.AuditAnchor) { db.anchor.Store(a) }
+
 // Update runs fn in a write transaction and commits it if fn returns nil.
 // Updates run one at a time, in the order they ask.
 func (db *DB) Update(ctx context.Context, fn func(keys.Tx) error) error {
@@ -161,7 +167,7 @@ func (db *DB) run(ctx context.Context, pool *sql.DB, st *stmts, opts *sql.TxOpti
 			_ = sqlTx.Rollback()
 		}
 	}()
-	if err := fn(&tx{ctx: ctx, tx: sqlTx, stmts: st}); err != nil {
+	if err := fn(&tx{ctx: ctx, tx: sqlTx, stmts: st, anchor: db.anchor.Load()}); err != nil {
 		return err
 	}
 	finished = true
