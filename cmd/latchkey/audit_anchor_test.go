@@ -161,6 +161,16 @@ func TestE2EAuditRowPastTheHeadIsFound(t *testing.T) {
 	if r.Status != 200 || r.str("status") != "degraded" || !strings.Contains(string(r.Raw), latchkey.AnomalyAuditTampered) {
 		t.Fatalf("/readyz after tampering: %d %s", r.Status, r.Raw)
 	}
+
+	// After a restart the signed checkpoint still holds the finding.
+	ts.Stop()
+	ts = startServer(t, withDB(ts.DB))
+	if r := ts.call(t, "GET", "/readyz", "", nil); r.Status != 200 || r.str("status") != "degraded" {
+		t.Fatalf("/readyz after a restart: %d %s", r.Status, r.Raw)
+	}
+	if v := auditVerdict(t, ts, admin); v.Body["ok"] != false || v.Body["broken_seq"] != float64(seq+1) || v.str("finding") != latchkey.AuditPastHead {
+		t.Fatalf("verify after a restart: %s", v.Raw)
+	}
 }
 
 // Deleting the newest events and moving audit_heads back to match leaves a
@@ -228,6 +238,16 @@ func TestE2EAuditRewindToAnOlderCheckpointIsFound(t *testing.T) {
 	v := auditVerdict(t, ts, admin)
 	if v.Body["ok"] != false || v.str("finding") != latchkey.AuditRewound {
 		t.Fatalf("verify after a rewind to an older checkpoint: %s", v.Raw)
+	}
+	// The anchor file outlives the process: a restart on the rewound
+	// database finds it too.
+	ts.Stop()
+	ts = startServer(t, withDB(ts.DB), withService(&svc))
+	if r := ts.call(t, "GET", "/readyz", "", nil); r.str("status") != "degraded" {
+		t.Fatalf("/readyz after a restart on a rewound database: %d %s", r.Status, r.Raw)
+	}
+	if v := auditVerdict(t, ts, admin); v.Body["ok"] != false || v.str("finding") != latchkey.AuditRewound {
+		t.Fatalf("verify after a restart on a rewound database: %s", v.Raw)
 	}
 	// A write after the rewind still succeeds and keeps the finding.
 	if r := ts.call(t, "POST", "/v1/keys/"+id+"/revoke", admin, map[string]any{"reason": "x"}); r.Status != 200 {
