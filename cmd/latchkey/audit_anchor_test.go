@@ -107,6 +107,7 @@ func TestE2EAuditRowPastTheHeadIsFound(t *testing.T) {
 	ts := startServer(t)
 	admin := ts.mustTenant(t, "acme")
 	id, key := ts.mustCreate(t, admin, map[string]any{"scopes": []string{"data:read"}})
+	other, otherKey := ts.mustCreate(t, admin, map[string]any{"scopes": []string{"data:read"}})
 	if v := auditVerdict(t, ts, admin); v.Body["ok"] != true {
 		t.Fatalf("verify of an intact log: %s", v.Raw)
 	}
@@ -130,7 +131,14 @@ func TestE2EAuditRowPastTheHeadIsFound(t *testing.T) {
 		t.Fatalf("latchkey audit verify: %v\n%s", err, out.String())
 	}
 
-	// Revocation still takes effect, and its record continues the log.
+	// Suspension and revocation still take effect, and their records
+	// continue the log.
+	if r := ts.call(t, "POST", "/v1/keys/"+other+"/suspend", admin, map[string]any{"reason": "check"}); r.Status != 200 {
+		t.Fatalf("suspend on a tampered log: %d %s", r.Status, r.Raw)
+	}
+	if c := ts.verifyCode(t, map[string]any{"key": otherKey}); c != latchkey.CodeSuspended {
+		t.Fatalf("suspended key verifies %s", c)
+	}
 	if r := ts.call(t, "POST", "/v1/keys/"+id+"/revoke", admin, map[string]any{"reason": "leaked"}); r.Status != 200 {
 		t.Fatalf("revoke on a tampered log: %d %s", r.Status, r.Raw)
 	}
