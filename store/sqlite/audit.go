@@ -27,9 +27,7 @@ func (t *tx) InsertAudit(e *latchkey.AuditEvent) error {
 	if err != nil {
 		return fmt.Errorf("sqlite: audit details: %w", err)
 	}
-	_, err = t.tx.ExecContext(t.ctx, `INSERT INTO audit_events
-		(tenant_id, seq, at, actor_key_id, action, target_key_id, ip, user_agent, result, details, prev_hash, hash)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err = t.tx.StmtContext(t.ctx, t.stmts.auditInsert).ExecContext(t.ctx,
 		e.Tenant, e.Seq, e.At.UnixMicro(), e.ActorKeyID, e.Action, e.TargetKeyID, e.IP, e.UserAgent, e.Result,
 		string(details), e.PrevHash, e.Hash)
 	if constraint(err) == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY {
@@ -43,8 +41,7 @@ func (t *tx) InsertAudit(e *latchkey.AuditEvent) error {
 
 // MoveAuditHead sets the tenant's head.
 func (t *tx) MoveAuditHead(tenant string, seq int64, hash string) error {
-	_, err := t.tx.ExecContext(t.ctx, `INSERT INTO audit_heads (tenant_id, seq, hash) VALUES (?, ?, ?)
-		ON CONFLICT (tenant_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash`, tenant, seq, hash)
+	_, err := t.tx.StmtContext(t.ctx, t.stmts.auditMoveHead).ExecContext(t.ctx, tenant, seq, hash)
 	if err != nil {
 		return fail(t.ctx, "move audit head", err)
 	}
@@ -55,7 +52,7 @@ func (t *tx) MoveAuditHead(tenant string, seq int64, hash string) error {
 func (t *tx) AuditLast(tenant string) (int64, string, error) {
 	var seq int64
 	var hash string
-	err := t.tx.QueryRowContext(t.ctx, `SELECT seq, hash FROM audit_events WHERE tenant_id = ? ORDER BY seq DESC LIMIT 1`, tenant).Scan(&seq, &hash)
+	err := t.tx.StmtContext(t.ctx, t.stmts.auditLast).QueryRowContext(t.ctx, tenant).Scan(&seq, &hash)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, "", nil
 	}
@@ -68,13 +65,29 @@ func (t *tx) AuditLast(tenant string) (int64, string, error) {
 // AuditCounter returns the highest checkpoint counter (0 for none).
 func (t *tx) AuditCounter() (int64, error) {
 	var n sql.NullInt64
-	if err := t.tx.QueryRowContext(t.ctx, `SELECT max(counter) FROM audit_checkpoints`).Scan(&n); err != nil {
+	if err := t.tx.StmtContext(t.ctx, t.stmts.auditCounter).QueryRowContext(t.ctx).Scan(&n); err != nil {
 		return 0, fail(t.ctx, "audit checkpoint counter", err)
 	}
 	return n.Int64, nil
 }
 
 const checkpointCols = `tenant_id, seq, hash, counter, tamper_kind, tamper_seq, at, mac`
+
+// The audit append's statements, prepared once per pool (stmts).
+const (
+	auditHeadQuery       = `SELECT seq, hash FROM audit_heads WHERE tenant_id = ?`
+	auditLastQuery       = `SELECT seq, hash FROM audit_events WHERE tenant_id = ? ORDER BY seq DESC LIMIT 1`
+	auditCheckpointQuery = `SELECT ` + checkpointCols + ` FROM audit_checkpoints WHERE tenant_id = ?`
+	auditCounterQuery    = `SELECT max(counter) FROM audit_checkpoints`
+	auditInsertQuery     = `INSERT INTO audit_events
+		(tenant_id, seq, at, actor_key_id, action, target_key_id, ip, user_agent, result, details, prev_hash, hash)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	auditMoveHeadQuery = `INSERT INTO audit_heads (tenant_id, seq, hash) VALUES (?, ?, ?)
+		ON CONFLICT (tenant_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash`
+	auditPutCheckpointQuery = `INSERT INTO audit_checkpoints (` + checkpointCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (tenant_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, counter = excluded.counter,
+			tamper_kind = excluded.tamper_kind, tamper_seq = excluded.tamper_seq, at = excluded.at, mac = excluded.mac`
+)
 
 func scanCheckpoint(sc interface{ Scan(...any) error }) (*latchkey.AuditCheckpoint, error) {
 	cp := &latchkey.AuditCheckpoint{}
@@ -88,7 +101,7 @@ func scanCheckpoint(sc interface{ Scan(...any) error }) (*latchkey.AuditCheckpoi
 
 // AuditCheckpoint returns the tenant's checkpoint; nil if none.
 func (t *tx) AuditCheckpoint(tenant string) (*latchkey.AuditCheckpoint, error) {
-	cp, err := scanCheckpoint(t.tx.QueryRowContext(t.ctx, `SELECT `+checkpointCols+` FROM audit_checkpoints WHERE tenant_id = ?`, tenant))
+	cp, err := scanCheckpoint(t.tx.StmtContext(t.ctx, t.stmts.auditCheckpoint).QueryRowContext(t.ctx, tenant))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -121,9 +134,7 @@ func (t *tx) AuditCheckpoints(after int64) ([]*latchkey.AuditCheckpoint, error) 
 
 // PutAuditCheckpoint stores cp as its tenant's checkpoint.
 func (t *tx) PutAuditCheckpoint(cp *latchkey.AuditCheckpoint) error {
-	_, err := t.tx.ExecContext(t.ctx, `INSERT INTO audit_checkpoints (`+checkpointCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (tenant_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, counter = excluded.counter,
-			tamper_kind = excluded.tamper_kind, tamper_seq = excluded.tamper_seq, at = excluded.at, mac = excluded.mac`,
+	_, err := t.tx.StmtContext(t.ctx, t.stmts.auditPutCheckpoint).ExecContext(t.ctx,
 		cp.Tenant, cp.Seq, cp.Hash, cp.Counter, cp.TamperKind, cp.TamperSeq, cp.At.UnixMicro(), cp.MAC)
 	if constraint(err) == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY {
 		return latchkey.Errorf(latchkey.ENotFound, "tenant %q not found", cp.Tenant)
@@ -145,7 +156,7 @@ func nonNilDetails(d map[string]string) map[string]string {
 func (t *tx) AuditHead(tenant string) (int64, string, error) {
 	var seq int64
 	var hash string
-	err := t.tx.QueryRowContext(t.ctx, `SELECT seq, hash FROM audit_heads WHERE tenant_id = ?`, tenant).Scan(&seq, &hash)
+	err := t.tx.StmtContext(t.ctx, t.stmts.auditHead).QueryRowContext(t.ctx, tenant).Scan(&seq, &hash)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, "", nil
 	}

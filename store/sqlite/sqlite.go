@@ -235,8 +235,15 @@ func (db *DB) closeQuietly() {
 // to its connection with Tx.StmtContext, which prepares them there once.
 // They are prepared at Open because preparing on a pool takes a connection,
 // and inside an Update the write pool has none to give.
+//
+// The audit append's statements are prepared too: with their triggers
+// compiled in, preparing them costs more than running them. (The read
+// pool prepares the writing ones as well; its connections are query-only
+// and would refuse to run them.)
 type stmts struct {
-	tenant, key, keyByHash *sql.Stmt
+	tenant, key, keyByHash                              *sql.Stmt
+	auditHead, auditLast, auditCheckpoint, auditCounter *sql.Stmt
+	auditInsert, auditMoveHead, auditPutCheckpoint      *sql.Stmt
 }
 
 func prepare(ctx context.Context, pool *sql.DB) (*stmts, error) {
@@ -248,6 +255,13 @@ func prepare(ctx context.Context, pool *sql.DB) (*stmts, error) {
 		{&st.tenant, tenantByID},
 		{&st.key, keyByID},
 		{&st.keyByHash, keyByHash},
+		{&st.auditHead, auditHeadQuery},
+		{&st.auditLast, auditLastQuery},
+		{&st.auditCheckpoint, auditCheckpointQuery},
+		{&st.auditCounter, auditCounterQuery},
+		{&st.auditInsert, auditInsertQuery},
+		{&st.auditMoveHead, auditMoveHeadQuery},
+		{&st.auditPutCheckpoint, auditPutCheckpointQuery},
 	} {
 		var err error
 		if *p.stmt, err = pool.PrepareContext(ctx, p.query); err != nil {
@@ -263,7 +277,8 @@ func (st *stmts) close() error {
 		return nil
 	}
 	var errs []error
-	for _, s := range []*sql.Stmt{st.tenant, st.key, st.keyByHash} {
+	for _, s := range []*sql.Stmt{st.tenant, st.key, st.keyByHash, st.auditHead, st.auditLast, st.auditCheckpoint, st.auditCounter,
+		st.auditInsert, st.auditMoveHead, st.auditPutCheckpoint} {
 		if s != nil {
 			errs = append(errs, s.Close())
 		}
