@@ -56,8 +56,10 @@ func auditVerify(ctx context.Context, e *env, args []string) error {
 		if err := printJSON(e.stdout, raw); err != nil {
 			return err
 		}
+	} else if v.OK && v.Signed {
+		fmt.Fprintf(e.stdout, "audit log intact: %d events, every hash and link checks out, and it ends at its signed head\n", v.Events)
 	} else if v.OK {
-		fmt.Fprintf(e.stdout, "audit log intact: %d events, every hash and link checks out\n", v.Events)
+		fmt.Fprintf(e.stdout, "audit log intact: %d events, every hash and link checks out (no signed head yet)\n", v.Events)
 	} else {
 		fmt.Fprintf(e.stdout, "audit log BROKEN at seq %d: %s: %s (%d events before it check out)\n", v.BrokenAt, v.Finding, v.Reason, v.Events)
 	}
