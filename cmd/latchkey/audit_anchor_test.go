@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/keys"
@@ -304,4 +305,40 @@ func TestE2EAuditForgedHeadIsFound(t *testing.T) {
 	if v := auditVerdict(t, ts, admin); v.Body["ok"] != false || v.str("finding") != latchkey.AuditCheckpointForged {
 		t.Fatalf("verify after the checkpoint was forged too: %s", v.Raw)
 	}
+}
+
+// The audit_tampered finding reaches the tenant's webhooks as a
+// security.anomaly event.
+func TestE2EAuditTamperingIsDeliveredToWebhooks(t *testing.T) {
+	rcv := newHookReceiver(t, 0)
+	ts := startServer(t, withWebhookPoll(20*time.Millisecond))
+	admin := ts.mustTenant(t, "acme")
+	r := ts.call(t, "POST", "/v1/webhooks", admin, map[string]any{"url": rcv.URL, "events": []string{"security.anomaly"}})
+	if r.Status != http.StatusCreated {
+		t.Fatalf("create webhook: %d %s", r.Status, r.Raw)
+	}
+	rcv.setSecret(r.str("secret"))
+	id, _ := ts.mustCreate(t, admin, map[string]any{"scopes": []string{"data:read"}})
+	db, exec := tamperDB(t, ts.DB)
+	seq, hash := auditHead(t, db, "acme")
+	insertAudit(t, exec, &latchkey.AuditEvent{At: ts.Clock.Now(), Tenant: "acme", Action: "key.updated", TargetKeyID: id, Result: latchkey.ResultSuccess}, seq, hash)
+	if r := ts.call(t, "POST", "/v1/keys/"+id+"/revoke", admin, map[string]any{"reason": "leaked"}); r.Status != 200 {
+		t.Fatalf("revoke on a tampered log: %d %s", r.Status, r.Raw)
+	}
+	eventually(t, 10*time.Second, "an audit_tampered delivery", func() bool {
+		for _, a := range rcv.seen() {
+			var p struct {
+				Type string `json:"type"`
+				Data struct {
+					Kind    string            `json:"kind"`
+					Details map[string]string `json:"details"`
+				} `json:"data"`
+			}
+			if a.signedOK && json.Unmarshal(a.body, &p) == nil && p.Type == latchkey.EventSecurityAnomaly &&
+				p.Data.Kind == latchkey.AnomalyAuditTampered && p.Data.Details["finding"] == latchkey.AuditPastHead {
+				return true
+			}
+		}
+		return false
+	})
 }
