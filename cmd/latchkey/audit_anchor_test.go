@@ -206,6 +206,11 @@ func TestE2EAuditTruncatedTailIsFound(t *testing.T) {
 	if v.Body["ok"] != false || v.Body["broken_seq"] != float64(seq-1) || v.str("finding") != latchkey.AuditTruncated {
 		t.Fatalf("verify after the tail was cut and the head moved back: %s", v.Raw)
 	}
+	// A change after the cut is stored, and the finding outlives it.
+	ts.mustCreate(t, admin, map[string]any{})
+	if v := auditVerdict(t, ts, admin); v.Body["ok"] != false || v.Body["broken_seq"] != float64(seq-1) || v.str("finding") != latchkey.AuditTruncated {
+		t.Fatalf("verify after a change on the cut log: %s", v.Raw)
+	}
 }
 
 // A rewind to an older, genuinely signed checkpoint (the log, its head and
@@ -304,6 +309,14 @@ func TestE2EAuditForgedHeadIsFound(t *testing.T) {
 	exec(`UPDATE audit_checkpoints SET hash = ?, mac = ? WHERE tenant_id = 'acme'`, last.Hash, strings.Repeat("ab", 32))
 	if v := auditVerdict(t, ts, admin); v.Body["ok"] != false || v.str("finding") != latchkey.AuditCheckpointForged {
 		t.Fatalf("verify after the checkpoint was forged too: %s", v.Raw)
+	}
+	// A change after the forgery is stored under a genuine checkpoint that
+	// keeps the finding.
+	if r := ts.call(t, "POST", "/v1/keys/"+id+"/revoke", admin, map[string]any{"reason": "x"}); r.Status != 200 {
+		t.Fatalf("revoke after a forged checkpoint: %d %s", r.Status, r.Raw)
+	}
+	if v := auditVerdict(t, ts, admin); v.Body["ok"] != false || v.str("finding") != latchkey.AuditCheckpointForged || v.Body["signed"] != true {
+		t.Fatalf("verify after a change on the forged log: %s", v.Raw)
 	}
 }
 
