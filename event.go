@@ -73,12 +73,18 @@ const (
 	// were created, or revoked, in a short time.
 	AnomalyMassCreation   = "mass_creation"
 	AnomalyMassRevocation = "mass_revocation"
+	// AnomalyAuditTampered: the tenant's audit log was changed outside
+	// Latchkey: events added past its head, removed from its end, its head
+	// or checkpoint forged, or the whole put back to an older state. Its
+	// details name the finding (one of the Audit* kinds) and the seq.
+	AnomalyAuditTampered = "audit_tampered"
 )
 
 // AnomalyKinds lists every anomaly kind.
 var AnomalyKinds = []string{
 	AnomalyFailedAuthBurst, AnomalyNewNetwork, AnomalyUsageSpike, AnomalyDormantKeyUsed,
 	AnomalyRotatedKeyUsed, AnomalyScopesWidened, AnomalyMassCreation, AnomalyMassRevocation,
+	AnomalyAuditTampered,
 }
 
 // Anomaly is the data of a security.anomaly event.

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -290,6 +291,16 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 			msg = latchkey.ErrorMessage(err)
 		}
 		s.writeError(w, r, latchkey.Errorf(latchkey.EUnavailable, "%s", msg))
+		return
+	}
+	// A tampered audit log does not take the node out of service (keys
+	// still verify, revocations still take effect): it is degraded, and
+	// says why without naming tenants (this route is unauthenticated).
+	if t := s.svc.AuditTampered(); len(t) > 0 {
+		writeJSON(w, http.StatusOK, map[string]any{"status": "degraded", "reasons": []map[string]string{{
+			"code":    latchkey.AnomalyAuditTampered,
+			"message": fmt.Sprintf("the audit log of %d tenant(s) was changed outside Latchkey: see their security events and latchkey audit verify", len(t)),
+		}}})
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})

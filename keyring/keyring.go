@@ -20,12 +20,15 @@ import (
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -64,6 +67,16 @@ var checkPlain = []byte("latchkey keyring key-check v1")
 
 const checkAAD = "latchkey keyring check"
 
+// auditKeyLabel names the key derived from the master key for audit
+// checkpoints, so it is unlike any other use of the master key.
+const auditKeyLabel = "latchkey audit checkpoint key v1"
+
+func deriveAuditKey(master []byte) []byte {
+	h := hmac.New(sha256.New, master)
+	h.Write([]byte(auditKeyLabel))
+	return h.Sum(nil)
+}
+
 func termAAD(term int64) []byte {
 	return []byte("latchkey keyring term " + strconv.FormatInt(term, 10))
 }
@@ -91,6 +104,8 @@ type Keyring struct {
 
 	mu sync.Mutex // serializes Rotate, Rewrap and reloads
 	st atomic.Pointer[state]
+
+	onRewrap func(tx keys.Tx, newAuditKey []byte) (func(committed bool), error)
 }
 
 // state is replaced whole (copy on write) when terms or the master change.
@@ -99,6 +114,10 @@ type state struct {
 	terms  map[int64]cipher.AEAD
 	active int64
 	times  map[int64]time.Time
+
+	// auditKey signs audit checkpoints: HMAC-SHA256 of auditKeyLabel
+	// under the master key (AuditKey).
+	auditKey []byte
 }
 
 // TermInfo describes a term without its key.
@@ -157,7 +176,24 @@ func Open(ctx context.Context, store keys.Store, master []byte, o Options) (*Key
 	if err := k.reloadLocked(ctx, m); err != nil {
 		return nil, err
 	}
+	st := *k.st.Load()
+	st.auditKey = deriveAuditKey(master)
+	k.st.Store(&st)
 	return k, nil
+}
+
+// AuditKey returns the key that signs audit checkpoints (keys.AuditAnchor):
+// derived from the master key, so the database does not hold it. A rewrap
+// changes it; OnRewrap is how its user follows.
+func (k *Keyring) AuditKey() []byte { return slices.Clone(k.st.Load().auditKey) }
+
+// OnRewrap sets fn to run inside every rewrap's transaction with the audit
+// key of the new master key; the function it returns is told whether the
+// rewrap committed.
+func (k *Keyring) OnRewrap(fn func(tx keys.Tx, newAuditKey []byte) (func(committed bool), error)) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.onRewrap = fn
 }
 
 // Initialized reports whether store holds a keyring already, so that a
@@ -256,6 +292,9 @@ func (k *Keyring) reloadLocked(ctx context.Context, m cipher.AEAD) error {
 	}
 	st := &state{master: m, terms: make(map[int64]cipher.AEAD, len(terms)), times: make(map[int64]time.Time, len(terms))}
 	old := k.st.Load()
+	if old != nil {
+		st.auditKey = old.auditKey
+	}
 	for _, t := range terms {
 		st.times[t.Term] = t.CreatedAt
 		st.active = max(st.active, t.Term)
@@ -422,6 +461,13 @@ func (k *Keyring) Rewrap(ctx context.Context, newMaster []byte, within func(tx k
 	defer k.mu.Unlock()
 	st := k.st.Load()
 	var n int
+	newAudit := deriveAuditKey(newMaster)
+	var done func(committed bool)
+	defer func() {
+		if done != nil {
+			done(err == nil)
+		}
+	}()
 	err = k.store.Update(ctx, func(tx keys.Tx) error {
 		check, err := tx.KeyringCheck()
 		if err != nil {
@@ -458,6 +504,11 @@ func (k *Keyring) Rewrap(ctx context.Context, newMaster []byte, within func(tx k
 			return err
 		}
 		n = len(terms)
+		if k.onRewrap != nil && done == nil {
+			if done, err = k.onRewrap(tx, newAudit); err != nil {
+				return err
+			}
+		}
 		if within != nil {
 			return within(tx, n)
 		}
@@ -469,7 +520,7 @@ func (k *Keyring) Rewrap(ctx context.Context, newMaster []byte, within func(tx k
 	// Committed: from now on this node wraps with the new key, whatever
 	// happens to the caller. The data keys are the ones already loaded.
 	next := *k.st.Load()
-	next.master = nm
+	next.master, next.auditKey = nm, newAudit
 	k.st.Store(&next)
 	return n, nil
 }

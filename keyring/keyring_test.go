@@ -446,3 +446,49 @@ func TestRotateRefusedAfterAnotherNodeRewrapped(t *testing.T) {
 		t.Fatalf("terms after the refused rotation: %+v", st)
 	}
 }
+
+// The audit checkpoint key is derived from the master key: the same after
+// a restart and a rotation, another for another master key, and the new
+// master key's after a rewrap, which tells OnRewrap so inside its
+// transaction and whether it committed.
+func TestAuditKeyFollowsTheMasterKey(t *testing.T) {
+	db, _ := openStore(t)
+	m := masterKey(t)
+	k := openKeyring(t, db, m)
+	first := k.AuditKey()
+	if len(first) != 32 || bytes.Equal(first, m) {
+		t.Fatalf("audit key of %d bytes, equal to the master key: %v", len(first), bytes.Equal(first, m))
+	}
+	if _, err := k.Rotate(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(k.AuditKey(), first) || !bytes.Equal(openKeyring(t, db, m).AuditKey(), first) {
+		t.Fatal("the audit key changed with a rotation or a restart")
+	}
+	other, _ := openStore(t)
+	if bytes.Equal(openKeyring(t, other, masterKey(t)).AuditKey(), first) {
+		t.Fatal("two master keys give one audit key")
+	}
+	var told [][]byte
+	var committed []bool
+	k.OnRewrap(func(_ keys.Tx, newKey []byte) (func(bool), error) {
+		told = append(told, newKey)
+		return func(ok bool) { committed = append(committed, ok) }, nil
+	})
+	boom := latchkey.Errorf(latchkey.EUnavailable, "audit down")
+	if _, err := k.Rewrap(t.Context(), masterKey(t), func(keys.Tx, int) error { return boom }); !errors.Is(err, boom) {
+		t.Fatalf("rewrap: %v", err)
+	}
+	if !bytes.Equal(k.AuditKey(), first) || len(committed) != 1 || committed[0] {
+		t.Fatalf("a failed rewrap: audit key changed %v, told %v", !bytes.Equal(k.AuditKey(), first), committed)
+	}
+	nm := masterKey(t)
+	if _, err := k.Rewrap(t.Context(), nm, nil); err != nil {
+		t.Fatal(err)
+	}
+	now := k.AuditKey()
+	if bytes.Equal(now, first) || !bytes.Equal(now, told[1]) || len(committed) != 2 || !committed[1] ||
+		!bytes.Equal(openKeyring(t, db, nm).AuditKey(), now) {
+		t.Fatal("after a rewrap the audit key is not the new master key's, or OnRewrap was not told")
+	}
+}

@@ -2,6 +2,7 @@ package keys
 
 import (
 	"context"
+	"time"
 
 	"github.com/latchkeyhq/latchkey"
 )
@@ -35,44 +36,93 @@ type AuditVerdict struct {
 	OK       bool   `json:"ok"`
 	Events   int64  `json:"events"`
 	BrokenAt int64  `json:"broken_seq,omitempty"`
+	Finding  string `json:"finding,omitempty"` // one of latchkey.AuditFindings
 	Reason   string `json:"reason,omitempty"`
+	// Signed says whether the log's end was checked against a signed
+	// checkpoint (false: no keyring, or a log not yet checkpointed).
+	Signed bool `json:"signed"`
 }
 
 // VerifyAudit walks the actor's tenant's whole chain, after writing the
-// secret reads this node has queued, and reports the first event that
-// breaks it: changed, removed, reordered, or missing from the end.
+// secret reads this node has queued, and reports the first thing wrong:
+// an event changed, removed or reordered, events past the signed head, a
+// log that ends before it, a head or checkpoint that does not match or
+// does not verify, or a checkpoint older than the anchor outside the
+// database. Tampering found is raised as a security event (once per
+// finding) and reported by /readyz until a verify finds the log intact.
 func (s *Service) VerifyAudit(ctx context.Context, actor *Actor) (AuditVerdict, error) {
 	s.flushReadsBeforeAuditRead(ctx)
+	v, err := s.verifyAudit(ctx, actor.Tenant)
+	if err == nil && v.Finding == latchkey.AuditCheckpointForged {
+		// A rewrap that committed between reading the checkpoint and
+		// checking its MAC makes a genuine one look forged: look again.
+		v, err = s.verifyAudit(ctx, actor.Tenant)
+	}
+	if err != nil {
+		return AuditVerdict{}, err
+	}
+	if s.anchor != nil {
+		s.noteVerdict(ctx, actor.Tenant, v)
+	}
+	return v, nil
+}
+
+func (s *Service) verifyAudit(ctx context.Context, tenant string) (AuditVerdict, error) {
 	var c latchkey.ChainCheck
-	var headSeq int64
+	var anch, cp *latchkey.AuditCheckpoint
+	if s.anchor != nil {
+		// Read before the database: the anchor only holds what was
+		// committed, so it is never ahead of what is read next.
+		anch = s.anchor.anchored(tenant)
+	}
+	var headSeq, lastSeq int64
 	var headHash string
 	err := s.store.View(ctx, func(tx Tx) error {
 		var err error
-		headSeq, headHash, err = tx.AuditHead(actor.Tenant)
+		if headSeq, headHash, err = tx.AuditHead(tenant); err != nil {
+			return err
+		}
+		if lastSeq, _, err = tx.AuditLast(tenant); err != nil {
+			return err
+		}
+		if s.anchor != nil {
+			cp, err = tx.AuditCheckpoint(tenant)
+		}
 		return err
 	})
 	if err != nil {
 		return AuditVerdict{}, err
 	}
+	macOK := cp != nil && s.anchor.Valid(cp)
+	// The chain is walked to the signed head (the recorded one without a
+	// valid checkpoint); events after it, up to the last one stored when
+	// the walk began, are past the head.
+	limit := headSeq
+	if macOK {
+		limit = cp.Seq
+	}
 	var after int64
+walk:
 	for {
 		var page []*latchkey.AuditEvent
 		err := s.store.View(ctx, func(tx Tx) error {
 			var err error
-			page, err = tx.AuditEvents(actor.Tenant, AuditFilter{AfterSeq: after, Limit: auditPage})
+			page, err = tx.AuditEvents(tenant, AuditFilter{AfterSeq: after, Limit: auditPage})
 			return err
 		})
 		if err != nil {
 			return AuditVerdict{}, err
 		}
 		for _, e := range page {
-			// Events appended after the head was read are not this check's.
-			if e.Seq > headSeq {
-				page = nil
-				break
+			if e.Seq > lastSeq {
+				break walk // appended after the walk began
+			}
+			if e.Seq > limit {
+				c.PastHead(e.Seq)
+				break walk
 			}
 			if !c.Next(e) {
-				return verdict(c), nil
+				break walk
 			}
 			after = e.Seq
 		}
@@ -80,12 +130,79 @@ func (s *Service) VerifyAudit(ctx context.Context, actor *Actor) (AuditVerdict, 
 			break
 		}
 	}
-	c.Head(headSeq, headHash)
-	return verdict(c), nil
+	if s.anchor != nil {
+		c.Checkpoint(cp, macOK, anch, headSeq, headHash)
+	} else {
+		c.Head(headSeq, headHash)
+	}
+	return AuditVerdict{OK: c.BrokenAt == 0, Events: c.Events, BrokenAt: c.BrokenAt, Finding: c.Kind, Reason: c.Reason, Signed: macOK}, nil
 }
 
-func verdict(c latchkey.ChainCheck) AuditVerdict {
-	return AuditVerdict{OK: c.BrokenAt == 0, Events: c.Events, BrokenAt: c.BrokenAt, Reason: c.Reason}
+// noteVerdict remembers (for /readyz) what a verify found and raises a
+// finding not raised before as a security event; an intact log clears it.
+func (s *Service) noteVerdict(ctx context.Context, tenant string, v AuditVerdict) {
+	if v.OK {
+		s.anchor.clear(tenant)
+		return
+	}
+	f := AuditFinding{Kind: v.Finding, Seq: v.BrokenAt, Reason: v.Reason}
+	if !s.anchor.found(tenant, f) {
+		return
+	}
+	s.log.ErrorContext(ctx, "the audit log was tampered with", "tenant", tenant, "finding", f.Kind, "seq", f.Seq, "reason", f.Reason)
+	if err := s.store.Update(ctx, func(tx Tx) error { return tx.AppendEvent(tamperEvent(tenant, f, s.now())) }); err != nil {
+		s.log.ErrorContext(ctx, "recording audit tampering as a security event failed", "tenant", tenant, "err", err)
+	}
+}
+
+// AuditTampered returns the tenants whose audit log was found tampered
+// with since the start (by an append, a verify or the check at start),
+// with what was found; /readyz reports them.
+func (s *Service) AuditTampered() map[string]AuditFinding {
+	if s.anchor == nil {
+		return nil
+	}
+	return s.anchor.Findings()
+}
+
+// SyncAuditAnchor copies the committed audit checkpoints to the anchor
+// file now rather than within its interval.
+func (s *Service) SyncAuditAnchor(ctx context.Context) error {
+	if s.anchor == nil {
+		return nil
+	}
+	return s.anchor.Sync(ctx, s.store)
+}
+
+// CheckAuditAnchor compares every tenant's checkpoint with the anchor file
+// at start (see AuditAnchor.Check).
+func (s *Service) CheckAuditAnchor(ctx context.Context) error {
+	if s.anchor == nil {
+		return nil
+	}
+	return s.anchor.Check(ctx, s.store, s.now())
+}
+
+// syncAnchorLoop copies new checkpoints to the anchor file every interval.
+func (s *Service) syncAnchorLoop(interval time.Duration) {
+	defer close(s.anchorDone)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.anchorStop:
+			return
+		case <-t.C:
+		}
+		if !s.anchor.dirty.Load() {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := s.anchor.Sync(ctx, s.store); err != nil {
+			s.log.Error("writing the audit anchor file failed; retrying", "err", err)
+		}
+		cancel()
+	}
 }
 
 // flushReadsBeforeAuditRead writes the queued secret.read events before

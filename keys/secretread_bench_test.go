@@ -31,7 +31,21 @@ func BenchmarkReadSecretCached(b *testing.B) {
 // event, written in batches of 1000 per transaction. It is what the flush
 // costs per distinct reader; alike reads within a flush cost one event.
 func BenchmarkReadAuditFlush(b *testing.B) {
-	f := newFixture(b, func(o *keys.Options) { o.ReadAuditInterval = time.Hour; o.ReadAuditQueue = 1 << 30 })
+	b.Run("unsigned", func(b *testing.B) { benchReadAuditFlush(b, nil) })
+	// As the server runs: each append checks and signs the checkpoint.
+	a, err := keys.NewAuditAnchor(make([]byte, 32), "", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("signed", func(b *testing.B) { benchReadAuditFlush(b, a) })
+}
+
+func benchReadAuditFlush(b *testing.B, anchor *keys.AuditAnchor) {
+	f := newFixture(b, func(o *keys.Options) {
+		o.ReadAuditInterval = time.Hour
+		o.ReadAuditQueue = 1 << 30
+		o.AuditAnchor = anchor
+	})
 	ctx := context.Background()
 	if _, err := f.svc.PutSecret(ctx, f.admin, "openai", keys.SecretParams{Value: "sk-proj-0123456789abcdef0123456789"}); err != nil {
 		b.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -74,6 +75,13 @@ type Options struct {
 	// queue is half full.
 	ReadAuditInterval time.Duration
 	ReadAuditQueue    int
+	// AuditAnchor, when set, signs audit checkpoints and keeps them outside
+	// the database (the store must append through it too: see
+	// AppendAudit); AuditAnchorInterval is how often committed
+	// checkpoints are copied to its file (default 1s): the bound on how
+	// late a rewind of the database can go unnoticed.
+	AuditAnchor         *AuditAnchor
+	AuditAnchorInterval time.Duration
 }
 
 // BurstRule says how many of one kind of change within Window make a
@@ -116,6 +124,10 @@ type Service struct {
 	secrets      *secretCache
 	reads        *readAudits
 	storeReads   atomic.Uint64
+	anchor       *AuditAnchor
+	anchorStop   chan struct{}
+	anchorDone   chan struct{}
+	anchorOnce   sync.Once
 }
 
 // New returns a Service.
@@ -183,6 +195,13 @@ func New(o Options) *Service {
 		secrets:      newSecretCache(o.SecretCacheSize, o.SecretCacheTTL),
 	}
 	s.reads = newReadAudits(s, o.ReadAuditQueue, o.ReadAuditInterval)
+	if o.AuditAnchor != nil {
+		if o.AuditAnchorInterval <= 0 {
+			o.AuditAnchorInterval = time.Second
+		}
+		s.anchor, s.anchorStop, s.anchorDone = o.AuditAnchor, make(chan struct{}), make(chan struct{})
+		go s.syncAnchorLoop(o.AuditAnchorInterval)
+	}
 	return s
 }
 
@@ -193,7 +212,17 @@ func (s *Service) FlushReadAudits(ctx context.Context) error { return s.reads.fl
 // Close refuses further secret reads and writes the queued secret.read
 // audit events. Call it after the HTTP server has drained, so that every
 // answered read is in the audit log.
-func (s *Service) Close(ctx context.Context) error { return s.reads.close(ctx) }
+func (s *Service) Close(ctx context.Context) error {
+	err := s.reads.close(ctx)
+	if s.anchor != nil {
+		s.anchorOnce.Do(func() { close(s.anchorStop) })
+		<-s.anchorDone
+		if serr := s.anchor.Sync(ctx, s.store); serr != nil && err == nil {
+			err = serr
+		}
+	}
+	return err
+}
 
 // now is the clock in the store's resolution, so that what a caller is told
 // equals what a later read returns.

@@ -50,6 +50,9 @@ func newFixture(t testing.TB, opts ...func(*keys.Options)) *fixture {
 	for _, f := range opts {
 		f(&o)
 	}
+	if o.AuditAnchor != nil {
+		db.SetAuditAnchor(o.AuditAnchor)
+	}
 	svc := keys.New(o)
 	// Runs before the database closes: the queued read audits are written.
 	t.Cleanup(func() { svc.Close(context.Background()) })

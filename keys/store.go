@@ -102,6 +102,17 @@ type Tx interface {
 	// an empty log), kept apart from the events so that removing events
 	// from the end of the log is noticed.
 	AuditHead(tenant string) (seq int64, hash string, err error)
+	// AuditLast returns the seq and hash of the tenant's last stored event
+	// (0, "" for none), whatever the head says.
+	AuditLast(tenant string) (seq int64, hash string, err error)
+	// AuditCheckpoint returns the tenant's signed checkpoint; nil if none.
+	AuditCheckpoint(tenant string) (*latchkey.AuditCheckpoint, error)
+	// AuditCheckpoints returns every checkpoint whose Counter is above
+	// after, in Counter order.
+	AuditCheckpoints(after int64) ([]*latchkey.AuditCheckpoint, error)
+	// PutAuditCheckpoint stores cp as its tenant's checkpoint (replacing
+	// the one before).
+	PutAuditCheckpoint(cp *latchkey.AuditCheckpoint) error
 
 	// AddUsage adds each row's Count to the stored count of its (KeyID,
 	// Minute, Code), creating the row if there is none, and likewise to the

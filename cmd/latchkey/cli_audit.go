@@ -18,7 +18,9 @@ import (
 const auditUsage = `Usage: latchkey audit <command> [flags]
 
 Commands:
-  verify   check the tenant's hash chain; exit 1 and name the first bad event if broken
+  verify   check the tenant's hash chain and its signed head; exit 1 and name
+           what was found (a finding such as rows_past_head, truncated,
+           head_forged, rewound) and the first bad seq if broken
   export   write every event as JSON lines (stdout)
   tail     print the latest events; --follow keeps printing new ones
 
@@ -54,10 +56,12 @@ func auditVerify(ctx context.Context, e *env, args []string) error {
 		if err := printJSON(e.stdout, raw); err != nil {
 			return err
 		}
+	} else if v.OK && v.Signed {
+		fmt.Fprintf(e.stdout, "audit log intact: %d events, every hash and link checks out, and it ends at its signed head\n", v.Events)
 	} else if v.OK {
-		fmt.Fprintf(e.stdout, "audit log intact: %d events, every hash and link checks out\n", v.Events)
+		fmt.Fprintf(e.stdout, "audit log intact: %d events, every hash and link checks out (no signed head yet)\n", v.Events)
 	} else {
-		fmt.Fprintf(e.stdout, "audit log BROKEN at seq %d: %s (%d events before it check out)\n", v.BrokenAt, v.Reason, v.Events)
+		fmt.Fprintf(e.stdout, "audit log BROKEN at seq %d: %s: %s (%d events before it check out)\n", v.BrokenAt, v.Finding, v.Reason, v.Events)
 	}
 	if !v.OK {
 		return &deniedError{Code: "BROKEN"}

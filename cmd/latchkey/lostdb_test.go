@@ -190,7 +190,15 @@ func TestE2EMissingDatabaseBesideMasterKeyRefusesToStart(t *testing.T) {
 	if root2 == "" {
 		t.Fatal("--init did not print the new root key")
 	}
-	if r := do(t, "GET", url+"/readyz", nil, nil); r.Status != 200 {
+	if r := do(t, "GET", url+"/readyz", nil, nil); r.Status != 200 || r.str("status") != "ready" {
 		t.Fatalf("/readyz after --init: %d %s", r.Status, r.Raw)
+	}
+	// The lost log's audit anchor was moved aside, not held against the
+	// new log (where it would read as a truncated one).
+	if r := do(t, "GET", url+"/v1/audit/verify", map[string]string{"Authorization": bearer(root2)}, nil); r.Status != 200 || r.Body["ok"] != true {
+		t.Fatalf("audit verify after --init: %d %s", r.Status, r.Raw)
+	}
+	if old, _ := filepath.Glob(filepath.Join(dir, "latchkey.audit-anchor.before-init-*")); len(old) != 1 {
+		t.Fatalf("the old audit anchor was not kept aside: %v", old)
 	}
 }

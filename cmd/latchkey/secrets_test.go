@@ -377,4 +377,15 @@ func TestE2EKeyringRotateAndRewrapOnline(t *testing.T) {
 	if !strings.Contains(string(a.Raw), "keyring.rotated") || !strings.Contains(string(a.Raw), "keyring.rewrapped") {
 		t.Fatalf("keyring changes are not audited: %s", a.Raw)
 	}
+	// The rewrap signed the audit checkpoints again under the new master
+	// key: both nodes find every log intact and signed, before and after
+	// another change.
+	for _, n := range []*testServer{ts, ts2, ts} {
+		for _, k := range []string{ts.Root, admin} {
+			if v := n.call(t, "GET", "/v1/audit/verify", k, nil); v.Body["ok"] != true || v.Body["signed"] != true {
+				t.Fatalf("audit verify after the rewrap: %s", v.Raw)
+			}
+		}
+		ts.putSecret(t, admin, "mistral", map[string]any{"value": later})
+	}
 }

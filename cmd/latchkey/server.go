@@ -98,6 +98,10 @@ type serverConfig struct {
 	// but the database does not (which otherwise means the database was
 	// lost, and is refused).
 	Init bool
+	// AuditAnchorFile keeps each tenant's latest signed audit checkpoint
+	// outside the database ("": beside the master key file, see
+	// defaultAuditAnchorFile).
+	AuditAnchorFile string
 }
 
 // serverHooks let tests replace the clock and the limiter and learn the
@@ -129,6 +133,7 @@ func runServer(ctx context.Context, e *env, args []string) error {
 	cfg := serverConfig{RootKey: e.getenv("LATCHKEY_ROOT_KEY"), MasterKey: e.getenv("LATCHKEY_MASTER_KEY")}
 	fs.StringVar(&cfg.Addr, "addr", envOr(e, "LATCHKEY_ADDR", ":8080"), "listen address (env LATCHKEY_ADDR)")
 	fs.StringVar(&cfg.DB, "db", envOr(e, "LATCHKEY_DB", "./latchkey.db"), "SQLite file (env LATCHKEY_DB)")
+	fs.StringVar(&cfg.AuditAnchorFile, "audit-anchor-file", e.getenv("LATCHKEY_AUDIT_ANCHOR_FILE"), "file keeping each tenant's latest signed audit checkpoint outside the database, so a rewound database is noticed; default: beside the master key file (beside --db when LATCHKEY_MASTER_KEY gives the key), named after --db with .audit-anchor (env LATCHKEY_AUDIT_ANCHOR_FILE)")
 	fs.StringVar(&cfg.MasterKeyFile, "master-key-file", e.getenv("LATCHKEY_MASTER_KEY_FILE"), "file holding the keyring's master key (base64, mode 0600), created on first start; default: beside --db, named after it with .master-key (env LATCHKEY_MASTER_KEY_FILE; LATCHKEY_MASTER_KEY gives the key itself)")
 	fs.BoolVar(&cfg.Init, "init", false, "start with a new, empty database even though the master key file exists (without it, a missing database beside an existing master key file is refused as lost); has no effect on an existing database")
 	fs.StringVar(&cfg.TrustedProxies, "trusted-proxies", e.getenv("LATCHKEY_TRUSTED_PROXIES"), "comma-separated addresses/CIDRs whose X-Forwarded-For, and verify body ip for the brute-force guard, are believed (env LATCHKEY_TRUSTED_PROXIES)")
@@ -254,6 +259,12 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 	if err != nil {
 		return err
 	}
+	anchor, err := openAuditAnchor(cfg, sealer, log)
+	if err != nil {
+		return err
+	}
+	raw.SetAuditAnchor(anchor)
+	sealer.OnRewrap(anchor.Rewrap)
 
 	limiter := hooks.Limiter
 	if limiter == nil {
@@ -335,7 +346,7 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 	// the events it raised go out at once.
 	opts := keys.Options{Store: disp.WakeOnUpdate(db), Now: now, Limiter: limiter, Usage: rec, Logger: log, Sealer: sealer, WebhookTargets: hookTargets,
 		SecretVersions: cfg.SecretVersions, SecretExpiresIn: int64(cfg.SecretExpiresIn / time.Second),
-		SecretCacheTTL: cfg.SecretCacheTTL, ReadAuditInterval: cfg.ReadAuditInterval,
+		SecretCacheTTL: cfg.SecretCacheTTL, ReadAuditInterval: cfg.ReadAuditInterval, AuditAnchor: anchor,
 		Burst: keys.BurstRule{Threshold: cfg.BurstThreshold, Window: cfg.BurstWindow}}
 	if cfg.GeoIPDB != "" {
 		g, err := geo.Open(cfg.GeoIPDB)
@@ -364,6 +375,9 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 	tok, rootID, created, err := svc.Bootstrap(ctx, cfg.RootKey)
 	if err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
+	}
+	if err := svc.CheckAuditAnchor(ctx); err != nil {
+		return fmt.Errorf("audit anchor: %w", err)
 	}
 	if created {
 		log.Info("created the operator tenant", "root_key_id", rootID)
@@ -513,8 +527,11 @@ func checkDatabaseNotLost(cfg serverConfig, log *slog.Logger) error {
 		}
 		return nil
 	}
-	if !errors.Is(err, fs.ErrNotExist) || cfg.Init {
+	if !errors.Is(err, fs.ErrNotExist) {
 		return nil // opening it says what is wrong
+	}
+	if cfg.Init {
+		return retireAuditAnchor(cfg, log)
 	}
 	keyFile := cfg.MasterKeyFile
 	if keyFile == "" && cfg.MasterKey == "" {
@@ -530,6 +547,26 @@ func checkDatabaseNotLost(cfg serverConfig, log *slog.Logger) error {
 		"Restore it (with its -wal file) or point --db at it; to start afresh with a new, empty database and a new root key, pass --init", cfg.DB, keyFile)
 }
 
+// retireAuditAnchor moves aside the audit anchor of a database that --init
+// replaces: its checkpoints belong to the lost log, and against a new, empty
+// log they would read as a truncated one. The file is renamed, not deleted,
+// so that whoever investigates the loss still has it.
+func retireAuditAnchor(cfg serverConfig, log *slog.Logger) error {
+	path := cfg.AuditAnchorFile
+	if path == "" {
+		path = defaultAuditAnchorFile(cfg)
+	}
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	old := path + ".before-init-" + time.Now().UTC().Format("20060102T150405Z")
+	if err := os.Rename(path, old); err != nil {
+		return fmt.Errorf("--init: move the old audit anchor aside: %w", err)
+	}
+	log.Warn("--init: the audit anchor of the previous database was moved aside", "path", old)
+	return nil
+}
+
 // defaultMasterKeyFile is where the master key lives when no flag names a
 // file: beside the database, named after it without its extension
 // (./latchkey.db → ./latchkey.master-key), so that copying latchkey.db*
@@ -540,6 +577,43 @@ func defaultMasterKeyFile(db string) string {
 		base = strings.TrimSuffix(base, ext)
 	}
 	return filepath.Join(dir, base+".master-key")
+}
+
+// defaultAuditAnchorFile is where the audit anchor lives when no flag
+// names a file: beside the master key file, named after the database
+// (./latchkey.db → ./latchkey.audit-anchor), so that it is kept, and
+// backed up, apart from the database as the master key is.
+func defaultAuditAnchorFile(cfg serverConfig) string {
+	dir := filepath.Dir(cfg.DB)
+	if cfg.MasterKey == "" {
+		mk := cfg.MasterKeyFile
+		if mk == "" {
+			mk = defaultMasterKeyFile(cfg.DB)
+		}
+		dir = filepath.Dir(mk)
+	}
+	base := filepath.Base(defaultMasterKeyFile(cfg.DB))
+	return filepath.Join(dir, strings.TrimSuffix(base, ".master-key")+".audit-anchor")
+}
+
+// openAuditAnchor opens the audit anchor with the keyring's audit key.
+func openAuditAnchor(cfg serverConfig, kr *keyring.Keyring, log *slog.Logger) (*keys.AuditAnchor, error) {
+	path := cfg.AuditAnchorFile
+	if path == "" {
+		path = defaultAuditAnchorFile(cfg)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("--audit-anchor-file %s: %w", path, err)
+	}
+	key := kr.AuditKey()
+	defer clear(key)
+	a, err := keys.NewAuditAnchor(key, abs, log)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("audit anchor file", "path", abs)
+	return a, nil
 }
 
 // openKeyring finds the master key (LATCHKEY_MASTER_KEY, else the master

@@ -38,6 +38,7 @@ type DB struct {
 	readStmts  *stmts
 	file       *fileWatch // the identity of the file opened (fileid.go)
 	closed     atomic.Bool
+	anchor     atomic.Pointer[keys.AuditAnchor]
 
 	closeOnce sync.Once
 	closeErr  error
@@ -143,6 +144,11 @@ func (db *DB) View(ctx context.Context, fn func(keys.Tx) error) error {
 	return db.run(ctx, db.read, db.readStmts, &sql.TxOptions{ReadOnly: true}, fn)
 }
 
+// SetAuditAnchor makes every audit append check the log's end against the
+// tenant's signed checkpoint and sign the new head with a (see
+// keys.AppendAudit). Set it before the first append.
+func (db *DB) SetAuditAnchor(a *keys.AuditAnchor) { db.anchor.Store(a) }
+
 // Update runs fn in a write transaction and commits it if fn returns nil.
 // Updates run one at a time, in the order they ask.
 func (db *DB) Update(ctx context.Context, fn func(keys.Tx) error) error {
@@ -169,7 +175,7 @@ func (db *DB) run(ctx context.Context, pool *sql.DB, st *stmts, opts *sql.TxOpti
 			_ = sqlTx.Rollback()
 		}
 	}()
-	if err := fn(&tx{ctx: ctx, tx: sqlTx, stmts: st}); err != nil {
+	if err := fn(&tx{ctx: ctx, tx: sqlTx, stmts: st, anchor: db.anchor.Load()}); err != nil {
 		return err
 	}
 	if write {
@@ -259,8 +265,15 @@ func (db *DB) Watch(interval time.Duration, lost func(error)) {
 // to its connection with Tx.StmtContext, which prepares them there once.
 // They are prepared at Open because preparing on a pool takes a connection,
 // and inside an Update the write pool has none to give.
+//
+// The audit append's statements are prepared too: with their triggers
+// compiled in, preparing them costs more than running them. (The read
+// pool prepares the writing ones as well; its connections are query-only
+// and would refuse to run them.)
 type stmts struct {
-	tenant, key, keyByHash *sql.Stmt
+	tenant, key, keyByHash                              *sql.Stmt
+	auditHead, auditLast, auditCheckpoint, auditCounter *sql.Stmt
+	auditInsert, auditMoveHead, auditPutCheckpoint      *sql.Stmt
 }
 
 func prepare(ctx context.Context, pool *sql.DB) (*stmts, error) {
@@ -272,6 +285,13 @@ func prepare(ctx context.Context, pool *sql.DB) (*stmts, error) {
 		{&st.tenant, tenantByID},
 		{&st.key, keyByID},
 		{&st.keyByHash, keyByHash},
+		{&st.auditHead, auditHeadQuery},
+		{&st.auditLast, auditLastQuery},
+		{&st.auditCheckpoint, auditCheckpointQuery},
+		{&st.auditCounter, auditCounterQuery},
+		{&st.auditInsert, auditInsertQuery},
+		{&st.auditMoveHead, auditMoveHeadQuery},
+		{&st.auditPutCheckpoint, auditPutCheckpointQuery},
 	} {
 		var err error
 		if *p.stmt, err = pool.PrepareContext(ctx, p.query); err != nil {
@@ -287,7 +307,8 @@ func (st *stmts) close() error {
 		return nil
 	}
 	var errs []error
-	for _, s := range []*sql.Stmt{st.tenant, st.key, st.keyByHash} {
+	for _, s := range []*sql.Stmt{st.tenant, st.key, st.keyByHash, st.auditHead, st.auditLast, st.auditCheckpoint, st.auditCounter,
+		st.auditInsert, st.auditMoveHead, st.auditPutCheckpoint} {
 		if s != nil {
 			errs = append(errs, s.Close())
 		}

@@ -393,3 +393,49 @@ func BenchmarkKeyByHash(b *testing.B) {
 		})
 	})
 }
+
+// The database itself refuses what the program never does to the audit
+// log: an INSERT that does not extend the head, a head moved back or
+// removed, a checkpoint moved back or removed.
+func TestAuditLogAppendOnlyInTheDatabase(t *testing.T) {
+	db := openTest(t, filepath.Join(t.TempDir(), "latchkey.db"))
+	ctx := t.Context()
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	var head *latchkey.AuditEvent
+	if err := db.Update(ctx, func(tx keys.Tx) error {
+		if err := tx.CreateTenant(&latchkey.Tenant{ID: "a", Name: "A", CreatedAt: at}); err != nil {
+			return err
+		}
+		for range 2 {
+			head = &latchkey.AuditEvent{At: at, Tenant: "a", Action: "key.updated", Result: latchkey.ResultSuccess}
+			if err := tx.AppendAudit(head); err != nil {
+				return err
+			}
+		}
+		return tx.PutAuditCheckpoint(&latchkey.AuditCheckpoint{Tenant: "a", Seq: 2, Hash: head.Hash, Counter: 5, At: at, MAC: "m"})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	insert := `INSERT INTO audit_events (tenant_id, seq, at, actor_key_id, action, target_key_id, ip, user_agent, result, details, prev_hash, hash)
+		VALUES ('a', ?, 0, '', 'key.updated', '', '', '', 'success', '{}', ?, 'x')`
+	for name, q := range map[string][]any{
+		"insert past the head":          {insert, 4, head.Hash},
+		"insert with another prev_hash": {insert, 3, latchkey.GenesisHash},
+		"insert over an event":          {insert, 2, head.PrevHash},
+		"head moved back":               {`UPDATE audit_heads SET seq = 1, hash = ? WHERE tenant_id = 'a'`, head.PrevHash},
+		"head moved onto no event":      {`UPDATE audit_heads SET seq = 3, hash = 'x' WHERE tenant_id = 'a'`},
+		"head removed":                  {`DELETE FROM audit_heads`},
+		"checkpoint moved back":         {`UPDATE audit_checkpoints SET counter = 4`},
+		"checkpoint removed":            {`DELETE FROM audit_checkpoints`},
+		"event removed (as before)":     {`DELETE FROM audit_events WHERE seq = 2`},
+		"event changed (as before)":     {`UPDATE audit_events SET action = 'x' WHERE seq = 1`},
+	} {
+		if _, err := db.write.ExecContext(ctx, q[0].(string), q[1:]...); err == nil {
+			t.Errorf("%s: the database allowed it", name)
+		}
+	}
+	// The next event after the head passes.
+	if _, err := db.write.ExecContext(ctx, insert, 3, head.Hash); err != nil {
+		t.Errorf("an event extending the head was refused: %v", err)
+	}
+}

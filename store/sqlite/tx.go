@@ -23,6 +23,8 @@ type tx struct {
 	ctx   context.Context
 	tx    *sql.Tx
 	stmts *stmts // prepared for the pool tx belongs to
+	// anchor signs audit checkpoints (nil: none, see DB.SetAuditAnchor).
+	anchor *keys.AuditAnchor
 }
 
 // CreateTenant inserts t; EConflict if its id exists.

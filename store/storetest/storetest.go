@@ -86,6 +86,7 @@ func Run(t *testing.T, open func(t *testing.T) keys.Store) {
 		{"QuotaUsageRoundTrips", testQuotaUsage},
 		{"QuotaUsageResetStopsStaleSaves", testQuotaUsageReset},
 		{"AuditChainsPerTenant", testAuditChain},
+		{"AuditCheckpoints", testAuditCheckpoints},
 		{"AuditFilters", testAuditFilters},
 		{"AuditAppendRollsBack", testAuditRollback},
 		{"AuditConcurrentAppends", testAuditConcurrent},
@@ -1439,6 +1440,63 @@ func auditEv(tenant, action, target string, at time.Time) *latchkey.AuditEvent {
 		At: at, Tenant: tenant, ActorKeyID: "key_actor", Action: action, TargetKeyID: target,
 		IP: "192.0.2.1", UserAgent: "test/1", Result: latchkey.ResultSuccess,
 		Details: map[string]string{"reason": "q\"uote ü"},
+	}
+}
+
+func testAuditCheckpoints(t *testing.T, s keys.Store) {
+	createTenants(t, s, "a", "b")
+	update(t, s, func(tx keys.Tx) error {
+		for _, tenant := range []string{"a", "a", "b"} {
+			if err := tx.AppendAudit(auditEv(tenant, "key.updated", "key_1", t0)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	a1 := &latchkey.AuditCheckpoint{Tenant: "a", Seq: 1, Hash: "h1", Counter: 1, At: t0, MAC: "m1"}
+	b1 := &latchkey.AuditCheckpoint{Tenant: "b", Seq: 1, Hash: "hb", Counter: 2, At: t0, MAC: "mb"}
+	a2 := &latchkey.AuditCheckpoint{Tenant: "a", Seq: 2, Hash: "h2", Counter: 3, TamperKind: latchkey.AuditPastHead, TamperSeq: 2, At: t0.Add(time.Second), MAC: "m2"}
+	for _, cp := range []*latchkey.AuditCheckpoint{a1, b1, a2} {
+		update(t, s, func(tx keys.Tx) error { return tx.PutAuditCheckpoint(cp) })
+	}
+	view(t, s, func(tx keys.Tx) error {
+		got, err := tx.AuditCheckpoint("a")
+		if err != nil {
+			return err
+		}
+		checkEqual(t, "checkpoint read back", got, a2)
+		if none, err := tx.AuditCheckpoint("nobody"); err != nil || none != nil {
+			t.Errorf("checkpoint of a tenant without one: %v, %v", none, err)
+		}
+		all, err := tx.AuditCheckpoints(0)
+		if err != nil {
+			return err
+		}
+		if len(all) != 2 || all[0].Tenant != "b" || all[1].Tenant != "a" {
+			t.Errorf("checkpoints after 0: %+v; want b then a, in counter order", all)
+		}
+		later, err := tx.AuditCheckpoints(2)
+		if err != nil || len(later) != 1 || later[0].Counter != 3 {
+			t.Errorf("checkpoints after 2: %+v, %v", later, err)
+		}
+		seq, hash, err := tx.AuditLast("a")
+		if err != nil {
+			return err
+		}
+		hseq, hhash, err := tx.AuditHead("a")
+		if err != nil || seq != 2 || seq != hseq || hash != hhash {
+			t.Errorf("last event of a = %d %s, head %d %s, %v", seq, hash, hseq, hhash, err)
+		}
+		if seq, _, err := tx.AuditLast("nobody"); err != nil || seq != 0 {
+			t.Errorf("last event of an empty log = %d, %v", seq, err)
+		}
+		return nil
+	})
+	err := s.Update(context.Background(), func(tx keys.Tx) error {
+		return tx.PutAuditCheckpoint(&latchkey.AuditCheckpoint{Tenant: "nobody", Seq: 1, Hash: "h", Counter: 9, At: t0, MAC: "m"})
+	})
+	if latchkey.ErrorCode(err) != latchkey.ENotFound {
+		t.Errorf("checkpoint of an unknown tenant: %v", err)
 	}
 }
 

@@ -1,0 +1,502 @@
+package keys
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/latchkeyhq/latchkey"
+)
+
+// AuditAnchor anchors every tenant's audit chain outside the database.
+//
+// At each append (AppendAudit), in the append's transaction, the new head
+// is stored as a checkpoint (tenant, seq, hash, a counter that grows across
+// all tenants, and the first tampering found, if any) with an HMAC-SHA256
+// under a key the database does not hold: the keyring derives it from its
+// master key. Someone with the database file alone can therefore add,
+// remove or rewrite events, and rewrite the head, but cannot sign the head
+// that results. A rewind to an older, genuinely signed state is caught by
+// the copy of every tenant's latest checkpoint that the anchor keeps in a
+// file outside the database (beside the master key file): a checkpoint in
+// the database whose counter is below the file's is older than one the
+// server wrote. The file is written from committed checkpoints at most one
+// interval (Sync; one second by default) after them.
+//
+// The anchor also remembers, per tenant, the tampering found since the
+// process started (by an append, a verify, or the scan at start), which
+// /readyz reports.
+type AuditAnchor struct {
+	path string // "" keeps the anchor in memory only
+	log  *slog.Logger
+
+	keyMu     sync.RWMutex
+	key, prev []byte // prev: the key before a rewrap, until it commits
+
+	mu       sync.Mutex
+	heads    map[string]latchkey.AuditCheckpoint // what the file holds
+	max      int64                               // highest counter in heads
+	seen     int64                               // highest counter read from the database
+	findings map[string]AuditFinding             // tampering found, per tenant
+	loaded   bool                                // the file existed at start
+
+	syncMu sync.Mutex
+	dirty  atomic.Bool
+}
+
+// AuditFinding is tampering found in a tenant's audit log.
+type AuditFinding struct {
+	Kind   string `json:"kind"` // one of latchkey.AuditFindings
+	Seq    int64  `json:"seq"`
+	Reason string `json:"reason"`
+}
+
+// NewAuditAnchor returns an anchor that signs with key (32 bytes or more)
+// and keeps its copy of the heads in the file at path ("" for none: tests).
+// A file that exists must parse (EInvalid otherwise).
+func NewAuditAnchor(key []byte, path string, log *slog.Logger) (*AuditAnchor, error) {
+	if len(key) < 32 {
+		return nil, latchkey.Errorf(latchkey.EInvalid, "an audit anchor key must be at least 32 bytes")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	a := &AuditAnchor{path: path, log: log, key: slices.Clone(key), heads: map[string]latchkey.AuditCheckpoint{}, findings: map[string]AuditFinding{}}
+	if path == "" {
+		return a, nil
+	}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return a, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("audit anchor file %s: %w", path, err)
+	}
+	cps, err := ParseAnchorFile(b)
+	if err != nil {
+		return nil, latchkey.Errorf(latchkey.EInvalid, "audit anchor file %s: %s (restore it from the server's host, or move it away to start a new one from the database's checkpoints)", path, latchkey.ErrorMessage(err))
+	}
+	for _, cp := range cps {
+		a.heads[cp.Tenant] = cp
+		a.max = max(a.max, cp.Counter)
+	}
+	a.seen, a.loaded = a.max, true
+	return a, nil
+}
+
+// anchorFile is the file's form.
+type anchorFile struct {
+	V     int                        `json:"v"`
+	Heads []latchkey.AuditCheckpoint `json:"heads"`
+}
+
+// ParseAnchorFile reads an audit anchor file. Errors are EInvalid and do
+// not quote the input.
+func ParseAnchorFile(b []byte) ([]latchkey.AuditCheckpoint, error) {
+	var f anchorFile
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		return nil, latchkey.Errorf(latchkey.EInvalid, "not an audit anchor file (it does not parse)")
+	}
+	if dec.More() {
+		return nil, latchkey.Errorf(latchkey.EInvalid, "not an audit anchor file (data after its end)")
+	}
+	if f.V != 1 {
+		return nil, latchkey.Errorf(latchkey.EInvalid, "audit anchor file version %d is not 1", f.V)
+	}
+	seen := make(map[string]bool, len(f.Heads))
+	for i, cp := range f.Heads {
+		if cp.Tenant == "" || seen[cp.Tenant] || cp.Seq < 0 || cp.Counter <= 0 || cp.TamperSeq < 0 {
+			return nil, latchkey.Errorf(latchkey.EInvalid, "audit anchor file entry %d is malformed", i+1)
+		}
+		seen[cp.Tenant] = true
+	}
+	return f.Heads, nil
+}
+
+// mac is the hex HMAC-SHA256 of cp's message under key.
+func mac(key []byte, cp *latchkey.AuditCheckpoint) string {
+	h := hmac.New(sha256.New, key)
+	h.Write(cp.Message())
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func (a *AuditAnchor) sign(cp *latchkey.AuditCheckpoint) {
+	a.keyMu.RLock()
+	defer a.keyMu.RUnlock()
+	cp.MAC = mac(a.key, cp)
+}
+
+// Valid reports whether cp's MAC verifies.
+func (a *AuditAnchor) Valid(cp *latchkey.AuditCheckpoint) bool {
+	a.keyMu.RLock()
+	defer a.keyMu.RUnlock()
+	want, err := hex.DecodeString(cp.MAC)
+	if err != nil {
+		return false
+	}
+	for _, k := range [][]byte{a.key, a.prev} {
+		if k == nil {
+			continue
+		}
+		got, _ := hex.DecodeString(mac(k, cp))
+		if hmac.Equal(got, want) {
+			return true
+		}
+	}
+	return false
+}
+
+// anchored returns the file's checkpoint of tenant; nil if it has none.
+func (a *AuditAnchor) anchored(tenant string) *latchkey.AuditCheckpoint {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	cp, ok := a.heads[tenant]
+	if !ok {
+		return nil
+	}
+	return &cp
+}
+
+func (a *AuditAnchor) maxCounter() int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.max
+}
+
+// found remembers tampering in tenant's log and reports whether it is new
+// (not the finding already remembered).
+func (a *AuditAnchor) found(tenant string, f AuditFinding) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	old, ok := a.findings[tenant]
+	a.findings[tenant] = f
+	return !ok || old.Kind != f.Kind || old.Seq != f.Seq
+}
+
+func (a *AuditAnchor) clear(tenant string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.findings, tenant)
+}
+
+// Findings returns the tampering found since the start, by tenant.
+func (a *AuditAnchor) Findings() map[string]AuditFinding {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make(map[string]AuditFinding, len(a.findings))
+	for t, f := range a.findings {
+		out[t] = f
+	}
+	return out
+}
+
+// AuditLog is a backend's raw audit storage, in one write transaction:
+// what AppendAudit needs.
+type AuditLog interface {
+	AuditHead(tenant string) (int64, string, error)
+	AuditLast(tenant string) (int64, string, error)
+	AuditCheckpoint(tenant string) (*latchkey.AuditCheckpoint, error)
+	// AuditCounter is the highest checkpoint counter stored.
+	AuditCounter() (int64, error)
+	// MoveAuditHead sets the tenant's head.
+	MoveAuditHead(tenant string, seq int64, hash string) error
+	// InsertAudit stores the sealed e and moves the head onto it.
+	InsertAudit(e *latchkey.AuditEvent) error
+	PutAuditCheckpoint(cp *latchkey.AuditCheckpoint) error
+	AppendEvent(e *latchkey.Event) error
+}
+
+// AppendAudit is Tx.AppendAudit for backends: it seals e after the
+// tenant's head and stores it. Events stored after the head by someone
+// else are kept, and e follows the last of them, so an append never fails
+// because the log was tampered with. With an anchor (a != nil) it first
+// checks the log's end against the signed checkpoint; tampering found
+// there is raised as a security.anomaly event (kind audit_tampered) in the
+// same transaction and kept in the new checkpoint, which signs e's place.
+func AppendAudit(l AuditLog, a *AuditAnchor, e *latchkey.AuditEvent) error {
+	headSeq, headHash, err := l.AuditHead(e.Tenant)
+	if err != nil {
+		return err
+	}
+	lastSeq, lastHash, err := l.AuditLast(e.Tenant)
+	if err != nil {
+		return err
+	}
+	var f *AuditFinding
+	var cp, anch *latchkey.AuditCheckpoint
+	macOK := false
+	if a != nil {
+		if cp, err = l.AuditCheckpoint(e.Tenant); err != nil {
+			return err
+		}
+		anch = a.anchored(e.Tenant)
+		macOK = cp != nil && a.Valid(cp)
+		f = appendFinding(cp, macOK, anch, headSeq, headHash, lastSeq, lastHash)
+	}
+	prevSeq, prevHash := headSeq, headHash
+	if lastSeq > headSeq {
+		// Events past the head: continue after them, keeping them as
+		// evidence (the checkpoint names them).
+		if err := l.MoveAuditHead(e.Tenant, lastSeq, lastHash); err != nil {
+			return err
+		}
+		prevSeq, prevHash = lastSeq, lastHash
+	}
+	if prevSeq == 0 {
+		prevHash = latchkey.GenesisHash
+	}
+	e.Seal(prevSeq, prevHash)
+	if err := l.InsertAudit(e); err != nil {
+		return err
+	}
+	if a == nil {
+		return nil
+	}
+	counter, err := l.AuditCounter()
+	if err != nil {
+		return err
+	}
+	next := &latchkey.AuditCheckpoint{Tenant: e.Tenant, Seq: e.Seq, Hash: e.Hash, Counter: max(counter, a.maxCounter()) + 1, At: e.At}
+	switch {
+	case macOK && cp.TamperKind != "":
+		next.TamperKind, next.TamperSeq = cp.TamperKind, cp.TamperSeq
+	case anch != nil && anch.TamperKind != "":
+		next.TamperKind, next.TamperSeq = anch.TamperKind, anch.TamperSeq
+	case f != nil:
+		next.TamperKind, next.TamperSeq = f.Kind, f.Seq
+	}
+	a.sign(next)
+	if err := l.PutAuditCheckpoint(next); err != nil {
+		return err
+	}
+	a.dirty.Store(true)
+	if f != nil {
+		a.found(e.Tenant, *f)
+		a.log.Error("the audit log was tampered with; the append continues it and keeps the evidence",
+			"tenant", e.Tenant, "finding", f.Kind, "seq", f.Seq, "reason", f.Reason)
+		return l.AppendEvent(tamperEvent(e.Tenant, *f, e.At))
+	}
+	return nil
+}
+
+// appendFinding is what an append sees wrong at the log's end (nil if
+// nothing): the same checks as ChainCheck.Checkpoint without walking the
+// chain.
+func appendFinding(cp *latchkey.AuditCheckpoint, macOK bool, anch *latchkey.AuditCheckpoint, headSeq int64, headHash string, lastSeq int64, lastHash string) *AuditFinding {
+	if cp == nil && anch == nil {
+		// The tenant's first event, or a log from before checkpoints:
+		// this append signs it (trust on first use).
+		return nil
+	}
+	// Checkpoint checks the end of a walked chain; the last stored event
+	// stands in for it.
+	var c latchkey.ChainCheck
+	c.Seed(lastSeq, lastHash)
+	if cp != nil && macOK && lastSeq > cp.Seq && (anch == nil || cp.Counter >= anch.Counter) {
+		c.PastHead(cp.Seq + 1)
+	}
+	c.Checkpoint(cp, macOK, anch, headSeq, headHash)
+	if c.BrokenAt == 0 || macOK && c.Kind == cp.TamperKind && c.BrokenAt == cp.TamperSeq {
+		return nil // intact, or only the finding the checkpoint already keeps
+	}
+	return &AuditFinding{Kind: c.Kind, Seq: c.BrokenAt, Reason: c.Reason}
+}
+
+// tamperEvent is the security event of tampering found in tenant's log.
+func tamperEvent(tenant string, f AuditFinding, at time.Time) *latchkey.Event {
+	return latchkey.NewEvent(tenant, latchkey.EventSecurityAnomaly, "", at, latchkey.Anomaly{
+		Kind:     latchkey.AnomalyAuditTampered,
+		Severity: latchkey.SeverityHigh,
+		Summary:  "the audit log was changed outside Latchkey (" + f.Kind + " at seq " + strconv.FormatInt(f.Seq, 10) + ")",
+		Details:  map[string]string{"finding": f.Kind, "seq": strconv.FormatInt(f.Seq, 10), "reason": f.Reason},
+	})
+}
+
+// Sync copies the checkpoints committed since the last Sync to the anchor
+// file (atomically: a temporary file renamed over it). A checkpoint whose
+// MAC does not verify is not copied; it is remembered as a finding.
+func (a *AuditAnchor) Sync(ctx context.Context, st Store) error {
+	a.syncMu.Lock()
+	defer a.syncMu.Unlock()
+	a.dirty.Store(false)
+	a.mu.Lock()
+	after := a.seen
+	a.mu.Unlock()
+	var cps []*latchkey.AuditCheckpoint
+	if err := st.View(ctx, func(tx Tx) error {
+		var err error
+		cps, err = tx.AuditCheckpoints(after)
+		return err
+	}); err != nil {
+		a.dirty.Store(true)
+		return err
+	}
+	changed := false
+	for _, cp := range cps {
+		if !a.Valid(cp) {
+			a.found(cp.Tenant, AuditFinding{Kind: latchkey.AuditCheckpointForged, Seq: cp.Seq, Reason: "the checkpoint's MAC does not verify with the keyring's key"})
+			continue
+		}
+		a.mu.Lock()
+		a.seen = max(a.seen, cp.Counter)
+		if old, ok := a.heads[cp.Tenant]; !ok || cp.Counter > old.Counter {
+			a.heads[cp.Tenant] = *cp
+			a.max = max(a.max, cp.Counter)
+			changed = true
+		}
+		a.mu.Unlock()
+	}
+	if !changed || a.path == "" {
+		return nil
+	}
+	if err := a.write(); err != nil {
+		a.dirty.Store(true)
+		return err
+	}
+	return nil
+}
+
+// write replaces the file with the heads held.
+func (a *AuditAnchor) write() error {
+	a.mu.Lock()
+	f := anchorFile{V: 1, Heads: make([]latchkey.AuditCheckpoint, 0, len(a.heads))}
+	for _, cp := range a.heads {
+		f.Heads = append(f.Heads, cp)
+	}
+	a.mu.Unlock()
+	slices.SortFunc(f.Heads, func(x, y latchkey.AuditCheckpoint) int { return strings.Compare(x.Tenant, y.Tenant) })
+	b, err := json.Marshal(f)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(a.path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(a.path)+".*")
+	if err != nil {
+		return fmt.Errorf("audit anchor file: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(append(b, '\n'))
+	if err == nil {
+		err = tmp.Chmod(0o600)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), a.path)
+	}
+	if err != nil {
+		return fmt.Errorf("audit anchor file %s: %w", a.path, err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// Rewrap signs every valid checkpoint again with newKey, in tx (the
+// keyring's rewrap transaction), and signs with newKey from now on. The
+// returned function ends the change: committed or rolled back.
+func (a *AuditAnchor) Rewrap(tx Tx, newKey []byte) (func(committed bool), error) {
+	cps, err := tx.AuditCheckpoints(0)
+	if err != nil {
+		return nil, err
+	}
+	for _, cp := range cps {
+		if !a.Valid(cp) {
+			continue // stays forged: the new key must not bless it
+		}
+		cp.MAC = mac(newKey, cp)
+		if err := tx.PutAuditCheckpoint(cp); err != nil {
+			return nil, err
+		}
+	}
+	a.keyMu.Lock()
+	a.prev, a.key = a.key, slices.Clone(newKey)
+	a.keyMu.Unlock()
+	return func(committed bool) {
+		a.keyMu.Lock()
+		defer a.keyMu.Unlock()
+		if !committed {
+			a.key = a.prev
+		}
+		a.prev = nil
+	}, nil
+}
+
+// Check runs at start: it compares every tenant's checkpoint with the
+// file, signs the heads of logs from before checkpoints, and writes the
+// file. Tampering found is remembered (for /readyz), logged and raised as
+// a security event.
+func (a *AuditAnchor) Check(ctx context.Context, st Store, now time.Time) error {
+	var cps []*latchkey.AuditCheckpoint
+	if err := st.View(ctx, func(tx Tx) error {
+		var err error
+		cps, err = tx.AuditCheckpoints(0)
+		return err
+	}); err != nil {
+		return err
+	}
+	if !a.loaded && len(cps) > 0 && a.path != "" {
+		a.log.Warn("the audit anchor file is missing; starting a new one from the database's checkpoints (a rewind of the database before now cannot be detected)", "path", a.path)
+	}
+	have := map[string]bool{}
+	var events []*latchkey.Event
+	for _, cp := range cps {
+		have[cp.Tenant] = true
+		var c latchkey.ChainCheck
+		c.Seed(cp.Seq, cp.Hash)
+		c.Checkpoint(cp, a.Valid(cp), a.anchored(cp.Tenant), cp.Seq, cp.Hash)
+		if c.BrokenAt == 0 {
+			continue
+		}
+		f := AuditFinding{Kind: c.Kind, Seq: c.BrokenAt, Reason: c.Reason}
+		a.found(cp.Tenant, f)
+		a.log.Error("the audit log was tampered with", "tenant", cp.Tenant, "finding", f.Kind, "seq", f.Seq, "reason", f.Reason)
+		if cp.TamperKind == "" || c.Kind != cp.TamperKind {
+			events = append(events, tamperEvent(cp.Tenant, f, now))
+		}
+	}
+	a.mu.Lock()
+	for t, cp := range a.heads {
+		if !have[t] {
+			f := AuditFinding{Kind: latchkey.AuditCheckpointMissing, Seq: cp.Seq, Reason: "the log has no checkpoint, but the anchor outside the database holds one"}
+			a.findings[t] = f
+			events = append(events, tamperEvent(t, f, now))
+		}
+	}
+	a.mu.Unlock()
+	if len(events) > 0 {
+		if err := st.Update(ctx, func(tx Tx) error {
+			for _, e := range events {
+				if err := tx.AppendEvent(e); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+	return a.Sync(ctx, st)
+}
