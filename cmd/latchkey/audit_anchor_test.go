@@ -189,7 +189,11 @@ func TestE2EAuditTruncatedTailIsFound(t *testing.T) {
 	admin := ts.mustTenant(t, "acme")
 	id, _ := ts.mustCreate(t, admin, map[string]any{"scopes": []string{"data:read"}})
 	for _, p := range []string{"/suspend", "/resume", "/revoke"} {
-		if r := ts.call(t, "POST", "/v1/keys/"+id+p, admin, map[string]any{"reason": "x"}); r.Status != 200 {
+		body := map[string]any{"reason": "x"}
+		if p == "/resume" {
+			body = map[string]any{} // resume takes no fields
+		}
+		if r := ts.call(t, "POST", "/v1/keys/"+id+p, admin, body); r.Status != 200 {
 			t.Fatalf("%s: %d %s", p, r.Status, r.Raw)
 		}
 	}
@@ -237,7 +241,11 @@ func TestE2EAuditRewindToAnOlderCheckpointIsFound(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range []string{"/suspend", "/resume"} {
-		if r := ts.call(t, "POST", "/v1/keys/"+id+p, admin, map[string]any{"reason": "x"}); r.Status != 200 {
+		body := map[string]any{"reason": "x"}
+		if p == "/resume" {
+			body = map[string]any{} // resume takes no fields
+		}
+		if r := ts.call(t, "POST", "/v1/keys/"+id+p, admin, body); r.Status != 200 {
 			t.Fatalf("%s: %d %s", p, r.Status, r.Raw)
 		}
 	}
@@ -280,7 +288,11 @@ func TestE2EAuditForgedHeadIsFound(t *testing.T) {
 	admin := ts.mustTenant(t, "acme")
 	id, _ := ts.mustCreate(t, admin, map[string]any{"scopes": []string{"data:read"}})
 	for _, p := range []string{"/suspend", "/resume"} {
-		if r := ts.call(t, "POST", "/v1/keys/"+id+p, admin, map[string]any{"reason": "x"}); r.Status != 200 {
+		body := map[string]any{"reason": "x"}
+		if p == "/resume" {
+			body = map[string]any{} // resume takes no fields
+		}
+		if r := ts.call(t, "POST", "/v1/keys/"+id+p, admin, body); r.Status != 200 {
 			t.Fatalf("%s: %d %s", p, r.Status, r.Raw)
 		}
 	}
