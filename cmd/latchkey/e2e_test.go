@@ -199,7 +199,20 @@ func withTrustedProxies(s string) serverOption {
 	return func(c *serverConfig, _ *serverHooks) { c.TrustedProxies = s }
 }
 
-// startServer runs serve() in this process with a fake clock.
+// shippedConfig is the configuration `latchkey server` runs with when given
+// no flags and no environment: the brute-force guard, the expiring-key scan,
+// the security checks and every other default on, as they ship.
+func shippedConfig(t *testing.T) serverConfig {
+	t.Helper()
+	cfg, fs := serverFlags(&env{getenv: func(string) string { return "" }, stderr: io.Discard})
+	if err := fs.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	return *cfg
+}
+
+// startServer runs serve() in this process with a fake clock and the
+// shipped defaults (options change them, each for a reason it states).
 func startServer(t *testing.T, opts ...serverOption) *testServer {
 	t.Helper()
 	dir, err := os.MkdirTemp(e2eRoot, "node-")
@@ -217,7 +230,8 @@ func startServer(t *testing.T, opts ...serverOption) *testServer {
 	logsMu.Lock()
 	logs = append(logs, ts.Log)
 	logsMu.Unlock()
-	cfg := serverConfig{Addr: "127.0.0.1:0", DB: ts.DB, LogLevel: "debug", MaxBody: 1 << 20, RootKey: ts.Root}
+	cfg := shippedConfig(t)
+	cfg.Addr, cfg.DB, cfg.LogLevel, cfg.RootKey = "127.0.0.1:0", ts.DB, "debug", ts.Root
 	ready := make(chan string, 1)
 	hooks := serverHooks{Now: ts.Clock.Now, Ready: func(a string) { ready <- a }}
 	for _, o := range opts {
