@@ -1,6 +1,7 @@
 # Entry points for people and CI; the logic lives in scripts/.
 #   make test    every check CI runs (scripts/test.sh): packages, gofmt,
-#                go mod tidy -diff, go vet, go test -race, short fuzzing
+#                go mod tidy -diff, go vet, go test -race, the allocation
+#                tests without -race, short fuzzing
 #   make build   bin/latchkey
 #   make bench   Go benchmarks, then wrk against /v1/auth vs a bare handler
 #   make fuzz    each fuzz target for FUZZTIME (default 1m)

@@ -84,7 +84,7 @@ func ParseDynamicKeyConfig(data []byte) (SecretsConfig, error) {
 	}
 	for k := range dk.Headers {
 		if k == "" || strings.ContainsAny(k, " \t\r\n:") {
-			return SecretsConfig{}, &Error{Code: CodeInvalid, Message: fmt.Sprintf("settings: header name %.40q is not a valid header name", k)}
+			return SecretsConfig{}, &Error{Code: CodeInvalid, Message: "settings: header name " + quoteBadName(k) + " is not a valid header name"}
 		}
 	}
 	return cfg, nil
@@ -99,7 +99,7 @@ func decodeStrict(n *yaml.Node, dk *dynamicKey) error {
 	known := map[string]bool{"enabled": true, "endpoint_url": true, "cache_duration_seconds": true, "timeout_seconds": true, "auth_token": true, "headers": true}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		if k := n.Content[i].Value; !known[k] {
-			return &Error{Code: CodeInvalid, Message: fmt.Sprintf("settings: unknown field %.40q in dynamic_key", k)}
+			return &Error{Code: CodeInvalid, Message: "settings: unknown field " + quoteBadName(k) + " in dynamic_key"}
 		}
 	}
 	if err := n.Decode(dk); err != nil {

@@ -83,6 +83,10 @@ func FuzzParseDynamicKeyConfig(f *testing.F) {
 	f.Add([]byte("dynamic_key:\n  endpoint_url: http://127.0.0.1:8080/keys\n  cache_duration_seconds: 60\n  auth_token: lk_x\n"))
 	f.Add([]byte(`{"endpoint_url": "https://k/keys", "headers": {"X": "y"}, "timeout_seconds": 0.5}`))
 	f.Add([]byte("dynamic_key:\n  enabled: false\n"))
+	// A credential pasted into a header's name, and a token beside a bad
+	// setting: neither may come back in the error.
+	f.Add([]byte(`{"endpoint_url": "http://127.0.0.1:8080/keys", "headers": {"Authorization: Bearer lk_0123456789abcdefghijkl": "x"}}`))
+	f.Add([]byte("dynamic_key:\n  endpoint_url: http://127.0.0.1:8080/keys\n  auth_token: lk_0123456789abcdefghijkl\n  timeout_seconds: -1\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := client.ParseDynamicKeyConfig(data)
 		if err != nil {
@@ -90,6 +94,7 @@ func FuzzParseDynamicKeyConfig(f *testing.F) {
 			if !errors.As(err, &ce) || ce.Code != client.CodeInvalid {
 				t.Fatalf("err = %v, want an invalid client.Error", err)
 			}
+			client.ErrTellsNoSecret(t, err, data)
 			return
 		}
 		if cfg.CacheDuration < 0 || cfg.Timeout < 0 {

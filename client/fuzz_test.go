@@ -6,7 +6,10 @@ import "testing"
 // error quotes the input (which holds keys).
 
 func FuzzParseKeysFile(f *testing.F) {
-	for _, s := range []string{`{"openai": "sk-1"}`, `{"openai": {"api_key": "sk-1"}}`, `{"a/b": "x"}`, `[]`, `{"x": 1}`, `{} {}`, `null`} {
+	for _, s := range []string{`{"openai": "sk-1"}`, `{"openai": {"api_key": "sk-1"}}`, `{"a/b": "x"}`, `[]`, `{"x": 1}`, `{} {}`, `null`,
+		// A key pasted where the provider's name goes (base64, so not a name).
+		`{"Zm9vYmFyYmF6cXV4+/Zm9vYmFyYmF6cXV4==": "azure"}`,
+		`{"openai": {"api_key": 5}, "anthropic": "sk-ant-api03-0123456789abcdef"}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -15,6 +18,7 @@ func FuzzParseKeysFile(f *testing.F) {
 			if ErrorCode(err) != CodeInvalid {
 				t.Fatalf("code %s", ErrorCode(err))
 			}
+			errTellsNoSecret(t, err, data)
 			return
 		}
 		for k, v := range keys {
@@ -37,6 +41,7 @@ func FuzzParseKeyAnswer(f *testing.F) {
 			if err.Error() != want {
 				t.Fatalf("error %q depends on the answer", err)
 			}
+			errTellsNoSecret(t, err, data)
 			return
 		}
 		if v == "" || d < 0 || d > maxExpiresIn {
@@ -46,12 +51,17 @@ func FuzzParseKeyAnswer(f *testing.F) {
 }
 
 func FuzzParseKeyMap(f *testing.F) {
-	for _, s := range []string{`{"openai": "sk-1", "anthropic": ""}`, `{"x": 1}`, `[]`, `null`} {
+	for _, s := range []string{`{"openai": "sk-1", "anthropic": ""}`, `{"x": 1}`, `[]`, `null`,
+		`{"openai": "sk-proj-0123456789abcdef", "anthropic": "sk-ant-api03-0123456789abcdef"`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := parseKeyMap(data)
 		if err != nil {
+			if ErrorCode(err) != CodeInvalid {
+				t.Fatalf("code %s", ErrorCode(err))
+			}
+			errTellsNoSecret(t, err, data)
 			return
 		}
 		for _, v := range m {
@@ -73,6 +83,10 @@ func FuzzParseVerifyAnswer(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		v, err := parseVerifyAnswer(data)
 		if err != nil {
+			if ErrorCode(err) != CodeInvalid {
+				t.Fatalf("code %s", ErrorCode(err))
+			}
+			errTellsNoSecret(t, err, data)
 			return
 		}
 		if v.Valid != (v.Code == Valid) || v.RetryAfter < 0 {

@@ -27,7 +27,7 @@ func parseKeysFile(data []byte) (map[string]string, error) {
 	keys := make(map[string]string, len(raw))
 	for name, v := range raw {
 		if !ValidProvider(name) {
-			return nil, errorf(CodeInvalid, "entry "+quoteName(name)+" is not a provider name (letters, digits, '.', '_', '-')")
+			return nil, errorf(CodeInvalid, "entry "+quoteBadName(name)+" is not a provider name (letters, digits, '.', '_', '-')")
 		}
 		var s string
 		if json.Unmarshal(v, &s) == nil {
@@ -69,6 +69,13 @@ func ValidProvider(name string) bool {
 // never values.
 func quoteName(s string) string {
 	return `"` + clip(strings.ToValidUTF8(s, "?"), 64) + `"`
+}
+
+// quoteBadName quotes the start of a name that is not valid, for an error:
+// such a "name" may be a key pasted in the wrong place (a keys file's
+// provider, a header's name), so no more than its first 12 bytes are shown.
+func quoteBadName(s string) string {
+	return `"` + clip(strings.ToValidUTF8(s, "?"), 12) + `"`
 }
 
 // EnvName is the environment variable a provider's key is read from and,

@@ -200,7 +200,7 @@ func NewSecrets(cfg SecretsConfig) (*Secrets, error) {
 	}
 	for k := range cfg.Headers {
 		if k == "" || strings.ContainsAny(k, " :\r\n\t") {
-			return nil, errorf(CodeInvalid, "header name "+quoteName(k)+" is not valid")
+			return nil, errorf(CodeInvalid, "header name "+quoteBadName(k)+" is not valid")
 		}
 	}
 	if s.now == nil {

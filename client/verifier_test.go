@@ -314,10 +314,20 @@ func TestVerifierCacheIsBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 20 {
-		v.Verify(context.Background(), VerifyRequest{Key: "k" + string(rune('a'+i))})
+		key := "k" + string(rune('a'+i))
+		if ans, err := v.Verify(context.Background(), VerifyRequest{Key: key}); err != nil || !ans.Valid || ans.Cached {
+			t.Fatalf("Verify(%s): %+v, %v; want a fresh valid answer", key, ans, err)
+		}
 	}
-	if n := len(v.cache); n > 8 {
-		t.Fatalf("%d entries in a cache of 8", n)
+	if got := f.verifies.Load(); got != 20 {
+		t.Fatalf("%d verify requests for 20 distinct keys", got)
+	}
+	if n := len(v.cache); n == 0 || n > 8 {
+		t.Fatalf("%d entries in a cache of 8 after 20 valid answers", n)
+	}
+	// The cache still works at its bound: the last answer is served from it.
+	if ans, err := v.Verify(context.Background(), VerifyRequest{Key: "kt"}); err != nil || !ans.Cached || f.verifies.Load() != 20 {
+		t.Fatalf("the last key again: %+v, %v (%d requests); want a cached answer", ans, err, f.verifies.Load())
 	}
 }
 

@@ -7,6 +7,8 @@ package geo_test
 import (
 	"net/netip"
 	"testing"
+
+	"github.com/latchkeyhq/latchkey/internal/allocstest"
 )
 
 // Country runs on every verification of a key restricted to countries;
@@ -23,14 +25,11 @@ func TestCountryAllocatesNothing(t *testing.T) {
 	for _, ip := range ips {
 		db.Country(ip) // decode and cache each record
 	}
-	allocs := testing.AllocsPerRun(1000, func() {
+	allocstest.None(t, "Country", func() {
 		for _, ip := range ips {
 			db.Country(ip)
 		}
 	})
-	if allocs != 0 {
-		t.Errorf("Country allocates %.1f times per run, want 0", allocs)
-	}
 }
 
 func BenchmarkCountry(b *testing.B) {

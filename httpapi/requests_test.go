@@ -27,6 +27,8 @@ var bodySeeds = []string{
 	`{"grace_period": "1h", "expires_in": "90d"}`, `{"duration": "2h", "reason": "r"}`, `{"reason": "leaked"}`,
 	`{"id": "acme", "name": "Acme"}`, `{"key": "lk_x", "scopes": ["data:read"], "resource": "agent:a", "cost": 3, "ip": "10.0.0.1"}`,
 	`{"key": "k", "cost": -1}`, `{"key": "k", "ip": "nope"}`, `{"key": "k", "scopes": ["Bad Scope"]}`,
+	`{"key": "lk_0123456789abcdefghijklmnop", "scopes": ["data:read"], "cost": "1"}`, `{"key": "lk_0123456789abcdefghijklmnop", "bogus": 1}`,
+	`{"key": "lk_0123456789abcdefghijklmnop", "cost": -1}`, `{"key": "lk_0123456789abcdefghijklmnop", "ip": "10.0.0.300"}`,
 	`{"ratelimits": [{"name": "burst", "limit": 10, "window": "1s"}], "quota": {"limit": 10, "period": "30d"}, "max_concurrent": 3, "lease_ttl": "30s"}`,
 	`{"quota": null}`, `{"quota": {"remaining": 5}}`, `{"quota": {"bogus": 1}}`, `{"quota": 7}`,
 	`{"time_windows": [{"days": ["mon"], "start": "09:00", "end": "17:00", "tz": "Europe/Berlin"}], "countries": ["DE"]}`,
@@ -39,8 +41,8 @@ func FuzzDecodeCreateKey(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		_, err := decodeCreateKey(b)
-		checkDecode(t, err)
+		p, err := decodeCreateKey(b)
+		checkDecoded(t, b, decodeCreateKey, createKeyJSON, p, err)
 	})
 }
 
@@ -49,11 +51,10 @@ func FuzzDecodeUpdateKey(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
+		// (Both expires_at and expires_in decode; the service refuses them
+		// together.)
 		p, err := decodeUpdateKey(b)
-		checkDecode(t, err)
-		if err == nil && p.ExpiresAt != nil && p.ExpiresIn != nil {
-			return // the service rejects both together; decoding both is fine
-		}
+		checkDecoded(t, b, decodeUpdateKey, updateKeyJSON, p, err)
 	})
 }
 
@@ -62,8 +63,8 @@ func FuzzDecodeRotate(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		_, err := decodeRotate(b)
-		checkDecode(t, err)
+		p, err := decodeRotate(b)
+		checkDecoded(t, b, decodeRotate, rotateJSON, p, err)
 	})
 }
 
@@ -76,7 +77,7 @@ func FuzzDecodeSuspend(f *testing.F) {
 	f.Add([]byte(`{"duration": null}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := decodeSuspend(b)
-		checkDecode(t, err)
+		checkDecoded(t, b, decodeSuspend, suspendJSON, s, err)
 		if err == nil && s.Duration < 0 {
 			t.Fatalf("accepted a negative duration: %+v", s)
 		}
@@ -153,8 +154,8 @@ func FuzzDecodeRevoke(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		_, err := decodeRevoke(b)
-		checkDecode(t, err)
+		reason, err := decodeRevoke(b)
+		checkDecoded(t, b, decodeRevoke, revokeJSON, reason, err)
 	})
 }
 
@@ -163,8 +164,8 @@ func FuzzDecodeCreateTenant(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		_, err := decodeCreateTenant(b)
-		checkDecode(t, err)
+		p, err := decodeCreateTenant(b)
+		checkDecoded(t, b, decodeCreateTenant, tenantJSON, p, err)
 	})
 }
 
@@ -174,8 +175,8 @@ func FuzzDecodeVerify(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		req, err := decodeVerify(b)
-		checkDecode(t, err)
-		if err == nil && (req.Cost < 0 || len(req.Scopes) > maxVerifyScopes) {
+		checkDecoded(t, b, decodeVerify, verifyJSON, req, err)
+		if err == nil && (req.Cost < 0 || req.Cost > 1_000_000_000 || checkVerifyTarget(req.Scopes, req.Resource) != nil || req.IP.Is4In6()) {
 			t.Fatalf("accepted out-of-range request %+v", req)
 		}
 	})
@@ -292,7 +293,7 @@ func FuzzDecodeCreateWebhook(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := decodeCreateWebhook(b)
-		checkDecode(t, err)
+		checkDecoded(t, b, decodeCreateWebhook, webhookJSON, p, err)
 		if err == nil && (latchkey.ValidateWebhookURL(p.URL) != nil || p.Events == nil) {
 			t.Fatalf("accepted %+v", p)
 		}

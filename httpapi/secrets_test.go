@@ -17,7 +17,7 @@ func FuzzDecodePutSecret(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := decodePutSecret(b)
-		checkDecode(t, err)
+		checkDecoded(t, b, decodePutSecret, putSecretJSON, p, err)
 		if err != nil {
 			// No error message quotes the value it was given.
 			if p.Value != "" {
@@ -56,7 +56,7 @@ func FuzzDecodeRewrap(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := decodeRewrap(b)
-		checkDecode(t, err)
+		checkDecoded(t, b, decodeRewrap, rewrapJSON, p, err)
 		if err == nil && !filepath.IsAbs(p) {
 			t.Fatalf("relative path %q accepted", p)
 		}

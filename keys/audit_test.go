@@ -54,6 +54,10 @@ func TestMutationFailsWhenItsAuditEventCannotBeWritten(t *testing.T) {
 	if err := store.Store.Update(ctx, func(tx keys.Tx) error { return tx.CreateDelivery(failed) }); err != nil {
 		t.Fatal(err)
 	}
+	suspended, _ := f.create(t, keys.CreateParams{})
+	if _, err := f.svc.SuspendKey(ctx, f.admin, suspended.ID, time.Hour, ""); err != nil {
+		t.Fatal(err)
+	}
 	f.verify(t, key, "data:read") // cached
 	if _, err := f.svc.PutSecret(ctx, f.admin, "openai", keys.SecretParams{Value: "sk-audit-test-value"}); err != nil {
 		t.Fatal(err)
@@ -71,7 +75,12 @@ func TestMutationFailsWhenItsAuditEventCannotBeWritten(t *testing.T) {
 		},
 		"Rotate":  func() error { _, _, err := f.svc.RotateKey(ctx, f.admin, k.ID, keys.RotateParams{}); return err },
 		"Suspend": func() error { _, err := f.svc.SuspendKey(ctx, f.admin, k.ID, time.Hour, ""); return err },
-		"Revoke":  func() error { _, err := f.svc.RevokeKey(ctx, f.admin, k.ID, ""); return err },
+		"Resume":  func() error { _, err := f.svc.ResumeKey(ctx, f.admin, suspended.ID); return err },
+		"CreateTenant": func() error {
+			_, _, _, err := f.svc.CreateTenant(ctx, f.op, "initech", "")
+			return err
+		},
+		"Revoke": func() error { _, err := f.svc.RevokeKey(ctx, f.admin, k.ID, ""); return err },
 		"Derive": func() error {
 			_, _, err := f.svc.DeriveKey(ctx, f.admin, k.ID, keys.CreateParams{Settings: keys.Settings{Name: ptr("c")}})
 			return err
@@ -98,8 +107,14 @@ func TestMutationFailsWhenItsAuditEventCannotBeWritten(t *testing.T) {
 		})
 	}
 	list, _, err := f.svc.ListKeys(ctx, f.admin, keys.ListParams{})
-	if err != nil || len(list) != 2 { // the tenant's admin key and k
-		t.Fatalf("keys after failed mutations: %d (%v), want 2", len(list), err)
+	if err != nil || len(list) != 3 { // the tenant's admin key, k and suspended
+		t.Fatalf("keys after failed mutations: %d (%v), want 3", len(list), err)
+	}
+	if got, err := f.svc.GetKey(ctx, f.admin, suspended.ID); err != nil || got.State != latchkey.StateSuspended {
+		t.Fatalf("suspended key after a failed resume: %+v, %v", got, err)
+	}
+	if ts, _, err := f.svc.ListTenants(ctx, f.op, "", 0); err != nil || len(ts) != 3 { // operator, acme, globex
+		t.Fatalf("tenants after a failed create: %d (%v), want 3", len(ts), err)
 	}
 	got, err := f.svc.GetKey(ctx, f.admin, k.ID)
 	if err != nil || got.State != latchkey.StateActive || got.RotatedTo != "" || len(got.Scopes) != 1 || got.Scopes[0] != "data:read" {

@@ -27,9 +27,11 @@ func BenchmarkReadSecretCached(b *testing.B) {
 }
 
 // BenchmarkReadAuditFlush measures writing queued secret.read events: one
-// op is one read by a distinct client (its own user agent), hence one
-// event, written in batches of 1000 per transaction. It is what the flush
-// costs per distinct reader; alike reads within a flush cost one event.
+// op is one event (a read by a distinct client, its own user agent),
+// written in batches of 1000 per transaction. It is what the flush costs
+// per distinct reader; alike reads within a flush cost one event. The
+// reads that queue a batch run with the timer stopped: they are
+// BenchmarkReadSecretCached's, not the flush's.
 func BenchmarkReadAuditFlush(b *testing.B) {
 	b.Run("unsigned", func(b *testing.B) { benchReadAuditFlush(b, nil) })
 	// As the server runs: each append checks and signs the checkpoint.
@@ -50,22 +52,26 @@ func benchReadAuditFlush(b *testing.B, anchor *keys.AuditAnchor) {
 	if _, err := f.svc.PutSecret(ctx, f.admin, "openai", keys.SecretParams{Value: "sk-proj-0123456789abcdef0123456789"}); err != nil {
 		b.Fatal(err)
 	}
-	b.ReportAllocs()
 	agents := make([]string, 1000)
 	for i := range agents {
 		agents[i] = "agent-" + strconv.Itoa(i)
 	}
 	a := *f.admin
-	n := 0
-	for b.Loop() {
-		a.UserAgent = agents[n%1000]
-		if _, err := f.svc.ReadSecret(ctx, &a, "openai", 0); err != nil {
-			b.Fatal(err)
-		}
-		if n++; n%1000 == 0 {
-			if err := f.svc.FlushReadAudits(ctx); err != nil {
+	b.ReportAllocs()
+	b.ResetTimer()
+	for done := 0; done < b.N; {
+		batch := min(len(agents), b.N-done)
+		b.StopTimer()
+		for _, agent := range agents[:batch] {
+			a.UserAgent = agent
+			if _, err := f.svc.ReadSecret(ctx, &a, "openai", 0); err != nil {
 				b.Fatal(err)
 			}
 		}
+		b.StartTimer()
+		if err := f.svc.FlushReadAudits(ctx); err != nil {
+			b.Fatal(err)
+		}
+		done += batch
 	}
 }

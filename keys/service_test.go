@@ -27,6 +27,7 @@ type fixture struct {
 	sealer keys.Sealer // the keyring the service seals with
 	admin  *keys.Actor // tenant "acme" admin
 	other  *keys.Actor // tenant "globex" admin
+	op     *keys.Actor // the operator's root key
 }
 
 func newFixture(t testing.TB, opts ...func(*keys.Options)) *fixture {
@@ -64,7 +65,7 @@ func newFixture(t testing.TB, opts ...func(*keys.Options)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{svc: svc, clock: clock, sealer: o.Sealer}
+	f := &fixture{svc: svc, clock: clock, sealer: o.Sealer, op: op}
 	for _, id := range []string{"acme", "globex"} {
 		_, _, tok, err := svc.CreateTenant(ctx, op, id, "")
 		if err != nil {

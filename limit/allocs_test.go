@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/internal/allocstest"
 )
 
 // TestAdmitAllocatesNothing guards the verify path's budget: a key without
@@ -19,21 +20,17 @@ func TestAdmitAllocatesNothing(t *testing.T) {
 	ctx := context.Background()
 
 	none := &latchkey.Key{ID: "key_none"}
-	if n := testing.AllocsPerRun(1000, func() { _, _ = m.Admit(ctx, none, 1, t0) }); n != 0 {
-		t.Errorf("Admit of a key without limits allocates %.1f times", n)
-	}
+	allocstest.None(t, "Admit of a key without limits", func() { _, _ = m.Admit(ctx, none, 1, t0) })
 
 	k := createKey(t, db, twoWindowsAndQuota)
 	mustAdmit(t, m, k, 1, t0)
 	now := t0
-	if n := testing.AllocsPerRun(1000, func() {
+	allocstest.None(t, "Admit with two windows and a quota", func() {
 		now = now.Add(time.Microsecond)
 		if adm, err := m.Admit(ctx, k, 1, now); err != nil || adm.Code != "" {
 			t.Fatal(adm, err)
 		}
-	}); n != 0 {
-		t.Errorf("Admit with two windows and a quota allocates %.1f times", n)
-	}
+	})
 
 	// A denial allocates nothing either: a client hammering while limited
 	// costs no garbage.
@@ -42,11 +39,9 @@ func TestAdmitAllocatesNothing(t *testing.T) {
 		k.Quota = &latchkey.Quota{Limit: 10, Period: "30d"}
 	})
 	mustAdmit(t, m, tight, 1, t0)
-	if n := testing.AllocsPerRun(1000, func() {
+	allocstest.None(t, "a denied Admit", func() {
 		if adm, _ := m.Admit(ctx, tight, 1, t0); adm.Code != latchkey.CodeRateLimited {
 			t.Fatal(adm)
 		}
-	}); n != 0 {
-		t.Errorf("a denied Admit allocates %.1f times", n)
-	}
+	})
 }

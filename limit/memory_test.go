@@ -325,12 +325,21 @@ func TestStoreFailureIsReturnedNotAdmitted(t *testing.T) {
 func TestWithoutStoreQuotaLivesInMemory(t *testing.T) {
 	m := newTestMemory(t, Options{})
 	k := &latchkey.Key{ID: "key_x", CreatedAt: t0, Quota: &latchkey.Quota{Limit: 2, Period: "daily"}}
-	mustAdmit(t, m, k, 2, t0)
+	if adm := mustAdmit(t, m, k, 2, t0); adm.Code != "" {
+		t.Fatalf("two units of 2: %+v", adm)
+	}
 	if adm := mustAdmit(t, m, k, 1, t0); adm.Code != latchkey.CodeQuotaExceeded {
 		t.Fatalf("third unit of 2: %+v", adm)
 	}
 	if err := m.Flush(t.Context()); err != nil {
 		t.Fatalf("Flush without a store: %v", err)
+	}
+	// A flush with nowhere to write keeps the consumption in memory.
+	if adm := mustAdmit(t, m, k, 1, t0.Add(time.Second)); adm.Code != latchkey.CodeQuotaExceeded {
+		t.Fatalf("after a flush without a store: %+v, want the quota still used up", adm)
+	}
+	if adm := mustAdmit(t, m, k, 1, t0.Add(24*time.Hour)); adm.Code != "" {
+		t.Fatalf("the next day: %+v, want the daily quota refilled", adm)
 	}
 }
 

@@ -28,9 +28,19 @@ func newAuthBench(tb testing.TB) (*node, func()) {
 // authRunner returns a function that sends srv an allowed forward-auth
 // request for key, with a request and writer of its own.
 func (n *node) authRunner(tb testing.TB, srv http.Handler, key string) func() {
+	return n.authRunnerFor(tb, srv, authRequest(key))
+}
+
+// authRequest is an allowed forward-auth request for key.
+func authRequest(key string) *http.Request {
 	req, _ := http.NewRequest("GET", "http://x/v1/auth?scope=data:read", nil)
 	req.RemoteAddr = "127.0.0.1:5555"
 	req.Header.Set("Authorization", "Bearer "+key)
+	return req
+}
+
+// authRunnerFor is authRunner for a request of the caller's.
+func (n *node) authRunnerFor(tb testing.TB, srv http.Handler, req *http.Request) func() {
 	w := &nopWriter{h: http.Header{}}
 	run := func() { clear(w.h); srv.ServeHTTP(w, req) }
 	run()

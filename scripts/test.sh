@@ -2,7 +2,7 @@
 # scripts/test.sh: every check that make test and CI run.
 #
 #   scripts/test.sh            all stages, in order
-#   scripts/test.sh STAGE...   only these: packages gofmt tidy vet test fuzz
+#   scripts/test.sh STAGE...   only these: packages gofmt tidy vet test allocs fuzz
 #
 # Stages after a failed one still run, so that one run shows every problem;
 # the exit status is non-zero if any stage failed.
@@ -31,7 +31,7 @@ TEST_PACKAGES=(
 FUZZTIME=${FUZZTIME:-3s}
 export LATCHKEY_TEST_REQUIRE=1
 
-ALL_STAGES=(packages gofmt tidy vet test fuzz)
+ALL_STAGES=(packages gofmt tidy vet test allocs fuzz)
 if (($# > 0)); then
 	stages=("$@")
 	for s in "${stages[@]}"; do
@@ -91,6 +91,24 @@ run_tests() {
 	go test -race -count=1 -timeout 12m ./...
 }
 
+# run_allocs runs the hot paths' allocation tests, which the race detector
+# (it allocates on its own) keeps out of run_tests: files tagged !race,
+# whose tests are named …Allocat… (AllocatesNothing, Allocations). A test in
+# such a file that the name would not select fails the stage, so none is
+# silently never run.
+run_allocs() {
+	local f names stray=0
+	while IFS= read -r f; do
+		names=$(grep -o '^func Test[A-Za-z0-9_]*' "$f" | sed 's/^func //' | grep -v 'Allocat' || true)
+		if [[ -n $names ]]; then
+			echo "$f: tagged !race but not named …Allocat…, so never run: $names"
+			stray=1
+		fi
+	done < <(grep -rl --include='*_test.go' '^//go:build !race' .)
+	go test -count=1 -run 'Allocat' ./... || return
+	return "$stray"
+}
+
 # fuzz_one fuzzes one target. Go 1.26's fuzz coordinator can report a
 # bare "context deadline exceeded" as a failure when -fuzztime ends while a
 # worker is mid-input (go.dev/issue/75804, fixed in Go 1.27); such a run
@@ -145,6 +163,7 @@ for s in "${stages[@]}"; do
 	tidy) stage "go mod tidy" check_tidy ;;
 	vet) stage "go vet" run_vet ;;
 	test) stage "go test -race" run_tests ;;
+	allocs) stage "allocations (no -race)" run_allocs ;;
 	fuzz) stage "fuzz ($FUZZTIME each)" run_fuzz ;;
 	esac
 done

@@ -541,6 +541,7 @@ func TestRoundRunsTheExpiringScanOnItsSchedule(t *testing.T) {
 	d := f.dispatcher(webhook.Options{ExpiringDays: 7, ExpiringEvery: time.Minute})
 	in3 := f.clock.Now().Add(3 * 24 * time.Hour)
 	f.key(t, keys.Settings{ExpiresAt: &in3})
+	scanned := f.clock.Now()
 	d.Round(context.Background())
 	ds := f.deliveries(t, w)
 	if len(ds) != 1 || ds[0].EventType != latchkey.EventKeyExpiring || ds[0].Status != latchkey.DeliveryDelivered {
@@ -554,6 +555,23 @@ func TestRoundRunsTheExpiringScanOnItsSchedule(t *testing.T) {
 	}
 	if err := json.Unmarshal(rcv.requests()[0].body, &p); err != nil || !p.Data.ExpiresAt.Equal(in3) || p.Data.DaysLeft == nil {
 		t.Fatalf("key.expiring payload: %s (%v)", rcv.requests()[0].body, err)
+	}
+
+	// The schedule: a key that comes due is found by the first round a
+	// minute after the last scan, not by the rounds before it.
+	in4 := f.clock.Now().Add(4 * 24 * time.Hour)
+	f.key(t, keys.Settings{ExpiresAt: &in4})
+	for _, since := range []time.Duration{2 * time.Second, 30 * time.Second, time.Minute - time.Millisecond} {
+		f.clock.Set(scanned.Add(since))
+		d.Round(context.Background())
+		if ds := f.deliveries(t, w); len(ds) != 1 {
+			t.Fatalf("%s after the last scan: %d deliveries, want 1 (no scan before a minute)", since, len(ds))
+		}
+	}
+	f.clock.Set(scanned.Add(time.Minute))
+	d.Round(context.Background())
+	if ds := f.deliveries(t, w); len(ds) != 2 || ds[0].EventType != latchkey.EventKeyExpiring || ds[1].EventType != latchkey.EventKeyExpiring {
+		t.Fatalf("a minute after the last scan: %+v, want a second key.expiring", ds)
 	}
 }
 

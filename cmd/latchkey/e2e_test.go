@@ -199,7 +199,20 @@ func withTrustedProxies(s string) serverOption {
 	return func(c *serverConfig, _ *serverHooks) { c.TrustedProxies = s }
 }
 
-// startServer runs serve() in this process with a fake clock.
+// shippedConfig is the configuration `latchkey server` runs with when given
+// no flags and no environment: the brute-force guard, the expiring-key scan,
+// the security checks and every other default on, as they ship.
+func shippedConfig(t *testing.T) serverConfig {
+	t.Helper()
+	cfg, fs := serverFlags(&env{getenv: func(string) string { return "" }, stderr: io.Discard})
+	if err := fs.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	return *cfg
+}
+
+// startServer runs serve() in this process with a fake clock and the
+// shipped defaults (options change them, each for a reason it states).
 func startServer(t *testing.T, opts ...serverOption) *testServer {
 	t.Helper()
 	dir, err := os.MkdirTemp(e2eRoot, "node-")
@@ -217,7 +230,8 @@ func startServer(t *testing.T, opts ...serverOption) *testServer {
 	logsMu.Lock()
 	logs = append(logs, ts.Log)
 	logsMu.Unlock()
-	cfg := serverConfig{Addr: "127.0.0.1:0", DB: ts.DB, LogLevel: "debug", MaxBody: 1 << 20, RootKey: ts.Root}
+	cfg := shippedConfig(t)
+	cfg.Addr, cfg.DB, cfg.LogLevel, cfg.RootKey = "127.0.0.1:0", ts.DB, "debug", ts.Root
 	ready := make(chan string, 1)
 	hooks := serverHooks{Now: ts.Clock.Now, Ready: func(a string) { ready <- a }}
 	for _, o := range opts {
@@ -677,7 +691,10 @@ func TestE2ERestartKeepsAcknowledgedChanges(t *testing.T) {
 	}
 	child.kill()
 
-	url2, root2, child2 := startChild(t, dir, db, 2)
+	// The second server writes quota and usage only at shutdown (its
+	// periodic flushes are an hour apart), so what it counted in its last
+	// moments survives only through SIGTERM's final flushes.
+	url2, root2, child2 := startChildArgs(t, dir, db, 2, " --quota-flush 1h --usage-flush 1h")
 	defer child2.kill()
 	if root2 != "" {
 		t.Fatal("a restart printed a new root key")
@@ -695,12 +712,47 @@ func TestE2ERestartKeepsAcknowledgedChanges(t *testing.T) {
 		t.Fatalf("root key after restart: %d", r.Status)
 	}
 
+	// Right before SIGTERM: consume 7 of a quota of 10, and have 9
+	// verifications counted (7 VALID, 2 INSUFFICIENT_SCOPE; a denial
+	// consumes no quota).
+	meteredID, metered := ts.mustCreate(t, admin, map[string]any{
+		"scopes": []string{"data:read"}, "quota": map[string]any{"limit": 10, "period": "monthly"}})
+	for i := range 9 {
+		scope, want := "data:read", latchkey.CodeValid
+		if i%4 == 3 {
+			scope, want = "data:write", latchkey.CodeInsufficientScope
+		}
+		if c := ts.verifyCode(t, map[string]any{"key": metered, "scopes": []string{scope}}); c != want {
+			t.Fatalf("verification %d before SIGTERM: %s, want %s", i, c, want)
+		}
+	}
+
 	// SIGTERM shuts down gracefully: exit status 0, nothing lost.
 	if err := child2.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	if err := child2.wait(15 * time.Second); err != nil {
 		t.Fatalf("server after SIGTERM: %v", err)
+	}
+
+	url3, _, child3 := startChild(t, dir, db, 3)
+	defer child3.kill()
+	ts.URL = url3
+	// Usage first (reading it verifies nothing): exactly what was counted.
+	r := ts.call(t, "GET", "/v1/keys/"+meteredID+"/usage", admin, nil)
+	want := map[string]int64{latchkey.CodeValid: 7, latchkey.CodeInsufficientScope: 2}
+	if got := usageTotals(r); r.Status != 200 || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("usage after SIGTERM and restart: %d totals %v, want %v", r.Status, got, want)
+	}
+	// Quota: exactly 3 of 10 left.
+	for i := range 4 {
+		want := latchkey.CodeValid
+		if i == 3 {
+			want = latchkey.CodeQuotaExceeded
+		}
+		if c := ts.verifyCode(t, map[string]any{"key": metered, "scopes": []string{"data:read"}}); c != want {
+			t.Fatalf("verification %d after SIGTERM and restart: %s, want %s (7 of 10 were consumed before)", i+1, c, want)
+		}
 	}
 }
 

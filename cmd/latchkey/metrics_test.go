@@ -58,7 +58,7 @@ func hasLabel(m *dto.Metric, name, value string) bool {
 }
 
 func TestE2EMetrics(t *testing.T) {
-	ts := startServer(t, withConfig(func(c *serverConfig) { c.GuardThreshold = 20 }))
+	ts := startServer(t) // with the guard as it ships: 20 failures a minute
 	admin := ts.mustTenant(t, "acme-metrics")
 	goodID, good := ts.mustCreate(t, admin, map[string]any{"owner": "owner-metrics", "scopes": []string{"data:read"}})
 	revokedID, revoked := ts.mustCreate(t, admin, map[string]any{})

@@ -122,7 +122,8 @@ func TestServeRejectsBadReadSettings(t *testing.T) {
 		"IntervalTooLong":  func(c *serverConfig) { c.ReadAuditInterval = 2 * time.Hour },
 	} {
 		t.Run(name, func(t *testing.T) {
-			cfg := serverConfig{Addr: "127.0.0.1:0", DB: filepath.Join(t.TempDir(), "l.db"), LogLevel: "info", MaxBody: 1 << 20}
+			cfg := shippedConfig(t)
+			cfg.Addr, cfg.DB, cfg.LogLevel = "127.0.0.1:0", filepath.Join(t.TempDir(), "l.db"), "info"
 			set(&cfg)
 			e := &env{getenv: func(string) string { return "" }, stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard}
 			if err := serve(context.Background(), e, cfg, serverHooks{}); latchkey.ErrorCode(err) != latchkey.EInvalid {

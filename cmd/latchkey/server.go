@@ -128,9 +128,28 @@ type serverHooks struct {
 }
 
 func runServer(ctx context.Context, e *env, args []string) error {
+	cfg, fs := serverFlags(e)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return errUsageShown
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(e.stderr, "latchkey server: unexpected argument %q\n", fs.Arg(0))
+		return errUsageShown
+	}
+	return serve(ctx, e, *cfg, serverHooks{})
+}
+
+// serverFlags defines the server's flags on a configuration that holds
+// their defaults (and the environment's values), which parsing changes.
+// Tests that run a server in process start from it, so that they run what
+// ships.
+func serverFlags(e *env) (*serverConfig, *flag.FlagSet) {
 	fs := flag.NewFlagSet("latchkey server", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
-	cfg := serverConfig{RootKey: e.getenv("LATCHKEY_ROOT_KEY"), MasterKey: e.getenv("LATCHKEY_MASTER_KEY")}
+	cfg := &serverConfig{RootKey: e.getenv("LATCHKEY_ROOT_KEY"), MasterKey: e.getenv("LATCHKEY_MASTER_KEY")}
 	fs.StringVar(&cfg.Addr, "addr", envOr(e, "LATCHKEY_ADDR", ":8080"), "listen address (env LATCHKEY_ADDR)")
 	fs.StringVar(&cfg.DB, "db", envOr(e, "LATCHKEY_DB", "./latchkey.db"), "SQLite file (env LATCHKEY_DB)")
 	fs.StringVar(&cfg.AuditAnchorFile, "audit-anchor-file", e.getenv("LATCHKEY_AUDIT_ANCHOR_FILE"), "file keeping each tenant's latest signed audit checkpoint outside the database, so a rewound database is noticed; default: beside the master key file (beside --db when LATCHKEY_MASTER_KEY gives the key), named after --db with .audit-anchor (env LATCHKEY_AUDIT_ANCHOR_FILE)")
@@ -171,17 +190,7 @@ func runServer(ctx context.Context, e *env, args []string) error {
 	fs.DurationVar(&cfg.SecretCacheTTL, "secret-cache-ttl", 5*time.Second, "how long an opened secret is served from memory; a change made through another server shows within it")
 	fs.DurationVar(&cfg.ReadAuditInterval, "read-audit-interval", time.Second, "how often the audit events of secret reads are written, in one transaction; a crash loses at most this interval's")
 	fs.BoolVar(&cfg.SeedKeepAlive, "seed-keep-alive", false, "keep connections of GET /keys/{provider} and GET /llm-keys open instead of answering Connection: close")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return errUsageShown
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(e.stderr, "latchkey server: unexpected argument %q\n", fs.Arg(0))
-		return errUsageShown
-	}
-	return serve(ctx, e, cfg, serverHooks{})
+	return cfg, fs
 }
 
 // longDuration defines a flag that takes a duration in days or years too

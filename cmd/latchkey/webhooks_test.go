@@ -399,7 +399,7 @@ func TestCLIWebhooks(t *testing.T) {
 
 func TestE2EKeyExpiringIsDelivered(t *testing.T) {
 	rcv := newHookReceiver(t, 0)
-	ts := startServer(t, withWebhookPoll(20*time.Millisecond), withLocalReceivers(), func(c *serverConfig, _ *serverHooks) { c.ExpiringDays = 7 })
+	ts := startServer(t, withWebhookPoll(20*time.Millisecond), withLocalReceivers()) // the scan as it ships: 7 days ahead
 	admin := ts.mustTenant(t, "acme")
 	r := ts.call(t, "POST", "/v1/webhooks", admin, map[string]any{"url": rcv.URL, "events": []string{"key.expiring"}})
 	if r.Status != http.StatusCreated {

@@ -1,0 +1,4 @@
+package client
+
+// ErrTellsNoSecret is errTellsNoSecret for the external tests.
+var ErrTellsNoSecret = errTellsNoSecret
