@@ -292,7 +292,11 @@ func TestE2EWebhookDeliveryResumesAfterRestart(t *testing.T) {
 	}
 	db := filepath.Join(dir, "latchkey.db")
 	flags := " --webhook-backoff 1s --webhook-backoff-max 2s --webhook-allow-private 127.0.0.0/8"
-	url, root, child := startChildArgs(t, dir, db, 1, flags)
+	// The first node waits long between attempts, so that it is killed
+	// between two of them, not during one: a node killed mid-attempt leaves
+	// its claim leased for a minute past the attempt's timeout, longer than
+	// this test waits.
+	url, root, child := startChildArgs(t, dir, db, 1, " --webhook-backoff 8s --webhook-backoff-max 8s --webhook-allow-private 127.0.0.0/8")
 	defer child.kill()
 	registerKey(root)
 	ts := &testServer{URL: url, Root: root}
@@ -305,6 +309,15 @@ func TestE2EWebhookDeliveryResumesAfterRestart(t *testing.T) {
 	rcv.setSecret(r.str("secret"))
 	ts.mustCreate(t, admin, map[string]any{})
 	eventually(t, 20*time.Second, "the first attempt", func() bool { return len(rcv.seen()) > 0 })
+	// The receiver answers before the node records the answer: kill it
+	// once the refusal is recorded and the delivery waits for its retry.
+	eventually(t, 10*time.Second, "the first attempt recorded", func() bool {
+		var dl struct {
+			Deliveries []latchkey.Delivery `json:"deliveries"`
+		}
+		log := ts.call(t, "GET", "/v1/webhooks/"+hookID+"/deliveries", admin, nil)
+		return json.Unmarshal(log.Raw, &dl) == nil && len(dl.Deliveries) == 1 && dl.Deliveries[0].Attempts == 1 && dl.Deliveries[0].LastStatusCode != 0
+	})
 	child.kill() // the delivery was refused and waits for its retry
 	before := rcv.seen()
 	if len(rcv.delivered()) != 0 {
