@@ -73,15 +73,38 @@
 // A quota is counted in memory and persisted through the store's
 // QuotaUsage rows. The first Admit of a key with a quota reads its row (one
 // store View; concurrent first requests wait for that one read); after that
-// the quota is checked and consumed in memory, and a background flusher
-// writes changed rows every FlushInterval (default 1s) with SaveQuotaUsage.
-// On a crash (SIGKILL, power loss) at most the consumption admitted in the
-// last FlushInterval is lost, and may be admitted again after the restart; a
-// graceful shutdown through Close, or a call to Flush, loses nothing.
-// Precisely, a crash loses what was admitted since the last successful flush
-// took its snapshot: one FlushInterval plus the duration of a flush
-// (milliseconds), as long as flushes succeed. A failed flush is logged and
-// retried every interval, and the window grows until one succeeds.
+// the quota is checked and consumed in memory.
+//
+// A periodic quota's consumption is written by a background flusher every
+// FlushInterval (default 1s) with SaveQuotaUsage. On a crash (SIGKILL,
+// power loss) at most the consumption admitted in the last FlushInterval
+// is lost, and may be admitted again after the restart; a graceful
+// shutdown through Close, or a call to Flush, loses nothing. Precisely, a
+// crash loses what was admitted since the last successful flush took its
+// snapshot: one FlushInterval plus the duration of a flush (milliseconds),
+// as long as flushes succeed. A failed flush is logged and retried every
+// interval, and the window grows until one succeeds. A period's units come
+// back at its end anyway; a credit balance's would not, so it is kept
+// differently.
+//
+// A credit balance is spent only from a reservation: before a request may
+// take the balance's count past what the store already holds, the limiter
+// writes a larger figure (the reservation) to the usage row and waits for
+// it to commit. The stored figure is therefore never below what was
+// spent, and a process that crashes can only leave credits reserved but
+// unspent: they count as spent after the restart (under-admission), and
+// no credit is ever admitted twice. Reservations follow demand: the
+// first is what the request needs (a single-use key reserves exactly its
+// one use), each next one doubles while the last lasted less than 100 ms
+// and halves when it lasted more than 400 ms, capped at 65,536 and at the
+// balance left. A busy key so writes a few reservations a second, and a
+// crash forfeits at most the unspent part of the last one: about two
+// tenths of a second of the key's demand. The write happens outside the
+// key's lock, one per key at a time; requests that fit into the current
+// reservation go on meanwhile, the others wait for it. Flush (and with it
+// Close) writes every balance's spent count over its reservation, so a
+// graceful shutdown forfeits nothing; the background flusher does the same
+// for a key left idle for a whole interval, before its state is dropped.
 //
 // Every saved row carries the epoch it was read at. ResetQuotaUsage bumps
 // the stored epoch, so a flush of consumption counted before a reset is
@@ -348,6 +371,35 @@ func (m *Memory) Admit(ctx context.Context, k *latchkey.Key, cost int64, now tim
 		}
 		st.mu.Unlock()
 		return adm, err
+	}
+}
+
+// Quota reports the key's quota as a request at now would find it, live
+// (with what this node has admitted and not yet flushed), and consumes
+// nothing: Limit, Remaining and, for a periodic quota, ResetAt. A key
+// without a quota has the zero LimitState.
+func (m *Memory) Quota(ctx context.Context, k *latchkey.Key, now time.Time) (keys.LimitState, error) {
+	if k.Quota == nil {
+		return keys.LimitState{}, nil
+	}
+	for {
+		st := m.state(k.ID)
+		st.mu.Lock()
+		if st.dropped {
+			st.mu.Unlock()
+			continue
+		}
+		if !st.quota.loaded || st.quota.stale {
+			if err := m.loadQuota(ctx, st); err != nil {
+				return keys.LimitState{}, err
+			}
+			continue
+		}
+		// Touched, so that a state read just now is not swept at once.
+		st.touched = true
+		limit, avail, end, err := st.quota.figures(k, now, now.UnixNano())
+		st.mu.Unlock()
+		return keys.LimitState{Limit: limit, Remaining: max(avail, 0), ResetAt: end}, err
 	}
 }
 

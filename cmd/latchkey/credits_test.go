@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -143,5 +144,91 @@ func TestE2ECreditsSurviveGracefulRestart(t *testing.T) {
 	creditBurst(t, url2, key, 8, 400, nil, &second)
 	if second.Load() != 300-137 {
 		t.Fatalf("after a graceful restart %d of the %d credits left were admitted", second.Load(), 300-137)
+	}
+}
+
+// TestE2EKeyShowsLiveQuota: GET /v1/keys/{id} (and `keys show`) tells the
+// balance and the period's consumption as they are now, before any flush
+// could have written them.
+func TestE2EKeyShowsLiveQuota(t *testing.T) {
+	ts := startServer(t)
+	admin := ts.mustTenant(t, "acme")
+	creditID, credit := ts.mustCreate(t, admin, map[string]any{"quota": map[string]any{"remaining": 10}})
+	monthlyID, monthly := ts.mustCreate(t, admin, map[string]any{"quota": map[string]any{"limit": 100, "period": "monthly"}})
+	plainID, _ := ts.mustCreate(t, admin, map[string]any{})
+	if c := ts.verifyCode(t, map[string]any{"key": credit, "cost": 3}); c != latchkey.CodeValid {
+		t.Fatal(c)
+	}
+	for range 5 {
+		if c := ts.verifyCode(t, map[string]any{"key": monthly}); c != latchkey.CodeValid {
+			t.Fatal(c)
+		}
+	}
+	usage := func(id string) map[string]any {
+		t.Helper()
+		r := ts.call(t, "GET", "/v1/keys/"+id, admin, nil)
+		if r.Status != http.StatusOK {
+			t.Fatalf("GET key: %d %s", r.Status, r.Raw)
+		}
+		u, _ := r.Body["quota_usage"].(map[string]any)
+		return u
+	}
+	if u := usage(creditID); u == nil || u["limit"] != float64(10) || u["remaining"] != float64(7) || u["reset_at"] != nil {
+		t.Fatalf("a balance of 10 after spending 3: quota_usage %v", u)
+	}
+	if u := usage(monthlyID); u == nil || u["limit"] != float64(100) || u["remaining"] != float64(95) || u["reset_at"] != "2026-07-01T00:00:00Z" {
+		t.Fatalf("a monthly quota of 100 after 5: quota_usage %v", u)
+	}
+	if u := usage(plainID); u != nil {
+		t.Fatalf("a key without a quota: quota_usage %v", u)
+	}
+	// Reading it consumes nothing.
+	if u := usage(creditID); u["remaining"] != float64(7) {
+		t.Fatalf("read twice: %v", u)
+	}
+}
+
+// TestE2ECreditDenialHasNoReset: a balance never refills, so neither the
+// verify answer nor forward-auth's headers name a reset time.
+func TestE2ECreditDenialHasNoReset(t *testing.T) {
+	ts := startServer(t)
+	admin := ts.mustTenant(t, "acme")
+	_, credit := ts.mustCreate(t, admin, map[string]any{"quota": map[string]any{"remaining": 1}})
+	auth := func() resp {
+		return do(t, "GET", ts.URL+"/v1/auth", map[string]string{"X-API-Key": credit}, nil)
+	}
+	if r := auth(); r.Status != http.StatusOK || r.Header.Get("RateLimit-Remaining") != "0" {
+		t.Fatalf("the one use: %d %v", r.Status, r.Header)
+	} else if r.Header.Get("RateLimit-Reset") != "" || r.Header.Get("X-RateLimit-Reset") != "" {
+		t.Fatalf("an admitted credit use names a reset: %v", r.Header)
+	}
+	r := ts.call(t, "POST", "/v1/keys/verify", "", map[string]any{"key": credit})
+	q, _ := r.Body["quota"].(map[string]any)
+	if codeOf(r) != latchkey.CodeQuotaExceeded || q == nil || q["limit"] != float64(1) || q["remaining"] != float64(0) {
+		t.Fatalf("an empty balance: %s", r.Raw)
+	}
+	if _, ok := q["reset_at"]; ok {
+		t.Fatalf("a credit denial names a reset: %s", r.Raw)
+	}
+	a := auth()
+	if a.Status != http.StatusTooManyRequests || a.Header.Get("X-Latchkey-Code") != latchkey.CodeQuotaExceeded || a.Header.Get("RateLimit-Limit") != "1" {
+		t.Fatalf("forward-auth with an empty balance: %d %v", a.Status, a.Header)
+	}
+	if a.Header.Get("RateLimit-Reset") != "" || a.Header.Get("X-RateLimit-Reset") != "" {
+		t.Fatalf("a credit denial names a reset: %v", a.Header)
+	}
+}
+
+// TestCLIShowsLiveBalance: `latchkey keys show` prints the balance left.
+func TestCLIShowsLiveBalance(t *testing.T) {
+	n := startCLINode(t)
+	id, key := n.createKey(t, "--name", "metered", "--quota", "500")
+	for range 2 {
+		if c := n.verify(t, key); c != latchkey.CodeValid {
+			t.Fatal(c)
+		}
+	}
+	if out := n.ok(t, "keys", "show", id).stdout; !strings.Contains(out, "498 of 500 left\n") {
+		t.Fatalf("keys show of a balance of 500 after 2 uses:\n%s", out)
 	}
 }
