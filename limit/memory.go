@@ -169,8 +169,9 @@ type Options struct {
 	// Store holds quota usage. Without one, quotas are counted in memory
 	// only and start from zero after a restart (for tools and tests).
 	Store keys.Store
-	// FlushInterval is how often changed quota usage is written to the
-	// store (default 1s): the most consumption a crash can lose.
+	// FlushInterval is how often changed periodic quota usage is written
+	// to the store (default 1s): the most consumption a crash can lose.
+	// Credit balances are reserved in the store before they are spent.
 	FlushInterval time.Duration
 	// Logger receives failed background flushes (default: discarded).
 	Logger *slog.Logger
