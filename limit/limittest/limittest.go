@@ -97,6 +97,7 @@ func Run(t *testing.T, newLimiter func(t *testing.T) (keys.Limiter, keys.Store))
 		{"CreditSpentSurvivesCrashWithoutFlush", testCreditCrash},
 		{"SingleUseCreditSurvivesCrash", testSingleUseCrash},
 		{"FlushReturnsUnspentCredit", testCreditFlushExact},
+		{"RemovedBalanceLimitsNothing", testCreditRemoved},
 		{"ResetAndForgetRestoreFullQuota", testResetForget},
 		{"StaleFlushAfterResetDoesNotResurrectUsage", testStaleFlush},
 		{"ForgetAppliesChangedLimits", testForgetChangedLimits},
@@ -806,6 +807,24 @@ func testSingleUseCrash(t *testing.T, f *fixture) {
 	k = f.key(t, credit(40))
 	check(t, "cost 40 of 40", f.admit(t, k, 40, t0), want{quota: keys.LimitState{Limit: 40}})
 	check(t, "cost 40 after a crash", admitOn(t, f.restart(t), k, 1, at(time.Second)), want{code: latchkey.CodeQuotaExceeded, quota: keys.LimitState{Limit: 40}})
+}
+
+func testCreditRemoved(t *testing.T, f *fixture) {
+	k := f.key(t, func(k *latchkey.Key) {
+		credit(5)(k)
+		k.RateLimits = []latchkey.RateLimit{rl("hourly", 1000, time.Hour)}
+	})
+	step := 3600 * time.Millisecond
+	check(t, "cost 5 of 5", f.admit(t, k, 5, t0), want{
+		rate:  keys.LimitState{Limit: 1000, Remaining: 999, ResetAt: t0.Add(step)},
+		quota: keys.LimitState{Limit: 5},
+	})
+	unlimited := *k
+	unlimited.Quota = nil
+	f.lim.Forget(k.ID)
+	check(t, "without the balance", f.admit(t, &unlimited, 100, t0), want{
+		rate: keys.LimitState{Limit: 1000, Remaining: 998, ResetAt: t0.Add(2 * step)},
+	})
 }
 
 func testCreditFlushExact(t *testing.T, f *fixture) {
