@@ -177,3 +177,55 @@ func TestIdleCreditReturnsReservation(t *testing.T) {
 		t.Fatalf("after its state was dropped: %+v, want 899 left", adm.Quota)
 	}
 }
+
+// Reservations of many keys share transactions: while one is being
+// written, the others queue and go together in the next.
+func TestReservationsOfManyKeysShareATransaction(t *testing.T) {
+	db := openStore(t)
+	ws := &writeStore{Store: db, gate: make(chan struct{})}
+	m := newTestMemory(t, Options{Store: ws, FlushInterval: time.Hour})
+	ks := make([]*latchkey.Key, 100)
+	for i := range ks {
+		ks[i] = createKey(t, db, withCredit(10))
+	}
+	errs := make(chan error, len(ks))
+	admit := func(k *latchkey.Key) {
+		adm, err := m.Admit(context.Background(), k, 1, t0)
+		if err == nil && adm.Code != "" {
+			err = latchkey.Errorf(latchkey.EInternal, "denied: %s", adm.Code)
+		}
+		errs <- err
+	}
+	go admit(ks[0])
+	for ws.updates.Load() < 1 {
+		time.Sleep(time.Millisecond)
+	}
+	for _, k := range ks[1:] {
+		go admit(k)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		m.resvMu.Lock()
+		n := len(m.resvPending)
+		m.resvMu.Unlock()
+		if n == len(ks)-1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d reservations queued, want %d", n, len(ks)-1)
+		}
+	}
+	close(ws.gate)
+	for range ks {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := ws.updates.Load(); n != 2 {
+		t.Fatalf("100 keys' first reservations took %d transactions, want 2", n)
+	}
+	for _, k := range ks {
+		if u := storedUsage(t, db, k.ID); u.Used != 1 {
+			t.Fatalf("key %s: %d reserved, want 1", k.ID, u.Used)
+		}
+	}
+}

@@ -101,7 +101,9 @@
 // crash forfeits at most the unspent part of the last one, which at a
 // steady demand is 0.1 to 0.4 s of the key's requests. The write happens outside the
 // key's lock, one per key at a time; requests that fit into the current
-// reservation go on meanwhile, the others wait for it. Flush (and with it
+// reservation go on meanwhile, the others wait for it. Reservations of
+// different keys are group-committed: those that come while one
+// transaction is being written share the next. Flush (and with it
 // Close) writes every balance's spent count over its reservation, so a
 // graceful shutdown forfeits nothing; the background flusher does the same
 // for a key left idle for a whole interval, before its state is dropped.
@@ -206,6 +208,13 @@ type Memory struct {
 	// callers' clock back as well as forward, so one odd timestamp cannot
 	// make the sweep think every window has long refilled.
 	clock atomic.Int64
+
+	// Reservations waiting for a store write, and whether a writer is
+	// taking them: writes of many keys share one transaction (and one
+	// fsync), so their number follows the store's speed, not the keys'.
+	resvMu      sync.Mutex
+	resvPending []*resvWrite
+	resvBusy    bool
 
 	flushMu   sync.Mutex // one flush at a time
 	cancel    context.CancelFunc
@@ -475,21 +484,91 @@ func (m *Memory) reserve(ctx context.Context, st *keyState, need, balance, ns in
 	return err
 }
 
-// saveOne writes one usage row in its own transaction.
-func (m *Memory) saveOne(ctx context.Context, u keys.QuotaUsage) (bool, error) {
-	var ok bool
-	err := m.store.Update(ctx, func(tx keys.Tx) error {
-		var err error
-		ok, err = tx.SaveQuotaUsage(u)
-		return err
-	})
-	if err != nil {
-		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-			return false, latchkey.Errorf(latchkey.EUnavailable, "the credit reservation of %s could not be written in time", u.KeyID)
-		}
-		return false, fmt.Errorf("limit: reserving credits of %s: %w", u.KeyID, err)
+// resvWrite is one reservation to write and, once done is closed, its
+// outcome.
+type resvWrite struct {
+	u    keys.QuotaUsage
+	ok   bool
+	err  error
+	done chan struct{}
+}
+
+// saveOne writes one reservation and waits for the outcome. Writes are
+// group-committed: the first caller with no writer at work writes
+// everything queued in one transaction; callers that come meanwhile queue
+// for the next one, which a new writer takes. A write is bounded by
+// flushTimeout rather than by a request's context, so that every queued
+// write gets its answer.
+func (m *Memory) saveOne(_ context.Context, u keys.QuotaUsage) (bool, error) {
+	w := &resvWrite{u: u, done: make(chan struct{})}
+	m.resvMu.Lock()
+	m.resvPending = append(m.resvPending, w)
+	lead := !m.resvBusy
+	m.resvBusy = true
+	m.resvMu.Unlock()
+	if lead {
+		m.writeReservations()
 	}
-	return ok, nil
+	<-w.done
+	return w.ok, w.err
+}
+
+// writeReservations writes the queued reservations in one transaction,
+// and leaves what queued meanwhile to a writer of its own, so no caller
+// keeps writing for others for long.
+func (m *Memory) writeReservations() {
+	m.resvMu.Lock()
+	batch := m.resvPending
+	m.resvPending = nil
+	m.resvMu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+	m.saveReservations(ctx, batch)
+	cancel()
+	for _, w := range batch {
+		close(w.done)
+	}
+
+	m.resvMu.Lock()
+	more := len(m.resvPending) > 0
+	m.resvBusy = more
+	m.resvMu.Unlock()
+	if more {
+		go m.writeReservations()
+	}
+}
+
+// saveReservations writes a batch in one transaction; if that fails for a
+// reason other than an unreachable store, row by row, so that one bad row
+// cannot fail the others.
+func (m *Memory) saveReservations(ctx context.Context, batch []*resvWrite) {
+	ok := make([]bool, len(batch))
+	err := m.store.Update(ctx, func(tx keys.Tx) error {
+		for i, w := range batch {
+			var err error
+			if ok[i], err = tx.SaveQuotaUsage(w.u); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil && len(batch) > 1 && ctx.Err() == nil && latchkey.ErrorCode(err) != latchkey.EUnavailable {
+		for i := range batch {
+			m.saveReservations(ctx, batch[i:i+1])
+		}
+		return
+	}
+	for i, w := range batch {
+		w.ok, w.err = ok[i], err
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			w.err = latchkey.Errorf(latchkey.EUnavailable, "the credit reservation of %s could not be written in time", w.u.KeyID)
+		} else {
+			w.err = fmt.Errorf("limit: reserving credits of %s: %w", w.u.KeyID, err)
+		}
+	}
 }
 
 // state returns the key's state, creating it on the first request.
