@@ -221,11 +221,14 @@ func setLimitHeaders(h http.Header, v *Verification, now time.Time) {
 	if l == nil {
 		return
 	}
+	h.Set("RateLimit-Limit", strconv.FormatInt(l.Limit, 10))
+	h.Set("RateLimit-Remaining", strconv.FormatInt(max(l.Remaining, 0), 10))
+	if l.ResetAt.IsZero() {
+		return // a credit balance never refills
+	}
 	reset := int64(0)
 	if d := l.ResetAt.Sub(now); d > 0 {
 		reset = int64((d + time.Second - 1) / time.Second)
 	}
-	h.Set("RateLimit-Limit", strconv.FormatInt(l.Limit, 10))
-	h.Set("RateLimit-Remaining", strconv.FormatInt(max(l.Remaining, 0), 10))
 	h.Set("RateLimit-Reset", strconv.FormatInt(reset, 10))
 }

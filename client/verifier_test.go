@@ -176,6 +176,13 @@ func TestMiddlewareRefusals(t *testing.T) {
 	if rec.Header().Get("RateLimit-Remaining") != "0" || rec.Header().Get("RateLimit-Reset") != "7" {
 		t.Fatalf("limit headers %v", rec.Header())
 	}
+	// A credit balance never refills: no reset to announce.
+	f.setAnswer("spent", map[string]any{"valid": false, "code": CodeQuotaExceeded, "key_id": "key_3",
+		"quota": map[string]any{"limit": 5, "remaining": 0}})
+	rec, _ = served(t, mw, map[string]string{"Authorization": "Bearer spent"})
+	if rec.Code != 429 || rec.Header().Get("RateLimit-Limit") != "5" || rec.Header().Values("RateLimit-Reset") != nil {
+		t.Fatalf("an empty credit balance: %d %v", rec.Code, rec.Header())
+	}
 }
 
 func TestMiddlewareServerTrouble(t *testing.T) {

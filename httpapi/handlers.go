@@ -122,12 +122,32 @@ func queryLimit(v string) (int, error) {
 	return n, nil
 }
 
+// keyWithQuota is the answer of GET /v1/keys/{id}: the key object and its
+// quota as the next verification would find it.
+type keyWithQuota struct {
+	latchkey.Key
+	QuotaUsage *Limit `json:"quota_usage,omitempty"`
+}
+
 func (s *Server) getKey(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
 	k, err := s.svc.GetKey(r.Context(), a, r.PathValue("id"))
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, s.keyView(k))
+	v := keyWithQuota{Key: s.keyView(k)}
+	l, ok, err := s.svc.KeyQuota(r.Context(), k)
+	if err != nil {
+		return err
+	}
+	if ok {
+		v.QuotaUsage = limitView(l)
+		if v.QuotaUsage == nil {
+			// A balance of 0: limitView leaves out a zero limit, which
+			// here is the key's setting.
+			v.QuotaUsage = &Limit{}
+		}
+	}
+	writeJSON(w, http.StatusOK, v)
 	return nil
 }
 

@@ -14,16 +14,21 @@ import (
 
 // Limit is one limit's state in a verify answer.
 type Limit struct {
-	Limit     int64     `json:"limit"`
-	Remaining int64     `json:"remaining"`
-	ResetAt   time.Time `json:"reset_at"`
+	Limit     int64 `json:"limit"`
+	Remaining int64 `json:"remaining"`
+	// ResetAt is left out for a credit balance, which never refills.
+	ResetAt time.Time `json:"reset_at,omitzero"`
 }
 
 func limitView(l keys.LimitState) *Limit {
 	if l.Limit == 0 {
 		return nil
 	}
-	return &Limit{Limit: l.Limit, Remaining: l.Remaining, ResetAt: l.ResetAt.UTC()}
+	v := &Limit{Limit: l.Limit, Remaining: l.Remaining}
+	if !l.ResetAt.IsZero() {
+		v.ResetAt = l.ResetAt.UTC()
+	}
+	return v
 }
 
 // VerifyResponse is the answer of POST /v1/keys/verify, shared with clients.
@@ -239,12 +244,15 @@ func setLimitHeaders(h http.Header, a keys.Admission, now time.Time) {
 	}
 	limit := strconv.FormatInt(l.Limit, 10)
 	remaining := strconv.FormatInt(max(l.Remaining, 0), 10)
-	reset := int64(math.Ceil(l.ResetAt.Sub(now).Seconds()))
 	h.Set("RateLimit-Limit", limit)
 	h.Set("RateLimit-Remaining", remaining)
-	h.Set("RateLimit-Reset", strconv.FormatInt(max(reset, 0), 10))
 	h.Set("X-RateLimit-Limit", limit)
 	h.Set("X-RateLimit-Remaining", remaining)
+	if l.ResetAt.IsZero() {
+		return // a credit balance never refills: no reset to announce
+	}
+	reset := int64(math.Ceil(l.ResetAt.Sub(now).Seconds()))
+	h.Set("RateLimit-Reset", strconv.FormatInt(max(reset, 0), 10))
 	h.Set("X-RateLimit-Reset", strconv.FormatInt(l.ResetAt.Unix(), 10))
 }
 

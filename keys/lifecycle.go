@@ -230,6 +230,19 @@ func (s *Service) GetKey(ctx context.Context, actor *Actor, id string) (*latchke
 	return k, err
 }
 
+// KeyQuota returns the key's quota as the next verification would find
+// it: the live credit balance, or what is left of the current period and
+// when it ends. ok is false when the key has no quota or the limiter
+// cannot tell (none, or one that is not a QuotaReader).
+func (s *Service) KeyQuota(ctx context.Context, k *latchkey.Key) (l LimitState, ok bool, err error) {
+	qr, can := s.limiter.(QuotaReader)
+	if k.Quota == nil || !can {
+		return LimitState{}, false, nil
+	}
+	l, err = qr.Quota(ctx, k, s.now())
+	return l, err == nil, err
+}
+
 func notFound(id string) error {
 	return latchkey.Errorf(latchkey.ENotFound, "no key %.60q in this tenant", id)
 }

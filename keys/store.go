@@ -190,7 +190,9 @@ type AuditFilter struct {
 
 // QuotaUsage is what a key has consumed of its quota: in the period that
 // starts at PeriodStart (periodic quotas), or in total since its balance was
-// last set (credit balances).
+// last set (credit balances). For a balance the stored Used includes what a
+// limiter reserved and has not spent yet (package limit), so it is never
+// less than what was admitted.
 type QuotaUsage struct {
 	KeyID       string
 	Epoch       int64

@@ -53,8 +53,16 @@ type Limiter interface {
 	// so the next Admit starts from the key's new settings and the stored
 	// quota usage.
 	Forget(keyID string)
-	// Flush persists pending quota consumption (on shutdown).
+	// Flush persists pending quota consumption and gives back credits
+	// reserved but not spent (on shutdown).
 	Flush(ctx context.Context) error
+}
+
+// QuotaReader is a Limiter that reports a key's quota live, with what it
+// admitted and has not flushed yet, consuming nothing (package limit's
+// Memory is one).
+type QuotaReader interface {
+	Quota(ctx context.Context, k *latchkey.Key, now time.Time) (LimitState, error)
 }
 
 // Admission is a limiter's answer.

@@ -73,15 +73,40 @@
 // A quota is counted in memory and persisted through the store's
 // QuotaUsage rows. The first Admit of a key with a quota reads its row (one
 // store View; concurrent first requests wait for that one read); after that
-// the quota is checked and consumed in memory, and a background flusher
-// writes changed rows every FlushInterval (default 1s) with SaveQuotaUsage.
-// On a crash (SIGKILL, power loss) at most the consumption admitted in the
-// last FlushInterval is lost, and may be admitted again after the restart; a
-// graceful shutdown through Close, or a call to Flush, loses nothing.
-// Precisely, a crash loses what was admitted since the last successful flush
-// took its snapshot: one FlushInterval plus the duration of a flush
-// (milliseconds), as long as flushes succeed. A failed flush is logged and
-// retried every interval, and the window grows until one succeeds.
+// the quota is checked and consumed in memory.
+//
+// A periodic quota's consumption is written by a background flusher every
+// FlushInterval (default 1s) with SaveQuotaUsage. On a crash (SIGKILL,
+// power loss) at most the consumption admitted in the last FlushInterval
+// is lost, and may be admitted again after the restart; a graceful
+// shutdown through Close, or a call to Flush, loses nothing. Precisely, a
+// crash loses what was admitted since the last successful flush took its
+// snapshot: one FlushInterval plus the duration of a flush (milliseconds),
+// as long as flushes succeed. A failed flush is logged and retried every
+// interval, and the window grows until one succeeds. A period's units come
+// back at its end anyway; a credit balance's would not, so it is kept
+// differently.
+//
+// A credit balance is spent only from a reservation: before a request may
+// take the balance's count past what the store already holds, the limiter
+// writes a larger figure (the reservation) to the usage row and waits for
+// it to commit. The stored figure is therefore never below what was
+// spent, and a process that crashes can only leave credits reserved but
+// unspent: they count as spent after the restart (under-admission), and
+// no credit is ever admitted twice. Reservations follow demand: the
+// first is what the request needs (a single-use key reserves exactly its
+// one use), each next one doubles while the last lasted less than 100 ms
+// and halves when it lasted more than 400 ms, capped at 65,536 and at the
+// balance left. A busy key so writes a few reservations a second, and a
+// crash forfeits at most the unspent part of the last one, which at a
+// steady demand is 0.1 to 0.4 s of the key's requests. The write happens outside the
+// key's lock, one per key at a time; requests that fit into the current
+// reservation go on meanwhile, the others wait for it. Reservations of
+// different keys are group-committed: those that come while one
+// transaction is being written share the next. Flush (and with it
+// Close) writes every balance's spent count over its reservation, so a
+// graceful shutdown forfeits nothing; the background flusher does the same
+// for a key left idle for a whole interval, before its state is dropped.
 //
 // Every saved row carries the epoch it was read at. ResetQuotaUsage bumps
 // the stored epoch, so a flush of consumption counted before a reset is
@@ -146,8 +171,9 @@ type Options struct {
 	// Store holds quota usage. Without one, quotas are counted in memory
 	// only and start from zero after a restart (for tools and tests).
 	Store keys.Store
-	// FlushInterval is how often changed quota usage is written to the
-	// store (default 1s): the most consumption a crash can lose.
+	// FlushInterval is how often changed periodic quota usage is written
+	// to the store (default 1s): the most consumption a crash can lose.
+	// Credit balances are reserved in the store before they are spent.
 	FlushInterval time.Duration
 	// Logger receives failed background flushes (default: discarded).
 	Logger *slog.Logger
@@ -182,6 +208,13 @@ type Memory struct {
 	// callers' clock back as well as forward, so one odd timestamp cannot
 	// make the sweep think every window has long refilled.
 	clock atomic.Int64
+
+	// Reservations waiting for a store write, and whether a writer is
+	// taking them: writes of many keys share one transaction (and one
+	// fsync), so their number follows the store's speed, not the keys'.
+	resvMu      sync.Mutex
+	resvPending []*resvWrite
+	resvBusy    bool
 
 	flushMu   sync.Mutex // one flush at a time
 	cancel    context.CancelFunc
@@ -227,6 +260,9 @@ type keyState struct {
 	// does not install or settle stale figures.
 	gen     uint64
 	loading chan struct{} // closed when the usage read in flight ends
+	// writing is closed when the reservation (or its return) in flight
+	// ends: one store write per key at a time, made outside mu.
+	writing chan struct{}
 
 	windows []window
 	quota   quotaState
@@ -250,8 +286,21 @@ type quotaState struct {
 	// next request, to learn whether it was reset.
 	stale bool
 	usage keys.QuotaUsage
-	// version counts consumption; saved is the version last written.
+	// version counts consumption of a periodic quota; saved is the
+	// version last written.
 	version, saved uint64
+
+	// A credit balance is spent only from a reservation already written
+	// to the store: usage.Used may grow up to reserved, which is never
+	// more than stored, the figure the store holds (as far as this node
+	// knows). stored > usage.Used is an unspent reservation, returned when
+	// the key goes idle and at Close.
+	balance          bool
+	reserved, stored int64
+	// chunk is the size of the last reservation and reservedAt (unix ns)
+	// when it was made; the next one grows or shrinks with how long it
+	// lasted.
+	chunk, reservedAt int64
 
 	// The period that contains the last request's now (periodic quotas),
 	// kept so that a request inside it needs no calendar arithmetic.
@@ -322,9 +371,203 @@ func (m *Memory) Admit(ctx context.Context, k *latchkey.Key, cost int64, now tim
 			}
 			continue
 		}
-		adm, err := m.admit(st, k, cost, now, ns)
+		adm, need, err := m.admit(st, k, cost, now, ns)
+		if need > 0 {
+			// Returns with st unlocked; then decide again.
+			if err := m.reserve(ctx, st, need, *k.Quota.Remaining, ns); err != nil {
+				return keys.Admission{}, err
+			}
+			continue
+		}
 		st.mu.Unlock()
 		return adm, err
+	}
+}
+
+// Quota reports the key's quota as a request at now would find it, live
+// (with what this node has admitted and not yet flushed), and consumes
+// nothing: Limit, Remaining and, for a periodic quota, ResetAt. A key
+// without a quota has the zero LimitState.
+func (m *Memory) Quota(ctx context.Context, k *latchkey.Key, now time.Time) (keys.LimitState, error) {
+	if k.Quota == nil {
+		return keys.LimitState{}, nil
+	}
+	for {
+		st := m.state(k.ID)
+		st.mu.Lock()
+		if st.dropped {
+			st.mu.Unlock()
+			continue
+		}
+		if !st.quota.loaded || st.quota.stale {
+			if err := m.loadQuota(ctx, st); err != nil {
+				return keys.LimitState{}, err
+			}
+			continue
+		}
+		// Touched, so that a state read just now is not swept at once.
+		st.touched = true
+		limit, avail, end, err := st.quota.figures(k, now, now.UnixNano())
+		st.mu.Unlock()
+		return keys.LimitState{Limit: limit, Remaining: max(avail, 0), ResetAt: end}, err
+	}
+}
+
+// Reservations of a credit balance are sized to the key's demand: the
+// first is what the request needs (a single-use key reserves exactly 1);
+// each next one doubles while the last lasted less than reserveSpan and
+// halves when it lasted more than four times that, so a busy key writes a
+// few times a second at most and an idle one reserves little. A
+// reservation is never more than maxChunk, nor more than the balance left.
+const (
+	reserveSpan = int64(100 * time.Millisecond)
+	maxChunk    = 1 << 16
+)
+
+// nextChunk sizes the next reservation at now.
+func (qs *quotaState) nextChunk(now int64) int64 {
+	c := qs.chunk
+	switch lasted := now - qs.reservedAt; {
+	case c == 0:
+		return 1
+	case lasted < reserveSpan:
+		c *= 2
+	case lasted > 4*reserveSpan:
+		c /= 2
+	}
+	return min(max(c, 1), maxChunk)
+}
+
+// reserve writes a larger reservation of the key's balance to the store,
+// at least need credits more, at most up to balance. It is called with
+// st.mu held and returns with it released. The write happens outside the
+// lock: requests that fit into the current reservation go on meanwhile,
+// and those that need more wait for the one write in flight.
+func (m *Memory) reserve(ctx context.Context, st *keyState, need, balance, ns int64) error {
+	if ch := st.writing; ch != nil {
+		st.mu.Unlock()
+		select {
+		case <-ch:
+			return nil
+		case <-ctx.Done():
+			return latchkey.Errorf(latchkey.EUnavailable, "waiting for a credit reservation: %v", ctx.Err())
+		}
+	}
+	q := &st.quota
+	from := q.reserved
+	to := min(from+max(q.nextChunk(ns), need), balance)
+	u := q.usage
+	u.Used = to
+	ch := make(chan struct{})
+	st.writing = ch
+	st.mu.Unlock()
+
+	ok, err := m.saveOne(ctx, u)
+
+	st.mu.Lock()
+	st.writing = nil
+	close(ch)
+	if q.loaded && q.usage.Epoch == u.Epoch && q.reserved == from {
+		switch {
+		case err != nil:
+		case ok:
+			q.reserved, q.stored = to, to
+			q.chunk, q.reservedAt = to-from, ns
+		default:
+			// The balance was set anew since this node read it: what it
+			// counted belongs to the old one.
+			st.gen++
+			st.quota = quotaState{}
+		}
+	}
+	st.mu.Unlock()
+	return err
+}
+
+// resvWrite is one reservation to write and, once done is closed, its
+// outcome.
+type resvWrite struct {
+	u    keys.QuotaUsage
+	ok   bool
+	err  error
+	done chan struct{}
+}
+
+// saveOne writes one reservation and waits for the outcome. Writes are
+// group-committed: the first caller with no writer at work writes
+// everything queued in one transaction; callers that come meanwhile queue
+// for the next one, which a new writer takes. A write is bounded by
+// flushTimeout rather than by a request's context, so that every queued
+// write gets its answer.
+func (m *Memory) saveOne(_ context.Context, u keys.QuotaUsage) (bool, error) {
+	w := &resvWrite{u: u, done: make(chan struct{})}
+	m.resvMu.Lock()
+	m.resvPending = append(m.resvPending, w)
+	lead := !m.resvBusy
+	m.resvBusy = true
+	m.resvMu.Unlock()
+	if lead {
+		m.writeReservations()
+	}
+	<-w.done
+	return w.ok, w.err
+}
+
+// writeReservations writes the queued reservations in one transaction,
+// and leaves what queued meanwhile to a writer of its own, so no caller
+// keeps writing for others for long.
+func (m *Memory) writeReservations() {
+	m.resvMu.Lock()
+	batch := m.resvPending
+	m.resvPending = nil
+	m.resvMu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+	m.saveReservations(ctx, batch)
+	cancel()
+	for _, w := range batch {
+		close(w.done)
+	}
+
+	m.resvMu.Lock()
+	more := len(m.resvPending) > 0
+	m.resvBusy = more
+	m.resvMu.Unlock()
+	if more {
+		go m.writeReservations()
+	}
+}
+
+// saveReservations writes a batch in one transaction; if that fails for a
+// reason other than an unreachable store, row by row, so that one bad row
+// cannot fail the others.
+func (m *Memory) saveReservations(ctx context.Context, batch []*resvWrite) {
+	ok := make([]bool, len(batch))
+	err := m.store.Update(ctx, func(tx keys.Tx) error {
+		for i, w := range batch {
+			var err error
+			if ok[i], err = tx.SaveQuotaUsage(w.u); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil && len(batch) > 1 && ctx.Err() == nil && latchkey.ErrorCode(err) != latchkey.EUnavailable {
+		for i := range batch {
+			m.saveReservations(ctx, batch[i:i+1])
+		}
+		return
+	}
+	for i, w := range batch {
+		w.ok, w.err = ok[i], err
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			w.err = latchkey.Errorf(latchkey.EUnavailable, "the credit reservation of %s could not be written in time", w.u.KeyID)
+		} else {
+			w.err = fmt.Errorf("limit: reserving credits of %s: %w", w.u.KeyID, err)
+		}
 	}
 }
 
@@ -380,7 +623,9 @@ func (m *Memory) loadQuota(ctx context.Context, st *keyState) error {
 			// including consumption not yet flushed, is still right.
 			q.stale = false
 		} else {
-			*q = quotaState{loaded: true, usage: u}
+			// What the store holds may include a reservation a crashed
+			// process never spent: it counts as spent.
+			*q = quotaState{loaded: true, usage: u, reserved: u.Used, stored: u.Used}
 		}
 	}
 	st.mu.Unlock()
@@ -408,8 +653,11 @@ func (m *Memory) readUsage(ctx context.Context, id string) (keys.QuotaUsage, err
 }
 
 // admit decides with st.mu held: every check first, then every commit or
-// none. It allocates nothing unless it hands out a lease.
-func (m *Memory) admit(st *keyState, k *latchkey.Key, cost int64, now time.Time, ns int64) (keys.Admission, error) {
+// none. It allocates nothing unless it hands out a lease. A request that
+// passes every check but would spend credits beyond the balance's
+// reservation commits nothing and returns how many more must be reserved
+// first.
+func (m *Memory) admit(st *keyState, k *latchkey.Key, cost int64, now time.Time, ns int64) (keys.Admission, int64, error) {
 	st.touched = true
 	var adm keys.Admission
 
@@ -419,7 +667,7 @@ func (m *Memory) admit(st *keyState, k *latchkey.Key, cost int64, now time.Time,
 		st.windows = nil // the key's windows were removed
 	} else {
 		if err := st.syncWindows(k); err != nil {
-			return keys.Admission{}, err
+			return keys.Admission{}, 0, err
 		}
 		for i := range st.windows {
 			w := &st.windows[i]
@@ -444,25 +692,11 @@ func (m *Memory) admit(st *keyState, k *latchkey.Key, cost int64, now time.Time,
 
 	quotaOK := true
 	var quotaWait time.Duration
-	if q := k.Quota; q != nil {
-		qs := &st.quota
-		var end time.Time
-		var limit int64
-		if q.Remaining != nil {
-			if !qs.usage.PeriodStart.IsZero() {
-				// Usage counted for a periodic quota the key had before;
-				// a balance counts from when it was set.
-				qs.usage.PeriodStart, qs.usage.Used = time.Time{}, 0
-			}
-			limit = *q.Remaining
-		} else {
-			var err error
-			if end, err = qs.roll(q.Period, k.CreatedAt, now, ns); err != nil {
-				return keys.Admission{}, err
-			}
-			limit = q.Limit
+	if k.Quota != nil {
+		limit, avail, end, err := st.quota.figures(k, now, ns)
+		if err != nil {
+			return keys.Admission{}, 0, err
 		}
-		avail := limit - qs.usage.Used
 		if cost > avail {
 			quotaOK = false
 			// Waiting helps only a periodic quota, and only a request
@@ -489,13 +723,18 @@ func (m *Memory) admit(st *keyState, k *latchkey.Key, cost int64, now time.Time,
 		// purgeLeases left a live lease at the top of the heap.
 		adm.Code, adm.RetryAfter = latchkey.CodeConcurrencyExceeded, time.Duration(st.expiry[0].exp-ns)
 	default:
+		if q := &st.quota; k.Quota != nil && q.balance && m.store != nil && q.usage.Used+cost > q.reserved {
+			return adm, q.usage.Used + cost - q.reserved, nil
+		}
 		for i := range st.windows {
 			w := &st.windows[i]
 			w.tat, w.tatRem = w.next, w.nextRem
 		}
 		if k.Quota != nil && cost > 0 {
 			st.quota.usage.Used += cost
-			st.quota.version++
+			if !st.quota.balance {
+				st.quota.version++
+			}
 			adm.Quota.Remaining -= cost
 		}
 		if k.MaxConcurrent > 0 {
@@ -522,7 +761,33 @@ func (m *Memory) admit(st *keyState, k *latchkey.Key, cost int64, now time.Time,
 	if len(st.windows) > 0 {
 		adm.RateLimit = keys.LimitState{Limit: bestLimit, Remaining: bestRem, ResetAt: time.Unix(0, bestReset).UTC()}
 	}
-	return adm, nil
+	return adm, 0, nil
+}
+
+// figures brings the quota state to the key's quota at now and returns
+// its limit (the balance set, for a credit balance), what is available
+// and, for a periodic quota, when the period ends.
+func (qs *quotaState) figures(k *latchkey.Key, now time.Time, ns int64) (limit, avail int64, end time.Time, err error) {
+	q := k.Quota
+	if q.Remaining != nil {
+		qs.balance = true
+		if !qs.usage.PeriodStart.IsZero() {
+			// Usage counted for a periodic quota the key had before; a
+			// balance counts from when it was set, and its first
+			// reservation replaces the stored row.
+			qs.usage.PeriodStart, qs.usage.Used = time.Time{}, 0
+			qs.reserved, qs.stored, qs.chunk = 0, 0, 0
+			qs.saved = qs.version
+		}
+		limit = *q.Remaining
+	} else {
+		qs.balance = false
+		if end, err = qs.roll(q.Period, k.CreatedAt, now, ns); err != nil {
+			return 0, 0, time.Time{}, err
+		}
+		limit = q.Limit
+	}
+	return limit, limit - qs.usage.Used, end, nil
 }
 
 // syncWindows matches the state's windows to the key's: a window whose
@@ -773,30 +1038,56 @@ type pendingSave struct {
 	usage        keys.QuotaUsage
 }
 
-// Flush writes every changed quota usage to the store. A row the store
-// refuses because its usage was reset since this node read it is dropped
-// from memory (the next Admit reads it again), as is the usage of a key the
-// store does not have (ENotFound, reported once). On any other error the
-// unwritten rows stay pending for the next Flush; the first error is
-// returned.
+// Flush writes every changed periodic quota usage to the store and
+// returns every credit balance's unspent reservation, so that the store
+// then holds exactly what was spent. A row the store refuses because its
+// usage was reset since this node read it is dropped from memory (the
+// next Admit reads it again), as is the usage of a key the store does not
+// have (ENotFound, reported once). On any other error the unwritten rows
+// stay pending for the next Flush; the first error is returned.
 func (m *Memory) Flush(ctx context.Context) error {
+	return m.flush(ctx, true)
+}
+
+// flush is Flush; the background flusher returns only the reservations of
+// keys idle since the last sweep (all false), so a busy key keeps its own.
+func (m *Memory) flush(ctx context.Context, all bool) error {
 	if m.store == nil {
 		return nil
 	}
 	m.flushMu.Lock()
 	defer m.flushMu.Unlock()
-	var todo []pendingSave
+	var todo, returns []pendingSave
 	for i := range m.shards {
 		sh := &m.shards[i]
 		sh.mu.RLock()
 		for _, st := range sh.m {
 			st.mu.Lock()
-			if q := &st.quota; q.loaded && q.version != q.saved {
+			q := &st.quota
+			switch {
+			case !q.loaded:
+			case q.balance:
+				if q.stored > q.usage.Used && st.writing == nil && (all || !st.touched) {
+					// Spend no further from the reservation: from now on
+					// every request reserves anew, after this write.
+					q.reserved = q.usage.Used
+					st.writing = make(chan struct{})
+					returns = append(returns, pendingSave{st: st, gen: st.gen, usage: q.usage})
+				}
+			case q.version != q.saved:
 				todo = append(todo, pendingSave{st: st, gen: st.gen, version: q.version, usage: q.usage})
 			}
 			st.mu.Unlock()
 		}
 		sh.mu.RUnlock()
+	}
+	var first error
+	for len(returns) > 0 {
+		batch := returns[:min(len(returns), flushBatch)]
+		returns = returns[len(batch):]
+		if err := m.giveBack(ctx, batch); err != nil && first == nil {
+			first = err
+		}
 	}
 	for len(todo) > 0 {
 		batch := todo[:min(len(todo), flushBatch)]
@@ -804,6 +1095,42 @@ func (m *Memory) Flush(ctx context.Context) error {
 		if err := m.save(ctx, batch); err != nil {
 			return err
 		}
+	}
+	return first
+}
+
+// giveBack writes a batch of balances' spent credits over their
+// reservations in one transaction, and ends their writes in flight.
+func (m *Memory) giveBack(ctx context.Context, batch []pendingSave) error {
+	ok := make([]bool, len(batch))
+	err := m.store.Update(ctx, func(tx keys.Tx) error {
+		for i := range batch {
+			var err error
+			if ok[i], err = tx.SaveQuotaUsage(batch[i].usage); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	for i, p := range batch {
+		st, q := p.st, &p.st.quota
+		st.mu.Lock()
+		close(st.writing)
+		st.writing = nil
+		if err == nil && q.loaded && q.usage.Epoch == p.usage.Epoch {
+			if ok[i] {
+				// No reservation could be made meanwhile: the write
+				// was the key's one in flight.
+				q.stored = p.usage.Used
+			} else {
+				st.gen++
+				st.quota = quotaState{}
+			}
+		}
+		st.mu.Unlock()
+	}
+	if err != nil {
+		return fmt.Errorf("limit: returning unspent credit reservations: %w", err)
 	}
 	return nil
 }
@@ -900,7 +1227,7 @@ func (m *Memory) run() {
 		case <-t.C:
 		}
 		ctx, cancel := context.WithTimeout(m.loopCtx, flushTimeout)
-		if err := m.Flush(ctx); err != nil && m.loopCtx.Err() == nil {
+		if err := m.flush(ctx, false); err != nil && m.loopCtx.Err() == nil {
 			m.log.Warn("flushing quota usage failed; retrying next interval", "err", err)
 		}
 		cancel()
@@ -959,7 +1286,8 @@ func (m *Memory) sweep() {
 // can see: untouched since the last sweep, every window full, the quota
 // flushed, no lease live and no read in flight.
 func (st *keyState) idle(now int64) bool {
-	if st.touched || st.loading != nil || st.quota.loaded && st.quota.version != st.quota.saved {
+	q := &st.quota
+	if st.touched || st.loading != nil || st.writing != nil || q.loaded && (q.version != q.saved || q.balance && q.stored > q.usage.Used) {
 		return false
 	}
 	for i := range st.windows {

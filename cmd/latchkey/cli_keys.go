@@ -293,6 +293,15 @@ func issueKey(ctx context.Context, e *env, c *command, args, positional []string
 // "burst 10/1s, hourly 1000/1h", "10000 per 30d", "500 credits",
 // "mon,tue 09:00-17:00 Europe/Berlin".
 func policyValue(field string, v any) (string, bool) {
+	if field == "quota_usage" && v != nil {
+		// The quota now, as the next verification would find it.
+		raw, err := json.Marshal(v)
+		var l httpapi.Limit
+		if err != nil || json.Unmarshal(raw, &l) != nil {
+			return "", false
+		}
+		return limitLine(&l), true
+	}
 	if field != "ratelimits" && field != "quota" && field != "time_windows" || v == nil {
 		return "", false
 	}
@@ -442,6 +451,15 @@ func keysShow(ctx context.Context, e *env, args []string) error {
 		return printJSON(e.stdout, raw)
 	}
 	return printFields(e.stdout, raw)
+}
+
+// limitLine shows a limit's state: "3 of 10 left until …", or for a
+// credit balance, which never refills, "3 of 10 left".
+func limitLine(l *httpapi.Limit) string {
+	if l.ResetAt.IsZero() {
+		return fmt.Sprintf("%d of %d left", max(l.Remaining, 0), l.Limit)
+	}
+	return fmt.Sprintf("%d of %d left until %s", max(l.Remaining, 0), l.Limit, fmtTime(l.ResetAt, "-"))
 }
 
 // keyFields are the fields of a key in the order show prints them, always;
@@ -787,7 +805,7 @@ func printVerdict(w io.Writer, v *httpapi.VerifyResponse) {
 		l     *httpapi.Limit
 	}{{"ratelimit", v.RateLimit}, {"quota", v.Quota}} {
 		if l.l != nil {
-			line(l.label, fmt.Sprintf("%d of %d left until %s", max(l.l.Remaining, 0), l.l.Limit, fmtTime(l.l.ResetAt, "-")))
+			line(l.label, limitLine(l.l))
 		}
 	}
 	if v.RetryAfter > 0 {

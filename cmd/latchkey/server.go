@@ -161,7 +161,7 @@ func serverFlags(e *env) (*serverConfig, *flag.FlagSet) {
 	fs.StringVar(&cfg.LogLevel, "log-level", envOr(e, "LATCHKEY_LOG_LEVEL", "info"), "debug, info, warn or error (env LATCHKEY_LOG_LEVEL)")
 	fs.Int64Var(&cfg.MaxBody, "max-body", 1<<20, "largest request body in bytes")
 	fs.StringVar(&cfg.GeoIPDB, "geoip-db", e.getenv("LATCHKEY_GEOIP_DB"), "MaxMind country database (.mmdb) for keys limited to countries (env LATCHKEY_GEOIP_DB)")
-	fs.DurationVar(&cfg.QuotaFlush, "quota-flush", time.Second, "how often quota consumption is written to the database; a crash loses at most this much")
+	fs.DurationVar(&cfg.QuotaFlush, "quota-flush", time.Second, "how often periodic quota consumption is written to the database; a crash loses at most this much (credit balances are reserved before they are spent)")
 	fs.DurationVar(&cfg.UsageFlush, "usage-flush", time.Second, "how often key usage and last_used_at are written to the database; usage reads are at most this much behind")
 	fs.IntVar(&cfg.GuardThreshold, "guard-threshold", 20, "failed key checks from one network (IPv4 /24, IPv6 /64) within --guard-window that block it (0: no guard)")
 	fs.DurationVar(&cfg.GuardWindow, "guard-window", time.Minute, "window in which failed key checks are counted")

@@ -31,7 +31,12 @@
 //     (daily) or the first of the UTC month (monthly), exactly.
 //   - Counting is exact under concurrency.
 //   - Flush persists consumption in the store: a new limiter on the same
-//     store continues from it. After ResetQuotaUsage and Forget the quota is
+//     store continues from it.
+//   - A credit balance is never overspent by a crash: a new limiter on the
+//     same store, without any Flush of the old one (a SIGKILL), admits at
+//     most the balance minus what the old one admitted (a crash may forfeit
+//     credits, never grant one twice); a single-use key used once is used
+//     up. After a Flush it admits exactly the rest. After ResetQuotaUsage and Forget the quota is
 //     full again; a flush of consumption counted before a reset never
 //     writes it back. Forget without a reset keeps consumption, flushed or
 //     not, and applies changed rate windows (a changed window starts full).
@@ -88,6 +93,11 @@ func Run(t *testing.T, newLimiter func(t *testing.T) (keys.Limiter, keys.Store))
 		{"QuotaMonthlyFollowsTheCalendar", testQuotaMonthly},
 		{"CreditBalanceRunsOutAndNeverRefills", testCredit},
 		{"QuotaPersistsAcrossRestart", testQuotaPersists},
+		{"CreditExactUnderConcurrency", testCreditConcurrent},
+		{"CreditSpentSurvivesCrashWithoutFlush", testCreditCrash},
+		{"SingleUseCreditSurvivesCrash", testSingleUseCrash},
+		{"FlushReturnsUnspentCredit", testCreditFlushExact},
+		{"RemovedBalanceLimitsNothing", testCreditRemoved},
 		{"ResetAndForgetRestoreFullQuota", testResetForget},
 		{"StaleFlushAfterResetDoesNotResurrectUsage", testStaleFlush},
 		{"ForgetAppliesChangedLimits", testForgetChangedLimits},
@@ -731,6 +741,104 @@ func testQuotaPersists(t *testing.T, f *fixture) {
 	third := f.restart(t)
 	check(t, "monthly after another restart", admitOn(t, third, monthly, 1, date(2031, 4, 3, 0, 0, 0, 0)), want{quota: keys.LimitState{Limit: 100, Remaining: 94, ResetAt: may}})
 	check(t, "credit after another restart", admitOn(t, third, credit, 6, date(2031, 4, 3, 0, 0, 0, 0)), want{quota: keys.LimitState{Limit: 10, Remaining: 0}})
+}
+
+func credit(n int64) func(*latchkey.Key) {
+	return func(k *latchkey.Key) { k.Quota = &latchkey.Quota{Remaining: &n} }
+}
+
+// drain admits cost-1 requests at now until the first denial and returns
+// how many were admitted (at most max).
+func drain(t *testing.T, lim keys.Limiter, k *latchkey.Key, now time.Time, max int) int {
+	t.Helper()
+	for i := range max {
+		if adm := admitOn(t, lim, k, 1, now); adm.Code != "" {
+			if adm.Code != latchkey.CodeQuotaExceeded {
+				t.Fatalf("draining: %s", adm.Code)
+			}
+			return i
+		}
+	}
+	return max
+}
+
+func testCreditConcurrent(t *testing.T, f *fixture) {
+	k := f.key(t, credit(1000))
+	if n := len(hammer(t, f.lim, k, t0, 200, 50)); n != 1000 {
+		t.Fatalf("10,000 concurrent requests against a balance of 1,000: admitted %d", n)
+	}
+	check(t, "afterwards", f.admit(t, k, 1, t0), want{code: latchkey.CodeQuotaExceeded, quota: keys.LimitState{Limit: 1000}})
+	// Not one credit more after a crash (no Flush), nor after a Flush.
+	if n := drain(t, f.restart(t), k, t0, 10); n != 0 {
+		t.Fatalf("after a crash, a spent balance admitted %d more", n)
+	}
+	f.flush(t, f.lim)
+	if n := drain(t, f.restart(t), k, t0, 10); n != 0 {
+		t.Fatalf("after a flush, a spent balance admitted %d more", n)
+	}
+}
+
+func testCreditCrash(t *testing.T, f *fixture) {
+	// Restarts need this test's t (newLimiter keys its store by it), so
+	// the cases are a loop, not subtests.
+	for _, spent := range []int{1, 7, 300, 499} {
+		k := f.key(t, credit(500))
+		if n := len(hammer(t, f.lim, k, t0, 20, spent/20)) + drain(t, f.lim, k, t0, spent%20); n != spent {
+			t.Fatalf("spent %d: admitted %d", spent, n)
+		}
+		// The limiter is abandoned without a Flush, as by SIGKILL.
+		n := drain(t, f.restart(t), k, at(time.Second), 1000)
+		if spent+n > 500 {
+			t.Fatalf("a balance of 500: %d admitted before a crash, %d after", spent, n)
+		}
+		// What the second limiter admitted is as durable.
+		if m := drain(t, f.restart(t), k, at(2*time.Second), 1000); m != 0 {
+			t.Fatalf("spent %d: after a second crash, %d more", spent, m)
+		}
+	}
+}
+
+func testSingleUseCrash(t *testing.T, f *fixture) {
+	k := f.key(t, credit(1))
+	check(t, "the one use", f.admit(t, k, 1, t0), want{quota: keys.LimitState{Limit: 1}})
+	check(t, "after a crash", admitOn(t, f.restart(t), k, 1, at(time.Second)), want{code: latchkey.CodeQuotaExceeded, quota: keys.LimitState{Limit: 1}})
+
+	// A cost that is the whole balance is one use too.
+	k = f.key(t, credit(40))
+	check(t, "cost 40 of 40", f.admit(t, k, 40, t0), want{quota: keys.LimitState{Limit: 40}})
+	check(t, "cost 40 after a crash", admitOn(t, f.restart(t), k, 1, at(time.Second)), want{code: latchkey.CodeQuotaExceeded, quota: keys.LimitState{Limit: 40}})
+}
+
+func testCreditRemoved(t *testing.T, f *fixture) {
+	k := f.key(t, func(k *latchkey.Key) {
+		credit(5)(k)
+		k.RateLimits = []latchkey.RateLimit{rl("hourly", 1000, time.Hour)}
+	})
+	step := 3600 * time.Millisecond
+	check(t, "cost 5 of 5", f.admit(t, k, 5, t0), want{
+		rate:  keys.LimitState{Limit: 1000, Remaining: 999, ResetAt: t0.Add(step)},
+		quota: keys.LimitState{Limit: 5},
+	})
+	unlimited := *k
+	unlimited.Quota = nil
+	f.lim.Forget(k.ID)
+	check(t, "without the balance", f.admit(t, &unlimited, 100, t0), want{
+		rate: keys.LimitState{Limit: 1000, Remaining: 998, ResetAt: t0.Add(2 * step)},
+	})
+}
+
+func testCreditFlushExact(t *testing.T, f *fixture) {
+	k := f.key(t, credit(1000))
+	if n := len(hammer(t, f.lim, k, t0, 20, 10)); n != 200 {
+		t.Fatalf("admitted %d of 200", n)
+	}
+	check(t, "cost 37", f.admit(t, k, 37, t0), want{quota: keys.LimitState{Limit: 1000, Remaining: 763}})
+	f.flush(t, f.lim)
+	second := f.restart(t)
+	check(t, "after a graceful restart", admitOn(t, second, k, 0, t0), want{quota: keys.LimitState{Limit: 1000, Remaining: 763}})
+	if n := drain(t, second, k, t0, 1000); n != 763 {
+		t.Fatalf("after a graceful restart %d of 763 were admitted", n)
+	}
 }
 
 func testResetForget(t *testing.T, f *fixture) {
