@@ -1099,9 +1099,9 @@ func (m *Memory) flush(ctx context.Context, all bool) error {
 	return first
 }
 
-// giveBack writes a batch of balances' spent credits over their
-// reservations in one transaction, and ends their writes in flight.
-func (m *Memory) giveBack(ctx context.Context, batch []pendingSave) error {
+// saveAll writes a batch's usage rows in one transaction; ok[i] says
+// whether row i was written (see Tx.SaveQuotaUsage).
+func (m *Memory) saveAll(ctx context.Context, batch []pendingSave) ([]bool, error) {
 	ok := make([]bool, len(batch))
 	err := m.store.Update(ctx, func(tx keys.Tx) error {
 		for i := range batch {
@@ -1112,6 +1112,13 @@ func (m *Memory) giveBack(ctx context.Context, batch []pendingSave) error {
 		}
 		return nil
 	})
+	return ok, err
+}
+
+// giveBack writes a batch of balances' spent credits over their
+// reservations in one transaction, and ends their writes in flight.
+func (m *Memory) giveBack(ctx context.Context, batch []pendingSave) error {
+	ok, err := m.saveAll(ctx, batch)
 	for i, p := range batch {
 		st, q := p.st, &p.st.quota
 		st.mu.Lock()
@@ -1139,16 +1146,7 @@ func (m *Memory) giveBack(ctx context.Context, batch []pendingSave) error {
 // reason other than an unreachable store, the rows are tried one by one,
 // so that one bad row cannot hold back every other key's consumption.
 func (m *Memory) save(ctx context.Context, batch []pendingSave) error {
-	ok := make([]bool, len(batch))
-	err := m.store.Update(ctx, func(tx keys.Tx) error {
-		for i := range batch {
-			var err error
-			if ok[i], err = tx.SaveQuotaUsage(batch[i].usage); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	ok, err := m.saveAll(ctx, batch)
 	if err == nil {
 		m.settle(batch, ok)
 		return nil
