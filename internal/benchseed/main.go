@@ -82,7 +82,7 @@ func run(args []string, log io.Writer) error {
 		}
 	}
 	start := time.Now()
-	if err := seed(context.Background(), o); err != nil {
+	if err := seed(context.Background(), o, log); err != nil {
 		return err
 	}
 	d := time.Since(start)
@@ -106,7 +106,7 @@ type batch struct {
 	err    error
 }
 
-func seed(ctx context.Context, o options) (err error) {
+func seed(ctx context.Context, o options, log io.Writer) (err error) {
 	out, err := os.OpenFile(o.keysFile, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
@@ -170,6 +170,7 @@ func seed(ctx context.Context, o options) (err error) {
 		}()
 	}
 
+	written, start := 0, time.Now()
 	for done := range ordered {
 		b := <-done
 		if b.err != nil {
@@ -204,6 +205,12 @@ func seed(ctx context.Context, o options) (err error) {
 		for _, p := range b.plains {
 			w.WriteString(p)
 			w.WriteByte('\n')
+		}
+		// A line per 100,000 keys: a million take minutes on a slow store.
+		before := written
+		written += len(b.keys)
+		if written/100000 > before/100000 && written < o.n {
+			fmt.Fprintf(log, "benchseed: %d of %d keys (%.0f keys/s)\n", written, o.n, float64(written)/time.Since(start).Seconds())
 		}
 	}
 	return w.Flush()
