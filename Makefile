@@ -4,7 +4,7 @@
 #                tests without -race, short fuzzing
 #   make build   bin/latchkey
 #   make bench   Go benchmarks, then scripts/bench (the wrk suite,
-#                docs/bench/README.md; about 30 min)
+#                docs/bench/README.md; about 10 min)
 #   make fuzz    each fuzz target for FUZZTIME (default 1m)
 #   make lint    gofmt and go vet only
 
