@@ -11,7 +11,7 @@
 --
 -- wrk's Lua API has no per-connection hook: request() is called by a
 -- thread for whichever of its connections sends next. Each thread keeps one
--- cursor, starting at its own offset (thread i of T at i/T of the keys), so
+-- cursor, starting at its own offset (thread i at OFFSET + i/16 of the list), so
 -- the connections of a thread present consecutive keys and no two requests
 -- in flight carry the same key until the list wraps around.
 
