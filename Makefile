@@ -3,7 +3,8 @@
 #                go mod tidy -diff, go vet, go test -race, the allocation
 #                tests without -race, short fuzzing
 #   make build   bin/latchkey
-#   make bench   Go benchmarks, then wrk against /v1/auth vs a bare handler
+#   make bench   Go benchmarks, then scripts/bench (the wrk suite,
+#                docs/bench/README.md; about 10 min)
 #   make fuzz    each fuzz target for FUZZTIME (default 1m)
 #   make lint    gofmt and go vet only
 

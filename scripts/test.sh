@@ -3,6 +3,7 @@
 #
 #   scripts/test.sh            all stages, in order
 #   scripts/test.sh STAGE...   only these: packages gofmt tidy vet test allocs fuzz
+#                              (and bench-smoke, never run by default)
 #
 # Stages after a failed one still run, so that one run shows every problem;
 # the exit status is non-zero if any stage failed.
@@ -32,11 +33,14 @@ FUZZTIME=${FUZZTIME:-3s}
 export LATCHKEY_TEST_REQUIRE=1
 
 ALL_STAGES=(packages gofmt tidy vet test allocs fuzz)
+# Stages run only when named: bench-smoke runs every scripts/bench group
+# once, briefly, so that the suite does not rot (CI runs no benchmarks).
+OPTIONAL_STAGES=(bench-smoke)
 if (($# > 0)); then
 	stages=("$@")
 	for s in "${stages[@]}"; do
-		if [[ " ${ALL_STAGES[*]} " != *" $s "* ]]; then
-			echo "usage: $0 [${ALL_STAGES[*]}]..." >&2
+		if [[ " ${ALL_STAGES[*]} ${OPTIONAL_STAGES[*]} " != *" $s "* ]]; then
+			echo "usage: $0 [${ALL_STAGES[*]} ${OPTIONAL_STAGES[*]}]..." >&2
 			exit 2
 		fi
 	done
@@ -62,6 +66,18 @@ stage() {
 		failed+=("$name")
 		echo "--- $name FAILED (exit $rc, $((SECONDS - t0))s)"
 	fi
+}
+
+# run_bench_smoke runs every group of scripts/bench once with 1-second runs
+# and tiny stores, in a throw-away directory: it checks that each target
+# still sets up and answers, and measures nothing worth quoting.
+run_bench_smoke() {
+	local dir rc=0
+	dir=$(mktemp -d)
+	QUICK=1 DURATION=1s WARMUP=0 RUNS=1 SIZE=2000 ACTIVE=500 IMPORT_N=2000 PUBLISH=0 \
+		RESULTS_DIR="$dir/results" SEED_CACHE="$dir/seed" scripts/bench || rc=$?
+	rm -rf "$dir"
+	return "$rc"
 }
 
 check_gofmt() {
@@ -165,6 +181,7 @@ for s in "${stages[@]}"; do
 	test) stage "go test -race" run_tests ;;
 	allocs) stage "allocations (no -race)" run_allocs ;;
 	fuzz) stage "fuzz ($FUZZTIME each)" run_fuzz ;;
+	bench-smoke) stage "bench smoke (scripts/bench, 1 s runs)" run_bench_smoke ;;
 	esac
 done
 

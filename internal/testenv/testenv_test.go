@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -553,5 +555,46 @@ func TestDocsShipTheTestedSnippet(t *testing.T) {
 	want := NginxSnippet("http://127.0.0.1:8080/v1/auth?scope=data:read", "http://127.0.0.1:3000")
 	if !strings.Contains(string(b), "```nginx\n"+strings.TrimRight(want, "\n")+"\n```") {
 		t.Fatal("docs/forward-auth.md does not contain NginxSnippet's output for its example addresses; regenerate the block between the nginx-snippet markers")
+	}
+}
+
+// TestNginxConf: the whole nginx.conf for programs outside tests
+// (scripts/bench) carries the documented snippet with its listen address
+// and extra locations, keeps nginx's files in dir, and nginx accepts it.
+func TestNginxConf(t *testing.T) {
+	dir := t.TempDir()
+	auth, app := "http://127.0.0.1:8080/v1/auth?scope=data:read", "http://127.0.0.1:9000"
+	conf, err := NginxConf(dir, "127.0.0.1:18080", NginxConfig{
+		AuthURL: auth, UpstreamURL: app, ExtraLocations: "location /direct/ { proxy_pass http://latchkey_app; }", NoAccessLog: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snippet := strings.Replace(NginxSnippet(auth, app), "listen 80;", "listen 127.0.0.1:18080;", 1)
+	for _, line := range strings.Split(snippet, "\n") {
+		if !strings.Contains(conf, strings.TrimSpace(line)) {
+			t.Errorf("nginx.conf lacks the snippet's line %q", line)
+		}
+	}
+	for _, want := range []string{"location /direct/ {", "access_log off;", `pid "` + filepath.Join(dir, "nginx.pid") + `";`} {
+		if !strings.Contains(conf, want) {
+			t.Errorf("nginx.conf lacks %q:\n%s", want, conf)
+		}
+	}
+	if _, err := NginxConf(dir, "127.0.0.1:1; evil", NginxConfig{AuthURL: auth, UpstreamURL: app}); err == nil {
+		t.Error("NginxConf took a listen address nginx.conf cannot hold")
+	}
+
+	bin := findNginx()
+	if bin == "" {
+		Require(t, "nginx at "+nginxBin+" (apt-get install -y nginx)")
+		return
+	}
+	path := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(bin, "-t", "-p", dir, "-c", path).CombinedOutput(); err != nil {
+		t.Fatalf("nginx -t: %v\n%s", err, out)
 	}
 }
