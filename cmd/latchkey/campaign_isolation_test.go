@@ -240,7 +240,7 @@ func TestCampaignIsolationMatrix(t *testing.T) {
 		}
 	}
 	f.unchanged(t, true)
-	t.Logf("isolation matrix: %d routes, %d scopes, %d calls", len(routes), len(scopes), calls)
+	campaignReport(t, "isolation", "routes=%d scopes=%d calls=%d failures=0", len(routes), len(scopes), calls)
 }
 
 // lackingKey returns a key of tenant A that holds every admin scope a

@@ -38,7 +38,24 @@ var (
 
 	logsMu sync.Mutex
 	logs   []*syncBuffer
+
+	outputsMu sync.Mutex
+	outputs   []namedOutput // answers a test asked to be scanned too
 )
+
+type namedOutput struct {
+	name string
+	data []byte
+}
+
+// registerOutput adds an answer a test received — /metrics, an export, a
+// listing, a page — to the leak check: no issued key or stored secret
+// may appear in it.
+func registerOutput(name string, b []byte) {
+	outputsMu.Lock()
+	outputs = append(outputs, namedOutput{name, bytes.Clone(b)})
+	outputsMu.Unlock()
+}
 
 func registerKey(k string) {
 	if k == "" {
@@ -82,7 +99,8 @@ func TestMain(m *testing.M) {
 
 // checkNoLeaks looks for every issued plaintext key in every file under
 // e2eRoot (SQLite databases with their -wal and -shm files, child process
-// logs) and in every captured log, except the bootstrap banner's own line.
+// logs), in every captured log, except the bootstrap banner's own line,
+// and in every answer registered with registerOutput.
 func checkNoLeaks() error {
 	issuedMu.Lock()
 	defer issuedMu.Unlock()
@@ -130,6 +148,14 @@ func checkNoLeaks() error {
 		}{fmt.Sprintf("server log %d", i), dropBannerLines(l.Bytes())})
 	}
 	logsMu.Unlock()
+	outputsMu.Lock()
+	for _, o := range outputs {
+		blobs = append(blobs, struct {
+			name string
+			data []byte
+		}{o.name, o.data})
+	}
+	outputsMu.Unlock()
 	for _, k := range issued {
 		for _, b := range blobs {
 			if bytes.Contains(b.data, []byte(k)) {
