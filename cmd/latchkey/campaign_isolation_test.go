@@ -240,7 +240,7 @@ func TestCampaignIsolationMatrix(t *testing.T) {
 		}
 	}
 	f.unchanged(t, true)
-	campaignReport(t, "isolation", "routes=%d scopes=%d calls=%d failures=0", len(routes), len(scopes), calls)
+	campaignReport(t, "isolation", "routes=%d scopes=%d calls=%d failed=%t", len(routes), len(scopes), calls, t.Failed())
 }
 
 // lackingKey returns a key of tenant A that holds every admin scope a
