@@ -70,7 +70,7 @@ func TestCampaignCrash(t *testing.T) {
 	}
 	// Each credit key's balance: small, so that balances run out (and
 	// new ones are issued) during the campaign.
-	credits := int64(campaignInt(t, "CREDITS", 20))
+	credits := int64(campaignInt(t, "CREDITS", 10))
 	rng := rand.New(rand.NewPCG(seed, 1))
 	t.Logf("crash campaign: %d rounds, %d workers, seed %d", rounds, workers, seed)
 
