@@ -33,14 +33,12 @@ import (
 // and not the body's. Routes not listed get no body.
 func isolationBodies(hookURL string) map[string]any {
 	return map[string]any{
-		"POST /v1/keys":                map[string]any{"name": "matrix"},
-		"PATCH /v1/keys/{id}":          map[string]any{"name": "stolen"},
-		"POST /v1/keys/{id}/derive":    map[string]any{"name": "stolen"},
-		"POST /v1/webhooks":            map[string]any{"url": hookURL, "events": []string{"key.created"}},
-		"POST /v1/tenants":             map[string]any{"id": "tenant-x", "name": "X Inc."},
-		"PUT /v1/secrets/{name}":       map[string]any{"value": secretValue("sk-matrix-")},
-		"POST /v1/keyring/rotate":      nil,
-		"POST /v1/leases/{id}/release": nil,
+		"POST /v1/keys":             map[string]any{"name": "matrix"},
+		"PATCH /v1/keys/{id}":       map[string]any{"name": "stolen"},
+		"POST /v1/keys/{id}/derive": map[string]any{"name": "stolen"},
+		"POST /v1/webhooks":         map[string]any{"url": hookURL, "events": []string{"key.created"}},
+		"POST /v1/tenants":          map[string]any{"id": "tenant-x", "name": "X Inc."},
+		"PUT /v1/secrets/{name}":    map[string]any{"value": secretValue("sk-matrix-")},
 	}
 }
 
