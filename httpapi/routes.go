@@ -1,64 +1,107 @@
 package httpapi
 
-// routes lists the whole HTTP surface. Forward-auth (GET /v1/auth, any
+import (
+	"net/http"
+
+	"github.com/latchkeyhq/latchkey/keys"
+)
+
+// Route is one route of the HTTP surface as Routes lists it.
+type Route struct {
+	Method  string // "GET", "POST", …
+	Pattern string // the path, with {name} for its parameters
+	// Scope is the admin scope the route requires of its key; "" for the
+	// routes that take no admin key (health, metrics, verify, a lease's
+	// release, which its own key may do).
+	Scope string
+}
+
+// Routes lists every route the mux serves, from the same table that
+// registers them (eachRoute), so a test that walks it (the isolation
+// matrix in cmd/latchkey) covers a new route without being told.
+// Forward-auth and the catch-all "/" are not in it: they are dispatched
+// outside the table.
+func Routes() []Route {
+	var out []Route
+	(&Server{}).eachRoute(func(rt Route, _ http.Handler) { out = append(out, rt) })
+	return out
+}
+
+// routes registers the whole HTTP surface. Forward-auth (GET /v1/auth, any
 // method, and /v1/auth/… for Envoy's path prefix) is dispatched in ServeHTTP
 // before the mux, because it is the hot path.
 func (s *Server) routes() {
-	m := s.mux
-	m.HandleFunc("GET /health", s.health)
-	m.HandleFunc("GET /healthz", s.healthz)
-	m.HandleFunc("GET /readyz", s.readyz)
-	m.HandleFunc("GET /metrics", s.serveMetrics)
+	s.eachRoute(func(rt Route, h http.Handler) { s.mux.Handle(rt.Method+" "+rt.Pattern, h) })
+	s.mux.HandleFunc("/", s.noRoute)
+}
 
-	m.HandleFunc("POST /v1/keys/verify", s.verify)
+type adminHandler = func(http.ResponseWriter, *http.Request, *keys.Actor) error
 
-	m.Handle("POST /v1/keys", s.admin("keys:write", s.createKey))
-	m.Handle("GET /v1/keys", s.admin("keys:read", s.listKeys))
-	m.Handle("GET /v1/keys/{id}", s.keyPath(s.admin("keys:read", s.getKey)))
-	m.Handle("PATCH /v1/keys/{id}", s.keyPath(s.admin("keys:write", s.updateKey)))
-	m.Handle("POST /v1/keys/{id}/rotate", s.keyPath(s.admin("keys:write", s.rotateKey)))
-	m.Handle("POST /v1/keys/{id}/suspend", s.keyPath(s.admin("keys:write", s.suspendKey)))
-	m.Handle("POST /v1/keys/{id}/resume", s.keyPath(s.admin("keys:write", s.resumeKey)))
-	m.Handle("POST /v1/keys/{id}/revoke", s.keyPath(s.admin("keys:write", s.revokeKey)))
-	m.Handle("POST /v1/keys/{id}/derive", s.keyPath(s.admin("keys:derive", s.deriveKey)))
-	m.Handle("GET /v1/keys/{id}/usage", s.keyPath(s.admin("keys:read", s.keyUsage)))
+// eachRoute is the route table: it hands every route with its handler to
+// add. open routes take no admin key; admin routes authenticate one with
+// their scope, then run wrap (keyPath, seed) around that, if given.
+func (s *Server) eachRoute(add func(Route, http.Handler)) {
+	open := func(method, pattern string, h http.HandlerFunc) { add(Route{method, pattern, ""}, h) }
+	admin := func(method, pattern, scope string, h adminHandler, wrap ...func(http.Handler) http.Handler) {
+		hh := s.admin(scope, h)
+		for _, w := range wrap {
+			hh = w(hh)
+		}
+		add(Route{method, pattern, scope}, hh)
+	}
 
-	m.HandleFunc("POST /v1/leases/{id}/release", s.releaseLease)
+	open("GET", "/health", s.health)
+	open("GET", "/healthz", s.healthz)
+	open("GET", "/readyz", s.readyz)
+	open("GET", "/metrics", s.serveMetrics)
 
-	m.Handle("GET /v1/audit", s.admin("audit:read", s.listAudit))
-	m.Handle("GET /v1/audit/export", s.admin("audit:read", s.exportAudit))
-	m.Handle("GET /v1/audit/verify", s.admin("audit:read", s.verifyAudit))
-	m.Handle("GET /v1/security-events", s.admin("audit:read", s.listSecurityEvents))
+	open("POST", "/v1/keys/verify", s.verify)
 
-	m.Handle("GET /v1/reports/access", s.admin("audit:read", s.accessReport))
-	m.Handle("GET /v1/reports/usage", s.admin("audit:read", s.usageReport))
-	m.Handle("GET /v1/reports/security", s.admin("audit:read", s.securityReport))
+	admin("POST", "/v1/keys", "keys:write", s.createKey)
+	admin("GET", "/v1/keys", "keys:read", s.listKeys)
+	admin("GET", "/v1/keys/{id}", "keys:read", s.getKey, s.keyPath)
+	admin("PATCH", "/v1/keys/{id}", "keys:write", s.updateKey, s.keyPath)
+	admin("POST", "/v1/keys/{id}/rotate", "keys:write", s.rotateKey, s.keyPath)
+	admin("POST", "/v1/keys/{id}/suspend", "keys:write", s.suspendKey, s.keyPath)
+	admin("POST", "/v1/keys/{id}/resume", "keys:write", s.resumeKey, s.keyPath)
+	admin("POST", "/v1/keys/{id}/revoke", "keys:write", s.revokeKey, s.keyPath)
+	admin("POST", "/v1/keys/{id}/derive", "keys:derive", s.deriveKey, s.keyPath)
+	admin("GET", "/v1/keys/{id}/usage", "keys:read", s.keyUsage, s.keyPath)
 
-	m.Handle("POST /v1/webhooks", s.admin("webhooks:write", s.createWebhook))
-	m.Handle("GET /v1/webhooks", s.admin("webhooks:write", s.listWebhooks))
-	m.Handle("GET /v1/webhooks/{id}", s.admin("webhooks:write", s.getWebhook))
-	m.Handle("DELETE /v1/webhooks/{id}", s.admin("webhooks:write", s.deleteWebhook))
-	m.Handle("GET /v1/webhooks/{id}/deliveries", s.admin("webhooks:write", s.listDeliveries))
-	m.Handle("POST /v1/webhooks/{id}/deliveries/{delivery_id}/retry", s.admin("webhooks:write", s.retryDelivery))
+	open("POST", "/v1/leases/{id}/release", s.releaseLease)
 
-	m.Handle("POST /v1/tenants", s.admin("tenants:admin", s.createTenant))
-	m.Handle("GET /v1/tenants", s.admin("tenants:admin", s.listTenants))
+	admin("GET", "/v1/audit", "audit:read", s.listAudit)
+	admin("GET", "/v1/audit/export", "audit:read", s.exportAudit)
+	admin("GET", "/v1/audit/verify", "audit:read", s.verifyAudit)
+	admin("GET", "/v1/security-events", "audit:read", s.listSecurityEvents)
 
-	m.Handle("PUT /v1/secrets/{name}", s.admin("secrets:write", s.putSecret))
-	m.Handle("GET /v1/secrets", s.admin("secrets:read", s.listSecrets))
-	m.Handle("GET /v1/secrets/{name}", s.admin("secrets:read", s.getSecret))
-	m.Handle("GET /v1/secrets/{name}/versions", s.admin("secrets:read", s.secretVersions))
-	m.Handle("DELETE /v1/secrets/{name}", s.admin("secrets:write", s.deleteSecret))
+	admin("GET", "/v1/reports/access", "audit:read", s.accessReport)
+	admin("GET", "/v1/reports/usage", "audit:read", s.usageReport)
+	admin("GET", "/v1/reports/security", "audit:read", s.securityReport)
+
+	admin("POST", "/v1/webhooks", "webhooks:write", s.createWebhook)
+	admin("GET", "/v1/webhooks", "webhooks:write", s.listWebhooks)
+	admin("GET", "/v1/webhooks/{id}", "webhooks:write", s.getWebhook)
+	admin("DELETE", "/v1/webhooks/{id}", "webhooks:write", s.deleteWebhook)
+	admin("GET", "/v1/webhooks/{id}/deliveries", "webhooks:write", s.listDeliveries)
+	admin("POST", "/v1/webhooks/{id}/deliveries/{delivery_id}/retry", "webhooks:write", s.retryDelivery)
+
+	admin("POST", "/v1/tenants", "tenants:admin", s.createTenant)
+	admin("GET", "/v1/tenants", "tenants:admin", s.listTenants)
+
+	admin("PUT", "/v1/secrets/{name}", "secrets:write", s.putSecret)
+	admin("GET", "/v1/secrets", "secrets:read", s.listSecrets)
+	admin("GET", "/v1/secrets/{name}", "secrets:read", s.getSecret)
+	admin("GET", "/v1/secrets/{name}/versions", "secrets:read", s.secretVersions)
+	admin("DELETE", "/v1/secrets/{name}", "secrets:write", s.deleteSecret)
 
 	// The seed services' contract (API.md): both accept Authorization:
 	// Bearer and X-API-Key; a doubled leading slash is mapped in
 	// ServeHTTP.
-	m.Handle("GET /keys/{provider}", s.seed(s.admin("secrets:read", s.seedKey)))
-	m.Handle("GET /llm-keys", s.seed(s.admin("secrets:read", s.seedKeys)))
+	admin("GET", "/keys/{provider}", "secrets:read", s.seedKey, s.seed)
+	admin("GET", "/llm-keys", "secrets:read", s.seedKeys, s.seed)
 
-	m.Handle("GET /v1/keyring", s.admin("tenants:admin", s.keyringStatus))
-	m.Handle("POST /v1/keyring/rotate", s.admin("tenants:admin", s.rotateKeyring))
-	m.Handle("POST /v1/keyring/rewrap", s.admin("tenants:admin", s.rewrapKeyring))
-
-	m.HandleFunc("/", s.noRoute)
+	admin("GET", "/v1/keyring", "tenants:admin", s.keyringStatus)
+	admin("POST", "/v1/keyring/rotate", "tenants:admin", s.rotateKeyring)
+	admin("POST", "/v1/keyring/rewrap", "tenants:admin", s.rewrapKeyring)
 }
