@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/latchkeyhq/latchkey/httpapi"
 	"github.com/latchkeyhq/latchkey/keyring"
@@ -24,6 +25,12 @@ type nopWriter struct{ h http.Header }
 func (w *nopWriter) Header() http.Header         { return w.h }
 func (w *nopWriter) Write(b []byte) (int, error) { return len(b), nil }
 func (w *nopWriter) WriteHeader(int)             {}
+
+// SetReadDeadline and SetWriteDeadline make the writer take deadlines, as
+// net/http's does (http.ResponseController finds them), so a handler that
+// sets them is measured as it runs in a server.
+func (w *nopWriter) SetReadDeadline(time.Time) error  { return nil }
+func (w *nopWriter) SetWriteDeadline(time.Time) error { return nil }
 
 // newAuthBench returns a server, an allowed forward-auth request for a
 // cached key, and a writer.
