@@ -525,9 +525,10 @@ func unquoteJSON(s []byte) string {
 }
 
 // foldedIs reports whether name matches the field name upper (ASCII, upper
-// case) as encoding/json matches names: each rune of name folded with
-// unicode.ToUpper(unicode.ToLower(r)), so that "KEY", "Key" and "\u212aey"
-// (KELVIN SIGN) all name "key".
+// case) as encoding/json matches names: ASCII letters upper-cased, any
+// other rune folded to the smallest rune of its case-folding orbit, so
+// that "KEY", "Key" and "\u212aey" (KELVIN SIGN) all name "key", while
+// "\u0130p" (a dotted capital I) names nothing.
 func foldedIs(name, upper string) bool {
 	j := 0
 	for _, r := range name {
@@ -536,7 +537,7 @@ func foldedIs(name, upper string) bool {
 				r -= 'a' - 'A'
 			}
 		} else {
-			r = unicode.ToUpper(unicode.ToLower(r))
+			r = foldRune(r)
 		}
 		if j >= len(upper) || r != rune(upper[j]) {
 			return false
@@ -544,6 +545,18 @@ func foldedIs(name, upper string) bool {
 		j++
 	}
 	return j == len(upper)
+}
+
+// foldRune returns the smallest rune of r's case-folding orbit, as
+// encoding/json's does.
+func foldRune(r rune) rune {
+	for {
+		r2 := unicode.SimpleFold(r)
+		if r2 <= r {
+			return r2
+		}
+		r = r2
+	}
 }
 
 // verifyResponse is the answer to a verdict, as encoding/json encodes it
