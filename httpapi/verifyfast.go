@@ -559,24 +559,6 @@ func foldRune(r rune) rune {
 	}
 }
 
-// verifyResponse is the answer to a verdict, as encoding/json encodes it
-// in appendVerify's place (TestVerifyAnswerMatchesEncodingJSON).
-func verifyResponse(v *keys.Verdict) VerifyResponse {
-	resp := VerifyResponse{Valid: v.Valid(), Code: v.Code, Missing: v.Missing}
-	if e := v.Entry; e != nil {
-		k := e.Key
-		resp.KeyID, resp.Tenant, resp.Owner, resp.Name, resp.Environment = k.ID, k.Tenant, k.Owner, k.Name, k.Environment
-		resp.Scopes, resp.Resources, resp.Meta, resp.ExpiresAt = k.Scopes, k.Resources, k.Meta, k.ExpiresAt
-	}
-	resp.RateLimit = limitView(v.Admission.RateLimit)
-	resp.Quota = limitView(v.Admission.Quota)
-	resp.LeaseID = v.Admission.LeaseID
-	if v.Admission.RetryAfter > 0 {
-		resp.RetryAfter = retrySeconds(v.Admission.RetryAfter)
-	}
-	return resp
-}
-
 // verifyIdentity is the part of VerifyResponse that describes the key: it
 // never changes for a cache entry, so it is encoded once per entry.
 type verifyIdentity struct {
@@ -631,8 +613,9 @@ type sliceWriter struct{ b []byte }
 
 func (w *sliceWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }
 
-// appendVerify appends the answer to v as writeJSON would encode
-// verifyResponse(v): the fields in VerifyResponse's order, then a newline.
+// appendVerify appends the answer to v as writeJSON encoded it when the
+// route built a VerifyResponse (verifyResponse in the tests): the fields in
+// VerifyResponse's order, then a newline.
 func appendVerify(b []byte, v *keys.Verdict) []byte {
 	if v.Valid() {
 		b = append(b, `{"valid":true,"code":`...)

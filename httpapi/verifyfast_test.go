@@ -87,6 +87,25 @@ func TestVerifyFastSeedsAreDecidedBothWays(t *testing.T) {
 	}
 }
 
+// verifyResponse is the answer to a verdict as the route built it before
+// appendVerify, for encoding/json to encode: the reference
+// TestVerifyAnswerMatchesEncodingJSON holds appendVerify to.
+func verifyResponse(v *keys.Verdict) VerifyResponse {
+	resp := VerifyResponse{Valid: v.Valid(), Code: v.Code, Missing: v.Missing}
+	if e := v.Entry; e != nil {
+		k := e.Key
+		resp.KeyID, resp.Tenant, resp.Owner, resp.Name, resp.Environment = k.ID, k.Tenant, k.Owner, k.Name, k.Environment
+		resp.Scopes, resp.Resources, resp.Meta, resp.ExpiresAt = k.Scopes, k.Resources, k.Meta, k.ExpiresAt
+	}
+	resp.RateLimit = limitView(v.Admission.RateLimit)
+	resp.Quota = limitView(v.Admission.Quota)
+	resp.LeaseID = v.Admission.LeaseID
+	if v.Admission.RetryAfter > 0 {
+		resp.RetryAfter = retrySeconds(v.Admission.RetryAfter)
+	}
+	return resp
+}
+
 // TestVerifyAnswerMatchesEncodingJSON holds the hand-encoded verify answer
 // to what encoding/json wrote before it (writeJSON of VerifyResponse):
 // every verify code, with and without a key, limits with and without a
