@@ -233,24 +233,37 @@ func decodeVerify(data []byte) (keys.VerifyRequest, error) {
 	if err := decodeJSON(data, &b); err != nil {
 		return keys.VerifyRequest{}, err
 	}
-	req := keys.VerifyRequest{Key: b.Key, Scopes: b.Scopes, Resource: b.Resource, Cost: 1}
-	if err := checkVerifyTarget(req.Scopes, req.Resource); err != nil {
+	cost, costSet := int64(0), b.Cost != nil
+	if costSet {
+		cost = *b.Cost
+	}
+	return finishVerify(b.Key, b.Scopes, b.Resource, b.IP, cost, costSet)
+}
+
+// finishVerify checks the fields of a verify body, decoded by decodeVerify
+// or by the hand decoder of the fast path (decodeVerifyFast), and makes
+// the request of them.
+func finishVerify(key string, scopes []string, resource, ip string, cost int64, costSet bool) (keys.VerifyRequest, error) {
+	// Checked apart from the request: escape analysis is not
+	// field-sensitive, so a field of it handed to an error would take the
+	// caller's scope buffer to the heap with it.
+	if err := checkVerifyTarget(scopes, resource); err != nil {
 		return keys.VerifyRequest{}, err
 	}
-	if b.Cost != nil {
-		if *b.Cost < 0 || *b.Cost > 1_000_000_000 {
-			return keys.VerifyRequest{}, latchkey.Errorf(latchkey.EInvalid, "cost must be between 0 and 1000000000")
-		}
-		req.Cost = *b.Cost
+	if !costSet {
+		cost = 1
+	} else if cost < 0 || cost > 1_000_000_000 {
+		return keys.VerifyRequest{}, latchkey.Errorf(latchkey.EInvalid, "cost must be between 0 and 1000000000")
 	}
-	if b.IP != "" {
-		ip, err := netip.ParseAddr(b.IP)
-		if err != nil || ip.Zone() != "" {
-			return keys.VerifyRequest{}, latchkey.Errorf(latchkey.EInvalid, "ip %.60q is not an IP address without a zone", b.IP)
+	var addr netip.Addr
+	if ip != "" {
+		a, err := netip.ParseAddr(ip)
+		if err != nil || a.Zone() != "" {
+			return keys.VerifyRequest{}, latchkey.Errorf(latchkey.EInvalid, "ip %.60q is not an IP address without a zone", ip)
 		}
-		req.IP = ip.Unmap()
+		addr = a.Unmap()
 	}
-	return req, nil
+	return keys.VerifyRequest{Key: key, Scopes: scopes, Resource: resource, IP: addr, Cost: cost}, nil
 }
 
 // checkVerifyTarget validates the scopes and resource a verification asks

@@ -139,8 +139,9 @@ func New(cfg Config) *Server {
 }
 
 // ServeHTTP gives every request an id (echoed in X-Request-Id and on every
-// log line about it). Forward-auth, the hot path, skips the mux and the
-// per-request log line; every other route is logged when it ends.
+// log line about it). Forward-auth and POST /v1/keys/verify, the hot
+// paths, skip the mux and the per-request log line (verify logs its
+// failures itself); every other route is logged when it ends.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id, hdr := s.requestID(r)
 	w.Header()["X-Request-Id"] = hdr
@@ -151,6 +152,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.setDeadlines(w)
 		}
 		s.forwardAuth(w, r, id)
+		return
+	}
+	if r.Method == http.MethodPost && r.URL.Path == verifyPath && r.URL.RawPath == "" {
+		s.serveVerify(w, r, id, true)
 		return
 	}
 	if p := r.URL.Path; len(p) > 1 && p[1] == '/' {

@@ -51,63 +51,6 @@ type VerifyResponse struct {
 	RetryAfter  int64          `json:"retry_after,omitempty"`
 }
 
-// verify answers POST /v1/keys/verify: 200 with a code for every
-// well-formed request, whatever the key.
-func (s *Server) verify(w http.ResponseWriter, r *http.Request) {
-	var code string // the answer, for the observer; "" while no key is checked
-	if s.obs != nil {
-		start := time.Now()
-		defer func() {
-			if code != "" {
-				s.obs.Verified("verify", code, time.Since(start))
-			}
-		}()
-	}
-	body, err := readBody(w, r, s.maxBody)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	req, err := decodeVerify(body)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	caller := s.clientIP(r)
-	guarded := s.guardSubject(caller, req.IP)
-	if !req.IP.IsValid() {
-		req.IP = caller
-	}
-	if retry, blocked := s.blocked(guarded); blocked {
-		code = CodeGuarded
-		s.writeError(w, r, errGuarded(w, retry))
-		return
-	}
-	v, err := s.svc.Verify(r.Context(), req)
-	if err != nil {
-		code = CodeError
-		s.writeError(w, r, err)
-		return
-	}
-	code = v.Code
-	if codeStatus[v.Code] == http.StatusUnauthorized {
-		s.failed(guarded)
-	}
-	resp := VerifyResponse{Valid: v.Valid(), Code: v.Code, Missing: v.Missing}
-	if e := v.Entry; e != nil {
-		k := e.Key
-		resp.KeyID, resp.Tenant, resp.Owner, resp.Name, resp.Environment = k.ID, k.Tenant, k.Owner, k.Name, k.Environment
-		resp.Scopes, resp.Resources, resp.Meta, resp.ExpiresAt = k.Scopes, k.Resources, k.Meta, k.ExpiresAt
-	}
-	resp.RateLimit = limitView(v.Admission.RateLimit)
-	resp.Quota = limitView(v.Admission.Quota)
-	resp.LeaseID = v.Admission.LeaseID
-	if v.Admission.RetryAfter > 0 {
-		resp.RetryAfter = retrySeconds(v.Admission.RetryAfter)
-	}
-	writeJSON(w, http.StatusOK, resp)
-}
-
 // Forward-auth answers by verify code.
 var (
 	codeStatus = map[string]int{

@@ -26,6 +26,12 @@ type Entry struct {
 	TenantHeader []string
 	OwnerHeader  []string
 	ScopesHeader []string
+
+	// VerifyJSON is what POST /v1/keys/verify says of the key (its
+	// identity fields as JSON), encoded by httpapi the first time it
+	// answers for this entry, so that later answers copy it. It is nil
+	// until then; the key never changes under an entry, so neither does it.
+	VerifyJSON atomic.Pointer[[]byte]
 }
 
 func newEntry(k *latchkey.Key) *Entry {

@@ -11,7 +11,10 @@ import (
 	"github.com/latchkeyhq/latchkey"
 )
 
-// VerifyRequest asks whether a key may be used.
+// VerifyRequest asks whether a key may be used. Verify keeps none of its
+// strings once it returns (a missing scope or resource is cloned into the
+// verdict): httpapi's POST /v1/keys/verify passes strings that point into
+// a buffer it reuses for the next request.
 type VerifyRequest struct {
 	Key      string     // the plaintext key as presented
 	Scopes   []string   // every one of these is required

@@ -1,0 +1,164 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/keys"
+)
+
+// verifyFastSeeds are bodies where a hand decoder is most likely to part
+// from encoding/json: case-folded and escaped names, repeated fields, null
+// in every place, escapes, invalid UTF-8, numbers at the edges of int64,
+// whitespace and trailing data.
+var verifyFastSeeds = []string{
+	`{"key":"lk_x","scopes":["data:read"]}`,
+	` {"key" : "lk_x" , "scopes" : [ "data:read" , "b" ] , "resource" : "agent:a" , "cost" : 0 , "ip" : "10.0.0.1" } `,
+	"\t{\"key\":\"k\"}\r\n", `{"key":"k"}x`, `{"key":"k"}{}`, `{"key":"k"} null`, `{"key":"k",}`, `{,}`, `{"key"}`, `{"key":"k"`,
+	`{"KEY":"k"}`, `{"Key":"k","SCOPES":["a"],"Resource":"r","CoSt":2,"iP":"::1"}`, `{"\u212aey":"k"}`, `{"ſcopes":["a"]}`,
+	`{"İp":"10.0.0.1"}`, `{"\u0130p":"10.0.0.1"}`, `{"\u006bey":"k"}`, `{"k\u0065y":"k"}`, `{"key\u0000":"k"}`, `{"ke":"k"}`, `{"keys":"k"}`,
+	`{"key":"a","key":"b"}`, `{"key":"a","key":null}`, `{"key":null}`, `{"cost":5,"cost":null}`, `{"cost":null}`,
+	`{"cost":99999999999,"cost":1}`, `{"cost":9223372036854775807}`, `{"cost":9223372036854775808,"cost":1}`,
+	`{"cost":-9223372036854775808,"cost":1}`, `{"cost":-9223372036854775809,"cost":1}`, `{"cost":-0}`, `{"cost":-}`, `{"cost":01}`,
+	`{"cost":1.0}`, `{"cost":1e3}`, `{"cost":1E3,"cost":1}`, `{"cost":"1"}`, `{"cost":true}`, `{"cost":1000000000}`, `{"cost":1000000001}`,
+	`{"scopes":null}`, `{"scopes":[]}`, `{"scopes":[null]}`, `{"scopes":["a","b"],"scopes":[null,"c"]}`,
+	`{"scopes":["a","b","c"],"scopes":["d"],"scopes":[null,null,null]}`, `{"scopes":["a"],"scopes":[],"scopes":[null]}`,
+	`{"scopes":["a"],"scopes":null,"scopes":[null,"b"]}`, `{"scopes":[1]}`, `{"scopes":"a"}`, `{"scopes":["a",]}`, `{"scopes":[,"a"]}`,
+	`{"scopes":[["a"]]}`, `{"scopes":[{}]}`, `{"scopes":["Bad Scope"],"scopes":["a"]}`,
+	`{"scopes":["a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a"]}`,
+	`{"scopes":["a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a","a"],"scopes":["b"]}`,
+	`{"key":"\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00"}`, `{"key":"\ud83d"}`, `{"key":"\ude00\ud83d"}`, `{"key":"\ud83dx"}`, `{"key":"\ud83d\u0041"}`,
+	`{"key":"\x"}`, `{"key":"\u12"}`, `{"key":"\u12g4"}`, `{"key":"\'"}`, "{\"key\":\"a\x01\"}", "{\"key\":\"a\x7f\"}",
+	"{\"key\":\"\xff\xfe\"}", "{\"key\":\"\xc3\xa9\"}", "{\"k\xffy\":\"a\"}", "{\"key\":\"a\"}\xff", "\xef\xbb\xbf{}",
+	`{"resource":"agent:a","resource":null}`, `{"resource":"bad resource"}`, `{"ip":""}`, `{"ip":"10.0.0.300"}`, `{"ip":"fe80::1%eth0"}`,
+	`{"ip":"::ffff:10.0.0.1"}`, `{"ip":null}`, `{"ip":1}`, `{"key":true}`, `{"key":nul}`, `{"key":nullx}`, `{"key":null,}`,
+	`{"bogus":null}`, `{"key":"k","bogus":1}`, `{}`, ` {} `, ``, ` `, `null`, `[]`, `"x"`, `{"key":"k"}}`,
+}
+
+// FuzzDecodeVerifyFastMatchesJSON holds the fast path's hand decoder to
+// decodeVerify (encoding/json): for every body both accept or both
+// refuse, and when they accept they make the same request.
+func FuzzDecodeVerifyFastMatchesJSON(f *testing.F) {
+	for _, s := range verifyFastSeeds {
+		f.Add([]byte(s))
+	}
+	for _, s := range bodySeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var buf [maxVerifyScopes]string
+		fast, ferr := decodeVerifyFast(b, &buf)
+		slow, serr := decodeVerify(b)
+		if (ferr == nil) != (serr == nil) {
+			t.Fatalf("%q: hand decoder says %v, encoding/json says %v", b, ferr, serr)
+		}
+		if ferr != nil {
+			if !errors.Is(ferr, errNotFast) && latchkey.ErrorCode(ferr) != latchkey.ErrorCode(serr) {
+				t.Fatalf("%q: hand decoder refuses with %s, encoding/json with %s", b, latchkey.ErrorCode(ferr), latchkey.ErrorCode(serr))
+			}
+			return
+		}
+		if fast.Key != slow.Key || !slices.Equal(fast.Scopes, slow.Scopes) || fast.Resource != slow.Resource ||
+			fast.IP != slow.IP || fast.Cost != slow.Cost {
+			t.Fatalf("%q: hand decoder reads %+v, encoding/json %+v", b, fast, slow)
+		}
+	})
+}
+
+// TestVerifyFastSeedsAreDecidedBothWays: the seeds exercise both answers,
+// so the fuzz target starts from accepted and refused bodies alike.
+func TestVerifyFastSeedsAreDecidedBothWays(t *testing.T) {
+	var accepted, refused int
+	for _, s := range verifyFastSeeds {
+		if _, err := decodeVerify([]byte(s)); err == nil {
+			accepted++
+		} else {
+			refused++
+		}
+	}
+	if accepted < 20 || refused < 20 {
+		t.Fatalf("%d seeds accepted, %d refused", accepted, refused)
+	}
+}
+
+// verifyResponse is the answer to a verdict as the route built it before
+// appendVerify, for encoding/json to encode: the reference
+// TestVerifyAnswerMatchesEncodingJSON holds appendVerify to.
+func verifyResponse(v *keys.Verdict) VerifyResponse {
+	resp := VerifyResponse{Valid: v.Valid(), Code: v.Code, Missing: v.Missing}
+	if e := v.Entry; e != nil {
+		k := e.Key
+		resp.KeyID, resp.Tenant, resp.Owner, resp.Name, resp.Environment = k.ID, k.Tenant, k.Owner, k.Name, k.Environment
+		resp.Scopes, resp.Resources, resp.Meta, resp.ExpiresAt = k.Scopes, k.Resources, k.Meta, k.ExpiresAt
+	}
+	resp.RateLimit = limitView(v.Admission.RateLimit)
+	resp.Quota = limitView(v.Admission.Quota)
+	resp.LeaseID = v.Admission.LeaseID
+	if v.Admission.RetryAfter > 0 {
+		resp.RetryAfter = retrySeconds(v.Admission.RetryAfter)
+	}
+	return resp
+}
+
+// TestVerifyAnswerMatchesEncodingJSON holds the hand-encoded verify answer
+// to what encoding/json wrote before it (writeJSON of VerifyResponse):
+// every verify code, with and without a key, limits with and without a
+// reset, lease ids, retry times, missing scopes and strings that need
+// escaping. Each verdict is encoded twice, the second time from the
+// identity cached on the entry.
+func TestVerifyAnswerMatchesEncodingJSON(t *testing.T) {
+	berlin := time.FixedZone("CET", 3600)
+	reset := time.Date(2030, 1, 2, 3, 4, 5, 600_000_000, berlin)
+	full := latchkey.Key{
+		ID: "key_01J9Z3", Tenant: "acme", Owner: `o"w<n>e&r` + "\u2028\x01", Name: "bench ✓", Environment: "production",
+		Scopes: []string{"data:read", "agent:*"}, Resources: []string{"agent:a", "tool:<b>"},
+		Meta:      map[string]any{"team": "core", "n": 3.5, "list": []any{1.0, "x", nil, true}, "obj": map[string]any{"b": "<&>", "a": nil}},
+		ExpiresAt: time.Date(2031, 5, 6, 7, 8, 9, 123456789, berlin),
+	}
+	bare := latchkey.Key{ID: "key_2", Tenant: "t"}
+	invalidUTF8 := latchkey.Key{ID: "key_3", Tenant: "t", Owner: "a\xffb", Meta: map[string]any{}}
+	admissions := []keys.Admission{
+		{},
+		{RateLimit: keys.LimitState{Limit: 10, Remaining: 9, ResetAt: reset}},
+		{RateLimit: keys.LimitState{Limit: 10, Remaining: -1, ResetAt: reset}, RetryAfter: 1200 * time.Millisecond},
+		{Quota: keys.LimitState{Limit: 1000, Remaining: 0}, RetryAfter: time.Nanosecond},
+		{RateLimit: keys.LimitState{Limit: 5, Remaining: 4, ResetAt: reset.UTC()}, Quota: keys.LimitState{Limit: 7, Remaining: 7, ResetAt: reset}, LeaseID: "lease_01J9\"x"},
+		{LeaseID: "lease_only"},
+	}
+	var verdicts []keys.Verdict
+	for _, code := range latchkey.VerifyCodes {
+		for _, k := range []*latchkey.Key{nil, &full, &bare, &invalidUTF8} {
+			for _, adm := range admissions {
+				for _, missing := range []string{"", "data:write", `res"ource<>` + "\u2029"} {
+					v := keys.Verdict{Code: code, Missing: missing, Admission: adm}
+					if k != nil {
+						v.Entry = &keys.Entry{Key: k}
+					}
+					verdicts = append(verdicts, v)
+				}
+			}
+		}
+	}
+	for _, v := range verdicts {
+		var want bytes.Buffer
+		enc := json.NewEncoder(&want)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(verifyResponse(&v)); err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			if got := appendVerify(nil, &v); string(got) != want.String() {
+				t.Fatalf("verdict %+v:\nhand:          %s\nencoding/json: %s", v, got, want.String())
+			}
+		}
+	}
+	if !strings.Contains(string(appendVerify(nil, &verdicts[len(verdicts)-1])), `"code":"CONCURRENCY_EXCEEDED"`) {
+		t.Fatal("the last verdict is not the last code")
+	}
+}
