@@ -2,8 +2,8 @@ package usage_test
 
 import (
 	"context"
-	"encoding/json"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"path/filepath"
