@@ -1,0 +1,174 @@
+package usage_test
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/internal/fakeclock"
+	"github.com/latchkeyhq/latchkey/keys"
+	"github.com/latchkeyhq/latchkey/usage"
+)
+
+// countingStore counts the keys whose last use each write transaction sets.
+type countingStore struct {
+	keys.Store
+	mu      sync.Mutex
+	perTx   []int          // keys set by each committed Update
+	setKeys map[string]int // key id → SetLastUsed calls
+}
+
+type countingTx struct {
+	keys.Tx
+	s *countingStore
+	n *int
+}
+
+func (t countingTx) SetLastUsed(id string, at time.Time) (time.Time, error) {
+	*t.n++
+	t.s.mu.Lock()
+	t.s.setKeys[id]++
+	t.s.mu.Unlock()
+	return t.Tx.SetLastUsed(id, at)
+}
+
+func (s *countingStore) Update(ctx context.Context, fn func(keys.Tx) error) error {
+	n := 0
+	err := s.Store.Update(ctx, func(tx keys.Tx) error { return fn(countingTx{Tx: tx, s: s, n: &n}) })
+	s.mu.Lock()
+	s.perTx = append(s.perTx, n)
+	s.mu.Unlock()
+	return err
+}
+
+func newCounting(db keys.Store) *countingStore {
+	return &countingStore{Store: db, setKeys: map[string]int{}}
+}
+
+// TestAFlushOf10kKeysSplitsIntoBoundedTransactions: one flush of 10,000
+// keys' minutes is several transactions of at most 2,000 keys each, and
+// every count arrives.
+func TestAFlushOf10kKeysSplitsIntoBoundedTransactions(t *testing.T) {
+	const n = 10_000
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("key_%05d", i)
+	}
+	db := open(t, ids...)
+	cs := newCounting(db)
+	r := newRecorder(t, cs, usage.Options{})
+	for _, id := range ids {
+		r.Record(id, "acme", latchkey.CodeValid, ip, t0)
+		r.Record(id, "acme", latchkey.CodeValid, ip, t0.Add(time.Minute))
+	}
+	flush(t, r)
+	total := 0
+	for _, k := range cs.perTx {
+		if k > 2000 {
+			t.Errorf("a transaction set %d keys' last use, want at most 2,000", k)
+		}
+		total += k
+	}
+	if len(cs.perTx) < 5 || total != n {
+		t.Errorf("%d transactions setting %d keys; want at least 5, %d keys", len(cs.perTx), total, n)
+	}
+	for _, id := range []string{ids[0], ids[n/2], ids[n-1]} {
+		checkCounts(t, id, counts(t, db, id), map[string]int64{"0/VALID": 1, "1/VALID": 1})
+	}
+}
+
+// TestBackgroundFlushWritesASteadyKeysMinuteOnce: a key verified between
+// every two background flushes is written once for its minute, when the
+// minute closes, however many flushes ran; a key that went quiet for a
+// whole interval is written without waiting for its minute to close.
+func TestBackgroundFlushWritesASteadyKeysMinuteOnce(t *testing.T) {
+	db := open(t, "key_hot", "key_quiet")
+	cs := newCounting(db)
+	clock := fakeclock.New(t0.Truncate(time.Minute))
+	r := newRecorder(t, cs, usage.Options{Now: clock.Now})
+	tick := func() {
+		t.Helper()
+		if err := usage.Tick(r, context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.Record("key_quiet", "acme", latchkey.CodeValid, ip, clock.Now())
+	for i := range 30 {
+		r.Record("key_hot", "acme", latchkey.CodeValid, ip, clock.Now())
+		tick()
+		if i == 2 {
+			checkCounts(t, "the quiet key after two flushes", counts(t, db, "key_quiet"), map[string]int64{"0/VALID": 1})
+		}
+	}
+	if got := counts(t, db, "key_hot"); len(got) != 0 || cs.setKeys["key_hot"] != 0 {
+		t.Errorf("the hot key's open minute was written while in use: %v, %d last_used_at writes", got, cs.setKeys["key_hot"])
+	}
+	clock.Advance(time.Minute) // the minute closes
+	tick()
+	checkCounts(t, "the hot key's closed minute", counts(t, db, "key_hot"), map[string]int64{"0/VALID": 30})
+	if cs.setKeys["key_hot"] != 1 || cs.setKeys["key_quiet"] != 1 {
+		t.Errorf("last_used_at writes: %v, want one per key", cs.setKeys)
+	}
+	for range 5 {
+		tick()
+	}
+	if n := len(cs.perTx); n != 2 {
+		t.Errorf("%d write transactions, want 2 (one per written minute; nothing when nothing changed)", n)
+	}
+}
+
+// TestRecorderBytesPerActiveKey: the recorder holds at most 300 bytes per
+// active key (one network each), measured after GC with 100,000 keys
+// pending; and after they are flushed (the hour's key.used sums and the
+// spare buckets kept for reuse) still at most that.
+func TestRecorderBytesPerActiveKey(t *testing.T) {
+	if testing.Short() {
+		t.Skip("allocates 100,000 keys' state")
+	}
+	const n = 100_000
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("key_%07d", i)
+	}
+	r := usage.New(usage.Options{Store: nopStore{}, FlushInterval: time.Hour})
+	defer r.Close(context.Background())
+	addr := netip.AddrFrom4([4]byte{192, 0, 2, 9})
+	base := heap()
+	for _, id := range ids {
+		r.Record(id, "acme", latchkey.CodeValid, addr, t0)
+	}
+	pending := float64(heap()-base) / n
+	if err := r.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	flushed := float64(heap()-base) / n
+	t.Logf("resident bytes per active key: %.0f pending, %.0f after the flush", pending, flushed)
+	if pending > 300 || flushed > 300 {
+		t.Errorf("resident bytes per active key: %.0f pending, %.0f after the flush; want at most 300", pending, flushed)
+	}
+	runtime.KeepAlive(ids)
+}
+
+func heap() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// nopStore takes every write and keeps nothing.
+type nopStore struct{ keys.Store }
+
+type nopTx struct{ keys.Tx }
+
+func (nopStore) Update(_ context.Context, fn func(keys.Tx) error) error { return fn(nopTx{}) }
+func (nopTx) SetLastUsed(string, time.Time) (time.Time, error)          { return time.Time{}, nil }
+func (nopTx) AddUsage([]keys.UsageRow) error                            { return nil }
+func (nopTx) AddUsageNetworks([]keys.UsageNetwork) error                { return nil }
+func (nopTx) AppendAudit(*latchkey.AuditEvent) error                    { return nil }
