@@ -95,7 +95,9 @@ const shardCount = 64
 // Options configures a Recorder. Zero values take the defaults.
 type Options struct {
 	Store keys.Store
-	// FlushInterval is how often pending counts are written (default 1s).
+	// FlushInterval is how often the flusher looks for key minutes to
+	// write (default 1s): closed minutes, and those of keys idle since its
+	// last look.
 	FlushInterval time.Duration
 	// MaxPending bounds the buckets (one key, one minute) held between
 	// flushes (default 1,000,000: a key in steady use holds its bucket for

@@ -165,7 +165,7 @@ func serverFlags(e *env) (*serverConfig, *flag.FlagSet) {
 	fs.Int64Var(&cfg.MaxBody, "max-body", 1<<20, "largest request body in bytes")
 	fs.StringVar(&cfg.GeoIPDB, "geoip-db", e.getenv("LATCHKEY_GEOIP_DB"), "MaxMind country database (.mmdb) for keys limited to countries (env LATCHKEY_GEOIP_DB)")
 	fs.DurationVar(&cfg.QuotaFlush, "quota-flush", time.Second, "how often periodic quota consumption is written to the database; a crash loses at most this much (credit balances are reserved before they are spent)")
-	fs.DurationVar(&cfg.UsageFlush, "usage-flush", time.Second, "how often key usage and last_used_at are written to the database; usage reads are at most this much behind")
+	fs.DurationVar(&cfg.UsageFlush, "usage-flush", time.Second, "how often key usage is looked at: a key's minute (usage rows, last_used_at) is written once, when it closes or after the key was idle this long")
 	fs.IntVar(&cfg.GuardThreshold, "guard-threshold", 20, "failed key checks from one network (IPv4 /24, IPv6 /64) within --guard-window that block it (0: no guard)")
 	fs.DurationVar(&cfg.GuardWindow, "guard-window", time.Minute, "window in which failed key checks are counted")
 	fs.DurationVar(&cfg.GuardCooloff, "guard-cooloff", 5*time.Minute, "how long a blocked network is answered 429")
