@@ -3,9 +3,12 @@
 // /v1/security-events lists), plus key.quota_exhausted events.
 //
 // Most checks ride the usage recorder's flush (Monitor implements
-// usage.Observer): they see a second's worth of aggregated verifications at
-// once, inside the flush's transaction, so the verify path pays nothing for
-// them. Failed-auth bursts come from the brute-force guard instead
+// usage.Observer): they see the key minutes a flush writes, aggregated,
+// inside the flush's transaction, so the verify path pays nothing for
+// them, and their cost follows what the flush writes — about one look per
+// active key and minute, never one per key and second. Each check's work
+// is proportional to the rows it is given (map lookups, no scans of the
+// whole flush per key). Failed-auth bursts come from the brute-force guard instead
 // (Monitor.GuardBlocked), because a failed check found no key.
 //
 // What each node remembers (networks already known, a minute's count per
@@ -349,7 +352,7 @@ func (m *Monitor) keyFindings(tx keys.Tx, f *usage.Flushed) ([]*latchkey.Event, 
 			return nil, err
 		}
 		at := fd.minute
-		if lu := lastUse(f, id); !lu.IsZero() {
+		if lu := f.LastAt(id); !lu.IsZero() {
 			at = lu
 		}
 		if fd.revoked && k.RotatedTo != "" && k.State != latchkey.StateRevoked && !k.GraceUntil.IsZero() &&
@@ -376,15 +379,6 @@ func (m *Monitor) keyFindings(tx keys.Tx, f *usage.Flushed) ([]*latchkey.Event, 
 		}
 	}
 	return out, nil
-}
-
-func lastUse(f *usage.Flushed, id string) time.Time {
-	for _, lu := range f.LastUsed {
-		if lu.KeyID == id {
-			return lu.At
-		}
-	}
-	return time.Time{}
 }
 
 // quotaExhausted returns the key.quota_exhausted event of k, unless one was

@@ -1,6 +1,7 @@
 package usage
 
 import (
+	"encoding/json"
 	"sort"
 	"strconv"
 	"strings"
@@ -9,59 +10,87 @@ import (
 	"github.com/latchkeyhq/latchkey"
 )
 
-// maxHourly bounds the keys whose current hour the recorder sums for
-// key.used events; beyond it a key's hour is not summed (its usage rows
-// are still exact).
-const maxHourly = 100_000
+// maxHourly bounds the keys, over all tenants, whose current hour the
+// recorder sums for key.used events; beyond it a key's hour is not summed
+// (its usage rows are still exact).
+const maxHourly = 1_000_000
 
-// hourUse is one key's verifications in one UTC hour, as this recorder
-// counted them, until its key.used audit event is written.
-type hourUse struct {
-	tenant string
+// usedPerEvent bounds the keys one key.used event lists; a tenant's hour
+// with more keys is several events ("part" 1/n, 2/n, …).
+const usedPerEvent = 1000
+
+// tenantHour is one tenant's verifications in one UTC hour, as this
+// recorder counted them, until its key.used audit events are written.
+// Per key it keeps two counters in a slice, found through an index.
+type tenantHour struct {
 	hour   int64 // unix seconds of the hour's start
 	counts [len(Codes)]int64
-	nets   map[string]int64 // at most MaxNetworks, then OtherNetwork
-	last   int64            // unix nanoseconds of the newest verification
+	nets   map[network]int64 // at most MaxNetworks; the rest in other
+	other  int64
+	last   int64 // unix nanoseconds of the newest verification
+	index  map[string]int32
+	perKey []keyHour
 }
 
-// addHourly adds a flushed bucket to its key's hour and returns the
-// key.used event of the key's previous hour if the bucket starts a new one.
-func (r *Recorder) addHourly(keyID string, minute int64, bk *bucket) *latchkey.AuditEvent {
+// keyHour is one key's valid and denied verifications in the hour.
+type keyHour struct {
+	valid, denied uint32
+}
+
+// addHourly adds a flushed bucket to its tenant's hour and returns the
+// key.used events of the tenant's previous hour if the bucket starts a new
+// one.
+func (r *Recorder) addHourly(keyID string, minute int64, bk *bucket) []*latchkey.AuditEvent {
 	hour := minute - minute%3600
-	u := r.hours[keyID]
-	var done *latchkey.AuditEvent
+	u := r.hours[bk.tenant]
+	var done []*latchkey.AuditEvent
 	if u != nil && u.hour < hour {
-		done = usedEvent(keyID, u)
+		done = usedEvents(bk.tenant, u)
+		r.hourKeys -= len(u.perKey)
 		u = nil
+		delete(r.hours, bk.tenant)
 	}
 	if u == nil {
-		if len(r.hours) >= maxHourly {
-			return done
-		}
-		u = &hourUse{tenant: bk.tenant, hour: hour, nets: map[string]int64{}}
-		r.hours[keyID] = u
+		u = &tenantHour{hour: hour, nets: map[network]int64{}, index: map[string]int32{}}
+		r.hours[bk.tenant] = u
 	}
 	if u.hour > hour {
 		// A late bucket of an hour already written: its rows count in
 		// usage; the audit summary of that hour is closed.
 		return done
 	}
+	i, ok := u.index[keyID]
+	if !ok {
+		if r.hourKeys >= maxHourly {
+			return done
+		}
+		i = int32(len(u.perKey))
+		u.index[keyID] = i
+		u.perKey = append(u.perKey, keyHour{})
+		r.hourKeys++
+	}
+	kh := &u.perKey[i]
 	for ci, n := range bk.counts {
-		u.counts[ci] += n
+		u.counts[ci] += int64(n)
+		if ci == 0 {
+			kh.valid += n
+		} else {
+			kh.denied += n
+		}
 	}
-	for _, nc := range bk.nets[:bk.nnets] {
-		u.addNet(nc.net.String(), nc.count)
+	for j := range int(bk.nnets) {
+		nc := bk.net(j)
+		u.addNet(nc.net, int64(nc.count))
 	}
-	if bk.overflow > 0 {
-		u.addNet(OtherNetwork, bk.overflow)
-	}
+	u.other += int64(bk.overflow)
 	u.last = max(u.last, bk.last)
 	return done
 }
 
-func (u *hourUse) addNet(n string, c int64) {
+func (u *tenantHour) addNet(n network, c int64) {
 	if _, ok := u.nets[n]; !ok && len(u.nets) >= MaxNetworks {
-		n = OtherNetwork
+		u.other += c
+		return
 	}
 	u.nets[n] += c
 }
@@ -74,21 +103,37 @@ func (r *Recorder) dueHourly(now time.Time, all bool) []*latchkey.AuditEvent {
 		return nil
 	}
 	r.sweptHour = current
-	var out []*latchkey.AuditEvent
-	for id, u := range r.hours {
+	tenants := make([]string, 0, len(r.hours))
+	for t, u := range r.hours {
 		if all || u.hour < current {
-			out = append(out, usedEvent(id, u))
-			delete(r.hours, id)
+			tenants = append(tenants, t)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].TargetKeyID < out[j].TargetKeyID })
+	sort.Strings(tenants)
+	var out []*latchkey.AuditEvent
+	for _, t := range tenants {
+		u := r.hours[t]
+		out = append(out, usedEvents(t, u)...)
+		r.hourKeys -= len(u.perKey)
+		delete(r.hours, t)
+	}
 	return out
 }
 
-// usedEvent is the key.used audit event summing a key's hour: its
-// verifications by code, how many were valid and denied, and the client
-// networks they came from.
-func usedEvent(keyID string, u *hourUse) *latchkey.AuditEvent {
+// usedEvents are the key.used audit events summing a tenant's hour: one
+// per usedPerEvent keys, in key id order, each with "keys" (a JSON object
+// of key id → {"valid": n, "denied": n}), "hour" and "part" ("i/n"); the
+// first part also carries the tenant's totals: "key_count", "total",
+// "valid", "denied", "codes" and "networks".
+func usedEvents(tenant string, u *tenantHour) []*latchkey.AuditEvent {
+	ids := make([]string, 0, len(u.index))
+	for id := range u.index {
+		ids = append(ids, id)
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	sort.Strings(ids)
 	var total, valid int64
 	var codes []string
 	for ci, n := range u.counts {
@@ -96,26 +141,57 @@ func usedEvent(keyID string, u *hourUse) *latchkey.AuditEvent {
 			continue
 		}
 		total += n
-		if Codes[ci] == latchkey.CodeValid {
+		if ci == 0 {
 			valid = n
 		}
 		codes = append(codes, Codes[ci]+"="+strconv.FormatInt(n, 10))
 	}
-	nets := make([]string, 0, len(u.nets))
+	nets := make([]string, 0, len(u.nets)+1)
 	for n, c := range u.nets {
-		nets = append(nets, n+"="+strconv.FormatInt(c, 10))
+		nets = append(nets, n.String()+"="+strconv.FormatInt(c, 10))
 	}
 	sort.Strings(nets)
-	return &latchkey.AuditEvent{
-		At: time.Unix(0, u.last).UTC(), Tenant: u.tenant, Action: "key.used", TargetKeyID: keyID,
-		Result: latchkey.ResultSuccess,
-		Details: map[string]string{
-			"hour":     time.Unix(u.hour, 0).UTC().Format(time.RFC3339),
-			"total":    strconv.FormatInt(total, 10),
-			"valid":    strconv.FormatInt(valid, 10),
-			"denied":   strconv.FormatInt(total-valid, 10),
-			"codes":    strings.Join(codes, ","),
-			"networks": strings.Join(nets, ","),
-		},
+	if u.other > 0 {
+		nets = append(nets, OtherNetwork+"="+strconv.FormatInt(u.other, 10))
 	}
+	parts := (len(ids) + usedPerEvent - 1) / usedPerEvent
+	hour := time.Unix(u.hour, 0).UTC().Format(time.RFC3339)
+	at := time.Unix(0, u.last).UTC()
+	out := make([]*latchkey.AuditEvent, 0, parts)
+	for p := range parts {
+		part := ids[p*usedPerEvent : min(len(ids), (p+1)*usedPerEvent)]
+		var b strings.Builder
+		b.WriteByte('{')
+		for i, id := range part {
+			kh := u.perKey[u.index[id]]
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			q, _ := json.Marshal(id)
+			b.Write(q)
+			b.WriteString(`:{"valid":`)
+			b.WriteString(strconv.FormatUint(uint64(kh.valid), 10))
+			b.WriteString(`,"denied":`)
+			b.WriteString(strconv.FormatUint(uint64(kh.denied), 10))
+			b.WriteByte('}')
+		}
+		b.WriteByte('}')
+		d := map[string]string{
+			"hour": hour,
+			"part": strconv.Itoa(p+1) + "/" + strconv.Itoa(parts),
+			"keys": b.String(),
+		}
+		if p == 0 {
+			d["key_count"] = strconv.Itoa(len(ids))
+			d["total"] = strconv.FormatInt(total, 10)
+			d["valid"] = strconv.FormatInt(valid, 10)
+			d["denied"] = strconv.FormatInt(total-valid, 10)
+			d["codes"] = strings.Join(codes, ",")
+			d["networks"] = strings.Join(nets, ",")
+		}
+		out = append(out, &latchkey.AuditEvent{
+			At: at, Tenant: tenant, Action: "key.used", Result: latchkey.ResultSuccess, Details: d,
+		})
+	}
+	return out
 }

@@ -1,19 +1,31 @@
 // Package usage records what keys are used for: per key and per UTC minute,
 // how many verifications ended with each verify code and from which client
 // networks, and when each key was last used. Recording is in memory and
-// allocation-free; a background flusher writes what is pending through the
-// store every FlushInterval, in one transaction.
+// allocation-free.
+//
+// A background flusher looks at what is pending every FlushInterval and
+// writes a key's minute (its usage rows, network rows, last_used_at,
+// key.denied samples, and the security checks that ride the flush) once:
+// when the minute has closed, or earlier once the key has gone a whole
+// interval without a verification. A key in steady use thus costs one
+// write per minute, not one per interval, and a flush's cost follows what
+// changed, not how many keys are active. The writes are split into
+// transactions of at most MaxKeysPerTx keys, with a yield between them, so
+// one flush never holds the store for long.
 //
 // The store stays the truth: reads (GET /v1/keys/{id}/usage, a key's
-// last_used_at) merge nothing from memory, so they are exact once a flush
-// has run and at most FlushInterval (plus the time a flush takes) behind.
-// A crash loses at most that much.
+// last_used_at) merge nothing from memory. They are exact once Flush (which
+// writes everything pending, as Close does) has run; otherwise a key still
+// in use is at most its current minute plus FlushInterval behind, and a key
+// that stopped being used at most two intervals. A crash loses at most
+// that much.
 package usage
 
 import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"runtime"
 	"sort"
 	"strconv"
 	"sync"
@@ -83,12 +95,18 @@ const shardCount = 64
 // Options configures a Recorder. Zero values take the defaults.
 type Options struct {
 	Store keys.Store
-	// FlushInterval is how often pending counts are written (default 1s).
+	// FlushInterval is how often the flusher looks for key minutes to
+	// write (default 1s): closed minutes, and those of keys idle since its
+	// last look.
 	FlushInterval time.Duration
 	// MaxPending bounds the buckets (one key, one minute) held between
-	// flushes (default 100,000); verifications that would need another are
-	// counted by Dropped instead.
+	// flushes (default 1,000,000: a key in steady use holds its bucket for
+	// its whole minute); verifications that would need another are counted
+	// by Dropped instead.
 	MaxPending int
+	// MaxKeysPerTx bounds the keys one flush transaction writes (default
+	// 2,000); a flush of more keys is several transactions.
+	MaxKeysPerTx int
 	// Retention is how long minute rows are kept (default 30 days),
 	// HourRetention hour roll-ups (default 90 days) and DayRetention day
 	// roll-ups (default 3 years); negative keeps them forever. Rows
@@ -109,14 +127,16 @@ type Options struct {
 	Logger   *slog.Logger
 }
 
-// Observer is told what each flush writes, inside the flush's transaction
-// and before the usage rows are added (so the store still holds what came
-// before them). An error fails the flush, which is retried with the next.
+// Observer is told what each flush transaction writes, inside it and
+// before the usage rows are added (so the store still holds what came
+// before them). A flush of many keys is several transactions, each
+// observed with its own keys. An error fails the transaction, which is
+// retried with the next flush.
 type Observer interface {
 	ObserveFlush(tx keys.Tx, f *Flushed) error
 }
 
-// Flushed is what one flush writes.
+// Flushed is what one flush transaction writes.
 type Flushed struct {
 	Usage    []keys.UsageRow
 	Networks []keys.UsageNetwork
@@ -125,6 +145,15 @@ type Flushed struct {
 	LastUsed []LastUse
 	// Tenants maps each key id of the flush to its tenant.
 	Tenants map[string]string
+}
+
+// LastAt returns the newest use of key id in the flush (zero if none).
+func (f *Flushed) LastAt(id string) time.Time {
+	i := sort.Search(len(f.LastUsed), func(i int) bool { return f.LastUsed[i].KeyID >= id })
+	if i < len(f.LastUsed) && f.LastUsed[i].KeyID == id {
+		return f.LastUsed[i].At
+	}
+	return time.Time{}
 }
 
 // LastUse is a key's newest use in a flush and its use before that.
@@ -157,21 +186,42 @@ const v4Flag network = 1 << 63
 
 type netCount struct {
 	net   network
-	count int64
+	count uint32
 }
 
+// bucket is one key's minute. It is kept small, because every active key
+// holds one: the first client network is inline, further networks and
+// denied samples (rarer) live in arrays allocated on first need and kept
+// with the bucket when it is reused. Counts are 32-bit: a key would need
+// over 70 million verifications a second to overflow one in a minute.
 type bucket struct {
-	tenant   string
-	counts   [len(Codes)]int64
-	nets     [MaxNetworks]netCount
-	nnets    int
-	lastNet  int // index in nets of the last network counted
-	overflow int64
-	last     int64 // unix nanoseconds of the newest verification
-	denied   [maxDenied]denial
-	ndenied  int
-	// suppressed counts denied verifications beyond the samples kept.
-	suppressed int64
+	tenant     string
+	last       int64 // unix nanoseconds of the newest verification
+	net0       netCount
+	counts     [len(Codes)]uint32
+	overflow   uint32
+	suppressed uint32 // denied verifications beyond the samples kept
+	nnets      uint8
+	lastNet    uint8 // index of the last network counted
+	ndenied    uint8
+	// touched says a verification was counted since the last flush looked.
+	touched bool
+	more    *[MaxNetworks - 1]netCount
+	denied  *[maxDenied]denial
+}
+
+// net returns the i-th network of the bucket.
+func (b *bucket) net(i int) *netCount {
+	if i == 0 {
+		return &b.net0
+	}
+	return &b.more[i-1]
+}
+
+// reset empties b for reuse, keeping its arrays.
+func (b *bucket) reset() {
+	more, denied := b.more, b.denied
+	*b = bucket{more: more, denied: denied}
 }
 
 type shard struct {
@@ -191,6 +241,7 @@ type Recorder struct {
 	store     keys.Store
 	interval  time.Duration
 	perShard  int
+	perTx     int
 	retention [3]time.Duration // minute, hour, day
 	now       func() time.Time
 	log       *slog.Logger
@@ -200,12 +251,14 @@ type Recorder struct {
 
 	dropped atomic.Uint64
 	flushMu sync.Mutex // one flush at a time; guards what follows
-	retry   batch      // a failed flush's rows, written with the next
+	retry   []*chunk   // failed transactions, written first by the next flush
 	pruned  time.Time
-	// hours sums each key's current UTC hour for its key.used event;
-	// sweptHour is the hour whose start the last sweep saw; closing makes
-	// the final flush write every hour, finished or not.
-	hours     map[string]*hourUse
+	// hours sums each tenant's current UTC hour for its key.used events;
+	// hourKeys counts the keys summed; sweptHour is the hour whose start
+	// the last sweep saw; closing makes the final flush write every hour,
+	// finished or not.
+	hours     map[string]*tenantHour
+	hourKeys  int
 	sweptHour int64
 	closing   bool
 
@@ -220,7 +273,10 @@ func New(o Options) *Recorder {
 		o.FlushInterval = time.Second
 	}
 	if o.MaxPending <= 0 {
-		o.MaxPending = 100_000
+		o.MaxPending = 1_000_000
+	}
+	if o.MaxKeysPerTx <= 0 {
+		o.MaxKeysPerTx = 2000
 	}
 	if o.Retention == 0 {
 		o.Retention = 30 * 24 * time.Hour
@@ -247,6 +303,7 @@ func New(o Options) *Recorder {
 		store:     o.Store,
 		interval:  o.FlushInterval,
 		perShard:  max(1, o.MaxPending/shardCount),
+		perTx:     o.MaxKeysPerTx,
 		retention: [3]time.Duration{o.Retention, o.HourRetention, o.DayRetention},
 		now:       o.Now,
 		log:       o.Logger,
@@ -258,14 +315,15 @@ func New(o Options) *Recorder {
 	for i := range r.shards {
 		r.shards[i].pending = make(map[bucketKey]*bucket)
 	}
-	r.hours = map[string]*hourUse{}
+	r.hours = map[string]*tenantHour{}
 	go r.run()
 	return r
 }
 
 // Record counts one verification of a key that was found. It takes a shard
 // lock briefly and does not allocate, except for the first verification of
-// a key in a minute when no spare bucket is left from earlier flushes.
+// a key in a minute when no spare bucket is left from earlier flushes (and
+// the first second network or denial a spare bucket ever holds).
 func (r *Recorder) Record(keyID, tenant, code string, ip netip.Addr, now time.Time) {
 	ci := codeIndex(code)
 	if ci < 0 {
@@ -290,6 +348,7 @@ func (r *Recorder) Record(keyID, tenant, code string, ip netip.Addr, now time.Ti
 		}
 		if n := len(sh.free); n > 0 {
 			b = sh.free[n-1]
+			sh.free[n-1] = nil
 			sh.free = sh.free[:n-1]
 		} else {
 			b = new(bucket)
@@ -298,6 +357,7 @@ func (r *Recorder) Record(keyID, tenant, code string, ip netip.Addr, now time.Ti
 		sh.pending[k] = b
 	}
 	sh.hotKey, sh.hot = k, b
+	b.touched = true
 	b.counts[ci]++
 	if t := now.UnixNano(); t > b.last {
 		b.last = t
@@ -306,7 +366,10 @@ func (r *Recorder) Record(keyID, tenant, code string, ip netip.Addr, now time.Ti
 		b.addNetwork(nw)
 	}
 	if ci != 0 {
-		if b.ndenied < r.perMinute {
+		if int(b.ndenied) < r.perMinute {
+			if b.denied == nil {
+				b.denied = new([maxDenied]denial)
+			}
 			b.denied[b.ndenied] = denial{code: int8(ci), ip: ip, at: now.UnixNano()}
 			b.ndenied++
 		} else {
@@ -319,19 +382,22 @@ func (r *Recorder) Record(keyID, tenant, code string, ip netip.Addr, now time.Ti
 func (b *bucket) addNetwork(n network) {
 	// Most verifications of a key in a minute come from the network of the
 	// one before.
-	if i := b.lastNet; i < b.nnets && b.nets[i].net == n {
-		b.nets[i].count++
+	if i := int(b.lastNet); i < int(b.nnets) && b.net(i).net == n {
+		b.net(i).count++
 		return
 	}
-	for i := range b.nnets {
-		if b.nets[i].net == n {
-			b.nets[i].count++
-			b.lastNet = i
+	for i := range int(b.nnets) {
+		if nc := b.net(i); nc.net == n {
+			nc.count++
+			b.lastNet = uint8(i)
 			return
 		}
 	}
 	if b.nnets < MaxNetworks {
-		b.nets[b.nnets] = netCount{net: n, count: 1}
+		if b.nnets == 1 && b.more == nil {
+			b.more = new([MaxNetworks - 1]netCount)
+		}
+		*b.net(int(b.nnets)) = netCount{net: n, count: 1}
 		b.lastNet = b.nnets
 		b.nnets++
 		return
@@ -400,7 +466,7 @@ func (r *Recorder) run() {
 			return
 		case <-t.C:
 			ctx, cancel := context.WithTimeout(context.Background(), max(r.interval, 10*time.Second))
-			if err := r.Flush(ctx); err != nil {
+			if err := r.flush(ctx, false); err != nil {
 				r.log.Warn("writing key usage failed; retrying at the next flush", "err", err)
 			}
 			r.maybePrune(ctx)
@@ -419,25 +485,25 @@ func (r *Recorder) Close(ctx context.Context) error {
 	return r.Flush(ctx)
 }
 
-// batch is what one flush writes.
-type batch struct {
+// chunk is what one flush transaction writes: the minutes of at most
+// MaxKeysPerTx keys, or key.used events.
+type chunk struct {
 	usage   []keys.UsageRow
 	nets    []keys.UsageNetwork
-	last    map[string]time.Time
+	last    []LastUse // by key id, Before filled in by the write
 	tenants map[string]string
 	denied  []*latchkey.AuditEvent
-	used    []*latchkey.AuditEvent // key.used: one per key and hour
+	used    []*latchkey.AuditEvent
 }
 
-func (b *batch) empty() bool {
-	return len(b.usage) == 0 && len(b.nets) == 0 && len(b.last) == 0 && len(b.denied) == 0 && len(b.used) == 0
-}
+func (c *chunk) rows() int { return len(c.usage) }
 
 // deniedEvents turns a bucket's samples into key.denied audit events; the
 // last carries how many more denials the minute had.
 func deniedEvents(keyID string, bk *bucket) []*latchkey.AuditEvent {
 	out := make([]*latchkey.AuditEvent, 0, bk.ndenied)
-	for i, d := range bk.denied[:bk.ndenied] {
+	for i := range int(bk.ndenied) {
+		d := bk.denied[i]
 		e := &latchkey.AuditEvent{
 			At: time.Unix(0, d.at).UTC(), Tenant: bk.tenant, Action: "key.denied",
 			TargetKeyID: keyID, Result: Codes[d.code],
@@ -445,80 +511,172 @@ func deniedEvents(keyID string, bk *bucket) []*latchkey.AuditEvent {
 		if d.ip.IsValid() {
 			e.IP = d.ip.String()
 		}
-		if i == bk.ndenied-1 && bk.suppressed > 0 {
-			e.Details = map[string]string{"suppressed": strconv.FormatInt(bk.suppressed, 10)}
+		if i == int(bk.ndenied)-1 && bk.suppressed > 0 {
+			e.Details = map[string]string{"suppressed": strconv.FormatInt(int64(bk.suppressed), 10)}
 		}
 		out = append(out, e)
 	}
 	return out
 }
 
-// Flush writes every pending count, and each key's newest use, in one
-// store transaction. If the write fails the rows are kept and written
-// with the next flush (up to a bound; beyond it they are counted by
-// Dropped).
-func (r *Recorder) Flush(ctx context.Context) error {
-	r.flushMu.Lock()
-	defer r.flushMu.Unlock()
-	b := r.retry
-	r.retry = batch{}
-	if b.last == nil {
-		b.last = map[string]time.Time{}
-		b.tenants = map[string]string{}
-	}
-	var taken []*bucket
-	var takenKeys []bucketKey
+// taken is a bucket a flush took out of its shard.
+type taken struct {
+	key   bucketKey
+	b     *bucket
+	shard int
+}
+
+// Flush writes every pending count, and each key's newest use, through the
+// store, finished minutes or not, in transactions of at most MaxKeysPerTx
+// keys. If a write fails its rows are kept and written with the next flush
+// (up to a bound; beyond it they are counted by Dropped).
+func (r *Recorder) Flush(ctx context.Context) error { return r.flush(ctx, true) }
+
+// take removes from the shards the buckets to write: all of them, or (a
+// background flush) those whose minute closed before now's and those not
+// touched since the last look, whose touched mark it clears.
+func (r *Recorder) take(all bool, now time.Time) []taken {
+	cur := minuteOf(now)
+	var out []taken
 	for i := range r.shards {
 		sh := &r.shards[i]
 		sh.mu.Lock()
 		for k, bk := range sh.pending {
-			takenKeys = append(takenKeys, k)
-			c := *bk
-			taken = append(taken, &c)
-			*bk = bucket{}
-			sh.free = append(sh.free, bk)
+			if !all && k.minute >= cur && bk.touched {
+				bk.touched = false
+				continue
+			}
+			out = append(out, taken{key: k, b: bk, shard: i})
+			delete(sh.pending, k)
+			if sh.hot == bk {
+				sh.hotKey, sh.hot = bucketKey{}, nil
+			}
 		}
-		clear(sh.pending)
-		sh.hotKey, sh.hot = bucketKey{}, nil
 		sh.mu.Unlock()
 	}
-	// Oldest minutes first, so each key's hours are summed in order.
-	order := make([]int, len(taken))
-	for i := range order {
-		order[i] = i
+	return out
+}
+
+// release returns written buckets to their shards for reuse.
+func (r *Recorder) release(ts []taken) {
+	for _, t := range ts {
+		t.b.reset()
 	}
-	sort.Slice(order, func(i, j int) bool { return takenKeys[order[i]].minute < takenKeys[order[j]].minute })
-	for _, i := range order {
-		bk, k := taken[i], takenKeys[i]
+	sort.Slice(ts, func(i, j int) bool { return ts[i].shard < ts[j].shard })
+	for i := 0; i < len(ts); {
+		sh := &r.shards[ts[i].shard]
+		sh.mu.Lock()
+		for ; i < len(ts) && &r.shards[ts[i].shard] == sh; i++ {
+			sh.free = append(sh.free, ts[i].b)
+		}
+		sh.mu.Unlock()
+	}
+}
+
+func (r *Recorder) flush(ctx context.Context, all bool) error {
+	r.flushMu.Lock()
+	defer r.flushMu.Unlock()
+	now := r.now()
+	ts := r.take(all, now)
+	// By key, oldest minute first: a chunk holds whole keys, and each
+	// tenant's hour is summed in order.
+	sort.Slice(ts, func(i, j int) bool {
+		if ts[i].key.keyID != ts[j].key.keyID {
+			return ts[i].key.keyID < ts[j].key.keyID
+		}
+		return ts[i].key.minute < ts[j].key.minute
+	})
+	chunks := r.retry
+	r.retry = nil
+	var c *chunk
+	nkeys := 0
+	for i, t := range ts {
+		k, bk := t.key, t.b
+		newKey := i == 0 || ts[i-1].key.keyID != k.keyID
+		if newKey {
+			if c == nil || nkeys >= r.perTx {
+				c = &chunk{tenants: map[string]string{}}
+				chunks = append(chunks, c)
+				nkeys = 0
+			}
+			nkeys++
+			c.last = append(c.last, LastUse{KeyID: k.keyID, Tenant: bk.tenant})
+		}
 		minute := time.Unix(k.minute, 0).UTC()
 		for ci, n := range bk.counts {
 			if n > 0 {
-				b.usage = append(b.usage, keys.UsageRow{KeyID: k.keyID, Tenant: bk.tenant, Minute: minute, Code: Codes[ci], Count: n})
+				c.usage = append(c.usage, keys.UsageRow{KeyID: k.keyID, Tenant: bk.tenant, Minute: minute, Code: Codes[ci], Count: int64(n)})
 			}
 		}
-		for _, nc := range bk.nets[:bk.nnets] {
-			b.nets = append(b.nets, keys.UsageNetwork{KeyID: k.keyID, Minute: minute, Network: nc.net.String(), Count: nc.count})
+		for j := range int(bk.nnets) {
+			nc := bk.net(j)
+			c.nets = append(c.nets, keys.UsageNetwork{KeyID: k.keyID, Minute: minute, Network: nc.net.String(), Count: int64(nc.count)})
 		}
 		if bk.overflow > 0 {
-			b.nets = append(b.nets, keys.UsageNetwork{KeyID: k.keyID, Minute: minute, Network: OtherNetwork, Count: bk.overflow})
+			c.nets = append(c.nets, keys.UsageNetwork{KeyID: k.keyID, Minute: minute, Network: OtherNetwork, Count: int64(bk.overflow)})
 		}
-		if last := time.Unix(0, bk.last).UTC(); last.After(b.last[k.keyID]) {
-			b.last[k.keyID] = last
+		lu := &c.last[len(c.last)-1]
+		if last := time.Unix(0, bk.last).UTC(); last.After(lu.At) {
+			lu.At = last
 		}
-		b.tenants[k.keyID] = bk.tenant
-		b.denied = append(b.denied, deniedEvents(k.keyID, bk)...)
-		if e := r.addHourly(k.keyID, k.minute, bk); e != nil {
-			b.used = append(b.used, e)
+		c.tenants[k.keyID] = bk.tenant
+		c.denied = append(c.denied, deniedEvents(k.keyID, bk)...)
+	}
+	// Hours are summed in minute order across keys.
+	order := make([]int, len(ts))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(i, j int) bool { return ts[order[i]].key.minute < ts[order[j]].key.minute })
+	var used []*latchkey.AuditEvent
+	for _, i := range order {
+		used = append(used, r.addHourly(ts[i].key.keyID, ts[i].key.minute, ts[i].b)...)
+	}
+	used = append(used, r.dueHourly(now, r.closing)...)
+	if len(used) > 0 {
+		chunks = append(chunks, &chunk{used: used})
+	}
+	r.release(ts)
+	for i, c := range chunks {
+		if i > 0 {
+			// Let verifications and other writers in between transactions.
+			runtime.Gosched()
+		}
+		if err := r.write(ctx, c); err != nil {
+			r.keep(chunks[i:])
+			return err
 		}
 	}
-	b.used = append(b.used, r.dueHourly(r.now(), r.closing)...)
-	if b.empty() {
-		return nil
+	return nil
+}
+
+// keep holds failed chunks for the next flush, unless they hold more rows
+// than MaxPending buckets could: those are counted as dropped.
+func (r *Recorder) keep(cs []*chunk) {
+	limit := r.perShard * shardCount * len(Codes)
+	n := 0
+	for _, c := range cs {
+		n += c.rows()
 	}
+	if n <= limit {
+		r.retry = cs
+		return
+	}
+	var lost int64
+	for _, c := range cs {
+		for _, u := range c.usage {
+			lost += u.Count
+		}
+	}
+	r.dropped.Add(uint64(lost))
+}
+
+// write writes one chunk in one transaction.
+func (r *Recorder) write(ctx context.Context, c *chunk) error {
 	// A stable order keeps concurrent writers (other nodes) from
 	// deadlocking on each other's rows and makes tests repeatable.
-	sort.Slice(b.usage, func(i, j int) bool {
-		x, y := b.usage[i], b.usage[j]
+	sort.Slice(c.usage, func(i, j int) bool {
+		x, y := c.usage[i], c.usage[j]
 		if x.KeyID != y.KeyID {
 			return x.KeyID < y.KeyID
 		}
@@ -527,53 +685,41 @@ func (r *Recorder) Flush(ctx context.Context) error {
 		}
 		return x.Code < y.Code
 	})
-	ids := make([]string, 0, len(b.last))
-	for id := range b.last {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	sort.SliceStable(b.denied, func(i, j int) bool { return b.denied[i].At.Before(b.denied[j].At) })
-	err := r.store.Update(ctx, func(tx keys.Tx) error {
-		f := &Flushed{Usage: b.usage, Networks: b.nets, Tenants: b.tenants, LastUsed: make([]LastUse, 0, len(ids))}
-		for _, id := range ids {
-			before, err := tx.SetLastUsed(id, b.last[id])
+	sort.SliceStable(c.denied, func(i, j int) bool { return c.denied[i].At.Before(c.denied[j].At) })
+	return r.store.Update(ctx, func(tx keys.Tx) error {
+		f := &Flushed{Usage: c.usage, Networks: c.nets, Tenants: c.tenants, LastUsed: make([]LastUse, 0, len(c.last))}
+		for _, lu := range c.last {
+			before, err := tx.SetLastUsed(lu.KeyID, lu.At)
 			if err != nil {
 				return err
 			}
-			f.LastUsed = append(f.LastUsed, LastUse{KeyID: id, Tenant: b.tenants[id], At: b.last[id], Before: before})
+			lu.Before = before
+			f.LastUsed = append(f.LastUsed, lu)
 		}
-		if r.observer != nil {
+		if r.observer != nil && len(c.last) > 0 {
 			if err := r.observer.ObserveFlush(tx, f); err != nil {
 				return err
 			}
 		}
-		if err := tx.AddUsage(b.usage); err != nil {
+		if err := tx.AddUsage(c.usage); err != nil {
 			return err
 		}
-		if err := tx.AddUsageNetworks(b.nets); err != nil {
+		if err := tx.AddUsageNetworks(c.nets); err != nil {
 			return err
 		}
-		for _, e := range append(b.denied, b.used...) {
+		for _, e := range c.denied {
 			// AppendAudit seals e; a retried flush seals it again.
+			if err := tx.AppendAudit(e); err != nil {
+				return err
+			}
+		}
+		for _, e := range c.used {
 			if err := tx.AppendAudit(e); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
-	if err != nil {
-		if len(b.usage) > r.perShard*shardCount*len(Codes) {
-			var lost int64
-			for _, u := range b.usage {
-				lost += u.Count
-			}
-			r.dropped.Add(uint64(lost))
-		} else {
-			r.retry = b
-		}
-		return err
-	}
-	return nil
 }
 
 // grains are the row kinds in the order of Recorder.retention.

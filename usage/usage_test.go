@@ -3,6 +3,7 @@ package usage_test
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"path/filepath"
@@ -20,7 +21,7 @@ import (
 var t0 = time.Date(2031, 3, 14, 15, 9, 26, 0, time.UTC)
 
 // open returns a store holding tenant "acme" with the keys ids.
-func open(t *testing.T, ids ...string) keys.Store {
+func open(t testing.TB, ids ...string) keys.Store {
 	t.Helper()
 	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "usage.db"))
 	if err != nil {
@@ -46,7 +47,7 @@ func open(t *testing.T, ids ...string) keys.Store {
 	return db
 }
 
-func newRecorder(t *testing.T, db keys.Store, o usage.Options) *usage.Recorder {
+func newRecorder(t testing.TB, db keys.Store, o usage.Options) *usage.Recorder {
 	t.Helper()
 	o.Store = db
 	if o.FlushInterval == 0 {
@@ -313,9 +314,10 @@ func TestPrune(t *testing.T) {
 	checkCounts(t, "networks after Prune", networks(t, db, "key_a"), map[string]int64{"192.0.2.0/24": 1})
 }
 
-// TestKeyUsedSumsEachHourIntoTheAuditLog: each key's hour of use becomes
-// one key.used audit event once the hour is over (or the recorder closes),
-// with its counts by code and its networks.
+// TestKeyUsedSumsEachHourIntoTheAuditLog: each tenant's hour of use
+// becomes one key.used audit event once the hour is over (or the recorder
+// closes), with the tenant's counts by code and networks and each key's
+// valid and denied counts inside.
 func TestKeyUsedSumsEachHourIntoTheAuditLog(t *testing.T) {
 	db := open(t, "key_a", "key_b")
 	clock := fakeclock.New(t0)
@@ -329,22 +331,67 @@ func TestKeyUsedSumsEachHourIntoTheAuditLog(t *testing.T) {
 	clock.Set(hour.Add(time.Hour + time.Minute))
 	flush(t, r)
 	used := auditOf(t, db, "key.used")
-	if len(used) != 2 {
-		t.Fatalf("key.used events after the hour = %d, want 2 (key_a and key_b's first hour): %+v", len(used), used)
+	if len(used) != 1 {
+		t.Fatalf("key.used events after the hour = %d, want 1 (acme's first hour): %+v", len(used), used)
 	}
 	a := used[0]
-	if a.TargetKeyID != "key_a" || a.Details["hour"] != hour.Format(time.RFC3339) || a.Details["total"] != "2" ||
-		a.Details["valid"] != "1" || a.Details["denied"] != "1" || a.Details["codes"] != "VALID=1,INSUFFICIENT_SCOPE=1" ||
-		a.Details["networks"] != "192.0.2.0/24=1,2001:db8:1::/48=1" {
-		t.Errorf("key_a's hour = %+v", a)
+	want := map[string]string{
+		"hour": hour.Format(time.RFC3339), "part": "1/1", "key_count": "2", "total": "3", "valid": "2", "denied": "1",
+		"codes": "VALID=2,INSUFFICIENT_SCOPE=1", "networks": "192.0.2.0/24=2,2001:db8:1::/48=1",
+		"keys": `{"key_a":{"valid":1,"denied":1},"key_b":{"valid":1,"denied":0}}`,
+	}
+	if a.TargetKeyID != "" || fmt.Sprint(a.Details) != fmt.Sprint(want) {
+		t.Errorf("acme's hour = %+v\nwant details %v", a, want)
 	}
 	// The hour still running is written when the recorder closes.
 	if err := r.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	used = auditOf(t, db, "key.used")
-	if len(used) != 3 || used[2].TargetKeyID != "key_a" || used[2].Details["hour"] != hour.Add(time.Hour).Format(time.RFC3339) {
+	if len(used) != 2 || used[1].Details["hour"] != hour.Add(time.Hour).Format(time.RFC3339) ||
+		used[1].Details["keys"] != `{"key_a":{"valid":1,"denied":0}}` {
 		t.Errorf("key.used events after Close = %+v", used)
+	}
+}
+
+// TestKeyUsedSplitsABigTenantHour: a tenant's hour with more keys than one
+// event lists is several events, each key in exactly one.
+func TestKeyUsedSplitsABigTenantHour(t *testing.T) {
+	const n = 2500
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("key_%05d", i)
+	}
+	db := open(t, ids...)
+	r := newRecorder(t, db, usage.Options{})
+	for _, id := range ids {
+		r.Record(id, "acme", latchkey.CodeValid, ip, t0)
+	}
+	if err := r.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	used := auditOf(t, db, "key.used")
+	if len(used) != 3 {
+		t.Fatalf("key.used events = %d, want 3", len(used))
+	}
+	seen := 0
+	for i, e := range used {
+		if e.Details["part"] != fmt.Sprintf("%d/3", i+1) {
+			t.Errorf("event %d part = %q", i, e.Details["part"])
+		}
+		var m map[string]map[string]int64
+		if err := json.Unmarshal([]byte(e.Details["keys"]), &m); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range m {
+			if c["valid"] != 1 {
+				t.Errorf("event %d: %v", i, c)
+			}
+		}
+		seen += len(m)
+	}
+	if seen != n || used[0].Details["key_count"] != "2500" || used[0].Details["total"] != "2500" {
+		t.Errorf("keys listed %d, first part %v; want %d", seen, used[0].Details["key_count"], n)
 	}
 }
 

@@ -162,3 +162,24 @@ func TestE2EMetricsOnTheirOwnListener(t *testing.T) {
 		t.Errorf("GET /v1/keys on the metrics listener: %d", r.Status)
 	}
 }
+
+// TestE2EPprofOnItsOwnListener: --pprof serves the Go profiler on its own
+// address, and the API listener does not.
+func TestE2EPprofOnItsOwnListener(t *testing.T) {
+	paddr := make(chan string, 1)
+	ts := startServer(t,
+		withConfig(func(c *serverConfig) { c.PprofAddr = "127.0.0.1:0" }),
+		func(_ *serverConfig, h *serverHooks) { h.PprofReady = func(a string) { paddr <- a } })
+	purl := "http://" + <-paddr
+	if r := do(t, "GET", purl+"/debug/pprof/heap?debug=1", nil, nil); r.Status != 200 {
+		t.Fatalf("GET /debug/pprof/heap on the pprof listener: %d", r.Status)
+	}
+	for _, p := range []string{"/debug/pprof/", "/debug/pprof/heap"} {
+		if r := do(t, "GET", ts.URL+p, nil, nil); r.Status != 404 {
+			t.Errorf("GET %s on the API listener: %d, want 404", p, r.Status)
+		}
+	}
+	if r := do(t, "GET", purl+"/v1/keys", map[string]string{"Authorization": bearer(ts.Root)}, nil); r.Status != 404 {
+		t.Errorf("the pprof listener serves the API: %d", r.Status)
+	}
+}

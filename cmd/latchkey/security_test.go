@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -358,5 +359,57 @@ func TestE2ESecurityAnomaliesAndQuotaExhaustionAreDelivered(t *testing.T) {
 	}
 	if q := byType["key.quota_exhausted"]; q.Data.KeyID != id || q.Data.Limit != "2" {
 		t.Errorf("key.quota_exhausted delivery = %+v", q)
+	}
+}
+
+// TestE2EKeyUsedIsOneEventPerTenantAndHour: an hour of use of many keys of
+// a tenant is one key.used audit event, read over the API, with each key's
+// counts inside; another tenant's keys are in its own event.
+func TestE2EKeyUsedIsOneEventPerTenantAndHour(t *testing.T) {
+	n := startFlushedNode(t)
+	admin := n.mustTenant(t, "acme")
+	other := n.mustTenant(t, "globex")
+	var ids []string
+	for i := range 3 {
+		id, key := n.mustCreate(t, admin, map[string]any{"scopes": []string{"data:read"}})
+		ids = append(ids, id)
+		n.verifyFrom(t, key, "192.0.2.10", latchkey.CodeValid, i+1)
+	}
+	gid, gkey := n.mustCreate(t, other, map[string]any{})
+	n.verifyFrom(t, gkey, "198.51.100.1", latchkey.CodeValid, 2)
+	n.Clock.Advance(time.Hour)
+	n.flush(t)
+
+	used := func(admin string) []map[string]any {
+		t.Helper()
+		r := n.call(t, "GET", "/v1/audit?action=key.used", admin, nil)
+		if r.Status != http.StatusOK {
+			t.Fatalf("GET /v1/audit: %d %s", r.Status, r.Raw)
+		}
+		var out []map[string]any
+		for _, e := range r.Body["events"].([]any) {
+			out = append(out, e.(map[string]any))
+		}
+		return out
+	}
+	evs := used(admin)
+	if len(evs) != 1 {
+		t.Fatalf("acme's key.used events = %d, want 1: %v", len(evs), evs)
+	}
+	d := evs[0]["details"].(map[string]any)
+	var perKey map[string]map[string]int
+	if err := json.Unmarshal([]byte(d["keys"].(string)), &perKey); err != nil {
+		t.Fatalf("details.keys: %v", err)
+	}
+	for i, id := range ids {
+		if perKey[id]["valid"] != i+1 || perKey[id]["denied"] != 0 {
+			t.Errorf("key %d's counts = %v, want %d valid", i, perKey[id], i+1)
+		}
+	}
+	if len(perKey) != 3 || d["total"] != "6" || d["key_count"] != "3" || d["part"] != "1/1" || d["networks"] != "192.0.2.0/24=6" {
+		t.Errorf("acme's key.used = %v", d)
+	}
+	if g := used(other); len(g) != 1 || !strings.Contains(g[0]["details"].(map[string]any)["keys"].(string), gid) {
+		t.Errorf("globex's key.used events = %v", g)
 	}
 }

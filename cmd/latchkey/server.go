@@ -55,6 +55,7 @@ type serverConfig struct {
 	GuardCooloff   time.Duration
 	GuardExempt    string // comma-separated CIDRs the guard never blocks
 	MetricsAddr    string // "": GET /metrics on the main listener
+	PprofAddr      string // "": no profiler
 
 	// EventRetention is how long dispatched events (webhook events and
 	// security anomalies) are kept (0: the default; negative: forever).
@@ -112,6 +113,8 @@ type serverHooks struct {
 	Ready   func(addr string)
 	// MetricsReady learns the address of the --metrics-addr listener.
 	MetricsReady func(addr string)
+	// PprofReady learns the address of the --pprof listener.
+	PprofReady func(addr string)
 	// Service, when set, is handed the key service (tests read its
 	// counters).
 	Service func(*keys.Service)
@@ -162,11 +165,12 @@ func serverFlags(e *env) (*serverConfig, *flag.FlagSet) {
 	fs.Int64Var(&cfg.MaxBody, "max-body", 1<<20, "largest request body in bytes")
 	fs.StringVar(&cfg.GeoIPDB, "geoip-db", e.getenv("LATCHKEY_GEOIP_DB"), "MaxMind country database (.mmdb) for keys limited to countries (env LATCHKEY_GEOIP_DB)")
 	fs.DurationVar(&cfg.QuotaFlush, "quota-flush", time.Second, "how often periodic quota consumption is written to the database; a crash loses at most this much (credit balances are reserved before they are spent)")
-	fs.DurationVar(&cfg.UsageFlush, "usage-flush", time.Second, "how often key usage and last_used_at are written to the database; usage reads are at most this much behind")
+	fs.DurationVar(&cfg.UsageFlush, "usage-flush", time.Second, "how often key usage is looked at: a key's minute (usage rows, last_used_at) is written once, when it closes or after the key was idle this long")
 	fs.IntVar(&cfg.GuardThreshold, "guard-threshold", 20, "failed key checks from one network (IPv4 /24, IPv6 /64) within --guard-window that block it (0: no guard)")
 	fs.DurationVar(&cfg.GuardWindow, "guard-window", time.Minute, "window in which failed key checks are counted")
 	fs.DurationVar(&cfg.GuardCooloff, "guard-cooloff", 5*time.Minute, "how long a blocked network is answered 429")
 	fs.StringVar(&cfg.GuardExempt, "guard-exempt", e.getenv("LATCHKEY_GUARD_EXEMPT"), "comma-separated CIDRs/addresses whose failed key checks are never counted and which are never blocked (env LATCHKEY_GUARD_EXEMPT)")
+	fs.StringVar(&cfg.PprofAddr, "pprof", "", "serve the Go profiler (/debug/pprof/) on this separate address, e.g. 127.0.0.1:6060; off by default, never on --addr")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", e.getenv("LATCHKEY_METRICS_ADDR"), "serve GET /metrics only on this separate address, e.g. 127.0.0.1:9090, not on --addr (env LATCHKEY_METRICS_ADDR)")
 	fs.IntVar(&cfg.DeniedPerMinute, "denied-per-minute", 10, "denied verifications of one key per minute written to the audit log as key.denied (the rest are counted; -1: none)")
 	longDuration(fs, "dormant-after", &cfg.Dormancy, "a key unused this long raises a dormant_key_used anomaly when used again (default 30d; 0: off)")
@@ -414,7 +418,17 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 	if hooks.Usage != nil {
 		hooks.Usage(rec)
 	}
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
+	if cfg.PprofAddr != "" {
+		paddr, stop, err := servePprof(cfg.PprofAddr, log, errc)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		if hooks.PprofReady != nil {
+			hooks.PprofReady(paddr)
+		}
+	}
 	if cfg.MetricsAddr != "" {
 		mln, err := net.Listen("tcp", cfg.MetricsAddr)
 		if err != nil {

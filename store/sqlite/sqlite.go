@@ -274,6 +274,7 @@ type stmts struct {
 	tenant, key, keyByHash                              *sql.Stmt
 	auditHead, auditLast, auditCheckpoint, auditCounter *sql.Stmt
 	auditInsert, auditMoveHead, auditPutCheckpoint      *sql.Stmt
+	lastUsedGet, lastUsedSet                            *sql.Stmt // usage.go
 }
 
 func prepare(ctx context.Context, pool *sql.DB) (*stmts, error) {
@@ -292,6 +293,8 @@ func prepare(ctx context.Context, pool *sql.DB) (*stmts, error) {
 		{&st.auditInsert, auditInsertQuery},
 		{&st.auditMoveHead, auditMoveHeadQuery},
 		{&st.auditPutCheckpoint, auditPutCheckpointQuery},
+		{&st.lastUsedGet, lastUsedGetQuery},
+		{&st.lastUsedSet, lastUsedSetQuery},
 	} {
 		var err error
 		if *p.stmt, err = pool.PrepareContext(ctx, p.query); err != nil {
@@ -308,7 +311,7 @@ func (st *stmts) close() error {
 	}
 	var errs []error
 	for _, s := range []*sql.Stmt{st.tenant, st.key, st.keyByHash, st.auditHead, st.auditLast, st.auditCheckpoint, st.auditCounter,
-		st.auditInsert, st.auditMoveHead, st.auditPutCheckpoint} {
+		st.auditInsert, st.auditMoveHead, st.auditPutCheckpoint, st.lastUsedGet, st.lastUsedSet} {
 		if s != nil {
 			errs = append(errs, s.Close())
 		}

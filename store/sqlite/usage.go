@@ -63,11 +63,18 @@ func (t *tx) AddUsageNetworks(rows []keys.UsageNetwork) error {
 	return nil
 }
 
+const (
+	lastUsedGetQuery = `SELECT last_used_at, created_at FROM keys WHERE id = ?`
+	lastUsedSetQuery = `UPDATE keys SET last_used_at = ? WHERE id = ?`
+)
+
 // SetLastUsed moves a key's last_used_at forward to at and returns what it
 // was before (the key's creation time if it was never used).
+// Its statements are prepared once per pool: a usage flush calls it once
+// per key it writes.
 func (t *tx) SetLastUsed(keyID string, at time.Time) (time.Time, error) {
 	var last, created sql.NullInt64
-	err := t.tx.QueryRowContext(t.ctx, `SELECT last_used_at, created_at FROM keys WHERE id = ?`, keyID).Scan(&last, &created)
+	err := t.tx.StmtContext(t.ctx, t.stmts.lastUsedGet).QueryRowContext(t.ctx, keyID).Scan(&last, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return time.Time{}, nil
 	}
@@ -77,7 +84,7 @@ func (t *tx) SetLastUsed(keyID string, at time.Time) (time.Time, error) {
 	if last.Valid && last.Int64 >= at.UnixMicro() {
 		return fromMicros(last), nil
 	}
-	if _, err := t.tx.ExecContext(t.ctx, `UPDATE keys SET last_used_at = ? WHERE id = ?`, at.UnixMicro(), keyID); err != nil {
+	if _, err := t.tx.StmtContext(t.ctx, t.stmts.lastUsedSet).ExecContext(t.ctx, at.UnixMicro(), keyID); err != nil {
 		return time.Time{}, fail(t.ctx, "set last used", err)
 	}
 	if last.Valid {

@@ -1,0 +1,70 @@
+//go:build !race
+
+package usage_test
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/keys"
+	"github.com/latchkeyhq/latchkey/usage"
+)
+
+// The race detector's shadow memory would be counted too: this file is
+// built without it.
+
+// TestRecorderBytesPerActiveKey: the recorder holds at most 300 bytes per
+// active key (one network each), measured after GC with 100,000 keys
+// pending; and after they are flushed (the hour's key.used sums and the
+// spare buckets kept for reuse) still at most that.
+func TestRecorderBytesPerActiveKey(t *testing.T) {
+	if testing.Short() {
+		t.Skip("allocates 100,000 keys' state")
+	}
+	const n = 100_000
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("key_%07d", i)
+	}
+	r := usage.New(usage.Options{Store: nopStore{}, FlushInterval: time.Hour})
+	defer r.Close(context.Background())
+	addr := netip.AddrFrom4([4]byte{192, 0, 2, 9})
+	base := heap()
+	for _, id := range ids {
+		r.Record(id, "acme", latchkey.CodeValid, addr, t0)
+	}
+	pending := float64(heap()-base) / n
+	if err := r.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	flushed := float64(heap()-base) / n
+	t.Logf("resident bytes per active key: %.0f pending, %.0f after the flush", pending, flushed)
+	if pending > 300 || flushed > 300 {
+		t.Errorf("resident bytes per active key: %.0f pending, %.0f after the flush; want at most 300", pending, flushed)
+	}
+	runtime.KeepAlive(ids)
+}
+
+func heap() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// nopStore takes every write and keeps nothing.
+type nopStore struct{ keys.Store }
+
+type nopTx struct{ keys.Tx }
+
+func (nopStore) Update(_ context.Context, fn func(keys.Tx) error) error { return fn(nopTx{}) }
+func (nopTx) SetLastUsed(string, time.Time) (time.Time, error)          { return time.Time{}, nil }
+func (nopTx) AddUsage([]keys.UsageRow) error                            { return nil }
+func (nopTx) AddUsageNetworks([]keys.UsageNetwork) error                { return nil }
+func (nopTx) AppendAudit(*latchkey.AuditEvent) error                    { return nil }
