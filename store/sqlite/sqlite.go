@@ -44,7 +44,10 @@ type DB struct {
 	closeErr  error
 }
 
-var _ keys.Store = (*DB)(nil)
+var (
+	_ keys.Store      = (*DB)(nil)
+	_ keys.HashReader = (*DB)(nil)
+)
 
 // busyTimeout bounds how long a connection waits for a lock held by another
 // process (a backup, the sqlite3 shell). Writers in this process never wait

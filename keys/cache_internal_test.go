@@ -1,0 +1,169 @@
+package keys
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/latchkeyhq/latchkey"
+)
+
+var cacheT0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func hashOf(i int) [32]byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(i))
+	return sha256.Sum256(b[:])
+}
+
+// scannedKey builds key i as a store read gives it: every string and
+// collection its own allocation (store/sqlite decodes the JSON columns).
+func scannedKey(t testing.TB, i int, meta string) *latchkey.Key {
+	k := &latchkey.Key{
+		ID: fmt.Sprintf("key_%020d", i), Tenant: string([]byte("acme")), Name: string([]byte("agent key")),
+		Owner: "agent-" + strconv.Itoa(i) + "@example.com", Environment: string([]byte("production")),
+		Prefix: string([]byte("lk")), Start: "lk_live_" + strconv.Itoa(i%10000),
+		Hash: hashOf(i), State: latchkey.StateActive, CreatedAt: cacheT0, UpdatedAt: cacheT0,
+		Countries: []string{}, TimeWindows: []latchkey.TimeWindow{}, RateLimits: []latchkey.RateLimit{},
+		IPAllow: nil,
+	}
+	for _, c := range []struct {
+		col string
+		v   any
+	}{{`["data:read","agent:activate"]`, &k.Scopes}, {`[]`, &k.Resources}, {meta, &k.Meta}, {`[]`, &k.IPAllow}} {
+		if err := json.Unmarshal([]byte(c.col), c.v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return k
+}
+
+func heapInUse() uint64 {
+	var m runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// TestCacheMemoryPerEntry fills the cache with 100,000 keys of the typical
+// shape (two scopes; meta empty, and meta with one field) as the store
+// reads them and holds each to EntryBytes of heap, everything counted.
+// LATCHKEY_BIG=1 adds the 1,000,000-key run.
+func TestCacheMemoryPerEntry(t *testing.T) {
+	sizes := []int{100_000}
+	if os.Getenv("LATCHKEY_BIG") == "1" {
+		sizes = append(sizes, 1_000_000)
+	}
+	for _, n := range sizes {
+		for _, shape := range []struct{ name, meta string }{
+			{"no meta", `{}`},
+			{"one meta field", `{"team":"payments"}`},
+		} {
+			t.Run(fmt.Sprintf("%d/%s", n, shape.name), func(t *testing.T) {
+				before := heapInUse()
+				c := newCache(n, n/10, time.Minute, time.Second)
+				// n and an eighth: every shard full, the steady state.
+				for i := range n + n/8 {
+					c.put(hashOf(i), newEntry(scannedKey(t, i, shape.meta)), c.generation(), cacheT0)
+				}
+				after := heapInUse()
+				pos, _ := c.len()
+				if pos != n/cacheShards*cacheShards {
+					t.Fatalf("cache holds %d keys, want %d", pos, n/cacheShards*cacheShards)
+				}
+				per := float64(after-before) / float64(pos)
+				t.Logf("%d keys (%s): %.0f bytes per cached key", pos, shape.name, per)
+				if per > EntryBytes {
+					t.Errorf("%.0f bytes per cached key, more than EntryBytes (%d)", per, EntryBytes)
+				}
+				runtime.KeepAlive(c)
+			})
+		}
+	}
+}
+
+// TestCacheKeepsHotKeysThroughAColdScan plays a hot set of keys used all
+// along while a scan of cold keys, many times the cache's size, goes
+// through: every hot key stays cached (no store read after the first),
+// every cold one costs its read, and no shard outgrows its bound.
+func TestCacheKeepsHotKeysThroughAColdScan(t *testing.T) {
+	const size, hot, cold = 6400, 640, 64_000
+	c := newCache(size, size/10, time.Hour, time.Second)
+	now := cacheT0
+	reads := 0
+	use := func(i int) {
+		h := hashOf(i)
+		if _, fresh, _ := c.lookup(h, now); fresh {
+			return
+		}
+		reads++
+		c.put(h, &Entry{}, c.generation(), now)
+	}
+	for i := range hot {
+		use(i)
+	}
+	if reads != hot {
+		t.Fatalf("warm-up read the store %d times, want %d", reads, hot)
+	}
+	reads = 0
+	for i := range cold {
+		use(hot + i)
+		use(i % hot)
+		now = now.Add(time.Millisecond)
+	}
+	if reads != cold {
+		t.Errorf("the scan read the store %d times for %d cold keys: %d hot keys were evicted", reads, cold, reads-cold)
+	}
+	pos, _ := c.len()
+	if pos > size {
+		t.Errorf("cache holds %d keys, bound %d", pos, size)
+	}
+	for i := range c.shards {
+		if n := len(c.shards[i].t.pos.slots); n > size/cacheShards {
+			t.Errorf("shard %d holds %d keys, bound %d", i, n, size/cacheShards)
+		}
+	}
+}
+
+// TestNegativeCacheIsBounded fills the negative cache far past its bound.
+func TestNegativeCacheIsBounded(t *testing.T) {
+	c := newCache(640, 640, time.Hour, time.Hour)
+	for i := range 100_000 {
+		c.put(hashOf(i), nil, c.generation(), cacheT0)
+	}
+	if _, neg := c.len(); neg != 640 {
+		t.Errorf("negative cache holds %d hashes, bound 640", neg)
+	}
+	// The last one put is remembered.
+	if _, _, missing := c.lookup(hashOf(99_999), cacheT0); !missing {
+		t.Error("the newest unknown hash is not remembered")
+	}
+}
+
+// TestCacheInvalidateAndReuseSlots checks that removing entries (the swap
+// with the last slot) keeps every other entry findable.
+func TestCacheInvalidateAndReuseSlots(t *testing.T) {
+	c := newCache(64*50, 64, time.Hour, time.Hour)
+	for i := range 3000 {
+		c.put(hashOf(i), &Entry{Key: &latchkey.Key{ID: strconv.Itoa(i)}}, c.generation(), cacheT0)
+	}
+	for i := 0; i < 3000; i += 3 {
+		c.invalidate(hashOf(i))
+	}
+	for i := range 3000 {
+		e, fresh, _ := c.lookup(hashOf(i), cacheT0)
+		switch {
+		case i%3 == 0 && e != nil:
+			t.Fatalf("key %d still cached after invalidate", i)
+		case i%3 != 0 && fresh && e.Key.ID != strconv.Itoa(i):
+			t.Fatalf("hash of key %d finds key %s", i, e.Key.ID)
+		}
+	}
+}
