@@ -307,6 +307,32 @@ func limit(p keys.Page) int {
 	return p.Limit
 }
 
+// keyScan holds the Scan destinations of a key row (see scanKey).
+type keyScan struct {
+	k                                       latchkey.Key
+	hash, scopes, resources, meta, ipAllow  []byte
+	state                                   string
+	parentID, rotatedFrom, rotatedTo        sql.NullString
+	suspendedBy, quota                      sql.NullString
+	countries, windows, rates               []byte
+	leaseTTL                                int64
+	expires, suspendedUntil, grace, revoked sql.NullInt64
+	created, updated, lastUsed              sql.NullInt64
+	dest                                    [31]any
+}
+
+// dests returns the destinations in keyColumns' order.
+func (sc *keyScan) dests() []any {
+	k := &sc.k
+	sc.dest = [31]any{&k.ID, &k.Tenant, &k.Name, &k.Owner, &k.Environment, &k.Prefix, &k.Start, &sc.hash,
+		&sc.scopes, &sc.resources, &sc.meta, &sc.ipAllow, &sc.expires, &sc.state, &k.StateReason,
+		&sc.suspendedUntil, &sc.parentID, &sc.rotatedFrom, &sc.rotatedTo, &sc.grace,
+		&sc.created, &sc.updated, &sc.revoked, &sc.suspendedBy,
+		&sc.countries, &sc.windows, &sc.rates, &sc.quota, &k.MaxConcurrent, &sc.leaseTTL,
+		&sc.lastUsed}
+	return sc.dest[:]
+}
+
 // scanner is a *sql.Row or *sql.Rows.
 type scanner interface {
 	Scan(dest ...any) error
@@ -400,25 +426,25 @@ func keyArgs(k *latchkey.Key) ([]any, error) {
 }
 
 func scanKey(row scanner) (*latchkey.Key, error) {
-	var (
-		k                                       latchkey.Key
-		hash, scopes, resources, meta, ipAllow  []byte
-		state                                   string
-		parentID, rotatedFrom, rotatedTo        sql.NullString
-		suspendedBy, quota                      sql.NullString
-		countries, windows, rates               []byte
-		leaseTTL                                int64
-		expires, suspendedUntil, grace, revoked sql.NullInt64
-		created, updated, lastUsed              sql.NullInt64
-	)
-	if err := row.Scan(&k.ID, &k.Tenant, &k.Name, &k.Owner, &k.Environment, &k.Prefix, &k.Start, &hash,
-		&scopes, &resources, &meta, &ipAllow, &expires, &state, &k.StateReason,
-		&suspendedUntil, &parentID, &rotatedFrom, &rotatedTo, &grace,
-		&created, &updated, &revoked, &suspendedBy,
-		&countries, &windows, &rates, &quota, &k.MaxConcurrent, &leaseTTL,
-		&lastUsed); err != nil {
+	// Every column lands in one keyScan: handed to Scan one by one, each
+	// variable would be an allocation of its own. The key is copied out,
+	// so what is cached does not keep the scan's buffers alive.
+	sc := new(keyScan)
+	if err := row.Scan(sc.dests()...); err != nil {
 		return nil, err
 	}
+	k := new(latchkey.Key)
+	*k = sc.k
+	var (
+		hash, scopes, resources, meta, ipAllow  = sc.hash, sc.scopes, sc.resources, sc.meta, sc.ipAllow
+		state                                   = sc.state
+		parentID, rotatedFrom, rotatedTo        = sc.parentID, sc.rotatedFrom, sc.rotatedTo
+		suspendedBy, quota                      = sc.suspendedBy, sc.quota
+		countries, windows, rates               = sc.countries, sc.windows, sc.rates
+		leaseTTL                                = sc.leaseTTL
+		expires, suspendedUntil, grace, revoked = sc.expires, sc.suspendedUntil, sc.grace, sc.revoked
+		created, updated, lastUsed              = sc.created, sc.updated, sc.lastUsed
+	)
 	if len(hash) != len(k.Hash) {
 		return nil, fmt.Errorf("key %s: hash has %d bytes", k.ID, len(hash))
 	}
@@ -488,7 +514,7 @@ func scanKey(row scanner) (*latchkey.Key, error) {
 	k.UpdatedAt = fromMicros(updated)
 	k.RevokedAt = fromMicros(revoked)
 	k.LastUsedAt = fromMicros(lastUsed)
-	return &k, nil
+	return k, nil
 }
 
 // jsonArray encodes a list, nil as [] so the column never holds null.
