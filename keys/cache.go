@@ -54,6 +54,52 @@ const DefaultCacheBytes = 128 << 20
 // DefaultCacheBytes / EntryBytes (116,508 keys in 128 MiB).
 const DefaultCacheSize = DefaultCacheBytes / EntryBytes
 
+// MinCacheSize and MaxCacheSize bound --cache-size: one key per shard at
+// least, and no more than a 64-bit index can hold in reason.
+const (
+	MinCacheSize = cacheShards
+	MaxCacheSize = 1 << 30
+)
+
+// ParseCacheSize reads a cache bound: a count of keys ("200000") or a
+// size in bytes with a unit (B, KB, MB, GB, KiB, MiB, GiB; "64MiB"),
+// which becomes bytes / EntryBytes keys. The result is from MinCacheSize
+// to MaxCacheSize; anything else is EInvalid.
+func ParseCacheSize(s string) (int, error) {
+	num := strings.TrimRight(s, "BKMGTiib")
+	unit := s[len(num):]
+	if num == "" || len(num) > 12 {
+		return 0, latchkey.Errorf(latchkey.EInvalid, "cache size %.40q: want a number of keys or a size like 64MiB", s)
+	}
+	n := int64(0)
+	for _, c := range []byte(num) {
+		if c < '0' || c > '9' {
+			return 0, latchkey.Errorf(latchkey.EInvalid, "cache size %.40q: want a number of keys or a size like 64MiB", s)
+		}
+		n = n*10 + int64(c-'0')
+	}
+	mult := map[string]int64{
+		"": 0, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9,
+		"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30,
+	}
+	m, ok := mult[unit]
+	if !ok {
+		return 0, latchkey.Errorf(latchkey.EInvalid, "cache size %.40q: unit must be B, KB, MB, GB, KiB, MiB or GiB", s)
+	}
+	if m != 0 {
+		// n has at most 12 digits and m at most 2^30: no overflow.
+		n = n * m / EntryBytes
+	}
+	if n < MinCacheSize || n > MaxCacheSize {
+		return 0, latchkey.Errorf(latchkey.EInvalid, "cache size %.40q: must hold from %d to %d keys (%d bytes each)", s, MinCacheSize, MaxCacheSize, EntryBytes)
+	}
+	return int(n), nil
+}
+
+// NegativeCacheSize is the default bound on remembered unknown keys for a
+// key cache of size keys: a tenth, at least 10,000.
+func NegativeCacheSize(size int) int { return max(10_000, size/10) }
+
 func newEntry(k *latchkey.Key) *Entry {
 	compact(k)
 	ws, err := latchkey.CompileTimeWindows(k.TimeWindows)

@@ -167,3 +167,48 @@ func TestCacheInvalidateAndReuseSlots(t *testing.T) {
 		}
 	}
 }
+
+func TestParseCacheSize(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int
+	}{
+		{"200000", 200_000},
+		{"64", 64},
+		{"128MiB", 128 << 20 / EntryBytes},
+		{"1GB", 1_000_000_000 / EntryBytes},
+		{"100KiB", 100 << 10 / EntryBytes},
+		{"1073741824", 1 << 30},
+	} {
+		got, err := ParseCacheSize(c.in)
+		if err != nil || got != c.want {
+			t.Errorf("ParseCacheSize(%q) = %d, %v; want %d", c.in, got, err, c.want)
+		}
+	}
+	for _, in := range []string{"", "0", "63", "-5", "1e6", "64 MiB", "64mib", "64M", "MiB", "1TiB", "1073741825", "999999999999GiB", "12.5MiB", "0x100", "1KiB"} {
+		if _, err := ParseCacheSize(in); latchkey.ErrorCode(err) != latchkey.EInvalid {
+			t.Errorf("ParseCacheSize(%q) error code %q, want %q", in, latchkey.ErrorCode(err), latchkey.EInvalid)
+		}
+	}
+}
+
+func FuzzParseCacheSize(f *testing.F) {
+	for _, s := range []string{"200000", "64MiB", "1GB", "", "0", "1TiB", "12.5MiB", "999999999999GiB"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := ParseCacheSize(s)
+		if err != nil {
+			if latchkey.ErrorCode(err) != latchkey.EInvalid {
+				t.Fatalf("ParseCacheSize(%q): error code %q", s, latchkey.ErrorCode(err))
+			}
+			return
+		}
+		if n < MinCacheSize || n > MaxCacheSize {
+			t.Fatalf("ParseCacheSize(%q) = %d, out of bounds", s, n)
+		}
+		if again, err := ParseCacheSize(strconv.Itoa(n)); err != nil || again != n {
+			t.Fatalf("ParseCacheSize(%q) = %d, but %d reads back as %d, %v", s, n, n, again, err)
+		}
+	})
+}
