@@ -36,7 +36,7 @@ type Entry struct {
 // EntryBytes is the resident memory one cached key of the typical shape
 // (two scopes, a little meta, no limits) is held to, everything included:
 // the Entry, its latchkey.Key and strings, and the cache's index and slot.
-// TestCacheMemoryPerEntry measures it at 100,000 entries (and at 1,000,000
+// TestCacheAllocatesAtMostEntryBytesPerKey measures it at 100,000 entries (and at 1,000,000
 // with LATCHKEY_BIG=1). It also turns a --cache-size in bytes into
 // entries.
 //
@@ -313,9 +313,10 @@ type slot struct {
 
 // flight is one store read that concurrent misses on a hash wait for.
 type flight struct {
-	done chan struct{}
-	e    *Entry
-	err  error
+	done    chan struct{}
+	e       *Entry
+	err     error
+	waiters atomic.Int32 // followers joined (for tests)
 }
 
 func newCache(size, negSize int, ttl, negTTL time.Duration) *cache {
@@ -461,6 +462,7 @@ func (c *cache) join(h [32]byte) (*flight, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if f, ok := s.t.flights[h]; ok {
+		f.waiters.Add(1)
 		return f, false
 	}
 	f := &flight{done: make(chan struct{})}

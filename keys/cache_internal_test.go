@@ -1,13 +1,15 @@
 package keys
 
 import (
+	"context"
+	crand "crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"os"
 	"runtime"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -42,51 +44,6 @@ func scannedKey(t testing.TB, i int, meta string) *latchkey.Key {
 		}
 	}
 	return k
-}
-
-func heapInUse() uint64 {
-	var m runtime.MemStats
-	runtime.GC()
-	runtime.GC()
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
-}
-
-// TestCacheMemoryPerEntry fills the cache with 100,000 keys of the typical
-// shape (two scopes; meta empty, and meta with one field) as the store
-// reads them and holds each to EntryBytes of heap, everything counted.
-// LATCHKEY_BIG=1 adds the 1,000,000-key run.
-func TestCacheMemoryPerEntry(t *testing.T) {
-	sizes := []int{100_000}
-	if os.Getenv("LATCHKEY_BIG") == "1" {
-		sizes = append(sizes, 1_000_000)
-	}
-	for _, n := range sizes {
-		for _, shape := range []struct{ name, meta string }{
-			{"no meta", `{}`},
-			{"one meta field", `{"team":"payments"}`},
-		} {
-			t.Run(fmt.Sprintf("%d/%s", n, shape.name), func(t *testing.T) {
-				before := heapInUse()
-				c := newCache(n, n/10, time.Minute, time.Second)
-				// n and an eighth: every shard full, the steady state.
-				for i := range n + n/8 {
-					c.put(hashOf(i), newEntry(scannedKey(t, i, shape.meta)), c.generation(), cacheT0)
-				}
-				after := heapInUse()
-				pos, _ := c.len()
-				if pos != n/cacheShards*cacheShards {
-					t.Fatalf("cache holds %d keys, want %d", pos, n/cacheShards*cacheShards)
-				}
-				per := float64(after-before) / float64(pos)
-				t.Logf("%d keys (%s): %.0f bytes per cached key", pos, shape.name, per)
-				if per > EntryBytes {
-					t.Errorf("%.0f bytes per cached key, more than EntryBytes (%d)", per, EntryBytes)
-				}
-				runtime.KeepAlive(c)
-			})
-		}
-	}
 }
 
 // TestCacheKeepsHotKeysThroughAColdScan plays a hot set of keys used all
@@ -211,4 +168,64 @@ func FuzzParseCacheSize(f *testing.F) {
 			t.Fatalf("ParseCacheSize(%q) = %d, but %d reads back as %d, %v", s, n, n, again, err)
 		}
 	})
+}
+
+// gatedStore answers KeyByHash only when released, counting the reads.
+type gatedStore struct {
+	Store
+	reads   atomic.Int64
+	release chan struct{}
+	key     *latchkey.Key
+}
+
+func (g *gatedStore) KeyByHash(ctx context.Context, h [32]byte) (*latchkey.Key, error) {
+	g.reads.Add(1)
+	<-g.release
+	k := *g.key
+	return &k, nil
+}
+
+// TestMissStampedeReadsOnce: many verifications of one uncached key at
+// once cost one store read, and all get its answer.
+func TestMissStampedeReadsOnce(t *testing.T) {
+	tok, err := latchkey.GenerateToken("", crand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gatedStore{release: make(chan struct{}), key: &latchkey.Key{
+		ID: "key_1", Tenant: "acme", Hash: tok.Hash(), State: latchkey.StateActive, Scopes: []string{"data:read"},
+	}}
+	s := New(Options{Store: g, Now: func() time.Time { return cacheT0 }})
+	const n = 50
+	codes := make(chan string, n)
+	for range n {
+		go func() {
+			v, err := s.Verify(context.Background(), VerifyRequest{Key: tok.Reveal(), Scopes: []string{"data:read"}})
+			if err != nil {
+				t.Error(err)
+			}
+			codes <- v.Code
+		}()
+	}
+	// Wait until one goroutine leads the flight and the others joined it.
+	h := tok.Hash()
+	sh := s.cache.shard(h)
+	for {
+		sh.mu.RLock()
+		f := sh.t.flights[h]
+		sh.mu.RUnlock()
+		if f != nil && f.waiters.Load() == n-1 {
+			break
+		}
+		runtime.Gosched()
+	}
+	close(g.release)
+	for range n {
+		if c := <-codes; c != latchkey.CodeValid {
+			t.Errorf("verify = %s, want %s", c, latchkey.CodeValid)
+		}
+	}
+	if r := g.reads.Load(); r != 1 {
+		t.Errorf("%d verifications of one key read the store %d times, want 1", n, r)
+	}
 }
