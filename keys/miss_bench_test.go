@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,33 +22,21 @@ type chachaReader struct{ r *rand.ChaCha8 }
 
 func (c chachaReader) Read(p []byte) (int, error) { return c.r.Read(p) }
 
-// missStore builds (once per process) a SQLite file holding n keys,
-// inserted directly in batches, and returns it with their plaintexts.
-var missStore = struct {
-	sync.Mutex
-	m map[int]missFixture
-}{m: map[int]missFixture{}}
-
+// missFixture is a SQLite file holding many keys, and their plaintexts.
 type missFixture struct {
 	db   *sqlite.DB
 	keys []string
 }
 
+// openMissStore builds a SQLite file of n keys, inserted directly in
+// batches.
 func openMissStore(b *testing.B, n int) missFixture {
-	missStore.Lock()
-	defer missStore.Unlock()
-	if f, ok := missStore.m[n]; ok {
-		return f
-	}
-	dir, err := os.MkdirTemp("", "latchkey-missbench")
-	if err != nil {
-		b.Fatal(err)
-	}
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(dir, "keys.db"))
+	db, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "keys.db"))
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(func() { db.Close() })
 	src := chachaReader{rand.NewChaCha8([32]byte{1})}
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	plain := make([]string, n)
@@ -83,9 +70,7 @@ func openMissStore(b *testing.B, n int) missFixture {
 			b.Fatal(err)
 		}
 	}
-	f := missFixture{db: db, keys: plain}
-	missStore.m[n] = f
-	return f
+	return missFixture{db: db, keys: plain}
 }
 
 // BenchmarkVerifyMisses verifies keys in turn from a SQLite file of
