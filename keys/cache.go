@@ -1,6 +1,9 @@
 package keys
 
 import (
+	"context"
+	"encoding/json"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,11 +24,13 @@ type Entry struct {
 	noWindow bool
 
 	// Header values for forward-auth, built once so that an allowed request
-	// sets identity headers without allocating.
+	// sets identity headers without allocating. Each is a one-element slice
+	// of hdr, so the four cost no allocation of their own.
 	KeyIDHeader  []string
 	TenantHeader []string
 	OwnerHeader  []string
 	ScopesHeader []string
+	hdr          [4]string
 
 	// VerifyJSON is what POST /v1/keys/verify says of the key (its
 	// identity fields as JSON), encoded by httpapi the first time it
@@ -34,70 +39,308 @@ type Entry struct {
 	VerifyJSON atomic.Pointer[[]byte]
 }
 
-func newEntry(k *latchkey.Key) *Entry {
-	one := func(s string) []string { return []string{s} }
-	ws, err := latchkey.CompileTimeWindows(k.TimeWindows)
-	return &Entry{
-		Key:          k,
-		Windows:      ws,
-		noWindow:     err != nil,
-		KeyIDHeader:  one(k.ID),
-		TenantHeader: one(k.Tenant),
-		OwnerHeader:  one(k.Owner),
-		ScopesHeader: one(strings.Join(k.Scopes, ",")),
+// EntryBytes is the resident memory one cached key of the typical shape
+// (two scopes, a little meta, no limits) is held to, everything included:
+// the Entry, its latchkey.Key and strings, and the cache's index and slot.
+// TestCacheAllocatesAtMostEntryBytesPerKey measures it at 100,000 entries (and at 1,000,000
+// with LATCHKEY_BIG=1). It also turns a --cache-size in bytes into
+// entries.
+//
+// Measured: 1,038 bytes a key at 100,000 keys, 1,082 at 1,000,000 (1,191
+// and 1,508 before the slots and sharing below). The latchkey.Key struct
+// alone is 640 of it (its allocation size class), the Entry 208, the
+// index and slot about 130, the key's own strings (id, owner, start,
+// name) the rest; tenant,
+// environment, prefix, scope and resource lists and small meta maps are
+// shared between keys.
+const EntryBytes = 1152
+
+// DefaultCacheBytes is the memory the key cache may use by default.
+const DefaultCacheBytes = 128 << 20
+
+// DefaultCacheSize is the default bound on cached keys:
+// DefaultCacheBytes / EntryBytes (116,508 keys in 128 MiB).
+const DefaultCacheSize = DefaultCacheBytes / EntryBytes
+
+// MinCacheSize and MaxCacheSize bound --cache-size: one key per shard at
+// least, and no more than a 64-bit index can hold in reason.
+const (
+	MinCacheSize = cacheShards
+	MaxCacheSize = 1 << 30
+)
+
+// ParseCacheSize reads a cache bound: a count of keys ("200000") or a
+// size in bytes with a unit (B, KB, MB, GB, KiB, MiB, GiB; "64MiB"),
+// which becomes bytes / EntryBytes keys. The result is from MinCacheSize
+// to MaxCacheSize; anything else is EInvalid.
+func ParseCacheSize(s string) (int, error) {
+	num := strings.TrimRight(s, "BKMGTiib")
+	unit := s[len(num):]
+	if num == "" || len(num) > 12 {
+		return 0, latchkey.Errorf(latchkey.EInvalid, "cache size %.40q: want a number of keys or a size like 64MiB", s)
 	}
+	n := int64(0)
+	for _, c := range []byte(num) {
+		if c < '0' || c > '9' {
+			return 0, latchkey.Errorf(latchkey.EInvalid, "cache size %.40q: want a number of keys or a size like 64MiB", s)
+		}
+		n = n*10 + int64(c-'0')
+	}
+	mult := map[string]int64{
+		"": 0, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9,
+		"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30,
+	}
+	m, ok := mult[unit]
+	if !ok {
+		return 0, latchkey.Errorf(latchkey.EInvalid, "cache size %.40q: unit must be B, KB, MB, GB, KiB, MiB or GiB", s)
+	}
+	if m != 0 {
+		// n has at most 12 digits and m at most 2^30: no overflow.
+		n = n * m / EntryBytes
+	}
+	if n < MinCacheSize || n > MaxCacheSize {
+		return 0, latchkey.Errorf(latchkey.EInvalid, "cache size %.40q: must hold from %d to %d keys (%d bytes each)", s, MinCacheSize, MaxCacheSize, EntryBytes)
+	}
+	return int(n), nil
+}
+
+// NegativeCacheSize is the default bound on remembered unknown keys for a
+// key cache of size keys: a tenth, at least 10,000.
+func NegativeCacheSize(size int) int { return max(10_000, size/10) }
+
+func newEntry(k *latchkey.Key) *Entry {
+	compact(k)
+	ws, err := latchkey.CompileTimeWindows(k.TimeWindows)
+	e := &Entry{
+		Key:      k,
+		Windows:  ws,
+		noWindow: err != nil,
+	}
+	e.hdr = [4]string{k.ID, k.Tenant, k.Owner, internScopes.joined(k.Scopes)}
+	e.KeyIDHeader = e.hdr[0:1:1]
+	e.TenantHeader = e.hdr[1:2:2]
+	e.OwnerHeader = e.hdr[2:3:3]
+	e.ScopesHeader = e.hdr[3:4:4]
+	return e
+}
+
+// emptyMeta is the Meta of every cached key that has none: a map per key
+// costs its header even when empty. Entries are immutable, so sharing it
+// is safe.
+var emptyMeta = map[string]any{}
+
+// compact shares, between cached keys, what many keys hold alike: the
+// tenant, environment and prefix strings, the scope and resource lists,
+// an empty meta. A million keys of a handful of tenants otherwise hold a
+// million copies of each.
+func compact(k *latchkey.Key) {
+	k.Tenant = internStrings.get(k.Tenant)
+	k.Environment = internStrings.get(k.Environment)
+	k.Prefix = internStrings.get(k.Prefix)
+	k.Scopes = internScopes.list(k.Scopes)
+	k.Resources = internScopes.list(k.Resources)
+	switch {
+	case len(k.Meta) == 0:
+		k.Meta = emptyMeta
+	case len(k.Meta) <= 4:
+		k.Meta = internMeta.get(k.Meta)
+	}
+}
+
+// metaIntern shares small meta maps that are alike ({"team": "payments"}
+// on every key of a team) by their JSON form.
+type metaIntern struct {
+	mu sync.Mutex
+	m  map[string]map[string]any
+}
+
+func (t *metaIntern) get(m map[string]any) map[string]any {
+	b, err := json.Marshal(m) // sorted keys: one form per map
+	if err != nil || len(b) > 256 {
+		return m
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if v, ok := t.m[string(b)]; ok {
+		return v
+	}
+	if len(t.m) < internLimit {
+		t.m[string(b)] = m
+	}
+	return m
+}
+
+// internLimit bounds each intern table: past it, values are kept as they
+// come (correct, only not shared).
+const internLimit = 4096
+
+var (
+	internStrings = &strIntern{m: make(map[string]string)}
+	internScopes  = &listIntern{m: make(map[string]listInterned)}
+	internMeta    = &metaIntern{m: make(map[string]map[string]any)}
+)
+
+type strIntern struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+func (t *strIntern) get(s string) string {
+	if s == "" {
+		return ""
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if v, ok := t.m[s]; ok {
+		return v
+	}
+	if len(t.m) < internLimit {
+		t.m[s] = s
+	}
+	return s
+}
+
+// listIntern shares string lists, and their comma-joined form (the
+// X-Latchkey-Scopes header).
+type listIntern struct {
+	mu sync.Mutex
+	m  map[string]listInterned
+}
+
+type listInterned struct {
+	list   []string
+	joined string
+}
+
+// listKey joins with a byte no scope or resource may hold ('\x00'), so two
+// different lists never share a key.
+func listKey(l []string) string { return strings.Join(l, "\x00") }
+
+func (t *listIntern) lookup(l []string) listInterned {
+	key := listKey(l)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if v, ok := t.m[key]; ok {
+		return v
+	}
+	v := listInterned{list: slices.Clip(l), joined: strings.Join(l, ",")}
+	if len(t.m) < internLimit {
+		t.m[key] = v
+	}
+	return v
+}
+
+func (t *listIntern) list(l []string) []string {
+	if len(l) == 0 {
+		return l
+	}
+	return t.lookup(l).list
+}
+
+func (t *listIntern) joined(l []string) string {
+	if len(l) == 0 {
+		return ""
+	}
+	return t.lookup(l).joined
+}
+
+// HashReader is a Store that reads one key by hash without a transaction
+// of its own (one statement sees one snapshot anyway): the verify path's
+// miss uses it when the store has it, else a View with Tx.KeyByHash.
+type HashReader interface {
+	// KeyByHash returns the key whose SHA-256 is hash; ENotFound if none.
+	KeyByHash(ctx context.Context, hash [32]byte) (*latchkey.Key, error)
 }
 
 const cacheShards = 64
 
 // cache maps key hashes to entries (positive) or to "no such key"
-// (negative). Both halves are bounded; when a shard is full an arbitrary
-// entry is evicted (Go map iteration starts at a random place), which keeps
-// the hot path free of LRU bookkeeping.
+// (negative). Both halves are bounded per shard and evict by CLOCK (second
+// chance): a lookup that hits sets the slot's reference bit (an atomic
+// store, under the read lock, only when it is not set yet, so a hot key's
+// hits do not write its line); an insertion into a full shard sweeps the
+// hand over the slots, clearing set bits and reusing the first slot whose
+// bit is clear (or whose entry has expired). A key used again within one
+// turn of the hand stays; a scan of cold keys only ever replaces cold
+// keys.
+//
+// Each shard's index maps a hash to a slot number: a map with neither
+// pointer keys nor pointer values, which the garbage collector does not
+// scan; the slots are one slice.
 //
 // A load that races with an invalidation must not put the old row back. A
 // loader notes the generation before it reads the store and inserts only if
 // the generation is unchanged; invalidate bumps the generation under the
 // same shard lock, so either the loader sees the bump or invalidate deletes
 // what the loader inserted.
+//
+// Concurrent misses on one hash share one store read (join/finish): the
+// first becomes the flight's leader, the others wait for its answer. An
+// invalidation detaches the flight, so a verification that starts after
+// the change cannot be handed a row read before it.
 type cache struct {
 	gen      atomic.Uint64
-	ttl      time.Duration
-	negTTL   time.Duration
+	ttl      int64 // nanoseconds
+	negTTL   int64
 	perShard int
 	negShard int
 	shards   *[cacheShards]shard // allocated alone, so page-aligned
 }
 
 type shard struct {
-	mu  sync.RWMutex
-	pos map[[32]byte]cached
-	neg map[[32]byte]time.Time // hash → time the negative answer expires
+	mu sync.RWMutex
+	t  *shardTable
 	// hits counts lookups answered here (a fresh key or a remembered
 	// unknown one), misses those that must read the store. They share one
 	// cache line with the lock, which a lookup writes anyway (shards are
 	// 64 bytes and the array is page-aligned): kept elsewhere, counting
 	// cost parallel verification of a hot key 60% more time.
 	hits, misses atomic.Uint64
-	_            [8]byte // pads the shard to 64 bytes
+	_            [16]byte // pads the shard to 64 bytes
 }
 
-type cached struct {
+type shardTable struct {
+	pos, neg clock
+	flights  map[[32]byte]*flight
+}
+
+// clock is one CLOCK-evicted table of slots.
+type clock struct {
+	index map[[32]byte]uint32 // hash → slot number
+	slots []slot
+	hand  int
+	max   int
+}
+
+type slot struct {
+	hash    [32]byte
+	e       *Entry // nil in the negative table
+	expires int64  // Unix nanoseconds
+	ref     atomic.Uint32
+}
+
+// flight is one store read that concurrent misses on a hash wait for.
+type flight struct {
+	done    chan struct{}
 	e       *Entry
-	expires time.Time
+	err     error
+	waiters atomic.Int32 // followers joined (for tests)
 }
 
 func newCache(size, negSize int, ttl, negTTL time.Duration) *cache {
 	c := &cache{
-		ttl:      ttl,
-		negTTL:   negTTL,
+		ttl:      int64(ttl),
+		negTTL:   int64(negTTL),
 		perShard: max(1, size/cacheShards),
 		negShard: max(1, negSize/cacheShards),
 		shards:   new([cacheShards]shard),
 	}
 	for i := range c.shards {
-		c.shards[i].pos = make(map[[32]byte]cached)
-		c.shards[i].neg = make(map[[32]byte]time.Time)
+		c.shards[i].t = &shardTable{
+			pos:     clock{index: make(map[[32]byte]uint32), max: c.perShard},
+			neg:     clock{index: make(map[[32]byte]uint32), max: c.negShard},
+			flights: make(map[[32]byte]*flight),
+		}
 	}
 	return c
 }
@@ -108,21 +351,34 @@ func (c *cache) shard(h [32]byte) *shard { return &c.shards[h[0]%cacheShards] }
 // h is known not to exist.
 func (c *cache) lookup(h [32]byte, now time.Time) (e *Entry, fresh, missing bool) {
 	s := c.shard(h)
+	t := now.UnixNano()
 	s.mu.RLock()
-	v, ok := s.pos[h]
-	var negUntil time.Time
-	if !ok {
-		negUntil = s.neg[h]
+	var expires int64
+	var found bool
+	if i, ok := s.t.pos.index[h]; ok {
+		sl := &s.t.pos.slots[i]
+		e, expires, found = sl.e, sl.expires, true
+		sl.touch()
+	} else if i, ok := s.t.neg.index[h]; ok {
+		sl := &s.t.neg.slots[i]
+		expires = sl.expires
+		sl.touch()
 	}
 	s.mu.RUnlock()
-	if ok {
-		fresh = now.Before(v.expires)
+	if found {
+		fresh = t < expires
 		s.count(fresh)
-		return v.e, fresh, false
+		return e, fresh, false
 	}
-	missing = now.Before(negUntil)
+	missing = t < expires
 	s.count(missing)
 	return nil, false, missing
+}
+
+func (sl *slot) touch() {
+	if sl.ref.Load() == 0 {
+		sl.ref.Store(1)
+	}
 }
 
 func (s *shard) count(hit bool) {
@@ -140,29 +396,108 @@ func (c *cache) generation() uint64 { return c.gen.Load() }
 // invalidation happened since gen was read.
 func (c *cache) put(h [32]byte, e *Entry, gen uint64, now time.Time) {
 	s := c.shard(h)
+	t := now.UnixNano()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if c.gen.Load() != gen {
 		return
 	}
 	if e == nil {
-		if _, ok := s.neg[h]; !ok && len(s.neg) >= c.negShard {
-			for k := range s.neg {
-				delete(s.neg, k)
-				break
-			}
-		}
-		s.neg[h] = now.Add(c.negTTL)
+		s.t.neg.set(h, nil, t+c.negTTL, t)
 		return
 	}
-	delete(s.neg, h)
-	if _, ok := s.pos[h]; !ok && len(s.pos) >= c.perShard {
-		for k := range s.pos {
-			delete(s.pos, k)
-			break
-		}
+	s.t.neg.remove(h)
+	s.t.pos.set(h, e, t+c.ttl, t)
+}
+
+// set stores e for h, evicting by CLOCK when the table is full. now is in
+// Unix nanoseconds (an expired slot is taken whatever its bit).
+func (k *clock) set(h [32]byte, e *Entry, expires, now int64) {
+	if i, ok := k.index[h]; ok {
+		sl := &k.slots[i]
+		sl.e, sl.expires = e, expires
+		return
 	}
-	s.pos[h] = cached{e: e, expires: now.Add(c.ttl)}
+	if len(k.slots) < k.max {
+		k.slots = append(k.slots, slot{hash: h, e: e, expires: expires})
+		k.index[h] = uint32(len(k.slots) - 1)
+		return
+	}
+	// Every set bit is cleared as the hand passes, so within two turns a
+	// slot is found.
+	for {
+		if k.hand >= len(k.slots) {
+			k.hand = 0
+		}
+		sl := &k.slots[k.hand]
+		if sl.ref.Load() != 0 && sl.expires > now {
+			sl.ref.Store(0)
+			k.hand++
+			continue
+		}
+		delete(k.index, sl.hash)
+		sl.hash, sl.e, sl.expires = h, e, expires
+		sl.ref.Store(0)
+		k.index[h] = uint32(k.hand)
+		k.hand++
+		return
+	}
+}
+
+// remove forgets h, moving the last slot into its place.
+func (k *clock) remove(h [32]byte) {
+	i, ok := k.index[h]
+	if !ok {
+		return
+	}
+	delete(k.index, h)
+	last := len(k.slots) - 1
+	if int(i) != last {
+		src := &k.slots[last]
+		dst := &k.slots[i]
+		dst.hash, dst.e, dst.expires = src.hash, src.e, src.expires
+		dst.ref.Store(src.ref.Load())
+		k.index[dst.hash] = i
+	}
+	k.slots[last] = slot{}
+	k.slots = k.slots[:last]
+}
+
+// join returns the flight loading h, and whether the caller leads it (and
+// must call finish).
+func (c *cache) join(h [32]byte) (*flight, bool) {
+	s := c.shard(h)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f, ok := s.t.flights[h]; ok {
+		f.waiters.Add(1)
+		return f, false
+	}
+	f := &flight{done: make(chan struct{})}
+	s.t.flights[h] = f
+	return f, true
+}
+
+// finish hands the leader's answer to the flight's waiters.
+func (c *cache) finish(h [32]byte, f *flight, e *Entry, err error) {
+	s := c.shard(h)
+	s.mu.Lock()
+	if s.t.flights[h] == f {
+		delete(s.t.flights, h)
+	}
+	s.mu.Unlock()
+	f.e, f.err = e, err
+	close(f.done)
+}
+
+// wait returns the flight's answer, or the context's error.
+func (f *flight) wait(ctx context.Context) (*Entry, error) {
+	select {
+	case <-f.done:
+		return f.e, f.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // invalidate forgets everything cached about the hashes, positive or
@@ -172,8 +507,9 @@ func (c *cache) invalidate(hashes ...[32]byte) {
 		s := c.shard(h)
 		s.mu.Lock()
 		c.gen.Add(1)
-		delete(s.pos, h)
-		delete(s.neg, h)
+		s.t.pos.remove(h)
+		s.t.neg.remove(h)
+		delete(s.t.flights, h)
 		s.mu.Unlock()
 	}
 }
@@ -183,8 +519,8 @@ func (c *cache) len() (pos, neg int) {
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.RLock()
-		pos += len(s.pos)
-		neg += len(s.neg)
+		pos += len(s.t.pos.slots)
+		neg += len(s.t.neg.slots)
 		s.mu.RUnlock()
 	}
 	return pos, neg

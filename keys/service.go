@@ -24,8 +24,9 @@ type Options struct {
 	Now func() time.Time
 	// Rand is the source of key material (default crypto/rand).
 	Rand io.Reader
-	// CacheSize bounds the keys kept in memory (default 100,000) and
-	// NegativeCacheSize the remembered unknown keys (default 10,000).
+	// CacheSize bounds the keys kept in memory (default DefaultCacheSize,
+	// 116,508: 128 MiB at EntryBytes a key) and NegativeCacheSize the
+	// remembered unknown keys (default NegativeCacheSize(CacheSize)).
 	CacheSize         int
 	NegativeCacheSize int
 	// CacheTTL is how long a cached key is trusted without reading the store
@@ -136,10 +137,10 @@ func New(o Options) *Service {
 		o.Now = time.Now
 	}
 	if o.CacheSize <= 0 {
-		o.CacheSize = 100_000
+		o.CacheSize = DefaultCacheSize
 	}
 	if o.NegativeCacheSize <= 0 {
-		o.NegativeCacheSize = 10_000
+		o.NegativeCacheSize = NegativeCacheSize(o.CacheSize)
 	}
 	if o.CacheTTL <= 0 {
 		o.CacheTTL = 30 * time.Second

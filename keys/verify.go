@@ -235,13 +235,49 @@ func (s *Service) entry(ctx context.Context, h [32]byte, now time.Time) (*Entry,
 	if missing {
 		return nil, nil
 	}
+	f, leader := s.cache.join(h)
+	if !leader {
+		// Another verification is reading this hash: share its answer.
+		le, err := f.wait(ctx)
+		if err == nil {
+			return le, nil
+		}
+		if e != nil {
+			s.log.Warn("store read failed; verifying from a stale cache entry", "err", err)
+			return e, nil
+		}
+		return nil, unavailable(err)
+	}
+	ne, err := s.load(ctx, h, now)
+	s.cache.finish(h, f, ne, err)
+	switch {
+	case err == nil:
+		return ne, nil
+	case e != nil:
+		// Fail-static: the store is unreachable but we knew this key a
+		// moment ago; keep answering from what we knew.
+		s.log.Warn("store read failed; verifying from a stale cache entry", "err", err)
+		return e, nil
+	default:
+		return nil, unavailable(err)
+	}
+}
+
+// load reads the key of hash h from the store and caches the answer,
+// positive or negative; nil, nil means no such key.
+func (s *Service) load(ctx context.Context, h [32]byte, now time.Time) (*Entry, error) {
 	gen := s.cache.generation()
 	var k *latchkey.Key
-	err := s.store.View(ctx, func(tx Tx) error {
-		var err error
-		k, err = tx.KeyByHash(h)
-		return err
-	})
+	var err error
+	if hr, ok := s.store.(HashReader); ok {
+		k, err = hr.KeyByHash(ctx, h)
+	} else {
+		err = s.store.View(ctx, func(tx Tx) error {
+			var err error
+			k, err = tx.KeyByHash(h)
+			return err
+		})
+	}
 	s.storeReads.Add(1)
 	switch {
 	case err == nil:
@@ -251,17 +287,16 @@ func (s *Service) entry(ctx context.Context, h [32]byte, now time.Time) (*Entry,
 	case latchkey.ErrorCode(err) == latchkey.ENotFound:
 		s.cache.put(h, nil, gen, now)
 		return nil, nil
-	case e != nil:
-		// Fail-static: the store is unreachable but we knew this key a
-		// moment ago; keep answering from what we knew.
-		s.log.Warn("store read failed; verifying from a stale cache entry", "err", err)
-		return e, nil
-	default:
-		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-			return nil, latchkey.Errorf(latchkey.EUnavailable, "verification timed out reading the store")
-		}
-		return nil, err
 	}
+	return nil, err
+}
+
+// unavailable turns a context's end into EUnavailable.
+func unavailable(err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return latchkey.Errorf(latchkey.EUnavailable, "verification timed out reading the store")
+	}
+	return err
 }
 
 // StoreReads returns how many times the verify path has read the store,

@@ -715,6 +715,21 @@ type wakingStore struct {
 	d *Dispatcher
 }
 
+// KeyByHash passes the verify path's transaction-free lookup through
+// (keys.HashReader), or reads in a View when the store has none.
+func (w wakingStore) KeyByHash(ctx context.Context, h [32]byte) (*latchkey.Key, error) {
+	if hr, ok := w.Store.(keys.HashReader); ok {
+		return hr.KeyByHash(ctx, h)
+	}
+	var k *latchkey.Key
+	err := w.Store.View(ctx, func(tx keys.Tx) error {
+		var err error
+		k, err = tx.KeyByHash(h)
+		return err
+	})
+	return k, err
+}
+
 func (w wakingStore) Update(ctx context.Context, fn func(keys.Tx) error) error {
 	err := w.Store.Update(ctx, fn)
 	if err == nil {

@@ -92,6 +92,10 @@ type serverConfig struct {
 	// the key service's defaults.
 	SecretCacheTTL    time.Duration
 	ReadAuditInterval time.Duration
+	// CacheSize bounds the keys the verify cache holds (0: the key
+	// service's default, keys.DefaultCacheSize); the negative cache holds
+	// keys.NegativeCacheSize of it.
+	CacheSize int
 	// SeedKeepAlive keeps the seed routes' connections open (default:
 	// Connection: close).
 	SeedKeepAlive bool
@@ -193,6 +197,14 @@ func serverFlags(e *env) (*serverConfig, *flag.FlagSet) {
 	fs.DurationVar(&cfg.SecretExpiresIn, "secret-expires-in", time.Hour, "expires_in of a secret written without one: how long clients are told to cache it")
 	fs.DurationVar(&cfg.SecretCacheTTL, "secret-cache-ttl", 5*time.Second, "how long an opened secret is served from memory; a change made through another server shows within it")
 	fs.DurationVar(&cfg.ReadAuditInterval, "read-audit-interval", time.Second, "how often the audit events of secret reads are written, in one transaction; a crash loses at most this interval's")
+	fs.Func("cache-size", fmt.Sprintf("keys the verify cache holds: a count (200000) or a size in bytes (64MiB, 1GB: %d bytes a key); default %d keys, 128MiB; unknown keys remembered: a tenth, at least 10000", keys.EntryBytes, keys.DefaultCacheSize), func(v string) error {
+		n, err := keys.ParseCacheSize(v)
+		if err != nil {
+			return errors.New(latchkey.ErrorMessage(err))
+		}
+		cfg.CacheSize = n
+		return nil
+	})
 	fs.BoolVar(&cfg.SeedKeepAlive, "seed-keep-alive", false, "keep connections of GET /keys/{provider} and GET /llm-keys open instead of answering Connection: close")
 	return cfg, fs
 }
@@ -360,7 +372,8 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 	opts := keys.Options{Store: disp.WakeOnUpdate(db), Now: now, Limiter: limiter, Usage: rec, Logger: log, Sealer: sealer, WebhookTargets: hookTargets,
 		SecretVersions: cfg.SecretVersions, SecretExpiresIn: int64(cfg.SecretExpiresIn / time.Second),
 		SecretCacheTTL: cfg.SecretCacheTTL, ReadAuditInterval: cfg.ReadAuditInterval, AuditAnchor: anchor,
-		Burst: keys.BurstRule{Threshold: cfg.BurstThreshold, Window: cfg.BurstWindow}}
+		CacheSize: cfg.CacheSize,
+		Burst:     keys.BurstRule{Threshold: cfg.BurstThreshold, Window: cfg.BurstWindow}}
 	if cfg.GeoIPDB != "" {
 		g, err := geo.Open(cfg.GeoIPDB)
 		if err != nil {
