@@ -50,15 +50,15 @@ var maxRandom = func() string {
 // Token errors, each a distinct *Error with code EInvalid; test them with
 // errors.Is.
 var (
-	ErrTokenEmpty     = &Error{Code: EInvalid, Message: "key is empty"}
-	ErrTokenLength    = &Error{Code: EInvalid, Message: fmt.Sprintf("key must be a prefix, '_' and %d base62 characters", bodyLen)}
-	ErrTokenPrefix    = &Error{Code: EInvalid, Message: "key prefix must be 1-16 of a-z, 0-9 and '_', not ending in '_'"}
-	ErrTokenCharset   = &Error{Code: EInvalid, Message: "key has a character outside 0-9, A-Z, a-z after its prefix"}
-	ErrTokenRange     = &Error{Code: EInvalid, Message: "key random part is larger than 256 bits"}
-	ErrTokenChecksum  = &Error{Code: EInvalid, Message: "key checksum does not match: the key is mistyped or truncated"}
+	ErrTokenEmpty    = &Error{Code: EInvalid, Message: "key is empty"}
+	ErrTokenLength   = &Error{Code: EInvalid, Message: fmt.Sprintf("key must be a prefix, '_' and %d base62 characters", bodyLen)}
+	ErrTokenPrefix   = &Error{Code: EInvalid, Message: "key prefix must be 1-16 of a-z, 0-9 and '_', not ending in '_'"}
+	ErrTokenCharset  = &Error{Code: EInvalid, Message: "key has a character outside 0-9, A-Z, a-z after its prefix"}
+	ErrTokenRange    = &Error{Code: EInvalid, Message: "key random part is larger than 256 bits"}
+	ErrTokenChecksum = &Error{Code: EInvalid, Message: "key checksum does not match: the key is mistyped or truncated"}
 	// ErrTokenForeign refuses a key that is not shaped like a Latchkey key
 	// and is not an acceptable imported key either.
-	ErrTokenForeign = &Error{Code: EInvalid, Message: fmt.Sprintf("key is neither in Latchkey's format nor %d-%d printable ASCII characters", MinForeignKeyLen, MaxForeignKeyLen)}
+	ErrTokenForeign   = &Error{Code: EInvalid, Message: fmt.Sprintf("key is neither in Latchkey's format nor %d-%d printable ASCII characters", MinForeignKeyLen, MaxForeignKeyLen)}
 	errTokenNoEntropy = &Error{Code: EInternal, Message: "cannot read random bytes for a new key"}
 )
 
