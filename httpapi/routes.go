@@ -14,6 +14,8 @@ func (s *Server) routes() {
 
 	m.Handle("POST /v1/keys", s.admin("keys:write", s.createKey))
 	m.Handle("GET /v1/keys", s.admin("keys:read", s.listKeys))
+	m.Handle("GET /v1/keys/export", s.admin("keys:read", s.exportKeys))
+	m.Handle("POST /v1/keys/import", s.admin("keys:write", s.importKeys))
 	m.Handle("GET /v1/keys/{id}", s.keyPath(s.admin("keys:read", s.getKey)))
 	m.Handle("PATCH /v1/keys/{id}", s.keyPath(s.admin("keys:write", s.updateKey)))
 	m.Handle("POST /v1/keys/{id}/rotate", s.keyPath(s.admin("keys:write", s.rotateKey)))
