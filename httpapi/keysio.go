@@ -63,6 +63,9 @@ func decodeImportQuery(q url.Values) (keys.ImportParams, error) {
 			return p, latchkey.Errorf(latchkey.EInvalid, "parameter %.40q is given twice", name)
 		}
 	}
+	if p.Format == keys.ImportEnv && q.Has("owner") {
+		return p, latchkey.Errorf(latchkey.EInvalid, "an env import takes each key's owner from its client id")
+	}
 	if p.Format == keys.ImportJSONL && len(q) > 1 {
 		return p, latchkey.Errorf(latchkey.EInvalid, "a jsonl import takes every setting from its lines")
 	}
