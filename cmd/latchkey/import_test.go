@@ -155,6 +155,15 @@ func TestE2EExportImportRoundTripIntoAnotherNode(t *testing.T) {
 			t.Fatalf("verified in tenant %q", v.str("tenant"))
 		}
 	}
+	// The broker route takes the imported foreign key too.
+	b.putSecret(t, dstAdmin, "openai", map[string]any{"value": secretValue("sk-proj-")})
+	broker := tokenURLSafe(t)
+	if c, _, _ := importCounts(t, b.call(t, "POST", "/v1/keys/import?scopes=secrets:read", dstAdmin, broker)); c != 1 {
+		t.Fatal("import of a broker key")
+	}
+	if r := b.call(t, "GET", "/keys/openai", broker, nil); r.Status != http.StatusOK || r.str("api_key") == "" {
+		t.Fatalf("GET /keys/openai with an imported foreign key: %d %s", r.Status, r.Raw)
+	}
 	// The import route needs keys:write; the export keys:read.
 	_, reader := b.mustCreate(t, dstAdmin, map[string]any{"scopes": []string{"keys:read"}})
 	if r := b.call(t, "POST", "/v1/keys/import", reader, foreign); r.Status != http.StatusForbidden {
