@@ -19,9 +19,10 @@ import (
 
 // stream sends one request whose body (if any) is read as it goes and
 // returns the 2xx answer for the caller to read and close. Unlike call it
-// has no overall time limit: --timeout bounds the wait for the answer's
-// headers after the body is sent.
-func (c *apiClient) stream(ctx context.Context, method, path string, query url.Values, body io.Reader, contentType string) (*http.Response, error) {
+// has no overall time limit; headerTimeout (0: none) bounds the wait for
+// the answer's headers once the body is sent. An import needs none: the
+// server is still working through what the connection's buffers hold.
+func (c *apiClient) stream(ctx context.Context, method, path string, query url.Values, body io.Reader, contentType string, headerTimeout time.Duration) (*http.Response, error) {
 	u := c.base + path
 	if len(query) > 0 {
 		u += "?" + query.Encode()
@@ -42,7 +43,7 @@ func (c *apiClient) stream(ctx context.Context, method, path string, query url.V
 		t = http.DefaultTransport.(*http.Transport)
 	}
 	t = t.Clone()
-	t.ResponseHeaderTimeout = c.timeout
+	t.ResponseHeaderTimeout = headerTimeout
 	res, err := (&http.Client{Transport: t}).Do(req)
 	if err != nil {
 		return nil, c.transportError(ctx, err)
@@ -65,7 +66,7 @@ func keysExport(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	res, err := cl.stream(ctx, "GET", "/v1/keys/export", nil, nil, "")
+	res, err := cl.stream(ctx, "GET", "/v1/keys/export", nil, nil, "", cl.timeout)
 	if err != nil {
 		return err
 	}
@@ -153,7 +154,7 @@ func keysImport(ctx context.Context, e *env, args []string) error {
 		bar = startProgress(e.stderr, size)
 		in = bar.reader(in)
 	}
-	res, err := cl.stream(ctx, "POST", "/v1/keys/import", q, in, "text/plain")
+	res, err := cl.stream(ctx, "POST", "/v1/keys/import", q, in, "text/plain", 0)
 	bar.stop()
 	if err != nil {
 		return err
