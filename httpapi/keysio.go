@@ -50,8 +50,9 @@ func decodeImportQuery(q url.Values) (keys.ImportParams, error) {
 	if p.Format == "" {
 		p.Format = keys.ImportPlain
 	}
-	if !keys.ValidImportFormat(p.Format) {
-		return p, latchkey.Errorf(latchkey.EInvalid, "format must be jsonl, plain, sha256 or env")
+	var ok bool
+	if p.Format, ok = keys.ImportFormat(p.Format); !ok {
+		return p, latchkey.Errorf(latchkey.EInvalid, "format must be jsonl, plaintext, sha256 or env")
 	}
 	for name := range q {
 		switch name {

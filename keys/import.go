@@ -21,7 +21,7 @@ const (
 	// ImportJSONL is the export of GET /v1/keys/export: one key per line.
 	ImportJSONL = "jsonl"
 	// ImportPlain is one plaintext key per line.
-	ImportPlain = "plain"
+	ImportPlain = "plaintext"
 	// ImportSHA256 is one hex SHA-256 of a key per line.
 	ImportSHA256 = "sha256"
 	// ImportEnv is a .env file whose API_KEYS line maps keys to client ids
@@ -60,16 +60,16 @@ type ImportParams struct {
 // ImportResult counts what an import did. Lines (or, for env, entries of
 // API_KEYS) are numbered from 1; a problem never shows the key.
 type ImportResult struct {
-	Created      int64           `json:"created"`
-	Skipped      int64           `json:"skipped"`
-	Invalid      int64           `json:"invalid"`
-	InvalidLines []ImportProblem `json:"invalid_lines"`
+	Imported int64           `json:"imported"`
+	Skipped  int64           `json:"skipped"`
+	Invalid  int64           `json:"invalid"`
+	Errors   []ImportProblem `json:"errors"`
 }
 
 // ImportProblem names an invalid line and why it is invalid.
 type ImportProblem struct {
-	Line   int64  `json:"line"`
-	Reason string `json:"reason"`
+	Line  int64  `json:"line"`
+	Error string `json:"error"`
 }
 
 // ExportedKey is one line of an export: a key's configuration and the
@@ -77,6 +77,15 @@ type ImportProblem struct {
 type ExportedKey struct {
 	latchkey.Key
 	Hash string `json:"hash"`
+}
+
+// ImportFormat is the import format f names: "plain" is taken for
+// "plaintext". ok is false for a name that is no format.
+func ImportFormat(f string) (string, bool) {
+	if f == "plain" {
+		f = ImportPlain
+	}
+	return f, ValidImportFormat(f)
 }
 
 // ValidImportFormat reports whether f names an import format.
@@ -236,8 +245,8 @@ type importer struct {
 
 func (im *importer) invalid(line int64, err error) {
 	im.res.Invalid++
-	if len(im.res.InvalidLines) < maxImportProblems {
-		im.res.InvalidLines = append(im.res.InvalidLines, ImportProblem{Line: line, Reason: latchkey.ErrorMessage(err)})
+	if len(im.res.Errors) < maxImportProblems {
+		im.res.Errors = append(im.res.Errors, ImportProblem{Line: line, Error: latchkey.ErrorMessage(err)})
 	}
 }
 
@@ -281,7 +290,7 @@ func (im *importer) flush() error {
 	}
 	// Forget "no such key" answers cached for the hashes just stored.
 	im.s.cache.invalidate(hashes...)
-	im.res.Created += int64(created)
+	im.res.Imported += int64(created)
 	im.res.Skipped += int64(len(batch) - created)
 	im.pending = im.pending[:0]
 	return nil
@@ -310,7 +319,7 @@ func (s *Service) ImportKeys(ctx context.Context, actor *Actor, r io.Reader, p I
 	}
 	now := s.now()
 	im := &importer{s: s, ctx: ctx, actor: actor, now: now, format: p.Format, pending: make([]*latchkey.Key, 0, ImportBatch)}
-	im.res.InvalidLines = []ImportProblem{}
+	im.res.Errors = []ImportProblem{}
 	if p.Format != ImportJSONL {
 		tmpl := s.newKey(latchkey.Token{}, actor.Tenant, now)
 		if p.Name == nil {

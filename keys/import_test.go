@@ -38,12 +38,12 @@ func TestImportForeignKeysVerifyAndOwnFormatStaysOffline(t *testing.T) {
 	foreign := []string{tokenURLSafe(t), tokenURLSafe(t), "abcdefghijklmnop"}
 	body := strings.Join(append(foreign, ours.Reveal(), "", "# a comment", "short_key", ours.Reveal()[:10]+"X"+ours.Reveal()[11:]), "\n")
 	res := f.importKeys(t, f.admin, keys.ImportPlain, body, keys.Settings{Owner: ptr("legacy"), Scopes: &[]string{"data:read"}})
-	if res.Created != 4 || res.Skipped != 0 || res.Invalid != 2 || len(res.InvalidLines) != 2 || res.InvalidLines[0].Line != 7 || res.InvalidLines[1].Line != 8 {
+	if res.Imported != 4 || res.Skipped != 0 || res.Invalid != 2 || len(res.Errors) != 2 || res.Errors[0].Line != 7 || res.Errors[1].Line != 8 {
 		t.Fatalf("result %+v", res)
 	}
-	for _, p := range res.InvalidLines {
+	for _, p := range res.Errors {
 		for _, k := range append(foreign, ours.Reveal()) {
-			if strings.Contains(p.Reason, k) {
+			if strings.Contains(p.Error, k) {
 				t.Fatal("an invalid line's reason shows a key")
 			}
 		}
@@ -78,7 +78,7 @@ func TestImportForeignKeysVerifyAndOwnFormatStaysOffline(t *testing.T) {
 	}
 	// Re-running imports nothing.
 	res = f.importKeys(t, f.admin, keys.ImportPlain, body, keys.Settings{})
-	if res.Created != 0 || res.Skipped != 4 || res.Invalid != 2 {
+	if res.Imported != 0 || res.Skipped != 4 || res.Invalid != 2 {
 		t.Fatalf("re-import %+v", res)
 	}
 }
@@ -100,7 +100,7 @@ func TestImportEnvClientIDsBecomeOwners(t *testing.T) {
 	a, b := tokenURLSafe(t), tokenURLSafe(t)
 	env := "# settings\nDEBUG=1\nexport API_KEYS='{\n  \"" + a + "\": \"acme_corp\",\n  \"" + b + "\": \"widget_co\",\n  \"xyz789_real_key\": \"too_short\"\n}'\nOTHER=2\n"
 	res := f.importKeys(t, f.admin, keys.ImportEnv, env, keys.Settings{})
-	if res.Created != 2 || res.Invalid != 1 || res.InvalidLines[0].Line != 3 {
+	if res.Imported != 2 || res.Invalid != 1 || res.Errors[0].Line != 3 {
 		t.Fatalf("result %+v", res)
 	}
 	for k, owner := range map[string]string{a: "acme_corp", b: "widget_co"} {
@@ -123,7 +123,7 @@ func TestImportRefusesScopesBeyondTheActor(t *testing.T) {
 	}
 	line, _ := json.Marshal(map[string]any{"name": "x", "scopes": []string{"tenants:admin"}, "hash": latchkey.HashHex(latchkey.HashKey(tokenURLSafe(t)))})
 	res := f.importKeys(t, f.admin, keys.ImportJSONL, string(line), keys.Settings{})
-	if res.Created != 0 || res.Invalid != 1 {
+	if res.Imported != 0 || res.Invalid != 1 {
 		t.Fatalf("jsonl line granting tenants:admin: %+v", res)
 	}
 }
@@ -159,7 +159,7 @@ func TestExportImportRoundTripKeepsKeysVerifying(t *testing.T) {
 		}
 	}
 	res := dst.importKeys(t, dst.other, keys.ImportJSONL, buf.String(), keys.Settings{})
-	if res.Created != int64(n) || res.Invalid != 0 {
+	if res.Imported != int64(n) || res.Invalid != 0 {
 		t.Fatalf("round trip: %d exported, %+v", n, res)
 	}
 	if v := dst.verify(t, foreign, "data:read"); v.Code != latchkey.CodeValid || v.Entry.Key.Owner != "o1" || v.Entry.Key.Tenant != "globex" {
@@ -259,7 +259,7 @@ func BenchmarkImport(b *testing.B) {
 		}
 		b.StartTimer()
 		res, err := f.svc.ImportKeys(context.Background(), f.admin, &buf, keys.ImportParams{Format: keys.ImportPlain})
-		if err != nil || res.Created != perOp {
+		if err != nil || res.Imported != perOp {
 			b.Fatal(err, res)
 		}
 		total += perOp

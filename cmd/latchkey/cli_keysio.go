@@ -105,8 +105,8 @@ func importFormatOf(name string) string {
 }
 
 func keysImport(ctx context.Context, e *env, args []string) error {
-	c := newCommand(e, "keys import", "FILE|- [--format jsonl|plain|sha256|env] [--owner O] [--scopes a,b] [--name N] [--env E]")
-	format := c.fs.String("format", "", "jsonl (an export), plain (a key per line), sha256 (a hex hash per line) or env (a .env API_KEYS line); default from the file name (.jsonl, .env), else plain")
+	c := newCommand(e, "keys import", "FILE|- [--format auto|jsonl|plaintext|sha256|env] [--owner O] [--scopes a,b] [--name N] [--env E]")
+	format := c.fs.String("format", "", "auto, jsonl (an export), plaintext (a key per line), sha256 (a hex hash per line) or env (a .env API_KEYS line); auto (the default) goes by the file name (.jsonl, .env), else plaintext")
 	owner := c.fs.String("owner", "", "owner of every imported key (env: the client ids are the owners)")
 	name := c.fs.String("name", "", `name of every imported key (default "imported")`)
 	envTag := c.fs.String("env", "", "environment of every imported key")
@@ -117,11 +117,12 @@ func keysImport(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	f := *format
-	if f == "" {
+	if f == "" || f == "auto" {
 		f = importFormatOf(pos[0])
 	}
-	if !keys.ValidImportFormat(f) {
-		return latchkey.Errorf(latchkey.EInvalid, "--format %q: use jsonl, plain, sha256 or env", f)
+	f, ok := keys.ImportFormat(f)
+	if !ok {
+		return latchkey.Errorf(latchkey.EInvalid, "--format %q: use auto, jsonl, plaintext, sha256 or env", f)
 	}
 	q := url.Values{"format": {f}}
 	for flagName, param := range map[string]string{"owner": "owner", "name": "name", "env": "environment"} {
@@ -171,12 +172,12 @@ func keysImport(ctx context.Context, e *env, args []string) error {
 	if err := json.Unmarshal(raw, &r); err != nil {
 		return latchkey.Errorf(latchkey.EInternal, "the answer is not the JSON this client expects")
 	}
-	fmt.Fprintf(e.stdout, "created %d, skipped %d (already stored), invalid %d\n", r.Created, r.Skipped, r.Invalid)
-	for _, p := range r.InvalidLines {
-		fmt.Fprintf(e.stdout, "  line %d: %s\n", p.Line, p.Reason)
+	fmt.Fprintf(e.stdout, "imported %d, skipped %d (already stored), invalid %d\n", r.Imported, r.Skipped, r.Invalid)
+	for _, p := range r.Errors {
+		fmt.Fprintf(e.stdout, "  line %d: %s\n", p.Line, p.Error)
 	}
-	if int64(len(r.InvalidLines)) < r.Invalid {
-		fmt.Fprintf(e.stdout, "  … and %d more\n", r.Invalid-int64(len(r.InvalidLines)))
+	if int64(len(r.Errors)) < r.Invalid {
+		fmt.Fprintf(e.stdout, "  … and %d more\n", r.Invalid-int64(len(r.Errors)))
 	}
 	return nil
 }

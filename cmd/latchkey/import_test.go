@@ -42,7 +42,7 @@ func importCounts(t *testing.T, r resp) (created, skipped, invalid float64) {
 	if r.Status != http.StatusOK {
 		t.Fatalf("import: %d %s", r.Status, r.Raw)
 	}
-	c, _ := r.Body["created"].(float64)
+	c, _ := r.Body["imported"].(float64)
 	s, _ := r.Body["skipped"].(float64)
 	i, _ := r.Body["invalid"].(float64)
 	return c, s, i
@@ -182,11 +182,11 @@ func TestCLIKeysImportExport(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := n.ok(t, "keys", "import", envFile, "--scopes", "data:read")
-	if !strings.Contains(r.stdout, "created 2, skipped 0") || r.stderr != "" {
+	if !strings.Contains(r.stdout, "imported 2, skipped 0") || r.stderr != "" {
 		t.Fatalf("import: %q %q", r.stdout, r.stderr)
 	}
 	m := n.okJSON(t, "keys", "import", envFile)
-	if m["created"] != 0.0 || m["skipped"] != 2.0 {
+	if m["imported"] != 0.0 || m["skipped"] != 2.0 {
 		t.Fatalf("re-import --json: %v", m)
 	}
 	r = n.runStdin(t, n.env(), k1+"\nnot-ok\n", "keys", "import", "-", "--format", "plain")
