@@ -50,12 +50,15 @@ var maxRandom = func() string {
 // Token errors, each a distinct *Error with code EInvalid; test them with
 // errors.Is.
 var (
-	ErrTokenEmpty     = &Error{Code: EInvalid, Message: "key is empty"}
-	ErrTokenLength    = &Error{Code: EInvalid, Message: fmt.Sprintf("key must be a prefix, '_' and %d base62 characters", bodyLen)}
-	ErrTokenPrefix    = &Error{Code: EInvalid, Message: "key prefix must be 1-16 of a-z, 0-9 and '_', not ending in '_'"}
-	ErrTokenCharset   = &Error{Code: EInvalid, Message: "key has a character outside 0-9, A-Z, a-z after its prefix"}
-	ErrTokenRange     = &Error{Code: EInvalid, Message: "key random part is larger than 256 bits"}
-	ErrTokenChecksum  = &Error{Code: EInvalid, Message: "key checksum does not match: the key is mistyped or truncated"}
+	ErrTokenEmpty    = &Error{Code: EInvalid, Message: "key is empty"}
+	ErrTokenLength   = &Error{Code: EInvalid, Message: fmt.Sprintf("key must be a prefix, '_' and %d base62 characters", bodyLen)}
+	ErrTokenPrefix   = &Error{Code: EInvalid, Message: "key prefix must be 1-16 of a-z, 0-9 and '_', not ending in '_'"}
+	ErrTokenCharset  = &Error{Code: EInvalid, Message: "key has a character outside 0-9, A-Z, a-z after its prefix"}
+	ErrTokenRange    = &Error{Code: EInvalid, Message: "key random part is larger than 256 bits"}
+	ErrTokenChecksum = &Error{Code: EInvalid, Message: "key checksum does not match: the key is mistyped or truncated"}
+	// ErrTokenForeign refuses a key that is not shaped like a Latchkey key
+	// and is not an acceptable imported key either.
+	ErrTokenForeign   = &Error{Code: EInvalid, Message: fmt.Sprintf("key is neither in Latchkey's format nor %d-%d printable ASCII characters", MinForeignKeyLen, MaxForeignKeyLen)}
 	errTokenNoEntropy = &Error{Code: EInternal, Message: "cannot read random bytes for a new key"}
 )
 
@@ -167,9 +170,62 @@ func (t Token) Start() string {
 // Hash returns SHA-256 of the whole key, the only form a store keeps.
 func (t Token) Hash() [32]byte { return HashKey(t.s) }
 
-// HashKey returns SHA-256 of a plaintext key without allocating.
+// Bounds of a foreign key: one imported from another system (a `.env`
+// list, a plaintext list) that is not in Latchkey's format.
+const (
+	MinForeignKeyLen = 16
+	MaxForeignKeyLen = 256
+)
+
+// OwnShape reports whether s is shaped like a Latchkey key: a valid prefix,
+// '_' and as many characters as a key's body. Such a string is held to the
+// format, checksum included, and never looked up as a foreign key, so a
+// mistyped Latchkey key is refused offline.
+func OwnShape(s string) bool {
+	if len(s) < minTokenLen || len(s) > MaxTokenLen || s[len(s)-bodyLen-1] != '_' {
+		return false
+	}
+	return ValidPrefix(s[:len(s)-bodyLen-1])
+}
+
+// CheckForeignKey reports whether s may be a foreign key: 16-256 printable
+// ASCII characters (0x20-0x7e). It does not check OwnShape.
+func CheckForeignKey(s string) error {
+	if s == "" {
+		return ErrTokenEmpty
+	}
+	if len(s) < MinForeignKeyLen || len(s) > MaxForeignKeyLen {
+		return ErrTokenForeign
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return ErrTokenForeign
+		}
+	}
+	return nil
+}
+
+// PresentedKeyHash returns the hash a presented key is looked up by: a
+// string shaped like a Latchkey key must pass ParseToken (its errors are
+// returned), anything else must be an acceptable foreign key
+// (ErrTokenEmpty, ErrTokenForeign). It allocates nothing.
+func PresentedKeyHash(s string) ([32]byte, error) {
+	if OwnShape(s) {
+		if _, err := ParseToken(s); err != nil {
+			return [32]byte{}, err
+		}
+		return HashKey(s), nil
+	}
+	if err := CheckForeignKey(s); err != nil {
+		return [32]byte{}, err
+	}
+	return HashKey(s), nil
+}
+
+// HashKey returns SHA-256 of a plaintext key, without allocating for keys
+// up to MaxForeignKeyLen bytes.
 func HashKey(s string) [32]byte {
-	var buf [MaxTokenLen]byte
+	var buf [MaxForeignKeyLen]byte
 	if len(s) <= len(buf) {
 		n := copy(buf[:], s)
 		return sha256.Sum256(buf[:n])

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/keys"
 )
 
 // Every request decoder must, for any input, either succeed or fail with an
@@ -296,6 +297,23 @@ func FuzzDecodeCreateWebhook(f *testing.F) {
 		checkDecoded(t, b, decodeCreateWebhook, webhookJSON, p, err)
 		if err == nil && (latchkey.ValidateWebhookURL(p.URL) != nil || p.Events == nil) {
 			t.Fatalf("accepted %+v", p)
+		}
+	})
+}
+
+func FuzzDecodeImportQuery(f *testing.F) {
+	for _, s := range []string{"", "format=env", "format=plain&owner=o&scopes=a:b,c:d&name=n&environment=prod", "format=jsonl&owner=x", "format=env&owner=o", "format=csv", "bogus=1", "owner=a&owner=b", "scopes=,,"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		q, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		p, err := decodeImportQuery(q)
+		checkDecode(t, err)
+		if err == nil && (!keys.ValidImportFormat(p.Format) || p.Format == keys.ImportEnv && p.Owner != nil) {
+			t.Fatalf("%q decoded to %+v", raw, p)
 		}
 	})
 }

@@ -96,6 +96,10 @@ func TestMutationFailsWhenItsAuditEventCannotBeWritten(t *testing.T) {
 			return err
 		},
 		"DeleteSecret": func() error { return f.svc.DeleteSecret(ctx, f.admin, "openai") },
+		"Import": func() error {
+			_, err := f.svc.ImportKeys(ctx, f.admin, strings.NewReader("an-imported-foreign-key-0001\n"), keys.ImportParams{Format: keys.ImportPlain})
+			return err
+		},
 		// Reads are audited through a queue written in batches: see
 		// TestSecretReadFailsWhenItsAuditEventCannotBeQueued.
 	}

@@ -302,7 +302,7 @@ func (s *Service) authenticate(ctx context.Context, key string, ip netip.Addr, s
 		d := denied(&v, ip, scope, now)
 		if v.Code == latchkey.CodeMalformed {
 			// Say what is wrong with it (a typo fails the checksum).
-			_, perr := latchkey.ParseToken(key)
+			_, perr := latchkey.PresentedKeyHash(key)
 			d.Err = latchkey.Errorf(latchkey.EUnauthenticated, "API key is malformed: %s", latchkey.ErrorMessage(perr))
 		}
 		return d

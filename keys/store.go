@@ -66,6 +66,11 @@ type Tx interface {
 	// CreateKey inserts k; EConflict if its id or hash exists, ENotFound if
 	// its tenant does not.
 	CreateKey(k *latchkey.Key) error
+	// ImportKeys inserts each key of ks whose hash is not stored yet (in
+	// any tenant) and skips the others, a hash repeated within ks
+	// included; it returns how many it inserted. ENotFound if a key's
+	// tenant does not exist.
+	ImportKeys(ks []*latchkey.Key) (created int, err error)
 	// Key returns the key with the id in the tenant; ENotFound if there is
 	// none, including when the id belongs to another tenant.
 	Key(tenant, id string) (*latchkey.Key, error)

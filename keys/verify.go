@@ -86,7 +86,8 @@ type LimitState struct {
 	ResetAt   time.Time
 }
 
-// Verify checks a key in the order format/checksum → lookup → state →
+// Verify checks a key in the order format/checksum (or, for a key not
+// shaped like ours, the foreign-key bounds) → lookup → state →
 // IP allowlist → countries → time windows → scopes → resource → limits,
 // and reports the first check that fails. On a cache hit it does no I/O. The error is non-nil only when
 // the key is not cached and the store cannot be read (EUnavailable or
@@ -109,11 +110,14 @@ func (s *Service) Verify(ctx context.Context, req VerifyRequest) (Verdict, error
 // route that authenticates a key (Authenticate). Without limits it stops
 // before the limiter (a lease release must not need a slot of its own).
 func (s *Service) check(ctx context.Context, req *VerifyRequest, now time.Time, limits bool) (Verdict, error) {
-	tok, err := latchkey.ParseToken(req.Key)
+	// A Latchkey-shaped key is checked offline (a typo is MALFORMED
+	// without a lookup); an imported foreign key is found by its hash,
+	// through the same caches (docs/key-format.md).
+	h, err := latchkey.PresentedKeyHash(req.Key)
 	if err != nil {
 		return Verdict{Code: latchkey.CodeMalformed}, nil
 	}
-	e, err := s.entry(ctx, tok.Hash(), now)
+	e, err := s.entry(ctx, h, now)
 	if err != nil {
 		return Verdict{}, err
 	}

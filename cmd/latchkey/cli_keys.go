@@ -30,6 +30,8 @@ Commands:
   derive ID --name N        issue a child key within the parent's scopes, resources and expiry
   verify KEY [--scope s]    check a key as a protected service would; exits 0 only if VALID
   stats ID [--bucket hour]  verifications by result, peak hours, client networks, last use
+  export [--out FILE]       every key's configuration and hash as JSON lines (sensitive)
+  import FILE|- [flags]     import keys: an export, a plaintext or SHA-256 list, a .env API_KEYS line
 
 Every command takes --server URL, --key KEY, --json and --timeout, before or
 after its arguments. Run 'latchkey keys <command> -h' for its flags.
@@ -47,6 +49,8 @@ var keysCommands = map[string]func(context.Context, *env, []string) error{
 	"derive":  keysDerive,
 	"verify":  keysVerify,
 	"stats":   keysStats,
+	"export":  keysExport,
+	"import":  keysImport,
 }
 
 // runKeys runs `latchkey keys …`.

@@ -68,6 +68,7 @@ func Run(t *testing.T, open func(t *testing.T) keys.Store) {
 		{"KeyDuplicateIDConflicts", testKeyDuplicateID},
 		{"KeyDuplicateHashConflicts", testKeyDuplicateHash},
 		{"KeyInMissingTenantNotFound", testKeyMissingTenant},
+		{"ImportKeysSkipsStoredHashes", testImportKeys},
 		{"KeyIsolatedByTenant", testKeyTenantIsolation},
 		{"UpdateKeyChangesOnlyMutableFields", testUpdateKey},
 		{"UpdateKeyClearsFields", testUpdateKeyClears},
