@@ -18,11 +18,11 @@ import (
 // The race detector's shadow memory would be counted too: this file is
 // built without it.
 
-// TestRecorderBytesPerActiveKey: the recorder holds at most 300 bytes per
+// TestRecorderAllocatesAtMost300BytesPerActiveKey: the recorder holds at most 300 bytes per
 // active key (one network each), measured after GC with 100,000 keys
 // pending; and after they are flushed (the hour's key.used sums and the
 // spare buckets kept for reuse) still at most that.
-func TestRecorderBytesPerActiveKey(t *testing.T) {
+func TestRecorderAllocatesAtMost300BytesPerActiveKey(t *testing.T) {
 	if testing.Short() {
 		t.Skip("allocates 100,000 keys' state")
 	}

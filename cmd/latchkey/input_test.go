@@ -233,7 +233,7 @@ func TestE2EUnknownKeyRoutesSayNoSuchRoute(t *testing.T) {
 		return s
 	}
 	for _, c := range []struct{ method, path string }{
-		{"GET", "/v1/keys/export"}, {"GET", "/v1/keys/stats"}, {"PATCH", "/v1/keys/export"},
+		{"GET", "/v1/keys/exports"}, {"GET", "/v1/keys/stats"}, {"PATCH", "/v1/keys/export"},
 		{"POST", "/v1/keys/export/rotate"}, {"GET", "/v1/keys/" + id + "/export"}, {"POST", "/v1/keys/" + id + "/frobnicate"},
 		{"GET", "/v1/keys/export/usage"},
 	} {

@@ -70,7 +70,7 @@ const usage = `latchkey — issue, verify and govern API keys
 
 Usage:
   latchkey server [flags]            run a node (SQLite in ./latchkey.db by default)
-  latchkey keys <command> [flags]    create|list|show|update|rotate|suspend|resume|revoke|derive|verify|stats
+  latchkey keys <command> [flags]    create|list|show|update|rotate|suspend|resume|revoke|derive|verify|stats|import|export
   latchkey tenants <command>         create|list
   latchkey secrets <command>         put|get|list|versions|rm
   latchkey keyring <command>         status|rotate|rewrap|new-master-key
