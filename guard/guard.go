@@ -415,8 +415,10 @@ func ParseNetworks(list string) ([]netip.Prefix, error) {
 
 // clip shortens s for an error message.
 func clip(s string) string {
-	if len(s) > 60 {
-		return s[:60] + "…"
+	// 40 bytes: quoted, each may take 4 (\x99), and the message must stay
+	// short whatever the input.
+	if len(s) > 40 {
+		return s[:40] + "…"
 	}
 	return s
 }
