@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"strings"
 
 	"github.com/latchkeyhq/latchkey"
@@ -57,7 +56,7 @@ func (s *Server) deniedHeaders(h http.Header, d *keys.Denied) {
 	}
 	setLimitHeaders(h, d.Admission, s.now())
 	if codeStatus[d.Code] == http.StatusTooManyRequests {
-		h.Set("Retry-After", strconv.FormatInt(retrySeconds(d.Admission.RetryAfter), 10))
+		setRetryAfter(h, d.Code, d.Admission.RetryAfter)
 	}
 }
 

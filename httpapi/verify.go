@@ -165,7 +165,7 @@ func (s *Server) forwardAuth(w http.ResponseWriter, r *http.Request, id string) 
 	case http.StatusUnauthorized:
 		h["Www-Authenticate"] = wwwAuthenticate
 	case http.StatusTooManyRequests:
-		h.Set("Retry-After", strconv.FormatInt(retrySeconds(v.Admission.RetryAfter), 10))
+		setRetryAfter(h, v.Code, v.Admission.RetryAfter)
 		if queryParam(q, "proxy") == "nginx" {
 			status = http.StatusForbidden
 		}
@@ -201,6 +201,16 @@ func setLimitHeaders(h http.Header, a keys.Admission, now time.Time) {
 
 // retrySeconds rounds up, with at least one second, so a client that waits
 // as told is not refused again for being early.
+// setRetryAfter tells a client refused by a limit when to try again, except
+// for a spent credit balance: it never refills, so waiting does not help,
+// and a Retry-After would only invite retries that cannot succeed.
+func setRetryAfter(h http.Header, code string, d time.Duration) {
+	if code == latchkey.CodeQuotaExceeded && d <= 0 {
+		return
+	}
+	h.Set("Retry-After", strconv.FormatInt(retrySeconds(d), 10))
+}
+
 func retrySeconds(d time.Duration) int64 {
 	return max(1, int64(math.Ceil(d.Seconds())))
 }

@@ -217,6 +217,10 @@ func TestE2ECreditDenialHasNoReset(t *testing.T) {
 	if a.Header.Get("RateLimit-Reset") != "" || a.Header.Get("X-RateLimit-Reset") != "" {
 		t.Fatalf("a credit denial names a reset: %v", a.Header)
 	}
+	// Waiting does not refill a balance: no Retry-After invites retries.
+	if ra := a.Header.Get("Retry-After"); ra != "" {
+		t.Fatalf("a credit denial says to retry after %s s", ra)
+	}
 }
 
 // TestCLIShowsLiveBalance: `latchkey keys show` prints the balance left.

@@ -73,8 +73,9 @@ func TestE2EKeyLimitsApplyOnEveryRoute(t *testing.T) {
 				t.Fatalf("read %d: %d %s", i+1, r.Status, r.Raw)
 			}
 		}
-		denied(t, "third read", get("/keys/openai", key), http.StatusTooManyRequests, latchkey.CodeQuotaExceeded, "1")
-		denied(t, "list read", get("/llm-keys", key), http.StatusTooManyRequests, latchkey.CodeQuotaExceeded, "1")
+		// A spent balance never refills: no Retry-After.
+		denied(t, "third read", get("/keys/openai", key), http.StatusTooManyRequests, latchkey.CodeQuotaExceeded, "")
+		denied(t, "list read", get("/llm-keys", key), http.StatusTooManyRequests, latchkey.CodeQuotaExceeded, "")
 	})
 
 	t.Run("TimeWindowOnSecretRead", func(t *testing.T) {
