@@ -117,9 +117,16 @@ func withWebhookPoll(d time.Duration) serverOption {
 
 // withLocalReceivers lets webhooks reach the tests' receivers on
 // 127.0.0.1 (--webhook-allow-private 127.0.0.0/8); without it they are
-// refused, as on a real server.
+// refused, as on a real server. Whatever the server's policy says, its
+// dialer is also held to 127.0.0.0/8 (a dialRecorder's check), so that a
+// webhook a broken check let through cannot send a packet off loopback.
 func withLocalReceivers() serverOption {
-	return func(c *serverConfig, _ *serverHooks) { c.WebhookAllowPrivate = "127.0.0.0/8" }
+	return func(c *serverConfig, h *serverHooks) {
+		c.WebhookAllowPrivate = "127.0.0.0/8"
+		if h.WebhookDialing == nil {
+			h.WebhookDialing = (&dialRecorder{}).dialing
+		}
+	}
 }
 
 // eventually waits, in real time, for a background job (the dispatcher)
