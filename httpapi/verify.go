@@ -32,9 +32,23 @@ func limitView(l keys.LimitState) *Limit {
 }
 
 // VerifyResponse is the answer of POST /v1/keys/verify, shared with clients.
+// appendVerify writes it by hand; TestVerifyAnswerMatchesEncodingJSON holds
+// that to encoding/json's encoding of this type.
 type VerifyResponse struct {
-	Valid       bool           `json:"valid"`
-	Code        string         `json:"code"`
+	Valid bool   `json:"valid"`
+	Code  string `json:"code"`
+	// The key's own fields, encoded once per cache entry (identityJSON).
+	verifyIdentity
+	Missing    string `json:"missing,omitempty"`
+	RateLimit  *Limit `json:"ratelimit,omitempty"`
+	Quota      *Limit `json:"quota,omitempty"`
+	LeaseID    string `json:"lease_id,omitempty"`
+	RetryAfter int64  `json:"retry_after,omitempty"`
+}
+
+// verifyIdentity is the part of VerifyResponse that describes the key: it
+// never changes for a cache entry.
+type verifyIdentity struct {
 	KeyID       string         `json:"key_id,omitempty"`
 	Tenant      string         `json:"tenant,omitempty"`
 	Owner       string         `json:"owner,omitempty"`
@@ -44,11 +58,14 @@ type VerifyResponse struct {
 	Resources   []string       `json:"resources,omitempty"`
 	Meta        map[string]any `json:"meta,omitempty"`
 	ExpiresAt   time.Time      `json:"expires_at,omitzero"`
-	Missing     string         `json:"missing,omitempty"`
-	RateLimit   *Limit         `json:"ratelimit,omitempty"`
-	Quota       *Limit         `json:"quota,omitempty"`
-	LeaseID     string         `json:"lease_id,omitempty"`
-	RetryAfter  int64          `json:"retry_after,omitempty"`
+}
+
+// identityOf is the key's part of its verify answer.
+func identityOf(k *latchkey.Key) verifyIdentity {
+	return verifyIdentity{
+		KeyID: k.ID, Tenant: k.Tenant, Owner: k.Owner, Name: k.Name, Environment: k.Environment,
+		Scopes: k.Scopes, Resources: k.Resources, Meta: k.Meta, ExpiresAt: k.ExpiresAt,
+	}
 }
 
 // Forward-auth answers by verify code.

@@ -559,20 +559,6 @@ func foldRune(r rune) rune {
 	}
 }
 
-// verifyIdentity is the part of VerifyResponse that describes the key: it
-// never changes for a cache entry, so it is encoded once per entry.
-type verifyIdentity struct {
-	KeyID       string         `json:"key_id,omitempty"`
-	Tenant      string         `json:"tenant,omitempty"`
-	Owner       string         `json:"owner,omitempty"`
-	Name        string         `json:"name,omitempty"`
-	Environment string         `json:"environment,omitempty"`
-	Scopes      []string       `json:"scopes,omitempty"`
-	Resources   []string       `json:"resources,omitempty"`
-	Meta        map[string]any `json:"meta,omitempty"`
-	ExpiresAt   time.Time      `json:"expires_at,omitzero"`
-}
-
 // identityJSON returns the entry's identity fields as they follow "code"
 // in a verify answer: each with its leading comma, by encoding/json
 // (without HTML escaping, as writeJSON). Built on first use and kept on
@@ -581,12 +567,8 @@ func identityJSON(e *keys.Entry) []byte {
 	if p := e.VerifyJSON.Load(); p != nil {
 		return *p
 	}
-	k := e.Key
 	var b []byte
-	enc, err := marshalNoHTML(verifyIdentity{
-		KeyID: k.ID, Tenant: k.Tenant, Owner: k.Owner, Name: k.Name, Environment: k.Environment,
-		Scopes: k.Scopes, Resources: k.Resources, Meta: k.Meta, ExpiresAt: k.ExpiresAt,
-	})
+	enc, err := marshalNoHTML(identityOf(e.Key))
 	if err != nil {
 		// Unreachable for a stored key: its meta was decoded from JSON
 		// and its times are within RFC 3339's years.

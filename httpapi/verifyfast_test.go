@@ -93,9 +93,7 @@ func TestVerifyFastSeedsAreDecidedBothWays(t *testing.T) {
 func verifyResponse(v *keys.Verdict) VerifyResponse {
 	resp := VerifyResponse{Valid: v.Valid(), Code: v.Code, Missing: v.Missing}
 	if e := v.Entry; e != nil {
-		k := e.Key
-		resp.KeyID, resp.Tenant, resp.Owner, resp.Name, resp.Environment = k.ID, k.Tenant, k.Owner, k.Name, k.Environment
-		resp.Scopes, resp.Resources, resp.Meta, resp.ExpiresAt = k.Scopes, k.Resources, k.Meta, k.ExpiresAt
+		resp.verifyIdentity = identityOf(e.Key)
 	}
 	resp.RateLimit = limitView(v.Admission.RateLimit)
 	resp.Quota = limitView(v.Admission.Quota)
