@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -99,7 +98,7 @@ func (s *Server) serveVerify(w http.ResponseWriter, r *http.Request, id string, 
 		}
 	}
 	caller := s.clientIP(r)
-	guarded := s.guardSubject(caller, detachAddr(req.IP))
+	guarded := s.guardSubject(caller, keys.DetachAddr(req.IP))
 	if !req.IP.IsValid() {
 		req.IP = caller
 	}
@@ -156,19 +155,6 @@ func (s *Server) verifyFailed(w http.ResponseWriter, r *http.Request, id string,
 	if s.obs != nil {
 		s.obs.Served(r.Method, verifyPattern, status)
 	}
-}
-
-// detachAddr copies an address by value (as keys.detach does): an
-// address handed on from req itself would take all of req, and with it
-// the handler's scope buffer, to the heap (the guard keeps addresses).
-func detachAddr(ip netip.Addr) netip.Addr {
-	switch {
-	case !ip.IsValid():
-		return netip.Addr{}
-	case ip.Is4():
-		return netip.AddrFrom4(ip.As4())
-	}
-	return netip.AddrFrom16(ip.As16())
 }
 
 // readSmall reads a body whose Content-Length is below len(buf) (net/http

@@ -101,7 +101,7 @@ func (s *Service) Verify(ctx context.Context, req VerifyRequest) (Verdict, error
 	v, err := s.check(ctx, &req, now, true)
 	if s.usage != nil && v.Entry != nil {
 		k := v.Entry.Key
-		s.usage.Record(k.ID, k.Tenant, v.Code, detach(req.IP), now)
+		s.usage.Record(k.ID, k.Tenant, v.Code, DetachAddr(req.IP), now)
 	}
 	return v, err
 }
@@ -141,7 +141,7 @@ func (s *Service) check(ctx context.Context, req *VerifyRequest, now time.Time, 
 		v.Code = latchkey.CodeIPNotAllowed
 		return v, nil
 	}
-	if len(k.Countries) > 0 && !s.countryAllowed(k.Countries, detach(req.IP)) {
+	if len(k.Countries) > 0 && !s.countryAllowed(k.Countries, DetachAddr(req.IP)) {
 		v.Code = latchkey.CodeIPNotAllowed
 		return v, nil
 	}
@@ -176,11 +176,11 @@ func (s *Service) check(ctx context.Context, req *VerifyRequest, now time.Time, 
 	return v, nil
 }
 
-// detach copies an address by value. netip.Addr holds a pointer (its zone),
-// so handing req.IP itself to an interface method would make all of req
-// escape (escape analysis is not field-sensitive), and with it the caller's
-// scope buffer.
-func detach(ip netip.Addr) netip.Addr {
+// DetachAddr copies an address by value. netip.Addr holds a pointer (its
+// zone), so handing req.IP itself to an interface method, or keeping it,
+// would make all of req escape (escape analysis is not field-sensitive),
+// and with it the caller's scope buffer.
+func DetachAddr(ip netip.Addr) netip.Addr {
 	switch {
 	case !ip.IsValid():
 		return netip.Addr{}
