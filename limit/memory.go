@@ -446,12 +446,7 @@ func (qs *quotaState) nextChunk(now int64) int64 {
 func (m *Memory) reserve(ctx context.Context, st *keyState, need, balance, ns int64) error {
 	if ch := st.writing; ch != nil {
 		st.mu.Unlock()
-		select {
-		case <-ch:
-			return nil
-		case <-ctx.Done():
-			return latchkey.Errorf(latchkey.EUnavailable, "waiting for a credit reservation: %v", ctx.Err())
-		}
+		return await(ctx, ch, "a credit reservation")
 	}
 	q := &st.quota
 	from := q.reserved
@@ -589,6 +584,17 @@ func (m *Memory) state(id string) *keyState {
 	return st
 }
 
+// await waits, without the key's lock, for the one store call in flight
+// for it (a read or a reservation) to end; the caller then looks again.
+func await(ctx context.Context, ch <-chan struct{}, what string) error {
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return latchkey.Errorf(latchkey.EUnavailable, "waiting for %s: %v", what, ctx.Err())
+	}
+}
+
 // loadQuota reads the key's usage row. It is called with st.mu held and
 // returns with it released: the read happens outside the lock, and
 // concurrent first requests wait for the one read in flight instead of
@@ -596,12 +602,7 @@ func (m *Memory) state(id string) *keyState {
 func (m *Memory) loadQuota(ctx context.Context, st *keyState) error {
 	if ch := st.loading; ch != nil {
 		st.mu.Unlock()
-		select {
-		case <-ch:
-			return nil
-		case <-ctx.Done():
-			return latchkey.Errorf(latchkey.EUnavailable, "waiting for the quota usage to be read: %v", ctx.Err())
-		}
+		return await(ctx, ch, "the quota usage to be read")
 	}
 	ch := make(chan struct{})
 	st.loading = ch
