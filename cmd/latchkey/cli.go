@@ -217,6 +217,10 @@ func (c *apiClient) call(ctx context.Context, method, path string, query url.Val
 		u += "?" + query.Encode()
 	}
 	var rd io.Reader
+	// A nil map is no body at all, not a JSON null (which routes refuse).
+	if m, ok := body.(map[string]any); ok && m == nil {
+		body = nil
+	}
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {

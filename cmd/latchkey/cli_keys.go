@@ -699,11 +699,7 @@ func stateChange(ctx context.Context, c *command, id, op string, body map[string
 		return err
 	}
 	var k latchkey.Key
-	var payload any // no body at all rather than a JSON null, which routes refuse
-	if body != nil {
-		payload = body
-	}
-	raw, err := cl.call(ctx, "POST", "/v1/keys/"+url.PathEscape(id)+"/"+op, nil, payload, &k)
+	raw, err := cl.call(ctx, "POST", "/v1/keys/"+url.PathEscape(id)+"/"+op, nil, body, &k)
 	if err != nil {
 		return err
 	}
