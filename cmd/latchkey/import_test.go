@@ -4,9 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -68,16 +66,10 @@ func TestE2EImportEnvKeysPassForwardAuthBehindNginx(t *testing.T) {
 
 	type seen struct{ tenant, owner string }
 	got := make(chan seen, 8)
-	app := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	app := loopbackApp(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got <- seen{r.Header.Get("X-Latchkey-Tenant"), r.Header.Get("X-Latchkey-Owner")}
 		w.Write([]byte("logs"))
 	}))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	app.Listener = ln
-	app.Start()
 	defer app.Close()
 	ngx := testenv.StartNginx(t, testenv.NginxConfig{
 		AuthURL:     ts.URL + "/v1/auth?scope=data:read&proxy=nginx",

@@ -49,16 +49,10 @@ func TestE2ENginxForwardAuth(t *testing.T) {
 
 	type seen struct{ keyID, tenant, owner, scopes string }
 	got := make(chan seen, 16)
-	app := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	app := loopbackApp(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got <- seen{r.Header.Get("X-Latchkey-Key-Id"), r.Header.Get("X-Latchkey-Tenant"), r.Header.Get("X-Latchkey-Owner"), r.Header.Get("X-Latchkey-Scopes")}
 		w.Write([]byte("report"))
 	}))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	app.Listener = ln
-	app.Start()
 	defer app.Close()
 
 	ngx := testenv.StartNginx(t, testenv.NginxConfig{
@@ -118,4 +112,19 @@ func TestE2ENginxForwardAuth(t *testing.T) {
 	if r.Status != 429 || r.Header.Get("RateLimit-Remaining") != "0" || r.Header.Get("X-RateLimit-Limit") != "100" {
 		t.Fatalf("plain mode: %d %v", r.Status, r.Header)
 	}
+}
+
+// loopbackApp starts h as the application behind nginx, on 127.0.0.1
+// explicitly (httptest would fall back to [::1], which the nginx
+// configuration does not proxy to).
+func loopbackApp(t *testing.T, h http.Handler) *httptest.Server {
+	t.Helper()
+	app := httptest.NewUnstartedServer(h)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	app.Listener = ln
+	app.Start()
+	return app
 }
