@@ -131,6 +131,13 @@ func TestVerifyCodes(t *testing.T) {
 	}
 	f.clock.Advance(time.Hour)
 	unknown, _ := latchkey.GenerateToken("", nil)
+	// Change the last character of the checksum; picking a fixed letter
+	// would leave the key intact whenever it already ends in that letter.
+	last := byte('x')
+	if good[len(good)-1] == last {
+		last = 'y'
+	}
+	corrupted := good[:len(good)-1] + string(last)
 
 	tests := []struct {
 		name     string
@@ -139,7 +146,7 @@ func TestVerifyCodes(t *testing.T) {
 	}{
 		{"ValidKey", keys.VerifyRequest{Key: good, Scopes: []string{"data:read"}}, latchkey.CodeValid},
 		{"ValidWithWildcardScopeAndResourceGlob", keys.VerifyRequest{Key: good, Scopes: []string{"agent:activate"}, Resource: "agent:report-generator"}, latchkey.CodeValid},
-		{"MalformedKeyRejected", keys.VerifyRequest{Key: good[:len(good)-1] + "x"}, latchkey.CodeMalformed},
+		{"MalformedKeyRejected", keys.VerifyRequest{Key: corrupted}, latchkey.CodeMalformed},
 		{"UnknownKeyNotFound", keys.VerifyRequest{Key: unknown.Reveal()}, latchkey.CodeNotFound},
 		{"ExpiredKeyRejected", keys.VerifyRequest{Key: expiring}, latchkey.CodeExpired},
 		{"RevokedKeyRejected", keys.VerifyRequest{Key: revoked}, latchkey.CodeRevoked},
