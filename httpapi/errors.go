@@ -168,35 +168,138 @@ func logAttrs(r *http.Request, status int) []slog.Attr {
 	}
 }
 
-// logPath is a request path as logs may show it: a segment that parses as
-// a key (pasted where an id or a name belongs) becomes "[redacted]". A
-// path without one is returned as it is, without allocating.
+// logPath is a request path as logs may show it, with every place a key
+// could be "[redacted]". Keys imported from other systems are any printable
+// string of latchkey.MinForeignKeyLen characters or more (and may hold a
+// '/'), so a pattern cannot tell one from a name; the rule errs on
+// redacting instead. Segments that are words of the route table ("v1",
+// "keys", "rotate"…) or ids (key_01H…, latchkey.NewID's form) are shown as
+// they are and split the path into runs of the other segments; a run of
+// MinForeignKeyLen characters or more, slashes included, has each of its
+// segments replaced (a Latchkey key is longer than that too). So
+// /v1/keys/key_01J…/usage and /keys/openai stay readable, while a key
+// pasted where a name belongs, whole or cut by its own '/', never appears:
+// a name of 16 characters or more is redacted too. The segments stay where
+// they were. A path without anything to redact is returned as it is,
+// without allocating.
 func logPath(p string) string {
-	var b []byte
+	if _, hit := redactPath(p, nil); !hit {
+		return p
+	}
+	b, _ := redactPath(p, make([]byte, 0, len(p)+len(redacted)))
+	return string(b)
+}
+
+// redactPath does logPath's work: with b nil it only reports whether any
+// segment is to be redacted; otherwise it appends the logged form of p to
+// b.
+func redactPath(p string, b []byte) ([]byte, bool) {
+	build, hit := b != nil, false
+	runStart := -1 // offset in p of the current run's first segment
 	start := 0
 	for i := 0; i <= len(p); i++ {
 		if i < len(p) && p[i] != '/' {
 			continue
 		}
 		seg := p[start:i]
-		if _, err := latchkey.ParseToken(seg); err == nil {
-			if b == nil {
-				b = make([]byte, 0, len(p))
-				b = append(b, p[:start]...)
+		if knownSegment(seg) {
+			if runStart >= 0 {
+				b, hit = closeRun(p[runStart:start-1], b, hit)
+				runStart = -1
+				if build {
+					b = append(b, '/')
+				}
 			}
-			b = append(b, redacted...)
-		} else if b != nil {
-			b = append(b, seg...)
+			if build {
+				b = append(b, seg...)
+				if i < len(p) {
+					b = append(b, '/')
+				}
+			}
+		} else if runStart < 0 {
+			runStart = start
 		}
-		if i < len(p) && b != nil {
+		start = i + 1
+	}
+	if runStart >= 0 {
+		b, hit = closeRun(p[runStart:], b, hit)
+	}
+	return b, hit
+}
+
+// closeRun appends a run of unknown segments to b, each segment redacted
+// when the run is long enough to be or hold a key, and says whether any
+// run was redacted so far.
+func closeRun(run string, b []byte, hit bool) ([]byte, bool) {
+	if len(run) < latchkey.MinForeignKeyLen {
+		if b != nil {
+			b = append(b, run...)
+		}
+		return b, hit
+	}
+	if b == nil {
+		return nil, true
+	}
+	start := 0
+	for i := 0; i <= len(run); i++ {
+		if i < len(run) && run[i] != '/' {
+			continue
+		}
+		if i > start {
+			b = append(b, redacted...)
+		}
+		if i < len(run) {
 			b = append(b, '/')
 		}
 		start = i + 1
 	}
-	if b == nil {
-		return p
+	return b, true
+}
+
+// knownSegment reports whether a path segment is shown in logs as it is:
+// a literal word of a route's pattern, or an id.
+func knownSegment(s string) bool {
+	if _, ok := routeWords[s]; ok {
+		return true
 	}
-	return string(b)
+	return isID(s)
+}
+
+// isID reports whether s has the form of latchkey.NewID's ids: a kind of
+// lowercase letters, '_' and 26 characters of Crockford's base32.
+func isID(s string) bool {
+	const body = 26
+	if len(s) < body+2 || len(s) > body+9 || s[len(s)-body-1] != '_' {
+		return false
+	}
+	for i := 0; i < len(s)-body-1; i++ {
+		if s[i] < 'a' || s[i] > 'z' {
+			return false
+		}
+	}
+	for i := len(s) - body; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' && c != 'I' && c != 'L' && c != 'O' && c != 'U') {
+			return false
+		}
+	}
+	return true
+}
+
+// routeWords holds the literal segments of every route's pattern and of the
+// routes dispatched outside the table (/v1/auth). It is filled by init:
+// the route table refers to logPath through its handlers.
+var routeWords map[string]struct{}
+
+func init() {
+	routeWords = map[string]struct{}{"v1": {}, "auth": {}}
+	for _, rt := range Routes() {
+		for seg := range strings.SplitSeq(rt.Pattern, "/") {
+			if seg != "" && !strings.HasPrefix(seg, "{") {
+				routeWords[seg] = struct{}{}
+			}
+		}
+	}
 }
 
 const redacted = "[redacted]"

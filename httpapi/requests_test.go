@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/keys"
@@ -120,34 +121,90 @@ func FuzzDecodeEmpty(f *testing.F) {
 	})
 }
 
-// FuzzLogPath: no segment of a logged path parses as a key, and a path
-// without one is logged as it is.
+// FuzzLogPath: logPath keeps every segment in its place; the route words
+// and ids are shown as they are, and any run of other segments between them
+// long enough to be a key (latchkey.MinForeignKeyLen, slashes included) is
+// redacted segment by segment; a path without such a run is logged as it
+// is. So no key, Latchkey's or foreign, whole or cut by its own '/',
+// appears in a logged path.
 func FuzzLogPath(f *testing.F) {
 	tok, _ := latchkey.GenerateToken("lk", nil)
 	key := tok.Reveal()
-	for _, s := range []string{"/v1/keys/" + key, "/" + key, "/v1/keys/" + key + "/usage", key, "/a//b/", "", "/", "/v1/keys/key_01"} {
+	for _, s := range []string{"/v1/keys/" + key, "/" + key, "/v1/keys/" + key + "/usage", key, "/a//b/", "", "/", "/v1/keys/key_01",
+		"/keys/Xq3-vB9_tR2mK8wLpZ0aYc5nHs7dEf4gJi6uOk1lMzQ", "/keys/Ab3dEf9hIj/kLm0pQ", "/v1/keys/key_01JEBENCH0000000000000000/usage"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, p string) {
 		got := logPath(p)
-		found := false
-		for seg := range strings.SplitSeq(p, "/") {
-			if _, err := latchkey.ParseToken(seg); err == nil {
-				found = true
+		in, out := strings.Split(p, "/"), strings.Split(got, "/")
+		if len(in) != len(out) {
+			t.Fatalf("logPath(%q) = %q changed the segments", p, got)
+		}
+		changed := false
+		for i := 0; i < len(in); {
+			if knownSegment(in[i]) {
+				if out[i] != in[i] {
+					t.Fatalf("logPath(%q) = %q changed the known segment %q", p, got, in[i])
+				}
+				i++
+				continue
 			}
+			j := i
+			for j < len(in) && !knownSegment(in[j]) {
+				j++
+			}
+			run := strings.Join(in[i:j], "/")
+			for k := i; k < j; k++ {
+				switch {
+				case len(run) < latchkey.MinForeignKeyLen && out[k] != in[k]:
+					t.Fatalf("logPath(%q) = %q changed %q, in a run too short for a key", p, got, in[k])
+				case len(run) >= latchkey.MinForeignKeyLen && in[k] != "" && out[k] != redacted:
+					t.Fatalf("logPath(%q) = %q kept %q, in a run as long as a key", p, got, in[k])
+				case len(run) >= latchkey.MinForeignKeyLen && in[k] == "" && out[k] != "":
+					t.Fatalf("logPath(%q) = %q filled an empty segment", p, got)
+				}
+			}
+			changed = changed || len(run) >= latchkey.MinForeignKeyLen
+			i = j
+		}
+		if !changed && got != p {
+			t.Fatalf("logPath(%q) = %q changed a path with nothing to redact", p, got)
 		}
 		for seg := range strings.SplitSeq(got, "/") {
 			if _, err := latchkey.ParseToken(seg); err == nil {
 				t.Fatalf("logPath(%q) = %q keeps a key", p, got)
 			}
 		}
-		if !found && got != p {
-			t.Fatalf("logPath(%q) = %q changed a path without a key", p, got)
-		}
-		if strings.Count(got, "/") != strings.Count(p, "/") {
-			t.Fatalf("logPath(%q) = %q changed the segments", p, got)
-		}
 	})
+}
+
+// TestLogPathRedactsAnyKeyAndKeepsRouteWordsAndIDs: what a log line shows
+// of the paths a client could put a key in, and of ordinary paths.
+func TestLogPathRedactsAnyKeyAndKeepsRouteWordsAndIDs(t *testing.T) {
+	tok, _ := latchkey.GenerateToken("lk", nil)
+	own := tok.Reveal()
+	foreign := "Xq3-vB9_tR2mK8wLpZ0aYc5nHs7dEf4gJi6uOk1lMzQ" // secrets.token_urlsafe(32)
+	id := latchkey.NewID("key", time.Unix(1_700_000_000, 0))
+	for _, c := range []struct{ in, want string }{
+		{"/v1/keys/" + id + "/usage", "/v1/keys/" + id + "/usage"},
+		{"/v1/keys/" + id, "/v1/keys/" + id},
+		{"/keys/openai", "/keys/openai"},
+		{"/v1/secrets/openai/versions", "/v1/secrets/openai/versions"},
+		{"/v1/keys/verify", "/v1/keys/verify"},
+		{"/", "/"},
+		{"/keys/" + foreign, "/keys/[redacted]"},
+		{"/v1/keys/" + foreign + "/rotate", "/v1/keys/[redacted]/rotate"},
+		{"/" + foreign, "/[redacted]"},
+		{"/v1/keys/" + own, "/v1/keys/[redacted]"},
+		// A base64 key holds '/': its pieces are short, the run is not.
+		{"/keys/q3Zk8Lm/Xw2+Pn4Rt==", "/keys/[redacted]/[redacted]"},
+		{"/keys/" + foreign[:15], "/keys/" + foreign[:15]},
+		{"/keys/" + foreign[:16], "/keys/[redacted]"},
+	} {
+		if got := logPath(c.in); got != c.want {
+			t.Errorf("logPath(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
 }
 
 func FuzzDecodeRevoke(f *testing.F) {
