@@ -208,9 +208,11 @@ func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
 
 // requestID takes a caller's X-Request-Id when it is short and plain (so a
 // proxy's id links the two logs), else makes one. It returns the id and the
-// header value holding it.
+// header value holding it. Every log line about the request carries the
+// id, so one that is a key — the credential the request presents, or any
+// string shaped like a Latchkey key — is replaced too.
 func (s *Server) requestID(r *http.Request) (string, []string) {
-	if v := r.Header["X-Request-Id"]; len(v) == 1 && plainID(v[0]) {
+	if v := r.Header["X-Request-Id"]; len(v) == 1 && plainID(v[0]) && !latchkey.OwnShape(v[0]) && v[0] != credential(r) {
 		return v[0], v
 	}
 	return s.ids.next()
