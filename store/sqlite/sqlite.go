@@ -187,7 +187,18 @@ func (db *DB) run(ctx context.Context, pool *sql.DB, st *stmts, opts *sql.TxOpti
 			_ = sqlTx.Rollback()
 		}
 	}()
-	if err := fn(&tx{ctx: ctx, tx: sqlTx, stmts: st, anchor: db.anchor.Load()}); err != nil {
+	stmtCtx := ctx
+	if write {
+		// Writes are short statements on the one write connection, and a
+		// usage flush runs thousands of them in a transaction: with ctx
+		// itself the driver would start a goroutine per statement to
+		// interrupt it, which piled up ahead of every verification on a
+		// busy core. The transaction still ends with ctx (database/sql
+		// rolls it back, and the next statement fails); a statement
+		// already running finishes first.
+		stmtCtx = quietCtx{ctx}
+	}
+	if err := fn(&tx{ctx: stmtCtx, tx: sqlTx, stmts: st, anchor: db.anchor.Load()}); err != nil {
 		return err
 	}
 	if write {
@@ -203,6 +214,17 @@ func (db *DB) run(ctx context.Context, pool *sql.DB, st *stmts, opts *sql.TxOpti
 	}
 	return nil
 }
+
+// quietCtx is a context whose Done channel is nil, for statements:
+// modernc.org/sqlite starts a goroutine for every statement run with a
+// context that can end (to interrupt it then), which costs more than a
+// short statement and, thousands at a time, queues ahead of the requests
+// on a busy core. Err, Deadline and Value are ctx's, so a context that has
+// ended is still reported (fail) and checked before each statement of a
+// transaction (database/sql rolls the transaction back when ctx ends).
+type quietCtx struct{ context.Context }
+
+func (quietCtx) Done() <-chan struct{} { return nil }
 
 // Ping reports whether the database file can be read and is still the
 // file the store opened.
