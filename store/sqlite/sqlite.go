@@ -308,7 +308,9 @@ type stmts struct {
 	tenant, key, keyByHash                              *sql.Stmt
 	auditHead, auditLast, auditCheckpoint, auditCounter *sql.Stmt
 	auditInsert, auditMoveHead, auditPutCheckpoint      *sql.Stmt
-	lastUsedGet, lastUsedSet                            *sql.Stmt // usage.go
+	lastUsedGet, lastUsedSet, networkHistory            *sql.Stmt // usage.go
+	usageMinute, usageHour, usageDay                    *sql.Stmt
+	networkMinute, networkDay                           *sql.Stmt
 }
 
 func prepare(ctx context.Context, pool *sql.DB) (*stmts, error) {
@@ -329,6 +331,12 @@ func prepare(ctx context.Context, pool *sql.DB) (*stmts, error) {
 		{&st.auditPutCheckpoint, auditPutCheckpointQuery},
 		{&st.lastUsedGet, lastUsedGetQuery},
 		{&st.lastUsedSet, lastUsedSetQuery},
+		{&st.networkHistory, networkHistoryQuery},
+		{&st.usageMinute, usageUpsert("usage_minutes", "minute")},
+		{&st.usageHour, usageUpsert("usage_hours", "hour")},
+		{&st.usageDay, usageUpsert("usage_days", "day")},
+		{&st.networkMinute, networkUpsert("usage_networks", "minute")},
+		{&st.networkDay, networkUpsert("usage_network_days", "day")},
 	} {
 		var err error
 		if *p.stmt, err = pool.PrepareContext(ctx, p.query); err != nil {
@@ -345,7 +353,8 @@ func (st *stmts) close() error {
 	}
 	var errs []error
 	for _, s := range []*sql.Stmt{st.tenant, st.key, st.keyByHash, st.auditHead, st.auditLast, st.auditCheckpoint, st.auditCounter,
-		st.auditInsert, st.auditMoveHead, st.auditPutCheckpoint, st.lastUsedGet, st.lastUsedSet} {
+		st.auditInsert, st.auditMoveHead, st.auditPutCheckpoint, st.lastUsedGet, st.lastUsedSet, st.networkHistory,
+		st.usageMinute, st.usageHour, st.usageDay, st.networkMinute, st.networkDay} {
 		if s != nil {
 			errs = append(errs, s.Close())
 		}
