@@ -54,7 +54,6 @@ var (
 // on it: they queue for the one write connection.
 const busyTimeout = 10 * time.Second
 
-
 // Open opens the database file at path, creating it and its directory if
 // they do not exist, and brings its schema up to date.
 func Open(ctx context.Context, path string) (*DB, error) {
