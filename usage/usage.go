@@ -11,7 +11,8 @@
 // write per minute, not one per interval, and a flush's cost follows what
 // changed, not how many keys are active. The writes are split into
 // transactions of at most MaxKeysPerTx keys, with a yield between them, so
-// one flush never holds the store for long.
+// one flush never holds the store for long, and paced in time (PauseEvery,
+// Pause) so that it never keeps verifications off a busy core for long.
 //
 // The store stays the truth: reads (GET /v1/keys/{id}/usage, a key's
 // last_used_at) merge nothing from memory. They are exact once Flush (which
@@ -105,8 +106,17 @@ type Options struct {
 	// by Dropped instead.
 	MaxPending int
 	// MaxKeysPerTx bounds the keys one flush transaction writes (default
-	// 2,000); a flush of more keys is several transactions.
+	// 500); a flush of more keys is several transactions.
 	MaxKeysPerTx int
+	// PauseEvery and Pause pace a flush in time: after each PauseEvery
+	// (default 2ms) of writing it sleeps Pause (default 1ms; negative: it
+	// never pauses). On a core busy with verifications, those waiting
+	// behind the flush then wait about PauseEvery, not the scheduler's
+	// 10 ms time slice (a goroutine that only yields is picked again
+	// before the network is polled), and a flush that has work still gets
+	// two thirds of the core.
+	PauseEvery time.Duration
+	Pause      time.Duration
 	// Retention is how long minute rows are kept (default 30 days),
 	// HourRetention hour roll-ups (default 90 days) and DayRetention day
 	// roll-ups (default 3 years); negative keeps them forever. Rows
@@ -242,6 +252,7 @@ type Recorder struct {
 	interval  time.Duration
 	perShard  int
 	perTx     int
+	pace      pacer
 	retention [3]time.Duration // minute, hour, day
 	now       func() time.Time
 	log       *slog.Logger
@@ -276,7 +287,13 @@ func New(o Options) *Recorder {
 		o.MaxPending = 1_000_000
 	}
 	if o.MaxKeysPerTx <= 0 {
-		o.MaxKeysPerTx = 2000
+		o.MaxKeysPerTx = 500
+	}
+	if o.PauseEvery <= 0 {
+		o.PauseEvery = 2 * time.Millisecond
+	}
+	if o.Pause == 0 {
+		o.Pause = time.Millisecond
 	}
 	if o.Retention == 0 {
 		o.Retention = 30 * 24 * time.Hour
@@ -304,6 +321,7 @@ func New(o Options) *Recorder {
 		interval:  o.FlushInterval,
 		perShard:  max(1, o.MaxPending/shardCount),
 		perTx:     o.MaxKeysPerTx,
+		pace:      pacer{every: o.PauseEvery, pause: o.Pause},
 		retention: [3]time.Duration{o.Retention, o.HourRetention, o.DayRetention},
 		now:       o.Now,
 		log:       o.Logger,
@@ -637,6 +655,7 @@ func (r *Recorder) flush(ctx context.Context, all bool) error {
 		chunks = append(chunks, &chunk{used: used})
 	}
 	r.release(ts)
+	r.pace.start()
 	for i, c := range chunks {
 		if i > 0 {
 			// Let verifications and other writers in between transactions.
@@ -689,6 +708,7 @@ func (r *Recorder) write(ctx context.Context, c *chunk) error {
 	return r.store.Update(ctx, func(tx keys.Tx) error {
 		f := &Flushed{Usage: c.usage, Networks: c.nets, Tenants: c.tenants, LastUsed: make([]LastUse, 0, len(c.last))}
 		for _, lu := range c.last {
+			r.pace.step()
 			before, err := tx.SetLastUsed(lu.KeyID, lu.At)
 			if err != nil {
 				return err
@@ -697,29 +717,66 @@ func (r *Recorder) write(ctx context.Context, c *chunk) error {
 			f.LastUsed = append(f.LastUsed, lu)
 		}
 		if r.observer != nil && len(c.last) > 0 {
+			r.pace.step()
 			if err := r.observer.ObserveFlush(tx, f); err != nil {
 				return err
 			}
 		}
-		if err := tx.AddUsage(c.usage); err != nil {
-			return err
+		// In slices, so the pacer gets a say every few rows.
+		for rows := c.usage; len(rows) > 0; rows = rows[min(len(rows), paceRows):] {
+			r.pace.step()
+			if err := tx.AddUsage(rows[:min(len(rows), paceRows)]); err != nil {
+				return err
+			}
 		}
-		if err := tx.AddUsageNetworks(c.nets); err != nil {
-			return err
+		for rows := c.nets; len(rows) > 0; rows = rows[min(len(rows), paceRows):] {
+			r.pace.step()
+			if err := tx.AddUsageNetworks(rows[:min(len(rows), paceRows)]); err != nil {
+				return err
+			}
 		}
 		for _, e := range c.denied {
+			r.pace.step()
 			// AppendAudit seals e; a retried flush seals it again.
 			if err := tx.AppendAudit(e); err != nil {
 				return err
 			}
 		}
 		for _, e := range c.used {
+			r.pace.step()
 			if err := tx.AppendAudit(e); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+}
+
+// paceRows is how many usage or network rows a flush writes between two
+// looks at its pacer.
+const paceRows = 32
+
+// pacer spreads a flush over time (Options.PauseEvery, Options.Pause). It
+// measures the time the flush has run on the wall clock, not the injected
+// one: what it paces is the use of the CPU, which no test clock moves.
+type pacer struct {
+	every, pause time.Duration
+	since        time.Time // when the flush last started or paused
+}
+
+// start marks the beginning of a flush.
+func (p *pacer) start() { p.since = time.Now() }
+
+// step sleeps for pause once every has passed since the start or the last
+// pause.
+func (p *pacer) step() {
+	if p.pause < 0 {
+		return
+	}
+	if now := time.Now(); now.Sub(p.since) >= p.every {
+		time.Sleep(p.pause)
+		p.since = time.Now()
+	}
 }
 
 // grains are the row kinds in the order of Recorder.retention.

@@ -474,3 +474,32 @@ func FuzzScanStrings(f *testing.F) {
 		}
 	})
 }
+
+// TestKeyByHashHonoursItsContext: the verify path's miss runs its one
+// statement without the driver's interrupt goroutine, yet a context that
+// has ended still gets no read, and a live one finds the key.
+func TestKeyByHashHonoursItsContext(t *testing.T) {
+	db := openTest(t, filepath.Join(t.TempDir(), "latchkey.db"))
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	k := &latchkey.Key{ID: "key_1", Tenant: "acme", Name: "k", Prefix: "lk", Start: "abcd",
+		Hash: sha256.Sum256([]byte("secret")), Scopes: []string{"data:read"}, State: latchkey.StateActive,
+		CreatedAt: at, UpdatedAt: at}
+	err := db.Update(t.Context(), func(tx keys.Tx) error {
+		if err := tx.CreateTenant(&latchkey.Tenant{ID: "acme", Name: "Acme", CreatedAt: at}); err != nil {
+			return err
+		}
+		return tx.CreateKey(k)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	got, err := db.KeyByHash(ctx, k.Hash)
+	if err != nil || got.ID != k.ID {
+		t.Fatalf("KeyByHash = %v, %v; want key %s", got, err, k.ID)
+	}
+	cancel()
+	if _, err := db.KeyByHash(ctx, k.Hash); !errors.Is(err, context.Canceled) {
+		t.Fatalf("KeyByHash with an ended context = %v, want context.Canceled", err)
+	}
+}

@@ -203,7 +203,13 @@ func (db *DB) KeyByHash(ctx context.Context, hash [32]byte) (*latchkey.Key, erro
 	if db.closed.Load() {
 		return nil, errClosed
 	}
-	k, err := scanKey(db.readStmts.keyByHash.QueryRowContext(ctx, hash[:]))
+	if err := ctx.Err(); err != nil {
+		return nil, fail(ctx, "key by hash", err)
+	}
+	// One indexed lookup (tens of µs): not worth the goroutine the driver
+	// starts per statement to interrupt it should ctx end (see quietCtx).
+	// ctx is checked before, and bounds nothing else here.
+	k, err := scanKey(db.readStmts.keyByHash.QueryRowContext(quietCtx{ctx}, hash[:]))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, latchkey.Errorf(latchkey.ENotFound, "key not found")
 	}

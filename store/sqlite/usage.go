@@ -9,6 +9,21 @@ import (
 	"github.com/latchkeyhq/latchkey/keys"
 )
 
+// usageUpsert and networkUpsert add a count to a usage row of a table and
+// its time column; their statements are prepared once per pool (stmts), as
+// a usage flush runs them for every key it writes.
+func usageUpsert(table, column string) string {
+	return `INSERT INTO ` + table + ` (key_id, tenant_id, ` + column + `, code, count)
+		VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (key_id, ` + column + `, code) DO UPDATE SET count = ` + table + `.count + excluded.count`
+}
+
+func networkUpsert(table, column string) string {
+	return `INSERT INTO ` + table + ` (key_id, ` + column + `, network, count)
+		VALUES (?, ?, ?, ?)
+		ON CONFLICT (key_id, ` + column + `, network) DO UPDATE SET count = ` + table + `.count + excluded.count`
+}
+
 // AddUsage adds each row's count to its (key, minute, code) row and to its
 // hour's and day's roll-up rows.
 func (t *tx) AddUsage(rows []keys.UsageRow) error {
@@ -16,22 +31,15 @@ func (t *tx) AddUsage(rows []keys.UsageRow) error {
 		return nil
 	}
 	for _, q := range []struct {
-		table, column string
-		grain         time.Duration
-	}{{"usage_minutes", "minute", time.Minute}, {"usage_hours", "hour", time.Hour}, {"usage_days", "day", 24 * time.Hour}} {
-		st, err := t.tx.PrepareContext(t.ctx, `INSERT INTO `+q.table+` (key_id, tenant_id, `+q.column+`, code, count)
-			VALUES (?, ?, ?, ?, ?)
-			ON CONFLICT (key_id, `+q.column+`, code) DO UPDATE SET count = `+q.table+`.count + excluded.count`)
-		if err != nil {
-			return fail(t.ctx, "add usage", err)
-		}
+		stmt  *sql.Stmt
+		grain time.Duration
+	}{{t.stmts.usageMinute, time.Minute}, {t.stmts.usageHour, time.Hour}, {t.stmts.usageDay, 24 * time.Hour}} {
+		st := t.tx.StmtContext(t.ctx, q.stmt)
 		for _, r := range rows {
 			if _, err := st.ExecContext(t.ctx, r.KeyID, r.Tenant, r.Minute.Truncate(q.grain).UnixMicro(), r.Code, r.Count); err != nil {
-				st.Close()
 				return fail(t.ctx, "add usage", err)
 			}
 		}
-		st.Close()
 	}
 	return nil
 }
@@ -43,22 +51,15 @@ func (t *tx) AddUsageNetworks(rows []keys.UsageNetwork) error {
 		return nil
 	}
 	for _, q := range []struct {
-		table, column string
-		grain         time.Duration
-	}{{"usage_networks", "minute", time.Minute}, {"usage_network_days", "day", 24 * time.Hour}} {
-		st, err := t.tx.PrepareContext(t.ctx, `INSERT INTO `+q.table+` (key_id, `+q.column+`, network, count)
-			VALUES (?, ?, ?, ?)
-			ON CONFLICT (key_id, `+q.column+`, network) DO UPDATE SET count = `+q.table+`.count + excluded.count`)
-		if err != nil {
-			return fail(t.ctx, "add usage networks", err)
-		}
+		stmt  *sql.Stmt
+		grain time.Duration
+	}{{t.stmts.networkMinute, time.Minute}, {t.stmts.networkDay, 24 * time.Hour}} {
+		st := t.tx.StmtContext(t.ctx, q.stmt)
 		for _, r := range rows {
 			if _, err := st.ExecContext(t.ctx, r.KeyID, r.Minute.Truncate(q.grain).UnixMicro(), r.Network, r.Count); err != nil {
-				st.Close()
 				return fail(t.ctx, "add usage networks", err)
 			}
 		}
-		st.Close()
 	}
 	return nil
 }
@@ -66,6 +67,12 @@ func (t *tx) AddUsageNetworks(rows []keys.UsageNetwork) error {
 const (
 	lastUsedGetQuery = `SELECT last_used_at, created_at FROM keys WHERE id = ?`
 	lastUsedSetQuery = `UPDATE keys SET last_used_at = ? WHERE id = ?`
+	// networkHistoryQuery is prepared once per pool (NetworkHistory runs
+	// for every new network of every key a usage flush writes): parsing it
+	// took longer than running it.
+	networkHistoryQuery = `SELECT
+		EXISTS (SELECT 1 FROM usage_networks WHERE key_id = ?1 AND network = ?2),
+		EXISTS (SELECT 1 FROM usage_networks WHERE key_id = ?1)`
 )
 
 // SetLastUsed moves a key's last_used_at forward to at and returns what it
@@ -208,9 +215,7 @@ func (t *tx) PruneUsage(g keys.Grain, before time.Time) (int64, error) {
 
 // NetworkHistory reports whether a key was used from network, and at all.
 func (t *tx) NetworkHistory(keyID, network string) (seenThis, seenAny bool, err error) {
-	err = t.tx.QueryRowContext(t.ctx, `SELECT
-		EXISTS (SELECT 1 FROM usage_networks WHERE key_id = ?1 AND network = ?2),
-		EXISTS (SELECT 1 FROM usage_networks WHERE key_id = ?1)`, keyID, network).Scan(&seenThis, &seenAny)
+	err = t.tx.StmtContext(t.ctx, t.stmts.networkHistory).QueryRowContext(t.ctx, keyID, network).Scan(&seenThis, &seenAny)
 	if err != nil {
 		return false, false, fail(t.ctx, "network history", err)
 	}
