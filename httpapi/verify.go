@@ -163,10 +163,10 @@ func (s *Server) forwardAuth(w http.ResponseWriter, r *http.Request, id string) 
 	setLimitHeaders(h, v.Admission, s.now())
 	if v.Valid() {
 		e := v.Entry
-		h["X-Latchkey-Key-Id"] = e.KeyIDHeader
-		h["X-Latchkey-Tenant"] = e.TenantHeader
-		h["X-Latchkey-Owner"] = e.OwnerHeader
-		h["X-Latchkey-Scopes"] = e.ScopesHeader
+		h["X-Latchkey-Key-Id"] = e.KeyIDHeader()
+		h["X-Latchkey-Tenant"] = e.TenantHeader()
+		h["X-Latchkey-Owner"] = e.OwnerHeader()
+		h["X-Latchkey-Scopes"] = e.ScopesHeader()
 		if v.Admission.LeaseID != "" {
 			h.Set("X-Latchkey-Lease-Id", v.Admission.LeaseID)
 		}

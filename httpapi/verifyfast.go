@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -545,41 +544,53 @@ func foldRune(r rune) rune {
 	}
 }
 
-// identityJSON returns the entry's identity fields as they follow "code"
-// in a verify answer: each with its leading comma, by encoding/json
-// (without HTML escaping, as writeJSON). Built on first use and kept on
-// the entry.
-func identityJSON(e *keys.Entry) []byte {
-	if p := e.VerifyJSON.Load(); p != nil {
-		return *p
+// appendIdentity appends the entry's identity fields as they follow "code"
+// in a verify answer, as encoding/json encodes verifyIdentity (without HTML
+// escaping, as writeJSON): each with its leading comma, omitting the empty
+// ones. The meta is encoded once per entry (or once for every key of the
+// same small meta) by the cache; the rest is copied from the key.
+func appendIdentity(b []byte, e *keys.Entry) []byte {
+	k := &e.Key
+	b = appendStringField(b, `,"key_id":`, k.ID)
+	b = appendStringField(b, `,"tenant":`, k.Tenant)
+	b = appendStringField(b, `,"owner":`, k.Owner)
+	b = appendStringField(b, `,"name":`, k.Name)
+	b = appendStringField(b, `,"environment":`, k.Environment)
+	b = appendStringList(b, `,"scopes":`, k.Scopes)
+	b = appendStringList(b, `,"resources":`, k.Resources)
+	if m := e.MetaJSON(); len(k.Meta) > 0 && m != nil {
+		b = append(append(b, `,"meta":`...), m...)
 	}
-	var b []byte
-	enc, err := marshalNoHTML(identityOf(e.Key))
-	if err != nil {
-		// Unreachable for a stored key: its meta was decoded from JSON
-		// and its times are within RFC 3339's years.
-		return nil
+	if !k.ExpiresAt.IsZero() {
+		b = append(b, `,"expires_at":"`...)
+		b = k.ExpiresAt.AppendFormat(b, time.RFC3339Nano)
+		b = append(b, '"')
 	}
-	if inner := enc[1 : len(enc)-1]; len(inner) > 0 {
-		b = append(append(make([]byte, 0, len(inner)+1), ','), inner...)
-	}
-	e.VerifyJSON.Store(&b)
 	return b
 }
 
-func marshalNoHTML(v any) ([]byte, error) {
-	var w sliceWriter
-	enc := json.NewEncoder(&w)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
+func appendStringField(b []byte, field, s string) []byte {
+	if s == "" {
+		return b
 	}
-	return w.b[:len(w.b)-1], nil // without Encode's newline
+	return appendJSONString(append(b, field...), s)
 }
 
-type sliceWriter struct{ b []byte }
-
-func (w *sliceWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }
+func appendStringList(b []byte, field string, l []string) []byte {
+	if len(l) == 0 {
+		return b
+	}
+	b = append(b, field...)
+	for i, s := range l {
+		if i == 0 {
+			b = append(b, '[')
+		} else {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, s)
+	}
+	return append(b, ']')
+}
 
 // appendVerify appends the answer to v as writeJSON encoded it when the
 // route built a VerifyResponse (verifyResponse in the tests): the fields in
@@ -592,7 +603,7 @@ func appendVerify(b []byte, v *keys.Verdict) []byte {
 	}
 	b = appendJSONString(b, v.Code)
 	if v.Entry != nil {
-		b = append(b, identityJSON(v.Entry)...)
+		b = appendIdentity(b, v.Entry)
 	}
 	if v.Missing != "" {
 		b = append(b, `,"missing":`...)

@@ -93,7 +93,7 @@ func TestVerifyFastSeedsAreDecidedBothWays(t *testing.T) {
 func verifyResponse(v *keys.Verdict) VerifyResponse {
 	resp := VerifyResponse{Valid: v.Valid(), Code: v.Code, Missing: v.Missing}
 	if e := v.Entry; e != nil {
-		resp.verifyIdentity = identityOf(e.Key)
+		resp.verifyIdentity = identityOf(&e.Key)
 	}
 	resp.RateLimit = limitView(v.Admission.RateLimit)
 	resp.Quota = limitView(v.Admission.Quota)
@@ -136,7 +136,7 @@ func TestVerifyAnswerMatchesEncodingJSON(t *testing.T) {
 				for _, missing := range []string{"", "data:write", `res"ource<>` + "\u2029"} {
 					v := keys.Verdict{Code: code, Missing: missing, Admission: adm}
 					if k != nil {
-						v.Entry = &keys.Entry{Key: k}
+						v.Entry = keys.NewEntry(k)
 					}
 					verdicts = append(verdicts, v)
 				}

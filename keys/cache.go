@@ -1,6 +1,7 @@
 package keys
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"slices"
@@ -8,35 +9,62 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/latchkeyhq/latchkey"
 )
 
 // Entry is an immutable snapshot of a key as the verify path needs it. It is
 // shared by every goroutine that verifies the key, so nothing may modify it
-// or the slices it holds once it is built.
+// or the slices it holds once it is built (NewEntry).
+//
+// It is one allocation: the key is held by value, and the forward-auth
+// header values and the verify answer's meta are made from it on use, so
+// a cached key costs the Entry, its own strings (id, name, owner) and
+// its slot in the cache; everything else is shared between keys.
 type Entry struct {
-	Key *latchkey.Key
+	// Key is the key as the store read it, with Start cleared (no check
+	// and no answer of the verify path reads it) and what many keys hold
+	// alike shared (compact).
+	Key latchkey.Key
 	// Windows is the key's compiled time windows (empty: any time).
 	Windows latchkey.TimeWindows
+	// scopes is the X-Latchkey-Scopes header value: the scopes
+	// comma-joined, shared between keys with the same scopes.
+	scopes string
+	// meta is Key.Meta as encoding/json encodes it without HTML escaping
+	// (the verify answer's "meta"), nil when it is empty. Small maps
+	// share theirs with every key of the same meta.
+	meta *[]byte
 	// noWindow is set when stored windows no longer compile (a zone gone
 	// from the tz database): the key is then usable at no time, not at any.
 	noWindow bool
+}
 
-	// Header values for forward-auth, built once so that an allowed request
-	// sets identity headers without allocating. Each is a one-element slice
-	// of hdr, so the four cost no allocation of their own.
-	KeyIDHeader  []string
-	TenantHeader []string
-	OwnerHeader  []string
-	ScopesHeader []string
-	hdr          [4]string
+// Forward-auth header values, each a one-element slice of a string inside
+// the entry: setting them on an allowed request allocates nothing. The
+// caller must not modify them.
 
-	// VerifyJSON is what POST /v1/keys/verify says of the key (its
-	// identity fields as JSON), encoded by httpapi the first time it
-	// answers for this entry, so that later answers copy it. It is nil
-	// until then; the key never changes under an entry, so neither does it.
-	VerifyJSON atomic.Pointer[[]byte]
+// KeyIDHeader is the X-Latchkey-Key-Id value.
+func (e *Entry) KeyIDHeader() []string { return unsafe.Slice(&e.Key.ID, 1) }
+
+// TenantHeader is the X-Latchkey-Tenant value.
+func (e *Entry) TenantHeader() []string { return unsafe.Slice(&e.Key.Tenant, 1) }
+
+// OwnerHeader is the X-Latchkey-Owner value.
+func (e *Entry) OwnerHeader() []string { return unsafe.Slice(&e.Key.Owner, 1) }
+
+// ScopesHeader is the X-Latchkey-Scopes value: the scopes comma-joined.
+func (e *Entry) ScopesHeader() []string { return unsafe.Slice(&e.scopes, 1) }
+
+// MetaJSON returns the key's meta as encoding/json encodes it without HTML
+// escaping, or nil when the key has none: the verify answer copies it. The
+// caller must not modify it.
+func (e *Entry) MetaJSON() []byte {
+	if e.meta == nil {
+		return nil
+	}
+	return *e.meta
 }
 
 // EntryBytes is the resident memory one cached key of the typical shape
@@ -108,19 +136,17 @@ func ParseCacheSize(s string) (int, error) {
 // key cache of size keys: a tenth, at least 10,000.
 func NegativeCacheSize(size int) int { return max(10_000, size/10) }
 
-func newEntry(k *latchkey.Key) *Entry {
-	compact(k)
+// NewEntry builds the cache entry of a key read from the store. It keeps
+// nothing of k but the strings and collections it points to, which it may
+// share with other entries: the caller must not modify them afterwards.
+func NewEntry(k *latchkey.Key) *Entry {
+	e := &Entry{Key: *k}
+	k = &e.Key
+	k.Start = ""
+	e.meta = compact(k)
 	ws, err := latchkey.CompileTimeWindows(k.TimeWindows)
-	e := &Entry{
-		Key:      k,
-		Windows:  ws,
-		noWindow: err != nil,
-	}
-	e.hdr = [4]string{k.ID, k.Tenant, k.Owner, internScopes.joined(k.Scopes)}
-	e.KeyIDHeader = e.hdr[0:1:1]
-	e.TenantHeader = e.hdr[1:2:2]
-	e.OwnerHeader = e.hdr[2:3:3]
-	e.ScopesHeader = e.hdr[3:4:4]
+	e.Windows, e.noWindow = ws, err != nil
+	e.scopes = internScopes.joined(k.Scopes)
 	return e
 }
 
@@ -131,43 +157,68 @@ var emptyMeta = map[string]any{}
 
 // compact shares, between cached keys, what many keys hold alike: the
 // tenant, environment and prefix strings, the scope and resource lists,
-// an empty meta. A million keys of a handful of tenants otherwise hold a
-// million copies of each.
-func compact(k *latchkey.Key) {
+// an empty meta, small meta maps. A million keys of a handful of tenants
+// otherwise hold a million copies of each. It returns the meta's JSON
+// (Entry.meta), nil for an empty meta.
+func compact(k *latchkey.Key) *[]byte {
 	k.Tenant = internStrings.get(k.Tenant)
 	k.Environment = internStrings.get(k.Environment)
 	k.Prefix = internStrings.get(k.Prefix)
 	k.Scopes = internScopes.list(k.Scopes)
 	k.Resources = internScopes.list(k.Resources)
-	switch {
-	case len(k.Meta) == 0:
+	if len(k.Meta) == 0 {
 		k.Meta = emptyMeta
-	case len(k.Meta) <= 4:
-		k.Meta = internMeta.get(k.Meta)
+		return nil
 	}
+	return internMeta.get(k)
 }
 
 // metaIntern shares small meta maps that are alike ({"team": "payments"}
-// on every key of a team) by their JSON form.
+// on every key of a team), and their JSON, by their JSON form.
 type metaIntern struct {
 	mu sync.Mutex
-	m  map[string]map[string]any
+	m  map[string]metaInterned
 }
 
-func (t *metaIntern) get(m map[string]any) map[string]any {
-	b, err := json.Marshal(m) // sorted keys: one form per map
-	if err != nil || len(b) > 256 {
-		return m
+type metaInterned struct {
+	m    map[string]any
+	json *[]byte
+}
+
+// get returns the JSON of k's meta, and replaces k.Meta by an equal map
+// another key already holds, if the meta is small.
+func (t *metaIntern) get(k *latchkey.Key) *[]byte {
+	b, err := marshalNoHTML(k.Meta)
+	if err != nil {
+		// Unreachable for a stored key: its meta was decoded from JSON.
+		return nil
+	}
+	if len(k.Meta) > 4 || len(b) > 256 {
+		return &b
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if v, ok := t.m[string(b)]; ok {
-		return v
+	if v, ok := t.m[string(b)]; ok { // sorted keys: one form per map
+		k.Meta = v.m
+		return v.json
 	}
 	if len(t.m) < internLimit {
-		t.m[string(b)] = m
+		t.m[string(b)] = metaInterned{m: k.Meta, json: &b}
 	}
-	return m
+	return &b
+}
+
+// marshalNoHTML encodes v as encoding/json does, without escaping HTML
+// characters (as httpapi writes its answers).
+func marshalNoHTML(v any) ([]byte, error) {
+	var w bytes.Buffer
+	enc := json.NewEncoder(&w)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	b := w.Bytes()
+	return slices.Clip(b[:len(b)-1]), nil // without Encode's newline
 }
 
 // internLimit bounds each intern table: past it, values are kept as they
@@ -177,7 +228,7 @@ const internLimit = 4096
 var (
 	internStrings = &strIntern{m: make(map[string]string)}
 	internScopes  = &listIntern{m: make(map[string]listInterned)}
-	internMeta    = &metaIntern{m: make(map[string]map[string]any)}
+	internMeta    = &metaIntern{m: make(map[string]metaInterned)}
 )
 
 type strIntern struct {

@@ -307,7 +307,7 @@ func (s *Service) authenticate(ctx context.Context, key string, ip netip.Addr, s
 		}
 		return d
 	}
-	k := v.Entry.Key
+	k := &v.Entry.Key
 	*a = Actor{KeyID: k.ID, Tenant: k.Tenant, Scopes: k.Scopes, Resources: k.Resources, IP: ip, Admission: v.Admission}
 	return nil
 }
