@@ -3,6 +3,7 @@ package keys
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"slices"
 	"strings"
@@ -27,8 +28,10 @@ type Entry struct {
 	// and no answer of the verify path reads it) and what many keys hold
 	// alike shared (compact).
 	Key latchkey.Key
-	// Windows is the key's compiled time windows (empty: any time).
-	Windows latchkey.TimeWindows
+	// windows is the key's compiled time windows: nil for any time,
+	// noWindows when stored windows no longer compile (a zone gone from
+	// the tz database), so the key is usable at no time, not at any.
+	windows *latchkey.TimeWindows
 	// scopes is the X-Latchkey-Scopes header value: the scopes
 	// comma-joined, shared between keys with the same scopes.
 	scopes string
@@ -36,9 +39,15 @@ type Entry struct {
 	// (the verify answer's "meta"), nil when it is empty. Small maps
 	// share theirs with every key of the same meta.
 	meta *[]byte
-	// noWindow is set when stored windows no longer compile (a zone gone
-	// from the tz database): the key is then usable at no time, not at any.
-	noWindow bool
+}
+
+// noWindows is the windows of an entry whose stored windows no longer
+// compile.
+var noWindows = new(latchkey.TimeWindows)
+
+// AllowsTime reports whether the key's time windows allow now.
+func (e *Entry) AllowsTime(now time.Time) bool {
+	return e.windows == nil || e.windows != noWindows && e.windows.Allows(now)
 }
 
 // Forward-auth header values, each a one-element slice of a string inside
@@ -144,8 +153,13 @@ func NewEntry(k *latchkey.Key) *Entry {
 	k = &e.Key
 	k.Start = ""
 	e.meta = compact(k)
-	ws, err := latchkey.CompileTimeWindows(k.TimeWindows)
-	e.Windows, e.noWindow = ws, err != nil
+	if len(k.TimeWindows) > 0 {
+		ws, err := latchkey.CompileTimeWindows(k.TimeWindows)
+		e.windows = &ws
+		if err != nil {
+			e.windows = noWindows
+		}
+	}
 	e.scopes = internScopes.joined(k.Scopes)
 	return e
 }
@@ -315,9 +329,14 @@ const cacheShards = 64
 // turn of the hand stays; a scan of cold keys only ever replaces cold
 // keys.
 //
-// Each shard's index maps a hash to a slot number: a map with neither
-// pointer keys nor pointer values, which the garbage collector does not
-// scan; the slots are one slice.
+// Each shard's index maps the first 8 bytes of a hash to a slot number: a
+// map with neither pointer keys nor pointer values, which the garbage
+// collector does not scan, and 12 bytes an entry instead of 36. The slot
+// holds the whole hash, which a lookup compares: two hashes that share
+// their first 8 bytes (which nobody can aim for, short of a second
+// preimage of 64 bits of SHA-256) only take each other's slot, as an
+// eviction would. The slots are one slice, grown to the shard's bound and
+// no further.
 //
 // A load that races with an invalidation must not put the old row back. A
 // loader notes the generation before it reads the store and inserts only if
@@ -357,7 +376,7 @@ type shardTable struct {
 
 // clock is one CLOCK-evicted table of slots.
 type clock struct {
-	index map[[32]byte]uint32 // hash → slot number
+	index map[uint64]uint32 // indexKey(hash) → slot number
 	slots []slot
 	hand  int
 	max   int
@@ -368,6 +387,18 @@ type slot struct {
 	e       *Entry // nil in the negative table
 	expires int64  // Unix nanoseconds
 	ref     atomic.Uint32
+}
+
+// indexKey is what a clock's index is keyed by: the hash's first 8 bytes.
+func indexKey(h *[32]byte) uint64 { return binary.LittleEndian.Uint64(h[:8]) }
+
+// find returns the slot holding h.
+func (k *clock) find(h *[32]byte) (*slot, bool) {
+	i, ok := k.index[indexKey(h)]
+	if !ok || k.slots[i].hash != *h {
+		return nil, false
+	}
+	return &k.slots[i], true
 }
 
 // flight is one store read that concurrent misses on a hash wait for.
@@ -388,8 +419,8 @@ func newCache(size, negSize int, ttl, negTTL time.Duration) *cache {
 	}
 	for i := range c.shards {
 		c.shards[i].t = &shardTable{
-			pos:     clock{index: make(map[[32]byte]uint32), max: c.perShard},
-			neg:     clock{index: make(map[[32]byte]uint32), max: c.negShard},
+			pos:     clock{index: make(map[uint64]uint32), max: c.perShard},
+			neg:     clock{index: make(map[uint64]uint32), max: c.negShard},
 			flights: make(map[[32]byte]*flight),
 		}
 	}
@@ -406,12 +437,10 @@ func (c *cache) lookup(h [32]byte, now time.Time) (e *Entry, fresh, missing bool
 	s.mu.RLock()
 	var expires int64
 	var found bool
-	if i, ok := s.t.pos.index[h]; ok {
-		sl := &s.t.pos.slots[i]
+	if sl, ok := s.t.pos.find(&h); ok {
 		e, expires, found = sl.e, sl.expires, true
 		sl.touch()
-	} else if i, ok := s.t.neg.index[h]; ok {
-		sl := &s.t.neg.slots[i]
+	} else if sl, ok := s.t.neg.find(&h); ok {
 		expires = sl.expires
 		sl.touch()
 	}
@@ -464,14 +493,21 @@ func (c *cache) put(h [32]byte, e *Entry, gen uint64, now time.Time) {
 // set stores e for h, evicting by CLOCK when the table is full. now is in
 // Unix nanoseconds (an expired slot is taken whatever its bit).
 func (k *clock) set(h [32]byte, e *Entry, expires, now int64) {
-	if i, ok := k.index[h]; ok {
+	ik := indexKey(&h)
+	if i, ok := k.index[ik]; ok {
+		// h itself, or a hash sharing its index key, which h replaces.
 		sl := &k.slots[i]
-		sl.e, sl.expires = e, expires
+		sl.hash, sl.e, sl.expires = h, e, expires
 		return
 	}
 	if len(k.slots) < k.max {
+		if len(k.slots) == cap(k.slots) {
+			// Doubling up to the bound, not append's growth: a full
+			// shard's slots are exactly its bound.
+			k.slots = slices.Grow(k.slots, min(k.max, max(16, 2*cap(k.slots)))-len(k.slots))
+		}
 		k.slots = append(k.slots, slot{hash: h, e: e, expires: expires})
-		k.index[h] = uint32(len(k.slots) - 1)
+		k.index[ik] = uint32(len(k.slots) - 1)
 		return
 	}
 	// Every set bit is cleared as the hand passes, so within two turns a
@@ -486,10 +522,10 @@ func (k *clock) set(h [32]byte, e *Entry, expires, now int64) {
 			k.hand++
 			continue
 		}
-		delete(k.index, sl.hash)
+		delete(k.index, indexKey(&sl.hash))
 		sl.hash, sl.e, sl.expires = h, e, expires
 		sl.ref.Store(0)
-		k.index[h] = uint32(k.hand)
+		k.index[ik] = uint32(k.hand)
 		k.hand++
 		return
 	}
@@ -497,18 +533,19 @@ func (k *clock) set(h [32]byte, e *Entry, expires, now int64) {
 
 // remove forgets h, moving the last slot into its place.
 func (k *clock) remove(h [32]byte) {
-	i, ok := k.index[h]
-	if !ok {
+	ik := indexKey(&h)
+	i, ok := k.index[ik]
+	if !ok || k.slots[i].hash != h {
 		return
 	}
-	delete(k.index, h)
+	delete(k.index, ik)
 	last := len(k.slots) - 1
 	if int(i) != last {
 		src := &k.slots[last]
 		dst := &k.slots[i]
 		dst.hash, dst.e, dst.expires = src.hash, src.e, src.expires
 		dst.ref.Store(src.ref.Load())
-		k.index[dst.hash] = i
+		k.index[indexKey(&dst.hash)] = i
 	}
 	k.slots[last] = slot{}
 	k.slots = k.slots[:last]

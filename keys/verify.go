@@ -145,7 +145,7 @@ func (s *Service) check(ctx context.Context, req *VerifyRequest, now time.Time, 
 		v.Code = latchkey.CodeIPNotAllowed
 		return v, nil
 	}
-	if e.noWindow || !e.Windows.Allows(now) {
+	if !e.AllowsTime(now) {
 		v.Code = latchkey.CodeOutsideTimeWindow
 		return v, nil
 	}
