@@ -37,7 +37,7 @@ func limitView(l keys.LimitState) *Limit {
 type VerifyResponse struct {
 	Valid bool   `json:"valid"`
 	Code  string `json:"code"`
-	// The key's own fields, encoded once per cache entry (identityJSON).
+	// The key's own fields, copied from the cache entry (appendIdentity).
 	verifyIdentity
 	Missing    string `json:"missing,omitempty"`
 	RateLimit  *Limit `json:"ratelimit,omitempty"`

@@ -78,25 +78,28 @@ func (e *Entry) MetaJSON() []byte {
 
 // EntryBytes is the resident memory one cached key of the typical shape
 // (two scopes, a little meta, no limits) is held to, everything included:
-// the Entry, its latchkey.Key and strings, and the cache's index and slot.
-// TestCacheAllocatesAtMostEntryBytesPerKey measures it at 100,000 entries (and at 1,000,000
-// with LATCHKEY_BIG=1). It also turns a --cache-size in bytes into
-// entries.
+// the Entry (which holds the latchkey.Key), the key's own strings, and the
+// cache's index and slot. TestCacheAllocatesAtMostEntryBytesPerKey measures
+// it at 100,000 entries (and at 1,000,000 with LATCHKEY_BIG=1). It also
+// turns a --cache-size in bytes into entries.
 //
-// Measured: 1,038 bytes a key at 100,000 keys, 1,082 at 1,000,000 (1,191
-// and 1,508 before the slots and sharing below). The latchkey.Key struct
-// alone is 640 of it (its allocation size class), the Entry 208, the
-// index and slot about 130, the key's own strings (id, owner, start,
-// name) the rest; tenant,
-// environment, prefix, scope and resource lists and small meta maps are
-// shared between keys.
-const EntryBytes = 1152
+// Measured: 801 bytes a key at 100,000 keys, 802 at 1,000,000 (1,038 and
+// 1,082 when the Entry pointed to a separate Key and held its header
+// slices and verify answer). The Entry is 640 of it: a 632-byte struct
+// plus Go's 8-byte header for a large object with pointers, in the
+// 640-byte size class (8 bytes more and it is 704). The slot is 56 and the
+// index about 40; the key's own strings (id, owner, name) the rest.
+// Tenant, environment, prefix, scope and resource lists, the scopes
+// header and small meta maps with their JSON are shared between keys.
+// TestActiveKeysAllocateAtMost1KBEach (httpapi) adds the verify answer and
+// the usage recorder: 984 bytes an active key at 100,000.
+const EntryBytes = 832
 
 // DefaultCacheBytes is the memory the key cache may use by default.
 const DefaultCacheBytes = 128 << 20
 
 // DefaultCacheSize is the default bound on cached keys:
-// DefaultCacheBytes / EntryBytes (116,508 keys in 128 MiB).
+// DefaultCacheBytes / EntryBytes (161,319 keys in 128 MiB).
 const DefaultCacheSize = DefaultCacheBytes / EntryBytes
 
 // MinCacheSize and MaxCacheSize bound --cache-size: one key per shard at
