@@ -20,9 +20,9 @@ import (
 
 // TestRecorderAllocatesAtMost240BytesPerActiveKey: the recorder holds at most 240 bytes per
 // active key (one network each), measured after GC with 100,000 keys
-// pending (164 measured); and after they are flushed (the hour's key.used
+// pending (165 measured); and after they are flushed (the hour's key.used
 // sums, the spare buckets kept for reuse and the pending map, which Go
-// does not shrink: 220 measured) still at most that. Its share of issue
+// does not shrink: 211 measured) still at most that. Its share of issue
 // 10's 1 KB an active key: httpapi's TestActiveKeysAllocateAtMost1KBEach
 // counts it with the cache.
 func TestRecorderAllocatesAtMost240BytesPerActiveKey(t *testing.T) {
