@@ -395,14 +395,19 @@ type shardTable struct {
 type clock struct {
 	index map[uint64]uint32 // indexKey(hash) → slot number
 	slots []slot
-	hand  int
-	max   int
+	// hashes holds the negative table's hashes, by slot number. The
+	// positive table has none: its entries hold theirs (Entry.Key.Hash),
+	// which saves 32 bytes a cached key.
+	hashes   [][32]byte
+	negative bool
+	hand     int
+	max      int
 }
 
-// slot is 48 bytes: the reference bit shares a word with the expiry.
+// slot is 16 bytes: the entry, and the reference bit sharing a word with
+// the expiry.
 type slot struct {
-	hash [32]byte
-	e    *Entry // nil in the negative table
+	e *Entry // nil in the negative table
 	// word is the expiry in Unix nanoseconds (63 bits: until 2262) with
 	// the reference bit on top. Lookups set the bit under the read lock
 	// (refBit, atomically); everything else changes under the write lock.
@@ -421,13 +426,29 @@ func (sl *slot) referenced() bool { return sl.word.Load()&refBit != 0 }
 // indexKey is what a clock's index is keyed by: the hash's first 8 bytes.
 func indexKey(h *[32]byte) uint64 { return binary.LittleEndian.Uint64(h[:8]) }
 
+// hash returns the hash slot i holds.
+func (k *clock) hash(i uint32) *[32]byte {
+	if k.negative {
+		return &k.hashes[i]
+	}
+	return &k.slots[i].e.Key.Hash
+}
+
 // find returns the slot holding h.
 func (k *clock) find(h *[32]byte) (*slot, bool) {
 	i, ok := k.index[indexKey(h)]
-	if !ok || k.slots[i].hash != *h {
+	if !ok || *k.hash(i) != *h {
 		return nil, false
 	}
 	return &k.slots[i], true
+}
+
+// fill puts h and e in slot i (its word is the caller's).
+func (k *clock) fill(i uint32, h *[32]byte, e *Entry) {
+	k.slots[i].e = e
+	if k.negative {
+		k.hashes[i] = *h
+	}
 }
 
 // flight is one store read that concurrent misses on a hash wait for.
@@ -449,7 +470,7 @@ func newCache(size, negSize int, ttl, negTTL time.Duration) *cache {
 	for i := range c.shards {
 		c.shards[i].t = &shardTable{
 			pos:     clock{index: make(map[uint64]uint32), max: c.perShard},
-			neg:     clock{index: make(map[uint64]uint32), max: c.negShard},
+			neg:     clock{index: make(map[uint64]uint32), max: c.negShard, negative: true},
 			flights: make(map[[32]byte]*flight),
 		}
 	}
@@ -521,12 +542,14 @@ func (c *cache) put(h [32]byte, e *Entry, gen uint64, now time.Time) {
 
 // set stores e for h, evicting by CLOCK when the table is full. now is in
 // Unix nanoseconds (an expired slot is taken whatever its bit).
+//
+// A positive entry must hold h as its Key.Hash.
 func (k *clock) set(h [32]byte, e *Entry, expires, now int64) {
 	ik := indexKey(&h)
 	if i, ok := k.index[ik]; ok {
 		// h itself, or a hash sharing its index key, which h replaces.
+		k.fill(i, &h, e)
 		sl := &k.slots[i]
-		sl.hash, sl.e = h, e
 		sl.word.Store(expiryWord(expires) | sl.word.Load()&refBit)
 		return
 	}
@@ -534,9 +557,16 @@ func (k *clock) set(h [32]byte, e *Entry, expires, now int64) {
 		if len(k.slots) == cap(k.slots) {
 			// Doubling up to the bound, not append's growth: a full
 			// shard's slots are exactly its bound.
-			k.slots = slices.Grow(k.slots, min(k.max, max(16, 2*cap(k.slots)))-len(k.slots))
+			n := min(k.max, max(16, 2*cap(k.slots))) - len(k.slots)
+			k.slots = slices.Grow(k.slots, n)
+			if k.negative {
+				k.hashes = slices.Grow(k.hashes, n)
+			}
 		}
-		k.slots = append(k.slots, slot{hash: h, e: e})
+		k.slots = append(k.slots, slot{e: e})
+		if k.negative {
+			k.hashes = append(k.hashes, h)
+		}
 		k.slots[len(k.slots)-1].word.Store(expiryWord(expires))
 		k.index[ik] = uint32(len(k.slots) - 1)
 		return
@@ -553,8 +583,8 @@ func (k *clock) set(h [32]byte, e *Entry, expires, now int64) {
 			k.hand++
 			continue
 		}
-		delete(k.index, indexKey(&sl.hash))
-		sl.hash, sl.e = h, e
+		delete(k.index, indexKey(k.hash(uint32(k.hand))))
+		k.fill(uint32(k.hand), &h, e)
 		sl.word.Store(expiryWord(expires))
 		k.index[ik] = uint32(k.hand)
 		k.hand++
@@ -566,7 +596,7 @@ func (k *clock) set(h [32]byte, e *Entry, expires, now int64) {
 func (k *clock) remove(h [32]byte) {
 	ik := indexKey(&h)
 	i, ok := k.index[ik]
-	if !ok || k.slots[i].hash != h {
+	if !ok || *k.hash(i) != h {
 		return
 	}
 	delete(k.index, ik)
@@ -574,12 +604,18 @@ func (k *clock) remove(h [32]byte) {
 	if int(i) != last {
 		src := &k.slots[last]
 		dst := &k.slots[i]
-		dst.hash, dst.e = src.hash, src.e
+		dst.e = src.e
 		dst.word.Store(src.word.Load())
-		k.index[indexKey(&dst.hash)] = i
+		if k.negative {
+			k.hashes[i] = k.hashes[last]
+		}
+		k.index[indexKey(k.hash(i))] = i
 	}
 	k.slots[last] = slot{}
 	k.slots = k.slots[:last]
+	if k.negative {
+		k.hashes = k.hashes[:last]
+	}
 }
 
 // join returns the flight loading h, and whether the caller leads it (and

@@ -61,7 +61,7 @@ func TestCacheKeepsHotKeysThroughAColdScan(t *testing.T) {
 			return
 		}
 		reads++
-		c.put(h, &Entry{}, c.generation(), now)
+		c.put(h, &Entry{Key: latchkey.Key{Hash: h}}, c.generation(), now)
 	}
 	for i := range hot {
 		use(i)
@@ -109,7 +109,7 @@ func TestNegativeCacheIsBounded(t *testing.T) {
 func TestCacheInvalidateAndReuseSlots(t *testing.T) {
 	c := newCache(64*50, 64, time.Hour, time.Hour)
 	for i := range 3000 {
-		c.put(hashOf(i), &Entry{Key: latchkey.Key{ID: strconv.Itoa(i)}}, c.generation(), cacheT0)
+		c.put(hashOf(i), &Entry{Key: latchkey.Key{ID: strconv.Itoa(i), Hash: hashOf(i)}}, c.generation(), cacheT0)
 	}
 	for i := 0; i < 3000; i += 3 {
 		c.invalidate(hashOf(i))

@@ -286,6 +286,7 @@ func (s *Service) load(ctx context.Context, h [32]byte, now time.Time) (*Entry, 
 	switch {
 	case err == nil:
 		ne := NewEntry(k)
+		ne.Key.Hash = h // the cache finds the entry by it
 		s.cache.put(h, ne, gen, now)
 		return ne, nil
 	case latchkey.ErrorCode(err) == latchkey.ENotFound:
