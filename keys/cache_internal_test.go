@@ -229,3 +229,31 @@ func TestMissStampedeReadsOnce(t *testing.T) {
 		t.Errorf("%d verifications of one key read the store %d times, want 1", n, r)
 	}
 }
+
+// TestEntryTimeWindows: a key without windows is usable at any time, one
+// with windows only inside them, and one whose stored windows no longer
+// compile (a zone gone from the tz database) at no time.
+func TestEntryTimeWindows(t *testing.T) {
+	mon9 := time.Date(2026, 3, 30, 9, 0, 0, 0, time.UTC)   // a Monday
+	mon20 := time.Date(2026, 3, 30, 20, 0, 0, 0, time.UTC) // same day, evening
+	office := []latchkey.TimeWindow{{Days: []string{"mon"}, Start: "08:00", End: "17:00", TZ: "UTC"}}
+	gone := []latchkey.TimeWindow{{Start: "08:00", End: "17:00", TZ: "Nowhere/Gone"}}
+	for _, c := range []struct {
+		name    string
+		windows []latchkey.TimeWindow
+		at9     bool
+		at20    bool
+	}{
+		{"none", nil, true, true},
+		{"office hours", office, true, false},
+		{"zone gone", gone, false, false},
+	} {
+		e := NewEntry(&latchkey.Key{ID: "key_1", TimeWindows: c.windows})
+		if got := e.AllowsTime(mon9); got != c.at9 {
+			t.Errorf("%s: allowed at 09:00 = %v, want %v", c.name, got, c.at9)
+		}
+		if got := e.AllowsTime(mon20); got != c.at20 {
+			t.Errorf("%s: allowed at 20:00 = %v, want %v", c.name, got, c.at20)
+		}
+	}
+}
