@@ -83,23 +83,24 @@ func (e *Entry) MetaJSON() []byte {
 // it at 100,000 entries (and at 1,000,000 with LATCHKEY_BIG=1). It also
 // turns a --cache-size in bytes into entries.
 //
-// Measured: 801 bytes a key at 100,000 keys, 802 at 1,000,000 (1,038 and
+// Measured: 749 bytes a key at 100,000 keys, 761 at 1,000,000 (1,038 and
 // 1,082 when the Entry pointed to a separate Key and held its header
-// slices and verify answer). The Entry is 640 of it: a 632-byte struct
-// plus Go's 8-byte header for a large object with pointers, in the
-// 640-byte size class (8 bytes more and it is 704). The slot is 56 and the
-// index about 40; the key's own strings (id, owner, name) the rest.
+// slices and verify answer, and the slot held the hash). The Entry is 640
+// of it: a 632-byte struct plus Go's 8-byte header for a large object with
+// pointers, in the 640-byte size class (8 bytes more and it is 704). The
+// slot is 16 and the index about 25; the key's own strings (id, owner,
+// name, one allocation) the rest.
 // Tenant, environment, prefix, scope and resource lists, the scopes
 // header and small meta maps with their JSON are shared between keys.
 // TestActiveKeysAllocateAtMost1KBEach (httpapi) adds the verify answer and
-// the usage recorder: 984 bytes an active key at 100,000.
-const EntryBytes = 832
+// the usage recorder: 919 bytes an active key at 100,000, 974 at 1,000,000.
+const EntryBytes = 800
 
 // DefaultCacheBytes is the memory the key cache may use by default.
 const DefaultCacheBytes = 128 << 20
 
 // DefaultCacheSize is the default bound on cached keys:
-// DefaultCacheBytes / EntryBytes (161,319 keys in 128 MiB).
+// DefaultCacheBytes / EntryBytes (167,772 keys in 128 MiB).
 const DefaultCacheSize = DefaultCacheBytes / EntryBytes
 
 // MinCacheSize and MaxCacheSize bound --cache-size: one key per shard at

@@ -25,7 +25,7 @@ type Options struct {
 	// Rand is the source of key material (default crypto/rand).
 	Rand io.Reader
 	// CacheSize bounds the keys kept in memory (default DefaultCacheSize,
-	// 161,319: 128 MiB at EntryBytes a key) and NegativeCacheSize the
+	// 167,772: 128 MiB at EntryBytes a key) and NegativeCacheSize the
 	// remembered unknown keys (default NegativeCacheSize(CacheSize)).
 	CacheSize         int
 	NegativeCacheSize int
