@@ -573,7 +573,41 @@ func appendStringField(b []byte, field, s string) []byte {
 	if s == "" {
 		return b
 	}
-	return appendJSONString(append(b, field...), s)
+	return appendQuoted(append(b, field...), s)
+}
+
+// appendQuoted is appendJSONString with a fast path for what a key's
+// fields mostly are, printable ASCII without '"' or '\\', checked eight
+// bytes at a time, which needs no escaping.
+func appendQuoted(b []byte, s string) []byte {
+	if !plainASCII(s) {
+		return appendJSONString(b, s)
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+// plainASCII reports whether every byte of s is from 0x20 to 0x7f and
+// neither '"' nor '\\'.
+func plainASCII(s string) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		q, bs := w^(ones*'"'), w^(ones*'\\')
+		// A byte below 0x20, a zero byte of q or bs, or a high bit.
+		if (w-ones*0x20)&^w&highs != 0 || (q-ones)&^q&highs != 0 || (bs-ones)&^bs&highs != 0 || w&highs != 0 {
+			return false
+		}
+	}
+	for ; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 func appendStringList(b []byte, field string, l []string) []byte {
@@ -587,7 +621,7 @@ func appendStringList(b []byte, field string, l []string) []byte {
 		} else {
 			b = append(b, ',')
 		}
-		b = appendJSONString(b, s)
+		b = appendQuoted(b, s)
 	}
 	return append(b, ']')
 }

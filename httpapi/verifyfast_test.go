@@ -160,3 +160,21 @@ func TestVerifyAnswerMatchesEncodingJSON(t *testing.T) {
 		t.Fatal("the last verdict is not the last code")
 	}
 }
+
+// TestPlainASCIIMatchesByteCheck holds the eight-bytes-at-a-time check of
+// appendQuoted's fast path to the byte-by-byte one: every byte value at
+// every position of strings of 1 to 19 bytes.
+func TestPlainASCIIMatchesByteCheck(t *testing.T) {
+	for n := 1; n < 20; n++ {
+		for pos := range n {
+			for c := range 256 {
+				b := []byte(strings.Repeat("a", n))
+				b[pos] = byte(c)
+				want := c >= 0x20 && c < 0x80 && c != '"' && c != '\\'
+				if got := plainASCII(string(b)); got != want {
+					t.Fatalf("plainASCII(%q) = %v, want %v", b, got, want)
+				}
+			}
+		}
+	}
+}
