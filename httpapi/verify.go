@@ -37,7 +37,7 @@ func limitView(l keys.LimitState) *Limit {
 type VerifyResponse struct {
 	Valid bool   `json:"valid"`
 	Code  string `json:"code"`
-	// The key's own fields, encoded once per cache entry (identityJSON).
+	// The key's own fields, copied from the cache entry (appendIdentity).
 	verifyIdentity
 	Missing    string `json:"missing,omitempty"`
 	RateLimit  *Limit `json:"ratelimit,omitempty"`
@@ -163,10 +163,10 @@ func (s *Server) forwardAuth(w http.ResponseWriter, r *http.Request, id string) 
 	setLimitHeaders(h, v.Admission, s.now())
 	if v.Valid() {
 		e := v.Entry
-		h["X-Latchkey-Key-Id"] = e.KeyIDHeader
-		h["X-Latchkey-Tenant"] = e.TenantHeader
-		h["X-Latchkey-Owner"] = e.OwnerHeader
-		h["X-Latchkey-Scopes"] = e.ScopesHeader
+		h["X-Latchkey-Key-Id"] = e.KeyIDHeader()
+		h["X-Latchkey-Tenant"] = e.TenantHeader()
+		h["X-Latchkey-Owner"] = e.OwnerHeader()
+		h["X-Latchkey-Scopes"] = e.ScopesHeader()
 		if v.Admission.LeaseID != "" {
 			h.Set("X-Latchkey-Lease-Id", v.Admission.LeaseID)
 		}

@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -545,41 +544,87 @@ func foldRune(r rune) rune {
 	}
 }
 
-// identityJSON returns the entry's identity fields as they follow "code"
-// in a verify answer: each with its leading comma, by encoding/json
-// (without HTML escaping, as writeJSON). Built on first use and kept on
-// the entry.
-func identityJSON(e *keys.Entry) []byte {
-	if p := e.VerifyJSON.Load(); p != nil {
-		return *p
+// appendIdentity appends the entry's identity fields as they follow "code"
+// in a verify answer, as encoding/json encodes verifyIdentity (without HTML
+// escaping, as writeJSON): each with its leading comma, omitting the empty
+// ones. The meta is encoded once per entry (or once for every key of the
+// same small meta) by the cache; the rest is copied from the key.
+func appendIdentity(b []byte, e *keys.Entry) []byte {
+	k := &e.Key
+	b = appendStringField(b, `,"key_id":`, k.ID)
+	b = appendStringField(b, `,"tenant":`, k.Tenant)
+	b = appendStringField(b, `,"owner":`, k.Owner)
+	b = appendStringField(b, `,"name":`, k.Name)
+	b = appendStringField(b, `,"environment":`, k.Environment)
+	b = appendStringList(b, `,"scopes":`, k.Scopes)
+	b = appendStringList(b, `,"resources":`, k.Resources)
+	if m := e.MetaJSON(); len(k.Meta) > 0 && m != nil {
+		b = append(append(b, `,"meta":`...), m...)
 	}
-	var b []byte
-	enc, err := marshalNoHTML(identityOf(e.Key))
-	if err != nil {
-		// Unreachable for a stored key: its meta was decoded from JSON
-		// and its times are within RFC 3339's years.
-		return nil
+	if !k.ExpiresAt.IsZero() {
+		b = append(b, `,"expires_at":"`...)
+		b = k.ExpiresAt.AppendFormat(b, time.RFC3339Nano)
+		b = append(b, '"')
 	}
-	if inner := enc[1 : len(enc)-1]; len(inner) > 0 {
-		b = append(append(make([]byte, 0, len(inner)+1), ','), inner...)
-	}
-	e.VerifyJSON.Store(&b)
 	return b
 }
 
-func marshalNoHTML(v any) ([]byte, error) {
-	var w sliceWriter
-	enc := json.NewEncoder(&w)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
+func appendStringField(b []byte, field, s string) []byte {
+	if s == "" {
+		return b
 	}
-	return w.b[:len(w.b)-1], nil // without Encode's newline
+	return appendQuoted(append(b, field...), s)
 }
 
-type sliceWriter struct{ b []byte }
+// appendQuoted is appendJSONString with a fast path for what a key's
+// fields mostly are, printable ASCII without '"' or '\\', checked eight
+// bytes at a time, which needs no escaping.
+func appendQuoted(b []byte, s string) []byte {
+	if !plainASCII(s) {
+		return appendJSONString(b, s)
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
 
-func (w *sliceWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }
+// plainASCII reports whether every byte of s is from 0x20 to 0x7f and
+// neither '"' nor '\\'.
+func plainASCII(s string) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		q, bs := w^(ones*'"'), w^(ones*'\\')
+		// A byte below 0x20, a zero byte of q or bs, or a high bit.
+		if (w-ones*0x20)&^w&highs != 0 || (q-ones)&^q&highs != 0 || (bs-ones)&^bs&highs != 0 || w&highs != 0 {
+			return false
+		}
+	}
+	for ; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+func appendStringList(b []byte, field string, l []string) []byte {
+	if len(l) == 0 {
+		return b
+	}
+	b = append(b, field...)
+	for i, s := range l {
+		if i == 0 {
+			b = append(b, '[')
+		} else {
+			b = append(b, ',')
+		}
+		b = appendQuoted(b, s)
+	}
+	return append(b, ']')
+}
 
 // appendVerify appends the answer to v as writeJSON encoded it when the
 // route built a VerifyResponse (verifyResponse in the tests): the fields in
@@ -592,7 +637,7 @@ func appendVerify(b []byte, v *keys.Verdict) []byte {
 	}
 	b = appendJSONString(b, v.Code)
 	if v.Entry != nil {
-		b = append(b, identityJSON(v.Entry)...)
+		b = appendIdentity(b, v.Entry)
 	}
 	if v.Missing != "" {
 		b = append(b, `,"missing":`...)

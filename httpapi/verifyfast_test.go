@@ -93,7 +93,7 @@ func TestVerifyFastSeedsAreDecidedBothWays(t *testing.T) {
 func verifyResponse(v *keys.Verdict) VerifyResponse {
 	resp := VerifyResponse{Valid: v.Valid(), Code: v.Code, Missing: v.Missing}
 	if e := v.Entry; e != nil {
-		resp.verifyIdentity = identityOf(e.Key)
+		resp.verifyIdentity = identityOf(&e.Key)
 	}
 	resp.RateLimit = limitView(v.Admission.RateLimit)
 	resp.Quota = limitView(v.Admission.Quota)
@@ -136,7 +136,7 @@ func TestVerifyAnswerMatchesEncodingJSON(t *testing.T) {
 				for _, missing := range []string{"", "data:write", `res"ource<>` + "\u2029"} {
 					v := keys.Verdict{Code: code, Missing: missing, Admission: adm}
 					if k != nil {
-						v.Entry = &keys.Entry{Key: k}
+						v.Entry = keys.NewEntry(k)
 					}
 					verdicts = append(verdicts, v)
 				}
@@ -158,5 +158,23 @@ func TestVerifyAnswerMatchesEncodingJSON(t *testing.T) {
 	}
 	if !strings.Contains(string(appendVerify(nil, &verdicts[len(verdicts)-1])), `"code":"CONCURRENCY_EXCEEDED"`) {
 		t.Fatal("the last verdict is not the last code")
+	}
+}
+
+// TestPlainASCIIMatchesByteCheck holds the eight-bytes-at-a-time check of
+// appendQuoted's fast path to the byte-by-byte one: every byte value at
+// every position of strings of 1 to 19 bytes.
+func TestPlainASCIIMatchesByteCheck(t *testing.T) {
+	for n := 1; n < 20; n++ {
+		for pos := range n {
+			for c := range 256 {
+				b := []byte(strings.Repeat("a", n))
+				b[pos] = byte(c)
+				want := c >= 0x20 && c < 0x80 && c != '"' && c != '\\'
+				if got := plainASCII(string(b)); got != want {
+					t.Fatalf("plainASCII(%q) = %v, want %v", b, got, want)
+				}
+			}
+		}
 	}
 }

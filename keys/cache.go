@@ -1,65 +1,106 @@
 package keys
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/latchkeyhq/latchkey"
 )
 
 // Entry is an immutable snapshot of a key as the verify path needs it. It is
 // shared by every goroutine that verifies the key, so nothing may modify it
-// or the slices it holds once it is built.
+// or the slices it holds once it is built (NewEntry).
+//
+// It is one allocation: the key is held by value, and the forward-auth
+// header values and the verify answer's meta are made from it on use, so
+// a cached key costs the Entry, its own strings (id, name, owner) and
+// its slot in the cache; everything else is shared between keys.
 type Entry struct {
-	Key *latchkey.Key
-	// Windows is the key's compiled time windows (empty: any time).
-	Windows latchkey.TimeWindows
-	// noWindow is set when stored windows no longer compile (a zone gone
-	// from the tz database): the key is then usable at no time, not at any.
-	noWindow bool
+	// Key is the key as the store read it, with Start cleared (no check
+	// and no answer of the verify path reads it) and what many keys hold
+	// alike shared (compact).
+	Key latchkey.Key
+	// windows is the key's compiled time windows: nil for any time,
+	// noWindows when stored windows no longer compile (a zone gone from
+	// the tz database), so the key is usable at no time, not at any.
+	windows *latchkey.TimeWindows
+	// scopes is the X-Latchkey-Scopes header value: the scopes
+	// comma-joined, shared between keys with the same scopes.
+	scopes string
+	// meta is Key.Meta as encoding/json encodes it without HTML escaping
+	// (the verify answer's "meta"), nil when it is empty. Small maps
+	// share theirs with every key of the same meta.
+	meta *[]byte
+}
 
-	// Header values for forward-auth, built once so that an allowed request
-	// sets identity headers without allocating. Each is a one-element slice
-	// of hdr, so the four cost no allocation of their own.
-	KeyIDHeader  []string
-	TenantHeader []string
-	OwnerHeader  []string
-	ScopesHeader []string
-	hdr          [4]string
+// noWindows is the windows of an entry whose stored windows no longer
+// compile.
+var noWindows = new(latchkey.TimeWindows)
 
-	// VerifyJSON is what POST /v1/keys/verify says of the key (its
-	// identity fields as JSON), encoded by httpapi the first time it
-	// answers for this entry, so that later answers copy it. It is nil
-	// until then; the key never changes under an entry, so neither does it.
-	VerifyJSON atomic.Pointer[[]byte]
+// AllowsTime reports whether the key's time windows allow now.
+func (e *Entry) AllowsTime(now time.Time) bool {
+	return e.windows == nil || e.windows != noWindows && e.windows.Allows(now)
+}
+
+// Forward-auth header values, each a one-element slice of a string inside
+// the entry: setting them on an allowed request allocates nothing. The
+// caller must not modify them.
+
+// KeyIDHeader is the X-Latchkey-Key-Id value.
+func (e *Entry) KeyIDHeader() []string { return unsafe.Slice(&e.Key.ID, 1) }
+
+// TenantHeader is the X-Latchkey-Tenant value.
+func (e *Entry) TenantHeader() []string { return unsafe.Slice(&e.Key.Tenant, 1) }
+
+// OwnerHeader is the X-Latchkey-Owner value.
+func (e *Entry) OwnerHeader() []string { return unsafe.Slice(&e.Key.Owner, 1) }
+
+// ScopesHeader is the X-Latchkey-Scopes value: the scopes comma-joined.
+func (e *Entry) ScopesHeader() []string { return unsafe.Slice(&e.scopes, 1) }
+
+// MetaJSON returns the key's meta as encoding/json encodes it without HTML
+// escaping, or nil when the key has none: the verify answer copies it. The
+// caller must not modify it.
+func (e *Entry) MetaJSON() []byte {
+	if e.meta == nil {
+		return nil
+	}
+	return *e.meta
 }
 
 // EntryBytes is the resident memory one cached key of the typical shape
 // (two scopes, a little meta, no limits) is held to, everything included:
-// the Entry, its latchkey.Key and strings, and the cache's index and slot.
-// TestCacheAllocatesAtMostEntryBytesPerKey measures it at 100,000 entries (and at 1,000,000
-// with LATCHKEY_BIG=1). It also turns a --cache-size in bytes into
-// entries.
+// the Entry (which holds the latchkey.Key), the key's own strings, and the
+// cache's index and slot. TestCacheAllocatesAtMostEntryBytesPerKey measures
+// it at 100,000 entries (and at 1,000,000 with LATCHKEY_BIG=1). It also
+// turns a --cache-size in bytes into entries.
 //
-// Measured: 1,038 bytes a key at 100,000 keys, 1,082 at 1,000,000 (1,191
-// and 1,508 before the slots and sharing below). The latchkey.Key struct
-// alone is 640 of it (its allocation size class), the Entry 208, the
-// index and slot about 130, the key's own strings (id, owner, start,
-// name) the rest; tenant,
-// environment, prefix, scope and resource lists and small meta maps are
-// shared between keys.
-const EntryBytes = 1152
+// Measured: 749 bytes a key at 100,000 keys, 761 at 1,000,000 (1,038 and
+// 1,082 when the Entry pointed to a separate Key and held its header
+// slices and verify answer, and the slot held the hash). The Entry is 640
+// of it: a 632-byte struct plus Go's 8-byte header for a large object with
+// pointers, in the 640-byte size class (8 bytes more and it is 704). The
+// slot is 16 and the index about 25; the key's own strings (id, owner,
+// name, one allocation) the rest.
+// Tenant, environment, prefix, scope and resource lists, the scopes
+// header and small meta maps with their JSON are shared between keys.
+// TestActiveKeysAllocateAtMost1KBEach (httpapi) adds the verify answer and
+// the usage recorder: 919 bytes an active key at 100,000, 974 at 1,000,000.
+const EntryBytes = 800
 
 // DefaultCacheBytes is the memory the key cache may use by default.
 const DefaultCacheBytes = 128 << 20
 
 // DefaultCacheSize is the default bound on cached keys:
-// DefaultCacheBytes / EntryBytes (116,508 keys in 128 MiB).
+// DefaultCacheBytes / EntryBytes (167,772 keys in 128 MiB).
 const DefaultCacheSize = DefaultCacheBytes / EntryBytes
 
 // MinCacheSize and MaxCacheSize bound --cache-size: one key per shard at
@@ -108,20 +149,37 @@ func ParseCacheSize(s string) (int, error) {
 // key cache of size keys: a tenth, at least 10,000.
 func NegativeCacheSize(size int) int { return max(10_000, size/10) }
 
-func newEntry(k *latchkey.Key) *Entry {
-	compact(k)
-	ws, err := latchkey.CompileTimeWindows(k.TimeWindows)
-	e := &Entry{
-		Key:      k,
-		Windows:  ws,
-		noWindow: err != nil,
+// NewEntry builds the cache entry of a key read from the store. It keeps
+// nothing of k but the strings and collections it points to, which it may
+// share with other entries: the caller must not modify them afterwards.
+func NewEntry(k *latchkey.Key) *Entry {
+	e := &Entry{Key: *k}
+	k = &e.Key
+	k.Start = ""
+	k.ID, k.Owner, k.Name = ownStrings(k.ID, k.Owner, k.Name)
+	e.meta = compact(k)
+	if len(k.TimeWindows) > 0 {
+		ws, err := latchkey.CompileTimeWindows(k.TimeWindows)
+		e.windows = &ws
+		if err != nil {
+			e.windows = noWindows
+		}
 	}
-	e.hdr = [4]string{k.ID, k.Tenant, k.Owner, internScopes.joined(k.Scopes)}
-	e.KeyIDHeader = e.hdr[0:1:1]
-	e.TenantHeader = e.hdr[1:2:2]
-	e.OwnerHeader = e.hdr[2:3:3]
-	e.ScopesHeader = e.hdr[3:4:4]
+	e.scopes = internScopes.joined(k.Scopes)
 	return e
+}
+
+// ownStrings copies a key's own strings (a store read allocates each on
+// its own) into one allocation: 8 to 24 bytes less a key than three
+// size-class roundings.
+func ownStrings(id, owner, name string) (string, string, string) {
+	var b strings.Builder
+	b.Grow(len(id) + len(owner) + len(name))
+	b.WriteString(id)
+	b.WriteString(owner)
+	b.WriteString(name)
+	all := b.String()
+	return all[:len(id)], all[len(id) : len(id)+len(owner)], all[len(id)+len(owner):]
 }
 
 // emptyMeta is the Meta of every cached key that has none: a map per key
@@ -131,43 +189,68 @@ var emptyMeta = map[string]any{}
 
 // compact shares, between cached keys, what many keys hold alike: the
 // tenant, environment and prefix strings, the scope and resource lists,
-// an empty meta. A million keys of a handful of tenants otherwise hold a
-// million copies of each.
-func compact(k *latchkey.Key) {
+// an empty meta, small meta maps. A million keys of a handful of tenants
+// otherwise hold a million copies of each. It returns the meta's JSON
+// (Entry.meta), nil for an empty meta.
+func compact(k *latchkey.Key) *[]byte {
 	k.Tenant = internStrings.get(k.Tenant)
 	k.Environment = internStrings.get(k.Environment)
 	k.Prefix = internStrings.get(k.Prefix)
 	k.Scopes = internScopes.list(k.Scopes)
 	k.Resources = internScopes.list(k.Resources)
-	switch {
-	case len(k.Meta) == 0:
+	if len(k.Meta) == 0 {
 		k.Meta = emptyMeta
-	case len(k.Meta) <= 4:
-		k.Meta = internMeta.get(k.Meta)
+		return nil
 	}
+	return internMeta.get(k)
 }
 
 // metaIntern shares small meta maps that are alike ({"team": "payments"}
-// on every key of a team) by their JSON form.
+// on every key of a team), and their JSON, by their JSON form.
 type metaIntern struct {
 	mu sync.Mutex
-	m  map[string]map[string]any
+	m  map[string]metaInterned
 }
 
-func (t *metaIntern) get(m map[string]any) map[string]any {
-	b, err := json.Marshal(m) // sorted keys: one form per map
-	if err != nil || len(b) > 256 {
-		return m
+type metaInterned struct {
+	m    map[string]any
+	json *[]byte
+}
+
+// get returns the JSON of k's meta, and replaces k.Meta by an equal map
+// another key already holds, if the meta is small.
+func (t *metaIntern) get(k *latchkey.Key) *[]byte {
+	b, err := marshalNoHTML(k.Meta)
+	if err != nil {
+		// Unreachable for a stored key: its meta was decoded from JSON.
+		return nil
+	}
+	if len(k.Meta) > 4 || len(b) > 256 {
+		return &b
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if v, ok := t.m[string(b)]; ok {
-		return v
+	if v, ok := t.m[string(b)]; ok { // sorted keys: one form per map
+		k.Meta = v.m
+		return v.json
 	}
 	if len(t.m) < internLimit {
-		t.m[string(b)] = m
+		t.m[string(b)] = metaInterned{m: k.Meta, json: &b}
 	}
-	return m
+	return &b
+}
+
+// marshalNoHTML encodes v as encoding/json does, without escaping HTML
+// characters (as httpapi writes its answers).
+func marshalNoHTML(v any) ([]byte, error) {
+	var w bytes.Buffer
+	enc := json.NewEncoder(&w)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	b := w.Bytes()
+	return slices.Clip(b[:len(b)-1]), nil // without Encode's newline
 }
 
 // internLimit bounds each intern table: past it, values are kept as they
@@ -177,7 +260,7 @@ const internLimit = 4096
 var (
 	internStrings = &strIntern{m: make(map[string]string)}
 	internScopes  = &listIntern{m: make(map[string]listInterned)}
-	internMeta    = &metaIntern{m: make(map[string]map[string]any)}
+	internMeta    = &metaIntern{m: make(map[string]metaInterned)}
 )
 
 type strIntern struct {
@@ -264,9 +347,14 @@ const cacheShards = 64
 // turn of the hand stays; a scan of cold keys only ever replaces cold
 // keys.
 //
-// Each shard's index maps a hash to a slot number: a map with neither
-// pointer keys nor pointer values, which the garbage collector does not
-// scan; the slots are one slice.
+// Each shard's index maps the first 8 bytes of a hash to a slot number: a
+// map with neither pointer keys nor pointer values, which the garbage
+// collector does not scan, and 12 bytes an entry instead of 36. The slot
+// holds the whole hash, which a lookup compares: two hashes that share
+// their first 8 bytes (which nobody can aim for, short of a second
+// preimage of 64 bits of SHA-256) only take each other's slot, as an
+// eviction would. The slots are one slice, grown to the shard's bound and
+// no further.
 //
 // A load that races with an invalidation must not put the old row back. A
 // loader notes the generation before it reads the store and inserts only if
@@ -306,17 +394,62 @@ type shardTable struct {
 
 // clock is one CLOCK-evicted table of slots.
 type clock struct {
-	index map[[32]byte]uint32 // hash → slot number
+	index map[uint64]uint32 // indexKey(hash) → slot number
 	slots []slot
-	hand  int
-	max   int
+	// hashes holds the negative table's hashes, by slot number. The
+	// positive table has none: its entries hold theirs (Entry.Key.Hash),
+	// which saves 32 bytes a cached key.
+	hashes   [][32]byte
+	negative bool
+	hand     int
+	max      int
 }
 
+// slot is 16 bytes: the entry, and the reference bit sharing a word with
+// the expiry.
 type slot struct {
-	hash    [32]byte
-	e       *Entry // nil in the negative table
-	expires int64  // Unix nanoseconds
-	ref     atomic.Uint32
+	e *Entry // nil in the negative table
+	// word is the expiry in Unix nanoseconds (63 bits: until 2262) with
+	// the reference bit on top. Lookups set the bit under the read lock
+	// (refBit, atomically); everything else changes under the write lock.
+	word atomic.Uint64
+}
+
+const refBit = 1 << 63
+
+// expiryWord is the word of a slot expiring at expires, its bit clear.
+func expiryWord(expires int64) uint64 { return uint64(max(expires, 0)) &^ refBit }
+
+func (sl *slot) expires() int64 { return int64(sl.word.Load() &^ refBit) }
+
+func (sl *slot) referenced() bool { return sl.word.Load()&refBit != 0 }
+
+// indexKey is what a clock's index is keyed by: the hash's first 8 bytes.
+func indexKey(h *[32]byte) uint64 { return binary.LittleEndian.Uint64(h[:8]) }
+
+// hash returns the hash slot i holds.
+func (k *clock) hash(i uint32) *[32]byte {
+	if k.negative {
+		return &k.hashes[i]
+	}
+	return &k.slots[i].e.Key.Hash
+}
+
+// find returns the slot holding h.
+func (k *clock) find(h *[32]byte) (*slot, bool) {
+	i, ok := k.index[indexKey(h)]
+	if !ok || *k.hash(i) != *h {
+		return nil, false
+	}
+	return &k.slots[i], true
+}
+
+// fill puts h and e in slot i (its word is the caller's).
+func (k *clock) fill(i uint32, h *[32]byte, e *Entry) {
+	k.slots[i].e = e
+	if k.negative {
+		k.hashes[i] = *h
+	}
 }
 
 // flight is one store read that concurrent misses on a hash wait for.
@@ -337,8 +470,8 @@ func newCache(size, negSize int, ttl, negTTL time.Duration) *cache {
 	}
 	for i := range c.shards {
 		c.shards[i].t = &shardTable{
-			pos:     clock{index: make(map[[32]byte]uint32), max: c.perShard},
-			neg:     clock{index: make(map[[32]byte]uint32), max: c.negShard},
+			pos:     clock{index: make(map[uint64]uint32), max: c.perShard},
+			neg:     clock{index: make(map[uint64]uint32), max: c.negShard, negative: true},
 			flights: make(map[[32]byte]*flight),
 		}
 	}
@@ -355,13 +488,11 @@ func (c *cache) lookup(h [32]byte, now time.Time) (e *Entry, fresh, missing bool
 	s.mu.RLock()
 	var expires int64
 	var found bool
-	if i, ok := s.t.pos.index[h]; ok {
-		sl := &s.t.pos.slots[i]
-		e, expires, found = sl.e, sl.expires, true
+	if sl, ok := s.t.pos.find(&h); ok {
+		e, expires, found = sl.e, sl.expires(), true
 		sl.touch()
-	} else if i, ok := s.t.neg.index[h]; ok {
-		sl := &s.t.neg.slots[i]
-		expires = sl.expires
+	} else if sl, ok := s.t.neg.find(&h); ok {
+		expires = sl.expires()
 		sl.touch()
 	}
 	s.mu.RUnlock()
@@ -376,8 +507,8 @@ func (c *cache) lookup(h [32]byte, now time.Time) (e *Entry, fresh, missing bool
 }
 
 func (sl *slot) touch() {
-	if sl.ref.Load() == 0 {
-		sl.ref.Store(1)
+	if !sl.referenced() {
+		sl.word.Or(refBit)
 	}
 }
 
@@ -412,15 +543,33 @@ func (c *cache) put(h [32]byte, e *Entry, gen uint64, now time.Time) {
 
 // set stores e for h, evicting by CLOCK when the table is full. now is in
 // Unix nanoseconds (an expired slot is taken whatever its bit).
+//
+// A positive entry must hold h as its Key.Hash.
 func (k *clock) set(h [32]byte, e *Entry, expires, now int64) {
-	if i, ok := k.index[h]; ok {
+	ik := indexKey(&h)
+	if i, ok := k.index[ik]; ok {
+		// h itself, or a hash sharing its index key, which h replaces.
+		k.fill(i, &h, e)
 		sl := &k.slots[i]
-		sl.e, sl.expires = e, expires
+		sl.word.Store(expiryWord(expires) | sl.word.Load()&refBit)
 		return
 	}
 	if len(k.slots) < k.max {
-		k.slots = append(k.slots, slot{hash: h, e: e, expires: expires})
-		k.index[h] = uint32(len(k.slots) - 1)
+		if len(k.slots) == cap(k.slots) {
+			// Doubling up to the bound, not append's growth: a full
+			// shard's slots are exactly its bound.
+			n := min(k.max, max(16, 2*cap(k.slots))) - len(k.slots)
+			k.slots = slices.Grow(k.slots, n)
+			if k.negative {
+				k.hashes = slices.Grow(k.hashes, n)
+			}
+		}
+		k.slots = append(k.slots, slot{e: e})
+		if k.negative {
+			k.hashes = append(k.hashes, h)
+		}
+		k.slots[len(k.slots)-1].word.Store(expiryWord(expires))
+		k.index[ik] = uint32(len(k.slots) - 1)
 		return
 	}
 	// Every set bit is cleared as the hand passes, so within two turns a
@@ -430,15 +579,15 @@ func (k *clock) set(h [32]byte, e *Entry, expires, now int64) {
 			k.hand = 0
 		}
 		sl := &k.slots[k.hand]
-		if sl.ref.Load() != 0 && sl.expires > now {
-			sl.ref.Store(0)
+		if sl.referenced() && sl.expires() > now {
+			sl.word.And(^uint64(refBit))
 			k.hand++
 			continue
 		}
-		delete(k.index, sl.hash)
-		sl.hash, sl.e, sl.expires = h, e, expires
-		sl.ref.Store(0)
-		k.index[h] = uint32(k.hand)
+		delete(k.index, indexKey(k.hash(uint32(k.hand))))
+		k.fill(uint32(k.hand), &h, e)
+		sl.word.Store(expiryWord(expires))
+		k.index[ik] = uint32(k.hand)
 		k.hand++
 		return
 	}
@@ -446,21 +595,28 @@ func (k *clock) set(h [32]byte, e *Entry, expires, now int64) {
 
 // remove forgets h, moving the last slot into its place.
 func (k *clock) remove(h [32]byte) {
-	i, ok := k.index[h]
-	if !ok {
+	ik := indexKey(&h)
+	i, ok := k.index[ik]
+	if !ok || *k.hash(i) != h {
 		return
 	}
-	delete(k.index, h)
+	delete(k.index, ik)
 	last := len(k.slots) - 1
 	if int(i) != last {
 		src := &k.slots[last]
 		dst := &k.slots[i]
-		dst.hash, dst.e, dst.expires = src.hash, src.e, src.expires
-		dst.ref.Store(src.ref.Load())
-		k.index[dst.hash] = i
+		dst.e = src.e
+		dst.word.Store(src.word.Load())
+		if k.negative {
+			k.hashes[i] = k.hashes[last]
+		}
+		k.index[indexKey(k.hash(i))] = i
 	}
 	k.slots[last] = slot{}
 	k.slots = k.slots[:last]
+	if k.negative {
+		k.hashes = k.hashes[:last]
+	}
 }
 
 // join returns the flight loading h, and whether the caller leads it (and

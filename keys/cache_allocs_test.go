@@ -38,7 +38,7 @@ func TestCacheAllocatesAtMostEntryBytesPerKey(t *testing.T) {
 				c := newCache(n, n/10, time.Minute, time.Second)
 				// n and an eighth: every shard full, the steady state.
 				for i := range n + n/8 {
-					c.put(hashOf(i), newEntry(scannedKey(t, i, shape.meta)), c.generation(), cacheT0)
+					c.put(hashOf(i), NewEntry(scannedKey(t, i, shape.meta)), c.generation(), cacheT0)
 				}
 				after := heapInUse()
 				pos, _ := c.len()

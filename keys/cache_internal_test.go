@@ -61,7 +61,7 @@ func TestCacheKeepsHotKeysThroughAColdScan(t *testing.T) {
 			return
 		}
 		reads++
-		c.put(h, &Entry{}, c.generation(), now)
+		c.put(h, &Entry{Key: latchkey.Key{Hash: h}}, c.generation(), now)
 	}
 	for i := range hot {
 		use(i)
@@ -109,7 +109,7 @@ func TestNegativeCacheIsBounded(t *testing.T) {
 func TestCacheInvalidateAndReuseSlots(t *testing.T) {
 	c := newCache(64*50, 64, time.Hour, time.Hour)
 	for i := range 3000 {
-		c.put(hashOf(i), &Entry{Key: &latchkey.Key{ID: strconv.Itoa(i)}}, c.generation(), cacheT0)
+		c.put(hashOf(i), &Entry{Key: latchkey.Key{ID: strconv.Itoa(i), Hash: hashOf(i)}}, c.generation(), cacheT0)
 	}
 	for i := 0; i < 3000; i += 3 {
 		c.invalidate(hashOf(i))
@@ -227,5 +227,33 @@ func TestMissStampedeReadsOnce(t *testing.T) {
 	}
 	if r := g.reads.Load(); r != 1 {
 		t.Errorf("%d verifications of one key read the store %d times, want 1", n, r)
+	}
+}
+
+// TestEntryTimeWindows: a key without windows is usable at any time, one
+// with windows only inside them, and one whose stored windows no longer
+// compile (a zone gone from the tz database) at no time.
+func TestEntryTimeWindows(t *testing.T) {
+	mon9 := time.Date(2026, 3, 30, 9, 0, 0, 0, time.UTC)   // a Monday
+	mon20 := time.Date(2026, 3, 30, 20, 0, 0, 0, time.UTC) // same day, evening
+	office := []latchkey.TimeWindow{{Days: []string{"mon"}, Start: "08:00", End: "17:00", TZ: "UTC"}}
+	gone := []latchkey.TimeWindow{{Start: "08:00", End: "17:00", TZ: "Nowhere/Gone"}}
+	for _, c := range []struct {
+		name    string
+		windows []latchkey.TimeWindow
+		at9     bool
+		at20    bool
+	}{
+		{"none", nil, true, true},
+		{"office hours", office, true, false},
+		{"zone gone", gone, false, false},
+	} {
+		e := NewEntry(&latchkey.Key{ID: "key_1", TimeWindows: c.windows})
+		if got := e.AllowsTime(mon9); got != c.at9 {
+			t.Errorf("%s: allowed at 09:00 = %v, want %v", c.name, got, c.at9)
+		}
+		if got := e.AllowsTime(mon20); got != c.at20 {
+			t.Errorf("%s: allowed at 20:00 = %v, want %v", c.name, got, c.at20)
+		}
 	}
 }

@@ -25,7 +25,7 @@ type Options struct {
 	// Rand is the source of key material (default crypto/rand).
 	Rand io.Reader
 	// CacheSize bounds the keys kept in memory (default DefaultCacheSize,
-	// 116,508: 128 MiB at EntryBytes a key) and NegativeCacheSize the
+	// 167,772: 128 MiB at EntryBytes a key) and NegativeCacheSize the
 	// remembered unknown keys (default NegativeCacheSize(CacheSize)).
 	CacheSize         int
 	NegativeCacheSize int
@@ -307,7 +307,7 @@ func (s *Service) authenticate(ctx context.Context, key string, ip netip.Addr, s
 		}
 		return d
 	}
-	k := v.Entry.Key
+	k := &v.Entry.Key
 	*a = Actor{KeyID: k.ID, Tenant: k.Tenant, Scopes: k.Scopes, Resources: k.Resources, IP: ip, Admission: v.Admission}
 	return nil
 }

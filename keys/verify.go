@@ -100,7 +100,7 @@ func (s *Service) Verify(ctx context.Context, req VerifyRequest) (Verdict, error
 	now := s.now()
 	v, err := s.check(ctx, &req, now, true)
 	if s.usage != nil && v.Entry != nil {
-		k := v.Entry.Key
+		k := &v.Entry.Key
 		s.usage.Record(k.ID, k.Tenant, v.Code, DetachAddr(req.IP), now)
 	}
 	return v, err
@@ -125,7 +125,7 @@ func (s *Service) check(ctx context.Context, req *VerifyRequest, now time.Time, 
 		return Verdict{Code: latchkey.CodeNotFound}, nil
 	}
 	v := Verdict{Entry: e}
-	k := e.Key
+	k := &e.Key
 	switch k.StateAt(now) {
 	case latchkey.StateRevoked:
 		v.Code = latchkey.CodeRevoked
@@ -145,7 +145,7 @@ func (s *Service) check(ctx context.Context, req *VerifyRequest, now time.Time, 
 		v.Code = latchkey.CodeIPNotAllowed
 		return v, nil
 	}
-	if e.noWindow || !e.Windows.Allows(now) {
+	if !e.AllowsTime(now) {
 		v.Code = latchkey.CodeOutsideTimeWindow
 		return v, nil
 	}
@@ -285,7 +285,8 @@ func (s *Service) load(ctx context.Context, h [32]byte, now time.Time) (*Entry, 
 	s.storeReads.Add(1)
 	switch {
 	case err == nil:
-		ne := newEntry(k)
+		ne := NewEntry(k)
+		ne.Key.Hash = h // the cache finds the entry by it
 		s.cache.put(h, ne, gen, now)
 		return ne, nil
 	case latchkey.ErrorCode(err) == latchkey.ENotFound:

@@ -18,11 +18,14 @@ import (
 // The race detector's shadow memory would be counted too: this file is
 // built without it.
 
-// TestRecorderAllocatesAtMost300BytesPerActiveKey: the recorder holds at most 300 bytes per
+// TestRecorderAllocatesAtMost240BytesPerActiveKey: the recorder holds at most 240 bytes per
 // active key (one network each), measured after GC with 100,000 keys
-// pending; and after they are flushed (the hour's key.used sums and the
-// spare buckets kept for reuse) still at most that.
-func TestRecorderAllocatesAtMost300BytesPerActiveKey(t *testing.T) {
+// pending (165 measured); and after they are flushed (the hour's key.used
+// sums, the spare buckets kept for reuse and the pending map, which Go
+// does not shrink: 211 measured) still at most that. Its share of issue
+// 10's 1 KB an active key: httpapi's TestActiveKeysAllocateAtMost1KBEach
+// counts it with the cache.
+func TestRecorderAllocatesAtMost240BytesPerActiveKey(t *testing.T) {
 	if testing.Short() {
 		t.Skip("allocates 100,000 keys' state")
 	}
@@ -44,8 +47,8 @@ func TestRecorderAllocatesAtMost300BytesPerActiveKey(t *testing.T) {
 	}
 	flushed := float64(heap()-base) / n
 	t.Logf("resident bytes per active key: %.0f pending, %.0f after the flush", pending, flushed)
-	if pending > 300 || flushed > 300 {
-		t.Errorf("resident bytes per active key: %.0f pending, %.0f after the flush; want at most 300", pending, flushed)
+	if pending > 240 || flushed > 240 {
+		t.Errorf("resident bytes per active key: %.0f pending, %.0f after the flush; want at most 240", pending, flushed)
 	}
 	runtime.KeepAlive(ids)
 }
