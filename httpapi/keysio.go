@@ -99,10 +99,14 @@ func (s *Server) importKeys(w http.ResponseWriter, r *http.Request, a *keys.Acto
 		return err
 	}
 	rc := http.NewResponseController(w)
-	body := &progressReader{r: r.Body, extend: func() {
+	extend := func() {
 		_ = rc.SetReadDeadline(time.Now().Add(s.timeout))
 		_ = rc.SetWriteDeadline(time.Now().Add(s.timeout))
-	}}
+	}
+	body := &progressReader{r: r.Body, extend: extend}
+	// Writing a batch reads nothing for seconds: each batch gets the
+	// whole timeout, the last one included.
+	p.Progress = extend
 	res, err := s.svc.ImportKeys(r.Context(), a, body, p)
 	if err != nil {
 		return err

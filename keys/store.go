@@ -69,7 +69,8 @@ type Tx interface {
 	// ImportKeys inserts each key of ks whose hash is not stored yet (in
 	// any tenant) and skips the others, a hash repeated within ks
 	// included; it returns how many it inserted. ENotFound if a key's
-	// tenant does not exist.
+	// tenant does not exist. An empty ks ends an import: the store lets
+	// go of what it kept from one batch to the next (a larger cache).
 	ImportKeys(ks []*latchkey.Key) (created int, err error)
 	// Key returns the key with the id in the tenant; ENotFound if there is
 	// none, including when the id belongs to another tenant.

@@ -356,45 +356,9 @@ func scanTenant(row scanner) (*latchkey.Tenant, error) {
 
 // keyArgs returns the named arguments for every column of k.
 func keyArgs(k *latchkey.Key) ([]any, error) {
-	scopes, err := jsonArray(k.Scopes)
+	j, err := encodeKeyJSON(k)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: key %s: scopes: %w", k.ID, err)
-	}
-	resources, err := jsonArray(k.Resources)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: key %s: resources: %w", k.ID, err)
-	}
-	ipAllow, err := jsonArray(k.IPAllow)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: key %s: ip_allow: %w", k.ID, err)
-	}
-	countries, err := jsonArray(k.Countries)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: key %s: countries: %w", k.ID, err)
-	}
-	windows, err := jsonArray(k.TimeWindows)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: key %s: time_windows: %w", k.ID, err)
-	}
-	rates, err := jsonArray(k.RateLimits)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: key %s: ratelimits: %w", k.ID, err)
-	}
-	var quota sql.NullString
-	if k.Quota != nil {
-		b, err := json.Marshal(k.Quota)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: key %s: quota: %w", k.ID, err)
-		}
-		quota = sql.NullString{String: string(b), Valid: true}
-	}
-	meta := "{}"
-	if k.Meta != nil {
-		b, err := json.Marshal(k.Meta)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: key %s: meta: %w", k.ID, err)
-		}
-		meta = string(b)
+		return nil, err
 	}
 	return []any{
 		sql.Named("id", k.ID),
@@ -405,10 +369,10 @@ func keyArgs(k *latchkey.Key) ([]any, error) {
 		sql.Named("prefix", k.Prefix),
 		sql.Named("start", k.Start),
 		sql.Named("hash", k.Hash[:]),
-		sql.Named("scopes", scopes),
-		sql.Named("resources", resources),
-		sql.Named("meta", meta),
-		sql.Named("ip_allow", ipAllow),
+		sql.Named("scopes", j.scopes),
+		sql.Named("resources", j.resources),
+		sql.Named("meta", j.meta),
+		sql.Named("ip_allow", j.ipAllow),
 		sql.Named("expires_at", micros(k.ExpiresAt)),
 		sql.Named("state", string(k.State)),
 		sql.Named("state_reason", k.StateReason),
@@ -421,14 +385,60 @@ func keyArgs(k *latchkey.Key) ([]any, error) {
 		sql.Named("updated_at", micros(k.UpdatedAt)),
 		sql.Named("revoked_at", micros(k.RevokedAt)),
 		sql.Named("suspended_by", nullString(k.SuspendedBy)),
-		sql.Named("countries", countries),
-		sql.Named("time_windows", windows),
-		sql.Named("ratelimits", rates),
-		sql.Named("quota", quota),
+		sql.Named("countries", j.countries),
+		sql.Named("time_windows", j.windows),
+		sql.Named("ratelimits", j.rates),
+		sql.Named("quota", j.quota),
 		sql.Named("max_concurrent", k.MaxConcurrent),
 		sql.Named("lease_ttl", int64(k.LeaseTTL)),
 		sql.Named("last_used_at", micros(k.LastUsedAt)),
 	}, nil
+}
+
+// keyJSON is the JSON text of a key's list and map columns.
+type keyJSON struct {
+	scopes, resources, meta, ipAllow string
+	countries, windows, rates        string
+	quota                            sql.NullString
+}
+
+func encodeKeyJSON(k *latchkey.Key) (keyJSON, error) {
+	var j keyJSON
+	var err error
+	if j.scopes, err = jsonArray(k.Scopes); err != nil {
+		return j, fmt.Errorf("sqlite: key %s: scopes: %w", k.ID, err)
+	}
+	if j.resources, err = jsonArray(k.Resources); err != nil {
+		return j, fmt.Errorf("sqlite: key %s: resources: %w", k.ID, err)
+	}
+	if j.ipAllow, err = jsonArray(k.IPAllow); err != nil {
+		return j, fmt.Errorf("sqlite: key %s: ip_allow: %w", k.ID, err)
+	}
+	if j.countries, err = jsonArray(k.Countries); err != nil {
+		return j, fmt.Errorf("sqlite: key %s: countries: %w", k.ID, err)
+	}
+	if j.windows, err = jsonArray(k.TimeWindows); err != nil {
+		return j, fmt.Errorf("sqlite: key %s: time_windows: %w", k.ID, err)
+	}
+	if j.rates, err = jsonArray(k.RateLimits); err != nil {
+		return j, fmt.Errorf("sqlite: key %s: ratelimits: %w", k.ID, err)
+	}
+	if k.Quota != nil {
+		b, err := json.Marshal(k.Quota)
+		if err != nil {
+			return j, fmt.Errorf("sqlite: key %s: quota: %w", k.ID, err)
+		}
+		j.quota = sql.NullString{String: string(b), Valid: true}
+	}
+	j.meta = "{}"
+	if k.Meta != nil {
+		b, err := json.Marshal(k.Meta)
+		if err != nil {
+			return j, fmt.Errorf("sqlite: key %s: meta: %w", k.ID, err)
+		}
+		j.meta = string(b)
+	}
+	return j, nil
 }
 
 func scanKey(row scanner) (*latchkey.Key, error) {
