@@ -31,8 +31,17 @@ func errTellsNoSecret(t testing.TB, err error, data []byte) {
 	t.Helper()
 	msg := err.Error()
 	values, names := scalars(data)
+	// A name the error is about (a misspelt field) is quoted on purpose;
+	// a value that happens to be part of that name is not being leaked,
+	// so values are looked for in the rest of the message.
+	rest := quoted.ReplaceAllStringFunc(msg, func(m string) string {
+		if q := strings.TrimSuffix(m[1:len(m)-1], "…"); q != "" && isNamePrefix(names, q) {
+			return `""`
+		}
+		return m
+	})
 	for _, v := range values {
-		if len(v) >= secretMin && strings.Contains(msg, v) {
+		if len(v) >= secretMin && strings.Contains(rest, v) {
 			t.Fatalf("error %q holds the value %q of its input", msg, v)
 		}
 	}
@@ -43,6 +52,20 @@ func errTellsNoSecret(t testing.TB, err error, data []byte) {
 		}
 		t.Fatalf("error %q quotes %d bytes of its input", msg, len(q))
 	}
+}
+
+// isNamePrefix reports whether q is one of names or the start of one (an
+// error clips the names it quotes).
+func isNamePrefix(names map[string]bool, q string) bool {
+	if names[q] {
+		return true
+	}
+	for n := range names {
+		if strings.HasPrefix(n, q) {
+			return true
+		}
+	}
+	return false
 }
 
 // scalars returns the value scalars (mapping values, sequence items,
