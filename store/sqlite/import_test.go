@@ -95,3 +95,95 @@ func TestImportCacheShrinksAtTheEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Runs of keys that share a template go in through one statement per
+// thousand (fixed or varying lengths), the others a row at a time; every
+// key reads back exactly as it was given, whichever way it went in.
+func TestImportRunsStoreEveryKeyAsGiven(t *testing.T) {
+	db := openTest(t, filepath.Join(t.TempDir(), "latchkey.db"))
+	ctx := t.Context()
+	at := time.Date(2026, 1, 2, 3, 4, 5, 6000, time.UTC)
+	if err := db.Update(ctx, func(tx keys.Tx) error { return tx.CreateTenant(&latchkey.Tenant{ID: "a", Name: "A", CreatedAt: at}) }); err != nil {
+		t.Fatal(err)
+	}
+	scopes, resources := []string{"data:read"}, []string{"agent:x"}
+	tmpl := latchkey.Key{Tenant: "a", Name: "imported", Environment: "live", Scopes: scopes, Resources: resources,
+		State: latchkey.StateActive, CreatedAt: at, UpdatedAt: at, ExpiresAt: at.Add(time.Hour), MaxConcurrent: 3}
+	ids := latchkey.NewIDSequence("key", at)
+	var ks []*latchkey.Key
+	add := func(n int, f func(i int, k *latchkey.Key)) {
+		for i := range n {
+			k := new(latchkey.Key)
+			*k = tmpl
+			k.ID = ids.Next()
+			k.Hash[0], k.Hash[1], k.Hash[2] = byte(len(ks)>>16), byte(len(ks)>>8), byte(len(ks))
+			k.Start = "abcd"
+			f(i, k)
+			ks = append(ks, k)
+		}
+	}
+	// A run longer than a statement takes, with fixed lengths.
+	add(2500, func(i int, k *latchkey.Key) {})
+	// Lengths that vary, owners JSON must escape, and characters substr
+	// counts one each although they take several bytes.
+	owners := []string{`quote"d`, `back\slash`, "tab\there", "ctl\x01", "über", "日本", ""}
+	add(100, func(i int, k *latchkey.Key) {
+		k.Start = strings.Repeat("s", i%7)
+		k.Prefix = strings.Repeat("p", i%3)
+		k.Owner = owners[i%len(owners)]
+		if i%5 == 0 {
+			k.Start = "é" + k.Start
+		}
+	})
+	// Strings that are not UTF-8 cannot ride in JSON: those keys go in a
+	// row at a time, and the run goes on after them.
+	add(60, func(i int, k *latchkey.Key) {
+		if i%20 == 7 {
+			k.Start = "\xff\xfe"
+			k.Owner = "o\xc3"
+		}
+	})
+	// Another template (a different name) breaks the run.
+	add(30, func(i int, k *latchkey.Key) { k.Name = "second" })
+	// A hash twice in the batch is stored once.
+	dup := new(latchkey.Key)
+	*dup = *ks[10]
+	dup.ID = ids.Next()
+	ks = append(ks, dup)
+
+	var created int
+	if err := db.Update(ctx, func(tx keys.Tx) error {
+		var err error
+		created, err = tx.ImportKeys(ks)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if want := len(ks) - 1; created != want {
+		t.Errorf("created %d, want %d", created, want)
+	}
+	// Again: all are stored already.
+	if err := db.Update(ctx, func(tx keys.Tx) error {
+		var err error
+		created, err = tx.ImportKeys(ks[:50])
+		return err
+	}); err != nil || created != 0 {
+		t.Errorf("re-import created %d (%v), want 0", created, err)
+	}
+	if err := db.View(ctx, func(tx keys.Tx) error {
+		for _, want := range ks[:len(ks)-1] {
+			got, err := tx.KeyByHash(want.Hash)
+			if err != nil {
+				return err
+			}
+			if got.ID != want.ID || got.Owner != want.Owner || got.Prefix != want.Prefix || got.Start != want.Start ||
+				got.Name != want.Name || got.Environment != want.Environment || !got.ExpiresAt.Equal(want.ExpiresAt) ||
+				got.MaxConcurrent != 3 || len(got.Scopes) != 1 || len(got.Resources) != 1 || got.Resources[0] != "agent:x" {
+				t.Fatalf("stored %+v\nwant %+v", got, want)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
