@@ -165,10 +165,10 @@ func (s *memStore) Update(_ context.Context, fn func(keys.Tx) error) error { ret
 
 type nopTx struct{ keys.Tx }
 
-func (nopTx) SetLastUsed(string, time.Time) (time.Time, error) { return time.Time{}, nil }
-func (nopTx) AddUsage([]keys.UsageRow) error                   { return nil }
-func (nopTx) AddUsageNetworks([]keys.UsageNetwork) error       { return nil }
-func (nopTx) AppendAudit(*latchkey.AuditEvent) error           { return nil }
+func (nopTx) SetLastUsed([]keys.LastUsed) error          { return nil }
+func (nopTx) AddUsage([]keys.UsageRow) error             { return nil }
+func (nopTx) AddUsageNetworks([]keys.UsageNetwork) error { return nil }
+func (nopTx) AppendAudit(*latchkey.AuditEvent) error     { return nil }
 
 // captureWriter keeps the answer's body.
 type captureWriter struct {

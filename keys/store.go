@@ -128,12 +128,13 @@ type Tx interface {
 	// AddUsageNetworks adds each row's Count to the stored count of its
 	// (KeyID, Minute, Network), and to its day's roll-up, likewise.
 	AddUsageNetworks(rows []UsageNetwork) error
-	// SetLastUsed sets a key's LastUsedAt to at if that is later than the
-	// stored value (it only moves forward); a missing key is no error. It
-	// returns what the key's LastUsedAt was before (its CreatedAt if it was
-	// never used; the zero time for a missing key), which the security
-	// checks use to notice a dormant key waking up.
-	SetLastUsed(keyID string, at time.Time) (before time.Time, err error)
+	// SetLastUsed sets each key's LastUsedAt to its At if that is later
+	// than the stored value (it only moves forward); a missing key is no
+	// error. It sets each one's Before to what the key's LastUsedAt was
+	// (its CreatedAt if it was never used; the zero time for a missing
+	// key), which the security checks use to notice a dormant key waking
+	// up. Each key appears once.
+	SetLastUsed(uses []LastUsed) error
 	// Usage returns the tenant's minute rows of a key with from <= Minute <
 	// to, ordered by Minute then Code; none for another tenant's key.
 	Usage(tenant, keyID string, from, to time.Time) ([]UsageRow, error)
@@ -151,6 +152,13 @@ type Tx interface {
 	// NetworkHistory reports whether a key has any stored network row for
 	// network, and whether it has any network row at all.
 	NetworkHistory(keyID, network string) (seenThis, seenAny bool, err error)
+}
+
+// LastUsed is one key's use for SetLastUsed, which fills Before.
+type LastUsed struct {
+	KeyID  string
+	At     time.Time // when the key was used
+	Before time.Time // set by SetLastUsed
 }
 
 // UsageRow counts a key's verifications that ended with Code in the minute

@@ -27,12 +27,14 @@ type countingTx struct {
 	n *int
 }
 
-func (t countingTx) SetLastUsed(id string, at time.Time) (time.Time, error) {
-	*t.n++
+func (t countingTx) SetLastUsed(uses []keys.LastUsed) error {
+	*t.n += len(uses)
 	t.s.mu.Lock()
-	t.s.setKeys[id]++
+	for _, u := range uses {
+		t.s.setKeys[u.KeyID]++
+	}
 	t.s.mu.Unlock()
-	return t.Tx.SetLastUsed(id, at)
+	return t.Tx.SetLastUsed(uses)
 }
 
 func (s *countingStore) Update(ctx context.Context, fn func(keys.Tx) error) error {

@@ -67,7 +67,7 @@ type nopStore struct{ keys.Store }
 type nopTx struct{ keys.Tx }
 
 func (nopStore) Update(_ context.Context, fn func(keys.Tx) error) error { return fn(nopTx{}) }
-func (nopTx) SetLastUsed(string, time.Time) (time.Time, error)          { return time.Time{}, nil }
+func (nopTx) SetLastUsed([]keys.LastUsed) error                         { return nil }
 func (nopTx) AddUsage([]keys.UsageRow) error                            { return nil }
 func (nopTx) AddUsageNetworks([]keys.UsageNetwork) error                { return nil }
 func (nopTx) AppendAudit(*latchkey.AuditEvent) error                    { return nil }

@@ -707,13 +707,18 @@ func (r *Recorder) write(ctx context.Context, c *chunk) error {
 	sort.SliceStable(c.denied, func(i, j int) bool { return c.denied[i].At.Before(c.denied[j].At) })
 	return r.store.Update(ctx, func(tx keys.Tx) error {
 		f := &Flushed{Usage: c.usage, Networks: c.nets, Tenants: c.tenants, LastUsed: make([]LastUse, 0, len(c.last))}
-		for _, lu := range c.last {
+		uses := make([]keys.LastUsed, len(c.last))
+		for i, lu := range c.last {
+			uses[i] = keys.LastUsed{KeyID: lu.KeyID, At: lu.At}
+		}
+		for part := uses; len(part) > 0; part = part[min(len(part), paceRows):] {
 			r.pace.step()
-			before, err := tx.SetLastUsed(lu.KeyID, lu.At)
-			if err != nil {
+			if err := tx.SetLastUsed(part[:min(len(part), paceRows)]); err != nil {
 				return err
 			}
-			lu.Before = before
+		}
+		for i, lu := range c.last {
+			lu.Before = uses[i].Before
 			f.LastUsed = append(f.LastUsed, lu)
 		}
 		if r.observer != nil && len(c.last) > 0 {
@@ -752,9 +757,10 @@ func (r *Recorder) write(ctx context.Context, c *chunk) error {
 	})
 }
 
-// paceRows is how many usage or network rows a flush writes between two
-// looks at its pacer.
-const paceRows = 32
+// paceRows is how many usage or network rows (or keys' last use) a flush
+// writes in one statement, between two looks at its pacer: a few
+// milliseconds of work.
+const paceRows = 100
 
 // pacer spreads a flush over time (Options.PauseEvery, Options.Pause). It
 // measures the time the flush has run on the wall clock, not the injected

@@ -330,11 +330,11 @@ func prepare(ctx context.Context, pool *sql.DB) (*stmts, error) {
 		{&st.lastUsedGet, lastUsedGetQuery},
 		{&st.lastUsedSet, lastUsedSetQuery},
 		{&st.networkHistory, networkHistoryQuery},
-		{&st.usageMinute, usageUpsert("usage_minutes", "minute")},
-		{&st.usageHour, usageUpsert("usage_hours", "hour")},
-		{&st.usageDay, usageUpsert("usage_days", "day")},
-		{&st.networkMinute, networkUpsert("usage_networks", "minute")},
-		{&st.networkDay, networkUpsert("usage_network_days", "day")},
+		{&st.usageMinute, usageUpsert("usage_minutes", "minute", 0)},
+		{&st.usageHour, usageUpsert("usage_hours", "hour", 1)},
+		{&st.usageDay, usageUpsert("usage_days", "day", 2)},
+		{&st.networkMinute, networkUpsert("usage_networks", "minute", 0)},
+		{&st.networkDay, networkUpsert("usage_network_days", "day", 1)},
 	} {
 		var err error
 		if *p.stmt, err = pool.PrepareContext(ctx, p.query); err != nil {

@@ -1799,9 +1799,10 @@ func testSetLastUsed(t *testing.T, s keys.Store) {
 	setLastUsed := func(id string, at, wantBefore time.Time) {
 		t.Helper()
 		update(t, s, func(tx keys.Tx) error {
-			before, err := tx.SetLastUsed(id, at)
-			if err == nil && !before.Equal(wantBefore) {
-				t.Errorf("SetLastUsed(%s, %v) returned before = %v, want %v", id, at, before, wantBefore)
+			uses := []keys.LastUsed{{KeyID: id, At: at, Before: t0.Add(time.Hour)}}
+			err := tx.SetLastUsed(uses)
+			if err == nil && !uses[0].Before.Equal(wantBefore) {
+				t.Errorf("SetLastUsed(%s, %v) returned before = %v, want %v", id, at, uses[0].Before, wantBefore)
 			}
 			return err
 		})
@@ -1826,6 +1827,29 @@ func testSetLastUsed(t *testing.T, s keys.Store) {
 		t.Errorf("after UpdateKey: LastUsedAt %v, name %q; want %v, renamed", k.LastUsedAt, k.Name, t0.Add(time.Second))
 	}
 	setLastUsed("key_missing", t0, time.Time{})
+	update(t, s, func(tx keys.Tx) error { return tx.SetLastUsed(nil) })
+
+	// Many keys at once, each with its own time: one never used, one used
+	// later than the new time (it stays), one missing, one moved forward.
+	createKeys(t, s, key("acme", "key_2"), key("acme", "key_3"))
+	setLastUsed("key_3", t0.Add(time.Hour), created.CreatedAt)
+	uses := []keys.LastUsed{
+		{KeyID: "key_2", At: t0.Add(time.Minute)},
+		{KeyID: "key_3", At: t0.Add(time.Minute)},
+		{KeyID: "key_gone", At: t0.Add(time.Minute)},
+		{KeyID: "key_1", At: t0.Add(2 * time.Minute)},
+	}
+	update(t, s, func(tx keys.Tx) error { return tx.SetLastUsed(uses) })
+	for i, want := range []time.Time{created.CreatedAt, t0.Add(time.Hour), {}, t0.Add(time.Second)} {
+		if !uses[i].Before.Equal(want) {
+			t.Errorf("%s: before = %v, want %v", uses[i].KeyID, uses[i].Before, want)
+		}
+	}
+	for id, want := range map[string]time.Time{"key_1": t0.Add(2 * time.Minute), "key_2": t0.Add(time.Minute), "key_3": t0.Add(time.Hour)} {
+		if k := getKey(t, s, "acme", id); !k.LastUsedAt.Equal(want) {
+			t.Errorf("%s: LastUsedAt = %v, want %v", id, k.LastUsedAt, want)
+		}
+	}
 }
 
 func testPruneUsage(t *testing.T, s keys.Store) {
