@@ -187,3 +187,30 @@ func TestImportRunsStoreEveryKeyAsGiven(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A key's usage report reads minute rows through the primary key (0012
+// dropped the tenant index that duplicated it).
+func TestUsageLookupsUseThePrimaryKey(t *testing.T) {
+	db := openTest(t, filepath.Join(t.TempDir(), "latchkey.db"))
+	for _, table := range []string{"usage_minutes", "usage_hours", "usage_days"} {
+		column := map[string]string{"usage_minutes": "minute", "usage_hours": "hour", "usage_days": "day"}[table]
+		rows, err := db.read.QueryContext(t.Context(), `EXPLAIN QUERY PLAN SELECT `+column+`, code, count FROM `+table+`
+			WHERE tenant_id = ? AND key_id = ? AND `+column+` >= ? AND `+column+` < ? ORDER BY `+column+`, code`, "t", "k", 0, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plan strings.Builder
+		for rows.Next() {
+			var id, parent, notused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan.WriteString(detail + "\n")
+		}
+		rows.Close()
+		if !strings.Contains(plan.String(), "USING INDEX sqlite_autoindex_"+table+"_1 (key_id=? AND "+column+">? AND "+column+"<?)") {
+			t.Errorf("%s:\n%s", table, plan.String())
+		}
+	}
+}
