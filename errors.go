@@ -1,26 +1,28 @@
 // Package latchkey holds the domain of the Latchkey API key service: tokens,
 // keys, tenants, scopes, durations and the one error vocabulary that every
-// other package speaks. It imports nothing but the standard library.
+// other package speaks. It imports nothing but the standard library and
+// wire, the API's vocabulary.
 package latchkey
 
 import (
 	"errors"
 	"fmt"
-	"net/http"
+
+	"github.com/latchkeyhq/latchkey/wire"
 )
 
-// Error codes. Each maps to exactly one HTTP status (see HTTPStatus); the
-// server and the Go client use the same table.
+// Error codes. Each maps to exactly one HTTP status (see HTTPStatus); they
+// are the wire package's, which the Go client and the CLI use too.
 const (
-	EInvalid         = "invalid"
-	EUnauthenticated = "unauthenticated"
-	EForbidden       = "forbidden"
-	ENotFound        = "not_found"
-	EConflict        = "conflict"
-	ERateLimited     = "rate_limited"
-	ETooLarge        = "too_large"
-	EUnavailable     = "unavailable"
-	EInternal        = "internal"
+	EInvalid         = wire.EInvalid
+	EUnauthenticated = wire.EUnauthenticated
+	EForbidden       = wire.EForbidden
+	ENotFound        = wire.ENotFound
+	EConflict        = wire.EConflict
+	ERateLimited     = wire.ERateLimited
+	ETooLarge        = wire.ETooLarge
+	EUnavailable     = wire.EUnavailable
+	EInternal        = wire.EInternal
 )
 
 // Error is an error whose Code is one of the E* constants and whose Message
@@ -70,36 +72,11 @@ func ErrorMessage(err error) string {
 	return "internal error; see the server log for this request id"
 }
 
-var codeStatus = map[string]int{
-	EInvalid:         http.StatusBadRequest,
-	EUnauthenticated: http.StatusUnauthorized,
-	EForbidden:       http.StatusForbidden,
-	ENotFound:        http.StatusNotFound,
-	EConflict:        http.StatusConflict,
-	ERateLimited:     http.StatusTooManyRequests,
-	ETooLarge:        http.StatusRequestEntityTooLarge,
-	EUnavailable:     http.StatusServiceUnavailable,
-	EInternal:        http.StatusInternalServerError,
-}
-
-// HTTPStatus returns the HTTP status for an error code (500 for unknown codes).
-func HTTPStatus(code string) int {
-	if s, ok := codeStatus[code]; ok {
-		return s
-	}
-	return http.StatusInternalServerError
-}
+// HTTPStatus returns the HTTP status for an error code (500 for unknown
+// codes): wire.HTTPStatus.
+func HTTPStatus(code string) int { return wire.HTTPStatus(code) }
 
 // CodeForStatus is the inverse of HTTPStatus, for clients that receive an
-// error without a body they can read.
-func CodeForStatus(status int) string {
-	for c, s := range codeStatus {
-		if s == status {
-			return c
-		}
-	}
-	if status >= 500 {
-		return EInternal
-	}
-	return EInvalid
-}
+// error without a body they can read: wire.CodeForStatus (502 and 504 are
+// unavailable, as 503).
+func CodeForStatus(status int) string { return wire.CodeForStatus(status) }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/latchkeyhq/latchkey/wire"
 )
 
 // State is a key's life-cycle state. Only active, suspended and revoked are
@@ -32,19 +34,19 @@ func ValidState(s State) bool {
 
 // Verification codes, as in the API contract.
 const (
-	CodeValid               = "VALID"
-	CodeMalformed           = "MALFORMED"
-	CodeNotFound            = "NOT_FOUND"
-	CodeExpired             = "EXPIRED"
-	CodeRevoked             = "REVOKED"
-	CodeSuspended           = "SUSPENDED"
-	CodeIPNotAllowed        = "IP_NOT_ALLOWED"
-	CodeOutsideTimeWindow   = "OUTSIDE_TIME_WINDOW"
-	CodeInsufficientScope   = "INSUFFICIENT_SCOPE"
-	CodeResourceNotAllowed  = "RESOURCE_NOT_ALLOWED"
-	CodeRateLimited         = "RATE_LIMITED"
-	CodeQuotaExceeded       = "QUOTA_EXCEEDED"
-	CodeConcurrencyExceeded = "CONCURRENCY_EXCEEDED"
+	CodeValid               = wire.CodeValid
+	CodeMalformed           = wire.CodeMalformed
+	CodeNotFound            = wire.CodeNotFound
+	CodeExpired             = wire.CodeExpired
+	CodeRevoked             = wire.CodeRevoked
+	CodeSuspended           = wire.CodeSuspended
+	CodeIPNotAllowed        = wire.CodeIPNotAllowed
+	CodeOutsideTimeWindow   = wire.CodeOutsideTimeWindow
+	CodeInsufficientScope   = wire.CodeInsufficientScope
+	CodeResourceNotAllowed  = wire.CodeResourceNotAllowed
+	CodeRateLimited         = wire.CodeRateLimited
+	CodeQuotaExceeded       = wire.CodeQuotaExceeded
+	CodeConcurrencyExceeded = wire.CodeConcurrencyExceeded
 )
 
 // OperatorTenant is the tenant created on first start; its root key may

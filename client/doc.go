@@ -1,6 +1,7 @@
 // Package client is Latchkey's Go client, for any Go program. It imports
-// only the standard library (not the server's packages), so linking it costs
-// a program nothing else.
+// only the standard library and wire, the API's vocabulary (codes and
+// status tables, itself standard library only; not the server's packages),
+// so linking it costs a program nothing else.
 //
 // It has two halves:
 //

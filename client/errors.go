@@ -6,21 +6,23 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/latchkeyhq/latchkey/wire"
 )
 
 // Error codes, the same vocabulary (and the same strings) the Latchkey
 // server answers with, so a program can switch on them whether an error came
 // from the server or from this package.
 const (
-	CodeInvalid         = "invalid"
-	CodeUnauthenticated = "unauthenticated"
-	CodeForbidden       = "forbidden"
-	CodeNotFound        = "not_found"
-	CodeConflict        = "conflict"
-	CodeRateLimited     = "rate_limited"
-	CodeTooLarge        = "too_large"
-	CodeUnavailable     = "unavailable"
-	CodeInternal        = "internal"
+	CodeInvalid         = wire.EInvalid
+	CodeUnauthenticated = wire.EUnauthenticated
+	CodeForbidden       = wire.EForbidden
+	CodeNotFound        = wire.ENotFound
+	CodeConflict        = wire.EConflict
+	CodeRateLimited     = wire.ERateLimited
+	CodeTooLarge        = wire.ETooLarge
+	CodeUnavailable     = wire.EUnavailable
+	CodeInternal        = wire.EInternal
 )
 
 // Error is every error this package returns. Code is one of the Code*
@@ -89,66 +91,18 @@ func ErrorCode(err error) string {
 func errorf(code, msg string) *Error { return &Error{Code: code, Message: msg} }
 
 // statusCode maps an HTTP status to the API's code for answers without a
-// readable error body (a proxy in between may answer with HTML).
-func statusCode(status int) string {
-	switch status {
-	case http.StatusBadRequest:
-		return CodeInvalid
-	case http.StatusUnauthorized:
-		return CodeUnauthenticated
-	case http.StatusForbidden:
-		return CodeForbidden
-	case http.StatusNotFound:
-		return CodeNotFound
-	case http.StatusConflict:
-		return CodeConflict
-	case http.StatusTooManyRequests:
-		return CodeRateLimited
-	case http.StatusRequestEntityTooLarge:
-		return CodeTooLarge
-	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
-		return CodeUnavailable
-	}
-	if status >= 500 {
-		return CodeInternal
-	}
-	return CodeInvalid
-}
+// readable error body (a proxy in between may answer with HTML): the
+// server's own table.
+func statusCode(status int) string { return wire.CodeForStatus(status) }
 
 // codeStatus is the inverse, for the middleware's answers.
-func codeStatus(code string) int {
-	switch code {
-	case CodeInvalid:
-		return http.StatusBadRequest
-	case CodeUnauthenticated:
-		return http.StatusUnauthorized
-	case CodeForbidden:
-		return http.StatusForbidden
-	case CodeNotFound:
-		return http.StatusNotFound
-	case CodeConflict:
-		return http.StatusConflict
-	case CodeRateLimited:
-		return http.StatusTooManyRequests
-	case CodeTooLarge:
-		return http.StatusRequestEntityTooLarge
-	case CodeUnavailable:
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusInternalServerError
-}
+func codeStatus(code string) int { return wire.HTTPStatus(code) }
 
 // errorBody is the API's error shape:
 // {"error": {"code", "message", "request_id"}}.
-type errorBody struct {
-	Error errorDetail `json:"error"`
-}
+type errorBody = wire.ErrorBody
 
-type errorDetail struct {
-	Code      string `json:"code"`
-	Message   string `json:"message"`
-	RequestID string `json:"request_id"`
-}
+type errorDetail = wire.ErrorDetail
 
 // responseError turns a non-2xx answer into an *Error: the server's code
 // and message when the body is the API's error shape, else the code for
@@ -173,10 +127,10 @@ func responseError(res *http.Response, raw []byte) *Error {
 }
 
 func knownCode(c string) bool {
-	switch c {
-	case CodeInvalid, CodeUnauthenticated, CodeForbidden, CodeNotFound, CodeConflict,
-		CodeRateLimited, CodeTooLarge, CodeUnavailable, CodeInternal:
-		return true
+	for _, k := range wire.ErrorCodes {
+		if c == k {
+			return true
+		}
 	}
 	return false
 }

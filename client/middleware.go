@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/latchkeyhq/latchkey/wire"
 )
 
 // MiddlewareOptions configures MiddlewareWith.
@@ -174,14 +176,12 @@ func credential(r *http.Request) string {
 	return strings.TrimSpace(r.Header.Get("X-API-Key"))
 }
 
-// verdictStatus maps a verify code to the status and error code the
-// middleware answers with; the same table as the server's forward-auth.
+// verdictStatus maps a refusal's verify code to the status and error code
+// the middleware answers with: the server's forward-auth table. A refusal
+// that says VALID (a server gone wrong) is unauthenticated.
 func verdictStatus(code string) (int, string) {
-	switch code {
-	case CodeIPNotAllowed, CodeOutsideTimeWindow, CodeInsufficientScope, CodeResourceNotAllowed:
-		return http.StatusForbidden, CodeForbidden
-	case CodeKeyRateLimited, CodeQuotaExceeded, CodeConcurrencyExceeded:
-		return http.StatusTooManyRequests, CodeRateLimited
+	if status, errCode := wire.VerifyStatus(code); errCode != "" {
+		return status, errCode
 	}
 	return http.StatusUnauthorized, CodeUnauthenticated
 }

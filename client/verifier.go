@@ -11,23 +11,25 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/latchkeyhq/latchkey/wire"
 )
 
 // Verify codes, as POST /v1/keys/verify answers them.
 const (
-	Valid                   = "VALID"
-	CodeMalformed           = "MALFORMED"
-	CodeKeyNotFound         = "NOT_FOUND"
-	CodeExpired             = "EXPIRED"
-	CodeRevoked             = "REVOKED"
-	CodeSuspended           = "SUSPENDED"
-	CodeIPNotAllowed        = "IP_NOT_ALLOWED"
-	CodeOutsideTimeWindow   = "OUTSIDE_TIME_WINDOW"
-	CodeInsufficientScope   = "INSUFFICIENT_SCOPE"
-	CodeResourceNotAllowed  = "RESOURCE_NOT_ALLOWED"
-	CodeKeyRateLimited      = "RATE_LIMITED"
-	CodeQuotaExceeded       = "QUOTA_EXCEEDED"
-	CodeConcurrencyExceeded = "CONCURRENCY_EXCEEDED"
+	Valid                   = wire.CodeValid
+	CodeMalformed           = wire.CodeMalformed
+	CodeKeyNotFound         = wire.CodeNotFound
+	CodeExpired             = wire.CodeExpired
+	CodeRevoked             = wire.CodeRevoked
+	CodeSuspended           = wire.CodeSuspended
+	CodeIPNotAllowed        = wire.CodeIPNotAllowed
+	CodeOutsideTimeWindow   = wire.CodeOutsideTimeWindow
+	CodeInsufficientScope   = wire.CodeInsufficientScope
+	CodeResourceNotAllowed  = wire.CodeResourceNotAllowed
+	CodeKeyRateLimited      = wire.CodeRateLimited
+	CodeQuotaExceeded       = wire.CodeQuotaExceeded
+	CodeConcurrencyExceeded = wire.CodeConcurrencyExceeded
 )
 
 // Defaults of VerifierConfig.

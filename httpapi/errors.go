@@ -12,18 +12,13 @@ import (
 
 	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/keys"
+	"github.com/latchkeyhq/latchkey/wire"
 )
 
 // errorBody is the shape of every non-2xx JSON response.
-type errorBody struct {
-	Error errorDetail `json:"error"`
-}
+type errorBody = wire.ErrorBody
 
-type errorDetail struct {
-	Code      string `json:"code"`
-	Message   string `json:"message"`
-	RequestID string `json:"request_id"`
-}
+type errorDetail = wire.ErrorDetail
 
 // writeError answers with err's code and caller-safe message. Errors that
 // are not *latchkey.Error are internal: the caller sees a generic message and

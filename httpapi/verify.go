@@ -10,6 +10,7 @@ import (
 
 	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/keys"
+	"github.com/latchkeyhq/latchkey/wire"
 )
 
 // Limit is one limit's state in a verify answer.
@@ -70,20 +71,15 @@ func identityOf(k *latchkey.Key) verifyIdentity {
 
 // Forward-auth answers by verify code.
 var (
-	codeStatus = map[string]int{
-		latchkey.CodeMalformed:           http.StatusUnauthorized,
-		latchkey.CodeNotFound:            http.StatusUnauthorized,
-		latchkey.CodeExpired:             http.StatusUnauthorized,
-		latchkey.CodeRevoked:             http.StatusUnauthorized,
-		latchkey.CodeSuspended:           http.StatusUnauthorized,
-		latchkey.CodeIPNotAllowed:        http.StatusForbidden,
-		latchkey.CodeOutsideTimeWindow:   http.StatusForbidden,
-		latchkey.CodeInsufficientScope:   http.StatusForbidden,
-		latchkey.CodeResourceNotAllowed:  http.StatusForbidden,
-		latchkey.CodeRateLimited:         http.StatusTooManyRequests,
-		latchkey.CodeQuotaExceeded:       http.StatusTooManyRequests,
-		latchkey.CodeConcurrencyExceeded: http.StatusTooManyRequests,
-	}
+	// codeStatus is wire.VerifyStatus's status for every denial, as a
+	// map the hot path reads without a call.
+	codeStatus = func() map[string]int {
+		m := make(map[string]int, len(wire.VerifyCodes)-1)
+		for _, c := range wire.VerifyCodes[1:] {
+			m[c], _ = wire.VerifyStatus(c)
+		}
+		return m
+	}()
 	// codeHeader holds ready-made header values so a denial allocates no
 	// header slice.
 	codeHeader = func() map[string][]string {
@@ -187,7 +183,8 @@ func (s *Server) forwardAuth(w http.ResponseWriter, r *http.Request, id string) 
 			status = http.StatusForbidden
 		}
 	}
-	s.authError(w, r, id, status, latchkey.CodeForStatus(codeStatus[v.Code]), "key denied: "+v.Code)
+	_, errCode := wire.VerifyStatus(v.Code)
+	s.authError(w, r, id, status, errCode, "key denied: "+v.Code)
 }
 
 func (s *Server) authError(w http.ResponseWriter, r *http.Request, id string, status int, code, msg string) {

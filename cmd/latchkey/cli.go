@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/wire"
 )
 
 // defaultServer is where a client looks for a node when neither --server nor
@@ -300,13 +301,7 @@ func readCause(err error) string {
 // code and message when the body is the API's error shape, else the code
 // for the status (a proxy in between may answer with HTML).
 func responseError(res *http.Response, raw []byte) error {
-	var body struct {
-		Error struct {
-			Code      string `json:"code"`
-			Message   string `json:"message"`
-			RequestID string `json:"request_id"`
-		} `json:"error"`
-	}
+	var body wire.ErrorBody
 	e := &latchkey.Error{}
 	reqID := res.Header.Get("X-Request-Id")
 	if json.Unmarshal(raw, &body) == nil && body.Error.Code != "" {

@@ -21,8 +21,9 @@ const module = "github.com/latchkeyhq/latchkey"
 // cmd/latchkey's. A package missing from the table fails the test: say
 // where it belongs when you add it.
 var may = map[string][]string{
-	"":       {},
-	"client": {},
+	"":       {"wire"},
+	"wire":   {},
+	"client": {"wire"},
 	"store":  {},
 
 	// Services.
@@ -38,7 +39,7 @@ var may = map[string][]string{
 	"webhook":          {""},
 	"security":         {""},
 	"metrics":          {""},
-	"httpapi":          {"", "keys"},
+	"httpapi":          {"", "keys", "wire"},
 	"store/sqlite":     {"", "store"},
 	"store/storetest":  {"", "keys"},
 	"geo/geotest":      {},
