@@ -62,11 +62,7 @@ type VerifierConfig struct {
 }
 
 // Limit is one limit's state in an answer.
-type Limit struct {
-	Limit     int64     `json:"limit"`
-	Remaining int64     `json:"remaining"`
-	ResetAt   time.Time `json:"reset_at"`
-}
+type Limit = wire.Limit
 
 // Verification is the server's answer about a key.
 type Verification struct {

@@ -14,12 +14,7 @@ import (
 )
 
 // Limit is one limit's state in a verify answer.
-type Limit struct {
-	Limit     int64 `json:"limit"`
-	Remaining int64 `json:"remaining"`
-	// ResetAt is left out for a credit balance, which never refills.
-	ResetAt time.Time `json:"reset_at,omitzero"`
-}
+type Limit = wire.Limit
 
 func limitView(l keys.LimitState) *Limit {
 	if l.Limit == 0 {

@@ -6,7 +6,10 @@
 // can use it.
 package wire
 
-import "net/http"
+import (
+	"net/http"
+	"time"
+)
 
 // Error codes: every non-2xx answer's error.code, each with one HTTP
 // status (HTTPStatus).
@@ -172,4 +175,12 @@ func VerifyStatus(code string) (status int, errCode string) {
 		return http.StatusTooManyRequests, ERateLimited
 	}
 	return http.StatusUnauthorized, EUnauthenticated
+}
+
+// Limit is one limit's state in a verify answer (its ratelimit and quota).
+type Limit struct {
+	Limit     int64 `json:"limit"`
+	Remaining int64 `json:"remaining"`
+	// ResetAt is left out for a credit balance, which never refills.
+	ResetAt time.Time `json:"reset_at,omitzero"`
 }
