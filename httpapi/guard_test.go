@@ -76,3 +76,26 @@ func TestGuardCountsWhomTheModelSays(t *testing.T) {
 		})
 	}
 }
+
+// A nil *guard.Guard (the guard turned off) is no guard: bad keys are
+// answered, never held back, and nothing panics.
+func TestNilGuardIsNoGuard(t *testing.T) {
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "g.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	svc := keys.New(keys.Options{Store: db})
+	var off *guard.Guard
+	srv := httpapi.New(httpapi.Config{Keys: svc, Guard: off})
+	for i := range 30 {
+		req := httptest.NewRequest("GET", "/v1/auth", nil)
+		req.Header.Set("Authorization", "Bearer lk_0000000000000000000000000000000000000000000")
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, req)
+		if rec.Code != http.StatusUnauthorized {
+			t.Fatalf("bad key %d answered %d, want 401", i, rec.Code)
+		}
+	}
+}

@@ -12,13 +12,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
-	"github.com/latchkeyhq/latchkey/guard"
 	"github.com/latchkeyhq/latchkey/keyring"
 	"github.com/latchkeyhq/latchkey/keys"
 )
@@ -37,8 +37,9 @@ type Config struct {
 	// be the key service's clock.
 	Now func() time.Time
 	// Guard, when set, answers 429 to client networks that keep presenting
-	// bad keys, before any store lookup.
-	Guard *guard.Guard
+	// bad keys, before any store lookup (package guard's *Guard; a nil
+	// pointer is no guard).
+	Guard Guard
 	// OnBlock, when set, is told each time the guard starts holding a
 	// client network back (the security monitor records it).
 	OnBlock func(network netip.Prefix, at time.Time)
@@ -84,6 +85,17 @@ const (
 	CodeError = "ERROR"
 )
 
+// Guard is the brute-force guard as the server uses it: package guard's
+// *Guard, which cmd/latchkey hands in (httpapi does not import it).
+type Guard interface {
+	// Blocked reports whether ip's network is held back, and for how long.
+	Blocked(ip netip.Addr, now time.Time) (retryAfter time.Duration, blocked bool)
+	// Fail counts a bad key from ip; true when that starts a hold.
+	Fail(ip netip.Addr, now time.Time) (blockedNow bool)
+	// Network is the client network ip is counted in.
+	Network(ip netip.Addr) netip.Prefix
+}
+
 // Server is the HTTP handler of a Latchkey node.
 type Server struct {
 	svc     *keys.Service
@@ -92,7 +104,7 @@ type Server struct {
 	maxBody int64
 	now     func() time.Time
 	timeout time.Duration
-	guard   *guard.Guard
+	guard   Guard
 	onBlock func(netip.Prefix, time.Time)
 	mux     *http.ServeMux
 	ids     requestIDs
@@ -116,6 +128,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 30 * time.Second
+	}
+	if g := reflect.ValueOf(cfg.Guard); g.Kind() == reflect.Pointer && g.IsNil() {
+		cfg.Guard = nil // a nil *guard.Guard: the guard is off
 	}
 	s := &Server{
 		svc:     cfg.Keys,

@@ -66,7 +66,7 @@ var allowed = map[string][]string{
 	"webhook":         {"keys"},
 	"security":        {"keys", "usage"},
 	"metrics":         {"keys", "guard", "webhook"},
-	"httpapi":         {"keyring", "guard"},
+	"httpapi":         {"keyring"},
 	"store/sqlite":    {"keys"},
 }
 
