@@ -1,7 +1,7 @@
 // Package client is Latchkey's Go client, for any Go program. It imports
-// only the standard library and wire, the API's vocabulary (codes and
-// status tables, itself standard library only; not the server's packages),
-// so linking it costs a program nothing else.
+// the standard library, yaml.v3 (its settings file) and wire, the API's
+// vocabulary (codes and status tables, itself standard library only), and
+// none of the server's packages, so linking it costs a program little else.
 //
 // It has two halves:
 //
