@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/httpapi"
 	"github.com/latchkeyhq/latchkey/keyring"
 	"github.com/latchkeyhq/latchkey/keys"
@@ -125,7 +126,7 @@ func newSeedBenchWith(tb testing.TB, limiter bool) (*httpapi.Server, *http.Reque
 	}
 	opts := keys.Options{Store: db, Sealer: kr}
 	if limiter {
-		m := limit.NewMemory(limit.Options{Store: db})
+		m := limit.NewMemory(limit.Options{Store: latchkey.Narrow[latchkey.QuotaStore](db)})
 		tb.Cleanup(func() { m.Close(ctx) })
 		opts.Limiter = m
 	}

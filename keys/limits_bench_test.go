@@ -31,7 +31,7 @@ func BenchmarkVerifyLimits(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			var lim *limit.Memory
 			f := newFixture(b, func(o *keys.Options) {
-				lim = limit.NewMemory(limit.Options{Store: o.Store, FlushInterval: time.Hour})
+				lim = limit.NewMemory(limit.Options{Store: latchkey.Narrow[latchkey.QuotaStore](o.Store), FlushInterval: time.Hour})
 				o.Limiter = lim
 			})
 			b.Cleanup(func() { lim.Close(context.Background()) })

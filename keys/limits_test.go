@@ -20,7 +20,7 @@ import (
 func TestConcurrentVerificationsAgainstAQuotaAreExact(t *testing.T) {
 	var lim *limit.Memory
 	f := newFixture(t, func(o *keys.Options) {
-		lim = limit.NewMemory(limit.Options{Store: o.Store, FlushInterval: time.Hour})
+		lim = limit.NewMemory(limit.Options{Store: latchkey.Narrow[latchkey.QuotaStore](o.Store), FlushInterval: time.Hour})
 		o.Limiter = lim
 	})
 	t.Cleanup(func() { lim.Close(context.Background()) })
@@ -62,7 +62,7 @@ func TestConcurrentVerificationsAgainstAQuotaAreExact(t *testing.T) {
 func TestAuthenticateAppliesTheKeysLimits(t *testing.T) {
 	var lim *limit.Memory
 	f := newFixture(t, func(o *keys.Options) {
-		lim = limit.NewMemory(limit.Options{Store: o.Store, FlushInterval: time.Hour})
+		lim = limit.NewMemory(limit.Options{Store: latchkey.Narrow[latchkey.QuotaStore](o.Store), FlushInterval: time.Hour})
 		o.Limiter = lim
 	})
 	t.Cleanup(func() { lim.Close(context.Background()) })

@@ -88,15 +88,8 @@ type Tx interface {
 	// Children returns the keys whose ParentID is parentID, ordered by id.
 	Children(tenant, parentID string) ([]*latchkey.Key, error)
 
-	// QuotaUsage returns a key's persisted quota consumption; the zero
-	// QuotaUsage (with KeyID set) if none was ever saved.
-	QuotaUsage(keyID string) (QuotaUsage, error)
-	// SaveQuotaUsage stores u if the stored epoch still equals u.Epoch (no
-	// reset happened since u was read) and reports whether it did.
-	SaveQuotaUsage(u QuotaUsage) (bool, error)
-	// ResetQuotaUsage zeroes a key's consumption and bumps its epoch, so that
-	// consumption counted before the reset is never written back.
-	ResetQuotaUsage(keyID string) error
+	// A key's persisted quota consumption (the limiter's part).
+	latchkey.QuotaStore
 
 	// AppendAudit seals e after the last event of e.Tenant's chain (setting
 	// Seq, PrevHash and Hash) and stores it. Concurrent appends to one
@@ -202,17 +195,8 @@ type AuditFilter struct {
 	Result   string
 }
 
-// QuotaUsage is what a key has consumed of its quota: in the period that
-// starts at PeriodStart (periodic quotas), or in total since its balance was
-// last set (credit balances). For a balance the stored Used includes what a
-// limiter reserved and has not spent yet (package limit), so it is never
-// less than what was admitted.
-type QuotaUsage struct {
-	KeyID       string
-	Epoch       int64
-	PeriodStart time.Time
-	Used        int64
-}
+// QuotaUsage is latchkey.QuotaUsage, the limiter's record.
+type QuotaUsage = latchkey.QuotaUsage
 
 // Page selects a slice of an id-ordered list.
 type Page struct {

@@ -39,52 +39,14 @@ type Verdict struct {
 // Valid reports whether the key was allowed.
 func (v *Verdict) Valid() bool { return v.Code == latchkey.CodeValid }
 
-// Limiter admits or denies a request that passed every other check:
-// rate windows, quota and concurrency (package limit). Without one, nothing
-// is limited. Implementations pass the suite in limit/limittest.
-type Limiter interface {
-	// Admit consumes cost from the key's limits if, and only if, every limit
-	// allows it: a denied request consumes nothing. A key with
-	// MaxConcurrent > 0 gets a lease that holds one slot until released or
-	// until its TTL passes.
-	Admit(ctx context.Context, k *latchkey.Key, cost int64, now time.Time) (Admission, error)
-	// LeaseKey returns the id of the key holding a live lease.
-	LeaseKey(leaseID string, now time.Time) (keyID string, ok bool)
-	// Release ends a lease; false if it was not live.
-	Release(leaseID string, now time.Time) bool
-	// Forget drops what the limiter holds for a key whose limits changed,
-	// so the next Admit starts from the key's new settings and the stored
-	// quota usage.
-	Forget(keyID string)
-	// Flush persists pending quota consumption and gives back credits
-	// reserved but not spent (on shutdown).
-	Flush(ctx context.Context) error
-}
-
-// QuotaReader is a Limiter that reports a key's quota live, with what it
-// admitted and has not flushed yet, consuming nothing (package limit's
-// Memory is one).
-type QuotaReader interface {
-	Quota(ctx context.Context, k *latchkey.Key, now time.Time) (LimitState, error)
-}
-
-// Admission is a limiter's answer.
-type Admission struct {
-	// Code is "" when admitted, else RATE_LIMITED, QUOTA_EXCEEDED or
-	// CONCURRENCY_EXCEEDED.
-	Code       string
-	RateLimit  LimitState // the tightest rate window; Limit 0 when none
-	Quota      LimitState // Limit 0 when the key has no quota
-	RetryAfter time.Duration
-	LeaseID    string
-}
-
-// LimitState describes one limit after a request.
-type LimitState struct {
-	Limit     int64
-	Remaining int64
-	ResetAt   time.Time
-}
+// The limiter's contract and records live in the domain root, so that a
+// limiter imports the root and not this package.
+type (
+	Limiter     = latchkey.Limiter
+	QuotaReader = latchkey.QuotaReader
+	Admission   = latchkey.Admission
+	LimitState  = latchkey.LimitState
+)
 
 // Verify checks a key in the order format/checksum (or, for a key not
 // shaped like ours, the foreign-key bounds) → lookup → state →

@@ -16,7 +16,7 @@ import (
 // (The race detector changes allocation counts, hence the build tag.)
 func TestAdmitAllocatesNothing(t *testing.T) {
 	db := openStore(t)
-	m := newTestMemory(t, Options{Store: db, FlushInterval: time.Hour})
+	m := newTestMemory(t, Options{Store: latchkey.Narrow[latchkey.QuotaStore](db), FlushInterval: time.Hour})
 	ctx := context.Background()
 
 	none := &latchkey.Key{ID: "key_none"}

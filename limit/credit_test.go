@@ -45,7 +45,7 @@ func (m *Memory) quota(id string) quotaState {
 // crash forfeits nothing.
 func TestSlowCreditReservesWhatItSpends(t *testing.T) {
 	db := openStore(t)
-	m := newTestMemory(t, Options{Store: db, FlushInterval: time.Hour})
+	m := newTestMemory(t, Options{Store: latchkey.Narrow[latchkey.QuotaStore](db), FlushInterval: time.Hour})
 	k := createKey(t, db, withCredit(10))
 	for i := range 5 {
 		now := t0.Add(time.Duration(i) * time.Second)
@@ -68,7 +68,7 @@ func TestSlowCreditReservesWhatItSpends(t *testing.T) {
 func TestBusyCreditWritesRarely(t *testing.T) {
 	db := openStore(t)
 	ws := &writeStore{Store: db}
-	m := newTestMemory(t, Options{Store: ws, FlushInterval: time.Hour})
+	m := newTestMemory(t, Options{Store: latchkey.Narrow[latchkey.QuotaStore](ws), FlushInterval: time.Hour})
 	k := createKey(t, db, withCredit(1_000_000))
 	// 50,000 requests, one each 10 µs: half a second at 100,000 a second.
 	now := t0
@@ -104,7 +104,7 @@ func TestBusyCreditWritesRarely(t *testing.T) {
 func TestReservationWriteDoesNotBlockSpending(t *testing.T) {
 	db := openStore(t)
 	ws := &writeStore{Store: db}
-	m := newTestMemory(t, Options{Store: ws, FlushInterval: time.Hour})
+	m := newTestMemory(t, Options{Store: latchkey.Narrow[latchkey.QuotaStore](ws), FlushInterval: time.Hour})
 	k := createKey(t, db, withCredit(100))
 	for range 4 {
 		mustAdmit(t, m, k, 1, t0) // reserves 1, 2, none, then 4: 7 in all
@@ -144,7 +144,7 @@ func TestReservationWriteDoesNotBlockSpending(t *testing.T) {
 // state forfeits nothing; a busy one keeps it.
 func TestIdleCreditReturnsReservation(t *testing.T) {
 	db := openStore(t)
-	m := newTestMemory(t, Options{Store: db, FlushInterval: time.Hour})
+	m := newTestMemory(t, Options{Store: latchkey.Narrow[latchkey.QuotaStore](db), FlushInterval: time.Hour})
 	k := createKey(t, db, withCredit(1000))
 	for range 100 {
 		mustAdmit(t, m, k, 1, t0)
@@ -183,7 +183,7 @@ func TestIdleCreditReturnsReservation(t *testing.T) {
 func TestReservationsOfManyKeysShareATransaction(t *testing.T) {
 	db := openStore(t)
 	ws := &writeStore{Store: db, gate: make(chan struct{})}
-	m := newTestMemory(t, Options{Store: ws, FlushInterval: time.Hour})
+	m := newTestMemory(t, Options{Store: latchkey.Narrow[latchkey.QuotaStore](ws), FlushInterval: time.Hour})
 	ks := make([]*latchkey.Key, 100)
 	for i := range ks {
 		ks[i] = createKey(t, db, withCredit(10))

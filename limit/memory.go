@@ -1,5 +1,5 @@
 // Package limit enforces a key's rate windows, quota and concurrency limit
-// in the memory of one node. Memory implements keys.Limiter; every Limiter
+// in the memory of one node. Memory implements latchkey.Limiter; every Limiter
 // passes the conformance suite in limit/limittest.
 //
 // # Rate windows: GCRA
@@ -162,7 +162,6 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
-	"github.com/latchkeyhq/latchkey/keys"
 )
 
 // Options configures a Memory limiter. Zero values take the documented
@@ -170,7 +169,7 @@ import (
 type Options struct {
 	// Store holds quota usage. Without one, quotas are counted in memory
 	// only and start from zero after a restart (for tools and tests).
-	Store keys.Store
+	Store latchkey.Store[latchkey.QuotaStore]
 	// FlushInterval is how often changed periodic quota usage is written
 	// to the store (default 1s): the most consumption a crash can lose.
 	// Credit balances are reserved in the store before they are spent.
@@ -191,11 +190,11 @@ const flushBatch = 256
 // stall the flusher (and with it the sweep of idle state) for good.
 const flushTimeout = 10 * time.Second
 
-// Memory is a keys.Limiter that keeps its counters in memory. It is safe for
+// Memory is a latchkey.Limiter that keeps its counters in memory. It is safe for
 // concurrent use. Close it to stop the background flusher and write the last
 // consumption.
 type Memory struct {
-	store    keys.Store
+	store    latchkey.Store[latchkey.QuotaStore]
 	interval time.Duration
 	log      *slog.Logger
 
@@ -224,7 +223,7 @@ type Memory struct {
 	closeOnce sync.Once
 }
 
-var _ keys.Limiter = (*Memory)(nil)
+var _ latchkey.Limiter = (*Memory)(nil)
 
 type shard struct {
 	mu sync.RWMutex
@@ -285,7 +284,7 @@ type quotaState struct {
 	// stale is set by Forget: the usage row must be read again before the
 	// next request, to learn whether it was reset.
 	stale bool
-	usage keys.QuotaUsage
+	usage latchkey.QuotaUsage
 	// version counts consumption of a periodic quota; saved is the
 	// version last written.
 	version, saved uint64
@@ -346,12 +345,12 @@ func NewMemory(o Options) *Memory {
 // validation; the store's error (EUnavailable, internal) when the key's
 // quota usage cannot be read, in which case nothing is admitted — the
 // caller decides what to do without the limiter.
-func (m *Memory) Admit(ctx context.Context, k *latchkey.Key, cost int64, now time.Time) (keys.Admission, error) {
+func (m *Memory) Admit(ctx context.Context, k *latchkey.Key, cost int64, now time.Time) (latchkey.Admission, error) {
 	if cost < 0 {
-		return keys.Admission{}, latchkey.Errorf(latchkey.EInvalid, "cost must not be negative")
+		return latchkey.Admission{}, latchkey.Errorf(latchkey.EInvalid, "cost must not be negative")
 	}
 	if len(k.RateLimits) == 0 && k.Quota == nil && k.MaxConcurrent <= 0 {
-		return keys.Admission{}, nil
+		return latchkey.Admission{}, nil
 	}
 	ns := now.UnixNano()
 	if d := ns - m.clock.Load(); d > int64(time.Millisecond) || d < -int64(time.Millisecond) {
@@ -367,7 +366,7 @@ func (m *Memory) Admit(ctx context.Context, k *latchkey.Key, cost int64, now tim
 		if k.Quota != nil && (!st.quota.loaded || st.quota.stale) {
 			// Returns with st unlocked; either way, look again.
 			if err := m.loadQuota(ctx, st); err != nil {
-				return keys.Admission{}, err
+				return latchkey.Admission{}, err
 			}
 			continue
 		}
@@ -375,7 +374,7 @@ func (m *Memory) Admit(ctx context.Context, k *latchkey.Key, cost int64, now tim
 		if need > 0 {
 			// Returns with st unlocked; then decide again.
 			if err := m.reserve(ctx, st, need, *k.Quota.Remaining, ns); err != nil {
-				return keys.Admission{}, err
+				return latchkey.Admission{}, err
 			}
 			continue
 		}
@@ -388,9 +387,9 @@ func (m *Memory) Admit(ctx context.Context, k *latchkey.Key, cost int64, now tim
 // (with what this node has admitted and not yet flushed), and consumes
 // nothing: Limit, Remaining and, for a periodic quota, ResetAt. A key
 // without a quota has the zero LimitState.
-func (m *Memory) Quota(ctx context.Context, k *latchkey.Key, now time.Time) (keys.LimitState, error) {
+func (m *Memory) Quota(ctx context.Context, k *latchkey.Key, now time.Time) (latchkey.LimitState, error) {
 	if k.Quota == nil {
-		return keys.LimitState{}, nil
+		return latchkey.LimitState{}, nil
 	}
 	for {
 		st := m.state(k.ID)
@@ -401,7 +400,7 @@ func (m *Memory) Quota(ctx context.Context, k *latchkey.Key, now time.Time) (key
 		}
 		if !st.quota.loaded || st.quota.stale {
 			if err := m.loadQuota(ctx, st); err != nil {
-				return keys.LimitState{}, err
+				return latchkey.LimitState{}, err
 			}
 			continue
 		}
@@ -409,7 +408,7 @@ func (m *Memory) Quota(ctx context.Context, k *latchkey.Key, now time.Time) (key
 		st.touched = true
 		limit, avail, end, err := st.quota.figures(k, now, now.UnixNano())
 		st.mu.Unlock()
-		return keys.LimitState{Limit: limit, Remaining: max(avail, 0), ResetAt: end}, err
+		return latchkey.LimitState{Limit: limit, Remaining: max(avail, 0), ResetAt: end}, err
 	}
 }
 
@@ -482,7 +481,7 @@ func (m *Memory) reserve(ctx context.Context, st *keyState, need, balance, ns in
 // resvWrite is one reservation to write and, once done is closed, its
 // outcome.
 type resvWrite struct {
-	u    keys.QuotaUsage
+	u    latchkey.QuotaUsage
 	ok   bool
 	err  error
 	done chan struct{}
@@ -494,7 +493,7 @@ type resvWrite struct {
 // for the next one, which a new writer takes. A write is bounded by
 // flushTimeout rather than by a request's context, so that every queued
 // write gets its answer.
-func (m *Memory) saveOne(_ context.Context, u keys.QuotaUsage) (bool, error) {
+func (m *Memory) saveOne(_ context.Context, u latchkey.QuotaUsage) (bool, error) {
 	w := &resvWrite{u: u, done: make(chan struct{})}
 	m.resvMu.Lock()
 	m.resvPending = append(m.resvPending, w)
@@ -538,7 +537,7 @@ func (m *Memory) writeReservations() {
 // cannot fail the others.
 func (m *Memory) saveReservations(ctx context.Context, batch []*resvWrite) {
 	ok := make([]bool, len(batch))
-	err := m.store.Update(ctx, func(tx keys.Tx) error {
+	err := m.store.Update(ctx, func(tx latchkey.QuotaStore) error {
 		for i, w := range batch {
 			var err error
 			if ok[i], err = tx.SaveQuotaUsage(w.u); err != nil {
@@ -633,21 +632,21 @@ func (m *Memory) loadQuota(ctx context.Context, st *keyState) error {
 	return err
 }
 
-func (m *Memory) readUsage(ctx context.Context, id string) (keys.QuotaUsage, error) {
+func (m *Memory) readUsage(ctx context.Context, id string) (latchkey.QuotaUsage, error) {
 	if m.store == nil {
-		return keys.QuotaUsage{KeyID: id}, nil
+		return latchkey.QuotaUsage{KeyID: id}, nil
 	}
-	var u keys.QuotaUsage
-	err := m.store.View(ctx, func(tx keys.Tx) error {
+	var u latchkey.QuotaUsage
+	err := m.store.View(ctx, func(tx latchkey.QuotaStore) error {
 		var err error
 		u, err = tx.QuotaUsage(id)
 		return err
 	})
 	if err != nil {
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-			return keys.QuotaUsage{}, latchkey.Errorf(latchkey.EUnavailable, "the quota usage of %s could not be read in time", id)
+			return latchkey.QuotaUsage{}, latchkey.Errorf(latchkey.EUnavailable, "the quota usage of %s could not be read in time", id)
 		}
-		return keys.QuotaUsage{}, fmt.Errorf("limit: reading the quota usage of %s: %w", id, err)
+		return latchkey.QuotaUsage{}, fmt.Errorf("limit: reading the quota usage of %s: %w", id, err)
 	}
 	u.KeyID = id
 	return u, nil
@@ -658,9 +657,9 @@ func (m *Memory) readUsage(ctx context.Context, id string) (keys.QuotaUsage, err
 // passes every check but would spend credits beyond the balance's
 // reservation commits nothing and returns how many more must be reserved
 // first.
-func (m *Memory) admit(st *keyState, k *latchkey.Key, cost int64, now time.Time, ns int64) (keys.Admission, int64, error) {
+func (m *Memory) admit(st *keyState, k *latchkey.Key, cost int64, now time.Time, ns int64) (latchkey.Admission, int64, error) {
 	st.touched = true
-	var adm keys.Admission
+	var adm latchkey.Admission
 
 	rateOK := true
 	var rateWait int64
@@ -668,7 +667,7 @@ func (m *Memory) admit(st *keyState, k *latchkey.Key, cost int64, now time.Time,
 		st.windows = nil // the key's windows were removed
 	} else {
 		if err := st.syncWindows(k); err != nil {
-			return keys.Admission{}, 0, err
+			return latchkey.Admission{}, 0, err
 		}
 		for i := range st.windows {
 			w := &st.windows[i]
@@ -696,7 +695,7 @@ func (m *Memory) admit(st *keyState, k *latchkey.Key, cost int64, now time.Time,
 	if k.Quota != nil {
 		limit, avail, end, err := st.quota.figures(k, now, ns)
 		if err != nil {
-			return keys.Admission{}, 0, err
+			return latchkey.Admission{}, 0, err
 		}
 		if cost > avail {
 			quotaOK = false
@@ -706,7 +705,7 @@ func (m *Memory) admit(st *keyState, k *latchkey.Key, cost int64, now time.Time,
 				quotaWait = end.Sub(now)
 			}
 		}
-		adm.Quota = keys.LimitState{Limit: limit, Remaining: max(avail, 0), ResetAt: end}
+		adm.Quota = latchkey.LimitState{Limit: limit, Remaining: max(avail, 0), ResetAt: end}
 	}
 
 	concOK := true
@@ -760,7 +759,7 @@ func (m *Memory) admit(st *keyState, k *latchkey.Key, cost int64, now time.Time,
 	// Built once, for the window reported: constructing a time.Time per
 	// window showed in profiles.
 	if len(st.windows) > 0 {
-		adm.RateLimit = keys.LimitState{Limit: bestLimit, Remaining: bestRem, ResetAt: time.Unix(0, bestReset).UTC()}
+		adm.RateLimit = latchkey.LimitState{Limit: bestLimit, Remaining: bestRem, ResetAt: time.Unix(0, bestReset).UTC()}
 	}
 	return adm, 0, nil
 }
@@ -1036,7 +1035,7 @@ func (m *Memory) Forget(keyID string) {
 type pendingSave struct {
 	st           *keyState
 	gen, version uint64
-	usage        keys.QuotaUsage
+	usage        latchkey.QuotaUsage
 }
 
 // Flush writes every changed periodic quota usage to the store and
@@ -1104,7 +1103,7 @@ func (m *Memory) flush(ctx context.Context, all bool) error {
 // whether row i was written (see Tx.SaveQuotaUsage).
 func (m *Memory) saveAll(ctx context.Context, batch []pendingSave) ([]bool, error) {
 	ok := make([]bool, len(batch))
-	err := m.store.Update(ctx, func(tx keys.Tx) error {
+	err := m.store.Update(ctx, func(tx latchkey.QuotaStore) error {
 		for i := range batch {
 			var err error
 			if ok[i], err = tx.SaveQuotaUsage(batch[i].usage); err != nil {

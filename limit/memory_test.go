@@ -28,7 +28,7 @@ func TestConformance(t *testing.T) {
 		mu.Unlock()
 		// No background flush during the suite: it flushes where it
 		// means to, so every run sees the same interleaving.
-		return newTestMemory(t, Options{Store: db, FlushInterval: time.Hour}), db
+		return newTestMemory(t, Options{Store: latchkey.Narrow[latchkey.QuotaStore](db), FlushInterval: time.Hour}), db
 	})
 }
 
@@ -137,7 +137,7 @@ func (m *Memory) leaseRefs() int {
 // it then reads the usage again instead of counting on from before.
 func TestRefusedFlushReloadsUsage(t *testing.T) {
 	db := openStore(t)
-	m := newTestMemory(t, Options{Store: db, FlushInterval: time.Hour})
+	m := newTestMemory(t, Options{Store: latchkey.Narrow[latchkey.QuotaStore](db), FlushInterval: time.Hour})
 	k := createKey(t, db, withQuota(100))
 	mustAdmit(t, m, k, 30, t0)
 	if err := db.Update(t.Context(), func(tx keys.Tx) error { return tx.ResetQuotaUsage(k.ID) }); err != nil {
@@ -156,7 +156,7 @@ func TestRefusedFlushReloadsUsage(t *testing.T) {
 
 func TestBackgroundFlushPersists(t *testing.T) {
 	db := openStore(t)
-	m := newTestMemory(t, Options{Store: db, FlushInterval: 5 * time.Millisecond})
+	m := newTestMemory(t, Options{Store: latchkey.Narrow[latchkey.QuotaStore](db), FlushInterval: 5 * time.Millisecond})
 	k := createKey(t, db, withQuota(100))
 	mustAdmit(t, m, k, 5, t0)
 	deadline := time.Now().Add(10 * time.Second)
@@ -170,7 +170,7 @@ func TestBackgroundFlushPersists(t *testing.T) {
 
 func TestCloseFlushesEverything(t *testing.T) {
 	db := openStore(t)
-	m := NewMemory(Options{Store: db, FlushInterval: time.Hour})
+	m := NewMemory(Options{Store: latchkey.Narrow[latchkey.QuotaStore](db), FlushInterval: time.Hour})
 	var ks []*latchkey.Key
 	// More keys than one flush transaction takes.
 	for i := range flushBatch + 10 {
@@ -195,7 +195,7 @@ func TestCloseFlushesEverything(t *testing.T) {
 // hold back the others.
 func TestFlushSavesOtherRowsPastABadOne(t *testing.T) {
 	db := openStore(t)
-	m := newTestMemory(t, Options{Store: db, FlushInterval: time.Hour})
+	m := newTestMemory(t, Options{Store: latchkey.Narrow[latchkey.QuotaStore](db), FlushInterval: time.Hour})
 	good := createKey(t, db, withQuota(100))
 	ghost := &latchkey.Key{ID: latchkey.NewID("key", t0), Tenant: "acme", CreatedAt: t0, Quota: &latchkey.Quota{Limit: 10, Period: "monthly"}}
 	mustAdmit(t, m, good, 3, t0)
@@ -238,7 +238,7 @@ func (s *countingStore) View(ctx context.Context, fn func(keys.Tx) error) error 
 func TestConcurrentFirstRequestsReadUsageOnce(t *testing.T) {
 	db := openStore(t)
 	cs := &countingStore{Store: db, gate: make(chan struct{})}
-	m := newTestMemory(t, Options{Store: cs, FlushInterval: time.Hour})
+	m := newTestMemory(t, Options{Store: latchkey.Narrow[latchkey.QuotaStore](cs), FlushInterval: time.Hour})
 	k := createKey(t, db, withQuota(1000))
 	var wg sync.WaitGroup
 	var admitted atomic.Int64
@@ -269,7 +269,7 @@ func TestConcurrentFirstRequestsReadUsageOnce(t *testing.T) {
 func TestWaitingForUsageHonoursContext(t *testing.T) {
 	db := openStore(t)
 	cs := &countingStore{Store: db, gate: make(chan struct{})}
-	m := newTestMemory(t, Options{Store: cs, FlushInterval: time.Hour})
+	m := newTestMemory(t, Options{Store: latchkey.Narrow[latchkey.QuotaStore](cs), FlushInterval: time.Hour})
 	k := createKey(t, db, withQuota(10))
 	first := make(chan error, 1)
 	go func() {
@@ -298,7 +298,7 @@ func TestWaitingForUsageHonoursContext(t *testing.T) {
 func TestStoreFailureIsReturnedNotAdmitted(t *testing.T) {
 	db := openStore(t)
 	cs := &countingStore{Store: db, fail: latchkey.Errorf(latchkey.EUnavailable, "database is down")}
-	m := newTestMemory(t, Options{Store: cs, FlushInterval: time.Hour})
+	m := newTestMemory(t, Options{Store: latchkey.Narrow[latchkey.QuotaStore](cs), FlushInterval: time.Hour})
 	k := createKey(t, db, func(k *latchkey.Key) {
 		k.Quota = &latchkey.Quota{Limit: 10, Period: "monthly"}
 		k.MaxConcurrent = 1
@@ -345,7 +345,7 @@ func TestWithoutStoreQuotaLivesInMemory(t *testing.T) {
 
 func TestSweepDropsOnlyIdleState(t *testing.T) {
 	db := openStore(t)
-	m := newTestMemory(t, Options{Store: db, FlushInterval: time.Hour})
+	m := newTestMemory(t, Options{Store: latchkey.Narrow[latchkey.QuotaStore](db), FlushInterval: time.Hour})
 	limited := createKey(t, db, func(k *latchkey.Key) {
 		k.RateLimits = []latchkey.RateLimit{{Name: "s", Limit: 10, Window: latchkey.Duration(time.Second)}}
 		k.Quota = &latchkey.Quota{Limit: 100, Period: "monthly"}
@@ -417,7 +417,7 @@ func TestReleasedLeasesDoNotAccumulate(t *testing.T) {
 func benchStore(b *testing.B) keys.Store { return openStore(b) }
 
 func BenchmarkAdmitNoLimits(b *testing.B) {
-	m := newTestMemory(b, Options{Store: benchStore(b)})
+	m := newTestMemory(b, Options{Store: latchkey.Narrow[latchkey.QuotaStore](benchStore(b))})
 	k := &latchkey.Key{ID: "key_nolimits"}
 	ctx := context.Background()
 	b.ReportAllocs()
@@ -438,7 +438,7 @@ func twoWindowsAndQuota(k *latchkey.Key) {
 
 func BenchmarkAdmitTwoWindowsAndQuota(b *testing.B) {
 	db := benchStore(b)
-	m := newTestMemory(b, Options{Store: db})
+	m := newTestMemory(b, Options{Store: latchkey.Narrow[latchkey.QuotaStore](db)})
 	k := createKey(b, db, twoWindowsAndQuota)
 	ctx := context.Background()
 	mustAdmit(b, m, k, 1, t0) // warm-up: the usage is read once
@@ -460,7 +460,7 @@ func BenchmarkAdmitTwoWindowsAndQuotaParallel(b *testing.B) {
 	}{{"KeyPerGoroutine", 256}, {"OneKey", 1}} {
 		b.Run(tc.name, func(b *testing.B) {
 			db := benchStore(b)
-			m := newTestMemory(b, Options{Store: db})
+			m := newTestMemory(b, Options{Store: latchkey.Narrow[latchkey.QuotaStore](db)})
 			ks := make([]*latchkey.Key, tc.keys)
 			for i := range ks {
 				ks[i] = createKey(b, db, twoWindowsAndQuota)
@@ -505,7 +505,7 @@ func BenchmarkAdmitAndReleaseLease(b *testing.B) {
 // period rather than starting that period over.
 func TestLateRequestAtPeriodBoundaryCountsInNewPeriod(t *testing.T) {
 	db := openStore(t)
-	m := newTestMemory(t, Options{Store: db, FlushInterval: time.Hour})
+	m := newTestMemory(t, Options{Store: latchkey.Narrow[latchkey.QuotaStore](db), FlushInterval: time.Hour})
 	k := createKey(t, db, withQuota(2))
 	may := time.Date(2031, 5, 1, 0, 0, 0, 0, time.UTC)
 	if adm := mustAdmit(t, m, k, 1, apr); adm.Quota.Remaining != 1 || !adm.Quota.ResetAt.Equal(may) {
@@ -524,7 +524,7 @@ func TestLateRequestAtPeriodBoundaryCountsInNewPeriod(t *testing.T) {
 // new period is a proper calendar month.
 func TestChangedPeriodStartsAProperPeriod(t *testing.T) {
 	db := openStore(t)
-	m := newTestMemory(t, Options{Store: db, FlushInterval: time.Hour})
+	m := newTestMemory(t, Options{Store: latchkey.Narrow[latchkey.QuotaStore](db), FlushInterval: time.Hour})
 	k := createKey(t, db, func(k *latchkey.Key) { k.Quota = &latchkey.Quota{Limit: 2, Period: "30d"} })
 	second := t0.Add(30*24*time.Hour + time.Hour) // April 13, in the key's second 30-day period
 	if adm := mustAdmit(t, m, k, 2, second); adm.Quota.Remaining != 0 || !adm.Quota.ResetAt.Equal(t0.Add(60*24*time.Hour)) {

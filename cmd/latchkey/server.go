@@ -293,7 +293,7 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 
 	limiter := hooks.Limiter
 	if limiter == nil {
-		mem := limit.NewMemory(limit.Options{Store: db, FlushInterval: cfg.QuotaFlush, Logger: log})
+		mem := limit.NewMemory(limit.Options{Store: latchkey.Narrow[latchkey.QuotaStore](db), FlushInterval: cfg.QuotaFlush, Logger: log})
 		// Closed after the HTTP server has drained: the last flush then
 		// holds every admitted request's consumption.
 		defer func() {

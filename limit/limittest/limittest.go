@@ -1,10 +1,10 @@
-// Package limittest is the conformance suite for keys.Limiter. Every
+// Package limittest is the conformance suite for latchkey.Limiter. Every
 // limiter (in memory, Redis) runs Run from its own tests, so a key's limits
 // mean the same whichever limiter enforces them. The suite uses nothing but
-// the keys.Limiter contract and the keys.Store it persists quota usage in;
+// the latchkey.Limiter contract and the keys.Store it persists quota usage in;
 // time is always the now it passes, moved by hand.
 //
-// Besides the comments on keys.Limiter, the suite pins down:
+// Besides the comments on latchkey.Limiter, the suite pins down:
 //
 //   - Rate windows are GCRA: a window of L per W admits a burst of exactly L
 //     at one instant, then one request every W/L, exactly, also when W/L is
@@ -70,7 +70,7 @@ import (
 // ends. The first call for a test must return a new, empty store; later
 // calls with the same t, which the suite makes to model a restart, must
 // return a new limiter over that same store.
-func Run(t *testing.T, newLimiter func(t *testing.T) (keys.Limiter, keys.Store)) {
+func Run(t *testing.T, newLimiter func(t *testing.T) (latchkey.Limiter, keys.Store)) {
 	tests := []struct {
 		name string
 		fn   func(t *testing.T, f *fixture)
@@ -141,9 +141,9 @@ func date(y int, m time.Month, d, h, min, s, ns int) time.Time {
 }
 
 type fixture struct {
-	lim        keys.Limiter
+	lim        latchkey.Limiter
 	store      keys.Store
-	newLimiter func(t *testing.T) (keys.Limiter, keys.Store)
+	newLimiter func(t *testing.T) (latchkey.Limiter, keys.Store)
 }
 
 // key creates a key in the store (quota usage rows refer to it), created at
@@ -171,7 +171,7 @@ func (f *fixture) key(t *testing.T, mod func(k *latchkey.Key)) *latchkey.Key {
 }
 
 // restart returns a new limiter over the same store.
-func (f *fixture) restart(t *testing.T) keys.Limiter {
+func (f *fixture) restart(t *testing.T) latchkey.Limiter {
 	t.Helper()
 	lim, s := f.newLimiter(t)
 	if s != f.store {
@@ -180,7 +180,7 @@ func (f *fixture) restart(t *testing.T) keys.Limiter {
 	return lim
 }
 
-func (f *fixture) flush(t *testing.T, lim keys.Limiter) {
+func (f *fixture) flush(t *testing.T, lim latchkey.Limiter) {
 	t.Helper()
 	if err := lim.Flush(t.Context()); err != nil {
 		t.Fatalf("Flush: %v", err)
@@ -199,7 +199,7 @@ func (f *fixture) admit(t *testing.T, k *latchkey.Key, cost int64, now time.Time
 	return admitOn(t, f.lim, k, cost, now)
 }
 
-func admitOn(t *testing.T, lim keys.Limiter, k *latchkey.Key, cost int64, now time.Time) keys.Admission {
+func admitOn(t *testing.T, lim latchkey.Limiter, k *latchkey.Key, cost int64, now time.Time) keys.Admission {
 	t.Helper()
 	adm, err := lim.Admit(t.Context(), k, cost, now)
 	if err != nil {
@@ -291,7 +291,7 @@ func ceilMulDiv(a, b, c int64) int64 {
 // hammer makes workers×each requests at one instant from workers
 // goroutines at once, and returns the admitted ones. (Bounded workers,
 // because the race detector allows only 8128 live goroutines.)
-func hammer(t *testing.T, lim keys.Limiter, k *latchkey.Key, now time.Time, workers, each int) []keys.Admission {
+func hammer(t *testing.T, lim latchkey.Limiter, k *latchkey.Key, now time.Time, workers, each int) []keys.Admission {
 	t.Helper()
 	var (
 		mu       sync.Mutex
@@ -749,7 +749,7 @@ func credit(n int64) func(*latchkey.Key) {
 
 // drain admits cost-1 requests at now until the first denial and returns
 // how many were admitted (at most max).
-func drain(t *testing.T, lim keys.Limiter, k *latchkey.Key, now time.Time, max int) int {
+func drain(t *testing.T, lim latchkey.Limiter, k *latchkey.Key, now time.Time, max int) int {
 	t.Helper()
 	for i := range max {
 		if adm := admitOn(t, lim, k, 1, now); adm.Code != "" {

@@ -1,0 +1,122 @@
+package latchkey
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Store is a transactional store whose transactions are T: a backend's
+// own transaction type, or one of the narrow contracts a service needs of
+// it (Narrow). The rules every backend keeps (snapshots, rollback,
+// ordering) are written on keys.Store, the contract of the key service.
+type Store[T any] interface {
+	// View runs fn in a read-only transaction that sees one consistent
+	// snapshot.
+	View(ctx context.Context, fn func(T) error) error
+	// Update runs fn in a read-write transaction. The changes are
+	// committed, durably, only if fn returns nil; otherwise none of them
+	// happen.
+	Update(ctx context.Context, fn func(T) error) error
+}
+
+// Narrow gives a service the store it needs (transactions of the narrow
+// contract N) from a backend's store (transactions of T, which implement
+// N): the same transactions, seen through N. The service then depends on
+// N's methods alone, and a backend proves N with N's conformance suite.
+func Narrow[N, T any](s Store[T]) Store[N] { return narrowed[N, T]{s} }
+
+type narrowed[N, T any] struct{ s Store[T] }
+
+func (n narrowed[N, T]) View(ctx context.Context, fn func(N) error) error {
+	return n.s.View(ctx, func(t T) error { return fn(as[N](t)) })
+}
+
+func (n narrowed[N, T]) Update(ctx context.Context, fn func(N) error) error {
+	return n.s.Update(ctx, func(t T) error { return fn(as[N](t)) })
+}
+
+// as is t seen as N. A backend transaction that lacks N's methods is a
+// wiring mistake, found by the first transaction any test runs.
+func as[N, T any](t T) N {
+	n, ok := any(t).(N)
+	if !ok {
+		var want *N
+		panic(fmt.Sprintf("latchkey: a %T transaction does not implement %T", t, want))
+	}
+	return n
+}
+
+// Limiter admits or denies a request that passed every other check:
+// rate windows, quota and concurrency (package limit). Without one, nothing
+// is limited. Implementations pass the suite in limit/limittest.
+type Limiter interface {
+	// Admit consumes cost from the key's limits if, and only if, every limit
+	// allows it: a denied request consumes nothing. A key with
+	// MaxConcurrent > 0 gets a lease that holds one slot until released or
+	// until its TTL passes.
+	Admit(ctx context.Context, k *Key, cost int64, now time.Time) (Admission, error)
+	// LeaseKey returns the id of the key holding a live lease.
+	LeaseKey(leaseID string, now time.Time) (keyID string, ok bool)
+	// Release ends a lease; false if it was not live.
+	Release(leaseID string, now time.Time) bool
+	// Forget drops what the limiter holds for a key whose limits changed,
+	// so the next Admit starts from the key's new settings and the stored
+	// quota usage.
+	Forget(keyID string)
+	// Flush persists pending quota consumption and gives back credits
+	// reserved but not spent (on shutdown).
+	Flush(ctx context.Context) error
+}
+
+// QuotaReader is a Limiter that reports a key's quota live, with what it
+// admitted and has not flushed yet, consuming nothing (package limit's
+// Memory is one).
+type QuotaReader interface {
+	Quota(ctx context.Context, k *Key, now time.Time) (LimitState, error)
+}
+
+// Admission is a limiter's answer.
+type Admission struct {
+	// Code is "" when admitted, else RATE_LIMITED, QUOTA_EXCEEDED or
+	// CONCURRENCY_EXCEEDED.
+	Code       string
+	RateLimit  LimitState // the tightest rate window; Limit 0 when none
+	Quota      LimitState // Limit 0 when the key has no quota
+	RetryAfter time.Duration
+	LeaseID    string
+}
+
+// LimitState describes one limit after a request.
+type LimitState struct {
+	Limit     int64
+	Remaining int64
+	ResetAt   time.Time
+}
+
+// QuotaUsage is what a key has consumed of its quota: in the period that
+// starts at PeriodStart (periodic quotas), or in total since its balance was
+// last set (credit balances). For a balance the stored Used includes what a
+// limiter reserved and has not spent yet (package limit), so it is never
+// less than what was admitted.
+type QuotaUsage struct {
+	KeyID       string
+	Epoch       int64
+	PeriodStart time.Time
+	Used        int64
+}
+
+// QuotaStore is the part of a transaction that keeps quota consumption:
+// what a limiter needs of a store (limit.Options.Store is a
+// Store[QuotaStore]).
+type QuotaStore interface {
+	// QuotaUsage returns a key's persisted quota consumption; the zero
+	// QuotaUsage (with KeyID set) if none was ever saved.
+	QuotaUsage(keyID string) (QuotaUsage, error)
+	// SaveQuotaUsage stores u if the stored epoch still equals u.Epoch (no
+	// reset happened since u was read) and reports whether it did.
+	SaveQuotaUsage(u QuotaUsage) (bool, error)
+	// ResetQuotaUsage zeroes a key's consumption and bumps its epoch, so
+	// that consumption counted before the reset is never written back.
+	ResetQuotaUsage(keyID string) error
+}
