@@ -63,7 +63,7 @@ func activeKeyBytes(t *testing.T, n int) float64 {
 	}
 	st := &memStore{byHash: byHash, now: now}
 	base := heap()
-	rec := usage.New(usage.Options{Store: st, FlushInterval: time.Hour, Now: func() time.Time { return now }})
+	rec := usage.New(usage.Options{Store: latchkey.Narrow[usage.Tx](st), FlushInterval: time.Hour, Now: func() time.Time { return now }})
 	defer rec.Close(context.Background())
 	svc := keys.New(keys.Options{Store: st, Usage: rec, CacheSize: n + n/8, Now: func() time.Time { return now }})
 	srv := httpapi.New(httpapi.Config{Keys: svc})

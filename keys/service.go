@@ -94,12 +94,7 @@ type BurstRule struct {
 
 // UsageRecorder counts verifications. Record runs on the verify path: it
 // must be safe for concurrent use, cheap, and must not allocate.
-type UsageRecorder interface {
-	// Record counts one verification of a key that was found: the key, its
-	// tenant, the verify code, the client's address (zero if unknown) and
-	// the service's clock at the check.
-	Record(keyID, tenant, code string, ip netip.Addr, now time.Time)
-}
+type UsageRecorder = latchkey.UsageRecorder
 
 // GeoIP tells the country of an address (ISO 3166-1 alpha-2, upper case).
 type GeoIP interface {

@@ -72,9 +72,7 @@ type Tx interface {
 	// tenant does not exist. An empty ks ends an import: the store lets
 	// go of what it kept from one batch to the next (a larger cache).
 	ImportKeys(ks []*latchkey.Key) (created int, err error)
-	// Key returns the key with the id in the tenant; ENotFound if there is
-	// none, including when the id belongs to another tenant.
-	Key(tenant, id string) (*latchkey.Key, error)
+	latchkey.KeyReader
 	// KeyByHash returns the key whose SHA-256 is hash; ENotFound if none.
 	KeyByHash(hash [32]byte) (*latchkey.Key, error)
 	// Keys lists a tenant's keys that match f, ordered by id; an unknown
@@ -91,10 +89,7 @@ type Tx interface {
 	// A key's persisted quota consumption (the limiter's part).
 	latchkey.QuotaStore
 
-	// AppendAudit seals e after the last event of e.Tenant's chain (setting
-	// Seq, PrevHash and Hash) and stores it. Concurrent appends to one
-	// tenant's chain are serialized.
-	AppendAudit(e *latchkey.AuditEvent) error
+	latchkey.AuditWriter
 	// AuditEvents lists a tenant's events in seq order, those matching f.
 	AuditEvents(tenant string, f AuditFilter) ([]*latchkey.AuditEvent, error)
 	// AuditHead returns the seq and hash of a tenant's last event (0, "" for
@@ -113,76 +108,27 @@ type Tx interface {
 	// the one before).
 	PutAuditCheckpoint(cp *latchkey.AuditCheckpoint) error
 
-	// AddUsage adds each row's Count to the stored count of its (KeyID,
-	// Minute, Code), creating the row if there is none, and likewise to the
-	// hour and day roll-ups of that minute. Minute is the start of a UTC
-	// minute.
-	AddUsage(rows []UsageRow) error
-	// AddUsageNetworks adds each row's Count to the stored count of its
-	// (KeyID, Minute, Network), and to its day's roll-up, likewise.
-	AddUsageNetworks(rows []UsageNetwork) error
-	// SetLastUsed sets each key's LastUsedAt to its At if that is later
-	// than the stored value (it only moves forward); a missing key is no
-	// error. It sets each one's Before to what the key's LastUsedAt was
-	// (its CreatedAt if it was never used; the zero time for a missing
-	// key), which the security checks use to notice a dormant key waking
-	// up. Each key appears once.
-	SetLastUsed(uses []LastUsed) error
-	// Usage returns the tenant's minute rows of a key with from <= Minute <
-	// to, ordered by Minute then Code; none for another tenant's key.
-	Usage(tenant, keyID string, from, to time.Time) ([]UsageRow, error)
-	// UsageRollup returns the rows of grain g (their Minute holds the start
-	// of their minute, hour or day) likewise.
-	UsageRollup(tenant, keyID string, g Grain, from, to time.Time) ([]UsageRow, error)
-	// UsageNetworks returns the minute network rows of a key likewise,
-	// ordered by Minute then Network.
-	UsageNetworks(tenant, keyID string, from, to time.Time) ([]UsageNetwork, error)
-	// UsageNetworkDays returns the daily network roll-up rows likewise.
-	UsageNetworkDays(tenant, keyID string, from, to time.Time) ([]UsageNetwork, error)
-	// PruneUsage deletes the rows of grain g (for minutes and days, their
-	// network rows too) that start before before, and returns how many.
-	PruneUsage(g Grain, before time.Time) (int64, error)
-	// NetworkHistory reports whether a key has any stored network row for
-	// network, and whether it has any network row at all.
-	NetworkHistory(keyID, network string) (seenThis, seenAny bool, err error)
+	// Usage rows: written by the usage recorder, read by reports and the
+	// security checks.
+	latchkey.UsageWriter
+	latchkey.UsageReader
 }
 
-// LastUsed is one key's use for SetLastUsed, which fills Before.
-type LastUsed struct {
-	KeyID  string
-	At     time.Time // when the key was used
-	Before time.Time // set by SetLastUsed
-}
-
-// UsageRow counts a key's verifications that ended with Code in the minute
-// that starts at Minute.
-type UsageRow struct {
-	KeyID  string
-	Tenant string
-	Minute time.Time
-	Code   string
-	Count  int64
-}
-
-// Grain is the time resolution of usage rows.
-type Grain string
+// The usage records live in the domain root, so that the usage recorder
+// and the security checks import the root and not this package.
+type (
+	LastUsed     = latchkey.LastUsed
+	UsageRow     = latchkey.UsageRow
+	Grain        = latchkey.Grain
+	UsageNetwork = latchkey.UsageNetwork
+)
 
 // Usage grains: minute rows, and their hour and day roll-ups.
 const (
-	GrainMinute Grain = "minute"
-	GrainHour   Grain = "hour"
-	GrainDay    Grain = "day"
+	GrainMinute = latchkey.GrainMinute
+	GrainHour   = latchkey.GrainHour
+	GrainDay    = latchkey.GrainDay
 )
-
-// UsageNetwork counts a key's verifications from one client network (an
-// IPv4 /24 or IPv6 /48 in CIDR notation, or "other" for networks beyond
-// the recorder's per-minute cap) in the minute that starts at Minute.
-type UsageNetwork struct {
-	KeyID   string
-	Minute  time.Time
-	Network string
-	Count   int64
-}
 
 // AuditFilter narrows an audit listing. Empty fields match everything.
 type AuditFilter struct {

@@ -12,13 +12,8 @@ import (
 // events, fans each out to the endpoints subscribed to it, and marks it
 // dispatched in that same transaction.
 type EventStore interface {
-	// AppendEvent stores e as pending dispatch; EConflict if its id exists.
-	AppendEvent(e *latchkey.Event) error
-	// Events lists a tenant's events that match f, ordered by id (creation
-	// time).
-	Events(tenant string, f EventFilter) ([]*latchkey.Event, error)
-	// CountEvents counts a tenant's events of type typ at or after since.
-	CountEvents(tenant, typ string, since time.Time) (int64, error)
+	latchkey.EventWriter
+	latchkey.EventReader
 	// PendingEvents returns up to limit events of any tenant not yet
 	// marked dispatched, ordered by id.
 	PendingEvents(limit int) ([]*latchkey.Event, error)
@@ -30,14 +25,5 @@ type EventStore interface {
 	PruneEvents(before time.Time) (int64, error)
 }
 
-// EventFilter narrows an event listing. Empty fields match everything.
-type EventFilter struct {
-	After string // only events whose id sorts after this
-	Limit int    // at most this many (0: no limit)
-	Type  string
-	// Kind matches the "kind" of security.anomaly events' data.
-	Kind  string
-	KeyID string
-	Since time.Time // At >= Since
-	Until time.Time // At < Until
-}
+// EventFilter is latchkey.EventFilter.
+type EventFilter = latchkey.EventFilter

@@ -19,7 +19,7 @@ import (
 // hit, and the request still does not escape.
 func TestVerifyRecordingAllocatesNothing(t *testing.T) {
 	f := newFixture(t, func(o *keys.Options) {
-		rec := usage.New(usage.Options{Store: o.Store, FlushInterval: time.Hour})
+		rec := usage.New(usage.Options{Store: latchkey.Narrow[usage.Tx](o.Store), FlushInterval: time.Hour})
 		t.Cleanup(func() { rec.Close(context.Background()) })
 		o.Usage = rec
 	})

@@ -23,7 +23,7 @@ func BenchmarkVerifyRecording(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			f := newFixture(b, func(o *keys.Options) {
 				if on {
-					rec := usage.New(usage.Options{Store: o.Store, FlushInterval: time.Hour})
+					rec := usage.New(usage.Options{Store: latchkey.Narrow[usage.Tx](o.Store), FlushInterval: time.Hour})
 					b.Cleanup(func() { rec.Close(context.Background()) })
 					o.Usage = rec
 				}

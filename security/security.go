@@ -3,7 +3,7 @@
 // /v1/security-events lists), plus key.quota_exhausted events.
 //
 // Most checks ride the usage recorder's flush (Monitor implements
-// usage.Observer): they see the key minutes a flush writes, aggregated,
+// latchkey.FlushObserver): they see the key minutes a flush writes, aggregated,
 // inside the flush's transaction, so the verify path pays nothing for
 // them, and their cost follows what the flush writes — about one look per
 // active key and minute, never one per key and second. Each check's work
@@ -25,15 +25,13 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
-	"github.com/latchkeyhq/latchkey/keys"
-	"github.com/latchkeyhq/latchkey/usage"
 )
 
 // Options configures a Monitor. Zero values take the defaults.
 type Options struct {
 	// Store is where guard findings are written (flush findings use the
 	// flush's transaction).
-	Store keys.Store
+	Store latchkey.Store[latchkey.FlushTx]
 	// Dormancy is how long a key must go unused for its next use to be an
 	// anomaly (default 30 days; negative turns the check off).
 	Dormancy time.Duration
@@ -124,10 +122,10 @@ func New(o Options) *Monitor {
 	return m
 }
 
-var _ usage.Observer = (*Monitor)(nil)
+var _ latchkey.FlushObserver = (*Monitor)(nil)
 
 // ObserveFlush runs the usage checks on one flush.
-func (m *Monitor) ObserveFlush(tx keys.Tx, f *usage.Flushed) error {
+func (m *Monitor) ObserveFlush(tx latchkey.FlushTx, f *latchkey.UsageFlush) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []*latchkey.Event
@@ -182,7 +180,7 @@ func anomaly(tenant, keyID string, at time.Time, a latchkey.Anomaly) *latchkey.E
 	return latchkey.NewEvent(tenant, latchkey.EventSecurityAnomaly, keyID, at, a)
 }
 
-func (m *Monitor) dormant(lu usage.LastUse) *latchkey.Event {
+func (m *Monitor) dormant(lu latchkey.LastUse) *latchkey.Event {
 	if m.o.Dormancy < 0 || lu.Before.IsZero() {
 		return nil
 	}
@@ -206,14 +204,14 @@ func (m *Monitor) dormant(lu usage.LastUse) *latchkey.Event {
 // newNetworks raises an anomaly for each network a key with history had
 // never been used from. It runs before the flush's rows are added, so the
 // store holds only earlier use.
-func (m *Monitor) newNetworks(tx keys.Tx, f *usage.Flushed) ([]*latchkey.Event, error) {
+func (m *Monitor) newNetworks(tx latchkey.FlushTx, f *latchkey.UsageFlush) ([]*latchkey.Event, error) {
 	if m.o.NoNewNetworks {
 		return nil, nil
 	}
 	var out []*latchkey.Event
 	seen := map[string]bool{}
 	for _, n := range f.Networks {
-		if n.Network == usage.OtherNetwork {
+		if n.Network == latchkey.OtherNetwork {
 			continue
 		}
 		id := n.KeyID + " " + n.Network
@@ -250,7 +248,7 @@ func (m *Monitor) newNetworks(tx keys.Tx, f *usage.Flushed) ([]*latchkey.Event, 
 
 // spikes adds the flush's counts to each key's count of its newest minute
 // and compares a count that passed SpikeMin with the key's baseline.
-func (m *Monitor) spikes(tx keys.Tx, f *usage.Flushed) ([]*latchkey.Event, error) {
+func (m *Monitor) spikes(tx latchkey.FlushTx, f *latchkey.UsageFlush) ([]*latchkey.Event, error) {
 	if m.o.SpikeMin < 0 {
 		return nil, nil
 	}
@@ -312,7 +310,7 @@ func (m *Monitor) spikes(tx keys.Tx, f *usage.Flushed) ([]*latchkey.Event, error
 // QUOTA_EXCEEDED: a rotated-out key presented after its grace is an
 // anomaly, and a key that ran out of quota raises key.quota_exhausted once
 // per quota period (or credit top-up).
-func (m *Monitor) keyFindings(tx keys.Tx, f *usage.Flushed) ([]*latchkey.Event, error) {
+func (m *Monitor) keyFindings(tx latchkey.FlushTx, f *latchkey.UsageFlush) ([]*latchkey.Event, error) {
 	type finding struct {
 		revoked, quota bool
 		count          int64
@@ -384,7 +382,7 @@ func (m *Monitor) keyFindings(tx keys.Tx, f *usage.Flushed) ([]*latchkey.Event, 
 // quotaExhausted returns the key.quota_exhausted event of k, unless one was
 // raised already in the current period (periodic quotas) or since the key
 // was last changed (credit balances, which a change tops up).
-func quotaExhausted(tx keys.Tx, k *latchkey.Key, at time.Time) (*latchkey.Event, error) {
+func quotaExhausted(tx latchkey.FlushTx, k *latchkey.Key, at time.Time) (*latchkey.Event, error) {
 	since := k.UpdatedAt
 	data := map[string]string{}
 	if k.Quota.IsCredit() {
@@ -401,7 +399,7 @@ func quotaExhausted(tx keys.Tx, k *latchkey.Key, at time.Time) (*latchkey.Event,
 		data["period_start"] = start.UTC().Format(time.RFC3339)
 		data["resets_at"] = latchkey.QuotaPeriodEnd(k.Quota.Period, start).UTC().Format(time.RFC3339)
 	}
-	prior, err := tx.Events(k.Tenant, keys.EventFilter{KeyID: k.ID, Type: latchkey.EventKeyQuotaExhausted, Since: since, Limit: 1})
+	prior, err := tx.Events(k.Tenant, latchkey.EventFilter{KeyID: k.ID, Type: latchkey.EventKeyQuotaExhausted, Since: since, Limit: 1})
 	if err != nil || len(prior) > 0 {
 		return nil, err
 	}
@@ -455,7 +453,7 @@ func (m *Monitor) writeBlock(b block) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := m.o.Store.Update(ctx, func(tx keys.Tx) error { return tx.AppendEvent(e) }); err != nil {
+	if err := m.o.Store.Update(ctx, func(tx latchkey.FlushTx) error { return tx.AppendEvent(e) }); err != nil {
 		m.o.Logger.Warn("security: writing a failed-auth burst finding failed", "network", b.network.String(), "err", err)
 	}
 }

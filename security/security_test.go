@@ -38,9 +38,9 @@ func setup(t *testing.T) (keys.Store, *usage.Recorder) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := security.New(security.Options{Store: db})
+	m := security.New(security.Options{Store: latchkey.Narrow[latchkey.FlushTx](db)})
 	t.Cleanup(m.Close)
-	rec := usage.New(usage.Options{Store: db, FlushInterval: time.Hour, Observer: m})
+	rec := usage.New(usage.Options{Store: latchkey.Narrow[usage.Tx](db), FlushInterval: time.Hour, Observer: m})
 	t.Cleanup(func() { rec.Close(context.Background()) })
 	return db, rec
 }
@@ -117,7 +117,7 @@ func TestGuardBlockedIsWrittenToTheOperatorOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := security.New(security.Options{Store: db})
+	m := security.New(security.Options{Store: latchkey.Narrow[latchkey.FlushTx](db)})
 	network := netip.MustParsePrefix("203.0.113.0/24")
 	m.GuardBlocked(network, 20, t0)
 	m.GuardBlocked(network, 20, t0.Add(time.Minute)) // the same burst, within the repeat time

@@ -24,7 +24,7 @@ func BenchmarkFlush10k(b *testing.B) {
 		ids[i] = fmt.Sprintf("key_%06d", i)
 	}
 	db := open(b, ids...)
-	r := usage.New(usage.Options{Store: db, FlushInterval: time.Hour, MaxPending: 4 * n})
+	r := usage.New(usage.Options{Store: latchkey.Narrow[usage.Tx](db), FlushInterval: time.Hour, MaxPending: 4 * n})
 	b.Cleanup(func() { r.Close(context.Background()) })
 	addr := netip.AddrFrom4([4]byte{192, 0, 2, 7})
 	b.ReportAllocs()
@@ -67,7 +67,7 @@ func BenchmarkTick10kSteady(b *testing.B) {
 	}
 	db := open(b, ids...)
 	at := t0.Truncate(time.Minute)
-	r := usage.New(usage.Options{Store: db, FlushInterval: time.Hour, Now: func() time.Time { return at }})
+	r := usage.New(usage.Options{Store: latchkey.Narrow[usage.Tx](db), FlushInterval: time.Hour, Now: func() time.Time { return at }})
 	b.Cleanup(func() { r.Close(context.Background()) })
 	addr := netip.AddrFrom4([4]byte{192, 0, 2, 7})
 	b.ReportAllocs()

@@ -34,7 +34,7 @@ func TestRecorderAllocatesAtMost240BytesPerActiveKey(t *testing.T) {
 	for i := range ids {
 		ids[i] = fmt.Sprintf("key_%07d", i)
 	}
-	r := usage.New(usage.Options{Store: nopStore{}, FlushInterval: time.Hour})
+	r := usage.New(usage.Options{Store: latchkey.Narrow[usage.Tx](nopStore{}), FlushInterval: time.Hour})
 	defer r.Close(context.Background())
 	addr := netip.AddrFrom4([4]byte{192, 0, 2, 9})
 	base := heap()

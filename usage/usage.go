@@ -34,7 +34,6 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
-	"github.com/latchkeyhq/latchkey/keys"
 )
 
 // Codes lists the verify codes the recorder counts, in the order of a
@@ -89,13 +88,22 @@ const MaxNetworks = 16
 
 // OtherNetwork is the network row that counts verifications beyond
 // MaxNetworks distinct networks in a minute.
-const OtherNetwork = "other"
+const OtherNetwork = latchkey.OtherNetwork
 
 const shardCount = 64
 
+// Tx is what the recorder needs of a store's transaction: to write usage
+// rows and last use, to append key.used and key.denied audit events, and
+// what its observer (the security checks) reads and writes.
+type Tx interface {
+	latchkey.UsageWriter
+	latchkey.AuditWriter
+	latchkey.FlushTx
+}
+
 // Options configures a Recorder. Zero values take the defaults.
 type Options struct {
-	Store keys.Store
+	Store latchkey.Store[Tx]
 	// FlushInterval is how often the flusher looks for key minutes to
 	// write (default 1s): closed minutes, and those of keys idle since its
 	// last look.
@@ -137,40 +145,13 @@ type Options struct {
 	Logger   *slog.Logger
 }
 
-// Observer is told what each flush transaction writes, inside it and
-// before the usage rows are added (so the store still holds what came
-// before them). A flush of many keys is several transactions, each
-// observed with its own keys. An error fails the transaction, which is
-// retried with the next flush.
-type Observer interface {
-	ObserveFlush(tx keys.Tx, f *Flushed) error
-}
-
-// Flushed is what one flush transaction writes.
-type Flushed struct {
-	Usage    []keys.UsageRow
-	Networks []keys.UsageNetwork
-	// LastUsed holds, per key, its newest use in the flush and when it was
-	// used before (its creation time if never), in key id order.
-	LastUsed []LastUse
-	// Tenants maps each key id of the flush to its tenant.
-	Tenants map[string]string
-}
-
-// LastAt returns the newest use of key id in the flush (zero if none).
-func (f *Flushed) LastAt(id string) time.Time {
-	i := sort.Search(len(f.LastUsed), func(i int) bool { return f.LastUsed[i].KeyID >= id })
-	if i < len(f.LastUsed) && f.LastUsed[i].KeyID == id {
-		return f.LastUsed[i].At
-	}
-	return time.Time{}
-}
-
-// LastUse is a key's newest use in a flush and its use before that.
-type LastUse struct {
-	KeyID, Tenant string
-	At, Before    time.Time
-}
+// Observer, Flushed and LastUse are the root's: the security checks see
+// a flush through them without importing this package.
+type (
+	Observer = latchkey.FlushObserver
+	Flushed  = latchkey.UsageFlush
+	LastUse  = latchkey.LastUse
+)
 
 // maxDenied is the most key.denied samples a bucket holds (the cap on
 // Options.DeniedPerMinute).
@@ -246,9 +227,9 @@ type shard struct {
 }
 
 // Recorder counts verifications in memory and flushes them to the store.
-// It implements keys.UsageRecorder.
+// It implements latchkey.UsageRecorder.
 type Recorder struct {
-	store     keys.Store
+	store     latchkey.Store[Tx]
 	interval  time.Duration
 	perShard  int
 	perTx     int
@@ -506,8 +487,8 @@ func (r *Recorder) Close(ctx context.Context) error {
 // chunk is what one flush transaction writes: the minutes of at most
 // MaxKeysPerTx keys, or key.used events.
 type chunk struct {
-	usage   []keys.UsageRow
-	nets    []keys.UsageNetwork
+	usage   []latchkey.UsageRow
+	nets    []latchkey.UsageNetwork
 	last    []LastUse // by key id, Before filled in by the write
 	tenants map[string]string
 	denied  []*latchkey.AuditEvent
@@ -623,15 +604,15 @@ func (r *Recorder) flush(ctx context.Context, all bool) error {
 		minute := time.Unix(k.minute, 0).UTC()
 		for ci, n := range bk.counts {
 			if n > 0 {
-				c.usage = append(c.usage, keys.UsageRow{KeyID: k.keyID, Tenant: bk.tenant, Minute: minute, Code: Codes[ci], Count: int64(n)})
+				c.usage = append(c.usage, latchkey.UsageRow{KeyID: k.keyID, Tenant: bk.tenant, Minute: minute, Code: Codes[ci], Count: int64(n)})
 			}
 		}
 		for j := range int(bk.nnets) {
 			nc := bk.net(j)
-			c.nets = append(c.nets, keys.UsageNetwork{KeyID: k.keyID, Minute: minute, Network: nc.net.String(), Count: int64(nc.count)})
+			c.nets = append(c.nets, latchkey.UsageNetwork{KeyID: k.keyID, Minute: minute, Network: nc.net.String(), Count: int64(nc.count)})
 		}
 		if bk.overflow > 0 {
-			c.nets = append(c.nets, keys.UsageNetwork{KeyID: k.keyID, Minute: minute, Network: OtherNetwork, Count: int64(bk.overflow)})
+			c.nets = append(c.nets, latchkey.UsageNetwork{KeyID: k.keyID, Minute: minute, Network: OtherNetwork, Count: int64(bk.overflow)})
 		}
 		lu := &c.last[len(c.last)-1]
 		if last := time.Unix(0, bk.last).UTC(); last.After(lu.At) {
@@ -705,11 +686,11 @@ func (r *Recorder) write(ctx context.Context, c *chunk) error {
 		return x.Code < y.Code
 	})
 	sort.SliceStable(c.denied, func(i, j int) bool { return c.denied[i].At.Before(c.denied[j].At) })
-	return r.store.Update(ctx, func(tx keys.Tx) error {
+	return r.store.Update(ctx, func(tx Tx) error {
 		f := &Flushed{Usage: c.usage, Networks: c.nets, Tenants: c.tenants, LastUsed: make([]LastUse, 0, len(c.last))}
-		uses := make([]keys.LastUsed, len(c.last))
+		uses := make([]latchkey.LastUsed, len(c.last))
 		for i, lu := range c.last {
-			uses[i] = keys.LastUsed{KeyID: lu.KeyID, At: lu.At}
+			uses[i] = latchkey.LastUsed{KeyID: lu.KeyID, At: lu.At}
 		}
 		for part := uses; len(part) > 0; part = part[min(len(part), paceRows):] {
 			r.pace.step()
@@ -786,7 +767,7 @@ func (p *pacer) step() {
 }
 
 // grains are the row kinds in the order of Recorder.retention.
-var grains = [3]keys.Grain{keys.GrainMinute, keys.GrainHour, keys.GrainDay}
+var grains = [3]latchkey.Grain{latchkey.GrainMinute, latchkey.GrainHour, latchkey.GrainDay}
 
 // maybePrune deletes rows older than their retention, at most once an hour.
 func (r *Recorder) maybePrune(ctx context.Context) {
@@ -806,8 +787,8 @@ func (r *Recorder) maybePrune(ctx context.Context) {
 }
 
 // Prune deletes usage rows of grain g that start before before.
-func (r *Recorder) Prune(ctx context.Context, g keys.Grain, before time.Time) error {
-	return r.store.Update(ctx, func(tx keys.Tx) error {
+func (r *Recorder) Prune(ctx context.Context, g latchkey.Grain, before time.Time) error {
+	return r.store.Update(ctx, func(tx Tx) error {
 		_, err := tx.PruneUsage(g, before)
 		return err
 	})

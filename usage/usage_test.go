@@ -49,7 +49,7 @@ func open(t testing.TB, ids ...string) keys.Store {
 
 func newRecorder(t testing.TB, db keys.Store, o usage.Options) *usage.Recorder {
 	t.Helper()
-	o.Store = db
+	o.Store = latchkey.Narrow[usage.Tx](db)
 	if o.FlushInterval == 0 {
 		o.FlushInterval = time.Hour // tests flush by hand
 	}
@@ -285,7 +285,7 @@ func TestConcurrentRecordAndFlush(t *testing.T) {
 
 func TestCloseFlushesAndBackgroundFlushes(t *testing.T) {
 	db := open(t, "key_a")
-	r := usage.New(usage.Options{Store: db, FlushInterval: 10 * time.Millisecond})
+	r := usage.New(usage.Options{Store: latchkey.Narrow[usage.Tx](db), FlushInterval: 10 * time.Millisecond})
 	r.Record("key_a", "acme", latchkey.CodeValid, ip, t0)
 	deadline := time.Now().Add(10 * time.Second)
 	for counts(t, db, "key_a")["0/VALID"] != 1 {

@@ -304,11 +304,11 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 		limiter = mem
 	}
 	monitor := security.New(security.Options{
-		Store: db, Dormancy: cfg.Dormancy, SpikeFactor: cfg.SpikeFactor, SpikeMin: cfg.SpikeMin, Now: now, Logger: log,
+		Store: latchkey.Narrow[latchkey.FlushTx](db), Dormancy: cfg.Dormancy, SpikeFactor: cfg.SpikeFactor, SpikeMin: cfg.SpikeMin, Now: now, Logger: log,
 	})
 	defer monitor.Close()
 	rec := keyusage.New(keyusage.Options{
-		Store: db, FlushInterval: cfg.UsageFlush, Now: now, Logger: log,
+		Store: latchkey.Narrow[keyusage.Tx](db), FlushInterval: cfg.UsageFlush, Now: now, Logger: log,
 		DeniedPerMinute: cfg.DeniedPerMinute, Observer: monitor,
 		Retention: cfg.UsageRetention, HourRetention: cfg.UsageHourRetention, DayRetention: cfg.UsageDayRetention,
 	})
