@@ -144,11 +144,8 @@ type AuditFilter struct {
 // QuotaUsage is latchkey.QuotaUsage, the limiter's record.
 type QuotaUsage = latchkey.QuotaUsage
 
-// Page selects a slice of an id-ordered list.
-type Page struct {
-	After string // only items whose id sorts after this
-	Limit int    // at most this many (0 means no limit)
-}
+// Page is latchkey.Page.
+type Page = latchkey.Page
 
 // KeyFilter narrows a key list. Empty fields match everything.
 type KeyFilter struct {

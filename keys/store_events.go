@@ -1,10 +1,6 @@
 package keys
 
-import (
-	"time"
-
-	"github.com/latchkeyhq/latchkey"
-)
+import "github.com/latchkeyhq/latchkey"
 
 // EventStore keeps the events that webhooks deliver and that security
 // listings and reports read (see latchkey.Event). An event is written in
@@ -14,15 +10,7 @@ import (
 type EventStore interface {
 	latchkey.EventWriter
 	latchkey.EventReader
-	// PendingEvents returns up to limit events of any tenant not yet
-	// marked dispatched, ordered by id.
-	PendingEvents(limit int) ([]*latchkey.Event, error)
-	// MarkEventsDispatched marks the events dispatched; unknown ids are
-	// ignored.
-	MarkEventsDispatched(ids []string) error
-	// PruneEvents deletes dispatched events older than before and returns
-	// how many it deleted.
-	PruneEvents(before time.Time) (int64, error)
+	latchkey.EventDispatch
 }
 
 // EventFilter is latchkey.EventFilter.

@@ -1,6 +1,10 @@
 package keys
 
-import "time"
+import (
+	"time"
+
+	"github.com/latchkeyhq/latchkey"
+)
 
 // SecretStore keeps the keyring's wrapped data keys and the brokered
 // secrets sealed with them. Nothing here is ever plaintext: data keys are
@@ -85,11 +89,5 @@ type SecretInfo struct {
 	UpdatedAt time.Time         `json:"updated_at"`
 }
 
-// Sealer encrypts small secrets for storage: webhook signing secrets and
-// brokered provider keys. aad binds a ciphertext to where it is stored
-// (tenant, name, version…), so a ciphertext copied to another row does not
-// open. The keyring (package keyring) implements it.
-type Sealer interface {
-	Seal(aad, plaintext []byte) ([]byte, error)
-	Open(aad, ciphertext []byte) ([]byte, error)
-}
+// Sealer is latchkey.Sealer.
+type Sealer = latchkey.Sealer

@@ -23,15 +23,24 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
-	"github.com/latchkeyhq/latchkey/keys"
 )
+
+// Tx is what the dispatcher needs of a store's transaction: webhooks and
+// their deliveries, pending events to fan out, and events to read and
+// write (key.expiring).
+type Tx interface {
+	latchkey.WebhookStore
+	latchkey.EventDispatch
+	latchkey.EventWriter
+	latchkey.EventReader
+}
 
 // Options configure a Dispatcher. Zero values take the documented
 // defaults.
 type Options struct {
-	Store keys.Store
+	Store latchkey.Store[Tx]
 	// Sealer opens the webhooks' sealed signing secrets.
-	Sealer keys.Sealer
+	Sealer latchkey.Sealer
 	// Now is the clock (default time.Now): it stamps attempts, schedules
 	// retries and decides when to give up.
 	Now func() time.Time
@@ -236,7 +245,7 @@ func (d *Dispatcher) Stats() Stats {
 // OutboxDepth counts the pending deliveries of every tenant.
 func (d *Dispatcher) OutboxDepth(ctx context.Context) (int64, error) {
 	var n int64
-	err := d.o.Store.View(ctx, func(tx keys.Tx) error {
+	err := d.o.Store.View(ctx, func(tx Tx) error {
 		var err error
 		n, err = tx.CountPendingDeliveries()
 		return err
@@ -311,7 +320,7 @@ func (d *Dispatcher) Round(ctx context.Context) {
 		}
 	}
 	if ctx.Err() == nil && d.due(&d.lastPrune, time.Hour) {
-		err := d.o.Store.Update(ctx, func(tx keys.Tx) error {
+		err := d.o.Store.Update(ctx, func(tx Tx) error {
 			if _, err := tx.PruneDeliveries(d.o.Now().Add(-d.o.Retention)); err != nil {
 				return err
 			}
@@ -349,7 +358,7 @@ const fanOutBatch = 100
 // events dispatched. It returns how many events it took.
 func (d *Dispatcher) FanOut(ctx context.Context) (int, error) {
 	n, created := 0, 0
-	err := d.o.Store.Update(ctx, func(tx keys.Tx) error {
+	err := d.o.Store.Update(ctx, func(tx Tx) error {
 		n, created = 0, 0
 		evs, err := tx.PendingEvents(fanOutBatch)
 		if err != nil {
@@ -443,7 +452,7 @@ func (d *Dispatcher) DeliverDue(ctx context.Context) (int, error) {
 	// node that dies mid-attempt leaves the delivery to be claimed again
 	// once it lapses.
 	lease := now.Add(d.o.Timeout + time.Minute)
-	err := d.o.Store.Update(ctx, func(tx keys.Tx) error {
+	err := d.o.Store.Update(ctx, func(tx Tx) error {
 		jobs = jobs[:0]
 		ds, err := tx.ClaimDeliveries(now, lease, d.o.Concurrency)
 		if err != nil {
@@ -481,7 +490,7 @@ func (d *Dispatcher) attempt(ctx context.Context, j job) {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		defer cancel()
 		dl.LeaseUntil = time.Time{}
-		if err := d.o.Store.Update(rctx, func(tx keys.Tx) error { return tx.UpdateDelivery(dl) }); err != nil && latchkey.ErrorCode(err) != latchkey.ENotFound {
+		if err := d.o.Store.Update(rctx, func(tx Tx) error { return tx.UpdateDelivery(dl) }); err != nil && latchkey.ErrorCode(err) != latchkey.ENotFound {
 			d.log.Warn("releasing a webhook delivery at shutdown failed; it is retried when its lease lapses", "delivery_id", dl.ID, "err", err)
 		}
 		return
@@ -508,7 +517,7 @@ func (d *Dispatcher) attempt(ctx context.Context, j job) {
 		dl.NextAttemptAt = next.Truncate(time.Microsecond)
 		result = "retry"
 	}
-	err := d.o.Store.Update(context.WithoutCancel(ctx), func(tx keys.Tx) error { return tx.UpdateDelivery(dl) })
+	err := d.o.Store.Update(context.WithoutCancel(ctx), func(tx Tx) error { return tx.UpdateDelivery(dl) })
 	if latchkey.ErrorCode(err) == latchkey.ENotFound {
 		return // the webhook was deleted meanwhile
 	}
@@ -702,38 +711,4 @@ func networkError(err error, timeout time.Duration) string {
 		s = s[:300]
 	}
 	return s
-}
-
-// WakeOnUpdate returns s with one change: after each Update that commits,
-// the dispatcher is woken, so events a change appended go out at once
-// rather than at the next poll. Give it to the key service, not to the
-// dispatcher itself.
-func (d *Dispatcher) WakeOnUpdate(s keys.Store) keys.Store { return wakingStore{s, d} }
-
-type wakingStore struct {
-	keys.Store
-	d *Dispatcher
-}
-
-// KeyByHash passes the verify path's transaction-free lookup through
-// (keys.HashReader), or reads in a View when the store has none.
-func (w wakingStore) KeyByHash(ctx context.Context, h [32]byte) (*latchkey.Key, error) {
-	if hr, ok := w.Store.(keys.HashReader); ok {
-		return hr.KeyByHash(ctx, h)
-	}
-	var k *latchkey.Key
-	err := w.Store.View(ctx, func(tx keys.Tx) error {
-		var err error
-		k, err = tx.KeyByHash(h)
-		return err
-	})
-	return k, err
-}
-
-func (w wakingStore) Update(ctx context.Context, fn func(keys.Tx) error) error {
-	err := w.Store.Update(ctx, fn)
-	if err == nil {
-		w.d.Wake()
-	}
-	return err
 }

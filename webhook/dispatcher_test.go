@@ -78,7 +78,7 @@ func newFixture(t *testing.T) *fixture {
 // dispatcher returns a dispatcher on the fixture's store that may reach
 // 127.0.0.0/8 unless o.Targets says otherwise (a non-nil AllowPrivate).
 func (f *fixture) dispatcher(o webhook.Options) *webhook.Dispatcher {
-	o.Store, o.Sealer, o.Now = f.db, f.sealer, f.clock.Now
+	o.Store, o.Sealer, o.Now = latchkey.Narrow[webhook.Tx](f.db), f.sealer, f.clock.Now
 	if o.Targets.AllowPrivate == nil {
 		o.Targets = loopback
 	}
@@ -605,7 +605,9 @@ func TestAChangeWakesTheDispatcher(t *testing.T) {
 	d := f.dispatcher(webhook.Options{Poll: time.Hour})
 	d.Start()
 	defer d.Close()
-	svc := keys.New(keys.Options{Store: d.WakeOnUpdate(f.db), Now: f.clock.Now, Sealer: f.sealer, WebhookTargets: loopback})
+	// The wiring (cmd/latchkey's wakeOnUpdate) calls Wake after each
+	// committed change; so does this store.
+	svc := keys.New(keys.Options{Store: wakeAfterUpdate{f.db, d.Wake}, Now: f.clock.Now, Sealer: f.sealer, WebhookTargets: loopback})
 	name := "woken"
 	if _, _, err := svc.CreateKey(context.Background(), f.admin, keys.CreateParams{Settings: keys.Settings{Name: &name}}); err != nil {
 		t.Fatal(err)
@@ -618,6 +620,19 @@ func TestAChangeWakesTheDispatcher(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+type wakeAfterUpdate struct {
+	keys.Store
+	wake func()
+}
+
+func (w wakeAfterUpdate) Update(ctx context.Context, fn func(keys.Tx) error) error {
+	err := w.Store.Update(ctx, fn)
+	if err == nil {
+		w.wake()
+	}
+	return err
 }
 
 func TestAttemptsInFlightAreBounded(t *testing.T) {

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
-	"github.com/latchkeyhq/latchkey/keys"
 )
 
 // expiringPage is how many keys one scan transaction looks at.
@@ -27,12 +26,12 @@ type Expiring struct {
 // rotated-out keys are left alone. It returns how many events it appended.
 func (d *Dispatcher) ScanExpiring(ctx context.Context) (int, error) {
 	now := d.now()
-	f := keys.ExpiringFilter{From: now, To: now.Add(time.Duration(d.o.ExpiringDays) * 24 * time.Hour), Limit: expiringPage}
+	f := latchkey.ExpiringFilter{From: now, To: now.Add(time.Duration(d.o.ExpiringDays) * 24 * time.Hour), Limit: expiringPage}
 	total := 0
 	for {
 		var page []*latchkey.Key
 		n := 0
-		err := d.o.Store.Update(ctx, func(tx keys.Tx) error {
+		err := d.o.Store.Update(ctx, func(tx Tx) error {
 			n = 0
 			var err error
 			if page, err = tx.ExpiringKeys(f); err != nil {
@@ -75,8 +74,8 @@ func (d *Dispatcher) ScanExpiring(ctx context.Context) (int, error) {
 
 // toldExpiring reports whether k already has a key.expiring event for its
 // current ExpiresAt.
-func toldExpiring(tx keys.Tx, k *latchkey.Key) (bool, error) {
-	evs, err := tx.Events(k.Tenant, keys.EventFilter{Type: latchkey.EventKeyExpiring, KeyID: k.ID})
+func toldExpiring(tx Tx, k *latchkey.Key) (bool, error) {
+	evs, err := tx.Events(k.Tenant, latchkey.EventFilter{Type: latchkey.EventKeyExpiring, KeyID: k.ID})
 	if err != nil {
 		return false, err
 	}

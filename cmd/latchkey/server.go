@@ -357,7 +357,7 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 		expiring = -1 // the dispatcher's "never"
 	}
 	disp := webhook.New(webhook.Options{
-		Store: db, Sealer: sealer, Now: now, Timeout: cfg.WebhookTimeout,
+		Store: latchkey.Narrow[webhook.Tx](db), Sealer: sealer, Now: now, Timeout: cfg.WebhookTimeout,
 		Backoff: cfg.WebhookBackoff, BackoffMax: cfg.WebhookBackoffMax, GiveUp: cfg.WebhookGiveUp,
 		Poll: hooks.WebhookPoll, ExpiringDays: expiring, EventRetention: cfg.EventRetention, Logger: log,
 		Targets: hookTargets, Resolve: hooks.WebhookResolve, Dialing: hooks.WebhookDialing,
@@ -369,7 +369,7 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 
 	// The key service's store wakes the dispatcher after each change, so
 	// the events it raised go out at once.
-	opts := keys.Options{Store: disp.WakeOnUpdate(db), Now: now, Limiter: limiter, Usage: rec, Logger: log, Sealer: sealer, WebhookTargets: hookTargets,
+	opts := keys.Options{Store: wakeOnUpdate(db, disp.Wake), Now: now, Limiter: limiter, Usage: rec, Logger: log, Sealer: sealer, WebhookTargets: hookTargets,
 		SecretVersions: cfg.SecretVersions, SecretExpiresIn: int64(cfg.SecretExpiresIn / time.Second),
 		SecretCacheTTL: cfg.SecretCacheTTL, ReadAuditInterval: cfg.ReadAuditInterval, AuditAnchor: anchor,
 		CacheSize: cfg.CacheSize,

@@ -1,0 +1,42 @@
+package main
+
+import (
+	"context"
+
+	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/keys"
+)
+
+// wakeOnUpdate returns s with one change: after each Update that commits,
+// wake is called (the webhook dispatcher's Wake), so events a change
+// appended go out at once rather than at the next poll. It is given to the
+// key service, not to the dispatcher itself.
+func wakeOnUpdate(s keys.Store, wake func()) keys.Store { return wakingStore{s, wake} }
+
+type wakingStore struct {
+	keys.Store
+	wake func()
+}
+
+// KeyByHash passes the verify path's transaction-free lookup through
+// (keys.HashReader), or reads in a View when the store has none.
+func (w wakingStore) KeyByHash(ctx context.Context, h [32]byte) (*latchkey.Key, error) {
+	if hr, ok := w.Store.(keys.HashReader); ok {
+		return hr.KeyByHash(ctx, h)
+	}
+	var k *latchkey.Key
+	err := w.Store.View(ctx, func(tx keys.Tx) error {
+		var err error
+		k, err = tx.KeyByHash(h)
+		return err
+	})
+	return k, err
+}
+
+func (w wakingStore) Update(ctx context.Context, fn func(keys.Tx) error) error {
+	err := w.Store.Update(ctx, fn)
+	if err == nil {
+		w.wake()
+	}
+	return err
+}
