@@ -476,17 +476,8 @@ func (s *shard) makeRoom(now time.Time, perShard int) {
 	}
 }
 
-// Stats are figures for metrics.
-type Stats struct {
-	// Tracked is the number of networks held in memory (at most
-	// MaxNetworks), including some whose entries have expired but not yet
-	// been swept.
-	Tracked int
-	// Blocked is the number of networks blocked at the time asked.
-	Blocked int
-	// BlocksTotal counts blocks since the guard was made.
-	BlocksTotal uint64
-}
+// Stats is latchkey.GuardStats, the guard's figures for metrics.
+type Stats = latchkey.GuardStats
 
 // Stats returns the guard's figures at now. It scans every tracked
 // network under read locks, so call it for a metrics scrape, not per

@@ -327,13 +327,8 @@ func (t *listIntern) joined(l []string) string {
 	return t.lookup(l).joined
 }
 
-// HashReader is a Store that reads one key by hash without a transaction
-// of its own (one statement sees one snapshot anyway): the verify path's
-// miss uses it when the store has it, else a View with Tx.KeyByHash.
-type HashReader interface {
-	// KeyByHash returns the key whose SHA-256 is hash; ENotFound if none.
-	KeyByHash(ctx context.Context, hash [32]byte) (*latchkey.Key, error)
-}
+// HashReader is latchkey.HashReader.
+type HashReader = latchkey.HashReader
 
 const cacheShards = 64
 

@@ -1,17 +1,13 @@
 package keys
 
-import "unsafe"
+import (
+	"unsafe"
 
-// CacheStats are the verify cache's figures, for metrics.
-type CacheStats struct {
-	// Hits counts lookups answered from memory: a cached key, or a key
-	// remembered as unknown. Misses counts those that had to read the
-	// store (so it follows StoreReads).
-	Hits, Misses uint64
-	// Keys and Unknown are the entries held now: cached keys, and hashes
-	// remembered as unknown (the negative cache).
-	Keys, Unknown int
-}
+	"github.com/latchkeyhq/latchkey"
+)
+
+// CacheStats is latchkey.CacheStats.
+type CacheStats = latchkey.CacheStats
 
 // CacheStats returns the cache's figures. It takes every shard's read lock
 // in turn, so call it for a metrics scrape, not per request.

@@ -18,6 +18,7 @@ package metrics
 import (
 	"context"
 	"net/http"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -28,19 +29,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/latchkeyhq/latchkey"
-	"github.com/latchkeyhq/latchkey/guard"
-	"github.com/latchkeyhq/latchkey/keys"
-	"github.com/latchkeyhq/latchkey/webhook"
 )
 
 // Options say where the figures read at scrape time come from.
 type Options struct {
-	// Keys is the key service, for the cache and store-read figures; nil
-	// leaves them out.
-	Keys *keys.Service
-	// Guard is the brute-force guard; nil (no guard) leaves its figures
-	// out.
-	Guard *guard.Guard
+	// Keys is the key service (*keys.Service), for the cache and
+	// store-read figures; nil leaves them out.
+	Keys KeySource
+	// Guard is the brute-force guard (*guard.Guard); nil, or a nil
+	// pointer (no guard), leaves its figures out.
+	Guard GuardSource
 	// Now is the clock the guard is given by the server, for the number
 	// of networks blocked now (default time.Now).
 	Now func() time.Time
@@ -49,10 +47,22 @@ type Options struct {
 	Webhooks WebhookSource
 }
 
+// KeySource is what the key service (*keys.Service) tells at scrape time.
+type KeySource interface {
+	CacheStats() latchkey.CacheStats
+	StoreReads() uint64
+}
+
+// GuardSource is what the brute-force guard (*guard.Guard) tells at scrape
+// time.
+type GuardSource interface {
+	Stats(now time.Time) latchkey.GuardStats
+}
+
 // WebhookSource is what the webhook dispatcher (*webhook.Dispatcher) tells
 // at scrape time.
 type WebhookSource interface {
-	Stats() webhook.Stats
+	Stats() latchkey.WebhookStats
 	OutboxDepth(ctx context.Context) (int64, error)
 }
 
@@ -223,8 +233,8 @@ func routeLabel(pattern string) string {
 
 // sources collects, at scrape time, the figures other packages keep.
 type sources struct {
-	keys     *keys.Service
-	guard    *guard.Guard
+	keys     KeySource
+	guard    GuardSource
 	webhooks WebhookSource
 	now      func() time.Time
 
@@ -238,9 +248,9 @@ func newSources(o Options) *sources {
 		return prometheus.NewDesc(name, help, labels, nil)
 	}
 	return &sources{
-		keys:     o.Keys,
-		guard:    o.Guard,
-		webhooks: o.Webhooks,
+		keys:     nilIfNilPointer(o.Keys),
+		guard:    nilIfNilPointer(o.Guard),
+		webhooks: nilIfNilPointer(o.Webhooks),
 		now:      o.Now,
 
 		cacheHits:    d("latchkey_key_cache_hits_total", "Key lookups answered from the cache: a cached key, or a hash remembered as unknown."),
@@ -304,4 +314,15 @@ func (c *sources) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.outboxDepth, prometheus.GaugeValue, float64(n))
 		}
 	}
+}
+
+// nilIfNilPointer turns a nil pointer in an interface (a nil *guard.Guard:
+// the guard is off) into a nil interface, so the figures are left out
+// rather than read from nothing.
+func nilIfNilPointer[T any](v T) T {
+	if r := reflect.ValueOf(v); r.Kind() == reflect.Pointer && r.IsNil() {
+		var zero T
+		return zero
+	}
+	return v
 }

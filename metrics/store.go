@@ -2,27 +2,26 @@ package metrics
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
-	"github.com/latchkeyhq/latchkey/keys"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// TimedStore is a keys.Store whose transactions are timed into
+// TimedStore wraps a store (a keys.Store, as cmd/latchkey gives it) and
+// times its transactions into
 // latchkey_store_transaction_duration_seconds{op, result}: op is view or
 // update, result is ok or the error code the transaction ended with
 // (not_found, conflict, unavailable, …), so a slow or failing database
-// shows apart from slow handlers.
-type TimedStore struct {
-	keys.Store
-	took *prometheus.HistogramVec
-	now  func() time.Time
+// shows apart from slow handlers. T is the store's transaction type; the
+// wrapper passes Ping and Close through, and keeps the transaction-free
+// verify miss (latchkey.HashReader) of the store it wraps.
+type TimedStore[T any] struct {
+	inner latchkey.Store[T]
+	took  *prometheus.HistogramVec
+	now   func() time.Time
 }
-
-// A TimedStore keeps the transaction-free verify miss of the store it
-// wraps (keys.Service looks for keys.HashReader on the store it is given).
-var _ keys.HashReader = (*TimedStore)(nil)
 
 // storeBuckets spans an in-memory SQLite read (tens of µs) to a stalled
 // database (seconds).
@@ -30,9 +29,9 @@ var storeBuckets = []float64{25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3,
 
 // TimeStore wraps s. Register the wrapper (it is a prometheus.Collector)
 // with Metrics.Registry once the metrics exist.
-func TimeStore(s keys.Store) *TimedStore {
-	return &TimedStore{
-		Store: s,
+func TimeStore[T any](s latchkey.Store[T]) *TimedStore[T] {
+	return &TimedStore[T]{
+		inner: s,
 		took: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "latchkey_store_transaction_duration_seconds",
 			Help:    "Time store transactions took, by op (view, update) and result (ok, or the error code they ended with).",
@@ -43,26 +42,41 @@ func TimeStore(s keys.Store) *TimedStore {
 }
 
 // View times the wrapped View.
-func (t *TimedStore) View(ctx context.Context, fn func(keys.Tx) error) error {
+func (t *TimedStore[T]) View(ctx context.Context, fn func(T) error) error {
 	start := t.now()
-	err := t.Store.View(ctx, fn)
+	err := t.inner.View(ctx, fn)
 	t.observe("view", start, err)
 	return err
 }
 
-// KeyByHash is the verify path's cache miss (keys.HashReader): one
+// Update times the wrapped Update.
+func (t *TimedStore[T]) Update(ctx context.Context, fn func(T) error) error {
+	start := t.now()
+	err := t.inner.Update(ctx, fn)
+	t.observe("update", start, err)
+	return err
+}
+
+// KeyByHash is the verify path's cache miss (latchkey.HashReader): one
 // statement, without the BEGIN and COMMIT of a View, when the wrapped
-// store has it. It is timed as a view: to an operator it is one.
-func (t *TimedStore) KeyByHash(ctx context.Context, h [32]byte) (*latchkey.Key, error) {
+// store has it, else a View with the transaction's KeyByHash. It is timed
+// as a view: to an operator it is one.
+func (t *TimedStore[T]) KeyByHash(ctx context.Context, h [32]byte) (*latchkey.Key, error) {
 	start := t.now()
 	var k *latchkey.Key
 	var err error
-	if hr, ok := t.Store.(keys.HashReader); ok {
+	if hr, ok := t.inner.(latchkey.HashReader); ok {
 		k, err = hr.KeyByHash(ctx, h)
 	} else {
-		err = t.Store.View(ctx, func(tx keys.Tx) error {
+		err = t.inner.View(ctx, func(tx T) error {
+			kr, ok := any(tx).(interface {
+				KeyByHash(hash [32]byte) (*latchkey.Key, error)
+			})
+			if !ok {
+				return fmt.Errorf("metrics: a %T transaction cannot read keys by hash", tx)
+			}
 			var rerr error
-			k, rerr = tx.KeyByHash(h)
+			k, rerr = kr.KeyByHash(h)
 			return rerr
 		})
 	}
@@ -70,15 +84,23 @@ func (t *TimedStore) KeyByHash(ctx context.Context, h [32]byte) (*latchkey.Key, 
 	return k, err
 }
 
-// Update times the wrapped Update.
-func (t *TimedStore) Update(ctx context.Context, fn func(keys.Tx) error) error {
-	start := t.now()
-	err := t.Store.Update(ctx, fn)
-	t.observe("update", start, err)
-	return err
+// Ping passes the wrapped store's Ping through (nil if it has none).
+func (t *TimedStore[T]) Ping(ctx context.Context) error {
+	if p, ok := t.inner.(interface{ Ping(context.Context) error }); ok {
+		return p.Ping(ctx)
+	}
+	return nil
 }
 
-func (t *TimedStore) observe(op string, start time.Time, err error) {
+// Close passes the wrapped store's Close through (nil if it has none).
+func (t *TimedStore[T]) Close() error {
+	if c, ok := t.inner.(interface{ Close() error }); ok {
+		return c.Close()
+	}
+	return nil
+}
+
+func (t *TimedStore[T]) observe(op string, start time.Time, err error) {
 	result := "ok"
 	if err != nil {
 		result = latchkey.ErrorCode(err)
@@ -87,7 +109,7 @@ func (t *TimedStore) observe(op string, start time.Time, err error) {
 }
 
 // Describe implements prometheus.Collector.
-func (t *TimedStore) Describe(ch chan<- *prometheus.Desc) { t.took.Describe(ch) }
+func (t *TimedStore[T]) Describe(ch chan<- *prometheus.Desc) { t.took.Describe(ch) }
 
 // Collect implements prometheus.Collector.
-func (t *TimedStore) Collect(ch chan<- prometheus.Metric) { t.took.Collect(ch) }
+func (t *TimedStore[T]) Collect(ch chan<- prometheus.Metric) { t.took.Collect(ch) }

@@ -119,12 +119,8 @@ type Dispatcher struct {
 	started   atomic.Bool
 }
 
-// Stats are a dispatcher's attempt outcomes since it started.
-type Stats struct {
-	Delivered uint64 // answered 2xx
-	Retried   uint64 // failed, to be tried again
-	Failed    uint64 // failed, and the delivery given up
-}
+// Stats is latchkey.WebhookStats: delivery attempts by outcome.
+type Stats = latchkey.WebhookStats
 
 // New returns a Dispatcher; Start runs it.
 func New(o Options) *Dispatcher {

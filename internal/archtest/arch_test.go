@@ -61,7 +61,6 @@ var may = map[string][]string{
 var allowed = map[string][]string{
 	"keyring":         {"keys"},
 	"limit/limittest": {"keys"},
-	"metrics":         {"keys", "guard", "webhook"},
 	"httpapi":         {"keyring"},
 	"store/sqlite":    {"keys"},
 }
