@@ -120,7 +120,7 @@ func newSeedBenchWith(tb testing.TB, limiter bool) (*httpapi.Server, *http.Reque
 	}
 	tb.Cleanup(func() { db.Close() })
 	master, _ := keyring.GenerateMasterKey()
-	kr, err := keyring.Open(ctx, db, master, keyring.Options{})
+	kr, err := keyring.Open(ctx, latchkey.Narrow[keyring.Tx](db), master, keyring.Options{})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-// Package keyring seals secrets for storage (it implements keys.Sealer).
+// Package keyring seals secrets for storage (it implements latchkey.Sealer).
 //
 // A master key (32 bytes, kept outside the database: an environment
 // variable or a 0600 file) wraps the data keys, which are stored in the
@@ -35,7 +35,6 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
-	"github.com/latchkeyhq/latchkey/keys"
 )
 
 // KeySize is the size of the master key and of every data key: AES-256.
@@ -93,11 +92,20 @@ type Options struct {
 	MasterKeyFile string
 }
 
+// Tx is what the keyring needs of a store's transaction: its terms and
+// check value, and what the callers' audit records and the audit anchor's
+// re-signed checkpoints write in the same transaction.
+type Tx interface {
+	latchkey.KeyringStore
+	latchkey.RecordTx
+	latchkey.CheckpointStore
+}
+
 // Keyring seals and opens values. Seal and Open are safe for concurrent use
 // and take no lock; Rotate, Rewrap and the reload of unknown terms are
 // serialized among themselves.
 type Keyring struct {
-	store      keys.Store
+	store      latchkey.Store[Tx]
 	now        func() time.Time
 	rand       io.Reader
 	masterFile string
@@ -105,7 +113,7 @@ type Keyring struct {
 	mu sync.Mutex // serializes Rotate, Rewrap and reloads
 	st atomic.Pointer[state]
 
-	onRewrap func(tx keys.Tx, newAuditKey []byte) (func(committed bool), error)
+	onRewrap func(tx latchkey.CheckpointStore, newAuditKey []byte) (func(committed bool), error)
 }
 
 // state is replaced whole (copy on write) when terms or the master change.
@@ -147,7 +155,7 @@ func newAEAD(key []byte) (cipher.AEAD, error) {
 // Open loads the keyring from store with the master key, creating it (term
 // 1 and the key-check value) on a database that has none. A master key
 // that does not match the stored key-check value is ErrWrongMasterKey.
-func Open(ctx context.Context, store keys.Store, master []byte, o Options) (*Keyring, error) {
+func Open(ctx context.Context, store latchkey.Store[Tx], master []byte, o Options) (*Keyring, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -160,7 +168,7 @@ func Open(ctx context.Context, store keys.Store, master []byte, o Options) (*Key
 	}
 	k := &Keyring{store: store, now: o.Now, rand: o.Rand, masterFile: o.MasterKeyFile}
 	var check []byte
-	if err := store.View(ctx, func(tx keys.Tx) error {
+	if err := store.View(ctx, func(tx Tx) error {
 		check, err = tx.KeyringCheck()
 		return err
 	}); err != nil {
@@ -182,7 +190,7 @@ func Open(ctx context.Context, store keys.Store, master []byte, o Options) (*Key
 	return k, nil
 }
 
-// AuditKey returns the key that signs audit checkpoints (keys.AuditAnchor):
+// AuditKey returns the key that signs audit checkpoints (the audit anchor):
 // derived from the master key, so the database does not hold it. A rewrap
 // changes it; OnRewrap is how its user follows.
 func (k *Keyring) AuditKey() []byte { return slices.Clone(k.st.Load().auditKey) }
@@ -190,7 +198,7 @@ func (k *Keyring) AuditKey() []byte { return slices.Clone(k.st.Load().auditKey) 
 // OnRewrap sets fn to run inside every rewrap's transaction with the audit
 // key of the new master key; the function it returns is told whether the
 // rewrap committed.
-func (k *Keyring) OnRewrap(fn func(tx keys.Tx, newAuditKey []byte) (func(committed bool), error)) {
+func (k *Keyring) OnRewrap(fn func(tx latchkey.CheckpointStore, newAuditKey []byte) (func(committed bool), error)) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.onRewrap = fn
@@ -199,9 +207,9 @@ func (k *Keyring) OnRewrap(fn func(tx keys.Tx, newAuditKey []byte) (func(committ
 // Initialized reports whether store holds a keyring already, so that a
 // missing master key file is an error rather than a reason to make a new
 // key.
-func Initialized(ctx context.Context, store keys.Store) (bool, error) {
+func Initialized(ctx context.Context, store latchkey.Store[Tx]) (bool, error) {
 	var check []byte
-	err := store.View(ctx, func(tx keys.Tx) error {
+	err := store.View(ctx, func(tx Tx) error {
 		var err error
 		check, err = tx.KeyringCheck()
 		return err
@@ -212,7 +220,7 @@ func Initialized(ctx context.Context, store keys.Store) (bool, error) {
 // create stores the key-check value and term 1, unless another node did
 // meanwhile.
 func (k *Keyring) create(ctx context.Context, m cipher.AEAD) error {
-	return k.store.Update(ctx, func(tx keys.Tx) error {
+	return k.store.Update(ctx, func(tx Tx) error {
 		check, err := tx.KeyringCheck()
 		if err != nil || check != nil {
 			return err
@@ -235,7 +243,7 @@ func (k *Keyring) create(ctx context.Context, m cipher.AEAD) error {
 }
 
 // addTerm makes a data key, wraps it under m and stores it as term.
-func (k *Keyring) addTerm(tx keys.Tx, m cipher.AEAD, term int64) error {
+func (k *Keyring) addTerm(tx Tx, m cipher.AEAD, term int64) error {
 	dk := make([]byte, KeySize)
 	if _, err := io.ReadFull(k.rand, dk); err != nil {
 		return fmt.Errorf("keyring: data key: %w", err)
@@ -245,7 +253,7 @@ func (k *Keyring) addTerm(tx keys.Tx, m cipher.AEAD, term int64) error {
 	if err != nil {
 		return err
 	}
-	return tx.AddKeyringTerm(keys.KeyringTerm{Term: term, Wrapped: wrapped, CreatedAt: k.now().UTC().Truncate(time.Microsecond)})
+	return tx.AddKeyringTerm(latchkey.KeyringTerm{Term: term, Wrapped: wrapped, CreatedAt: k.now().UTC().Truncate(time.Microsecond)})
 }
 
 // seal is nonce || AES-GCM(plain, aad) under a (for wrapping and checks).
@@ -272,8 +280,8 @@ func open(a cipher.AEAD, aad, sealed []byte) ([]byte, error) {
 // m; k.mu is held.
 func (k *Keyring) reloadLocked(ctx context.Context, m cipher.AEAD) error {
 	var check []byte
-	var terms []keys.KeyringTerm
-	err := k.store.View(ctx, func(tx keys.Tx) error {
+	var terms []latchkey.KeyringTerm
+	err := k.store.View(ctx, func(tx Tx) error {
 		var err error
 		if check, err = tx.KeyringCheck(); err != nil {
 			return err
@@ -394,12 +402,12 @@ func (k *Keyring) Status() Status {
 // are sealed with; values sealed with older terms keep opening. within, if
 // set, runs in the same transaction (to audit the rotation) and is told the
 // new term.
-func (k *Keyring) Rotate(ctx context.Context, within func(tx keys.Tx, term int64) error) (int64, error) {
+func (k *Keyring) Rotate(ctx context.Context, within func(tx Tx, term int64) error) (int64, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	st := k.st.Load()
 	var term int64
-	err := k.store.Update(ctx, func(tx keys.Tx) error {
+	err := k.store.Update(ctx, func(tx Tx) error {
 		// A term wrapped under a master key the database no longer
 		// holds (another node rewrapped) could never be unwrapped again.
 		if err := checkMaster(tx, st.master); err != nil {
@@ -436,7 +444,7 @@ func (k *Keyring) Rotate(ctx context.Context, within func(tx keys.Tx, term int64
 
 // checkMaster fails with ErrWrongMasterKey unless m opens the stored
 // key-check value.
-func checkMaster(tx keys.Tx, m cipher.AEAD) error {
+func checkMaster(tx Tx, m cipher.AEAD) error {
 	check, err := tx.KeyringCheck()
 	if err != nil {
 		return err
@@ -452,7 +460,7 @@ func checkMaster(tx keys.Tx, m cipher.AEAD) error {
 // untouched (their data keys do not change), so reads go on throughout.
 // within, if set, runs in the same transaction. Errors: EInvalid for a
 // malformed key or the current one.
-func (k *Keyring) Rewrap(ctx context.Context, newMaster []byte, within func(tx keys.Tx, terms int) error) (int, error) {
+func (k *Keyring) Rewrap(ctx context.Context, newMaster []byte, within func(tx Tx, terms int) error) (int, error) {
 	nm, err := newAEAD(newMaster)
 	if err != nil {
 		return 0, err
@@ -468,7 +476,7 @@ func (k *Keyring) Rewrap(ctx context.Context, newMaster []byte, within func(tx k
 			done(err == nil)
 		}
 	}()
-	err = k.store.Update(ctx, func(tx keys.Tx) error {
+	err = k.store.Update(ctx, func(tx Tx) error {
 		check, err := tx.KeyringCheck()
 		if err != nil {
 			return err
@@ -538,7 +546,7 @@ type RewrapResult struct {
 // ReadMasterKeyFile) and rewraps the keyring under it. If this keyring's
 // master key came from a file (Options.MasterKeyFile), that file is then
 // replaced with the new key, so a restart needs nothing else.
-func (k *Keyring) RewrapFromFile(ctx context.Context, path string, within func(tx keys.Tx, terms int) error) (RewrapResult, error) {
+func (k *Keyring) RewrapFromFile(ctx context.Context, path string, within func(tx Tx, terms int) error) (RewrapResult, error) {
 	nm, err := ReadMasterKeyFile(path)
 	if err != nil {
 		return RewrapResult{}, err

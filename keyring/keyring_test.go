@@ -40,7 +40,7 @@ func masterKey(t *testing.T) []byte {
 
 func openKeyring(t *testing.T, s keys.Store, master []byte) *keyring.Keyring {
 	t.Helper()
-	k, err := keyring.Open(t.Context(), s, master, keyring.Options{})
+	k, err := keyring.Open(t.Context(), latchkey.Narrow[keyring.Tx](s), master, keyring.Options{})
 	if err != nil {
 		t.Fatalf("keyring.Open: %v", err)
 	}
@@ -128,11 +128,11 @@ func TestCiphertextMovedToAnotherRowFailsToOpen(t *testing.T) {
 func TestWrongMasterKeyFailsClearly(t *testing.T) {
 	db, _ := openStore(t)
 	openKeyring(t, db, masterKey(t))
-	_, err := keyring.Open(t.Context(), db, masterKey(t), keyring.Options{})
+	_, err := keyring.Open(t.Context(), latchkey.Narrow[keyring.Tx](db), masterKey(t), keyring.Options{})
 	if !errors.Is(err, keyring.ErrWrongMasterKey) || latchkey.ErrorCode(err) != latchkey.EInvalid {
 		t.Fatalf("Open with another master key: %v, want ErrWrongMasterKey", err)
 	}
-	if _, err := keyring.Open(t.Context(), db, []byte("short"), keyring.Options{}); latchkey.ErrorCode(err) != latchkey.EInvalid {
+	if _, err := keyring.Open(t.Context(), latchkey.Narrow[keyring.Tx](db), []byte("short"), keyring.Options{}); latchkey.ErrorCode(err) != latchkey.EInvalid {
 		t.Fatalf("Open with a short master key: %v, want invalid", err)
 	}
 }
@@ -142,11 +142,11 @@ func TestRestartOpensWhatWasSealed(t *testing.T) {
 	m := masterKey(t)
 	ct := seal(t, openKeyring(t, db, m), "aad", "value")
 	mustOpen(t, openKeyring(t, db, m), "aad", ct, "value")
-	if ok, err := keyring.Initialized(t.Context(), db); err != nil || !ok {
+	if ok, err := keyring.Initialized(t.Context(), latchkey.Narrow[keyring.Tx](db)); err != nil || !ok {
 		t.Fatalf("Initialized = %v, %v", ok, err)
 	}
 	empty, _ := openStore(t)
-	if ok, err := keyring.Initialized(t.Context(), empty); err != nil || ok {
+	if ok, err := keyring.Initialized(t.Context(), latchkey.Narrow[keyring.Tx](empty)); err != nil || ok {
 		t.Fatalf("Initialized on an empty store = %v, %v", ok, err)
 	}
 }
@@ -231,7 +231,7 @@ func TestRotateAndRewrapKeepEveryValueReadableUnderLoad(t *testing.T) {
 	// A restart needs the newest master key; every older one is refused.
 	last := masters[len(masters)-1]
 	for _, old := range masters[:len(masters)-1] {
-		if _, err := keyring.Open(t.Context(), db, old, keyring.Options{}); !errors.Is(err, keyring.ErrWrongMasterKey) {
+		if _, err := keyring.Open(t.Context(), latchkey.Narrow[keyring.Tx](db), old, keyring.Options{}); !errors.Is(err, keyring.ErrWrongMasterKey) {
 			t.Fatalf("restart with a replaced master key: %v, want ErrWrongMasterKey", err)
 		}
 	}
@@ -266,10 +266,10 @@ func TestRotateAndRewrapRollBackWithWithin(t *testing.T) {
 	m := masterKey(t)
 	k := openKeyring(t, db, m)
 	boom := latchkey.Errorf(latchkey.EUnavailable, "audit down")
-	if _, err := k.Rotate(t.Context(), func(keys.Tx, int64) error { return boom }); !errors.Is(err, boom) {
+	if _, err := k.Rotate(t.Context(), func(keyring.Tx, int64) error { return boom }); !errors.Is(err, boom) {
 		t.Fatalf("rotate: %v", err)
 	}
-	if _, err := k.Rewrap(t.Context(), masterKey(t), func(keys.Tx, int) error { return boom }); !errors.Is(err, boom) {
+	if _, err := k.Rewrap(t.Context(), masterKey(t), func(keyring.Tx, int) error { return boom }); !errors.Is(err, boom) {
 		t.Fatalf("rewrap: %v", err)
 	}
 	k2 := openKeyring(t, db, m) // the old master still opens: no rewrap happened
@@ -351,7 +351,7 @@ func TestRewrapFromFileReplacesOwnKeyFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, err := keyring.Open(t.Context(), db, m, keyring.Options{MasterKeyFile: own})
+	k, err := keyring.Open(t.Context(), latchkey.Narrow[keyring.Tx](db), m, keyring.Options{MasterKeyFile: own})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -409,7 +409,7 @@ func BenchmarkOpen(b *testing.B) {
 	}
 	defer db.Close()
 	m, _ := keyring.GenerateMasterKey()
-	k, err := keyring.Open(b.Context(), db, m, keyring.Options{})
+	k, err := keyring.Open(b.Context(), latchkey.Narrow[keyring.Tx](db), m, keyring.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -471,12 +471,12 @@ func TestAuditKeyFollowsTheMasterKey(t *testing.T) {
 	}
 	var told [][]byte
 	var committed []bool
-	k.OnRewrap(func(_ keys.Tx, newKey []byte) (func(bool), error) {
+	k.OnRewrap(func(_ latchkey.CheckpointStore, newKey []byte) (func(bool), error) {
 		told = append(told, newKey)
 		return func(ok bool) { committed = append(committed, ok) }, nil
 	})
 	boom := latchkey.Errorf(latchkey.EUnavailable, "audit down")
-	if _, err := k.Rewrap(t.Context(), masterKey(t), func(keys.Tx, int) error { return boom }); !errors.Is(err, boom) {
+	if _, err := k.Rewrap(t.Context(), masterKey(t), func(keyring.Tx, int) error { return boom }); !errors.Is(err, boom) {
 		t.Fatalf("rewrap: %v", err)
 	}
 	if !bytes.Equal(k.AuditKey(), first) || len(committed) != 1 || committed[0] {

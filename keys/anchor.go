@@ -417,7 +417,7 @@ func (a *AuditAnchor) write() error {
 // Rewrap signs every valid checkpoint again with newKey, in tx (the
 // keyring's rewrap transaction), and signs with newKey from now on. The
 // returned function ends the change: committed or rolled back.
-func (a *AuditAnchor) Rewrap(tx Tx, newKey []byte) (func(committed bool), error) {
+func (a *AuditAnchor) Rewrap(tx latchkey.CheckpointStore, newKey []byte) (func(committed bool), error) {
 	cps, err := tx.AuditCheckpoints(0)
 	if err != nil {
 		return nil, err

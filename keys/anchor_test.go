@@ -52,7 +52,7 @@ func TestAuditAnchorFileAndRewrap(t *testing.T) {
 	}
 	defer db.Close()
 	master, _ := keyring.GenerateMasterKey()
-	kr, err := keyring.Open(ctx, db, master, keyring.Options{})
+	kr, err := keyring.Open(ctx, latchkey.Narrow[keyring.Tx](db), master, keyring.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +143,7 @@ func auditKeyOf(t *testing.T, master []byte) []byte {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	kr, err := keyring.Open(context.Background(), db, master, keyring.Options{})
+	kr, err := keyring.Open(context.Background(), latchkey.Narrow[keyring.Tx](db), master, keyring.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,7 +28,7 @@ func eventTypeOf(action string) string {
 // record appends the audit event e and, in the same transaction, the
 // webhook event its action raises, and checks the change for a burst of
 // creations or revocations. Every audited change goes through here.
-func (s *Service) record(tx Tx, e *latchkey.AuditEvent) error {
+func (s *Service) record(tx latchkey.RecordTx, e *latchkey.AuditEvent) error {
 	if err := tx.AppendAudit(e); err != nil {
 		return err
 	}
@@ -60,7 +60,7 @@ func (s *Service) record(tx Tx, e *latchkey.AuditEvent) error {
 // checkBurst raises an anomaly when the tenant's events of type typ within
 // the burst window reach the threshold: once when it is reached, and again
 // at each further multiple, so a long burst is reported without a flood.
-func (s *Service) checkBurst(tx Tx, e *latchkey.AuditEvent, typ, kind, verb string) error {
+func (s *Service) checkBurst(tx latchkey.RecordTx, e *latchkey.AuditEvent, typ, kind, verb string) error {
 	if s.burst.Threshold < 0 {
 		return nil
 	}

@@ -155,7 +155,7 @@ func TestSecretCacheTTLBoundsStalenessAcrossNodes(t *testing.T) {
 	}
 	t.Cleanup(func() { db.Close() })
 	master, _ := keyring.GenerateMasterKey()
-	kr, err := keyring.Open(ctx, db, master, keyring.Options{})
+	kr, err := keyring.Open(ctx, latchkey.Narrow[keyring.Tx](db), master, keyring.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

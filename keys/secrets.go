@@ -394,6 +394,6 @@ func (s *Service) DeleteSecret(ctx context.Context, actor *Actor, name string) e
 // RecordAudit appends an audit event for a change made outside the key
 // service (the keyring's rotation and rewrap) in that change's transaction
 // tx, so the change and its record commit or fail together.
-func (s *Service) RecordAudit(tx Tx, actor *Actor, action string, details map[string]string) error {
+func (s *Service) RecordAudit(tx latchkey.RecordTx, actor *Actor, action string, details map[string]string) error {
 	return s.record(tx, auditEvent(actor, actor.Tenant, action, "", s.now(), details))
 }

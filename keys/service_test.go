@@ -43,7 +43,7 @@ func newFixture(t testing.TB, opts ...func(*keys.Options)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kr, err := keyring.Open(ctx, db, master, keyring.Options{})
+	kr, err := keyring.Open(ctx, latchkey.Narrow[keyring.Tx](db), master, keyring.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -101,12 +101,7 @@ type Tx interface {
 	AuditLast(tenant string) (seq int64, hash string, err error)
 	// AuditCheckpoint returns the tenant's signed checkpoint; nil if none.
 	AuditCheckpoint(tenant string) (*latchkey.AuditCheckpoint, error)
-	// AuditCheckpoints returns every checkpoint whose Counter is above
-	// after, in Counter order.
-	AuditCheckpoints(after int64) ([]*latchkey.AuditCheckpoint, error)
-	// PutAuditCheckpoint stores cp as its tenant's checkpoint (replacing
-	// the one before).
-	PutAuditCheckpoint(cp *latchkey.AuditCheckpoint) error
+	latchkey.CheckpointStore
 
 	// Usage rows: written by the usage recorder, read by reports and the
 	// security checks.

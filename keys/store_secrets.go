@@ -10,18 +10,8 @@ import (
 // secrets sealed with them. Nothing here is ever plaintext: data keys are
 // stored wrapped by the master key, secret values sealed by a data key.
 type SecretStore interface {
-	// KeyringTerms returns every keyring term, ordered by Term.
-	KeyringTerms() ([]KeyringTerm, error)
-	// AddKeyringTerm stores a new term; EConflict if its number exists.
-	AddKeyringTerm(t KeyringTerm) error
-	// RewrapKeyringTerm replaces the wrapped data key of an existing term
-	// (after the master key changed); ENotFound if there is no such term.
-	RewrapKeyringTerm(term int64, wrapped []byte) error
-	// KeyringCheck returns the key-check value sealed by the master key,
-	// nil if none was stored yet.
-	KeyringCheck() ([]byte, error)
-	// SetKeyringCheck stores the key-check value, replacing any.
-	SetKeyringCheck(check []byte) error
+	// The keyring's wrapped data keys (package keyring).
+	latchkey.KeyringStore
 
 	// NextSecretVersion returns the number the next version of the
 	// tenant's secret name gets: one more than any version it ever had,
@@ -52,13 +42,8 @@ type SecretStore interface {
 	PruneSecretVersions(tenant, name string, keep int) (int64, error)
 }
 
-// KeyringTerm is one data key of the keyring, wrapped (sealed) by the
-// master key. Terms are numbered from 1; the highest seals new values.
-type KeyringTerm struct {
-	Term      int64
-	Wrapped   []byte
-	CreatedAt time.Time
-}
+// KeyringTerm is latchkey.KeyringTerm.
+type KeyringTerm = latchkey.KeyringTerm
 
 // SecretVersion is one stored version of a brokered secret. Ciphertext is
 // the value sealed by the keyring with the tenant, name and version as

@@ -681,7 +681,7 @@ func openKeyring(ctx context.Context, cfg serverConfig, db keys.Store, now func(
 		k, err := keyring.ReadMasterKeyFile(abs)
 		switch {
 		case latchkey.ErrorCode(err) == latchkey.ENotFound:
-			has, ierr := keyring.Initialized(ctx, db)
+			has, ierr := keyring.Initialized(ctx, latchkey.Narrow[keyring.Tx](db))
 			if ierr != nil {
 				return nil, fmt.Errorf("keyring: %w", ierr)
 			}
@@ -701,7 +701,7 @@ func openKeyring(ctx context.Context, cfg serverConfig, db keys.Store, now func(
 		opts.MasterKeyFile = abs
 	}
 	defer clear(master)
-	kr, err := keyring.Open(ctx, db, master, opts)
+	kr, err := keyring.Open(ctx, latchkey.Narrow[keyring.Tx](db), master, opts)
 	if err != nil {
 		return nil, fmt.Errorf("keyring: %w", err)
 	}

@@ -59,7 +59,6 @@ var may = map[string][]string{
 // docs/plans/issue11-split.md. An exception that is no longer needed fails
 // the test, so the list only shrinks.
 var allowed = map[string][]string{
-	"keyring":         {"keys"},
 	"limit/limittest": {"keys"},
 	"httpapi":         {"keyring"},
 	"store/sqlite":    {"keys"},
