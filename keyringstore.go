@@ -47,3 +47,34 @@ type RecordTx interface {
 	EventWriter
 	EventReader
 }
+
+// KeyringTx is what the keyring (package keyring) needs of a store's transaction: its terms and
+// check value, and what the callers' audit records and the audit anchor's
+// re-signed checkpoints write in the same transaction.
+type KeyringTx interface {
+	KeyringStore
+	RecordTx
+	CheckpointStore
+}
+
+// KeyringTermInfo describes a term without its key.
+type KeyringTermInfo struct {
+	Term      int64     `json:"term"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// KeyringStatus is what the keyring holds: its terms, and the one new values are
+// sealed with.
+type KeyringStatus struct {
+	Active int64             `json:"active_term"`
+	Terms  []KeyringTermInfo `json:"terms"`
+}
+
+// RewrapResult says what the keyring's RewrapFromFile did.
+type RewrapResult struct {
+	Terms int `json:"terms"`
+	// MasterKeyFile is the server's own master key file, now holding the
+	// new key; "" when the master key came from the environment, which the
+	// operator must change before the next start.
+	MasterKeyFile string `json:"master_key_file,omitempty"`
+}

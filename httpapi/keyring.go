@@ -6,7 +6,6 @@ import (
 	"strconv"
 
 	"github.com/latchkeyhq/latchkey"
-	"github.com/latchkeyhq/latchkey/keyring"
 	"github.com/latchkeyhq/latchkey/keys"
 )
 
@@ -41,7 +40,7 @@ func (s *Server) rotateKeyring(w http.ResponseWriter, r *http.Request, a *keys.A
 	if s.keyring == nil {
 		return latchkey.Errorf(latchkey.ENotFound, "this server has no keyring")
 	}
-	_, err := s.keyring.Rotate(r.Context(), func(tx keyring.Tx, term int64) error {
+	_, err := s.keyring.Rotate(r.Context(), func(tx latchkey.KeyringTx, term int64) error {
 		return s.svc.RecordAudit(tx, a, "keyring.rotated", map[string]string{"term": strconv.FormatInt(term, 10)})
 	})
 	if err != nil {
@@ -84,7 +83,7 @@ func (s *Server) rewrapKeyring(w http.ResponseWriter, r *http.Request, a *keys.A
 	if s.keyring == nil {
 		return latchkey.Errorf(latchkey.ENotFound, "this server has no keyring")
 	}
-	res, err := s.keyring.RewrapFromFile(r.Context(), path, func(tx keyring.Tx, terms int) error {
+	res, err := s.keyring.RewrapFromFile(r.Context(), path, func(tx latchkey.KeyringTx, terms int) error {
 		return s.svc.RecordAudit(tx, a, "keyring.rewrapped", map[string]string{"terms": strconv.Itoa(terms)})
 	})
 	if err != nil {

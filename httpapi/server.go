@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
-	"github.com/latchkeyhq/latchkey/keyring"
 	"github.com/latchkeyhq/latchkey/keys"
 )
 
@@ -52,8 +51,9 @@ type Config struct {
 	Observer Observer
 	// Metrics, when set, serves GET /metrics.
 	Metrics http.Handler
-	// Keyring, when set, is managed through /v1/keyring (operator only).
-	Keyring *keyring.Keyring
+	// Keyring, when set, is managed through /v1/keyring (operator only):
+	// package keyring's *Keyring; a nil pointer is none.
+	Keyring Keyring
 	// SeedKeepAlive keeps connections of the seed routes (GET
 	// /keys/{provider}, GET /llm-keys) open; by default they answer with
 	// Connection: close (see Server.seed).
@@ -85,6 +85,18 @@ const (
 	CodeError = "ERROR"
 )
 
+// Keyring is the keyring as the admin routes use it: package keyring's
+// *Keyring, which cmd/latchkey hands in.
+type Keyring interface {
+	// Status tells the keyring's terms.
+	Status() latchkey.KeyringStatus
+	// Rotate adds a term; within runs in its transaction (the audit record).
+	Rotate(ctx context.Context, within func(tx latchkey.KeyringTx, term int64) error) (int64, error)
+	// RewrapFromFile wraps every term with the master key in the file at
+	// path; within runs in its transaction.
+	RewrapFromFile(ctx context.Context, path string, within func(tx latchkey.KeyringTx, terms int) error) (latchkey.RewrapResult, error)
+}
+
 // Guard is the brute-force guard as the server uses it: package guard's
 // *Guard, which cmd/latchkey hands in (httpapi does not import it).
 type Guard interface {
@@ -110,7 +122,7 @@ type Server struct {
 	ids     requestIDs
 	obs     Observer
 	metrics http.Handler
-	keyring *keyring.Keyring
+	keyring Keyring
 
 	seedKeepAlive bool
 }
@@ -131,6 +143,9 @@ func New(cfg Config) *Server {
 	}
 	if g := reflect.ValueOf(cfg.Guard); g.Kind() == reflect.Pointer && g.IsNil() {
 		cfg.Guard = nil // a nil *guard.Guard: the guard is off
+	}
+	if k := reflect.ValueOf(cfg.Keyring); k.Kind() == reflect.Pointer && k.IsNil() {
+		cfg.Keyring = nil // a nil *keyring.Keyring: no keyring
 	}
 	s := &Server{
 		svc:     cfg.Keys,

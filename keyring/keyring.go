@@ -92,14 +92,9 @@ type Options struct {
 	MasterKeyFile string
 }
 
-// Tx is what the keyring needs of a store's transaction: its terms and
-// check value, and what the callers' audit records and the audit anchor's
-// re-signed checkpoints write in the same transaction.
-type Tx interface {
-	latchkey.KeyringStore
-	latchkey.RecordTx
-	latchkey.CheckpointStore
-}
+// Tx is latchkey.KeyringTx: what the keyring needs of a store's
+// transaction.
+type Tx = latchkey.KeyringTx
 
 // Keyring seals and opens values. Seal and Open are safe for concurrent use
 // and take no lock; Rotate, Rewrap and the reload of unknown terms are
@@ -128,18 +123,13 @@ type state struct {
 	auditKey []byte
 }
 
-// TermInfo describes a term without its key.
-type TermInfo struct {
-	Term      int64     `json:"term"`
-	CreatedAt time.Time `json:"created_at"`
-}
-
-// Status is what the keyring holds: its terms, and the one new values are
-// sealed with.
-type Status struct {
-	Active int64      `json:"active_term"`
-	Terms  []TermInfo `json:"terms"`
-}
+// Status, TermInfo and RewrapResult are the root's, so that the admin
+// routes show them without importing this package.
+type (
+	Status       = latchkey.KeyringStatus
+	TermInfo     = latchkey.KeyringTermInfo
+	RewrapResult = latchkey.RewrapResult
+)
 
 func newAEAD(key []byte) (cipher.AEAD, error) {
 	if len(key) != KeySize {
@@ -531,15 +521,6 @@ func (k *Keyring) Rewrap(ctx context.Context, newMaster []byte, within func(tx T
 	next.master, next.auditKey = nm, newAudit
 	k.st.Store(&next)
 	return n, nil
-}
-
-// RewrapResult says what RewrapFromFile did.
-type RewrapResult struct {
-	Terms int `json:"terms"`
-	// MasterKeyFile is the server's own master key file, now holding the
-	// new key; "" when the master key came from the environment, which the
-	// operator must change before the next start.
-	MasterKeyFile string `json:"master_key_file,omitempty"`
 }
 
 // RewrapFromFile reads a new master key from a file on this host (see

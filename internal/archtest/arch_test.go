@@ -60,7 +60,6 @@ var may = map[string][]string{
 // the test, so the list only shrinks.
 var allowed = map[string][]string{
 	"limit/limittest": {"keys"},
-	"httpapi":         {"keyring"},
 	"store/sqlite":    {"keys"},
 }
 
