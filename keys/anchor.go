@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -58,12 +57,8 @@ type AuditAnchor struct {
 	dirty  atomic.Bool
 }
 
-// AuditFinding is tampering found in a tenant's audit log.
-type AuditFinding struct {
-	Kind   string `json:"kind"` // one of latchkey.AuditFindings
-	Seq    int64  `json:"seq"`
-	Reason string `json:"reason"`
-}
+// AuditFinding is latchkey.AuditFinding.
+type AuditFinding = latchkey.AuditFinding
 
 // NewAuditAnchor returns an anchor that signs with key (32 bytes or more)
 // and keeps its copy of the heads in the file at path ("" for none: tests).
@@ -206,126 +201,33 @@ func (a *AuditAnchor) Findings() map[string]AuditFinding {
 	return out
 }
 
-// AuditLog is a backend's raw audit storage, in one write transaction:
-// what AppendAudit needs.
-type AuditLog interface {
-	AuditHead(tenant string) (int64, string, error)
-	AuditLast(tenant string) (int64, string, error)
-	AuditCheckpoint(tenant string) (*latchkey.AuditCheckpoint, error)
-	// AuditCounter is the highest checkpoint counter stored.
-	AuditCounter() (int64, error)
-	// MoveAuditHead sets the tenant's head.
-	MoveAuditHead(tenant string, seq int64, hash string) error
-	// InsertAudit stores the sealed e and moves the head onto it.
-	InsertAudit(e *latchkey.AuditEvent) error
-	PutAuditCheckpoint(cp *latchkey.AuditCheckpoint) error
-	AppendEvent(e *latchkey.Event) error
-}
+// AuditLog is latchkey.AuditLog.
+type AuditLog = latchkey.AuditLog
 
-// AppendAudit is Tx.AppendAudit for backends: it seals e after the
-// tenant's head and stores it. Events stored after the head by someone
-// else are kept, and e follows the last of them, so an append never fails
-// because the log was tampered with. With an anchor (a != nil) it first
-// checks the log's end against the signed checkpoint; tampering found
-// there is raised as a security.anomaly event (kind audit_tampered) in the
-// same transaction and kept in the new checkpoint, which signs e's place.
-func AppendAudit(l AuditLog, a *AuditAnchor, e *latchkey.AuditEvent) error {
-	headSeq, headHash, err := l.AuditHead(e.Tenant)
-	if err != nil {
-		return err
-	}
-	lastSeq, lastHash, err := l.AuditLast(e.Tenant)
-	if err != nil {
-		return err
-	}
-	var f *AuditFinding
-	var cp, anch *latchkey.AuditCheckpoint
-	macOK := false
-	if a != nil {
-		if cp, err = l.AuditCheckpoint(e.Tenant); err != nil {
-			return err
-		}
-		anch = a.anchored(e.Tenant)
-		macOK = cp != nil && a.Valid(cp)
-		f = appendFinding(cp, macOK, anch, headSeq, headHash, lastSeq, lastHash)
-	}
-	prevSeq, prevHash := headSeq, headHash
-	if lastSeq > headSeq {
-		// Events past the head: continue after them, keeping them as
-		// evidence (the checkpoint names them).
-		if err := l.MoveAuditHead(e.Tenant, lastSeq, lastHash); err != nil {
-			return err
-		}
-		prevSeq, prevHash = lastSeq, lastHash
-	}
-	if prevSeq == 0 {
-		prevHash = latchkey.GenesisHash
-	}
-	e.Seal(prevSeq, prevHash)
-	if err := l.InsertAudit(e); err != nil {
-		return err
-	}
-	if a == nil {
-		return nil
-	}
-	counter, err := l.AuditCounter()
-	if err != nil {
-		return err
-	}
-	next := &latchkey.AuditCheckpoint{Tenant: e.Tenant, Seq: e.Seq, Hash: e.Hash, Counter: max(counter, a.maxCounter()) + 1, At: e.At}
-	switch {
-	case macOK && cp.TamperKind != "":
-		next.TamperKind, next.TamperSeq = cp.TamperKind, cp.TamperSeq
-	case anch != nil && anch.TamperKind != "":
-		next.TamperKind, next.TamperSeq = anch.TamperKind, anch.TamperSeq
-	case f != nil:
-		next.TamperKind, next.TamperSeq = f.Kind, f.Seq
-	}
-	a.sign(next)
-	if err := l.PutAuditCheckpoint(next); err != nil {
-		return err
-	}
+// The anchor is the latchkey.AuditSigner an append signs checkpoints with.
+var _ latchkey.AuditSigner = (*AuditAnchor)(nil)
+
+// Anchored returns the head the anchor file holds for tenant (nil if
+// none), for latchkey.AppendAudit.
+func (a *AuditAnchor) Anchored(tenant string) *latchkey.AuditCheckpoint { return a.anchored(tenant) }
+
+// MaxCounter is the highest checkpoint counter the anchor has seen.
+func (a *AuditAnchor) MaxCounter() int64 { return a.maxCounter() }
+
+// Sign sets cp's MAC and marks the anchor file out of date (Sync copies
+// the new checkpoint once committed).
+func (a *AuditAnchor) Sign(cp *latchkey.AuditCheckpoint) {
+	a.sign(cp)
 	a.dirty.Store(true)
-	if f != nil {
-		a.found(e.Tenant, *f)
-		a.log.Error("the audit log was tampered with; the append continues it and keeps the evidence",
-			"tenant", e.Tenant, "finding", f.Kind, "seq", f.Seq, "reason", f.Reason)
-		return l.AppendEvent(tamperEvent(e.Tenant, *f, e.At))
-	}
-	return nil
 }
 
-// appendFinding is what an append sees wrong at the log's end (nil if
-// nothing): the same checks as ChainCheck.Checkpoint without walking the
-// chain.
-func appendFinding(cp *latchkey.AuditCheckpoint, macOK bool, anch *latchkey.AuditCheckpoint, headSeq int64, headHash string, lastSeq int64, lastHash string) *AuditFinding {
-	if cp == nil && anch == nil {
-		// The tenant's first event, or a log from before checkpoints:
-		// this append signs it (trust on first use).
-		return nil
-	}
-	// Checkpoint checks the end of a walked chain; the last stored event
-	// stands in for it.
-	var c latchkey.ChainCheck
-	c.Seed(lastSeq, lastHash)
-	if cp != nil && macOK && lastSeq > cp.Seq && (anch == nil || cp.Counter >= anch.Counter) {
-		c.PastHead(cp.Seq + 1)
-	}
-	c.Checkpoint(cp, macOK, anch, headSeq, headHash)
-	if c.BrokenAt == 0 || macOK && c.Kind == cp.TamperKind && c.BrokenAt == cp.TamperSeq {
-		return nil // intact, or only the finding the checkpoint already keeps
-	}
-	return &AuditFinding{Kind: c.Kind, Seq: c.BrokenAt, Reason: c.Reason}
-}
-
-// tamperEvent is the security event of tampering found in tenant's log.
-func tamperEvent(tenant string, f AuditFinding, at time.Time) *latchkey.Event {
-	return latchkey.NewEvent(tenant, latchkey.EventSecurityAnomaly, "", at, latchkey.Anomaly{
-		Kind:     latchkey.AnomalyAuditTampered,
-		Severity: latchkey.SeverityHigh,
-		Summary:  "the audit log was changed outside Latchkey (" + f.Kind + " at seq " + strconv.FormatInt(f.Seq, 10) + ")",
-		Details:  map[string]string{"finding": f.Kind, "seq": strconv.FormatInt(f.Seq, 10), "reason": f.Reason},
-	})
+// FoundOnAppend remembers tampering an append found in tenant's log, and
+// logs it: the append goes on, continuing the log and keeping the
+// evidence.
+func (a *AuditAnchor) FoundOnAppend(tenant string, f latchkey.AuditFinding) {
+	a.found(tenant, f)
+	a.log.Error("the audit log was tampered with; the append continues it and keeps the evidence",
+		"tenant", tenant, "finding", f.Kind, "seq", f.Seq, "reason", f.Reason)
 }
 
 // Sync copies the checkpoints committed since the last Sync to the anchor
@@ -474,7 +376,7 @@ func (a *AuditAnchor) Check(ctx context.Context, st Store, now time.Time) error 
 		a.found(cp.Tenant, f)
 		a.log.Error("the audit log was tampered with", "tenant", cp.Tenant, "finding", f.Kind, "seq", f.Seq, "reason", f.Reason)
 		if cp.TamperKind == "" || c.Kind != cp.TamperKind {
-			events = append(events, tamperEvent(cp.Tenant, f, now))
+			events = append(events, latchkey.AuditTamperEvent(cp.Tenant, f, now))
 		}
 	}
 	a.mu.Lock()
@@ -482,7 +384,7 @@ func (a *AuditAnchor) Check(ctx context.Context, st Store, now time.Time) error 
 		if !have[t] {
 			f := AuditFinding{Kind: latchkey.AuditCheckpointMissing, Seq: cp.Seq, Reason: "the log has no checkpoint, but the anchor outside the database holds one"}
 			a.findings[t] = f
-			events = append(events, tamperEvent(t, f, now))
+			events = append(events, latchkey.AuditTamperEvent(t, f, now))
 		}
 	}
 	a.mu.Unlock()

@@ -150,7 +150,7 @@ func (s *Service) noteVerdict(ctx context.Context, tenant string, v AuditVerdict
 		return
 	}
 	s.log.ErrorContext(ctx, "the audit log was tampered with", "tenant", tenant, "finding", f.Kind, "seq", f.Seq, "reason", f.Reason)
-	if err := s.store.Update(ctx, func(tx Tx) error { return tx.AppendEvent(tamperEvent(tenant, f, s.now())) }); err != nil {
+	if err := s.store.Update(ctx, func(tx Tx) error { return tx.AppendEvent(latchkey.AuditTamperEvent(tenant, f, s.now())) }); err != nil {
 		s.log.ErrorContext(ctx, "recording audit tampering as a security event failed", "tenant", tenant, "err", err)
 	}
 }

@@ -16,9 +16,13 @@ import (
 // AppendAudit seals e after the tenant's chain head and stores it with the
 // new head, in the caller's transaction; with an audit anchor set
 // (SetAuditAnchor) it also checks the log's end against the signed
-// checkpoint and signs the new head (keys.AppendAudit).
+// checkpoint and signs the new head (latchkey.AppendAudit).
 func (t *tx) AppendAudit(e *latchkey.AuditEvent) error {
-	return keys.AppendAudit(t, t.anchor, e)
+	var signer latchkey.AuditSigner // nil: no anchor
+	if t.anchor != nil {
+		signer = t.anchor.s
+	}
+	return latchkey.AppendAudit(t, signer, e)
 }
 
 // InsertAudit stores e, sealed, and moves the head onto it.

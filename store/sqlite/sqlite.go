@@ -19,6 +19,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strconv"
 	"sync"
@@ -38,7 +39,7 @@ type DB struct {
 	readStmts  *stmts
 	file       *fileWatch // the identity of the file opened (fileid.go)
 	closed     atomic.Bool
-	anchor     atomic.Pointer[keys.AuditAnchor]
+	anchor     atomic.Pointer[auditSigner]
 
 	closeOnce sync.Once
 	closeErr  error
@@ -156,8 +157,18 @@ func (db *DB) View(ctx context.Context, fn func(keys.Tx) error) error {
 
 // SetAuditAnchor makes every audit append check the log's end against the
 // tenant's signed checkpoint and sign the new head with a (see
-// keys.AppendAudit). Set it before the first append.
-func (db *DB) SetAuditAnchor(a *keys.AuditAnchor) { db.anchor.Store(a) }
+// latchkey.AppendAudit): the key service's audit anchor. Set it before the
+// first append; nil (or a nil pointer) sets none.
+func (db *DB) SetAuditAnchor(a latchkey.AuditSigner) {
+	if v := reflect.ValueOf(a); !v.IsValid() || v.Kind() == reflect.Pointer && v.IsNil() {
+		db.anchor.Store(nil)
+		return
+	}
+	db.anchor.Store(&auditSigner{a})
+}
+
+// auditSigner holds the signer, so that it can be swapped atomically.
+type auditSigner struct{ s latchkey.AuditSigner }
 
 // Update runs fn in a write transaction and commits it if fn returns nil.
 // Updates run one at a time, in the order they ask.

@@ -24,7 +24,7 @@ type tx struct {
 	tx    *sql.Tx
 	stmts *stmts // prepared for the pool tx belongs to
 	// anchor signs audit checkpoints (nil: none, see DB.SetAuditAnchor).
-	anchor *keys.AuditAnchor
+	anchor *auditSigner
 }
 
 // CreateTenant inserts t; EConflict if its id exists.
