@@ -24,22 +24,8 @@ func TestParentLookupsUseThePartialIndex(t *testing.T) {
 		if strings.Contains(q, "id > ?") {
 			args = []any{"t", "", "p"}
 		}
-		rows, err := db.read.QueryContext(t.Context(), `EXPLAIN QUERY PLAN `+q, args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var plan strings.Builder
-		for rows.Next() {
-			var id, parent, notused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			plan.WriteString(detail + "\n")
-		}
-		rows.Close()
-		if !strings.Contains(plan.String(), "INDEX keys_tenant_parent (tenant_id=? AND parent_id=?") {
-			t.Errorf("%s\nplan:\n%s", q, plan.String())
+		if plan := queryPlan(t, db, q, args...); !strings.Contains(plan, "INDEX keys_tenant_parent (tenant_id=? AND parent_id=?") {
+			t.Errorf("%s\nplan:\n%s", q, plan)
 		}
 	}
 }
@@ -194,23 +180,30 @@ func TestUsageLookupsUseThePrimaryKey(t *testing.T) {
 	db := openTest(t, filepath.Join(t.TempDir(), "latchkey.db"))
 	for _, table := range []string{"usage_minutes", "usage_hours", "usage_days"} {
 		column := map[string]string{"usage_minutes": "minute", "usage_hours": "hour", "usage_days": "day"}[table]
-		rows, err := db.read.QueryContext(t.Context(), `EXPLAIN QUERY PLAN SELECT `+column+`, code, count FROM `+table+`
+		plan := queryPlan(t, db, `SELECT `+column+`, code, count FROM `+table+`
 			WHERE tenant_id = ? AND key_id = ? AND `+column+` >= ? AND `+column+` < ? ORDER BY `+column+`, code`, "t", "k", 0, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var plan strings.Builder
-		for rows.Next() {
-			var id, parent, notused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			plan.WriteString(detail + "\n")
-		}
-		rows.Close()
-		if !strings.Contains(plan.String(), "USING INDEX sqlite_autoindex_"+table+"_1 (key_id=? AND "+column+">? AND "+column+"<?)") {
-			t.Errorf("%s:\n%s", table, plan.String())
+		if !strings.Contains(plan, "USING INDEX sqlite_autoindex_"+table+"_1 (key_id=? AND "+column+">? AND "+column+"<?)") {
+			t.Errorf("%s:\n%s", table, plan)
 		}
 	}
+}
+
+// queryPlan is SQLite's plan for q, a line per step.
+func queryPlan(t *testing.T, db *DB, q string, args ...any) string {
+	t.Helper()
+	rows, err := db.read.QueryContext(t.Context(), `EXPLAIN QUERY PLAN `+q, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan strings.Builder
+	for rows.Next() {
+		var id, parent, notused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan.WriteString(detail + "\n")
+	}
+	return plan.String()
 }

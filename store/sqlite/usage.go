@@ -118,58 +118,47 @@ func jsonString(buf []byte, s string) ([]byte, error) {
 // AddUsage adds each row's count to its (key, minute, code) row and to its
 // hour's and day's roll-up rows.
 func (t *tx) AddUsage(rows []keys.UsageRow) error {
-	if len(rows) == 0 {
-		return nil
-	}
-	buf := make([]byte, 0, len(rows)*(rowHead+48))
-	buf = append(buf, '[')
-	var err error
-	for i, r := range rows {
-		if i > 0 {
-			buf = append(buf, ',')
-		}
+	return t.upsertRows("add usage", len(rows), func(i int) ([rowTexts]string, [rowInts]int64) {
+		r := rows[i]
 		m := r.Minute.Truncate(time.Minute)
-		buf, err = appendRow(buf, [rowTexts]string{r.KeyID, r.Tenant, r.Code},
-			[rowInts]int64{m.UnixMicro(), m.Truncate(time.Hour).UnixMicro(), m.Truncate(24 * time.Hour).UnixMicro(), r.Count})
-		if err != nil {
-			return fail(t.ctx, "add usage", err)
-		}
-	}
-	buf = append(buf, ']')
-	arg := string(buf)
-	for _, st := range []*sql.Stmt{t.stmts.usageMinute, t.stmts.usageHour, t.stmts.usageDay} {
-		if _, err := t.tx.StmtContext(t.ctx, st).ExecContext(t.ctx, arg); err != nil {
-			return fail(t.ctx, "add usage", err)
-		}
-	}
-	return nil
+		return [rowTexts]string{r.KeyID, r.Tenant, r.Code},
+			[rowInts]int64{m.UnixMicro(), m.Truncate(time.Hour).UnixMicro(), m.Truncate(24 * time.Hour).UnixMicro(), r.Count}
+	}, t.stmts.usageMinute, t.stmts.usageHour, t.stmts.usageDay)
 }
 
 // AddUsageNetworks adds each row's count to its (key, minute, network) row
 // and to its day's roll-up row.
 func (t *tx) AddUsageNetworks(rows []keys.UsageNetwork) error {
-	if len(rows) == 0 {
+	return t.upsertRows("add usage networks", len(rows), func(i int) ([rowTexts]string, [rowInts]int64) {
+		r := rows[i]
+		m := r.Minute.Truncate(time.Minute)
+		return [rowTexts]string{r.KeyID, r.Network, ""},
+			[rowInts]int64{m.UnixMicro(), m.Truncate(24 * time.Hour).UnixMicro(), r.Count, 0}
+	}, t.stmts.networkMinute, t.stmts.networkDay)
+}
+
+// upsertRows writes n rows, as row gives each, in one JSON array, and runs
+// each of the statements over it.
+func (t *tx) upsertRows(what string, n int, row func(i int) ([rowTexts]string, [rowInts]int64), stmts ...*sql.Stmt) error {
+	if n == 0 {
 		return nil
 	}
-	buf := make([]byte, 0, len(rows)*(rowHead+48))
+	buf := make([]byte, 0, n*(rowHead+48))
 	buf = append(buf, '[')
-	var err error
-	for i, r := range rows {
+	for i := range n {
 		if i > 0 {
 			buf = append(buf, ',')
 		}
-		m := r.Minute.Truncate(time.Minute)
-		buf, err = appendRow(buf, [rowTexts]string{r.KeyID, r.Network, ""},
-			[rowInts]int64{m.UnixMicro(), m.Truncate(24 * time.Hour).UnixMicro(), r.Count, 0})
-		if err != nil {
-			return fail(t.ctx, "add usage networks", err)
+		texts, ints := row(i)
+		var err error
+		if buf, err = appendRow(buf, texts, ints); err != nil {
+			return fail(t.ctx, what, err)
 		}
 	}
-	buf = append(buf, ']')
-	arg := string(buf)
-	for _, st := range []*sql.Stmt{t.stmts.networkMinute, t.stmts.networkDay} {
+	arg := string(append(buf, ']'))
+	for _, st := range stmts {
 		if _, err := t.tx.StmtContext(t.ctx, st).ExecContext(t.ctx, arg); err != nil {
-			return fail(t.ctx, "add usage networks", err)
+			return fail(t.ctx, what, err)
 		}
 	}
 	return nil
