@@ -2,8 +2,6 @@ package keys
 
 import (
 	"context"
-	"errors"
-	"time"
 
 	"github.com/latchkeyhq/latchkey"
 )
@@ -37,12 +35,8 @@ type Store interface {
 	Close() error
 }
 
-// ErrStoreLost is wrapped, beside an EUnavailable *latchkey.Error that
-// says why, by the errors of a store whose database was lost under the
-// running server (its file deleted or replaced): from then on its writes
-// and Ping fail until a restart. The store reports the loss once, when it
-// notices it, so callers need not log each such error again.
-var ErrStoreLost = errors.New("the database was lost under the running server")
+// ErrStoreLost is latchkey.ErrStoreLost.
+var ErrStoreLost = latchkey.ErrStoreLost
 
 // Tx is one transaction. It is used by one goroutine and only inside the
 // function given to View or Update.
@@ -125,16 +119,8 @@ const (
 	GrainDay    = latchkey.GrainDay
 )
 
-// AuditFilter narrows an audit listing. Empty fields match everything.
-type AuditFilter struct {
-	AfterSeq int64 // only events with a larger seq
-	Limit    int   // at most this many (0: no limit)
-	Since    time.Time
-	Until    time.Time
-	Action   string
-	KeyID    string // actor or target
-	Result   string
-}
+// AuditFilter is latchkey.AuditFilter.
+type AuditFilter = latchkey.AuditFilter
 
 // QuotaUsage is latchkey.QuotaUsage, the limiter's record.
 type QuotaUsage = latchkey.QuotaUsage
@@ -142,14 +128,5 @@ type QuotaUsage = latchkey.QuotaUsage
 // Page is latchkey.Page.
 type Page = latchkey.Page
 
-// KeyFilter narrows a key list. Empty fields match everything.
-type KeyFilter struct {
-	Page
-	Owner       string
-	Environment string
-	Name        string
-	ParentID    string
-	// State matches the state a key has at Now (see latchkey.Key.StateAt).
-	State latchkey.State
-	Now   time.Time
-}
+// KeyFilter is latchkey.KeyFilter.
+type KeyFilter = latchkey.KeyFilter

@@ -1,6 +1,10 @@
 package keys
 
-import "time"
+import (
+	"time"
+
+	"github.com/latchkeyhq/latchkey"
+)
 
 // ReportStore answers the aggregate queries of compliance reports. Both
 // methods read one tenant only, so a report can never count another
@@ -18,19 +22,8 @@ type ReportStore interface {
 	NetworkTotals(tenant string, g Grain, from, to time.Time) ([]NetworkTotal, error)
 }
 
-// UsageTotal is a key's verifications that ended with Code in a window,
-// and the starts (UTC) of the first and last rows in which there were any.
-type UsageTotal struct {
-	KeyID string
-	Code  string
-	Count int64
-	First time.Time
-	Last  time.Time
-}
+// UsageTotal is latchkey.UsageTotal.
+type UsageTotal = latchkey.UsageTotal
 
-// NetworkTotal is how many distinct client networks used a key in a
-// window.
-type NetworkTotal struct {
-	KeyID    string
-	Networks int64
-}
+// NetworkTotal is latchkey.NetworkTotal.
+type NetworkTotal = latchkey.NetworkTotal

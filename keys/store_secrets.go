@@ -1,10 +1,6 @@
 package keys
 
-import (
-	"time"
-
-	"github.com/latchkeyhq/latchkey"
-)
+import "github.com/latchkeyhq/latchkey"
 
 // SecretStore keeps the keyring's wrapped data keys and the brokered
 // secrets sealed with them. Nothing here is ever plaintext: data keys are
@@ -45,34 +41,11 @@ type SecretStore interface {
 // KeyringTerm is latchkey.KeyringTerm.
 type KeyringTerm = latchkey.KeyringTerm
 
-// SecretVersion is one stored version of a brokered secret. Ciphertext is
-// the value sealed by the keyring with the tenant, name and version as
-// associated data.
-type SecretVersion struct {
-	Tenant     string
-	Name       string
-	Version    int64
-	Ciphertext []byte
-	// ExpiresIn is how long, in seconds, clients are told to cache the
-	// value (0: the service's default).
-	ExpiresIn int64
-	Meta      map[string]string
-	CreatedAt time.Time
-	// CreatedBy is the key id that wrote the version.
-	CreatedBy string
-}
+// SecretVersion is latchkey.SecretVersion.
+type SecretVersion = latchkey.SecretVersion
 
-// SecretInfo describes a secret without its value.
-type SecretInfo struct {
-	Name string `json:"name"`
-	// Version is the newest version, Versions how many are kept.
-	Version   int64             `json:"version"`
-	Versions  int64             `json:"versions"`
-	ExpiresIn int64             `json:"expires_in"`
-	Meta      map[string]string `json:"meta"`
-	CreatedAt time.Time         `json:"created_at"`
-	UpdatedAt time.Time         `json:"updated_at"`
-}
+// SecretInfo is latchkey.SecretInfo.
+type SecretInfo = latchkey.SecretInfo
 
 // Sealer is latchkey.Sealer.
 type Sealer = latchkey.Sealer

@@ -10,7 +10,6 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/latchkeyhq/latchkey"
-	"github.com/latchkeyhq/latchkey/keys"
 )
 
 // AppendAudit seals e after the tenant's chain head and stores it with the
@@ -171,7 +170,7 @@ func (t *tx) AuditHead(tenant string) (int64, string, error) {
 }
 
 // AuditEvents lists a tenant's events in seq order.
-func (t *tx) AuditEvents(tenant string, f keys.AuditFilter) ([]*latchkey.AuditEvent, error) {
+func (t *tx) AuditEvents(tenant string, f latchkey.AuditFilter) ([]*latchkey.AuditEvent, error) {
 	q := strings.Builder{}
 	q.WriteString(`SELECT seq, at, actor_key_id, action, target_key_id, ip, user_agent, result, details, prev_hash, hash
 		FROM audit_events WHERE tenant_id = ? AND seq > ?`)

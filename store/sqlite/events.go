@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
-	"github.com/latchkeyhq/latchkey/keys"
 )
 
 // AppendEvent stores e as pending dispatch.
@@ -40,7 +39,7 @@ func (t *tx) AppendEvent(e *latchkey.Event) error {
 const eventColumns = `id, tenant_id, type, at, key_id, data`
 
 // Events lists a tenant's events matching f in id order.
-func (t *tx) Events(tenant string, f keys.EventFilter) ([]*latchkey.Event, error) {
+func (t *tx) Events(tenant string, f latchkey.EventFilter) ([]*latchkey.Event, error) {
 	var q strings.Builder
 	q.WriteString(`SELECT ` + eventColumns + ` FROM events WHERE tenant_id = ? AND id > ?`)
 	args := []any{tenant, f.After}

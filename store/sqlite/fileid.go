@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
-	"github.com/latchkeyhq/latchkey/keys"
 )
 
 // A database file deleted or replaced under a running server does not stop
@@ -38,7 +37,7 @@ var (
 )
 
 func lostError(msg string) error {
-	return fmt.Errorf("sqlite: %w: %w", latchkey.Errorf(latchkey.EUnavailable, "%s", msg), keys.ErrStoreLost)
+	return fmt.Errorf("sqlite: %w: %w", latchkey.Errorf(latchkey.EUnavailable, "%s", msg), latchkey.ErrStoreLost)
 }
 
 // fileWatch holds the database file's identity and whether it was lost.

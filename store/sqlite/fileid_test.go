@@ -13,7 +13,7 @@ import (
 )
 
 // A database file deleted or replaced under an open store fails its
-// writes and Ping with EUnavailable and keys.ErrStoreLost, for good, while
+// writes and Ping with EUnavailable and latchkey.ErrStoreLost, for good, while
 // reads go on; Watch tells of it once.
 func TestLostFileFailsWritesAndPing(t *testing.T) {
 	for _, tc := range []struct {
@@ -81,7 +81,7 @@ func TestLostFileFailsWritesAndPing(t *testing.T) {
 				t.Fatal("Watch did not tell of the loss within 10s")
 			}
 			for name, err := range map[string]error{"Update": create("after"), "Ping": db.Ping(t.Context())} {
-				if !errors.Is(err, tc.want) || !errors.Is(err, keys.ErrStoreLost) || latchkey.ErrorCode(err) != latchkey.EUnavailable {
+				if !errors.Is(err, tc.want) || !errors.Is(err, latchkey.ErrStoreLost) || latchkey.ErrorCode(err) != latchkey.EUnavailable {
 					t.Errorf("%s = %v, want %v (unavailable, ErrStoreLost)", name, err, tc.want)
 				}
 			}

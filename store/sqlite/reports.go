@@ -2,13 +2,12 @@ package sqlite
 
 import (
 	"database/sql"
+	"github.com/latchkeyhq/latchkey"
 	"time"
-
-	"github.com/latchkeyhq/latchkey/keys"
 )
 
 // UsageTotals sums a tenant's rows of a grain in [from, to) by key and code.
-func (t *tx) UsageTotals(tenant string, g keys.Grain, from, to time.Time) ([]keys.UsageTotal, error) {
+func (t *tx) UsageTotals(tenant string, g latchkey.Grain, from, to time.Time) ([]latchkey.UsageTotal, error) {
 	table, column, err := grainTable(g)
 	if err != nil {
 		return nil, err
@@ -20,9 +19,9 @@ func (t *tx) UsageTotals(tenant string, g keys.Grain, from, to time.Time) ([]key
 		return nil, fail(t.ctx, "usage totals", err)
 	}
 	defer rows.Close()
-	out := []keys.UsageTotal{}
+	out := []latchkey.UsageTotal{}
 	for rows.Next() {
-		var u keys.UsageTotal
+		var u latchkey.UsageTotal
 		var first, last int64
 		if err := rows.Scan(&u.KeyID, &u.Code, &u.Count, &first, &last); err != nil {
 			return nil, fail(t.ctx, "usage totals", err)
@@ -39,9 +38,9 @@ func (t *tx) UsageTotals(tenant string, g keys.Grain, from, to time.Time) ([]key
 
 // NetworkTotals counts the distinct networks of each of a tenant's keys in
 // [from, to). Network rows carry no tenant; the key's row says whose it is.
-func (t *tx) NetworkTotals(tenant string, g keys.Grain, from, to time.Time) ([]keys.NetworkTotal, error) {
+func (t *tx) NetworkTotals(tenant string, g latchkey.Grain, from, to time.Time) ([]latchkey.NetworkTotal, error) {
 	table, column := "usage_networks", "minute"
-	if g == keys.GrainDay {
+	if g == latchkey.GrainDay {
 		table, column = "usage_network_days", "day"
 	}
 	rows, err := t.tx.QueryContext(t.ctx, `SELECT n.key_id, count(DISTINCT n.network) FROM `+table+` n
@@ -52,9 +51,9 @@ func (t *tx) NetworkTotals(tenant string, g keys.Grain, from, to time.Time) ([]k
 		return nil, fail(t.ctx, "network totals", err)
 	}
 	defer rows.Close()
-	out := []keys.NetworkTotal{}
+	out := []latchkey.NetworkTotal{}
 	for rows.Next() {
-		var n keys.NetworkTotal
+		var n latchkey.NetworkTotal
 		if err := rows.Scan(&n.KeyID, &n.Networks); err != nil {
 			return nil, fail(t.ctx, "network totals", err)
 		}

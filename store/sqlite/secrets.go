@@ -7,20 +7,19 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
-	"github.com/latchkeyhq/latchkey/keys"
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // KeyringTerms returns every keyring term ordered by term.
-func (t *tx) KeyringTerms() ([]keys.KeyringTerm, error) {
+func (t *tx) KeyringTerms() ([]latchkey.KeyringTerm, error) {
 	rows, err := t.tx.QueryContext(t.ctx, `SELECT term, wrapped, created_at FROM keyring_terms ORDER BY term`)
 	if err != nil {
 		return nil, fail(t.ctx, "keyring terms", err)
 	}
 	defer rows.Close()
-	out := []keys.KeyringTerm{}
+	out := []latchkey.KeyringTerm{}
 	for rows.Next() {
-		var kt keys.KeyringTerm
+		var kt latchkey.KeyringTerm
 		var at int64
 		if err := rows.Scan(&kt.Term, &kt.Wrapped, &at); err != nil {
 			return nil, fail(t.ctx, "keyring terms", err)
@@ -35,7 +34,7 @@ func (t *tx) KeyringTerms() ([]keys.KeyringTerm, error) {
 }
 
 // AddKeyringTerm stores a new term; EConflict if its number exists.
-func (t *tx) AddKeyringTerm(kt keys.KeyringTerm) error {
+func (t *tx) AddKeyringTerm(kt latchkey.KeyringTerm) error {
 	_, err := t.tx.ExecContext(t.ctx, `INSERT INTO keyring_terms (term, wrapped, created_at) VALUES (?, ?, ?)`,
 		kt.Term, kt.Wrapped, kt.CreatedAt.UnixMicro())
 	if isDuplicate(err) {
@@ -95,7 +94,7 @@ func (t *tx) NextSecretVersion(tenant, name string) (int64, error) {
 }
 
 // PutSecret stores v as the newest version of its secret.
-func (t *tx) PutSecret(v *keys.SecretVersion) error {
+func (t *tx) PutSecret(v *latchkey.SecretVersion) error {
 	next, err := t.NextSecretVersion(v.Tenant, v.Name)
 	if err != nil {
 		return err
@@ -142,8 +141,8 @@ func nonNilMeta(m map[string]string) map[string]string {
 
 const secretVersionColumns = `tenant_id, name, version, ciphertext, expires_in, meta, created_at, created_by`
 
-func scanSecretVersion(s scanner) (*keys.SecretVersion, error) {
-	var v keys.SecretVersion
+func scanSecretVersion(s scanner) (*latchkey.SecretVersion, error) {
+	var v latchkey.SecretVersion
 	var meta string
 	var at int64
 	if err := s.Scan(&v.Tenant, &v.Name, &v.Version, &v.Ciphertext, &v.ExpiresIn, &meta, &at, &v.CreatedBy); err != nil {
@@ -158,7 +157,7 @@ func scanSecretVersion(s scanner) (*keys.SecretVersion, error) {
 }
 
 // Secret returns a version of a secret, the newest when version is 0.
-func (t *tx) Secret(tenant, name string, version int64) (*keys.SecretVersion, error) {
+func (t *tx) Secret(tenant, name string, version int64) (*latchkey.SecretVersion, error) {
 	var row *sql.Row
 	if version == 0 {
 		row = t.tx.QueryRowContext(t.ctx, `SELECT `+secretVersionColumns+` FROM secret_versions
@@ -180,13 +179,13 @@ func (t *tx) Secret(tenant, name string, version int64) (*keys.SecretVersion, er
 	return v, nil
 }
 
-func (t *tx) secretVersions(op, query string, args ...any) ([]*keys.SecretVersion, error) {
+func (t *tx) secretVersions(op, query string, args ...any) ([]*latchkey.SecretVersion, error) {
 	rows, err := t.tx.QueryContext(t.ctx, query, args...)
 	if err != nil {
 		return nil, fail(t.ctx, op, err)
 	}
 	defer rows.Close()
-	out := []*keys.SecretVersion{}
+	out := []*latchkey.SecretVersion{}
 	for rows.Next() {
 		v, err := scanSecretVersion(rows)
 		if err != nil {
@@ -201,7 +200,7 @@ func (t *tx) secretVersions(op, query string, args ...any) ([]*keys.SecretVersio
 }
 
 // SecretVersions returns every kept version of a secret, newest first.
-func (t *tx) SecretVersions(tenant, name string) ([]*keys.SecretVersion, error) {
+func (t *tx) SecretVersions(tenant, name string) ([]*latchkey.SecretVersion, error) {
 	vs, err := t.secretVersions("secret versions", `SELECT `+secretVersionColumns+` FROM secret_versions
 		WHERE tenant_id = ? AND name = ? ORDER BY version DESC`, tenant, name)
 	if err != nil {
@@ -214,7 +213,7 @@ func (t *tx) SecretVersions(tenant, name string) ([]*keys.SecretVersion, error) 
 }
 
 // LatestSecrets returns the newest version of every live secret.
-func (t *tx) LatestSecrets(tenant string) ([]*keys.SecretVersion, error) {
+func (t *tx) LatestSecrets(tenant string) ([]*latchkey.SecretVersion, error) {
 	return t.secretVersions("latest secrets", `SELECT v.tenant_id, v.name, v.version, v.ciphertext, v.expires_in, v.meta, v.created_at, v.created_by
 		FROM secrets s JOIN secret_versions v
 			ON v.tenant_id = s.tenant_id AND v.name = s.name AND v.version = s.last_version
@@ -222,7 +221,7 @@ func (t *tx) LatestSecrets(tenant string) ([]*keys.SecretVersion, error) {
 }
 
 // Secrets lists a tenant's live secrets ordered by name.
-func (t *tx) Secrets(tenant string, p keys.Page) ([]*keys.SecretInfo, error) {
+func (t *tx) Secrets(tenant string, p latchkey.Page) ([]*latchkey.SecretInfo, error) {
 	rows, err := t.tx.QueryContext(t.ctx, `SELECT s.name, s.last_version, s.created_at, s.updated_at,
 			v.expires_in, v.meta,
 			(SELECT count(*) FROM secret_versions c WHERE c.tenant_id = s.tenant_id AND c.name = s.name)
@@ -233,9 +232,9 @@ func (t *tx) Secrets(tenant string, p keys.Page) ([]*keys.SecretInfo, error) {
 		return nil, fail(t.ctx, "secrets", err)
 	}
 	defer rows.Close()
-	out := []*keys.SecretInfo{}
+	out := []*latchkey.SecretInfo{}
 	for rows.Next() {
-		var s keys.SecretInfo
+		var s latchkey.SecretInfo
 		var created, updated int64
 		var meta string
 		if err := rows.Scan(&s.Name, &s.Version, &created, &updated, &s.ExpiresIn, &meta, &s.Versions); err != nil {

@@ -46,8 +46,8 @@ type DB struct {
 }
 
 var (
-	_ keys.Store      = (*DB)(nil)
-	_ keys.HashReader = (*DB)(nil)
+	_ keys.Store          = (*DB)(nil)
+	_ latchkey.HashReader = (*DB)(nil)
 )
 
 // busyTimeout bounds how long a connection waits for a lock held by another

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
-	"github.com/latchkeyhq/latchkey/keys"
 	"github.com/latchkeyhq/latchkey/store"
 	sqlite3 "modernc.org/sqlite/lib"
 )
@@ -53,7 +52,7 @@ func (t *tx) Tenant(id string) (*latchkey.Tenant, error) {
 }
 
 // Tenants lists tenants ordered by id.
-func (t *tx) Tenants(p keys.Page) ([]*latchkey.Tenant, error) {
+func (t *tx) Tenants(p latchkey.Page) ([]*latchkey.Tenant, error) {
 	rows, err := t.tx.QueryContext(t.ctx, `SELECT id, name, created_at FROM tenants WHERE id > ? ORDER BY id LIMIT ?`,
 		p.After, limit(p))
 	if err != nil {
@@ -196,7 +195,7 @@ func scanStrings(b []byte, v *[]string) error {
 }
 
 // KeyByHash returns the key whose SHA-256 is hash; ENotFound if none. It
-// is the verify path's cache miss (keys.HashReader): one prepared
+// is the verify path's cache miss (latchkey.HashReader): one prepared
 // statement on the read pool, without a transaction around it (a single
 // statement reads one snapshot), so a miss costs no BEGIN and COMMIT.
 func (db *DB) KeyByHash(ctx context.Context, hash [32]byte) (*latchkey.Key, error) {
@@ -220,7 +219,7 @@ func (db *DB) KeyByHash(ctx context.Context, hash [32]byte) (*latchkey.Key, erro
 }
 
 // Keys lists a tenant's keys that match f, ordered by id.
-func (t *tx) Keys(tenant string, f keys.KeyFilter) ([]*latchkey.Key, error) {
+func (t *tx) Keys(tenant string, f latchkey.KeyFilter) ([]*latchkey.Key, error) {
 	var q strings.Builder
 	q.WriteString(`SELECT ` + keyColumns + ` FROM keys WHERE tenant_id = @tenant AND id > @after`)
 	args := []any{sql.Named("tenant", tenant), sql.Named("after", f.After)}
@@ -306,7 +305,7 @@ func (t *tx) keys(op, query string, args ...any) ([]*latchkey.Key, error) {
 }
 
 // limit turns a page's limit into SQLite's, where a negative LIMIT is none.
-func limit(p keys.Page) int {
+func limit(p latchkey.Page) int {
 	if p.Limit <= 0 {
 		return -1
 	}
@@ -567,8 +566,8 @@ func nullString(s string) sql.NullString {
 
 // QuotaUsage returns a key's persisted quota consumption; the zero usage
 // (with KeyID set) if none was saved.
-func (t *tx) QuotaUsage(keyID string) (keys.QuotaUsage, error) {
-	u := keys.QuotaUsage{KeyID: keyID}
+func (t *tx) QuotaUsage(keyID string) (latchkey.QuotaUsage, error) {
+	u := latchkey.QuotaUsage{KeyID: keyID}
 	var start sql.NullInt64
 	err := t.tx.QueryRowContext(t.ctx, `SELECT epoch, period_start, used FROM quota_usage WHERE key_id = ?`, keyID).
 		Scan(&u.Epoch, &start, &u.Used)
@@ -576,7 +575,7 @@ func (t *tx) QuotaUsage(keyID string) (keys.QuotaUsage, error) {
 	case errors.Is(err, sql.ErrNoRows):
 		return u, nil
 	case err != nil:
-		return keys.QuotaUsage{}, fail(t.ctx, "quota usage", err)
+		return latchkey.QuotaUsage{}, fail(t.ctx, "quota usage", err)
 	}
 	u.PeriodStart = fromMicros(start)
 	return u, nil
@@ -584,7 +583,7 @@ func (t *tx) QuotaUsage(keyID string) (keys.QuotaUsage, error) {
 
 // SaveQuotaUsage stores u if the stored epoch still equals u.Epoch (a key
 // never saved counts as epoch 0) and reports whether it did.
-func (t *tx) SaveQuotaUsage(u keys.QuotaUsage) (bool, error) {
+func (t *tx) SaveQuotaUsage(u latchkey.QuotaUsage) (bool, error) {
 	res, err := t.tx.ExecContext(t.ctx, `UPDATE quota_usage SET period_start = ?, used = ? WHERE key_id = ? AND epoch = ?`,
 		micros(u.PeriodStart), u.Used, u.KeyID, u.Epoch)
 	if err != nil {

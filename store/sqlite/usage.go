@@ -9,7 +9,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/latchkeyhq/latchkey"
-	"github.com/latchkeyhq/latchkey/keys"
 )
 
 // Usage is written by the batch: each statement below reads up to a few
@@ -117,7 +116,7 @@ func jsonString(buf []byte, s string) ([]byte, error) {
 
 // AddUsage adds each row's count to its (key, minute, code) row and to its
 // hour's and day's roll-up rows.
-func (t *tx) AddUsage(rows []keys.UsageRow) error {
+func (t *tx) AddUsage(rows []latchkey.UsageRow) error {
 	return t.upsertRows("add usage", len(rows), func(i int) ([rowTexts]string, [rowInts]int64) {
 		r := rows[i]
 		m := r.Minute.Truncate(time.Minute)
@@ -128,7 +127,7 @@ func (t *tx) AddUsage(rows []keys.UsageRow) error {
 
 // AddUsageNetworks adds each row's count to its (key, minute, network) row
 // and to its day's roll-up row.
-func (t *tx) AddUsageNetworks(rows []keys.UsageNetwork) error {
+func (t *tx) AddUsageNetworks(rows []latchkey.UsageNetwork) error {
 	return t.upsertRows("add usage networks", len(rows), func(i int) ([rowTexts]string, [rowInts]int64) {
 		r := rows[i]
 		m := r.Minute.Truncate(time.Minute)
@@ -186,7 +185,7 @@ const (
 // Before to what it was (the key's creation time if it was never used, the
 // zero time for a missing key). Two statements for all of them: one reads,
 // one writes.
-func (t *tx) SetLastUsed(uses []keys.LastUsed) error {
+func (t *tx) SetLastUsed(uses []latchkey.LastUsed) error {
 	if len(uses) == 0 {
 		return nil
 	}
@@ -241,26 +240,26 @@ func (t *tx) SetLastUsed(uses []keys.LastUsed) error {
 }
 
 // grainTable names the table and time column of a grain's usage rows.
-func grainTable(g keys.Grain) (table, column string, err error) {
+func grainTable(g latchkey.Grain) (table, column string, err error) {
 	switch g {
-	case keys.GrainMinute:
+	case latchkey.GrainMinute:
 		return "usage_minutes", "minute", nil
-	case keys.GrainHour:
+	case latchkey.GrainHour:
 		return "usage_hours", "hour", nil
-	case keys.GrainDay:
+	case latchkey.GrainDay:
 		return "usage_days", "day", nil
 	}
 	return "", "", latchkey.Errorf(latchkey.EInvalid, "usage grain %q: use minute, hour or day", g)
 }
 
 // Usage returns a key's minute rows in [from, to), by minute then code.
-func (t *tx) Usage(tenant, keyID string, from, to time.Time) ([]keys.UsageRow, error) {
-	return t.UsageRollup(tenant, keyID, keys.GrainMinute, from, to)
+func (t *tx) Usage(tenant, keyID string, from, to time.Time) ([]latchkey.UsageRow, error) {
+	return t.UsageRollup(tenant, keyID, latchkey.GrainMinute, from, to)
 }
 
 // UsageRollup returns a key's rows of the grain whose start is in
 // [from, to), by start then code.
-func (t *tx) UsageRollup(tenant, keyID string, g keys.Grain, from, to time.Time) ([]keys.UsageRow, error) {
+func (t *tx) UsageRollup(tenant, keyID string, g latchkey.Grain, from, to time.Time) ([]latchkey.UsageRow, error) {
 	table, column, err := grainTable(g)
 	if err != nil {
 		return nil, err
@@ -272,9 +271,9 @@ func (t *tx) UsageRollup(tenant, keyID string, g keys.Grain, from, to time.Time)
 		return nil, fail(t.ctx, "usage", err)
 	}
 	defer rows.Close()
-	out := []keys.UsageRow{}
+	out := []latchkey.UsageRow{}
 	for rows.Next() {
-		r := keys.UsageRow{KeyID: keyID, Tenant: tenant}
+		r := latchkey.UsageRow{KeyID: keyID, Tenant: tenant}
 		var start int64
 		if err := rows.Scan(&start, &r.Code, &r.Count); err != nil {
 			return nil, fail(t.ctx, "usage", err)
@@ -290,16 +289,16 @@ func (t *tx) UsageRollup(tenant, keyID string, g keys.Grain, from, to time.Time)
 
 // UsageNetworks returns a key's network rows in [from, to), by minute then
 // network; the key must belong to the tenant.
-func (t *tx) UsageNetworks(tenant, keyID string, from, to time.Time) ([]keys.UsageNetwork, error) {
+func (t *tx) UsageNetworks(tenant, keyID string, from, to time.Time) ([]latchkey.UsageNetwork, error) {
 	return t.usageNetworks("usage_networks", "minute", tenant, keyID, from, to)
 }
 
 // UsageNetworkDays returns a key's daily network rows in [from, to).
-func (t *tx) UsageNetworkDays(tenant, keyID string, from, to time.Time) ([]keys.UsageNetwork, error) {
+func (t *tx) UsageNetworkDays(tenant, keyID string, from, to time.Time) ([]latchkey.UsageNetwork, error) {
 	return t.usageNetworks("usage_network_days", "day", tenant, keyID, from, to)
 }
 
-func (t *tx) usageNetworks(table, column, tenant, keyID string, from, to time.Time) ([]keys.UsageNetwork, error) {
+func (t *tx) usageNetworks(table, column, tenant, keyID string, from, to time.Time) ([]latchkey.UsageNetwork, error) {
 	rows, err := t.tx.QueryContext(t.ctx, `SELECT `+column+`, network, count FROM `+table+`
 		WHERE key_id = ? AND `+column+` >= ? AND `+column+` < ?
 		AND EXISTS (SELECT 1 FROM keys WHERE keys.id = `+table+`.key_id AND keys.tenant_id = ?)
@@ -308,9 +307,9 @@ func (t *tx) usageNetworks(table, column, tenant, keyID string, from, to time.Ti
 		return nil, fail(t.ctx, "usage networks", err)
 	}
 	defer rows.Close()
-	out := []keys.UsageNetwork{}
+	out := []latchkey.UsageNetwork{}
 	for rows.Next() {
-		r := keys.UsageNetwork{KeyID: keyID}
+		r := latchkey.UsageNetwork{KeyID: keyID}
 		var start int64
 		if err := rows.Scan(&start, &r.Network, &r.Count); err != nil {
 			return nil, fail(t.ctx, "usage networks", err)
@@ -326,14 +325,14 @@ func (t *tx) usageNetworks(table, column, tenant, keyID string, from, to time.Ti
 
 // PruneUsage deletes the rows of the grain that start before before:
 // minute and minute-network rows, hour rows, or day and day-network rows.
-func (t *tx) PruneUsage(g keys.Grain, before time.Time) (int64, error) {
+func (t *tx) PruneUsage(g latchkey.Grain, before time.Time) (int64, error) {
 	var qs []string
 	switch g {
-	case keys.GrainMinute:
+	case latchkey.GrainMinute:
 		qs = []string{`DELETE FROM usage_minutes WHERE minute < ?`, `DELETE FROM usage_networks WHERE minute < ?`}
-	case keys.GrainHour:
+	case latchkey.GrainHour:
 		qs = []string{`DELETE FROM usage_hours WHERE hour < ?`}
-	case keys.GrainDay:
+	case latchkey.GrainDay:
 		qs = []string{`DELETE FROM usage_days WHERE day < ?`, `DELETE FROM usage_network_days WHERE day < ?`}
 	default:
 		return 0, latchkey.Errorf(latchkey.EInvalid, "usage grain %q: use minute, hour or day", g)

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
-	"github.com/latchkeyhq/latchkey/keys"
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
@@ -46,7 +45,7 @@ func (t *tx) Webhook(tenant, id string) (*latchkey.Webhook, error) {
 }
 
 // Webhooks lists a tenant's webhooks by id.
-func (t *tx) Webhooks(tenant string, p keys.Page) ([]*latchkey.Webhook, error) {
+func (t *tx) Webhooks(tenant string, p latchkey.Page) ([]*latchkey.Webhook, error) {
 	return t.webhooks("webhooks", `SELECT `+webhookColumns+` FROM webhooks WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT ?`,
 		tenant, p.After, limit(p))
 }
@@ -157,7 +156,7 @@ func (t *tx) Delivery(tenant, id string) (*latchkey.Delivery, error) {
 }
 
 // Deliveries lists a webhook's deliveries newest first.
-func (t *tx) Deliveries(tenant, webhookID string, f keys.DeliveryFilter) ([]*latchkey.Delivery, error) {
+func (t *tx) Deliveries(tenant, webhookID string, f latchkey.DeliveryFilter) ([]*latchkey.Delivery, error) {
 	var q strings.Builder
 	q.WriteString(`SELECT ` + deliveryColumns + ` FROM deliveries WHERE tenant_id = ? AND webhook_id = ?`)
 	args := []any{tenant, webhookID}
@@ -170,7 +169,7 @@ func (t *tx) Deliveries(tenant, webhookID string, f keys.DeliveryFilter) ([]*lat
 		args = append(args, f.Status)
 	}
 	q.WriteString(` ORDER BY id DESC LIMIT ?`)
-	args = append(args, limit(keys.Page{Limit: f.Limit}))
+	args = append(args, limit(latchkey.Page{Limit: f.Limit}))
 	return t.deliveries("deliveries", q.String(), args...)
 }
 
@@ -232,7 +231,7 @@ func (t *tx) PruneDeliveries(before time.Time) (int64, error) {
 }
 
 // ExpiringKeys returns live keys whose expiry falls in (From, To].
-func (t *tx) ExpiringKeys(f keys.ExpiringFilter) ([]*latchkey.Key, error) {
+func (t *tx) ExpiringKeys(f latchkey.ExpiringFilter) ([]*latchkey.Key, error) {
 	q := `SELECT ` + keyColumns + ` FROM keys
 		WHERE expires_at IS NOT NULL AND expires_at > ? AND expires_at <= ?
 		AND state != 'revoked' AND grace_until IS NULL`
@@ -243,7 +242,7 @@ func (t *tx) ExpiringKeys(f keys.ExpiringFilter) ([]*latchkey.Key, error) {
 		args = append(args, ae, ae, f.AfterID)
 	}
 	q += ` ORDER BY expires_at, id LIMIT ?`
-	args = append(args, limit(keys.Page{Limit: f.Limit}))
+	args = append(args, limit(latchkey.Page{Limit: f.Limit}))
 	return t.keys("expiring keys", q, args...)
 }
 
