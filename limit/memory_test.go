@@ -18,7 +18,7 @@ import (
 func TestConformance(t *testing.T) {
 	var mu sync.Mutex
 	stores := map[*testing.T]*sqlite.DB{}
-	limittest.Run(t, func(t *testing.T) (keys.Limiter, keys.Store) {
+	limittest.Run(t, func(t *testing.T) (latchkey.Limiter, latchkey.Store[limittest.Tx]) {
 		mu.Lock()
 		db, ok := stores[t]
 		if !ok {
@@ -28,7 +28,7 @@ func TestConformance(t *testing.T) {
 		mu.Unlock()
 		// No background flush during the suite: it flushes where it
 		// means to, so every run sees the same interleaving.
-		return newTestMemory(t, Options{Store: latchkey.Narrow[latchkey.QuotaStore](db), FlushInterval: time.Hour}), db
+		return newTestMemory(t, Options{Store: latchkey.Narrow[latchkey.QuotaStore](db), FlushInterval: time.Hour}), latchkey.Narrow[limittest.Tx](db)
 	})
 }
 

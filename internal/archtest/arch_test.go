@@ -59,8 +59,7 @@ var may = map[string][]string{
 // docs/plans/issue11-split.md. An exception that is no longer needed fails
 // the test, so the list only shrinks.
 var allowed = map[string][]string{
-	"limit/limittest": {"keys"},
-	"store/sqlite":    {"keys"},
+	"store/sqlite": {"keys"},
 }
 
 func TestPackagesImportOnlyWhatTheMapAllows(t *testing.T) {

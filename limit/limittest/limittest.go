@@ -1,7 +1,7 @@
 // Package limittest is the conformance suite for latchkey.Limiter. Every
 // limiter (in memory, Redis) runs Run from its own tests, so a key's limits
 // mean the same whichever limiter enforces them. The suite uses nothing but
-// the latchkey.Limiter contract and the keys.Store it persists quota usage in;
+// the latchkey.Limiter contract and the store it persists quota usage in;
 // time is always the now it passes, moved by hand.
 //
 // Besides the comments on latchkey.Limiter, the suite pins down:
@@ -62,15 +62,23 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
-	"github.com/latchkeyhq/latchkey/keys"
 )
+
+// Tx is what the suite needs of the store's transactions: the quota rows
+// the limiter keeps, and a tenant and keys to limit (the rows refer to
+// them).
+type Tx interface {
+	latchkey.QuotaStore
+	CreateTenant(t *latchkey.Tenant) error
+	CreateKey(k *latchkey.Key) error
+}
 
 // Run runs the suite. newLimiter returns a new limiter and the store it
 // keeps quota usage in, and arranges (t.Cleanup) to close both when the test
 // ends. The first call for a test must return a new, empty store; later
 // calls with the same t, which the suite makes to model a restart, must
 // return a new limiter over that same store.
-func Run(t *testing.T, newLimiter func(t *testing.T) (latchkey.Limiter, keys.Store)) {
+func Run(t *testing.T, newLimiter func(t *testing.T) (latchkey.Limiter, latchkey.Store[Tx])) {
 	tests := []struct {
 		name string
 		fn   func(t *testing.T, f *fixture)
@@ -115,7 +123,7 @@ func Run(t *testing.T, newLimiter func(t *testing.T) (latchkey.Limiter, keys.Sto
 		t.Run(tt.name, func(t *testing.T) {
 			lim, s := newLimiter(t)
 			f := &fixture{lim: lim, store: s, newLimiter: newLimiter}
-			err := s.Update(t.Context(), func(tx keys.Tx) error {
+			err := s.Update(t.Context(), func(tx Tx) error {
 				return tx.CreateTenant(&latchkey.Tenant{ID: tenant, Name: "Limit test", CreatedAt: t0})
 			})
 			if err != nil {
@@ -142,8 +150,8 @@ func date(y int, m time.Month, d, h, min, s, ns int) time.Time {
 
 type fixture struct {
 	lim        latchkey.Limiter
-	store      keys.Store
-	newLimiter func(t *testing.T) (latchkey.Limiter, keys.Store)
+	store      latchkey.Store[Tx]
+	newLimiter func(t *testing.T) (latchkey.Limiter, latchkey.Store[Tx])
 }
 
 // key creates a key in the store (quota usage rows refer to it), created at
@@ -164,7 +172,7 @@ func (f *fixture) key(t *testing.T, mod func(k *latchkey.Key)) *latchkey.Key {
 		mod(k)
 	}
 	k.UpdatedAt = k.CreatedAt
-	if err := f.store.Update(t.Context(), func(tx keys.Tx) error { return tx.CreateKey(k) }); err != nil {
+	if err := f.store.Update(t.Context(), func(tx Tx) error { return tx.CreateKey(k) }); err != nil {
 		t.Fatalf("CreateKey: %v", err)
 	}
 	return k
@@ -189,17 +197,17 @@ func (f *fixture) flush(t *testing.T, lim latchkey.Limiter) {
 
 func (f *fixture) resetUsage(t *testing.T, k *latchkey.Key) {
 	t.Helper()
-	if err := f.store.Update(t.Context(), func(tx keys.Tx) error { return tx.ResetQuotaUsage(k.ID) }); err != nil {
+	if err := f.store.Update(t.Context(), func(tx Tx) error { return tx.ResetQuotaUsage(k.ID) }); err != nil {
 		t.Fatalf("ResetQuotaUsage: %v", err)
 	}
 }
 
-func (f *fixture) admit(t *testing.T, k *latchkey.Key, cost int64, now time.Time) keys.Admission {
+func (f *fixture) admit(t *testing.T, k *latchkey.Key, cost int64, now time.Time) latchkey.Admission {
 	t.Helper()
 	return admitOn(t, f.lim, k, cost, now)
 }
 
-func admitOn(t *testing.T, lim latchkey.Limiter, k *latchkey.Key, cost int64, now time.Time) keys.Admission {
+func admitOn(t *testing.T, lim latchkey.Limiter, k *latchkey.Key, cost int64, now time.Time) latchkey.Admission {
 	t.Helper()
 	adm, err := lim.Admit(t.Context(), k, cost, now)
 	if err != nil {
@@ -210,7 +218,7 @@ func admitOn(t *testing.T, lim latchkey.Limiter, k *latchkey.Key, cost int64, no
 
 // count makes n requests at one instant and returns how many were admitted
 // and the last admission and denial.
-func (f *fixture) count(t *testing.T, k *latchkey.Key, cost int64, now time.Time, n int) (admitted int, lastOK, lastDenied keys.Admission) {
+func (f *fixture) count(t *testing.T, k *latchkey.Key, cost int64, now time.Time, n int) (admitted int, lastOK, lastDenied latchkey.Admission) {
 	t.Helper()
 	for range n {
 		adm := f.admit(t, k, cost, now)
@@ -227,13 +235,13 @@ func (f *fixture) count(t *testing.T, k *latchkey.Key, cost int64, now time.Time
 // want is an expected admission; lease says whether a lease id is expected.
 type want struct {
 	code  string
-	rate  keys.LimitState
-	quota keys.LimitState
+	rate  latchkey.LimitState
+	quota latchkey.LimitState
 	retry time.Duration
 	lease bool
 }
 
-func check(t *testing.T, what string, got keys.Admission, w want) {
+func check(t *testing.T, what string, got latchkey.Admission, w want) {
 	t.Helper()
 	var diffs []string
 	if got.Code != w.code {
@@ -252,7 +260,7 @@ func check(t *testing.T, what string, got keys.Admission, w want) {
 	}
 }
 
-func limitDiff(name string, got, want keys.LimitState) []string {
+func limitDiff(name string, got, want latchkey.LimitState) []string {
 	var d []string
 	if got.Limit != want.Limit {
 		d = append(d, fmt.Sprintf("%s.Limit %d, want %d", name, got.Limit, want.Limit))
@@ -291,11 +299,11 @@ func ceilMulDiv(a, b, c int64) int64 {
 // hammer makes workers×each requests at one instant from workers
 // goroutines at once, and returns the admitted ones. (Bounded workers,
 // because the race detector allows only 8128 live goroutines.)
-func hammer(t *testing.T, lim latchkey.Limiter, k *latchkey.Key, now time.Time, workers, each int) []keys.Admission {
+func hammer(t *testing.T, lim latchkey.Limiter, k *latchkey.Key, now time.Time, workers, each int) []latchkey.Admission {
 	t.Helper()
 	var (
 		mu       sync.Mutex
-		admitted []keys.Admission
+		admitted []latchkey.Admission
 		failed   atomic.Int64
 		wg       sync.WaitGroup
 		start    = make(chan struct{})
@@ -329,7 +337,7 @@ func testNoLimits(t *testing.T, f *fixture) {
 	for _, cost := range []int64{0, 1, 1 << 40} {
 		for i := range 50 {
 			adm, err := f.lim.Admit(t.Context(), k, cost, at(time.Duration(i)))
-			if err != nil || adm != (keys.Admission{}) {
+			if err != nil || adm != (latchkey.Admission{}) {
 				t.Fatalf("Admit of a key without limits (cost %d) = %+v, %v; want the zero Admission", cost, adm, err)
 			}
 		}
@@ -349,7 +357,7 @@ func testNegativeCost(t *testing.T, f *fixture) {
 	}
 	k := f.key(t, periodic(10, "daily"))
 	check(t, "after a rejected negative cost", f.admit(t, k, 1, t0),
-		want{quota: keys.LimitState{Limit: 10, Remaining: 9, ResetAt: date(2031, 3, 15, 0, 0, 0, 0)}})
+		want{quota: latchkey.LimitState{Limit: 10, Remaining: 9, ResetAt: date(2031, 3, 15, 0, 0, 0, 0)}})
 }
 
 func testWindowBurst(t *testing.T, f *fixture) {
@@ -372,7 +380,7 @@ func testWindowBurst(t *testing.T, f *fixture) {
 			for i := int64(1); i <= tc.limit; i++ {
 				adm := f.admit(t, k, 1, t0)
 				if adm.Code != "" || adm.RateLimit.Remaining != tc.limit-i || !adm.RateLimit.ResetAt.Equal(at(time.Duration(ceilMulDiv(i, w, tc.limit)))) {
-					check(t, fmt.Sprintf("request %d", i), adm, want{rate: keys.LimitState{
+					check(t, fmt.Sprintf("request %d", i), adm, want{rate: latchkey.LimitState{
 						Limit: tc.limit, Remaining: tc.limit - i, ResetAt: at(time.Duration(ceilMulDiv(i, w, tc.limit))),
 					}})
 					return
@@ -386,7 +394,7 @@ func testWindowBurst(t *testing.T, f *fixture) {
 				if i == 0 {
 					check(t, "first denial", adm, want{
 						code:  latchkey.CodeRateLimited,
-						rate:  keys.LimitState{Limit: tc.limit, Remaining: 0, ResetAt: at(tc.window)},
+						rate:  latchkey.LimitState{Limit: tc.limit, Remaining: 0, ResetAt: at(tc.window)},
 						retry: time.Duration(ceilMulDiv(1, w, tc.limit)),
 					})
 				}
@@ -402,26 +410,26 @@ func testWindowRefill(t *testing.T, f *fixture) {
 		t.Fatalf("a full bucket admitted %d, want 10", n)
 	}
 	check(t, "1ns before the next emission", f.admit(t, k, 1, at(s-1)), want{
-		code: latchkey.CodeRateLimited, rate: keys.LimitState{Limit: 10, ResetAt: at(10 * s)}, retry: 1,
+		code: latchkey.CodeRateLimited, rate: latchkey.LimitState{Limit: 10, ResetAt: at(10 * s)}, retry: 1,
 	})
 	check(t, "at the next emission", f.admit(t, k, 1, at(s)), want{
-		rate: keys.LimitState{Limit: 10, ResetAt: at(11 * s)},
+		rate: latchkey.LimitState{Limit: 10, ResetAt: at(11 * s)},
 	})
 	check(t, "right after it", f.admit(t, k, 1, at(s)), want{
-		code: latchkey.CodeRateLimited, rate: keys.LimitState{Limit: 10, ResetAt: at(11 * s)}, retry: s,
+		code: latchkey.CodeRateLimited, rate: latchkey.LimitState{Limit: 10, ResetAt: at(11 * s)}, retry: s,
 	})
 	n, last, denied := f.count(t, k, 1, at(6*s), 20)
 	if n != 5 {
 		t.Fatalf("5s later: admitted %d, want 5", n)
 	}
-	check(t, "last of five", last, want{rate: keys.LimitState{Limit: 10, ResetAt: at(16 * s)}})
-	check(t, "sixth", denied, want{code: latchkey.CodeRateLimited, rate: keys.LimitState{Limit: 10, ResetAt: at(16 * s)}, retry: s})
+	check(t, "last of five", last, want{rate: latchkey.LimitState{Limit: 10, ResetAt: at(16 * s)}})
+	check(t, "sixth", denied, want{code: latchkey.CodeRateLimited, rate: latchkey.LimitState{Limit: 10, ResetAt: at(16 * s)}, retry: s})
 	if n, _, _ := f.count(t, k, 1, at(16*s), 20); n != 10 {
 		t.Fatalf("when full again: admitted %d, want 10", n)
 	}
 	// An idle bucket fills up, and no further.
 	check(t, "after an hour idle", f.admit(t, k, 1, at(time.Hour)), want{
-		rate: keys.LimitState{Limit: 10, Remaining: 9, ResetAt: at(time.Hour + s)},
+		rate: latchkey.LimitState{Limit: 10, Remaining: 9, ResetAt: at(time.Hour + s)},
 	})
 	if n, _, _ := f.count(t, k, 1, at(time.Hour), 20); n != 9 {
 		t.Fatalf("after an hour idle: admitted %d in all, want 10", n+1)
@@ -431,17 +439,17 @@ func testWindowRefill(t *testing.T, f *fixture) {
 func testWindowFractional(t *testing.T, f *fixture) {
 	// 3 per second: one every 333,333,333⅓ ns.
 	k := f.key(t, windows(rl("w", 3, time.Second)))
-	check(t, "first", f.admit(t, k, 1, t0), want{rate: keys.LimitState{Limit: 3, Remaining: 2, ResetAt: at(333333334)}})
-	check(t, "second", f.admit(t, k, 1, t0), want{rate: keys.LimitState{Limit: 3, Remaining: 1, ResetAt: at(666666667)}})
-	check(t, "third", f.admit(t, k, 1, t0), want{rate: keys.LimitState{Limit: 3, Remaining: 0, ResetAt: at(time.Second)}})
+	check(t, "first", f.admit(t, k, 1, t0), want{rate: latchkey.LimitState{Limit: 3, Remaining: 2, ResetAt: at(333333334)}})
+	check(t, "second", f.admit(t, k, 1, t0), want{rate: latchkey.LimitState{Limit: 3, Remaining: 1, ResetAt: at(666666667)}})
+	check(t, "third", f.admit(t, k, 1, t0), want{rate: latchkey.LimitState{Limit: 3, Remaining: 0, ResetAt: at(time.Second)}})
 	check(t, "fourth", f.admit(t, k, 1, t0), want{
-		code: latchkey.CodeRateLimited, rate: keys.LimitState{Limit: 3, ResetAt: at(time.Second)}, retry: 333333334,
+		code: latchkey.CodeRateLimited, rate: latchkey.LimitState{Limit: 3, ResetAt: at(time.Second)}, retry: 333333334,
 	})
 	check(t, "⅓ ns before the emission", f.admit(t, k, 1, at(333333333)), want{
-		code: latchkey.CodeRateLimited, rate: keys.LimitState{Limit: 3, ResetAt: at(time.Second)}, retry: 1,
+		code: latchkey.CodeRateLimited, rate: latchkey.LimitState{Limit: 3, ResetAt: at(time.Second)}, retry: 1,
 	})
 	check(t, "at the emission, rounded up", f.admit(t, k, 1, at(333333334)), want{
-		rate: keys.LimitState{Limit: 3, ResetAt: at(1333333334)},
+		rate: latchkey.LimitState{Limit: 3, ResetAt: at(1333333334)},
 	})
 	// The TAT is now t0 + 1⅓ s: the bucket is full from then on, and not a
 	// third of a nanosecond earlier (rounding the interval down to whole
@@ -516,35 +524,35 @@ func testDeniedConsumeNothing(t *testing.T, f *fixture) {
 func testTwoWindows(t *testing.T, f *fixture) {
 	const s = time.Second
 	k := f.key(t, windows(rl("hourly", 4, time.Hour), rl("burst", 2, s)))
-	check(t, "first", f.admit(t, k, 1, t0), want{rate: keys.LimitState{Limit: 2, Remaining: 1, ResetAt: at(s / 2)}})
-	check(t, "second", f.admit(t, k, 1, t0), want{rate: keys.LimitState{Limit: 2, Remaining: 0, ResetAt: at(s)}})
+	check(t, "first", f.admit(t, k, 1, t0), want{rate: latchkey.LimitState{Limit: 2, Remaining: 1, ResetAt: at(s / 2)}})
+	check(t, "second", f.admit(t, k, 1, t0), want{rate: latchkey.LimitState{Limit: 2, Remaining: 0, ResetAt: at(s)}})
 	// The burst window denies these; the hourly one must not count them.
 	for i := range 50 {
 		adm := f.admit(t, k, 1, t0)
 		if i == 0 || adm.Code != latchkey.CodeRateLimited {
 			check(t, "denied by the burst window", adm, want{
-				code: latchkey.CodeRateLimited, rate: keys.LimitState{Limit: 2, Remaining: 0, ResetAt: at(s)}, retry: s / 2,
+				code: latchkey.CodeRateLimited, rate: latchkey.LimitState{Limit: 2, Remaining: 0, ResetAt: at(s)}, retry: s / 2,
 			})
 		}
 	}
 	// One second on, only the hourly window could stand in the way: it has
 	// 2 of its 4 left.
-	check(t, "third", f.admit(t, k, 1, at(s)), want{rate: keys.LimitState{Limit: 2, Remaining: 1, ResetAt: at(3 * s / 2)}})
-	check(t, "fourth", f.admit(t, k, 1, at(s)), want{rate: keys.LimitState{Limit: 2, Remaining: 0, ResetAt: at(2 * s)}})
+	check(t, "third", f.admit(t, k, 1, at(s)), want{rate: latchkey.LimitState{Limit: 2, Remaining: 1, ResetAt: at(3 * s / 2)}})
+	check(t, "fourth", f.admit(t, k, 1, at(s)), want{rate: latchkey.LimitState{Limit: 2, Remaining: 0, ResetAt: at(2 * s)}})
 	// Now the hourly window is empty (one request every 15 minutes), and it
 	// is the tightest.
 	check(t, "fifth, denied by the hourly window", f.admit(t, k, 1, at(2*s)), want{
 		code:  latchkey.CodeRateLimited,
-		rate:  keys.LimitState{Limit: 4, Remaining: 0, ResetAt: at(time.Hour)},
+		rate:  latchkey.LimitState{Limit: 4, Remaining: 0, ResetAt: at(time.Hour)},
 		retry: 15*time.Minute - 2*s,
 	})
 	check(t, "1ns before the hourly emission", f.admit(t, k, 1, at(15*time.Minute-1)), want{
 		code:  latchkey.CodeRateLimited,
-		rate:  keys.LimitState{Limit: 4, Remaining: 0, ResetAt: at(time.Hour)},
+		rate:  latchkey.LimitState{Limit: 4, Remaining: 0, ResetAt: at(time.Hour)},
 		retry: 1,
 	})
 	check(t, "at the hourly emission", f.admit(t, k, 1, at(15*time.Minute)), want{
-		rate: keys.LimitState{Limit: 4, Remaining: 0, ResetAt: at(time.Hour + 15*time.Minute)},
+		rate: latchkey.LimitState{Limit: 4, Remaining: 0, ResetAt: at(time.Hour + 15*time.Minute)},
 	})
 }
 
@@ -553,14 +561,14 @@ func testTightest(t *testing.T, f *fixture) {
 	for _, tc := range []struct {
 		name string
 		rls  []latchkey.RateLimit
-		want keys.LimitState
+		want latchkey.LimitState
 	}{
 		{"FewestRemaining", []latchkey.RateLimit{rl("big", 100, 100*s), rl("small", 10, 10*s)},
-			keys.LimitState{Limit: 10, Remaining: 9, ResetAt: at(s)}},
+			latchkey.LimitState{Limit: 10, Remaining: 9, ResetAt: at(s)}},
 		{"FewestRemainingBeatsSoonerReset", []latchkey.RateLimit{rl("fast", 10, s), rl("slow", 3, 30*s)},
-			keys.LimitState{Limit: 3, Remaining: 2, ResetAt: at(10 * s)}},
+			latchkey.LimitState{Limit: 3, Remaining: 2, ResetAt: at(10 * s)}},
 		{"TieGoesToSoonestReset", []latchkey.RateLimit{rl("slow", 5, 50*s), rl("fast", 5, 5*s)},
-			keys.LimitState{Limit: 5, Remaining: 4, ResetAt: at(s)}},
+			latchkey.LimitState{Limit: 5, Remaining: 4, ResetAt: at(s)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			k := f.key(t, windows(tc.rls...))
@@ -576,17 +584,17 @@ func testWindowsCountRequests(t *testing.T, f *fixture) {
 	})
 	apr := date(2031, 4, 1, 0, 0, 0, 0)
 	check(t, "cost 50", f.admit(t, k, 50, t0), want{
-		rate:  keys.LimitState{Limit: 2, Remaining: 1, ResetAt: at(time.Second / 2)},
-		quota: keys.LimitState{Limit: 100, Remaining: 50, ResetAt: apr},
+		rate:  latchkey.LimitState{Limit: 2, Remaining: 1, ResetAt: at(time.Second / 2)},
+		quota: latchkey.LimitState{Limit: 100, Remaining: 50, ResetAt: apr},
 	})
 	check(t, "cost 0", f.admit(t, k, 0, t0), want{
-		rate:  keys.LimitState{Limit: 2, Remaining: 0, ResetAt: at(time.Second)},
-		quota: keys.LimitState{Limit: 100, Remaining: 50, ResetAt: apr},
+		rate:  latchkey.LimitState{Limit: 2, Remaining: 0, ResetAt: at(time.Second)},
+		quota: latchkey.LimitState{Limit: 100, Remaining: 50, ResetAt: apr},
 	})
 	check(t, "cost 0 with the window empty", f.admit(t, k, 0, t0), want{
 		code:  latchkey.CodeRateLimited,
-		rate:  keys.LimitState{Limit: 2, Remaining: 0, ResetAt: at(time.Second)},
-		quota: keys.LimitState{Limit: 100, Remaining: 50, ResetAt: apr},
+		rate:  latchkey.LimitState{Limit: 2, Remaining: 0, ResetAt: at(time.Second)},
+		quota: latchkey.LimitState{Limit: 100, Remaining: 50, ResetAt: apr},
 		retry: time.Second / 2,
 	})
 }
@@ -598,14 +606,16 @@ func testWindowConcurrent(t *testing.T, f *fixture) {
 	}
 	check(t, "afterwards", f.admit(t, k, 1, t0), want{
 		code:  latchkey.CodeRateLimited,
-		rate:  keys.LimitState{Limit: 500, Remaining: 0, ResetAt: at(time.Hour)},
+		rate:  latchkey.LimitState{Limit: 500, Remaining: 0, ResetAt: at(time.Hour)},
 		retry: time.Hour / 500,
 	})
 }
 
 func testQuotaCost(t *testing.T, f *fixture) {
 	apr := date(2031, 4, 1, 0, 0, 0, 0)
-	q := func(rem int64) keys.LimitState { return keys.LimitState{Limit: 10, Remaining: rem, ResetAt: apr} }
+	q := func(rem int64) latchkey.LimitState {
+		return latchkey.LimitState{Limit: 10, Remaining: rem, ResetAt: apr}
+	}
 	k := f.key(t, periodic(10, "monthly"))
 	check(t, "cost 3", f.admit(t, k, 3, t0), want{quota: q(7)})
 	check(t, "cost 3 again", f.admit(t, k, 3, t0), want{quota: q(4)})
@@ -629,14 +639,14 @@ func testQuotaConcurrent(t *testing.T, f *fixture) {
 	apr := date(2031, 4, 1, 0, 0, 0, 0)
 	check(t, "afterwards", f.admit(t, k, 1, t0), want{
 		code:  latchkey.CodeQuotaExceeded,
-		quota: keys.LimitState{Limit: 1000, Remaining: 0, ResetAt: apr},
+		quota: latchkey.LimitState{Limit: 1000, Remaining: 0, ResetAt: apr},
 		retry: apr.Sub(t0),
 	})
 	// The count that reaches the store is exact too.
 	f.flush(t, f.lim)
 	check(t, "after a restart", admitOn(t, f.restart(t), k, 1, t0), want{
 		code:  latchkey.CodeQuotaExceeded,
-		quota: keys.LimitState{Limit: 1000, Remaining: 0, ResetAt: apr},
+		quota: latchkey.LimitState{Limit: 1000, Remaining: 0, ResetAt: apr},
 		retry: apr.Sub(t0),
 	})
 }
@@ -649,8 +659,8 @@ func testQuotaDurationPeriod(t *testing.T, f *fixture) {
 		k.Quota = &latchkey.Quota{Limit: 3, Period: "30d"}
 	})
 	c := func(d time.Duration) time.Time { return created.Add(d) }
-	q := func(rem int64, end time.Duration) keys.LimitState {
-		return keys.LimitState{Limit: 3, Remaining: rem, ResetAt: c(end)}
+	q := func(rem int64, end time.Duration) latchkey.LimitState {
+		return latchkey.LimitState{Limit: 3, Remaining: rem, ResetAt: c(end)}
 	}
 	for i := int64(1); i <= 3; i++ {
 		check(t, fmt.Sprintf("request %d", i), f.admit(t, k, 1, c(time.Hour)), want{quota: q(3-i, 30*day)})
@@ -666,23 +676,23 @@ func testQuotaDaily(t *testing.T, f *fixture) {
 	k := f.key(t, periodic(2, "daily"))
 	last := date(2031, 3, 14, 23, 59, 59, 999999999)
 	mar15, mar16 := date(2031, 3, 15, 0, 0, 0, 0), date(2031, 3, 16, 0, 0, 0, 0)
-	check(t, "first", f.admit(t, k, 1, last), want{quota: keys.LimitState{Limit: 2, Remaining: 1, ResetAt: mar15}})
-	check(t, "second", f.admit(t, k, 1, last), want{quota: keys.LimitState{Limit: 2, Remaining: 0, ResetAt: mar15}})
+	check(t, "first", f.admit(t, k, 1, last), want{quota: latchkey.LimitState{Limit: 2, Remaining: 1, ResetAt: mar15}})
+	check(t, "second", f.admit(t, k, 1, last), want{quota: latchkey.LimitState{Limit: 2, Remaining: 0, ResetAt: mar15}})
 	check(t, "third, 1ns before midnight", f.admit(t, k, 1, last), want{
-		code: latchkey.CodeQuotaExceeded, quota: keys.LimitState{Limit: 2, Remaining: 0, ResetAt: mar15}, retry: 1,
+		code: latchkey.CodeQuotaExceeded, quota: latchkey.LimitState{Limit: 2, Remaining: 0, ResetAt: mar15}, retry: 1,
 	})
-	check(t, "at midnight UTC", f.admit(t, k, 1, mar15), want{quota: keys.LimitState{Limit: 2, Remaining: 1, ResetAt: mar16}})
+	check(t, "at midnight UTC", f.admit(t, k, 1, mar15), want{quota: latchkey.LimitState{Limit: 2, Remaining: 1, ResetAt: mar16}})
 	// A caller's zone does not matter: this is 2031-03-16T00:30 UTC.
 	ist := time.FixedZone("IST", 5*3600+1800)
 	check(t, "the next day, in another zone", f.admit(t, k, 2, time.Date(2031, 3, 16, 6, 0, 0, 0, ist)), want{
-		quota: keys.LimitState{Limit: 2, Remaining: 0, ResetAt: date(2031, 3, 17, 0, 0, 0, 0)},
+		quota: latchkey.LimitState{Limit: 2, Remaining: 0, ResetAt: date(2031, 3, 17, 0, 0, 0, 0)},
 	})
 }
 
 func testQuotaMonthly(t *testing.T, f *fixture) {
 	k := f.key(t, periodic(1, "monthly"))
-	end := func(y int, m time.Month) keys.LimitState {
-		return keys.LimitState{Limit: 1, Remaining: 0, ResetAt: date(y, m, 1, 0, 0, 0, 0)}
+	end := func(y int, m time.Month) latchkey.LimitState {
+		return latchkey.LimitState{Limit: 1, Remaining: 0, ResetAt: date(y, m, 1, 0, 0, 0, 0)}
 	}
 	steps := []struct {
 		name string
@@ -710,7 +720,7 @@ func testCredit(t *testing.T, f *fixture) {
 	credit := func(n int64) func(*latchkey.Key) {
 		return func(k *latchkey.Key) { k.Quota = &latchkey.Quota{Remaining: &n} }
 	}
-	q := func(rem int64) keys.LimitState { return keys.LimitState{Limit: 5, Remaining: rem} }
+	q := func(rem int64) latchkey.LimitState { return latchkey.LimitState{Limit: 5, Remaining: rem} }
 	k := f.key(t, credit(5))
 	check(t, "cost 2", f.admit(t, k, 2, t0), want{quota: q(3)})
 	check(t, "cost 4 with 3 left", f.admit(t, k, 4, t0), want{code: latchkey.CodeQuotaExceeded, quota: q(3)})
@@ -719,7 +729,7 @@ func testCredit(t *testing.T, f *fixture) {
 	check(t, "a year later", f.admit(t, k, 1, at(366*24*time.Hour)), want{code: latchkey.CodeQuotaExceeded, quota: q(0)})
 
 	k = f.key(t, credit(0))
-	check(t, "an empty balance", f.admit(t, k, 1, t0), want{code: latchkey.CodeQuotaExceeded, quota: keys.LimitState{}})
+	check(t, "an empty balance", f.admit(t, k, 1, t0), want{code: latchkey.CodeQuotaExceeded, quota: latchkey.LimitState{}})
 	check(t, "an empty balance, cost 0", f.admit(t, k, 0, t0), want{})
 }
 
@@ -728,19 +738,19 @@ func testQuotaPersists(t *testing.T, f *fixture) {
 	balance := int64(10)
 	monthly := f.key(t, periodic(100, "monthly"))
 	credit := f.key(t, func(k *latchkey.Key) { k.Quota = &latchkey.Quota{Remaining: &balance} })
-	check(t, "monthly", f.admit(t, monthly, 7, t0), want{quota: keys.LimitState{Limit: 100, Remaining: 93, ResetAt: apr}})
-	check(t, "credit", f.admit(t, credit, 3, t0), want{quota: keys.LimitState{Limit: 10, Remaining: 7}})
+	check(t, "monthly", f.admit(t, monthly, 7, t0), want{quota: latchkey.LimitState{Limit: 100, Remaining: 93, ResetAt: apr}})
+	check(t, "credit", f.admit(t, credit, 3, t0), want{quota: latchkey.LimitState{Limit: 10, Remaining: 7}})
 	f.flush(t, f.lim)
 
 	second := f.restart(t)
-	check(t, "monthly after a restart", admitOn(t, second, monthly, 1, at(time.Hour)), want{quota: keys.LimitState{Limit: 100, Remaining: 92, ResetAt: apr}})
-	check(t, "credit after a restart", admitOn(t, second, credit, 1, at(time.Hour)), want{quota: keys.LimitState{Limit: 10, Remaining: 6}})
-	check(t, "monthly in the next month", admitOn(t, second, monthly, 5, date(2031, 4, 2, 0, 0, 0, 0)), want{quota: keys.LimitState{Limit: 100, Remaining: 95, ResetAt: may}})
+	check(t, "monthly after a restart", admitOn(t, second, monthly, 1, at(time.Hour)), want{quota: latchkey.LimitState{Limit: 100, Remaining: 92, ResetAt: apr}})
+	check(t, "credit after a restart", admitOn(t, second, credit, 1, at(time.Hour)), want{quota: latchkey.LimitState{Limit: 10, Remaining: 6}})
+	check(t, "monthly in the next month", admitOn(t, second, monthly, 5, date(2031, 4, 2, 0, 0, 0, 0)), want{quota: latchkey.LimitState{Limit: 100, Remaining: 95, ResetAt: may}})
 	f.flush(t, second)
 
 	third := f.restart(t)
-	check(t, "monthly after another restart", admitOn(t, third, monthly, 1, date(2031, 4, 3, 0, 0, 0, 0)), want{quota: keys.LimitState{Limit: 100, Remaining: 94, ResetAt: may}})
-	check(t, "credit after another restart", admitOn(t, third, credit, 6, date(2031, 4, 3, 0, 0, 0, 0)), want{quota: keys.LimitState{Limit: 10, Remaining: 0}})
+	check(t, "monthly after another restart", admitOn(t, third, monthly, 1, date(2031, 4, 3, 0, 0, 0, 0)), want{quota: latchkey.LimitState{Limit: 100, Remaining: 94, ResetAt: may}})
+	check(t, "credit after another restart", admitOn(t, third, credit, 6, date(2031, 4, 3, 0, 0, 0, 0)), want{quota: latchkey.LimitState{Limit: 10, Remaining: 0}})
 }
 
 func credit(n int64) func(*latchkey.Key) {
@@ -767,7 +777,7 @@ func testCreditConcurrent(t *testing.T, f *fixture) {
 	if n := len(hammer(t, f.lim, k, t0, 200, 50)); n != 1000 {
 		t.Fatalf("10,000 concurrent requests against a balance of 1,000: admitted %d", n)
 	}
-	check(t, "afterwards", f.admit(t, k, 1, t0), want{code: latchkey.CodeQuotaExceeded, quota: keys.LimitState{Limit: 1000}})
+	check(t, "afterwards", f.admit(t, k, 1, t0), want{code: latchkey.CodeQuotaExceeded, quota: latchkey.LimitState{Limit: 1000}})
 	// Not one credit more after a crash (no Flush), nor after a Flush.
 	if n := drain(t, f.restart(t), k, t0, 10); n != 0 {
 		t.Fatalf("after a crash, a spent balance admitted %d more", n)
@@ -800,13 +810,13 @@ func testCreditCrash(t *testing.T, f *fixture) {
 
 func testSingleUseCrash(t *testing.T, f *fixture) {
 	k := f.key(t, credit(1))
-	check(t, "the one use", f.admit(t, k, 1, t0), want{quota: keys.LimitState{Limit: 1}})
-	check(t, "after a crash", admitOn(t, f.restart(t), k, 1, at(time.Second)), want{code: latchkey.CodeQuotaExceeded, quota: keys.LimitState{Limit: 1}})
+	check(t, "the one use", f.admit(t, k, 1, t0), want{quota: latchkey.LimitState{Limit: 1}})
+	check(t, "after a crash", admitOn(t, f.restart(t), k, 1, at(time.Second)), want{code: latchkey.CodeQuotaExceeded, quota: latchkey.LimitState{Limit: 1}})
 
 	// A cost that is the whole balance is one use too.
 	k = f.key(t, credit(40))
-	check(t, "cost 40 of 40", f.admit(t, k, 40, t0), want{quota: keys.LimitState{Limit: 40}})
-	check(t, "cost 40 after a crash", admitOn(t, f.restart(t), k, 1, at(time.Second)), want{code: latchkey.CodeQuotaExceeded, quota: keys.LimitState{Limit: 40}})
+	check(t, "cost 40 of 40", f.admit(t, k, 40, t0), want{quota: latchkey.LimitState{Limit: 40}})
+	check(t, "cost 40 after a crash", admitOn(t, f.restart(t), k, 1, at(time.Second)), want{code: latchkey.CodeQuotaExceeded, quota: latchkey.LimitState{Limit: 40}})
 }
 
 func testCreditRemoved(t *testing.T, f *fixture) {
@@ -816,14 +826,14 @@ func testCreditRemoved(t *testing.T, f *fixture) {
 	})
 	step := 3600 * time.Millisecond
 	check(t, "cost 5 of 5", f.admit(t, k, 5, t0), want{
-		rate:  keys.LimitState{Limit: 1000, Remaining: 999, ResetAt: t0.Add(step)},
-		quota: keys.LimitState{Limit: 5},
+		rate:  latchkey.LimitState{Limit: 1000, Remaining: 999, ResetAt: t0.Add(step)},
+		quota: latchkey.LimitState{Limit: 5},
 	})
 	unlimited := *k
 	unlimited.Quota = nil
 	f.lim.Forget(k.ID)
 	check(t, "without the balance", f.admit(t, &unlimited, 100, t0), want{
-		rate: keys.LimitState{Limit: 1000, Remaining: 998, ResetAt: t0.Add(2 * step)},
+		rate: latchkey.LimitState{Limit: 1000, Remaining: 998, ResetAt: t0.Add(2 * step)},
 	})
 }
 
@@ -832,10 +842,10 @@ func testCreditFlushExact(t *testing.T, f *fixture) {
 	if n := len(hammer(t, f.lim, k, t0, 20, 10)); n != 200 {
 		t.Fatalf("admitted %d of 200", n)
 	}
-	check(t, "cost 37", f.admit(t, k, 37, t0), want{quota: keys.LimitState{Limit: 1000, Remaining: 763}})
+	check(t, "cost 37", f.admit(t, k, 37, t0), want{quota: latchkey.LimitState{Limit: 1000, Remaining: 763}})
 	f.flush(t, f.lim)
 	second := f.restart(t)
-	check(t, "after a graceful restart", admitOn(t, second, k, 0, t0), want{quota: keys.LimitState{Limit: 1000, Remaining: 763}})
+	check(t, "after a graceful restart", admitOn(t, second, k, 0, t0), want{quota: latchkey.LimitState{Limit: 1000, Remaining: 763}})
 	if n := drain(t, second, k, t0, 1000); n != 763 {
 		t.Fatalf("after a graceful restart %d of 763 were admitted", n)
 	}
@@ -843,7 +853,9 @@ func testCreditFlushExact(t *testing.T, f *fixture) {
 
 func testResetForget(t *testing.T, f *fixture) {
 	apr := date(2031, 4, 1, 0, 0, 0, 0)
-	q := func(rem int64) keys.LimitState { return keys.LimitState{Limit: 100, Remaining: rem, ResetAt: apr} }
+	q := func(rem int64) latchkey.LimitState {
+		return latchkey.LimitState{Limit: 100, Remaining: rem, ResetAt: apr}
+	}
 	k := f.key(t, periodic(100, "monthly"))
 	check(t, "cost 60", f.admit(t, k, 60, t0), want{quota: q(40)})
 	f.flush(t, f.lim)
@@ -858,26 +870,26 @@ func testResetForget(t *testing.T, f *fixture) {
 
 	n := int64(5)
 	credit := f.key(t, func(k *latchkey.Key) { k.Quota = &latchkey.Quota{Remaining: &n} })
-	check(t, "credit cost 5", f.admit(t, credit, 5, t0), want{quota: keys.LimitState{Limit: 5}})
+	check(t, "credit cost 5", f.admit(t, credit, 5, t0), want{quota: latchkey.LimitState{Limit: 5}})
 	// Topping up: the service sets the new balance and resets the usage.
 	topped := *credit
 	m := int64(8)
 	topped.Quota = &latchkey.Quota{Remaining: &m}
 	f.resetUsage(t, credit)
 	f.lim.Forget(credit.ID)
-	check(t, "after a top-up", f.admit(t, &topped, 1, t0), want{quota: keys.LimitState{Limit: 8, Remaining: 7}})
+	check(t, "after a top-up", f.admit(t, &topped, 1, t0), want{quota: latchkey.LimitState{Limit: 8, Remaining: 7}})
 }
 
 func testStaleFlush(t *testing.T, f *fixture) {
 	apr := date(2031, 4, 1, 0, 0, 0, 0)
 	k := f.key(t, periodic(100, "monthly"))
-	check(t, "cost 30", f.admit(t, k, 30, t0), want{quota: keys.LimitState{Limit: 100, Remaining: 70, ResetAt: apr}})
+	check(t, "cost 30", f.admit(t, k, 30, t0), want{quota: latchkey.LimitState{Limit: 100, Remaining: 70, ResetAt: apr}})
 	// The reset lands before the limiter flushes what it counted before it.
 	f.resetUsage(t, k)
 	f.flush(t, f.lim)
-	check(t, "after a restart", admitOn(t, f.restart(t), k, 1, t0), want{quota: keys.LimitState{Limit: 100, Remaining: 99, ResetAt: apr}})
+	check(t, "after a restart", admitOn(t, f.restart(t), k, 1, t0), want{quota: latchkey.LimitState{Limit: 100, Remaining: 99, ResetAt: apr}})
 	f.lim.Forget(k.ID)
-	check(t, "after Forget", f.admit(t, k, 1, t0), want{quota: keys.LimitState{Limit: 100, Remaining: 99, ResetAt: apr}})
+	check(t, "after Forget", f.admit(t, k, 1, t0), want{quota: latchkey.LimitState{Limit: 100, Remaining: 99, ResetAt: apr}})
 }
 
 func testForgetChangedLimits(t *testing.T, f *fixture) {
@@ -894,35 +906,37 @@ func testForgetChangedLimits(t *testing.T, f *fixture) {
 
 	apr := date(2031, 4, 1, 0, 0, 0, 0)
 	k = f.key(t, periodic(10, "monthly"))
-	check(t, "cost 8", f.admit(t, k, 8, t0), want{quota: keys.LimitState{Limit: 10, Remaining: 2, ResetAt: apr}})
+	check(t, "cost 8", f.admit(t, k, 8, t0), want{quota: latchkey.LimitState{Limit: 10, Remaining: 2, ResetAt: apr}})
 	f.flush(t, f.lim)
 	changed = *k
 	changed.Quota = &latchkey.Quota{Limit: 20, Period: "monthly"}
 	f.lim.Forget(k.ID)
-	check(t, "after the quota grew to 20", f.admit(t, &changed, 1, t0), want{quota: keys.LimitState{Limit: 20, Remaining: 11, ResetAt: apr}})
+	check(t, "after the quota grew to 20", f.admit(t, &changed, 1, t0), want{quota: latchkey.LimitState{Limit: 20, Remaining: 11, ResetAt: apr}})
 	changed.Quota = &latchkey.Quota{Limit: 5, Period: "monthly"}
 	f.lim.Forget(k.ID)
 	// Used 9 of 5: even cost 0 fails the check (used + cost > limit).
 	check(t, "after the quota shrank below the usage", f.admit(t, &changed, 0, t0), want{
-		code: latchkey.CodeQuotaExceeded, quota: keys.LimitState{Limit: 5, Remaining: 0, ResetAt: apr}, retry: apr.Sub(t0),
+		code: latchkey.CodeQuotaExceeded, quota: latchkey.LimitState{Limit: 5, Remaining: 0, ResetAt: apr}, retry: apr.Sub(t0),
 	})
 }
 
 func testForgetKeepsConsumption(t *testing.T, f *fixture) {
 	apr := date(2031, 4, 1, 0, 0, 0, 0)
-	q := func(rem int64) keys.LimitState { return keys.LimitState{Limit: 100, Remaining: rem, ResetAt: apr} }
+	q := func(rem int64) latchkey.LimitState {
+		return latchkey.LimitState{Limit: 100, Remaining: rem, ResetAt: apr}
+	}
 	k := f.key(t, func(k *latchkey.Key) {
 		k.Quota = &latchkey.Quota{Limit: 100, Period: "monthly"}
 		k.RateLimits = []latchkey.RateLimit{rl("w", 3, time.Second)}
 	})
-	check(t, "cost 5", f.admit(t, k, 5, t0), want{quota: q(95), rate: keys.LimitState{Limit: 3, Remaining: 2, ResetAt: at(333333334)}})
+	check(t, "cost 5", f.admit(t, k, 5, t0), want{quota: q(95), rate: latchkey.LimitState{Limit: 3, Remaining: 2, ResetAt: at(333333334)}})
 	f.flush(t, f.lim)
-	check(t, "cost 5 more, not flushed", f.admit(t, k, 5, t0), want{quota: q(90), rate: keys.LimitState{Limit: 3, Remaining: 1, ResetAt: at(666666667)}})
+	check(t, "cost 5 more, not flushed", f.admit(t, k, 5, t0), want{quota: q(90), rate: latchkey.LimitState{Limit: 3, Remaining: 1, ResetAt: at(666666667)}})
 	// A change that does not touch the limits, such as a rename.
 	f.lim.Forget(k.ID)
-	check(t, "after Forget", f.admit(t, k, 1, t0), want{quota: q(89), rate: keys.LimitState{Limit: 3, Remaining: 0, ResetAt: at(time.Second)}})
+	check(t, "after Forget", f.admit(t, k, 1, t0), want{quota: q(89), rate: latchkey.LimitState{Limit: 3, Remaining: 0, ResetAt: at(time.Second)}})
 	f.flush(t, f.lim)
-	check(t, "after a restart", admitOn(t, f.restart(t), k, 1, at(time.Hour)), want{quota: q(88), rate: keys.LimitState{Limit: 3, Remaining: 2, ResetAt: at(time.Hour + 333333334)}})
+	check(t, "after a restart", admitOn(t, f.restart(t), k, 1, at(time.Hour)), want{quota: q(88), rate: latchkey.LimitState{Limit: 3, Remaining: 2, ResetAt: at(time.Hour + 333333334)}})
 }
 
 func testDenialOrder(t *testing.T, f *fixture) {
@@ -933,20 +947,20 @@ func testDenialOrder(t *testing.T, f *fixture) {
 		k.MaxConcurrent = 1
 	})
 	check(t, "first", f.admit(t, k, 1, t0), want{
-		rate:  keys.LimitState{Limit: 1, Remaining: 0, ResetAt: at(time.Second)},
-		quota: keys.LimitState{Limit: 1, Remaining: 0, ResetAt: apr},
+		rate:  latchkey.LimitState{Limit: 1, Remaining: 0, ResetAt: at(time.Second)},
+		quota: latchkey.LimitState{Limit: 1, Remaining: 0, ResetAt: apr},
 		lease: true,
 	})
 	check(t, "all three deny", f.admit(t, k, 1, t0), want{
 		code:  latchkey.CodeRateLimited,
-		rate:  keys.LimitState{Limit: 1, Remaining: 0, ResetAt: at(time.Second)},
-		quota: keys.LimitState{Limit: 1, Remaining: 0, ResetAt: apr},
+		rate:  latchkey.LimitState{Limit: 1, Remaining: 0, ResetAt: at(time.Second)},
+		quota: latchkey.LimitState{Limit: 1, Remaining: 0, ResetAt: apr},
 		retry: time.Second,
 	})
 	check(t, "quota and concurrency deny", f.admit(t, k, 1, at(time.Second)), want{
 		code:  latchkey.CodeQuotaExceeded,
-		rate:  keys.LimitState{Limit: 1, Remaining: 1, ResetAt: at(time.Second)},
-		quota: keys.LimitState{Limit: 1, Remaining: 0, ResetAt: apr},
+		rate:  latchkey.LimitState{Limit: 1, Remaining: 1, ResetAt: at(time.Second)},
+		quota: latchkey.LimitState{Limit: 1, Remaining: 0, ResetAt: apr},
 		retry: apr.Sub(at(time.Second)),
 	})
 
@@ -957,7 +971,7 @@ func testDenialOrder(t *testing.T, f *fixture) {
 	f.admit(t, k, 1, t0)
 	check(t, "concurrency denies", f.admit(t, k, 1, at(time.Second)), want{
 		code:  latchkey.CodeConcurrencyExceeded,
-		quota: keys.LimitState{Limit: 10, Remaining: 9, ResetAt: apr},
+		quota: latchkey.LimitState{Limit: 10, Remaining: 9, ResetAt: apr},
 		retry: latchkey.DefaultLeaseTTL - time.Second,
 	})
 }
@@ -977,15 +991,15 @@ func testCommitNone(t *testing.T, f *fixture) {
 		if i == 0 || adm.Code != latchkey.CodeQuotaExceeded {
 			check(t, "denied by the quota", adm, want{
 				code:  latchkey.CodeQuotaExceeded,
-				rate:  keys.LimitState{Limit: 3, Remaining: 1, ResetAt: at(666666667)},
-				quota: keys.LimitState{Limit: 2, Remaining: 0},
+				rate:  latchkey.LimitState{Limit: 3, Remaining: 1, ResetAt: at(666666667)},
+				quota: latchkey.LimitState{Limit: 2, Remaining: 0},
 			})
 		}
 	}
 	// Neither the window nor the slots were taken by the denials.
 	check(t, "cost 0", f.admit(t, k, 0, t0), want{
-		rate:  keys.LimitState{Limit: 3, Remaining: 0, ResetAt: at(s)},
-		quota: keys.LimitState{Limit: 2, Remaining: 0},
+		rate:  latchkey.LimitState{Limit: 3, Remaining: 0, ResetAt: at(s)},
+		quota: latchkey.LimitState{Limit: 2, Remaining: 0},
 		lease: true,
 	})
 
@@ -1001,8 +1015,8 @@ func testCommitNone(t *testing.T, f *fixture) {
 		if i == 0 || adm.Code != latchkey.CodeConcurrencyExceeded {
 			check(t, "denied by concurrency", adm, want{
 				code:  latchkey.CodeConcurrencyExceeded,
-				rate:  keys.LimitState{Limit: 5, Remaining: 4, ResetAt: at(s / 5)},
-				quota: keys.LimitState{Limit: 10, Remaining: 9, ResetAt: apr},
+				rate:  latchkey.LimitState{Limit: 5, Remaining: 4, ResetAt: at(s / 5)},
+				quota: latchkey.LimitState{Limit: 10, Remaining: 9, ResetAt: apr},
 				retry: latchkey.DefaultLeaseTTL,
 			})
 		}
@@ -1011,8 +1025,8 @@ func testCommitNone(t *testing.T, f *fixture) {
 		t.Fatal("Release of a live lease = false")
 	}
 	check(t, "after the release", f.admit(t, k, 1, t0), want{
-		rate:  keys.LimitState{Limit: 5, Remaining: 3, ResetAt: at(2 * s / 5)},
-		quota: keys.LimitState{Limit: 10, Remaining: 8, ResetAt: apr},
+		rate:  latchkey.LimitState{Limit: 5, Remaining: 3, ResetAt: at(2 * s / 5)},
+		quota: latchkey.LimitState{Limit: 10, Remaining: 8, ResetAt: apr},
 		lease: true,
 	})
 }
