@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"path"
 	"reflect"
 	"strconv"
 	"strings"
@@ -223,7 +224,24 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.obs.Served(r.Method, r.Pattern, sw.status)
 		}
 	}()
+	if !cleanPath(r.URL.Path) {
+		// ServeMux would redirect to the clean path, repeating the path
+		// (which may hold a key pasted into it) in Location and in its
+		// HTML body. No route has such a path.
+		s.noRoute(sw, r)
+		return
+	}
 	s.mux.ServeHTTP(sw, r)
+}
+
+// cleanPath reports whether p is a path as routes are written: rooted,
+// with no empty, "." or ".." segment (a trailing slash is fine).
+func cleanPath(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	c := path.Clean(p)
+	return c == p || c+"/" == p
 }
 
 // serveMetrics answers GET /metrics with Config.Metrics; without it (no
