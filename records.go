@@ -2,6 +2,7 @@ package latchkey
 
 import (
 	"errors"
+	"net/netip"
 	"time"
 )
 
@@ -82,4 +83,19 @@ type AuditFilter struct {
 	Action   string
 	KeyID    string // actor or target
 	Result   string
+}
+
+// Actor is the authenticated key behind an admin request.
+type Actor struct {
+	KeyID  string
+	Tenant string
+	Scopes []string
+	// Resources are the key's resource patterns (none: the whole tenant);
+	// reading a secret needs "secret:<name>" among them.
+	Resources []string
+	IP        netip.Addr
+	UserAgent string
+	// Admission is what the key's limits said when it was authenticated:
+	// the RateLimit figures and the concurrency lease Done releases.
+	Admission Admission
 }

@@ -229,20 +229,8 @@ func (s *Service) policyEnv() policyEnv { return policyEnv{hasGeo: s.geo != nil}
 // Ping reports whether the store answers.
 func (s *Service) Ping(ctx context.Context) error { return s.store.Ping(ctx) }
 
-// Actor is the authenticated key behind an admin request.
-type Actor struct {
-	KeyID  string
-	Tenant string
-	Scopes []string
-	// Resources are the key's resource patterns (none: the whole tenant);
-	// reading a secret needs "secret:<name>" among them.
-	Resources []string
-	IP        netip.Addr
-	UserAgent string
-	// Admission is what the key's limits said when it was authenticated:
-	// the RateLimit figures and the concurrency lease Done releases.
-	Admission Admission
-}
+// Actor is latchkey.Actor.
+type Actor = latchkey.Actor
 
 // Authenticate verifies the key presented to a route and checks that it
 // holds scope, with every check of Verify in Verify's order (state, IP
