@@ -1,6 +1,9 @@
 package latchkey
 
-import "context"
+import (
+	"context"
+	"fmt"
+)
 
 // Figures the metrics read at scrape time, kept here so that package
 // metrics reads them from the parts that count them without importing
@@ -43,4 +46,32 @@ type WebhookStats struct {
 type HashReader interface {
 	// KeyByHash returns the key whose SHA-256 is hash; ENotFound if none.
 	KeyByHash(ctx context.Context, hash [32]byte) (*Key, error)
+}
+
+// KeyByHashTx is a transaction that reads one key by hash.
+type KeyByHashTx interface {
+	// KeyByHash returns the key whose SHA-256 is hash; ENotFound if none.
+	KeyByHash(hash [32]byte) (*Key, error)
+}
+
+// ReadKeyByHash reads the key whose SHA-256 is h from s: through its
+// transaction-free lookup when s is a HashReader, else in a View whose
+// transaction reads it (T must be a KeyByHashTx). The verify path's miss
+// and the wrappers that must keep s's lookup (timing, waking) read
+// through it.
+func ReadKeyByHash[T any](ctx context.Context, s Store[T], h [32]byte) (*Key, error) {
+	if hr, ok := s.(HashReader); ok {
+		return hr.KeyByHash(ctx, h)
+	}
+	var k *Key
+	err := s.View(ctx, func(tx T) error {
+		kr, ok := any(tx).(KeyByHashTx)
+		if !ok {
+			return fmt.Errorf("latchkey: a %T transaction cannot read keys by hash", tx)
+		}
+		var err error
+		k, err = kr.KeyByHash(h)
+		return err
+	})
+	return k, err
 }

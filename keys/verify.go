@@ -233,17 +233,7 @@ func (s *Service) entry(ctx context.Context, h [32]byte, now time.Time) (*Entry,
 // positive or negative; nil, nil means no such key.
 func (s *Service) load(ctx context.Context, h [32]byte, now time.Time) (*Entry, error) {
 	gen := s.cache.generation()
-	var k *latchkey.Key
-	var err error
-	if hr, ok := s.store.(HashReader); ok {
-		k, err = hr.KeyByHash(ctx, h)
-	} else {
-		err = s.store.View(ctx, func(tx Tx) error {
-			var err error
-			k, err = tx.KeyByHash(h)
-			return err
-		})
-	}
+	k, err := latchkey.ReadKeyByHash[Tx](ctx, s.store, h)
 	s.storeReads.Add(1)
 	switch {
 	case err == nil:

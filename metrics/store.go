@@ -2,7 +2,6 @@ package metrics
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
@@ -63,23 +62,7 @@ func (t *TimedStore[T]) Update(ctx context.Context, fn func(T) error) error {
 // as a view: to an operator it is one.
 func (t *TimedStore[T]) KeyByHash(ctx context.Context, h [32]byte) (*latchkey.Key, error) {
 	start := t.now()
-	var k *latchkey.Key
-	var err error
-	if hr, ok := t.inner.(latchkey.HashReader); ok {
-		k, err = hr.KeyByHash(ctx, h)
-	} else {
-		err = t.inner.View(ctx, func(tx T) error {
-			kr, ok := any(tx).(interface {
-				KeyByHash(hash [32]byte) (*latchkey.Key, error)
-			})
-			if !ok {
-				return fmt.Errorf("metrics: a %T transaction cannot read keys by hash", tx)
-			}
-			var rerr error
-			k, rerr = kr.KeyByHash(h)
-			return rerr
-		})
-	}
+	k, err := latchkey.ReadKeyByHash(ctx, t.inner, h)
 	t.observe("view", start, err)
 	return k, err
 }

@@ -19,18 +19,9 @@ type wakingStore struct {
 }
 
 // KeyByHash passes the verify path's transaction-free lookup through
-// (keys.HashReader), or reads in a View when the store has none.
+// (latchkey.ReadKeyByHash).
 func (w wakingStore) KeyByHash(ctx context.Context, h [32]byte) (*latchkey.Key, error) {
-	if hr, ok := w.Store.(keys.HashReader); ok {
-		return hr.KeyByHash(ctx, h)
-	}
-	var k *latchkey.Key
-	err := w.Store.View(ctx, func(tx keys.Tx) error {
-		var err error
-		k, err = tx.KeyByHash(h)
-		return err
-	})
-	return k, err
+	return latchkey.ReadKeyByHash[keys.Tx](ctx, w.Store, h)
 }
 
 func (w wakingStore) Update(ctx context.Context, fn func(keys.Tx) error) error {
