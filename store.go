@@ -3,6 +3,7 @@ package latchkey
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"time"
 )
 
@@ -45,6 +46,19 @@ func as[N, T any](t T) N {
 		panic(fmt.Sprintf("latchkey: a %T transaction does not implement %T", t, want))
 	}
 	return n
+}
+
+// OrNil is v, or the nil interface when v holds a nil pointer. A part
+// that takes one of these ports as an interface checks it against nil to
+// know whether it has one; the wiring hands it a pointer that is nil when
+// the part is off (a nil *guard.Guard, *keyring.Keyring, audit anchor),
+// which would otherwise be a non-nil interface that panics when called.
+func OrNil[T any](v T) T {
+	if r := reflect.ValueOf(v); r.Kind() == reflect.Pointer && r.IsNil() {
+		var none T
+		return none
+	}
+	return v
 }
 
 // Limiter admits or denies a request that passed every other check:

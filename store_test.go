@@ -65,3 +65,23 @@ func TestNarrowToAContractTheBackendLacks(t *testing.T) {
 	}()
 	_ = s.View(t.Context(), func(lacking) error { return nil })
 }
+
+// OrNil turns a nil pointer held in an interface into the nil interface,
+// and leaves anything else as it is.
+func TestOrNil(t *testing.T) {
+	type port interface{ QuotaUsage(string) (latchkey.QuotaUsage, error) }
+	var none *wideTxPtr
+	if got := latchkey.OrNil[port](none); got != nil {
+		t.Errorf("a nil pointer came back as %v", got)
+	}
+	if got := latchkey.OrNil[port](nil); got != nil {
+		t.Errorf("the nil interface came back as %v", got)
+	}
+	var log []string
+	some := &wideTxPtr{wideTx{&log}}
+	if got := latchkey.OrNil[port](some); got != some {
+		t.Errorf("a pointer came back as %v", got)
+	}
+}
+
+type wideTxPtr struct{ wideTx }

@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"net/netip"
 	"path"
-	"reflect"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -142,12 +141,7 @@ func New(cfg Config) *Server {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 30 * time.Second
 	}
-	if g := reflect.ValueOf(cfg.Guard); g.Kind() == reflect.Pointer && g.IsNil() {
-		cfg.Guard = nil // a nil *guard.Guard: the guard is off
-	}
-	if k := reflect.ValueOf(cfg.Keyring); k.Kind() == reflect.Pointer && k.IsNil() {
-		cfg.Keyring = nil // a nil *keyring.Keyring: no keyring
-	}
+	cfg.Guard, cfg.Keyring = latchkey.OrNil(cfg.Guard), latchkey.OrNil(cfg.Keyring)
 	s := &Server{
 		svc:     cfg.Keys,
 		log:     cfg.Logger,

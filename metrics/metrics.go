@@ -18,7 +18,6 @@ package metrics
 import (
 	"context"
 	"net/http"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -248,9 +247,9 @@ func newSources(o Options) *sources {
 		return prometheus.NewDesc(name, help, labels, nil)
 	}
 	return &sources{
-		keys:     nilIfNilPointer(o.Keys),
-		guard:    nilIfNilPointer(o.Guard),
-		webhooks: nilIfNilPointer(o.Webhooks),
+		keys:     latchkey.OrNil(o.Keys),
+		guard:    latchkey.OrNil(o.Guard),
+		webhooks: latchkey.OrNil(o.Webhooks),
 		now:      o.Now,
 
 		cacheHits:    d("latchkey_key_cache_hits_total", "Key lookups answered from the cache: a cached key, or a hash remembered as unknown."),
@@ -314,15 +313,4 @@ func (c *sources) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.outboxDepth, prometheus.GaugeValue, float64(n))
 		}
 	}
-}
-
-// nilIfNilPointer turns a nil pointer in an interface (a nil *guard.Guard:
-// the guard is off) into a nil interface, so the figures are left out
-// rather than read from nothing.
-func nilIfNilPointer[T any](v T) T {
-	if r := reflect.ValueOf(v); r.Kind() == reflect.Pointer && r.IsNil() {
-		var zero T
-		return zero
-	}
-	return v
 }

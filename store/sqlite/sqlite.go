@@ -19,7 +19,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"reflect"
 	"runtime"
 	"strconv"
 	"sync"
@@ -160,7 +159,7 @@ func (db *DB) View(ctx context.Context, fn func(keys.Tx) error) error {
 // latchkey.AppendAudit): the key service's audit anchor. Set it before the
 // first append; nil (or a nil pointer) sets none.
 func (db *DB) SetAuditAnchor(a latchkey.AuditSigner) {
-	if v := reflect.ValueOf(a); !v.IsValid() || v.Kind() == reflect.Pointer && v.IsNil() {
+	if a = latchkey.OrNil(a); a == nil {
 		db.anchor.Store(nil)
 		return
 	}
