@@ -207,3 +207,15 @@ func queryPlan(t *testing.T, db *DB, q string, args ...any) string {
 	}
 	return plan.String()
 }
+
+// The flush's last-use statements find each key by its id, not by
+// reading every key.
+func TestLastUsedStatementsSearchKeysById(t *testing.T) {
+	db := openTest(t, filepath.Join(t.TempDir(), "latchkey.db"))
+	for _, q := range []string{lastUsedGetQuery, lastUsedSetQuery} {
+		plan := queryPlan(t, db, q, "[]")
+		if !strings.Contains(plan, "USING INDEX sqlite_autoindex_keys_1 (id=?)") || strings.Contains(plan, "SCAN k\n") || strings.Contains(plan, "SCAN keys\n") {
+			t.Errorf("%s\nplan:\n%s", q, plan)
+		}
+	}
+}

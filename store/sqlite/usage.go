@@ -75,11 +75,11 @@ func appendRow(buf []byte, texts [rowTexts]string, ints [rowInts]int64) ([]byte,
 	buf = append(buf, '"')
 	for _, s := range texts {
 		if !utf8.ValidString(s) {
-			return buf, errNotUTF8
+			return buf, errRowField
 		}
 		n := utf8.RuneCountInString(s)
 		if n > rowTextMax {
-			return buf, errNotUTF8
+			return buf, errRowField
 		}
 		buf = append(buf, byte('0'+n/100), byte('0'+n/10%10), byte('0'+n%10))
 	}
@@ -89,8 +89,8 @@ func appendRow(buf []byte, texts [rowTexts]string, ints [rowInts]int64) ([]byte,
 		for range rowIntLen - len(b) {
 			buf = append(buf, '0')
 		}
-		if v < 0 { // never: times after 1970, counts
-			return buf, errNotUTF8
+		if v < 0 {
+			return buf, errRowField
 		}
 		buf = append(buf, b...)
 	}
@@ -100,19 +100,11 @@ func appendRow(buf []byte, texts [rowTexts]string, ints [rowInts]int64) ([]byte,
 	return append(buf, '"'), nil
 }
 
-// errNotUTF8 refuses a string JSON text cannot carry as it is. Ids, codes
-// and networks are ASCII; this is a guard, not a path.
-var errNotUTF8 = errors.New("sqlite: a usage row holds a string that is not UTF-8")
-
-// jsonString appends s as a JSON string.
-func jsonString(buf []byte, s string) ([]byte, error) {
-	if !utf8.ValidString(s) {
-		return buf, errNotUTF8
-	}
-	buf = append(buf, '"')
-	buf = appendJSONStringBody(buf, s)
-	return append(buf, '"'), nil
-}
+// errRowField refuses what a row cannot carry: a text that is not UTF-8
+// (JSON text cannot hold it as it is) or over rowTextMax characters, a
+// negative integer. Ids, codes and networks are ASCII, times after 1970
+// and counts positive: this is a guard, not a path.
+var errRowField = errors.New("sqlite: a usage row holds a field a row cannot carry")
 
 // AddUsage adds each row's count to its (key, minute, code) row and to its
 // hour's and day's roll-up rows.
@@ -142,6 +134,21 @@ func (t *tx) upsertRows(what string, n int, row func(i int) ([rowTexts]string, [
 	if n == 0 {
 		return nil
 	}
+	arg, err := rowsArg(n, row)
+	if err != nil {
+		return fail(t.ctx, what, err)
+	}
+	for _, st := range stmts {
+		if _, err := t.tx.StmtContext(t.ctx, st).ExecContext(t.ctx, arg); err != nil {
+			return fail(t.ctx, what, err)
+		}
+	}
+	return nil
+}
+
+// rowsArg is the JSON array of n rows, as row gives each: the argument
+// of a statement that reads them with json_each.
+func rowsArg(n int, row func(i int) ([rowTexts]string, [rowInts]int64)) (string, error) {
 	buf := make([]byte, 0, n*(rowHead+48))
 	buf = append(buf, '[')
 	for i := range n {
@@ -151,28 +158,24 @@ func (t *tx) upsertRows(what string, n int, row func(i int) ([rowTexts]string, [
 		texts, ints := row(i)
 		var err error
 		if buf, err = appendRow(buf, texts, ints); err != nil {
-			return fail(t.ctx, what, err)
+			return "", err
 		}
 	}
-	arg := string(append(buf, ']'))
-	for _, st := range stmts {
-		if _, err := t.tx.StmtContext(t.ctx, st).ExecContext(t.ctx, arg); err != nil {
-			return fail(t.ctx, what, err)
-		}
-	}
-	return nil
+	return string(append(buf, ']')), nil
 }
 
-const (
-	// lastUsedGetQuery reads the keys of a JSON array of [key_id, at]
-	// (at in unix microseconds): each one's index in the array, last use
-	// and creation.
+var (
+	// lastUsedGetQuery reads the keys of rows of (key id; at, in unix
+	// microseconds): each one's index in the array, last use and creation.
 	lastUsedGetQuery = `SELECT j.key, k.last_used_at, k.created_at
-		FROM json_each(?) AS j JOIN keys AS k ON k.id = j.value ->> 0`
+		FROM json_each(?) AS j JOIN keys AS k ON k.id = ` + rowText(0)
 	// lastUsedSetQuery moves each key's last_used_at forward to its at.
 	lastUsedSetQuery = `UPDATE keys SET last_used_at = u.at
-		FROM (SELECT j.value ->> 0 AS id, j.value ->> 1 AS at FROM json_each(?) AS j) AS u
+		FROM (SELECT ` + rowText(0) + ` AS id, ` + rowInt(0) + ` AS at FROM json_each(?) AS j) AS u
 		WHERE keys.id = u.id AND (keys.last_used_at IS NULL OR keys.last_used_at < u.at)`
+)
+
+const (
 	// networkHistoryQuery is prepared once per pool (NetworkHistory runs
 	// for every new network of every key a usage flush writes): parsing it
 	// took longer than running it.
@@ -189,24 +192,15 @@ func (t *tx) SetLastUsed(uses []latchkey.LastUsed) error {
 	if len(uses) == 0 {
 		return nil
 	}
-	buf := make([]byte, 0, len(uses)*56)
-	buf = append(buf, '[')
-	var err error
 	for i := range uses {
 		uses[i].Before = time.Time{}
-		if i > 0 {
-			buf = append(buf, ',')
-		}
-		buf = append(buf, '[')
-		if buf, err = jsonString(buf, uses[i].KeyID); err != nil {
-			return fail(t.ctx, "set last used", err)
-		}
-		buf = append(buf, ',')
-		buf = strconv.AppendInt(buf, uses[i].At.UnixMicro(), 10)
-		buf = append(buf, ']')
 	}
-	buf = append(buf, ']')
-	arg := string(buf)
+	arg, err := rowsArg(len(uses), func(i int) ([rowTexts]string, [rowInts]int64) {
+		return [rowTexts]string{uses[i].KeyID}, [rowInts]int64{uses[i].At.UnixMicro()}
+	})
+	if err != nil {
+		return fail(t.ctx, "set last used", err)
+	}
 	rows, err := t.tx.StmtContext(t.ctx, t.stmts.lastUsedGet).QueryContext(t.ctx, arg)
 	if err != nil {
 		return fail(t.ctx, "set last used", err)
