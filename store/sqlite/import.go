@@ -159,30 +159,27 @@ const (
 // and cut at fixed places (when a run's ids, prefixes and starts have the
 // same lengths, as in most imports) a third less again.
 //
-// A key's string holds the hash in hex, then id, prefix, start and owner.
-// In layout "v" (lengths vary) three digits each give the lengths of id,
-// prefix and start (in characters, as substr counts them) before the
-// hash; in a layout "I.P.S" the lengths are the same for the whole run.
+// In layout "v" (lengths vary) a key is an importRow (rows.go); in a
+// layout "I.P.S" the lengths of id, prefix and start are the same for the
+// whole run, so a key's string is the hash in hex, then id, prefix, start
+// and owner, with no lengths.
 func importRun(layout string) string {
-	var id, prefix, start, at string // lengths, and where the hash starts
+	var varying map[string]string
 	if layout == "v" {
-		id = "CAST(substr(j.value, 1, 3) AS INTEGER)"
-		prefix = "CAST(substr(j.value, 4, 3) AS INTEGER)"
-		start = "CAST(substr(j.value, 7, 3) AS INTEGER)"
-		at = "10"
+		varying = map[string]string{"hash": "unhex(" + importRow.textSQL(0) + ")"}
+		for i, c := range []string{"id", "prefix", "start", "owner"} {
+			varying[c] = importRow.textSQL(i + 1)
+		}
 	} else {
 		l := strings.Split(layout, ".")
-		id, prefix, start, at = l[0], l[1], l[2], "1"
-	}
-	off := at + " + 64"
-	varying := map[string]string{"hash": "unhex(substr(j.value, " + at + ", 64))"}
-	for _, f := range []struct{ col, n string }{{"id", id}, {"prefix", prefix}, {"start", start}, {"owner", ""}} {
-		if f.n == "" {
-			varying[f.col] = "substr(j.value, " + off + ")"
-			break
+		id, prefix, start := l[0], l[1], l[2]
+		off := "65"
+		varying = map[string]string{"hash": "unhex(substr(j.value, 1, 64))"}
+		for _, f := range []struct{ col, n string }{{"id", id}, {"prefix", prefix}, {"start", start}} {
+			varying[f.col] = "substr(j.value, " + off + ", " + f.n + ")"
+			off += " + " + f.n
 		}
-		varying[f.col] = "substr(j.value, " + off + ", " + f.n + ")"
-		off += " + " + f.n
+		varying["owner"] = "substr(j.value, " + off + ")"
 	}
 	var sel []string
 	for i, c := range strings.Split(keyColumns, ",") {
@@ -196,6 +193,10 @@ func importRun(layout string) string {
 	return "INSERT OR IGNORE INTO keys (" + keyColumns + ") SELECT " + strings.Join(sel, ", ") +
 		" FROM json_each(?" + strconv.Itoa(keyColumnCount+1) + ") AS j"
 }
+
+// importRow is a key of a run in layout "v": the hash in hex, id, prefix,
+// start and owner.
+var importRow = rowShape{texts: 5}
 
 // runLayout names the layout of a run: "v" without fixed lengths.
 func runLayout(lens *[3]int) string {
@@ -224,37 +225,34 @@ func sameLengths(ks []*latchkey.Key) int {
 	return n
 }
 
-// maxRunField is the longest id, prefix or start layout "v" can carry
-// (three digits of length).
-const maxRunField = 999
-
 // appendRun appends the varying columns of ks as importRun reads them, with
 // lens nil in layout "v", else in the fixed layout of lens, and returns
 // how many keys it took: all of them, or those before the first that the
 // layout cannot carry (a string that is not valid UTF-8, which JSON text
-// cannot hold as it is, a length other than lens', or in "v" an id,
-// prefix or start over maxRunField characters); importKey binds those
-// unchanged.
+// cannot hold as it is, a length other than lens', or in "v" a field
+// over rowTextMax characters); importKey binds those unchanged.
 func appendRun(buf []byte, ks []*latchkey.Key, lens *[3]int) ([]byte, int) {
 	buf = append(buf, '[')
 	n := 0
 	for _, k := range ks {
-		if !utf8.ValidString(k.ID) || !utf8.ValidString(k.Prefix) || !utf8.ValidString(k.Start) || !utf8.ValidString(k.Owner) {
-			break
-		}
-		l := runLengths(k)
-		if lens != nil && l != *lens || lens == nil && max(l[0], l[1], l[2]) > maxRunField {
-			break
-		}
+		mark := len(buf)
 		if n > 0 {
 			buf = append(buf, ',')
 		}
-		buf = append(buf, '"')
 		if lens == nil {
-			for _, v := range l {
-				buf = append(buf, byte('0'+v/100), byte('0'+v/10%10), byte('0'+v%10))
+			var err error
+			if buf, err = importRow.appendRow(buf, []string{hex.EncodeToString(k.Hash[:]), k.ID, k.Prefix, k.Start, k.Owner}, nil); err != nil {
+				buf = buf[:mark]
+				break
 			}
+			n++
+			continue
 		}
+		if !utf8.ValidString(k.ID) || !utf8.ValidString(k.Prefix) || !utf8.ValidString(k.Start) || !utf8.ValidString(k.Owner) || runLengths(k) != *lens {
+			buf = buf[:mark]
+			break
+		}
+		buf = append(buf, '"')
 		buf = hex.AppendEncode(buf, k.Hash[:])
 		for _, s := range [...]string{k.ID, k.Prefix, k.Start, k.Owner} {
 			buf = appendJSONStringBody(buf, s)
@@ -263,23 +261,6 @@ func appendRun(buf []byte, ks []*latchkey.Key, lens *[3]int) ([]byte, int) {
 		n++
 	}
 	return append(buf, ']'), n
-}
-
-// appendJSONStringBody appends s as the inside of a JSON string: quotes,
-// backslashes and control characters escaped, everything else as it is.
-func appendJSONStringBody(buf []byte, s string) []byte {
-	const hexDigits = "0123456789abcdef"
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '"' || c == '\\':
-			buf = append(buf, '\\', c)
-		case c < 0x20:
-			buf = append(buf, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&15])
-		default:
-			buf = append(buf, c)
-		}
-	}
-	return buf
 }
 
 // sameTemplate reports whether a and b differ at most in id, hash,

@@ -2,11 +2,8 @@ package sqlite
 
 import (
 	"database/sql"
-	"errors"
 	"fmt"
-	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/latchkeyhq/latchkey"
 )
@@ -26,7 +23,7 @@ import (
 // the time column taken from the row's field at (0 minute, 1 hour, 2 day).
 func usageUpsert(table, column string, at int) string {
 	return `INSERT INTO ` + table + ` (key_id, tenant_id, ` + column + `, code, count)
-		SELECT ` + rowText(0) + `, ` + rowText(1) + `, ` + rowInt(at) + `, ` + rowText(2) + `, ` + rowInt(3) + `
+		SELECT ` + usageRow.textSQL(0) + `, ` + usageRow.textSQL(1) + `, ` + usageRow.intSQL(at) + `, ` + usageRow.textSQL(2) + `, ` + usageRow.intSQL(3) + `
 		FROM json_each(?) AS j WHERE true
 		ON CONFLICT (key_id, ` + column + `, code) DO UPDATE SET count = ` + table + `.count + excluded.count`
 }
@@ -35,102 +32,41 @@ func usageUpsert(table, column string, at int) string {
 // day).
 func networkUpsert(table, column string, at int) string {
 	return `INSERT INTO ` + table + ` (key_id, ` + column + `, network, count)
-		SELECT ` + rowText(0) + `, ` + rowInt(at) + `, ` + rowText(1) + `, ` + rowInt(2) + `
+		SELECT ` + usageRow.textSQL(0) + `, ` + usageRow.intSQL(at) + `, ` + usageRow.textSQL(1) + `, ` + usageRow.intSQL(2) + `
 		FROM json_each(?) AS j WHERE true
 		ON CONFLICT (key_id, ` + column + `, network) DO UPDATE SET count = ` + table + `.count + excluded.count`
 }
 
-// A row is one JSON string (cut with substr, which costs a third of what
-// ->> on an array per row does): three digits of length for each of up to
-// three text fields, then four integers of 20 characters, then the texts.
-const (
-	rowTexts   = 3
-	rowInts    = 4
-	rowIntLen  = 20
-	rowTextMax = 999
-	rowHead    = 3*rowTexts + rowInts*rowIntLen
-)
-
-// rowInt is the SQL for integer field i of a row.
-func rowInt(i int) string {
-	return "CAST(substr(j.value, " + strconv.Itoa(3*rowTexts+1+i*rowIntLen) + ", " + strconv.Itoa(rowIntLen) + ") AS INTEGER)"
-}
-
-// rowText is the SQL for text field i of a row.
-func rowText(i int) string {
-	off := strconv.Itoa(rowHead + 1)
-	for k := range i {
-		off += " + " + rowLen(k)
-	}
-	return "substr(j.value, " + off + ", " + rowLen(i) + ")"
-}
-
-func rowLen(i int) string {
-	return "CAST(substr(j.value, " + strconv.Itoa(3*i+1) + ", 3) AS INTEGER)"
-}
-
-// appendRow appends a row of texts and ints as rowText and rowInt read it,
-// or fails if a text is not UTF-8 or over rowTextMax characters.
-func appendRow(buf []byte, texts [rowTexts]string, ints [rowInts]int64) ([]byte, error) {
-	buf = append(buf, '"')
-	for _, s := range texts {
-		if !utf8.ValidString(s) {
-			return buf, errRowField
-		}
-		n := utf8.RuneCountInString(s)
-		if n > rowTextMax {
-			return buf, errRowField
-		}
-		buf = append(buf, byte('0'+n/100), byte('0'+n/10%10), byte('0'+n%10))
-	}
-	for _, v := range ints {
-		var d [rowIntLen]byte
-		b := strconv.AppendInt(d[:0], v, 10)
-		for range rowIntLen - len(b) {
-			buf = append(buf, '0')
-		}
-		if v < 0 {
-			return buf, errRowField
-		}
-		buf = append(buf, b...)
-	}
-	for _, s := range texts {
-		buf = appendJSONStringBody(buf, s)
-	}
-	return append(buf, '"'), nil
-}
-
-// errRowField refuses what a row cannot carry: a text that is not UTF-8
-// (JSON text cannot hold it as it is) or over rowTextMax characters, a
-// negative integer. Ids, codes and networks are ASCII, times after 1970
-// and counts positive: this is a guard, not a path.
-var errRowField = errors.New("sqlite: a usage row holds a field a row cannot carry")
+// usageRow is a usage row (key id, tenant, code; minute, hour, day,
+// count), a network row (key id, network; minute, day, count) or a last
+// use (key id; at), the unused fields empty or 0.
+var usageRow = rowShape{texts: 3, ints: 4}
 
 // AddUsage adds each row's count to its (key, minute, code) row and to its
 // hour's and day's roll-up rows.
 func (t *tx) AddUsage(rows []latchkey.UsageRow) error {
-	return t.upsertRows("add usage", len(rows), func(i int) ([rowTexts]string, [rowInts]int64) {
+	return t.upsertRows("add usage", len(rows), func(i int) ([3]string, [4]int64) {
 		r := rows[i]
 		m := r.Minute.Truncate(time.Minute)
-		return [rowTexts]string{r.KeyID, r.Tenant, r.Code},
-			[rowInts]int64{m.UnixMicro(), m.Truncate(time.Hour).UnixMicro(), m.Truncate(24 * time.Hour).UnixMicro(), r.Count}
+		return [3]string{r.KeyID, r.Tenant, r.Code},
+			[4]int64{m.UnixMicro(), m.Truncate(time.Hour).UnixMicro(), m.Truncate(24 * time.Hour).UnixMicro(), r.Count}
 	}, t.stmts.usageMinute, t.stmts.usageHour, t.stmts.usageDay)
 }
 
 // AddUsageNetworks adds each row's count to its (key, minute, network) row
 // and to its day's roll-up row.
 func (t *tx) AddUsageNetworks(rows []latchkey.UsageNetwork) error {
-	return t.upsertRows("add usage networks", len(rows), func(i int) ([rowTexts]string, [rowInts]int64) {
+	return t.upsertRows("add usage networks", len(rows), func(i int) ([3]string, [4]int64) {
 		r := rows[i]
 		m := r.Minute.Truncate(time.Minute)
-		return [rowTexts]string{r.KeyID, r.Network, ""},
-			[rowInts]int64{m.UnixMicro(), m.Truncate(24 * time.Hour).UnixMicro(), r.Count, 0}
+		return [3]string{r.KeyID, r.Network, ""},
+			[4]int64{m.UnixMicro(), m.Truncate(24 * time.Hour).UnixMicro(), r.Count, 0}
 	}, t.stmts.networkMinute, t.stmts.networkDay)
 }
 
 // upsertRows writes n rows, as row gives each, in one JSON array, and runs
 // each of the statements over it.
-func (t *tx) upsertRows(what string, n int, row func(i int) ([rowTexts]string, [rowInts]int64), stmts ...*sql.Stmt) error {
+func (t *tx) upsertRows(what string, n int, row func(i int) ([3]string, [4]int64), stmts ...*sql.Stmt) error {
 	if n == 0 {
 		return nil
 	}
@@ -148,8 +84,8 @@ func (t *tx) upsertRows(what string, n int, row func(i int) ([rowTexts]string, [
 
 // rowsArg is the JSON array of n rows, as row gives each: the argument
 // of a statement that reads them with json_each.
-func rowsArg(n int, row func(i int) ([rowTexts]string, [rowInts]int64)) (string, error) {
-	buf := make([]byte, 0, n*(rowHead+48))
+func rowsArg(n int, row func(i int) ([3]string, [4]int64)) (string, error) {
+	buf := make([]byte, 0, n*(usageRow.head()+48))
 	buf = append(buf, '[')
 	for i := range n {
 		if i > 0 {
@@ -157,7 +93,7 @@ func rowsArg(n int, row func(i int) ([rowTexts]string, [rowInts]int64)) (string,
 		}
 		texts, ints := row(i)
 		var err error
-		if buf, err = appendRow(buf, texts, ints); err != nil {
+		if buf, err = usageRow.appendRow(buf, texts[:], ints[:]); err != nil {
 			return "", err
 		}
 	}
@@ -168,10 +104,10 @@ var (
 	// lastUsedGetQuery reads the keys of rows of (key id; at, in unix
 	// microseconds): each one's index in the array, last use and creation.
 	lastUsedGetQuery = `SELECT j.key, k.last_used_at, k.created_at
-		FROM json_each(?) AS j JOIN keys AS k ON k.id = ` + rowText(0)
+		FROM json_each(?) AS j JOIN keys AS k ON k.id = ` + usageRow.textSQL(0)
 	// lastUsedSetQuery moves each key's last_used_at forward to its at.
 	lastUsedSetQuery = `UPDATE keys SET last_used_at = u.at
-		FROM (SELECT ` + rowText(0) + ` AS id, ` + rowInt(0) + ` AS at FROM json_each(?) AS j) AS u
+		FROM (SELECT ` + usageRow.textSQL(0) + ` AS id, ` + usageRow.intSQL(0) + ` AS at FROM json_each(?) AS j) AS u
 		WHERE keys.id = u.id AND (keys.last_used_at IS NULL OR keys.last_used_at < u.at)`
 )
 
@@ -195,8 +131,8 @@ func (t *tx) SetLastUsed(uses []latchkey.LastUsed) error {
 	for i := range uses {
 		uses[i].Before = time.Time{}
 	}
-	arg, err := rowsArg(len(uses), func(i int) ([rowTexts]string, [rowInts]int64) {
-		return [rowTexts]string{uses[i].KeyID}, [rowInts]int64{uses[i].At.UnixMicro()}
+	arg, err := rowsArg(len(uses), func(i int) ([3]string, [4]int64) {
+		return [3]string{uses[i].KeyID}, [4]int64{uses[i].At.UnixMicro()}
 	})
 	if err != nil {
 		return fail(t.ctx, "set last used", err)
