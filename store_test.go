@@ -69,7 +69,9 @@ func TestNarrowToAContractTheBackendLacks(t *testing.T) {
 // OrNil turns a nil pointer held in an interface into the nil interface,
 // and leaves anything else as it is.
 func TestOrNil(t *testing.T) {
-	type port interface{ QuotaUsage(string) (latchkey.QuotaUsage, error) }
+	type port interface {
+		QuotaUsage(string) (latchkey.QuotaUsage, error)
+	}
 	var none *wideTxPtr
 	if got := latchkey.OrNil[port](none); got != nil {
 		t.Errorf("a nil pointer came back as %v", got)
