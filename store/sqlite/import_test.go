@@ -1,9 +1,12 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -217,5 +220,46 @@ func TestLastUsedStatementsSearchKeysById(t *testing.T) {
 		if !strings.Contains(plan, "USING INDEX sqlite_autoindex_keys_1 (id=?)") || strings.Contains(plan, "SCAN k\n") || strings.Contains(plan, "SCAN keys\n") {
 			t.Errorf("%s\nplan:\n%s", q, plan)
 		}
+	}
+}
+
+// BenchmarkImportMillion imports 1,000,000 keys of one template into a new
+// store as keys.Service does: batches of 100,000 sorted by hash, ids from
+// one sequence. It reports keys/s for the whole million (the later
+// batches, into a larger hash index, are the slower ones).
+//
+//	go test ./store/sqlite -run '^$' -bench ImportMillion -benchtime 1x
+func BenchmarkImportMillion(b *testing.B) {
+	const batch, batches = 100_000, 10
+	at := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
+	scopes := []string{"data:read"}
+	for b.Loop() {
+		b.StopTimer()
+		db := openTest(b, filepath.Join(b.TempDir(), "latchkey.db"))
+		if err := db.Update(b.Context(), func(tx keys.Tx) error { return tx.CreateTenant(&latchkey.Tenant{ID: "a", Name: "A", CreatedAt: at}) }); err != nil {
+			b.Fatal(err)
+		}
+		ids := latchkey.NewIDSequence("key", at)
+		var took time.Duration
+		for range batches {
+			ks := make([]*latchkey.Key, batch)
+			for i := range ks {
+				k := &latchkey.Key{Tenant: "a", Name: "imported", Scopes: scopes, Resources: []string{},
+					State: latchkey.StateActive, CreatedAt: at, UpdatedAt: at, Start: "abcd"}
+				_, _ = rand.Read(k.Hash[:])
+				ks[i] = k
+			}
+			slices.SortFunc(ks, func(x, y *latchkey.Key) int { return bytes.Compare(x.Hash[:], y.Hash[:]) })
+			for _, k := range ks {
+				k.ID = ids.Next()
+			}
+			start := time.Now()
+			if err := db.Update(b.Context(), func(tx keys.Tx) error { _, err := tx.ImportKeys(ks); return err }); err != nil {
+				b.Fatal(err)
+			}
+			took += time.Since(start)
+		}
+		b.ReportMetric(float64(batch*batches)/took.Seconds(), "keys/s")
+		b.StartTimer()
 	}
 }
