@@ -21,15 +21,9 @@ import (
 // network it blocked: the caller's, unless a trusted caller names the
 // client in the body (docs/limits.md, "Brute-force guard").
 func TestGuardCountsWhomTheModelSays(t *testing.T) {
-	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "g.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
 	now := time.Date(2026, 6, 1, 8, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return now }
-	svc := keys.New(keys.Options{Store: db, Now: clock})
+	svc := keys.New(keys.Options{Store: guardTestDB(t), Now: clock})
 	trusted, err := httpapi.ParseTrustedProxies("10.0.0.1, 2001:db8::/64")
 	if err != nil {
 		t.Fatal(err)
@@ -80,13 +74,7 @@ func TestGuardCountsWhomTheModelSays(t *testing.T) {
 // A nil *guard.Guard (the guard turned off) is no guard: bad keys are
 // answered, never held back, and nothing panics.
 func TestNilGuardIsNoGuard(t *testing.T) {
-	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "g.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	svc := keys.New(keys.Options{Store: db})
+	svc := keys.New(keys.Options{Store: guardTestDB(t)})
 	var off *guard.Guard
 	srv := httpapi.New(httpapi.Config{Keys: svc, Guard: off})
 	for i := range 30 {
@@ -98,4 +86,15 @@ func TestNilGuardIsNoGuard(t *testing.T) {
 			t.Fatalf("bad key %d answered %d, want 401", i, rec.Code)
 		}
 	}
+}
+
+// guardTestDB opens a store in t's temporary directory, closed when t ends.
+func guardTestDB(t *testing.T) *sqlite.DB {
+	t.Helper()
+	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "g.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
 }
