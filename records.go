@@ -99,3 +99,16 @@ type Actor struct {
 	// the RateLimit figures and the concurrency lease Done releases.
 	Admission Admission
 }
+
+// NewAuditEvent is the successful action of actor (nil: the server itself)
+// on tenant's target key (or none), at now, with details.
+func NewAuditEvent(actor *Actor, tenant, action, target string, now time.Time, details map[string]string) *AuditEvent {
+	e := &AuditEvent{At: now, Tenant: tenant, Action: action, TargetKeyID: target, Result: ResultSuccess, Details: details}
+	if actor != nil {
+		e.ActorKeyID, e.UserAgent = actor.KeyID, actor.UserAgent
+		if actor.IP.IsValid() {
+			e.IP = actor.IP.String()
+		}
+	}
+	return e
+}

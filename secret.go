@@ -1,5 +1,19 @@
 package latchkey
 
+import "time"
+
+// Secret is a brokered secret as the API shows it. Value is set only when
+// a secret is read, never in lists, versions or write answers.
+type Secret struct {
+	Name      string            `json:"name"`
+	Value     string            `json:"value,omitempty"`
+	Version   int64             `json:"version"`
+	ExpiresIn int64             `json:"expires_in"`
+	Meta      map[string]string `json:"meta"`
+	CreatedAt time.Time         `json:"created_at"`
+	CreatedBy string            `json:"created_by,omitempty"`
+}
+
 // MaxSecretName is the longest secret name.
 const MaxSecretName = 63
 

@@ -64,7 +64,7 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, a *keys.Actor
 	// with); 0 when this page was the last.
 	limit := f.Limit
 	if limit == 0 {
-		limit = keys.MaxListLimit
+		limit = latchkey.MaxListLimit
 	}
 	var next int64
 	if len(evs) == limit {
@@ -84,7 +84,7 @@ func (s *Server) exportAudit(w http.ResponseWriter, r *http.Request, a *keys.Act
 	if err != nil {
 		return err
 	}
-	f.Limit = keys.MaxListLimit
+	f.Limit = latchkey.MaxListLimit
 	first, err := s.svc.ListAudit(r.Context(), a, f)
 	if err != nil {
 		return err
@@ -98,7 +98,7 @@ func (s *Server) exportAudit(w http.ResponseWriter, r *http.Request, a *keys.Act
 				return nil // the client went away
 			}
 		}
-		if len(page) < keys.MaxListLimit {
+		if len(page) < latchkey.MaxListLimit {
 			break
 		}
 		f.AfterSeq = page[len(page)-1].Seq

@@ -16,6 +16,7 @@ import (
 	"github.com/latchkeyhq/latchkey/keyring"
 	"github.com/latchkeyhq/latchkey/keys"
 	"github.com/latchkeyhq/latchkey/limit"
+	"github.com/latchkeyhq/latchkey/secrets"
 	"github.com/latchkeyhq/latchkey/store/sqlite"
 )
 
@@ -124,14 +125,16 @@ func newSeedBenchWith(tb testing.TB, limiter bool) (*httpapi.Server, *http.Reque
 	if err != nil {
 		tb.Fatal(err)
 	}
-	opts := keys.Options{Store: db, Sealer: kr}
+	opts := keys.Options{Store: db}
 	if limiter {
 		m := limit.NewMemory(limit.Options{Store: latchkey.Narrow[latchkey.QuotaStore](db)})
 		tb.Cleanup(func() { m.Close(ctx) })
 		opts.Limiter = m
 	}
+	sec := secrets.New(secrets.Options{Store: latchkey.Narrow[secrets.Tx](db), Sealer: kr})
+	opts.BeforeAuditRead = sec.FlushReadAudits
 	svc := keys.New(opts)
-	tb.Cleanup(func() { svc.Close(ctx) })
+	tb.Cleanup(func() { sec.Close(ctx); svc.Close(ctx) })
 	root, _, _, err := svc.Bootstrap(ctx, "")
 	if err != nil {
 		tb.Fatal(err)
@@ -140,10 +143,10 @@ func newSeedBenchWith(tb testing.TB, limiter bool) (*httpapi.Server, *http.Reque
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if _, err := svc.PutSecret(ctx, actor, "openai", keys.SecretParams{Value: "sk-proj-0123456789abcdef0123456789"}); err != nil {
+	if _, err := sec.PutSecret(ctx, actor, "openai", secrets.SecretParams{Value: "sk-proj-0123456789abcdef0123456789"}); err != nil {
 		tb.Fatal(err)
 	}
-	srv := httpapi.New(httpapi.Config{Keys: svc, Keyring: kr})
+	srv := httpapi.New(httpapi.Config{Keys: svc, Secrets: sec, Keyring: kr})
 	req, _ := http.NewRequest("GET", "http://x/keys/openai", nil)
 	req.RemoteAddr = "127.0.0.1:5555"
 	req.Header.Set("Authorization", "Bearer "+root.Reveal())

@@ -116,8 +116,8 @@ func queryLimit(v string) (int, error) {
 		return 0, nil
 	}
 	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 || n > keys.MaxListLimit {
-		return 0, latchkey.Errorf(latchkey.EInvalid, "limit must be a whole number from 1 to %d", keys.MaxListLimit)
+	if err != nil || n < 1 || n > latchkey.MaxListLimit {
+		return 0, latchkey.Errorf(latchkey.EInvalid, "limit must be a whole number from 1 to %d", latchkey.MaxListLimit)
 	}
 	return n, nil
 }

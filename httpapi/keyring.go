@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/keys"
@@ -41,7 +42,7 @@ func (s *Server) rotateKeyring(w http.ResponseWriter, r *http.Request, a *keys.A
 		return latchkey.Errorf(latchkey.ENotFound, "this server has no keyring")
 	}
 	_, err := s.keyring.Rotate(r.Context(), func(tx latchkey.KeyringTx, term int64) error {
-		return s.svc.RecordAudit(tx, a, "keyring.rotated", map[string]string{"term": strconv.FormatInt(term, 10)})
+		return s.recordAudit(tx, a, "keyring.rotated", map[string]string{"term": strconv.FormatInt(term, 10)})
 	})
 	if err != nil {
 		return err
@@ -84,11 +85,19 @@ func (s *Server) rewrapKeyring(w http.ResponseWriter, r *http.Request, a *keys.A
 		return latchkey.Errorf(latchkey.ENotFound, "this server has no keyring")
 	}
 	res, err := s.keyring.RewrapFromFile(r.Context(), path, func(tx latchkey.KeyringTx, terms int) error {
-		return s.svc.RecordAudit(tx, a, "keyring.rewrapped", map[string]string{"terms": strconv.Itoa(terms)})
+		return s.recordAudit(tx, a, "keyring.rewrapped", map[string]string{"terms": strconv.Itoa(terms)})
 	})
 	if err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, res)
 	return nil
+}
+
+// recordAudit appends the audit event of the operator's change to the
+// keyring in that change's transaction tx, so the change and its record
+// commit or fail together.
+func (s *Server) recordAudit(tx latchkey.AuditWriter, a *keys.Actor, action string, details map[string]string) error {
+	now := s.now().UTC().Truncate(time.Microsecond) // the store's resolution
+	return tx.AppendAudit(latchkey.NewAuditEvent(a, a.Tenant, action, "", now, details))
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/keys"
+	"github.com/latchkeyhq/latchkey/secrets"
 )
 
 // A request decoder's fuzz target checks more than the code of its errors:
@@ -167,7 +168,7 @@ func webhookJSON(p keys.WebhookParams) any {
 	return map[string]any{"url": p.URL, "events": p.Events}
 }
 
-func putSecretJSON(p keys.SecretParams) any {
+func putSecretJSON(p secrets.SecretParams) any {
 	return map[string]any{"value": p.Value, "expires_in": p.ExpiresIn, "meta": p.Meta}
 }
 

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"net/http"
 
+	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/keys"
 )
 
@@ -36,6 +37,17 @@ func (s *Server) routes() {
 }
 
 type adminHandler = func(http.ResponseWriter, *http.Request, *keys.Actor) error
+
+// brokered is h on a server with a secret service (Config.Secrets); on one
+// without, the secret routes answer not_found after the admin key's check.
+func (s *Server) brokered(h adminHandler) adminHandler {
+	if s.secrets != nil {
+		return h
+	}
+	return func(http.ResponseWriter, *http.Request, *keys.Actor) error {
+		return latchkey.Errorf(latchkey.ENotFound, "this server brokers no secrets")
+	}
+}
 
 // eachRoute is the route table: it hands every route with its handler to
 // add. open routes take no admin key; admin routes authenticate one with
@@ -91,17 +103,17 @@ func (s *Server) eachRoute(add func(Route, http.Handler)) {
 	admin("POST", "/v1/tenants", "tenants:admin", s.createTenant)
 	admin("GET", "/v1/tenants", "tenants:admin", s.listTenants)
 
-	admin("PUT", "/v1/secrets/{name}", "secrets:write", s.putSecret)
-	admin("GET", "/v1/secrets", "secrets:read", s.listSecrets)
-	admin("GET", "/v1/secrets/{name}", "secrets:read", s.getSecret)
-	admin("GET", "/v1/secrets/{name}/versions", "secrets:read", s.secretVersions)
-	admin("DELETE", "/v1/secrets/{name}", "secrets:write", s.deleteSecret)
+	admin("PUT", "/v1/secrets/{name}", "secrets:write", s.brokered(s.putSecret))
+	admin("GET", "/v1/secrets", "secrets:read", s.brokered(s.listSecrets))
+	admin("GET", "/v1/secrets/{name}", "secrets:read", s.brokered(s.getSecret))
+	admin("GET", "/v1/secrets/{name}/versions", "secrets:read", s.brokered(s.secretVersions))
+	admin("DELETE", "/v1/secrets/{name}", "secrets:write", s.brokered(s.deleteSecret))
 
 	// The seed services' contract (API.md): both accept Authorization:
 	// Bearer and X-API-Key; a doubled leading slash is mapped in
 	// ServeHTTP.
-	admin("GET", "/keys/{provider}", "secrets:read", s.seedKey, s.seed)
-	admin("GET", "/llm-keys", "secrets:read", s.seedKeys, s.seed)
+	admin("GET", "/keys/{provider}", "secrets:read", s.brokered(s.seedKey), s.seed)
+	admin("GET", "/llm-keys", "secrets:read", s.brokered(s.seedKeys), s.seed)
 
 	admin("GET", "/v1/keyring", "tenants:admin", s.keyringStatus)
 	admin("POST", "/v1/keyring/rotate", "tenants:admin", s.rotateKeyring)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/keys"
+	"github.com/latchkeyhq/latchkey/secrets"
 )
 
 // secretBody is PUT /v1/secrets/{name}.
@@ -18,20 +19,20 @@ type secretBody struct {
 
 // decodePutSecret reads PUT /v1/secrets/{name}. Errors never show the
 // value.
-func decodePutSecret(data []byte) (keys.SecretParams, error) {
+func decodePutSecret(data []byte) (secrets.SecretParams, error) {
 	var b secretBody
 	if err := decodeJSON(data, &b); err != nil {
 		// A type error names the field and the JSON type, never the value
 		// (jsonError quotes no input but a field name or unknown key).
-		return keys.SecretParams{}, err
+		return secrets.SecretParams{}, err
 	}
 	if b.Value == nil {
-		return keys.SecretParams{}, latchkey.Errorf(latchkey.EInvalid, "value is missing")
+		return secrets.SecretParams{}, latchkey.Errorf(latchkey.EInvalid, "value is missing")
 	}
-	p := keys.SecretParams{Value: *b.Value, ExpiresIn: b.ExpiresIn, Meta: b.Meta}
+	p := secrets.SecretParams{Value: *b.Value, ExpiresIn: b.ExpiresIn, Meta: b.Meta}
 	if err := p.Validate(); err != nil {
 		// The caller gets nothing to log by mistake, the value least of all.
-		return keys.SecretParams{}, err
+		return secrets.SecretParams{}, err
 	}
 	return p, nil
 }
@@ -62,7 +63,7 @@ func (s *Server) putSecret(w http.ResponseWriter, r *http.Request, a *keys.Actor
 	if err != nil {
 		return err
 	}
-	sec, err := s.svc.PutSecret(r.Context(), a, name, p)
+	sec, err := s.secrets.PutSecret(r.Context(), a, name, p)
 	if err != nil {
 		return err
 	}
@@ -75,7 +76,7 @@ func (s *Server) getSecret(w http.ResponseWriter, r *http.Request, a *keys.Actor
 	if err != nil {
 		return err
 	}
-	sec, err := s.svc.ReadSecret(r.Context(), a, r.PathValue("name"), v)
+	sec, err := s.secrets.ReadSecret(r.Context(), a, r.PathValue("name"), v)
 	if err != nil {
 		return err
 	}
@@ -90,30 +91,30 @@ func (s *Server) listSecrets(w http.ResponseWriter, r *http.Request, a *keys.Act
 	if err != nil {
 		return err
 	}
-	list, next, err := s.svc.ListSecrets(r.Context(), a, q.Get("cursor"), limit)
+	list, next, err := s.secrets.ListSecrets(r.Context(), a, q.Get("cursor"), limit)
 	if err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, struct {
-		Secrets    []*keys.SecretInfo `json:"secrets"`
-		NextCursor string             `json:"next_cursor"`
+		Secrets    []*latchkey.SecretInfo `json:"secrets"`
+		NextCursor string                 `json:"next_cursor"`
 	}{list, next})
 	return nil
 }
 
 func (s *Server) secretVersions(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
-	vs, err := s.svc.SecretVersions(r.Context(), a, r.PathValue("name"))
+	vs, err := s.secrets.SecretVersions(r.Context(), a, r.PathValue("name"))
 	if err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, struct {
-		Versions []*keys.Secret `json:"versions"`
+		Versions []*latchkey.Secret `json:"versions"`
 	}{vs})
 	return nil
 }
 
 func (s *Server) deleteSecret(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
-	if err := s.svc.DeleteSecret(r.Context(), a, r.PathValue("name")); err != nil {
+	if err := s.secrets.DeleteSecret(r.Context(), a, r.PathValue("name")); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -144,7 +145,7 @@ func (s *Server) seed(h http.Handler) http.Handler {
 
 // seedKey answers GET /keys/{provider} with exactly {"api_key", "expires_in"}.
 func (s *Server) seedKey(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
-	sec, err := s.svc.ReadSecret(r.Context(), a, r.PathValue("provider"), 0)
+	sec, err := s.secrets.ReadSecret(r.Context(), a, r.PathValue("provider"), 0)
 	if err != nil {
 		return err
 	}
@@ -159,7 +160,7 @@ func (s *Server) seedKey(w http.ResponseWriter, r *http.Request, a *keys.Actor) 
 // seedKeys answers GET /llm-keys with {"<name>": "<value>", …} for every
 // secret the key may read.
 func (s *Server) seedKeys(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
-	secs, err := s.svc.ReadSecrets(r.Context(), a)
+	secs, err := s.secrets.ReadSecrets(r.Context(), a)
 	if err != nil {
 		return err
 	}

@@ -63,7 +63,7 @@ func (s *Server) seedKeyFast(w http.ResponseWriter, r *http.Request, id, provide
 			actorID = a.KeyID
 			a.UserAgent = r.UserAgent()
 			setLimitHeaders(h, a.Admission, s.now())
-			sec, rerr := s.svc.ReadSecret(r.Context(), &a, provider, 0)
+			sec, rerr := s.secrets.ReadSecret(r.Context(), &a, provider, 0)
 			if rerr == nil {
 				defer s.svc.Done(&a)
 				s.writeSeedKey(w, sec.Value, sec.ExpiresIn)

@@ -15,6 +15,7 @@ import (
 	"github.com/latchkeyhq/latchkey/httpapi"
 	"github.com/latchkeyhq/latchkey/keyring"
 	"github.com/latchkeyhq/latchkey/keys"
+	"github.com/latchkeyhq/latchkey/secrets"
 	"github.com/latchkeyhq/latchkey/store/sqlite"
 )
 
@@ -48,8 +49,9 @@ func TestSeedKeyUnavailableWhenReadsCannotBeAudited(t *testing.T) {
 		t.Fatal(err)
 	}
 	store := &failingWrites{Store: db}
-	svc := keys.New(keys.Options{Store: store, Sealer: kr, ReadAuditInterval: time.Hour})
-	t.Cleanup(func() { svc.Close(ctx) })
+	sec := secrets.New(secrets.Options{Store: latchkey.Narrow[secrets.Tx](store), Sealer: kr, ReadAuditInterval: time.Hour})
+	svc := keys.New(keys.Options{Store: store, BeforeAuditRead: sec.FlushReadAudits})
+	t.Cleanup(func() { sec.Close(ctx); svc.Close(ctx) })
 	root, _, _, err := svc.Bootstrap(ctx, "")
 	if err != nil {
 		t.Fatal(err)
@@ -59,10 +61,10 @@ func TestSeedKeyUnavailableWhenReadsCannotBeAudited(t *testing.T) {
 		t.Fatal(err)
 	}
 	const value = "sk-proj-seed-unavailable-0123"
-	if _, err := svc.PutSecret(ctx, actor, "openai", keys.SecretParams{Value: value}); err != nil {
+	if _, err := sec.PutSecret(ctx, actor, "openai", secrets.SecretParams{Value: value}); err != nil {
 		t.Fatal(err)
 	}
-	srv := httpapi.New(httpapi.Config{Keys: svc, Keyring: kr})
+	srv := httpapi.New(httpapi.Config{Keys: svc, Secrets: sec, Keyring: kr})
 	get := func(path string) *httptest.ResponseRecorder {
 		req := httptest.NewRequest("GET", path, nil)
 		req.RemoteAddr = "127.0.0.1:5555"
@@ -75,7 +77,7 @@ func TestSeedKeyUnavailableWhenReadsCannotBeAudited(t *testing.T) {
 		t.Fatalf("GET /keys/openai: %d %s", r.Code, r.Body)
 	}
 	store.fail.Store(true)
-	if err := svc.FlushReadAudits(ctx); latchkey.ErrorCode(err) != latchkey.EUnavailable {
+	if err := sec.FlushReadAudits(ctx); latchkey.ErrorCode(err) != latchkey.EUnavailable {
 		t.Fatalf("flush with failing writes: %v", err)
 	}
 	for _, path := range []string{"/keys/openai", "/llm-keys", "/v1/secrets/openai"} {
@@ -85,7 +87,7 @@ func TestSeedKeyUnavailableWhenReadsCannotBeAudited(t *testing.T) {
 		}
 	}
 	store.fail.Store(false)
-	if err := svc.FlushReadAudits(ctx); err != nil {
+	if err := sec.FlushReadAudits(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if r := get("/keys/openai"); r.Code != 200 {

@@ -20,12 +20,16 @@ import (
 
 	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/keys"
+	"github.com/latchkeyhq/latchkey/secrets"
 )
 
 // Config configures a Server.
 type Config struct {
-	Keys   *keys.Service
-	Logger *slog.Logger
+	Keys *keys.Service
+	// Secrets serves /v1/secrets and the seed routes (GET /keys/{provider},
+	// GET /llm-keys); without it they answer not_found.
+	Secrets *secrets.Service
+	Logger  *slog.Logger
 	// TrustedProxies are the peers whose X-Forwarded-For and X-Real-IP
 	// headers are believed. Requests from anyone else are attributed to the
 	// direct peer, whatever their headers say.
@@ -111,6 +115,7 @@ type Guard interface {
 // Server is the HTTP handler of a Latchkey node.
 type Server struct {
 	svc     *keys.Service
+	secrets *secrets.Service
 	log     *slog.Logger
 	trusted []netip.Prefix
 	maxBody int64
@@ -144,6 +149,7 @@ func New(cfg Config) *Server {
 	cfg.Guard, cfg.Keyring = latchkey.OrNil(cfg.Guard), latchkey.OrNil(cfg.Keyring)
 	s := &Server{
 		svc:     cfg.Keys,
+		secrets: cfg.Secrets,
 		log:     cfg.Logger,
 		trusted: cfg.TrustedProxies,
 		maxBody: cfg.MaxBody,
@@ -188,7 +194,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			r.URL.Path, r.URL.RawPath = q, ""
 		}
 	}
-	if provider, ok := seedProvider(r); ok {
+	if provider, ok := seedProvider(r); ok && s.secrets != nil {
 		s.seedKeyFast(w, r, id, provider)
 		return
 	}

@@ -15,8 +15,8 @@ const auditPage = 1000
 // after writing the secret reads this node has queued, so that the log
 // read here holds every read answered here. Errors: EInvalid.
 func (s *Service) ListAudit(ctx context.Context, actor *Actor, f AuditFilter) ([]*latchkey.AuditEvent, error) {
-	if f.Limit <= 0 || f.Limit > MaxListLimit {
-		f.Limit = MaxListLimit
+	if f.Limit <= 0 || f.Limit > latchkey.MaxListLimit {
+		f.Limit = latchkey.MaxListLimit
 	}
 	if f.AfterSeq < 0 {
 		return nil, latchkey.Errorf(latchkey.EInvalid, "after must not be negative")
@@ -205,14 +205,14 @@ func (s *Service) syncAnchorLoop(interval time.Duration) {
 	}
 }
 
-// flushReadsBeforeAuditRead writes the queued secret.read events before
-// the log is read. If that fails the log is still shown, as stored; the
-// events stay queued for the next flush.
+// flushReadsBeforeAuditRead writes the queued secret.read events
+// (Options.BeforeAuditRead) before the log is read. If that fails the log
+// is still shown, as stored; the events stay queued for the next flush.
 func (s *Service) flushReadsBeforeAuditRead(ctx context.Context) {
-	if s.reads.queued() == 0 {
+	if s.beforeAudit == nil {
 		return
 	}
-	if err := s.reads.flush(ctx); err != nil {
+	if err := s.beforeAudit(ctx); err != nil {
 		s.log.WarnContext(ctx, "writing queued secret read audit events failed; they stay queued", "err", err)
 	}
 }

@@ -297,7 +297,7 @@ func (im *importer) flush() error {
 		if created, err = tx.ImportKeys(batch); err != nil {
 			return err
 		}
-		return im.s.record(tx, auditEvent(im.actor, im.actor.Tenant, "keys.imported", "", im.now, map[string]string{
+		return im.s.record(tx, latchkey.NewAuditEvent(im.actor, im.actor.Tenant, "keys.imported", "", im.now, map[string]string{
 			"format":  im.format,
 			"created": strconv.Itoa(created),
 			"skipped": strconv.Itoa(len(batch) - created),
@@ -541,7 +541,7 @@ func readError(err error) error {
 func (s *Service) ExportKeys(ctx context.Context, actor *Actor, fn func(*latchkey.Key) error) error {
 	now := s.now()
 	if err := s.store.Update(ctx, func(tx Tx) error {
-		return s.record(tx, auditEvent(actor, actor.Tenant, "keys.exported", "", now, nil))
+		return s.record(tx, latchkey.NewAuditEvent(actor, actor.Tenant, "keys.exported", "", now, nil))
 	}); err != nil {
 		return err
 	}

@@ -207,7 +207,7 @@ func (s *Service) CreateKey(ctx context.Context, actor *Actor, p CreateParams) (
 		if err := tx.CreateKey(k); err != nil {
 			return err
 		}
-		return s.record(tx, auditEvent(actor, k.Tenant, "key.created", k.ID, now, map[string]string{"name": k.Name, "scopes": strings.Join(k.Scopes, ",")}))
+		return s.record(tx, latchkey.NewAuditEvent(actor, k.Tenant, "key.created", k.ID, now, map[string]string{"name": k.Name, "scopes": strings.Join(k.Scopes, ",")}))
 	})
 	if err != nil {
 		return nil, latchkey.Token{}, err
@@ -261,11 +261,11 @@ func (s *Service) ListKeys(ctx context.Context, actor *Actor, p ListParams) ([]*
 	if p.State != "" && !latchkey.ValidState(p.State) {
 		return nil, "", latchkey.Errorf(latchkey.EInvalid, "state must be active, suspended, revoked or expired")
 	}
-	after, err := DecodeCursor(p.Cursor)
+	after, err := latchkey.DecodeCursor(p.Cursor)
 	if err != nil {
 		return nil, "", err
 	}
-	limit := clampLimit(p.Limit)
+	limit := latchkey.ClampLimit(p.Limit)
 	f := KeyFilter{
 		Page:  Page{After: after, Limit: limit + 1},
 		Owner: p.Owner, Environment: p.Environment, Name: p.Name, ParentID: p.ParentID,
@@ -283,7 +283,7 @@ func (s *Service) ListKeys(ctx context.Context, actor *Actor, p ListParams) ([]*
 	next := ""
 	if len(ks) > limit {
 		ks = ks[:limit]
-		next = encodeCursor(ks[limit-1].ID)
+		next = latchkey.EncodeCursor(ks[limit-1].ID)
 	}
 	return ks, next, nil
 }
@@ -369,25 +369,13 @@ func (s *Service) change(ctx context.Context, actor *Actor, id, action string, f
 			}
 			details["affected"] = strings.Join(affected, ",")
 		}
-		return s.record(tx, auditEvent(actor, actor.Tenant, action, id, now, details))
+		return s.record(tx, latchkey.NewAuditEvent(actor, actor.Tenant, action, id, now, details))
 	})
 	if err != nil {
 		return nil, err
 	}
 	s.invalidate(changed)
 	return target, nil
-}
-
-// auditEvent builds an event done by actor (nil: the server itself).
-func auditEvent(actor *Actor, tenant, action, target string, now time.Time, details map[string]string) *latchkey.AuditEvent {
-	e := &latchkey.AuditEvent{At: now, Tenant: tenant, Action: action, TargetKeyID: target, Result: latchkey.ResultSuccess, Details: details}
-	if actor != nil {
-		e.ActorKeyID, e.UserAgent = actor.KeyID, actor.UserAgent
-		if actor.IP.IsValid() {
-			e.IP = actor.IP.String()
-		}
-	}
-	return e
 }
 
 // named lists the fields the settings set, for the audit log.
@@ -734,7 +722,7 @@ func (s *Service) DeriveKey(ctx context.Context, actor *Actor, id string, p Crea
 		if err := tx.CreateKey(child); err != nil {
 			return nil, err
 		}
-		return nil, s.record(tx, auditEvent(actor, child.Tenant, "key.derived", child.ID, now, map[string]string{"parent": parent.ID, "scopes": strings.Join(child.Scopes, ",")}))
+		return nil, s.record(tx, latchkey.NewAuditEvent(actor, child.Tenant, "key.derived", child.ID, now, map[string]string{"parent": parent.ID, "scopes": strings.Join(child.Scopes, ",")}))
 	}, nil)
 	if err != nil {
 		return nil, latchkey.Token{}, err

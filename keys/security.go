@@ -45,7 +45,7 @@ func (s *Service) ListSecurityEvents(ctx context.Context, actor *Actor, f Securi
 	if f.After != "" && !latchkey.ValidID("evt", f.After) {
 		return nil, "", latchkey.Errorf(latchkey.EInvalid, "after must be an event id")
 	}
-	limit := clampLimit(f.Limit)
+	limit := latchkey.ClampLimit(f.Limit)
 	var evs []*latchkey.Event
 	err := s.store.View(ctx, func(tx Tx) error {
 		var err error

@@ -6,7 +6,6 @@ package keys
 
 import (
 	"context"
-	"encoding/base64"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -48,34 +47,13 @@ type Options struct {
 	// security anomaly (default: 50 within 5 minutes).
 	Burst  BurstRule
 	Logger *slog.Logger
-	// Sealer seals secrets for storage (package keyring): brokered secrets
-	// and webhook signing secrets. Without one, storing or reading a
-	// secret, and creating a webhook, fails.
+	// Sealer seals webhook signing secrets for storage (package keyring).
+	// Without one, creating a webhook fails.
 	Sealer Sealer
 	// WebhookTargets refuses, at creation, webhook URLs whose host is an
 	// address deliveries may not reach (the dispatcher checks every
 	// address it connects to as well).
 	WebhookTargets latchkey.WebhookTargets
-	// SecretVersions is how many versions of a secret are kept (default
-	// 10); older ones are deleted when a new one is written.
-	SecretVersions int
-	// SecretExpiresIn is the expires_in, in seconds, of a secret written
-	// without one (default 3600): how long clients are told to cache it.
-	SecretExpiresIn int64
-	// SecretCacheSize bounds the opened secret versions kept in memory
-	// (default 10,000) and SecretCacheTTL how long one is trusted without
-	// reading the store again (default 5s): how long a change made on
-	// another node may take to be seen here. A change made on this node is
-	// seen at once.
-	SecretCacheSize int
-	SecretCacheTTL  time.Duration
-	// ReadAuditInterval is how often the secret.read audit events of
-	// secret reads are written, in one transaction (default 1s), and
-	// ReadAuditQueue how many may wait (default 10,000); a read that finds
-	// the queue full fails with EUnavailable. A flush also starts when the
-	// queue is half full.
-	ReadAuditInterval time.Duration
-	ReadAuditQueue    int
 	// AuditAnchor, when set, signs audit checkpoints and keeps them outside
 	// the database (the store must append through it too: see
 	// AppendAudit); AuditAnchorInterval is how often committed
@@ -83,6 +61,11 @@ type Options struct {
 	// late a rewind of the database can go unnoticed.
 	AuditAnchor         *AuditAnchor
 	AuditAnchorInterval time.Duration
+	// BeforeAuditRead, when set, runs before the audit log is listed or
+	// verified: the secret service's FlushReadAudits, so that the queued
+	// secret.read events are in what is read. Its error is logged, and
+	// the log is read as stored.
+	BeforeAuditRead func(ctx context.Context) error
 }
 
 // BurstRule says how many of one kind of change within Window make a
@@ -115,10 +98,7 @@ type Service struct {
 	burst        BurstRule
 	sealer       Sealer
 	hookTargets  latchkey.WebhookTargets
-	secretKeep   int
-	secretTTL    int64
-	secrets      *secretCache
-	reads        *readAudits
+	beforeAudit  func(ctx context.Context) error
 	storeReads   atomic.Uint64
 	anchor       *AuditAnchor
 	anchorStop   chan struct{}
@@ -155,24 +135,6 @@ func New(o Options) *Service {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if o.SecretVersions <= 0 {
-		o.SecretVersions = 10
-	}
-	if o.SecretExpiresIn <= 0 {
-		o.SecretExpiresIn = 3600
-	}
-	if o.SecretCacheSize <= 0 {
-		o.SecretCacheSize = 10_000
-	}
-	if o.SecretCacheTTL <= 0 {
-		o.SecretCacheTTL = 5 * time.Second
-	}
-	if o.ReadAuditInterval <= 0 {
-		o.ReadAuditInterval = time.Second
-	}
-	if o.ReadAuditQueue <= 0 {
-		o.ReadAuditQueue = 10_000
-	}
 	s := &Service{
 		store:        o.Store,
 		clock:        o.Now,
@@ -186,11 +148,8 @@ func New(o Options) *Service {
 		burst:        o.Burst,
 		sealer:       o.Sealer,
 		hookTargets:  o.WebhookTargets,
-		secretKeep:   o.SecretVersions,
-		secretTTL:    o.SecretExpiresIn,
-		secrets:      newSecretCache(o.SecretCacheSize, o.SecretCacheTTL),
+		beforeAudit:  o.BeforeAuditRead,
 	}
-	s.reads = newReadAudits(s, o.ReadAuditQueue, o.ReadAuditInterval)
 	if o.AuditAnchor != nil {
 		if o.AuditAnchorInterval <= 0 {
 			o.AuditAnchorInterval = time.Second
@@ -201,15 +160,11 @@ func New(o Options) *Service {
 	return s
 }
 
-// FlushReadAudits writes the queued secret.read audit events now, in one
-// transaction; they stay queued if it fails.
-func (s *Service) FlushReadAudits(ctx context.Context) error { return s.reads.flush(ctx) }
-
-// Close refuses further secret reads and writes the queued secret.read
-// audit events. Call it after the HTTP server has drained, so that every
-// answered read is in the audit log.
+// Close stops the audit anchor's copying and writes the anchor file a
+// last time. Call it after the HTTP server has drained and the secret
+// service has written its queued read events.
 func (s *Service) Close(ctx context.Context) error {
-	err := s.reads.close(ctx)
+	var err error
 	if s.anchor != nil {
 		s.anchorOnce.Do(func() { close(s.anchorStop) })
 		<-s.anchorDone
@@ -378,7 +333,7 @@ func (s *Service) Bootstrap(ctx context.Context, rootKey string) (tok latchkey.T
 		if err := tx.CreateKey(k); err != nil {
 			return err
 		}
-		return s.record(tx, auditEvent(nil, latchkey.OperatorTenant, "tenant.created", k.ID, now, map[string]string{"tenant": latchkey.OperatorTenant, "root_key": k.ID}))
+		return s.record(tx, latchkey.NewAuditEvent(nil, latchkey.OperatorTenant, "tenant.created", k.ID, now, map[string]string{"tenant": latchkey.OperatorTenant, "root_key": k.ID}))
 	})
 	if err == errExists {
 		return latchkey.Token{}, "", false, nil
@@ -407,33 +362,4 @@ func (s *Service) newKey(tok latchkey.Token, tenant string, now time.Time) *latc
 		CreatedAt: now,
 		UpdatedAt: now,
 	}
-}
-
-// Cursors are opaque to clients: the last id of a page, base64url-encoded.
-
-func encodeCursor(id string) string { return base64.RawURLEncoding.EncodeToString([]byte(id)) }
-
-// DecodeCursor reads a cursor from a list response; EInvalid if it is not one.
-func DecodeCursor(c string) (string, error) {
-	if c == "" {
-		return "", nil
-	}
-	b, err := base64.RawURLEncoding.DecodeString(c)
-	if err != nil || len(b) > 200 {
-		return "", latchkey.Errorf(latchkey.EInvalid, "cursor is not one this server returned")
-	}
-	return string(b), nil
-}
-
-// Page limits for lists.
-const (
-	DefaultListLimit = 100
-	MaxListLimit     = 1000
-)
-
-func clampLimit(n int) int {
-	if n <= 0 {
-		return DefaultListLimit
-	}
-	return min(n, MaxListLimit)
 }

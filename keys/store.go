@@ -42,11 +42,12 @@ var ErrStoreLost = latchkey.ErrStoreLost
 // function given to View or Update.
 type Tx interface {
 	// Each capability's methods are declared in a file of their own
-	// (store_events.go, store_webhooks.go, store_secrets.go,
-	// store_reports.go) and embedded here.
+	// (store_events.go, store_webhooks.go, store_reports.go) and embedded
+	// here. The secrets' are the secret service's (secrets.Tx) and the
+	// keyring's (latchkey.KeyringStore): a backend's transaction
+	// implements those too, and is narrowed to them (latchkey.Narrow).
 	EventStore
 	WebhookStore
-	SecretStore
 	ReportStore
 
 	// CreateTenant inserts t; EConflict if its id exists.

@@ -9,3 +9,6 @@ type (
 	ExpiringFilter = latchkey.ExpiringFilter
 	DeliveryFilter = latchkey.DeliveryFilter
 )
+
+// Sealer is latchkey.Sealer: it seals webhook signing secrets.
+type Sealer = latchkey.Sealer

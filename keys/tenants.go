@@ -45,10 +45,10 @@ func (s *Service) CreateTenant(ctx context.Context, actor *Actor, id, name strin
 			return err
 		}
 		// In the operator's log, and as the first event of the new tenant's.
-		if err := s.record(tx, auditEvent(actor, actor.Tenant, "tenant.created", k.ID, now, map[string]string{"tenant": id})); err != nil {
+		if err := s.record(tx, latchkey.NewAuditEvent(actor, actor.Tenant, "tenant.created", k.ID, now, map[string]string{"tenant": id})); err != nil {
 			return err
 		}
-		return s.record(tx, auditEvent(actor, id, "key.created", k.ID, now, map[string]string{"name": k.Name, "scopes": strings.Join(k.Scopes, ",")}))
+		return s.record(tx, latchkey.NewAuditEvent(actor, id, "key.created", k.ID, now, map[string]string{"name": k.Name, "scopes": strings.Join(k.Scopes, ",")}))
 	})
 	if err != nil {
 		return nil, nil, latchkey.Token{}, err
@@ -63,11 +63,11 @@ func (s *Service) ListTenants(ctx context.Context, actor *Actor, cursor string, 
 	if err := requireOperator(actor); err != nil {
 		return nil, "", err
 	}
-	after, err := DecodeCursor(cursor)
+	after, err := latchkey.DecodeCursor(cursor)
 	if err != nil {
 		return nil, "", err
 	}
-	limit = clampLimit(limit)
+	limit = latchkey.ClampLimit(limit)
 	var ts []*latchkey.Tenant
 	err = s.store.View(ctx, func(tx Tx) error {
 		var err error
@@ -80,7 +80,7 @@ func (s *Service) ListTenants(ctx context.Context, actor *Actor, cursor string, 
 	next := ""
 	if len(ts) > limit {
 		ts = ts[:limit]
-		next = encodeCursor(ts[limit-1].ID)
+		next = latchkey.EncodeCursor(ts[limit-1].ID)
 	}
 	return ts, next, nil
 }

@@ -61,7 +61,7 @@ func (s *Service) CreateWebhook(ctx context.Context, actor *Actor, p WebhookPara
 		if err := tx.CreateWebhook(w); err != nil {
 			return err
 		}
-		return s.record(tx, auditEvent(actor, actor.Tenant, "webhook.created", "", now, webhookDetails(w)))
+		return s.record(tx, latchkey.NewAuditEvent(actor, actor.Tenant, "webhook.created", "", now, webhookDetails(w)))
 	})
 	if err != nil {
 		return nil, "", err
@@ -109,11 +109,11 @@ func (s *Service) GetWebhook(ctx context.Context, actor *Actor, id string) (*lat
 // ListWebhooks lists the actor's tenant's webhooks by id, with a cursor for
 // the next page ("" on the last). Errors: EInvalid.
 func (s *Service) ListWebhooks(ctx context.Context, actor *Actor, cursor string, limit int) ([]*latchkey.Webhook, string, error) {
-	after, err := DecodeCursor(cursor)
+	after, err := latchkey.DecodeCursor(cursor)
 	if err != nil {
 		return nil, "", err
 	}
-	limit = clampLimit(limit)
+	limit = latchkey.ClampLimit(limit)
 	var ws []*latchkey.Webhook
 	err = s.store.View(ctx, func(tx Tx) error {
 		var err error
@@ -126,7 +126,7 @@ func (s *Service) ListWebhooks(ctx context.Context, actor *Actor, cursor string,
 	next := ""
 	if len(ws) > limit {
 		ws = ws[:limit]
-		next = encodeCursor(ws[limit-1].ID)
+		next = latchkey.EncodeCursor(ws[limit-1].ID)
 	}
 	return ws, next, nil
 }
@@ -146,7 +146,7 @@ func (s *Service) DeleteWebhook(ctx context.Context, actor *Actor, id string) er
 		if err := tx.DeleteWebhook(actor.Tenant, id); err != nil {
 			return err
 		}
-		return s.record(tx, auditEvent(actor, actor.Tenant, "webhook.deleted", "", now, webhookDetails(w)))
+		return s.record(tx, latchkey.NewAuditEvent(actor, actor.Tenant, "webhook.deleted", "", now, webhookDetails(w)))
 	})
 	if latchkey.ErrorCode(err) == latchkey.ENotFound {
 		return webhookNotFound(id)
@@ -170,11 +170,11 @@ func (s *Service) ListDeliveries(ctx context.Context, actor *Actor, webhookID st
 	if p.Status != "" && !latchkey.ValidDeliveryStatus(p.Status) {
 		return nil, "", latchkey.Errorf(latchkey.EInvalid, "status must be pending, delivered or failed")
 	}
-	before, err := DecodeCursor(p.Cursor)
+	before, err := latchkey.DecodeCursor(p.Cursor)
 	if err != nil {
 		return nil, "", err
 	}
-	limit := clampLimit(p.Limit)
+	limit := latchkey.ClampLimit(p.Limit)
 	var ds []*latchkey.Delivery
 	err = s.store.View(ctx, func(tx Tx) error {
 		if _, err := tx.Webhook(actor.Tenant, webhookID); err != nil {
@@ -193,7 +193,7 @@ func (s *Service) ListDeliveries(ctx context.Context, actor *Actor, webhookID st
 	next := ""
 	if len(ds) > limit {
 		ds = ds[:limit]
-		next = encodeCursor(ds[limit-1].ID)
+		next = latchkey.EncodeCursor(ds[limit-1].ID)
 	}
 	return ds, next, nil
 }
@@ -234,7 +234,7 @@ func (s *Service) RetryDelivery(ctx context.Context, actor *Actor, webhookID, de
 		if err := tx.UpdateDelivery(d); err != nil {
 			return err
 		}
-		return s.record(tx, auditEvent(actor, actor.Tenant, "webhook.redelivered", "", now, map[string]string{
+		return s.record(tx, latchkey.NewAuditEvent(actor, actor.Tenant, "webhook.redelivered", "", now, map[string]string{
 			"webhook_id": webhookID, "delivery_id": d.ID, "event_id": d.EventID, "was": before,
 		}))
 	})

@@ -13,7 +13,7 @@ import (
 
 	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/keyring"
-	"github.com/latchkeyhq/latchkey/keys"
+	"github.com/latchkeyhq/latchkey/secrets"
 )
 
 const secretsUsage = `Usage: latchkey secrets <command> [flags]
@@ -108,7 +108,7 @@ func secretsPut(ctx context.Context, e *env, args []string) error {
 		value = trimNewline(string(b))
 		clear(b)
 	default:
-		b, err := io.ReadAll(io.LimitReader(e.stdin, keys.MaxSecretValue+2))
+		b, err := io.ReadAll(io.LimitReader(e.stdin, secrets.MaxSecretValue+2))
 		if err != nil {
 			return latchkey.Errorf(latchkey.EInvalid, "--stdin: %v", err)
 		}
@@ -137,7 +137,7 @@ func secretsPut(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	var out keys.Secret
+	var out latchkey.Secret
 	raw, err := cl.call(ctx, "PUT", path, nil, body, &out)
 	if err != nil {
 		return err
@@ -167,7 +167,7 @@ func secretsGet(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	var out keys.Secret
+	var out latchkey.Secret
 	raw, err := cl.call(ctx, "GET", path, q, nil, &out)
 	if err != nil {
 		return err
@@ -190,9 +190,9 @@ func secretsList(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	return runList(ctx, e, c, pf, q, "/v1/secrets", "secrets", listTable[keys.SecretInfo]{
+	return runList(ctx, e, c, pf, q, "/v1/secrets", "secrets", listTable[latchkey.SecretInfo]{
 		header: "NAME\tVERSION\tKEPT\tEXPIRES_IN\tUPDATED",
-		row: func(s *keys.SecretInfo) string {
+		row: func(s *latchkey.SecretInfo) string {
 			return fmt.Sprintf("%s\t%d\t%d\t%ds\t%s", s.Name, s.Version, s.Versions, s.ExpiresIn, fmtTime(s.UpdatedAt, "-"))
 		},
 	})
@@ -209,7 +209,7 @@ func secretsVersions(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	var out struct {
-		Versions []keys.Secret `json:"versions"`
+		Versions []latchkey.Secret `json:"versions"`
 	}
 	raw, err := cl.call(ctx, "GET", path+"/versions", nil, nil, &out)
 	if err != nil {

@@ -25,6 +25,7 @@ import (
 	"github.com/latchkeyhq/latchkey/keys"
 	"github.com/latchkeyhq/latchkey/limit"
 	"github.com/latchkeyhq/latchkey/metrics"
+	"github.com/latchkeyhq/latchkey/secrets"
 	"github.com/latchkeyhq/latchkey/security"
 	"github.com/latchkeyhq/latchkey/store/sqlite"
 	keyusage "github.com/latchkeyhq/latchkey/usage"
@@ -320,7 +321,7 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 			log.Error("flushing key usage at shutdown failed", "err", err)
 		}
 	}()
-	if cfg.SecretExpiresIn != 0 && (cfg.SecretExpiresIn < time.Second || cfg.SecretExpiresIn > keys.MaxSecretExpiresIn*time.Second) {
+	if cfg.SecretExpiresIn != 0 && (cfg.SecretExpiresIn < time.Second || cfg.SecretExpiresIn > secrets.MaxSecretExpiresIn*time.Second) {
 		return latchkey.Errorf(latchkey.EInvalid, "--secret-expires-in must be from 1s to 8760h")
 	}
 	if cfg.SecretCacheTTL < 0 || cfg.SecretCacheTTL > time.Hour {
@@ -369,9 +370,12 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 
 	// The key service's store wakes the dispatcher after each change, so
 	// the events it raised go out at once.
-	opts := keys.Options{Store: wakeOnUpdate(db, disp.Wake), Now: now, Limiter: limiter, Usage: rec, Logger: log, Sealer: sealer, WebhookTargets: hookTargets,
-		SecretVersions: cfg.SecretVersions, SecretExpiresIn: int64(cfg.SecretExpiresIn / time.Second),
-		SecretCacheTTL: cfg.SecretCacheTTL, ReadAuditInterval: cfg.ReadAuditInterval, AuditAnchor: anchor,
+	waking := wakeOnUpdate(db, disp.Wake)
+	sec := secrets.New(secrets.Options{Store: latchkey.Narrow[secrets.Tx](waking), Sealer: sealer, Now: now, Logger: log,
+		Versions: cfg.SecretVersions, ExpiresIn: int64(cfg.SecretExpiresIn / time.Second),
+		CacheTTL: cfg.SecretCacheTTL, ReadAuditInterval: cfg.ReadAuditInterval})
+	opts := keys.Options{Store: waking, Now: now, Limiter: limiter, Usage: rec, Logger: log, Sealer: sealer, WebhookTargets: hookTargets,
+		AuditAnchor: anchor, BeforeAuditRead: sec.FlushReadAudits,
 		CacheSize: cfg.CacheSize,
 		Burst:     keys.BurstRule{Threshold: cfg.BurstThreshold, Window: cfg.BurstWindow}}
 	if cfg.GeoIPDB != "" {
@@ -389,12 +393,18 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 		}
 	}
 	svc := keys.New(opts)
-	// Closed after the HTTP server has drained (deferred after the
-	// database, the dispatcher and the recorders, so it runs before them):
-	// the final flush then holds the audit event of every answered secret
-	// read.
+	// Both are closed after the HTTP server has drained (deferred after the
+	// database, the dispatcher and the recorders, so they run before
+	// them), the secret service first: its final flush holds the audit
+	// event of every answered secret read, and the key service then writes
+	// the audit anchor's file with them in it.
 	defer func() {
 		if err := svc.Close(context.Background()); err != nil {
+			log.Error("writing the audit anchor at shutdown failed", "err", err)
+		}
+	}()
+	defer func() {
+		if err := sec.Close(context.Background()); err != nil {
 			log.Error("writing secret read audit events at shutdown failed", "err", err)
 		}
 	}()
@@ -415,7 +425,7 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 	disp.Start()
 	met := metrics.New(metrics.Options{Keys: svc, Guard: brute, Now: now, Webhooks: disp})
 	met.Registry().MustRegister(db)
-	apiCfg := httpapi.Config{Keys: svc, Logger: log, TrustedProxies: trusted, MaxBody: cfg.MaxBody, Now: now, Guard: brute, Observer: met,
+	apiCfg := httpapi.Config{Keys: svc, Secrets: sec, Logger: log, TrustedProxies: trusted, MaxBody: cfg.MaxBody, Now: now, Guard: brute, Observer: met,
 		Keyring: sealer, SeedKeepAlive: cfg.SeedKeepAlive}
 	if brute != nil {
 		threshold := cfg.GuardThreshold

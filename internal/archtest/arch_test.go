@@ -27,7 +27,8 @@ var may = map[string][]string{
 	"store":  {},
 
 	// Services.
-	"keys": {""},
+	"keys":    {""},
+	"secrets": {""},
 
 	// Adapters.
 	"geo":              {""},
@@ -39,9 +40,9 @@ var may = map[string][]string{
 	"webhook":          {""},
 	"security":         {""},
 	"metrics":          {""},
-	"httpapi":          {"", "keys", "wire"},
+	"httpapi":          {"", "keys", "secrets", "wire"},
 	"store/sqlite":     {"", "store"},
-	"store/storetest":  {"", "keys"},
+	"store/storetest":  {"", "keys", "secrets"},
 	"geo/geotest":      {},
 	"internal/testenv": {},
 

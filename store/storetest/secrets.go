@@ -8,6 +8,7 @@ import (
 
 	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/keys"
+	"github.com/latchkeyhq/latchkey/secrets"
 )
 
 func init() {
@@ -23,8 +24,16 @@ func init() {
 	}...)
 }
 
+// sec and kr narrow the store to the secret service's transactions and
+// the keyring's, as the server wires them.
+func sec(s keys.Store) latchkey.Store[secrets.Tx] { return latchkey.Narrow[secrets.Tx](s) }
+
+func kr(s keys.Store) latchkey.Store[latchkey.KeyringStore] {
+	return latchkey.Narrow[latchkey.KeyringStore](s)
+}
+
 func testKeyringTerms(t *testing.T, s keys.Store) {
-	view(t, s, func(tx keys.Tx) error {
+	view(t, kr(s), func(tx latchkey.KeyringStore) error {
 		terms, err := tx.KeyringTerms()
 		if err != nil || terms == nil || len(terms) != 0 {
 			t.Fatalf("terms of an empty store: %v, %v; want [] and no error", terms, err)
@@ -32,29 +41,29 @@ func testKeyringTerms(t *testing.T, s keys.Store) {
 		return nil
 	})
 	at := t0.Add(1500 * time.Nanosecond)
-	update(t, s, func(tx keys.Tx) error {
+	update(t, kr(s), func(tx latchkey.KeyringStore) error {
 		for _, n := range []int64{2, 1} {
-			if err := tx.AddKeyringTerm(keys.KeyringTerm{Term: n, Wrapped: []byte{byte(n), 0, 0xff}, CreatedAt: at}); err != nil {
+			if err := tx.AddKeyringTerm(latchkey.KeyringTerm{Term: n, Wrapped: []byte{byte(n), 0, 0xff}, CreatedAt: at}); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
-	if err := s.Update(t.Context(), func(tx keys.Tx) error {
-		return tx.AddKeyringTerm(keys.KeyringTerm{Term: 1, Wrapped: []byte{9}, CreatedAt: at})
+	if err := kr(s).Update(t.Context(), func(tx latchkey.KeyringStore) error {
+		return tx.AddKeyringTerm(latchkey.KeyringTerm{Term: 1, Wrapped: []byte{9}, CreatedAt: at})
 	}); latchkey.ErrorCode(err) != latchkey.EConflict {
 		t.Fatalf("duplicate term: %v, want conflict", err)
 	}
-	update(t, s, func(tx keys.Tx) error { return tx.RewrapKeyringTerm(2, []byte{7, 7}) })
-	if err := s.Update(t.Context(), func(tx keys.Tx) error { return tx.RewrapKeyringTerm(3, []byte{1}) }); latchkey.ErrorCode(err) != latchkey.ENotFound {
+	update(t, kr(s), func(tx latchkey.KeyringStore) error { return tx.RewrapKeyringTerm(2, []byte{7, 7}) })
+	if err := kr(s).Update(t.Context(), func(tx latchkey.KeyringStore) error { return tx.RewrapKeyringTerm(3, []byte{1}) }); latchkey.ErrorCode(err) != latchkey.ENotFound {
 		t.Fatalf("rewrap a missing term: %v, want not_found", err)
 	}
-	view(t, s, func(tx keys.Tx) error {
+	view(t, kr(s), func(tx latchkey.KeyringStore) error {
 		terms, err := tx.KeyringTerms()
 		if err != nil {
 			return err
 		}
-		want := []keys.KeyringTerm{
+		want := []latchkey.KeyringTerm{
 			{Term: 1, Wrapped: []byte{1, 0, 0xff}, CreatedAt: at.UTC().Truncate(time.Microsecond)},
 			{Term: 2, Wrapped: []byte{7, 7}, CreatedAt: at.UTC().Truncate(time.Microsecond)},
 		}
@@ -66,7 +75,7 @@ func testKeyringTerms(t *testing.T, s keys.Store) {
 }
 
 func testKeyringCheck(t *testing.T, s keys.Store) {
-	view(t, s, func(tx keys.Tx) error {
+	view(t, kr(s), func(tx latchkey.KeyringStore) error {
 		c, err := tx.KeyringCheck()
 		if err != nil || c != nil {
 			t.Fatalf("check of an empty store: %v, %v; want nil", c, err)
@@ -74,8 +83,8 @@ func testKeyringCheck(t *testing.T, s keys.Store) {
 		return nil
 	})
 	for _, v := range [][]byte{{1, 2, 3}, {4, 0, 5}} {
-		update(t, s, func(tx keys.Tx) error { return tx.SetKeyringCheck(v) })
-		view(t, s, func(tx keys.Tx) error {
+		update(t, kr(s), func(tx latchkey.KeyringStore) error { return tx.SetKeyringCheck(v) })
+		view(t, kr(s), func(tx latchkey.KeyringStore) error {
 			c, err := tx.KeyringCheck()
 			if err != nil || !bytes.Equal(c, v) {
 				t.Fatalf("check = %v, %v; want %v", c, err, v)
@@ -85,8 +94,8 @@ func testKeyringCheck(t *testing.T, s keys.Store) {
 	}
 }
 
-func secretVersion(tenant, name string, version int64, at time.Time) *keys.SecretVersion {
-	return &keys.SecretVersion{
+func secretVersion(tenant, name string, version int64, at time.Time) *latchkey.SecretVersion {
+	return &latchkey.SecretVersion{
 		Tenant: tenant, Name: name, Version: version,
 		Ciphertext: []byte{0, byte(version), 0xfe, 0},
 		ExpiresIn:  int64(1800 + version), Meta: map[string]string{"v": string(rune('0' + version))},
@@ -95,10 +104,10 @@ func secretVersion(tenant, name string, version int64, at time.Time) *keys.Secre
 }
 
 // putSecret stores the next version of a secret and returns it.
-func putSecret(t *testing.T, s keys.Store, tenant, name string, at time.Time) *keys.SecretVersion {
+func putSecret(t *testing.T, s keys.Store, tenant, name string, at time.Time) *latchkey.SecretVersion {
 	t.Helper()
-	var v *keys.SecretVersion
-	update(t, s, func(tx keys.Tx) error {
+	var v *latchkey.SecretVersion
+	update(t, sec(s), func(tx secrets.Tx) error {
 		n, err := tx.NextSecretVersion(tenant, name)
 		if err != nil {
 			return err
@@ -117,10 +126,10 @@ func testSecretVersions(t *testing.T, s keys.Store) {
 	if v1.Version != 1 || v2.Version != 2 {
 		t.Fatalf("versions %d, %d; want 1, 2", v1.Version, v2.Version)
 	}
-	view(t, s, func(tx keys.Tx) error {
+	view(t, sec(s), func(tx secrets.Tx) error {
 		for _, c := range []struct {
 			version int64
-			want    *keys.SecretVersion
+			want    *latchkey.SecretVersion
 		}{{0, v2}, {1, v1}, {2, v2}} {
 			got, err := tx.Secret("acme", "openai", c.version)
 			if err != nil {
@@ -146,7 +155,7 @@ func testSecretVersions(t *testing.T, s keys.Store) {
 		return nil
 	})
 	// A version that is not the next one conflicts.
-	if err := s.Update(t.Context(), func(tx keys.Tx) error {
+	if err := sec(s).Update(t.Context(), func(tx secrets.Tx) error {
 		return tx.PutSecret(secretVersion("acme", "openai", 2, t0))
 	}); latchkey.ErrorCode(err) != latchkey.EConflict {
 		t.Fatalf("put an old version number: %v, want conflict", err)
@@ -157,11 +166,11 @@ func testSecretNumbering(t *testing.T, s keys.Store) {
 	createTenants(t, s, "acme")
 	putSecret(t, s, "acme", "openai", t0)
 	putSecret(t, s, "acme", "openai", t0)
-	update(t, s, func(tx keys.Tx) error { return tx.DeleteSecret("acme", "openai") })
-	if err := s.Update(t.Context(), func(tx keys.Tx) error { return tx.DeleteSecret("acme", "openai") }); latchkey.ErrorCode(err) != latchkey.ENotFound {
+	update(t, sec(s), func(tx secrets.Tx) error { return tx.DeleteSecret("acme", "openai") })
+	if err := sec(s).Update(t.Context(), func(tx secrets.Tx) error { return tx.DeleteSecret("acme", "openai") }); latchkey.ErrorCode(err) != latchkey.ENotFound {
 		t.Fatalf("delete twice: %v, want not_found", err)
 	}
-	view(t, s, func(tx keys.Tx) error {
+	view(t, sec(s), func(tx secrets.Tx) error {
 		if _, err := tx.Secret("acme", "openai", 1); latchkey.ErrorCode(err) != latchkey.ENotFound {
 			t.Fatalf("deleted version: %v, want not_found", err)
 		}
@@ -177,7 +186,7 @@ func testSecretNumbering(t *testing.T, s keys.Store) {
 	if v.Version != 3 {
 		t.Fatalf("version after delete and put: %d, want 3", v.Version)
 	}
-	view(t, s, func(tx keys.Tx) error {
+	view(t, sec(s), func(tx secrets.Tx) error {
 		l, err := tx.Secrets("acme", keys.Page{})
 		if err != nil || len(l) != 1 || l[0].Version != 3 || l[0].Versions != 1 || !l[0].CreatedAt.Equal(t0.Add(time.Hour)) {
 			t.Fatalf("list after re-put: %+v, %v", l, err)
@@ -189,7 +198,7 @@ func testSecretNumbering(t *testing.T, s keys.Store) {
 func testSecretsTenants(t *testing.T, s keys.Store) {
 	createTenants(t, s, "acme", "globex")
 	putSecret(t, s, "acme", "openai", t0)
-	view(t, s, func(tx keys.Tx) error {
+	view(t, sec(s), func(tx secrets.Tx) error {
 		if _, err := tx.Secret("globex", "openai", 0); latchkey.ErrorCode(err) != latchkey.ENotFound {
 			t.Fatalf("another tenant's secret: %v, want not_found", err)
 		}
@@ -201,7 +210,7 @@ func testSecretsTenants(t *testing.T, s keys.Store) {
 		}
 		return nil
 	})
-	if err := s.Update(t.Context(), func(tx keys.Tx) error { return tx.DeleteSecret("globex", "openai") }); latchkey.ErrorCode(err) != latchkey.ENotFound {
+	if err := sec(s).Update(t.Context(), func(tx secrets.Tx) error { return tx.DeleteSecret("globex", "openai") }); latchkey.ErrorCode(err) != latchkey.ENotFound {
 		t.Fatalf("delete another tenant's secret: %v, want not_found", err)
 	}
 }
@@ -212,7 +221,7 @@ func testSecretsList(t *testing.T, s keys.Store) {
 		putSecret(t, s, "acme", n, t0)
 	}
 	putSecret(t, s, "acme", "openai", t0.Add(time.Minute))
-	view(t, s, func(tx keys.Tx) error {
+	view(t, sec(s), func(tx secrets.Tx) error {
 		l, err := tx.Secrets("acme", keys.Page{})
 		if err != nil {
 			return err
@@ -246,14 +255,14 @@ func testSecretPrune(t *testing.T, s keys.Store) {
 	for range 5 {
 		putSecret(t, s, "acme", "openai", t0)
 	}
-	update(t, s, func(tx keys.Tx) error {
+	update(t, sec(s), func(tx secrets.Tx) error {
 		n, err := tx.PruneSecretVersions("acme", "openai", 2)
 		if err != nil || n != 3 {
 			t.Fatalf("pruned %d, %v; want 3", n, err)
 		}
 		return nil
 	})
-	view(t, s, func(tx keys.Tx) error {
+	view(t, sec(s), func(tx secrets.Tx) error {
 		vs, err := tx.SecretVersions("acme", "openai")
 		if err != nil || len(vs) != 2 || vs[0].Version != 5 || vs[1].Version != 4 {
 			t.Fatalf("after pruning: %v, %v", vs, err)
@@ -266,7 +275,7 @@ func testSecretPrune(t *testing.T, s keys.Store) {
 }
 
 func testSecretMissingTenant(t *testing.T, s keys.Store) {
-	err := s.Update(t.Context(), func(tx keys.Tx) error {
+	err := sec(s).Update(t.Context(), func(tx secrets.Tx) error {
 		return tx.PutSecret(secretVersion("nobody", "openai", 1, t0))
 	})
 	if latchkey.ErrorCode(err) != latchkey.ENotFound {

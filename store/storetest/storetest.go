@@ -1100,7 +1100,7 @@ func testConcurrentUpdates(t *testing.T, s keys.Store) {
 }
 
 // update runs fn in s.Update and fails the test if it returns an error.
-func update(t *testing.T, s keys.Store, fn func(keys.Tx) error) {
+func update[T any](t *testing.T, s latchkey.Store[T], fn func(T) error) {
 	t.Helper()
 	if err := s.Update(t.Context(), fn); err != nil {
 		t.Fatalf("Update: %v", err)
@@ -1108,7 +1108,7 @@ func update(t *testing.T, s keys.Store, fn func(keys.Tx) error) {
 }
 
 // view runs fn in s.View and fails the test if it returns an error.
-func view(t *testing.T, s keys.Store, fn func(keys.Tx) error) {
+func view[T any](t *testing.T, s latchkey.Store[T], fn func(T) error) {
 	t.Helper()
 	if err := s.View(t.Context(), fn); err != nil {
 		t.Fatalf("View: %v", err)

@@ -1,4 +1,4 @@
-package keys
+package secrets
 
 import (
 	"cmp"
@@ -218,7 +218,7 @@ func (q *readAudits) flush(ctx context.Context) error {
 	})
 	err := q.svc.store.Update(ctx, func(tx Tx) error {
 		for i := range list {
-			if err := q.svc.record(tx, list[i].k.event(list[i].c)); err != nil {
+			if err := tx.AppendAudit(list[i].k.event(list[i].c)); err != nil {
 				return err
 			}
 		}

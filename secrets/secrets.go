@@ -1,10 +1,9 @@
-package keys
+package secrets
 
 import (
 	"context"
 	"fmt"
 	"strconv"
-	"time"
 	"unicode/utf8"
 
 	"github.com/latchkeyhq/latchkey"
@@ -20,24 +19,12 @@ const (
 	MaxSecretExpiresIn = 365 * 24 * 3600
 )
 
-// Secret is a secret as the API shows it. Value is set only when a secret
-// is read, never in lists, versions or write answers.
-type Secret struct {
-	Name      string            `json:"name"`
-	Value     string            `json:"value,omitempty"`
-	Version   int64             `json:"version"`
-	ExpiresIn int64             `json:"expires_in"`
-	Meta      map[string]string `json:"meta"`
-	CreatedAt time.Time         `json:"created_at"`
-	CreatedBy string            `json:"created_by,omitempty"`
-}
-
 // SecretParams is what PutSecret stores.
 type SecretParams struct {
 	Value string
 	// ExpiresIn is how long, in seconds, clients may cache the value; nil
 	// keeps the newest version's, or, for a new secret, takes the
-	// service's default (Options.SecretExpiresIn).
+	// service's default (Options.ExpiresIn).
 	ExpiresIn *int64
 	Meta      map[string]string
 }
@@ -85,7 +72,7 @@ func secretAAD(tenant, name string, version int64) []byte {
 
 func (s *Service) needSealer() error {
 	if s.sealer == nil {
-		return fmt.Errorf("keys: secrets need a keyring (Options.Sealer)")
+		return fmt.Errorf("secrets: secrets need a keyring (Options.Sealer)")
 	}
 	return nil
 }
@@ -105,21 +92,21 @@ func readableName(name string) error {
 
 // mayRead reports the error for a key that may not read the secret: its
 // resources must cover "secret:<name>".
-func mayRead(actor *Actor, name string) error {
+func mayRead(actor *latchkey.Actor, name string) error {
 	if !latchkey.ResourcesAllow(actor.Resources, latchkey.SecretResource(name)) {
 		return latchkey.Errorf(latchkey.EForbidden, "API key %s may not read secret %s (resource %s)", actor.KeyID, name, latchkey.SecretResource(name))
 	}
 	return nil
 }
 
-func secretView(v *SecretVersion) *Secret {
-	return &Secret{Name: v.Name, Version: v.Version, ExpiresIn: v.ExpiresIn, Meta: v.Meta, CreatedAt: v.CreatedAt, CreatedBy: v.CreatedBy}
+func secretView(v *latchkey.SecretVersion) *latchkey.Secret {
+	return &latchkey.Secret{Name: v.Name, Version: v.Version, ExpiresIn: v.ExpiresIn, Meta: v.Meta, CreatedAt: v.CreatedAt, CreatedBy: v.CreatedBy}
 }
 
 // PutSecret stores a new version of the actor's tenant's secret, sealed by
-// the keyring, keeps the newest Options.SecretVersions versions, and
+// the keyring, keeps the newest Options.Versions versions, and
 // audits secret.written in the same transaction. Errors: EInvalid.
-func (s *Service) PutSecret(ctx context.Context, actor *Actor, name string, p SecretParams) (*Secret, error) {
+func (s *Service) PutSecret(ctx context.Context, actor *latchkey.Actor, name string, p SecretParams) (*latchkey.Secret, error) {
 	if err := latchkey.ValidateSecretName(name); err != nil {
 		return nil, err
 	}
@@ -129,7 +116,7 @@ func (s *Service) PutSecret(ctx context.Context, actor *Actor, name string, p Se
 	if err := s.needSealer(); err != nil {
 		return nil, err
 	}
-	ttl := s.secretTTL
+	ttl := s.ttl
 	if p.ExpiresIn != nil {
 		ttl = *p.ExpiresIn
 	}
@@ -138,7 +125,7 @@ func (s *Service) PutSecret(ctx context.Context, actor *Actor, name string, p Se
 		meta[k] = v
 	}
 	now := s.now()
-	var v *SecretVersion
+	var v *latchkey.SecretVersion
 	err := s.store.Update(ctx, func(tx Tx) error {
 		n, err := tx.NextSecretVersion(actor.Tenant, name)
 		if err != nil {
@@ -158,11 +145,11 @@ func (s *Service) PutSecret(ctx context.Context, actor *Actor, name string, p Se
 		if err != nil {
 			return err
 		}
-		v = &SecretVersion{Tenant: actor.Tenant, Name: name, Version: n, Ciphertext: ct, ExpiresIn: ttl, Meta: meta, CreatedAt: now, CreatedBy: actor.KeyID}
+		v = &latchkey.SecretVersion{Tenant: actor.Tenant, Name: name, Version: n, Ciphertext: ct, ExpiresIn: ttl, Meta: meta, CreatedAt: now, CreatedBy: actor.KeyID}
 		if err := tx.PutSecret(v); err != nil {
 			return err
 		}
-		pruned, err := tx.PruneSecretVersions(actor.Tenant, name, s.secretKeep)
+		pruned, err := tx.PruneSecretVersions(actor.Tenant, name, s.keep)
 		if err != nil {
 			return err
 		}
@@ -170,7 +157,7 @@ func (s *Service) PutSecret(ctx context.Context, actor *Actor, name string, p Se
 		if pruned > 0 {
 			details["pruned_versions"] = strconv.FormatInt(pruned, 10)
 		}
-		return s.record(tx, auditEvent(actor, actor.Tenant, "secret.written", "", now, details))
+		return tx.AppendAudit(latchkey.NewAuditEvent(actor, actor.Tenant, "secret.written", "", now, details))
 	})
 	// After the commit (or a failure, when forgetting costs only a read):
 	// the next read on this node loads the new version.
@@ -188,10 +175,10 @@ func (s *Service) PutSecret(ctx context.Context, actor *Actor, name string, p Se
 // queued for the audit log, and the queue is written every
 // Options.ReadAuditInterval. A refused read is audited too, with result
 // "denied". The value comes from the secret cache when it holds it
-// (Options.SecretCacheTTL). The returned Secret is shared with other
+// (Options.CacheTTL). The returned Secret is shared with other
 // readers and must not be modified. Errors: ENotFound, EForbidden,
 // EUnavailable (the audit queue is full).
-func (s *Service) ReadSecret(ctx context.Context, actor *Actor, name string, version int64) (*Secret, error) {
+func (s *Service) ReadSecret(ctx context.Context, actor *latchkey.Actor, name string, version int64) (*latchkey.Secret, error) {
 	if err := mayRead(actor, name); err != nil {
 		s.auditDenied(ctx, actor, name)
 		return nil, err
@@ -209,7 +196,7 @@ func (s *Service) ReadSecret(ctx context.Context, actor *Actor, name string, ver
 	sec := s.secrets.get(actor.Tenant, name, version, now)
 	if sec == nil {
 		gen := s.secrets.generation()
-		var v *SecretVersion
+		var v *latchkey.SecretVersion
 		tenant := actor.Tenant // the closure must not capture actor, which then stays on its caller's stack
 		err := s.store.View(ctx, func(tx Tx) error {
 			var err error
@@ -240,7 +227,7 @@ const resultDenied = "denied"
 // auditDenied queues the event of a refused read of a secret the actor
 // may not read, so a key probing for secrets shows in the log. The
 // refusal stands even if the event cannot be queued; that is logged.
-func (s *Service) auditDenied(ctx context.Context, actor *Actor, name string) {
+func (s *Service) auditDenied(ctx context.Context, actor *latchkey.Actor, name string) {
 	if latchkey.ValidateSecretName(name) != nil {
 		return // not a name a secret can have: nothing was near a secret
 	}
@@ -250,10 +237,10 @@ func (s *Service) auditDenied(ctx context.Context, actor *Actor, name string) {
 	}
 }
 
-func (s *Service) openSecret(v *SecretVersion) (*Secret, error) {
+func (s *Service) openSecret(v *latchkey.SecretVersion) (*latchkey.Secret, error) {
 	p, err := s.sealer.Open(secretAAD(v.Tenant, v.Name, v.Version), v.Ciphertext)
 	if err != nil {
-		return nil, fmt.Errorf("keys: secret %s/%s version %d does not open: %w", v.Tenant, v.Name, v.Version, err)
+		return nil, fmt.Errorf("secrets: secret %s/%s version %d does not open: %w", v.Tenant, v.Name, v.Version, err)
 	}
 	out := secretView(v)
 	out.Value = string(p)
@@ -266,12 +253,12 @@ func (s *Service) openSecret(v *SecretVersion) (*Secret, error) {
 // Each is audited as secret.read, as by ReadSecret: the values are
 // returned only once every event is queued. Errors: EUnavailable (the
 // audit queue is full).
-func (s *Service) ReadSecrets(ctx context.Context, actor *Actor) ([]*Secret, error) {
+func (s *Service) ReadSecrets(ctx context.Context, actor *latchkey.Actor) ([]*latchkey.Secret, error) {
 	if err := s.needSealer(); err != nil {
 		return nil, err
 	}
 	now := s.now()
-	var vs []*SecretVersion
+	var vs []*latchkey.SecretVersion
 	err := s.store.View(ctx, func(tx Tx) error {
 		var err error
 		vs, err = tx.LatestSecrets(actor.Tenant)
@@ -280,7 +267,7 @@ func (s *Service) ReadSecrets(ctx context.Context, actor *Actor) ([]*Secret, err
 	if err != nil {
 		return nil, err
 	}
-	out := []*Secret{}
+	out := []*latchkey.Secret{}
 	var recs []readRecord
 	for _, v := range vs {
 		if mayRead(actor, v.Name) != nil {
@@ -304,18 +291,18 @@ func (s *Service) ReadSecrets(ctx context.Context, actor *Actor) ([]*Secret, err
 // those the actor's key may read (resource "secret:<name>"), so a key
 // limited to some secrets does not learn the others' names. cursor
 // continues a previous page; next is "" on the last page.
-func (s *Service) ListSecrets(ctx context.Context, actor *Actor, cursor string, limit int) (list []*SecretInfo, next string, err error) {
-	after, err := DecodeCursor(cursor)
+func (s *Service) ListSecrets(ctx context.Context, actor *latchkey.Actor, cursor string, limit int) (list []*latchkey.SecretInfo, next string, err error) {
+	after, err := latchkey.DecodeCursor(cursor)
 	if err != nil {
 		return nil, "", err
 	}
-	limit = clampLimit(limit)
+	limit = latchkey.ClampLimit(limit)
 	err = s.store.View(ctx, func(tx Tx) error {
-		list = []*SecretInfo{}
+		list = []*latchkey.SecretInfo{}
 		// Read pages until limit+1 names the key may see are found (the
 		// extra one says there is a next page) or the names run out.
 		for len(list) <= limit {
-			page, err := tx.Secrets(actor.Tenant, Page{After: after, Limit: limit + 1})
+			page, err := tx.Secrets(actor.Tenant, latchkey.Page{After: after, Limit: limit + 1})
 			if err != nil {
 				return err
 			}
@@ -336,7 +323,7 @@ func (s *Service) ListSecrets(ctx context.Context, actor *Actor, cursor string, 
 	}
 	if len(list) > limit {
 		list = list[:limit]
-		next = encodeCursor(list[limit-1].Name)
+		next = latchkey.EncodeCursor(list[limit-1].Name)
 	}
 	return list, next, nil
 }
@@ -344,14 +331,14 @@ func (s *Service) ListSecrets(ctx context.Context, actor *Actor, cursor string, 
 // SecretVersions lists the kept versions of a secret, newest first,
 // without values; the key must be allowed the secret's resource. Errors:
 // ENotFound, EForbidden.
-func (s *Service) SecretVersions(ctx context.Context, actor *Actor, name string) ([]*Secret, error) {
+func (s *Service) SecretVersions(ctx context.Context, actor *latchkey.Actor, name string) ([]*latchkey.Secret, error) {
 	if err := mayRead(actor, name); err != nil {
 		return nil, err
 	}
 	if err := readableName(name); err != nil {
 		return nil, err
 	}
-	var vs []*SecretVersion
+	var vs []*latchkey.SecretVersion
 	err := s.store.View(ctx, func(tx Tx) error {
 		var err error
 		vs, err = tx.SecretVersions(actor.Tenant, name)
@@ -363,7 +350,7 @@ func (s *Service) SecretVersions(ctx context.Context, actor *Actor, name string)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]*Secret, len(vs))
+	out := make([]*latchkey.Secret, len(vs))
 	for i, v := range vs {
 		out[i] = secretView(v)
 	}
@@ -373,7 +360,7 @@ func (s *Service) SecretVersions(ctx context.Context, actor *Actor, name string)
 // DeleteSecret deletes every version of a secret and audits
 // secret.deleted in the same transaction. Its version numbers are never
 // reused. Errors: ENotFound.
-func (s *Service) DeleteSecret(ctx context.Context, actor *Actor, name string) error {
+func (s *Service) DeleteSecret(ctx context.Context, actor *latchkey.Actor, name string) error {
 	if err := readableName(name); err != nil {
 		return err
 	}
@@ -385,15 +372,8 @@ func (s *Service) DeleteSecret(ctx context.Context, actor *Actor, name string) e
 			}
 			return err
 		}
-		return s.record(tx, auditEvent(actor, actor.Tenant, "secret.deleted", "", now, map[string]string{"secret": name}))
+		return tx.AppendAudit(latchkey.NewAuditEvent(actor, actor.Tenant, "secret.deleted", "", now, map[string]string{"secret": name}))
 	})
 	s.secrets.invalidate(actor.Tenant, name)
 	return err
-}
-
-// RecordAudit appends an audit event for a change made outside the key
-// service (the keyring's rotation and rewrap) in that change's transaction
-// tx, so the change and its record commit or fail together.
-func (s *Service) RecordAudit(tx latchkey.RecordTx, actor *Actor, action string, details map[string]string) error {
-	return s.record(tx, auditEvent(actor, actor.Tenant, action, "", s.now(), details))
 }

@@ -1,6 +1,8 @@
-package keys
+package secrets
 
 import (
+	"github.com/latchkeyhq/latchkey"
+
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
@@ -22,7 +24,7 @@ import (
 //
 // Size: at most about Options.SecretCacheSize versions are kept; when a
 // shard is full an arbitrary name is evicted (map iteration starts at a
-// random place). The cached *Secret values are shared by every reader and
+// random place). The cached *latchkey.Secret values are shared by every reader and
 // must never be modified.
 type secretCache struct {
 	gen      atomic.Uint64
@@ -50,7 +52,7 @@ type secretSlot struct {
 }
 
 type cachedSecret struct {
-	sec     *Secret
+	sec     *latchkey.Secret
 	expires time.Time
 }
 
@@ -72,7 +74,7 @@ func (c *secretCache) shard(tenant, name string) *secretShard {
 }
 
 // get returns the cached version (0: the newest) if it is still fresh.
-func (c *secretCache) get(tenant, name string, version int64, now time.Time) *Secret {
+func (c *secretCache) get(tenant, name string, version int64, now time.Time) *latchkey.Secret {
 	s := c.shard(tenant, name)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -95,7 +97,7 @@ func (c *secretCache) generation() uint64 { return c.gen.Load() }
 
 // put caches sec, read as version (0: as the newest), unless an
 // invalidation happened since gen was read.
-func (c *secretCache) put(tenant string, sec *Secret, version int64, gen uint64, now time.Time) {
+func (c *secretCache) put(tenant string, sec *latchkey.Secret, version int64, gen uint64, now time.Time) {
 	s := c.shard(tenant, sec.Name)
 	s.mu.Lock()
 	defer s.mu.Unlock()

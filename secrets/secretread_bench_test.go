@@ -1,4 +1,4 @@
-package keys_test
+package secrets_test
 
 import (
 	"context"
@@ -7,15 +7,16 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey/keys"
+	"github.com/latchkeyhq/latchkey/secrets"
 )
 
-// BenchmarkReadSecretCached measures keys.Service.ReadSecret for a cached
+// BenchmarkReadSecretCached measures secrets.Service.ReadSecret for a cached
 // value: a cache lookup and queueing the read's audit event (the flush is
 // measured by BenchmarkReadAuditFlush).
 func BenchmarkReadSecretCached(b *testing.B) {
-	f := newFixture(b, func(o *keys.Options) { o.ReadAuditInterval = time.Hour; o.ReadAuditQueue = 1 << 30 })
+	f := newFixture(b, func(o *setup) { o.ReadAuditInterval = time.Hour; o.ReadAuditQueue = 1 << 30 })
 	ctx := context.Background()
-	if _, err := f.svc.PutSecret(ctx, f.admin, "openai", keys.SecretParams{Value: "sk-proj-0123456789abcdef0123456789"}); err != nil {
+	if _, err := f.svc.PutSecret(ctx, f.admin, "openai", secrets.SecretParams{Value: "sk-proj-0123456789abcdef0123456789"}); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
@@ -43,13 +44,13 @@ func BenchmarkReadAuditFlush(b *testing.B) {
 }
 
 func benchReadAuditFlush(b *testing.B, anchor *keys.AuditAnchor) {
-	f := newFixture(b, func(o *keys.Options) {
+	f := newFixture(b, func(o *setup) {
 		o.ReadAuditInterval = time.Hour
 		o.ReadAuditQueue = 1 << 30
-		o.AuditAnchor = anchor
+		o.Anchor = anchor
 	})
 	ctx := context.Background()
-	if _, err := f.svc.PutSecret(ctx, f.admin, "openai", keys.SecretParams{Value: "sk-proj-0123456789abcdef0123456789"}); err != nil {
+	if _, err := f.svc.PutSecret(ctx, f.admin, "openai", secrets.SecretParams{Value: "sk-proj-0123456789abcdef0123456789"}); err != nil {
 		b.Fatal(err)
 	}
 	agents := make([]string, 1000)

@@ -1,9 +1,11 @@
-package keys
+package secrets
 
 import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/latchkeyhq/latchkey"
 )
 
 var tc0 = time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
@@ -15,7 +17,7 @@ func TestSecretCacheIsBounded(t *testing.T) {
 	c := newSecretCache(size, time.Minute)
 	for i := range 5000 {
 		name := fmt.Sprintf("s%d", i%700)
-		sec := &Secret{Name: name, Version: int64(i%9 + 1)}
+		sec := &latchkey.Secret{Name: name, Version: int64(i%9 + 1)}
 		c.put(fmt.Sprintf("t%d", i%3), sec, int64(i%4)*sec.Version, c.generation(), tc0)
 		if n := c.len(); n > size {
 			t.Fatalf("after %d puts the cache holds %d versions, more than %d", i+1, n, size)
@@ -27,7 +29,7 @@ func TestSecretCacheIsBounded(t *testing.T) {
 	// One name's many versions are bounded too.
 	c = newSecretCache(secretShards, time.Minute) // one version per shard
 	for v := int64(1); v <= 50; v++ {
-		c.put("t", &Secret{Name: "hot", Version: v}, v, c.generation(), tc0)
+		c.put("t", &latchkey.Secret{Name: "hot", Version: v}, v, c.generation(), tc0)
 	}
 	if n := c.len(); n > secretShards {
 		t.Fatalf("one name's versions: %d cached", n)
@@ -37,7 +39,7 @@ func TestSecretCacheIsBounded(t *testing.T) {
 // An entry is trusted for the TTL and not after it.
 func TestSecretCacheTTL(t *testing.T) {
 	c := newSecretCache(100, 5*time.Second)
-	sec := &Secret{Name: "openai", Version: 1, Value: "sk-x"}
+	sec := &latchkey.Secret{Name: "openai", Version: 1, Value: "sk-x"}
 	c.put("acme", sec, 0, c.generation(), tc0)
 	if c.get("acme", "openai", 0, tc0.Add(5*time.Second-time.Nanosecond)) != sec {
 		t.Fatal("a fresh entry was not returned")
@@ -56,7 +58,7 @@ func TestSecretCacheLoadRacingAnInvalidation(t *testing.T) {
 	c := newSecretCache(100, time.Minute)
 	gen := c.generation()
 	c.invalidate("acme", "openai") // a put committed while the load read
-	c.put("acme", &Secret{Name: "openai", Version: 1}, 0, gen, tc0)
+	c.put("acme", &latchkey.Secret{Name: "openai", Version: 1}, 0, gen, tc0)
 	if c.get("acme", "openai", 0, tc0) != nil {
 		t.Fatal("a stale load was cached after an invalidation")
 	}

@@ -1,4 +1,4 @@
-package keys_test
+package secrets_test
 
 import (
 	"context"
@@ -14,23 +14,24 @@ import (
 	"github.com/latchkeyhq/latchkey/internal/fakeclock"
 	"github.com/latchkeyhq/latchkey/keyring"
 	"github.com/latchkeyhq/latchkey/keys"
+	"github.com/latchkeyhq/latchkey/secrets"
 	"github.com/latchkeyhq/latchkey/store/sqlite"
 )
 
 // countingStore counts read transactions and tells of each committed
 // write transaction.
 type countingStore struct {
-	keys.Store
+	latchkey.Store[secrets.Tx]
 	views   atomic.Int64
 	updated chan struct{}
 }
 
-func (c *countingStore) View(ctx context.Context, fn func(keys.Tx) error) error {
+func (c *countingStore) View(ctx context.Context, fn func(secrets.Tx) error) error {
 	c.views.Add(1)
 	return c.Store.View(ctx, fn)
 }
 
-func (c *countingStore) Update(ctx context.Context, fn func(keys.Tx) error) error {
+func (c *countingStore) Update(ctx context.Context, fn func(secrets.Tx) error) error {
 	err := c.Store.Update(ctx, fn)
 	if err == nil && c.updated != nil {
 		select {
@@ -41,7 +42,7 @@ func (c *countingStore) Update(ctx context.Context, fn func(keys.Tx) error) erro
 	return err
 }
 
-func readValue(t *testing.T, svc *keys.Service, a *keys.Actor, name string, version int64) string {
+func readValue(t *testing.T, svc *secrets.Service, a *latchkey.Actor, name string, version int64) string {
 	t.Helper()
 	s, err := svc.ReadSecret(context.Background(), a, name, version)
 	if err != nil {
@@ -68,9 +69,9 @@ func totalReads(evs []*latchkey.AuditEvent) int {
 	return n
 }
 
-func secretReads(t *testing.T, f *fixture, a *keys.Actor) []*latchkey.AuditEvent {
+func secretReads(t *testing.T, f *fixture, a *latchkey.Actor) []*latchkey.AuditEvent {
 	t.Helper()
-	evs, err := f.svc.ListAudit(context.Background(), a, keys.AuditFilter{})
+	evs, err := f.keys.ListAudit(context.Background(), a, keys.AuditFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +88,7 @@ func secretReads(t *testing.T, f *fixture, a *keys.Actor) []*latchkey.AuditEvent
 // expires or the secret changes.
 func TestSecretReadsAreServedFromTheCache(t *testing.T) {
 	var store *countingStore
-	f := newFixture(t, func(o *keys.Options) { store = &countingStore{Store: o.Store}; o.Store = store })
+	f := newFixture(t, func(o *setup) { store = &countingStore{Store: o.Store}; o.Store = store })
 	f.put(t, f.admin, "openai", "sk-cached-0001")
 	before := store.views.Load()
 	for range 5 {
@@ -160,30 +161,31 @@ func TestSecretCacheTTLBoundsStalenessAcrossNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock := fakeclock.New(t0)
-	node := func() *keys.Service {
-		svc := keys.New(keys.Options{Store: db, Now: clock.Now, Sealer: kr, SecretCacheTTL: 3 * time.Second})
+	node := func() *secrets.Service {
+		svc := secrets.New(secrets.Options{Store: latchkey.Narrow[secrets.Tx](db), Now: clock.Now, Sealer: kr, CacheTTL: 3 * time.Second})
 		t.Cleanup(func() { svc.Close(ctx) })
 		return svc
 	}
 	a, b := node(), node()
-	tok, _, _, err := a.Bootstrap(ctx, "")
+	ks := keys.New(keys.Options{Store: db, Now: clock.Now})
+	tok, _, _, err := ks.Bootstrap(ctx, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	actor := func(svc *keys.Service) *keys.Actor {
-		act, err := svc.Authenticate(ctx, tok.Reveal(), netip.Addr{}, "")
+	actor := func(*secrets.Service) *latchkey.Actor {
+		act, err := ks.Authenticate(ctx, tok.Reveal(), netip.Addr{}, "")
 		if err != nil {
 			t.Fatal(err)
 		}
 		return act
 	}
-	if _, err := a.PutSecret(ctx, actor(a), "openai", keys.SecretParams{Value: "sk-node-old-0001"}); err != nil {
+	if _, err := a.PutSecret(ctx, actor(a), "openai", secrets.SecretParams{Value: "sk-node-old-0001"}); err != nil {
 		t.Fatal(err)
 	}
 	if v := readValue(t, a, actor(a), "openai", 0); v != "sk-node-old-0001" {
 		t.Fatal(v)
 	}
-	if _, err := b.PutSecret(ctx, actor(b), "openai", keys.SecretParams{Value: "sk-node-new-0002"}); err != nil {
+	if _, err := b.PutSecret(ctx, actor(b), "openai", secrets.SecretParams{Value: "sk-node-new-0002"}); err != nil {
 		t.Fatal(err)
 	}
 	clock.Advance(2 * time.Second)
@@ -201,7 +203,7 @@ func TestSecretCacheTTLBoundsStalenessAcrossNodes(t *testing.T) {
 // in order, once it can.
 func TestSecretReadFailsWhenItsAuditEventCannotBeWritten(t *testing.T) {
 	var store *brokenAudit
-	f := newFixture(t, func(o *keys.Options) {
+	f := newFixture(t, func(o *setup) {
 		store = &brokenAudit{Store: o.Store}
 		o.Store = store
 		o.ReadAuditInterval = time.Hour
@@ -248,7 +250,7 @@ func TestSecretReadFailsWhenItsAuditEventCannotBeWritten(t *testing.T) {
 			t.Fatalf("read event %d: %+v", i, e)
 		}
 	}
-	if v, err := f.svc.VerifyAudit(ctx, f.admin); err != nil || !v.OK {
+	if v, err := f.keys.VerifyAudit(ctx, f.admin); err != nil || !v.OK {
 		t.Fatalf("chain after the queued reads: %+v, %v", v, err)
 	}
 	if v := readValue(t, f.svc, r, "openai", 0); v != "sk-queue-test-0001" {
@@ -259,12 +261,12 @@ func TestSecretReadFailsWhenItsAuditEventCannotBeWritten(t *testing.T) {
 // slowStore holds write transactions until release is closed, as a disk
 // that has stalled would.
 type slowStore struct {
-	keys.Store
+	latchkey.Store[secrets.Tx]
 	hold    atomic.Bool
 	release chan struct{}
 }
 
-func (s *slowStore) Update(ctx context.Context, fn func(keys.Tx) error) error {
+func (s *slowStore) Update(ctx context.Context, fn func(secrets.Tx) error) error {
 	if s.hold.Load() {
 		<-s.release
 	}
@@ -275,7 +277,7 @@ func (s *slowStore) Update(ctx context.Context, fn func(keys.Tx) error) error {
 // and further reads fail (unavailable) until it drains.
 func TestSecretReadFailsWhenTheAuditQueueIsFull(t *testing.T) {
 	var store *slowStore
-	f := newFixture(t, func(o *keys.Options) {
+	f := newFixture(t, func(o *setup) {
 		store = &slowStore{Store: o.Store, release: make(chan struct{})}
 		o.Store = store
 		o.ReadAuditQueue = 3
@@ -310,9 +312,9 @@ func TestSecretReadFailsWhenTheAuditQueueIsFull(t *testing.T) {
 // order they were answered, with who read what from where; both chains
 // verify.
 func TestSecretReadAuditsKeepOrderAndTheChain(t *testing.T) {
-	f := newFixture(t, func(o *keys.Options) { o.ReadAuditInterval = time.Hour })
+	f := newFixture(t, func(o *setup) { o.ReadAuditInterval = time.Hour })
 	ctx := context.Background()
-	for _, a := range []*keys.Actor{f.admin, f.other} {
+	for _, a := range []*latchkey.Actor{f.admin, f.other} {
 		for i := range 3 {
 			f.put(t, a, fmt.Sprintf("s%d", i), "sk-order-test-value")
 		}
@@ -336,7 +338,7 @@ func TestSecretReadAuditsKeepOrderAndTheChain(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
-		a     *keys.Actor
+		a     *latchkey.Actor
 		names []string
 	}{{f.admin, []string{"s2", "s1", "s0", "s1"}}, {f.other, []string{"s0", "s1", "s2"}}} {
 		evs := secretReads(t, f, c.a)
@@ -355,7 +357,7 @@ func TestSecretReadAuditsKeepOrderAndTheChain(t *testing.T) {
 		if c.a == f.admin && (evs[0].UserAgent != "fast-agent/1" || evs[0].ActorKeyID != f.admin.KeyID) {
 			t.Fatalf("read event: %+v", evs[0])
 		}
-		if v, err := f.svc.VerifyAudit(ctx, c.a); err != nil || !v.OK {
+		if v, err := f.keys.VerifyAudit(ctx, c.a); err != nil || !v.OK {
 			t.Fatalf("tenant %s chain: %+v, %v", c.a.Tenant, v, err)
 		}
 	}
@@ -365,7 +367,7 @@ func TestSecretReadAuditsKeepOrderAndTheChain(t *testing.T) {
 // waiting for its interval.
 func TestSecretReadAuditsFlushWhenHalfFull(t *testing.T) {
 	var store *countingStore
-	f := newFixture(t, func(o *keys.Options) {
+	f := newFixture(t, func(o *setup) {
 		store = &countingStore{Store: o.Store}
 		o.Store = store
 		o.ReadAuditQueue = 4
@@ -385,7 +387,7 @@ func TestSecretReadAuditsFlushWhenHalfFull(t *testing.T) {
 	}
 	// Read the store itself: ListAudit would flush.
 	var n int
-	err := store.Store.View(context.Background(), func(tx keys.Tx) error {
+	err := f.db.View(context.Background(), func(tx keys.Tx) error {
 		evs, err := tx.AuditEvents(f.admin.Tenant, keys.AuditFilter{Limit: 100})
 		for _, e := range evs {
 			if e.Action == "secret.read" {
@@ -401,7 +403,7 @@ func TestSecretReadAuditsFlushWhenHalfFull(t *testing.T) {
 
 // Close writes what is queued and refuses reads from then on.
 func TestSecretReadAuditsAreWrittenOnClose(t *testing.T) {
-	f := newFixture(t, func(o *keys.Options) { o.ReadAuditInterval = time.Hour })
+	f := newFixture(t, func(o *setup) { o.ReadAuditInterval = time.Hour })
 	ctx := context.Background()
 	f.put(t, f.admin, "openai", "sk-close-test-0001")
 	readValue(t, f.svc, f.admin, "openai", 0)
@@ -415,7 +417,7 @@ func TestSecretReadAuditsAreWrittenOnClose(t *testing.T) {
 	if n := totalReads(secretReads(t, f, f.admin)); n != 2 {
 		t.Fatalf("%d reads audited after Close, want 2", n)
 	}
-	if v, err := f.svc.VerifyAudit(ctx, f.admin); err != nil || !v.OK {
+	if v, err := f.keys.VerifyAudit(ctx, f.admin); err != nil || !v.OK {
 		t.Fatalf("chain: %+v, %v", v, err)
 	}
 	if err := f.svc.Close(ctx); err != nil {

@@ -1,46 +1,22 @@
-package keys_test
+package secrets_test
 
 import (
 	"context"
 	"encoding/json"
-	"net/netip"
 	"strings"
 	"testing"
 
 	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/keys"
+	"github.com/latchkeyhq/latchkey/secrets"
 )
-
-// reader creates a key in acme with the scopes and resources and returns
-// it as an authenticated actor.
-func (f *fixture) reader(t *testing.T, scopes, resources []string) *keys.Actor {
-	t.Helper()
-	_, tok := f.create(t, keys.CreateParams{Settings: keys.Settings{Scopes: &scopes, Resources: &resources}})
-	a, err := f.svc.Authenticate(context.Background(), tok, netip.Addr{}, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
-}
-
-func (f *fixture) put(t *testing.T, a *keys.Actor, name, value string) *keys.Secret {
-	t.Helper()
-	s, err := f.svc.PutSecret(context.Background(), a, name, keys.SecretParams{Value: value})
-	if err != nil {
-		t.Fatalf("PutSecret(%s): %v", name, err)
-	}
-	if s.Value != "" {
-		t.Fatal("PutSecret answered with the value")
-	}
-	return s
-}
 
 func TestSecretVersionsAndReads(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	s1 := f.put(t, f.admin, "openai", "sk-one-value-0001")
 	ttl := int64(1800)
-	s2, err := f.svc.PutSecret(ctx, f.admin, "openai", keys.SecretParams{Value: "sk-two-value-0002", ExpiresIn: &ttl, Meta: map[string]string{"owner": "ml"}})
+	s2, err := f.svc.PutSecret(ctx, f.admin, "openai", secrets.SecretParams{Value: "sk-two-value-0002", ExpiresIn: &ttl, Meta: map[string]string{"owner": "ml"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,10 +46,10 @@ func TestSecretVersionsAndReads(t *testing.T) {
 func TestSecretParamsAreValidated(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	zero, big := int64(0), int64(keys.MaxSecretExpiresIn+1)
-	for name, p := range map[string]keys.SecretParams{
+	zero, big := int64(0), int64(secrets.MaxSecretExpiresIn+1)
+	for name, p := range map[string]secrets.SecretParams{
 		"empty value":     {},
-		"huge value":      {Value: strings.Repeat("x", keys.MaxSecretValue+1)},
+		"huge value":      {Value: strings.Repeat("x", secrets.MaxSecretValue+1)},
 		"binary value":    {Value: "\xff\xfe"},
 		"zero expires_in": {Value: "v", ExpiresIn: &zero},
 		"long expires_in": {Value: "v", ExpiresIn: &big},
@@ -84,7 +60,7 @@ func TestSecretParamsAreValidated(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"OpenAI", "my service", "-x", ""} {
-		if _, err := f.svc.PutSecret(ctx, f.admin, bad, keys.SecretParams{Value: "v"}); latchkey.ErrorCode(err) != latchkey.EInvalid {
+		if _, err := f.svc.PutSecret(ctx, f.admin, bad, secrets.SecretParams{Value: "v"}); latchkey.ErrorCode(err) != latchkey.EInvalid {
 			t.Errorf("name %q: %v, want invalid", bad, err)
 		}
 	}
@@ -198,7 +174,7 @@ func TestSecretAccessIsAuditedWithoutValues(t *testing.T) {
 	if err := f.svc.DeleteSecret(ctx, f.admin, "openai"); err != nil {
 		t.Fatal(err)
 	}
-	evs, err := f.svc.ListAudit(ctx, f.admin, keys.AuditFilter{})
+	evs, err := f.keys.ListAudit(ctx, f.admin, keys.AuditFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,13 +206,13 @@ func TestSecretAccessIsAuditedWithoutValues(t *testing.T) {
 	if reads != 2 || denied != 1 || writes != 1 || deletes != 1 {
 		t.Fatalf("audited %d reads, %d refused, %d writes, %d deletes; want 2, 1, 1, 1", reads, denied, writes, deletes)
 	}
-	if v, err := f.svc.VerifyAudit(ctx, f.admin); err != nil || !v.OK {
+	if v, err := f.keys.VerifyAudit(ctx, f.admin); err != nil || !v.OK {
 		t.Fatalf("chain after secret events: %+v, %v", v, err)
 	}
 }
 
 func TestSecretKeepsTheLastNVersions(t *testing.T) {
-	f := newFixture(t, func(o *keys.Options) { o.SecretVersions = 3 })
+	f := newFixture(t, func(o *setup) { o.Versions = 3 })
 	ctx := context.Background()
 	for i := range 5 {
 		f.put(t, f.admin, "openai", "value-"+string(rune('a'+i)))
@@ -277,12 +253,11 @@ func TestSecretDeleteThenPutNeverReusesAVersion(t *testing.T) {
 // A sealed value copied into another secret's row (as someone with write
 // access to the database might) does not open there.
 func TestSecretCopiedToAnotherRowDoesNotOpen(t *testing.T) {
-	var store keys.Store
-	f := newFixture(t, func(o *keys.Options) { store = o.Store })
+	f := newFixture(t)
 	ctx := context.Background()
 	f.put(t, f.admin, "openai", "sk-the-openai-value")
 	f.put(t, f.admin, "anthropic", "sk-the-anthropic-value")
-	err := store.Update(ctx, func(tx keys.Tx) error {
+	err := latchkey.Narrow[secrets.Tx](f.db).Update(ctx, func(tx secrets.Tx) error {
 		src, err := tx.Secret("acme", "openai", 1)
 		if err != nil {
 			return err
@@ -305,13 +280,58 @@ func TestSecretCopiedToAnotherRowDoesNotOpen(t *testing.T) {
 func BenchmarkReadSecret(b *testing.B) {
 	f := newFixture(b)
 	ctx := context.Background()
-	if _, err := f.svc.PutSecret(ctx, f.admin, "openai", keys.SecretParams{Value: "sk-proj-0123456789abcdef"}); err != nil {
+	if _, err := f.svc.PutSecret(ctx, f.admin, "openai", secrets.SecretParams{Value: "sk-proj-0123456789abcdef"}); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := f.svc.ReadSecret(ctx, f.admin, "openai", 0); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// A write of a secret records its event in its own transaction: when the
+// event cannot be written the write fails and leaves the secret as it was.
+// (Reads are audited through a queue written in batches: see
+// TestSecretReadFailsWhenItsAuditEventCannotBeWritten.)
+func TestSecretWriteFailsWhenItsAuditEventCannotBeWritten(t *testing.T) {
+	var store *brokenAudit
+	f := newFixture(t, func(o *setup) {
+		store = &brokenAudit{Store: o.Store}
+		o.Store = store
+	})
+	ctx := context.Background()
+	f.put(t, f.admin, "openai", "sk-audit-test-value")
+	store.fail.Store(true)
+	writes := map[string]func() error{
+		"PutSecret": func() error {
+			_, err := f.svc.PutSecret(ctx, f.admin, "openai", secrets.SecretParams{Value: "sk-audit-test-value-2"})
+			return err
+		},
+		"DeleteSecret": func() error { return f.svc.DeleteSecret(ctx, f.admin, "openai") },
+	}
+	for name, w := range writes {
+		t.Run(name, func(t *testing.T) {
+			if err := w(); latchkey.ErrorCode(err) != latchkey.EUnavailable {
+				t.Fatalf("write with a failing audit log: %v, want unavailable", err)
+			}
+		})
+	}
+	store.fail.Store(false)
+	if vs, err := f.svc.SecretVersions(ctx, f.admin, "openai"); err != nil || len(vs) != 1 {
+		t.Fatalf("secret after failed writes: %v versions, %v; want the one", len(vs), err)
+	}
+	if got := readValue(t, f.svc, f.admin, "openai", 0); got != "sk-audit-test-value" {
+		t.Fatalf("value after failed writes: %q", got)
+	}
+	evs, err := f.keys.ListAudit(ctx, f.admin, keys.AuditFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range evs {
+		if e.Action == "secret.deleted" || e.Action == "secret.written" && e.Details["version"] != "1" {
+			t.Fatalf("an event of a failed write was kept: %+v", e)
 		}
 	}
 }
