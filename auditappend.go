@@ -148,3 +148,19 @@ func AuditTamperEvent(tenant string, f AuditFinding, at time.Time) *Event {
 		Details:  map[string]string{"finding": f.Kind, "seq": strconv.FormatInt(f.Seq, 10), "reason": f.Reason},
 	})
 }
+
+// AuditReader reads the tenants' audit chains (the audit service lists and
+// verifies them).
+type AuditReader interface {
+	// AuditEvents lists a tenant's events in seq order, those matching f.
+	AuditEvents(tenant string, f AuditFilter) ([]*AuditEvent, error)
+	// AuditHead returns the seq and hash of a tenant's last event (0, "" for
+	// an empty log), kept apart from the events so that removing events
+	// from the end of the log is noticed.
+	AuditHead(tenant string) (seq int64, hash string, err error)
+	// AuditLast returns the seq and hash of the tenant's last stored event
+	// (0, "" for none), whatever the head says.
+	AuditLast(tenant string) (seq int64, hash string, err error)
+	// AuditCheckpoint returns the tenant's signed checkpoint; nil if none.
+	AuditCheckpoint(tenant string) (*AuditCheckpoint, error)
+}

@@ -245,3 +245,9 @@ func IPAllowed(allow []netip.Prefix, ip netip.Addr) bool {
 	}
 	return false
 }
+
+// KeyNotFound is the error for a key id that is not in the caller's
+// tenant: unknown and another tenant's answer alike.
+func KeyNotFound(id string) error {
+	return Errorf(ENotFound, "no key %.60q in this tenant", id)
+}

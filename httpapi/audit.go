@@ -56,7 +56,7 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, a *keys.Actor
 	if err != nil {
 		return err
 	}
-	evs, err := s.svc.ListAudit(r.Context(), a, f)
+	evs, err := s.audit.ListAudit(r.Context(), a, f)
 	if err != nil {
 		return err
 	}
@@ -85,7 +85,7 @@ func (s *Server) exportAudit(w http.ResponseWriter, r *http.Request, a *keys.Act
 		return err
 	}
 	f.Limit = latchkey.MaxListLimit
-	first, err := s.svc.ListAudit(r.Context(), a, f)
+	first, err := s.audit.ListAudit(r.Context(), a, f)
 	if err != nil {
 		return err
 	}
@@ -102,7 +102,7 @@ func (s *Server) exportAudit(w http.ResponseWriter, r *http.Request, a *keys.Act
 			break
 		}
 		f.AfterSeq = page[len(page)-1].Seq
-		if page, err = s.svc.ListAudit(r.Context(), a, f); err != nil {
+		if page, err = s.audit.ListAudit(r.Context(), a, f); err != nil {
 			// Headers are out; the truncated stream is all we can say.
 			s.log.ErrorContext(r.Context(), "audit export failed midway", "request_id", requestID(r.Context()), "err", err)
 			return nil
@@ -112,7 +112,7 @@ func (s *Server) exportAudit(w http.ResponseWriter, r *http.Request, a *keys.Act
 }
 
 func (s *Server) verifyAudit(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
-	v, err := s.svc.VerifyAudit(r.Context(), a)
+	v, err := s.audit.VerifyAudit(r.Context(), a)
 	if err != nil {
 		return err
 	}

@@ -132,9 +132,8 @@ func newSeedBenchWith(tb testing.TB, limiter bool) (*httpapi.Server, *http.Reque
 		opts.Limiter = m
 	}
 	sec := secrets.New(secrets.Options{Store: latchkey.Narrow[secrets.Tx](db), Sealer: kr})
-	opts.BeforeAuditRead = sec.FlushReadAudits
 	svc := keys.New(opts)
-	tb.Cleanup(func() { sec.Close(ctx); svc.Close(ctx) })
+	tb.Cleanup(func() { sec.Close(ctx) })
 	root, _, _, err := svc.Bootstrap(ctx, "")
 	if err != nil {
 		tb.Fatal(err)

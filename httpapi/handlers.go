@@ -316,7 +316,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	// A tampered audit log does not take the node out of service (keys
 	// still verify, revocations still take effect): it is degraded, and
 	// says why without naming tenants (this route is unauthenticated).
-	if t := s.svc.AuditTampered(); len(t) > 0 {
+	if t := s.auditTampered(); len(t) > 0 {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "degraded", "reasons": []map[string]string{{
 			"code":    latchkey.AnomalyAuditTampered,
 			"message": fmt.Sprintf("the audit log of %d tenant(s) was changed outside Latchkey: see their security events and latchkey audit verify", len(t)),
@@ -341,4 +341,13 @@ func (s *Server) keyPath(h http.Handler) http.Handler {
 
 func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
 	s.writeError(w, r, latchkey.Errorf(latchkey.ENotFound, "no such route %s %.100s", r.Method, logPath(r.URL.Path)))
+}
+
+// auditTampered is what the audit service found tampered with; none
+// without one.
+func (s *Server) auditTampered() map[string]latchkey.AuditFinding {
+	if s.audit == nil {
+		return nil
+	}
+	return s.audit.AuditTampered()
 }

@@ -38,14 +38,23 @@ func (s *Server) routes() {
 
 type adminHandler = func(http.ResponseWriter, *http.Request, *keys.Actor) error
 
-// brokered is h on a server with a secret service (Config.Secrets); on one
-// without, the secret routes answer not_found after the admin key's check.
+// brokered is h on a server with a secret service (Config.Secrets), and
+// audited on one with an audit service (Config.Audit); on a server
+// without, those routes answer not_found after the admin key's check.
 func (s *Server) brokered(h adminHandler) adminHandler {
-	if s.secrets != nil {
+	return served(s.secrets != nil, "this server brokers no secrets", h)
+}
+
+func (s *Server) audited(h adminHandler) adminHandler {
+	return served(s.audit != nil, "this server serves no audit log", h)
+}
+
+func served(present bool, missing string, h adminHandler) adminHandler {
+	if present {
 		return h
 	}
 	return func(http.ResponseWriter, *http.Request, *keys.Actor) error {
-		return latchkey.Errorf(latchkey.ENotFound, "this server brokers no secrets")
+		return latchkey.Errorf(latchkey.ENotFound, "%s", missing)
 	}
 }
 
@@ -80,18 +89,18 @@ func (s *Server) eachRoute(add func(Route, http.Handler)) {
 	admin("POST", "/v1/keys/{id}/resume", "keys:write", s.resumeKey, s.keyPath)
 	admin("POST", "/v1/keys/{id}/revoke", "keys:write", s.revokeKey, s.keyPath)
 	admin("POST", "/v1/keys/{id}/derive", "keys:derive", s.deriveKey, s.keyPath)
-	admin("GET", "/v1/keys/{id}/usage", "keys:read", s.keyUsage, s.keyPath)
+	admin("GET", "/v1/keys/{id}/usage", "keys:read", s.audited(s.keyUsage), s.keyPath)
 
 	open("POST", "/v1/leases/{id}/release", s.releaseLease)
 
-	admin("GET", "/v1/audit", "audit:read", s.listAudit)
-	admin("GET", "/v1/audit/export", "audit:read", s.exportAudit)
-	admin("GET", "/v1/audit/verify", "audit:read", s.verifyAudit)
-	admin("GET", "/v1/security-events", "audit:read", s.listSecurityEvents)
+	admin("GET", "/v1/audit", "audit:read", s.audited(s.listAudit))
+	admin("GET", "/v1/audit/export", "audit:read", s.audited(s.exportAudit))
+	admin("GET", "/v1/audit/verify", "audit:read", s.audited(s.verifyAudit))
+	admin("GET", "/v1/security-events", "audit:read", s.audited(s.listSecurityEvents))
 
-	admin("GET", "/v1/reports/access", "audit:read", s.accessReport)
-	admin("GET", "/v1/reports/usage", "audit:read", s.usageReport)
-	admin("GET", "/v1/reports/security", "audit:read", s.securityReport)
+	admin("GET", "/v1/reports/access", "audit:read", s.audited(s.accessReport))
+	admin("GET", "/v1/reports/usage", "audit:read", s.audited(s.usageReport))
+	admin("GET", "/v1/reports/security", "audit:read", s.audited(s.securityReport))
 
 	admin("POST", "/v1/webhooks", "webhooks:write", s.createWebhook)
 	admin("GET", "/v1/webhooks", "webhooks:write", s.listWebhooks)

@@ -4,13 +4,14 @@ import (
 	"net/http"
 	"net/url"
 
+	"github.com/latchkeyhq/latchkey/audit"
 	"github.com/latchkeyhq/latchkey/keys"
 )
 
 // securityFilter reads GET /v1/security-events' query: kind, key_id,
 // since, until (RFC 3339), after (an event id) and limit. Errors: EInvalid.
-func securityFilter(q url.Values) (keys.SecurityFilter, error) {
-	f := keys.SecurityFilter{Kind: q.Get("kind"), KeyID: q.Get("key_id"), After: q.Get("after")}
+func securityFilter(q url.Values) (audit.SecurityFilter, error) {
+	f := audit.SecurityFilter{Kind: q.Get("kind"), KeyID: q.Get("key_id"), After: q.Get("after")}
 	if err := queryWindow(q, &f.Since, &f.Until); err != nil {
 		return f, err
 	}
@@ -27,13 +28,13 @@ func (s *Server) listSecurityEvents(w http.ResponseWriter, r *http.Request, a *k
 	if err != nil {
 		return err
 	}
-	evs, next, err := s.svc.ListSecurityEvents(r.Context(), a, f)
+	evs, next, err := s.audit.ListSecurityEvents(r.Context(), a, f)
 	if err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, struct {
-		Events []keys.SecurityEvent `json:"events"`
-		Next   string               `json:"next_cursor"`
+		Events []audit.SecurityEvent `json:"events"`
+		Next   string                `json:"next_cursor"`
 	}{evs, next})
 	return nil
 }

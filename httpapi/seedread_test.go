@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/audit"
 	"github.com/latchkeyhq/latchkey/httpapi"
 	"github.com/latchkeyhq/latchkey/keyring"
 	"github.com/latchkeyhq/latchkey/keys"
@@ -50,8 +51,9 @@ func TestSeedKeyUnavailableWhenReadsCannotBeAudited(t *testing.T) {
 	}
 	store := &failingWrites{Store: db}
 	sec := secrets.New(secrets.Options{Store: latchkey.Narrow[secrets.Tx](store), Sealer: kr, ReadAuditInterval: time.Hour})
-	svc := keys.New(keys.Options{Store: store, BeforeAuditRead: sec.FlushReadAudits})
-	t.Cleanup(func() { sec.Close(ctx); svc.Close(ctx) })
+	svc := keys.New(keys.Options{Store: store})
+	aud := audit.New(audit.Options{Store: latchkey.Narrow[audit.Tx](store), BeforeRead: sec.FlushReadAudits})
+	t.Cleanup(func() { sec.Close(ctx); aud.Close(ctx) })
 	root, _, _, err := svc.Bootstrap(ctx, "")
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +66,7 @@ func TestSeedKeyUnavailableWhenReadsCannotBeAudited(t *testing.T) {
 	if _, err := sec.PutSecret(ctx, actor, "openai", secrets.SecretParams{Value: value}); err != nil {
 		t.Fatal(err)
 	}
-	srv := httpapi.New(httpapi.Config{Keys: svc, Secrets: sec, Keyring: kr})
+	srv := httpapi.New(httpapi.Config{Keys: svc, Secrets: sec, Audit: aud, Keyring: kr})
 	get := func(path string) *httptest.ResponseRecorder {
 		req := httptest.NewRequest("GET", path, nil)
 		req.RemoteAddr = "127.0.0.1:5555"

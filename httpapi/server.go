@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/audit"
 	"github.com/latchkeyhq/latchkey/keys"
 	"github.com/latchkeyhq/latchkey/secrets"
 )
@@ -29,7 +30,11 @@ type Config struct {
 	// Secrets serves /v1/secrets and the seed routes (GET /keys/{provider},
 	// GET /llm-keys); without it they answer not_found.
 	Secrets *secrets.Service
-	Logger  *slog.Logger
+	// Audit serves /v1/audit, /v1/security-events, /v1/reports and
+	// /v1/keys/{id}/usage, and tells /readyz of a tampered audit log;
+	// without it those routes answer not_found.
+	Audit  *audit.Service
+	Logger *slog.Logger
 	// TrustedProxies are the peers whose X-Forwarded-For and X-Real-IP
 	// headers are believed. Requests from anyone else are attributed to the
 	// direct peer, whatever their headers say.
@@ -116,6 +121,7 @@ type Guard interface {
 type Server struct {
 	svc     *keys.Service
 	secrets *secrets.Service
+	audit   *audit.Service
 	log     *slog.Logger
 	trusted []netip.Prefix
 	maxBody int64
@@ -150,6 +156,7 @@ func New(cfg Config) *Server {
 	s := &Server{
 		svc:     cfg.Keys,
 		secrets: cfg.Secrets,
+		audit:   cfg.Audit,
 		log:     cfg.Logger,
 		trusted: cfg.TrustedProxies,
 		maxBody: cfg.MaxBody,

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/audit"
 	"github.com/latchkeyhq/latchkey/keys"
 )
 
@@ -13,7 +14,7 @@ import (
 // recorder's last flush.
 func (s *Server) keyUsage(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
 	q := r.URL.Query()
-	p := keys.UsageParams{Bucket: q.Get("bucket")}
+	p := audit.UsageParams{Bucket: q.Get("bucket")}
 	var err error
 	if p.From, err = queryTime(q.Get("from"), "from"); err != nil {
 		return err
@@ -21,7 +22,7 @@ func (s *Server) keyUsage(w http.ResponseWriter, r *http.Request, a *keys.Actor)
 	if p.To, err = queryTime(q.Get("to"), "to"); err != nil {
 		return err
 	}
-	rep, err := s.svc.KeyUsage(r.Context(), a, r.PathValue("id"), p)
+	rep, err := s.audit.KeyUsage(r.Context(), a, r.PathValue("id"), p)
 	if err != nil {
 		return err
 	}

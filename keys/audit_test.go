@@ -127,7 +127,7 @@ func TestMutationFailsWhenItsAuditEventCannotBeWritten(t *testing.T) {
 		t.Fatalf("the delivery after a failed retry: %+v, %v; want it still failed", ds, err)
 	}
 	store.fail.Store(false)
-	evs, err := f.svc.ListAudit(ctx, f.admin, keys.AuditFilter{})
+	evs, err := f.audit.ListAudit(ctx, f.admin, keys.AuditFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +161,7 @@ func TestEveryMutationIsAudited(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	evs, err := f.svc.ListAudit(ctx, f.admin, keys.AuditFilter{})
+	evs, err := f.audit.ListAudit(ctx, f.admin, keys.AuditFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +178,7 @@ func TestEveryMutationIsAudited(t *testing.T) {
 	if got := "[" + strings.Join(actions, " ") + "]"; got != want {
 		t.Fatalf("actions = %s\nwant      %s", got, want)
 	}
-	v, err := f.svc.VerifyAudit(ctx, f.admin)
+	v, err := f.audit.VerifyAudit(ctx, f.admin)
 	if err != nil || !v.OK || v.Events != int64(len(evs)) {
 		t.Fatalf("verify = %+v, %v", v, err)
 	}

@@ -219,7 +219,7 @@ func (s *Service) CreateKey(ctx context.Context, actor *Actor, p CreateParams) (
 // GetKey returns a key of the actor's tenant. Errors: ENotFound.
 func (s *Service) GetKey(ctx context.Context, actor *Actor, id string) (*latchkey.Key, error) {
 	if !latchkey.ValidID("key", id) {
-		return nil, notFound(id)
+		return nil, latchkey.KeyNotFound(id)
 	}
 	var k *latchkey.Key
 	err := s.store.View(ctx, func(tx Tx) error {
@@ -241,10 +241,6 @@ func (s *Service) KeyQuota(ctx context.Context, k *latchkey.Key) (l LimitState, 
 	}
 	l, err = qr.Quota(ctx, k, s.now())
 	return l, err == nil, err
-}
-
-func notFound(id string) error {
-	return latchkey.Errorf(latchkey.ENotFound, "no key %.60q in this tenant", id)
 }
 
 // ListParams narrow a key list.
@@ -331,7 +327,7 @@ func (s *Service) UpdateKey(ctx context.Context, actor *Actor, id string, p Sett
 // the change reached); if the event cannot be written, nothing changes.
 func (s *Service) change(ctx context.Context, actor *Actor, id, action string, fn func(tx Tx, k *latchkey.Key, now time.Time) ([]*latchkey.Key, error), describe func() map[string]string) (*latchkey.Key, error) {
 	if !latchkey.ValidID("key", id) {
-		return nil, notFound(id)
+		return nil, latchkey.KeyNotFound(id)
 	}
 	now := s.now()
 	var target *latchkey.Key

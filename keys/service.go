@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -54,18 +53,6 @@ type Options struct {
 	// address deliveries may not reach (the dispatcher checks every
 	// address it connects to as well).
 	WebhookTargets latchkey.WebhookTargets
-	// AuditAnchor, when set, signs audit checkpoints and keeps them outside
-	// the database (the store must append through it too: see
-	// AppendAudit); AuditAnchorInterval is how often committed
-	// checkpoints are copied to its file (default 1s): the bound on how
-	// late a rewind of the database can go unnoticed.
-	AuditAnchor         *AuditAnchor
-	AuditAnchorInterval time.Duration
-	// BeforeAuditRead, when set, runs before the audit log is listed or
-	// verified: the secret service's FlushReadAudits, so that the queued
-	// secret.read events are in what is read. Its error is logged, and
-	// the log is read as stored.
-	BeforeAuditRead func(ctx context.Context) error
 }
 
 // BurstRule says how many of one kind of change within Window make a
@@ -98,12 +85,7 @@ type Service struct {
 	burst        BurstRule
 	sealer       Sealer
 	hookTargets  latchkey.WebhookTargets
-	beforeAudit  func(ctx context.Context) error
 	storeReads   atomic.Uint64
-	anchor       *AuditAnchor
-	anchorStop   chan struct{}
-	anchorDone   chan struct{}
-	anchorOnce   sync.Once
 }
 
 // New returns a Service.
@@ -148,31 +130,8 @@ func New(o Options) *Service {
 		burst:        o.Burst,
 		sealer:       o.Sealer,
 		hookTargets:  o.WebhookTargets,
-		beforeAudit:  o.BeforeAuditRead,
-	}
-	if o.AuditAnchor != nil {
-		if o.AuditAnchorInterval <= 0 {
-			o.AuditAnchorInterval = time.Second
-		}
-		s.anchor, s.anchorStop, s.anchorDone = o.AuditAnchor, make(chan struct{}), make(chan struct{})
-		go s.syncAnchorLoop(o.AuditAnchorInterval)
 	}
 	return s
-}
-
-// Close stops the audit anchor's copying and writes the anchor file a
-// last time. Call it after the HTTP server has drained and the secret
-// service has written its queued read events.
-func (s *Service) Close(ctx context.Context) error {
-	var err error
-	if s.anchor != nil {
-		s.anchorOnce.Do(func() { close(s.anchorStop) })
-		<-s.anchorDone
-		if serr := s.anchor.Sync(ctx, s.store); serr != nil && err == nil {
-			err = serr
-		}
-	}
-	return err
 }
 
 // now is the clock in the store's resolution, so that what a caller is told

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/audit"
 	"github.com/latchkeyhq/latchkey/internal/fakeclock"
 	"github.com/latchkeyhq/latchkey/keyring"
 	"github.com/latchkeyhq/latchkey/keys"
@@ -23,6 +24,7 @@ var t0 = time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 
 type fixture struct {
 	svc    *keys.Service
+	audit  *audit.Service // the audit log's reader, on the same database
 	clock  *fakeclock.Clock
 	sealer keys.Sealer // the keyring the service seals with
 	admin  *keys.Actor // tenant "acme" admin
@@ -51,12 +53,10 @@ func newFixture(t testing.TB, opts ...func(*keys.Options)) *fixture {
 	for _, f := range opts {
 		f(&o)
 	}
-	if o.AuditAnchor != nil {
-		db.SetAuditAnchor(o.AuditAnchor)
-	}
 	svc := keys.New(o)
-	// Runs before the database closes: the queued read audits are written.
-	t.Cleanup(func() { svc.Close(context.Background()) })
+	// The audit service reads what the key service's changes appended.
+	aud := audit.New(audit.Options{Store: latchkey.Narrow[audit.Tx](db), Now: clock.Now})
+	t.Cleanup(func() { aud.Close(context.Background()) })
 	root, _, _, err := svc.Bootstrap(ctx, "")
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +65,7 @@ func newFixture(t testing.TB, opts ...func(*keys.Options)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{svc: svc, clock: clock, sealer: o.Sealer, op: op}
+	f := &fixture{svc: svc, audit: aud, clock: clock, sealer: o.Sealer, op: op}
 	for _, id := range []string{"acme", "globex"} {
 		_, _, tok, err := svc.CreateTenant(ctx, op, id, "")
 		if err != nil {

@@ -42,13 +42,14 @@ var ErrStoreLost = latchkey.ErrStoreLost
 // function given to View or Update.
 type Tx interface {
 	// Each capability's methods are declared in a file of their own
-	// (store_events.go, store_webhooks.go, store_reports.go) and embedded
-	// here. The secrets' are the secret service's (secrets.Tx) and the
+	// (store_events.go, store_webhooks.go) or in the root (the audit
+	// service's reads, latchkey.AuditReader and latchkey.ReportReader) and
+	// embedded here. The secrets' are the secret service's (secrets.Tx) and the
 	// keyring's (latchkey.KeyringStore): a backend's transaction
 	// implements those too, and is narrowed to them (latchkey.Narrow).
 	EventStore
 	WebhookStore
-	ReportStore
+	latchkey.ReportReader
 
 	// CreateTenant inserts t; EConflict if its id exists.
 	CreateTenant(t *latchkey.Tenant) error
@@ -84,18 +85,10 @@ type Tx interface {
 	// A key's persisted quota consumption (the limiter's part).
 	latchkey.QuotaStore
 
+	// The audit log: appends, and the reads of the audit service
+	// (audit.Tx).
 	latchkey.AuditWriter
-	// AuditEvents lists a tenant's events in seq order, those matching f.
-	AuditEvents(tenant string, f AuditFilter) ([]*latchkey.AuditEvent, error)
-	// AuditHead returns the seq and hash of a tenant's last event (0, "" for
-	// an empty log), kept apart from the events so that removing events
-	// from the end of the log is noticed.
-	AuditHead(tenant string) (seq int64, hash string, err error)
-	// AuditLast returns the seq and hash of the tenant's last stored event
-	// (0, "" for none), whatever the head says.
-	AuditLast(tenant string) (seq int64, hash string, err error)
-	// AuditCheckpoint returns the tenant's signed checkpoint; nil if none.
-	AuditCheckpoint(tenant string) (*latchkey.AuditCheckpoint, error)
+	latchkey.AuditReader
 	latchkey.CheckpointStore
 
 	// Usage rows: written by the usage recorder, read by reports and the

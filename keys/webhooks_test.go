@@ -51,7 +51,7 @@ func TestCreateWebhookShowsTheSecretOnceAndSealsIt(t *testing.T) {
 	if bytes.Contains(js, []byte("secret")) || bytes.Contains(js, []byte(secret)) {
 		t.Fatalf("a webhook's JSON shows its secret: %s", js)
 	}
-	evs, err := f.svc.ListAudit(ctx, f.admin, keys.AuditFilter{Action: "webhook.created"})
+	evs, err := f.audit.ListAudit(ctx, f.admin, keys.AuditFilter{Action: "webhook.created"})
 	if err != nil || len(evs) != 1 {
 		t.Fatalf("webhook.created events: %d, %v", len(evs), err)
 	}
@@ -141,11 +141,11 @@ func TestDeleteWebhookIsAudited(t *testing.T) {
 	if err := f.svc.DeleteWebhook(ctx, f.admin, w.ID); latchkey.ErrorCode(err) != latchkey.ENotFound {
 		t.Fatalf("second delete: %v", err)
 	}
-	evs, err := f.svc.ListAudit(ctx, f.admin, keys.AuditFilter{Action: "webhook.deleted"})
+	evs, err := f.audit.ListAudit(ctx, f.admin, keys.AuditFilter{Action: "webhook.deleted"})
 	if err != nil || len(evs) != 1 || evs[0].Details["webhook_id"] != w.ID || evs[0].Details["events"] != "*" {
 		t.Fatalf("webhook.deleted events: %+v, %v", evs, err)
 	}
-	if v, err := f.svc.VerifyAudit(ctx, f.admin); err != nil || !v.OK {
+	if v, err := f.audit.VerifyAudit(ctx, f.admin); err != nil || !v.OK {
 		t.Fatalf("audit chain: %+v, %v", v, err)
 	}
 }

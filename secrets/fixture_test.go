@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/audit"
 	"github.com/latchkeyhq/latchkey/internal/fakeclock"
 	"github.com/latchkeyhq/latchkey/keyring"
 	"github.com/latchkeyhq/latchkey/keys"
@@ -19,12 +20,13 @@ import (
 var t0 = time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 
 // fixture is a secret service as the server wires it: on the key
-// service's database, sealed by a keyring, with the key service (which
-// authenticates the actors and lists the audit log) flushing the queued
-// read events before the log is read.
+// service's database, sealed by a keyring, beside the key service (which
+// authenticates the actors) and the audit service (which lists the log,
+// flushing the queued read events first).
 type fixture struct {
 	svc   *secrets.Service
 	keys  *keys.Service
+	audit *audit.Service
 	db    *sqlite.DB
 	clock *fakeclock.Clock
 	admin *latchkey.Actor // tenant "acme" admin
@@ -33,10 +35,10 @@ type fixture struct {
 
 // setup is what a test may change before the services start: the secret
 // service's options (Store comes wrapped around the database) and the
-// key service's audit anchor.
+// audit anchor.
 type setup struct {
 	secrets.Options
-	Anchor *keys.AuditAnchor
+	Anchor *audit.Anchor
 }
 
 func newFixture(t testing.TB, opts ...func(*setup)) *fixture {
@@ -64,12 +66,13 @@ func newFixture(t testing.TB, opts ...func(*setup)) *fixture {
 		db.SetAuditAnchor(o.Anchor)
 	}
 	svc := secrets.New(o.Options)
-	ks := keys.New(keys.Options{Store: db, Now: clock.Now, AuditAnchor: o.Anchor, BeforeAuditRead: svc.FlushReadAudits})
+	ks := keys.New(keys.Options{Store: db, Now: clock.Now})
+	aud := audit.New(audit.Options{Store: latchkey.Narrow[audit.Tx](db), Now: clock.Now, Anchor: o.Anchor, BeforeRead: svc.FlushReadAudits})
 	// Run before the database closes, in the server's order: the queued
 	// read audits are written, then the anchor's file.
 	t.Cleanup(func() {
 		svc.Close(context.Background())
-		ks.Close(context.Background())
+		aud.Close(context.Background())
 	})
 	root, _, _, err := ks.Bootstrap(ctx, "")
 	if err != nil {
@@ -79,7 +82,7 @@ func newFixture(t testing.TB, opts ...func(*setup)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{svc: svc, keys: ks, db: db, clock: clock}
+	f := &fixture{svc: svc, keys: ks, audit: aud, db: db, clock: clock}
 	for _, id := range []string{"acme", "globex"} {
 		_, _, tok, err := ks.CreateTenant(ctx, op, id, "")
 		if err != nil {

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/latchkeyhq/latchkey/keys"
+	"github.com/latchkeyhq/latchkey/audit"
 	"github.com/latchkeyhq/latchkey/secrets"
 )
 
@@ -36,14 +36,14 @@ func BenchmarkReadSecretCached(b *testing.B) {
 func BenchmarkReadAuditFlush(b *testing.B) {
 	b.Run("unsigned", func(b *testing.B) { benchReadAuditFlush(b, nil) })
 	// As the server runs: each append checks and signs the checkpoint.
-	a, err := keys.NewAuditAnchor(make([]byte, 32), "", nil)
+	a, err := audit.NewAnchor(make([]byte, 32), "", nil)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Run("signed", func(b *testing.B) { benchReadAuditFlush(b, a) })
 }
 
-func benchReadAuditFlush(b *testing.B, anchor *keys.AuditAnchor) {
+func benchReadAuditFlush(b *testing.B, anchor *audit.Anchor) {
 	f := newFixture(b, func(o *setup) {
 		o.ReadAuditInterval = time.Hour
 		o.ReadAuditQueue = 1 << 30

@@ -71,7 +71,7 @@ func totalReads(evs []*latchkey.AuditEvent) int {
 
 func secretReads(t *testing.T, f *fixture, a *latchkey.Actor) []*latchkey.AuditEvent {
 	t.Helper()
-	evs, err := f.keys.ListAudit(context.Background(), a, keys.AuditFilter{})
+	evs, err := f.audit.ListAudit(context.Background(), a, keys.AuditFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +250,7 @@ func TestSecretReadFailsWhenItsAuditEventCannotBeWritten(t *testing.T) {
 			t.Fatalf("read event %d: %+v", i, e)
 		}
 	}
-	if v, err := f.keys.VerifyAudit(ctx, f.admin); err != nil || !v.OK {
+	if v, err := f.audit.VerifyAudit(ctx, f.admin); err != nil || !v.OK {
 		t.Fatalf("chain after the queued reads: %+v, %v", v, err)
 	}
 	if v := readValue(t, f.svc, r, "openai", 0); v != "sk-queue-test-0001" {
@@ -357,7 +357,7 @@ func TestSecretReadAuditsKeepOrderAndTheChain(t *testing.T) {
 		if c.a == f.admin && (evs[0].UserAgent != "fast-agent/1" || evs[0].ActorKeyID != f.admin.KeyID) {
 			t.Fatalf("read event: %+v", evs[0])
 		}
-		if v, err := f.keys.VerifyAudit(ctx, c.a); err != nil || !v.OK {
+		if v, err := f.audit.VerifyAudit(ctx, c.a); err != nil || !v.OK {
 			t.Fatalf("tenant %s chain: %+v, %v", c.a.Tenant, v, err)
 		}
 	}
@@ -417,7 +417,7 @@ func TestSecretReadAuditsAreWrittenOnClose(t *testing.T) {
 	if n := totalReads(secretReads(t, f, f.admin)); n != 2 {
 		t.Fatalf("%d reads audited after Close, want 2", n)
 	}
-	if v, err := f.keys.VerifyAudit(ctx, f.admin); err != nil || !v.OK {
+	if v, err := f.audit.VerifyAudit(ctx, f.admin); err != nil || !v.OK {
 		t.Fatalf("chain: %+v, %v", v, err)
 	}
 	if err := f.svc.Close(ctx); err != nil {

@@ -174,7 +174,7 @@ func TestSecretAccessIsAuditedWithoutValues(t *testing.T) {
 	if err := f.svc.DeleteSecret(ctx, f.admin, "openai"); err != nil {
 		t.Fatal(err)
 	}
-	evs, err := f.keys.ListAudit(ctx, f.admin, keys.AuditFilter{})
+	evs, err := f.audit.ListAudit(ctx, f.admin, keys.AuditFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +206,7 @@ func TestSecretAccessIsAuditedWithoutValues(t *testing.T) {
 	if reads != 2 || denied != 1 || writes != 1 || deletes != 1 {
 		t.Fatalf("audited %d reads, %d refused, %d writes, %d deletes; want 2, 1, 1, 1", reads, denied, writes, deletes)
 	}
-	if v, err := f.keys.VerifyAudit(ctx, f.admin); err != nil || !v.OK {
+	if v, err := f.audit.VerifyAudit(ctx, f.admin); err != nil || !v.OK {
 		t.Fatalf("chain after secret events: %+v, %v", v, err)
 	}
 }
@@ -325,7 +325,7 @@ func TestSecretWriteFailsWhenItsAuditEventCannotBeWritten(t *testing.T) {
 	if got := readValue(t, f.svc, f.admin, "openai", 0); got != "sk-audit-test-value" {
 		t.Fatalf("value after failed writes: %q", got)
 	}
-	evs, err := f.keys.ListAudit(ctx, f.admin, keys.AuditFilter{})
+	evs, err := f.audit.ListAudit(ctx, f.admin, keys.AuditFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}

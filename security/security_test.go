@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/audit"
 	"github.com/latchkeyhq/latchkey/keys"
 	"github.com/latchkeyhq/latchkey/security"
 	"github.com/latchkeyhq/latchkey/store/sqlite"
@@ -131,7 +132,7 @@ func TestGuardBlockedIsWrittenToTheOperatorOnce(t *testing.T) {
 	if err != nil || len(evs) != 2 {
 		t.Fatalf("failed_auth_burst events = %d (%v), want 2", len(evs), err)
 	}
-	se := keys.SecurityEventOf(evs[0])
+	se := audit.SecurityEventOf(evs[0])
 	if se.Network != network.String() || se.Details["failures"] != "20" || se.Severity != latchkey.SeverityHigh {
 		t.Errorf("finding = %+v", se)
 	}

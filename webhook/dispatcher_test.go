@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/audit"
 	"github.com/latchkeyhq/latchkey/internal/fakeclock"
 	"github.com/latchkeyhq/latchkey/keyring"
 	"github.com/latchkeyhq/latchkey/keys"
@@ -701,7 +702,8 @@ func TestRetryDeliveryGivesAFailedDeliveryOneMoreAttempt(t *testing.T) {
 	if len(reqs) != 3 || reqs[2].header.Get("webhook-id") != dl.ID {
 		t.Fatalf("receiver saw %d requests", len(reqs))
 	}
-	evs, err := f.svc.ListAudit(ctx, f.admin, keys.AuditFilter{Action: "webhook.redelivered"})
+	aud := audit.New(audit.Options{Store: latchkey.Narrow[audit.Tx](f.db)})
+	evs, err := aud.ListAudit(ctx, f.admin, keys.AuditFilter{Action: "webhook.redelivered"})
 	if err != nil || len(evs) != 1 || evs[0].Details["delivery_id"] != dl.ID || evs[0].Details["was"] != "failed" {
 		t.Fatalf("audit: %+v, %v", evs, err)
 	}

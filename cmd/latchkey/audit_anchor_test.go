@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
-	"github.com/latchkeyhq/latchkey/keys"
+	"github.com/latchkeyhq/latchkey/audit"
 )
 
 // tamperDB opens a running server's database as an attacker with the file
@@ -85,20 +85,16 @@ func auditVerdict(t *testing.T, ts *testServer, key string) resp {
 }
 
 // syncAnchor writes the audit anchor file now instead of within its
-// interval, through the key service the server hands tests.
-func syncAnchor(t *testing.T, svc *keys.Service) {
+// interval, through the audit service the server hands tests.
+func syncAnchor(t *testing.T, aud *audit.Service) {
 	t.Helper()
-	s, ok := any(svc).(interface{ SyncAuditAnchor(context.Context) error })
-	if !ok {
-		t.Fatal("the key service keeps no audit anchor")
-	}
-	if err := s.SyncAuditAnchor(context.Background()); err != nil {
+	if err := aud.SyncAuditAnchor(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func withService(svc **keys.Service) serverOption {
-	return func(_ *serverConfig, h *serverHooks) { h.Service = func(s *keys.Service) { *svc = s } }
+func withAudit(aud **audit.Service) serverOption {
+	return func(_ *serverConfig, h *serverHooks) { h.Audit = func(s *audit.Service) { *aud = s } }
 }
 
 // A forged event appended after the head (a perfect one: right seq, right
@@ -221,8 +217,8 @@ func TestE2EAuditTruncatedTailIsFound(t *testing.T) {
 // its checkpoint put back as they were) is caught by the anchor kept
 // outside the database.
 func TestE2EAuditRewindToAnOlderCheckpointIsFound(t *testing.T) {
-	var svc *keys.Service
-	ts := startServer(t, withService(&svc))
+	var aud *audit.Service
+	ts := startServer(t, withAudit(&aud))
 	admin := ts.mustTenant(t, "acme")
 	id, _ := ts.mustCreate(t, admin, map[string]any{"scopes": []string{"data:read"}})
 
@@ -249,7 +245,7 @@ func TestE2EAuditRewindToAnOlderCheckpointIsFound(t *testing.T) {
 			t.Fatalf("%s: %d %s", p, r.Status, r.Raw)
 		}
 	}
-	syncAnchor(t, svc)
+	syncAnchor(t, aud)
 
 	_, exec := tamperDB(t, ts.DB)
 	exec(`DELETE FROM audit_events WHERE tenant_id = 'acme' AND seq > ?`, old.seq)
@@ -264,7 +260,7 @@ func TestE2EAuditRewindToAnOlderCheckpointIsFound(t *testing.T) {
 	// The anchor file outlives the process: a restart on the rewound
 	// database finds it too.
 	ts.Stop()
-	ts = startServer(t, withDB(ts.DB), withService(&svc))
+	ts = startServer(t, withDB(ts.DB), withAudit(&aud))
 	if r := ts.call(t, "GET", "/readyz", "", nil); r.str("status") != "degraded" {
 		t.Fatalf("/readyz after a restart on a rewound database: %d %s", r.Status, r.Raw)
 	}

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
-	"github.com/latchkeyhq/latchkey/keys"
+	"github.com/latchkeyhq/latchkey/audit"
 )
 
 const auditUsage = `Usage: latchkey audit <command> [flags]
@@ -47,7 +47,7 @@ func auditVerify(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	var v keys.AuditVerdict
+	var v audit.Verdict
 	raw, err := cl.call(ctx, "GET", "/v1/audit/verify", nil, nil, &v)
 	if err != nil {
 		return err

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
-	"github.com/latchkeyhq/latchkey/keys"
+	"github.com/latchkeyhq/latchkey/audit"
 )
 
 // runEvents runs `latchkey events`: the tenant's security events (GET
@@ -55,8 +55,8 @@ func runEvents(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	var page struct {
-		Events []keys.SecurityEvent `json:"events"`
-		Next   string               `json:"next_cursor"`
+		Events []audit.SecurityEvent `json:"events"`
+		Next   string                `json:"next_cursor"`
 	}
 	raw, err := cl.call(ctx, "GET", "/v1/security-events", q, nil, &page)
 	if err != nil {

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
-	"github.com/latchkeyhq/latchkey/keys"
+	"github.com/latchkeyhq/latchkey/audit"
 )
 
 const reportsUsage = `Usage: latchkey reports <report> [--from T] [--to T] [--format json|csv] [--out FILE]
@@ -53,7 +53,7 @@ func reportCmd(ctx context.Context, e *env, kind string, args []string) error {
 	}
 	q := url.Values{"format": {*format}}
 	if *from != "" {
-		t, err := keys.ParseReportTime(*from)
+		t, err := audit.ParseReportTime(*from)
 		if err != nil {
 			d, derr := latchkey.ParseDuration(*from)
 			if derr != nil {
@@ -64,7 +64,7 @@ func reportCmd(ctx context.Context, e *env, kind string, args []string) error {
 		q.Set("from", t.UTC().Format(time.RFC3339Nano))
 	}
 	if *to != "" {
-		t, err := keys.ParseReportTime(*to)
+		t, err := audit.ParseReportTime(*to)
 		if err != nil {
 			return latchkey.Errorf(latchkey.EInvalid, "--to %q: expected an RFC 3339 time or a date such as 2026-06-01", *to)
 		}

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
-	"github.com/latchkeyhq/latchkey/keys"
+	"github.com/latchkeyhq/latchkey/audit"
 )
 
 // keysStats runs `latchkey keys stats ID [--bucket hour] [--since 7d]`:
@@ -35,7 +35,7 @@ func keysStats(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	var rep keys.UsageReport
+	var rep audit.UsageReport
 	raw, err := cl.call(ctx, "GET", "/v1/keys/"+url.PathEscape(pos[0])+"/usage", q, nil, &rep)
 	if err != nil {
 		return err

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/audit"
 	"github.com/latchkeyhq/latchkey/keys"
 )
 
@@ -155,7 +156,7 @@ func TestE2EReports(t *testing.T) {
 
 	// Access, JSON: every key with what GET /v1/keys/{id} says of it.
 	accRaw := getReport(t, ts, auditor, "access", window).Raw
-	acc := decodeInto[keys.AccessReport](t, accRaw)
+	acc := decodeInto[audit.AccessReport](t, accRaw)
 	if acc.Report != "access" || acc.Tenant != "acme" || !acc.From.Equal(time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)) ||
 		!acc.To.Equal(time.Date(2026, 6, 2, 0, 0, 0, 0, time.UTC)) || !acc.GeneratedAt.Equal(ts.Clock.Now()) {
 		t.Errorf("access header = %+v", acc.ReportHeader)
@@ -164,12 +165,12 @@ func TestE2EReports(t *testing.T) {
 		t.Fatalf("access report has %d keys, want %d:\n%s", len(acc.Keys), len(mine)+1, accRaw)
 	}
 	accTable := parseReportCSV(t, getReport(t, ts, auditor, "access", window+"&format=csv").Raw)
-	if !slices.Equal(accTable.header, keys.AccessCSVHeader) || accTable.n != len(mine)+1 {
+	if !slices.Equal(accTable.header, audit.AccessCSVHeader) || accTable.n != len(mine)+1 {
 		t.Fatalf("access CSV header %q, %d rows", accTable.header, accTable.n)
 	}
 	for _, id := range mine {
 		g := get(id)
-		var row *keys.AccessKey
+		var row *audit.AccessKey
 		for i := range acc.Keys {
 			if acc.Keys[i].ID == id {
 				row = &acc.Keys[i]
@@ -221,13 +222,13 @@ func TestE2EReports(t *testing.T) {
 
 	// Usage, JSON and CSV: the verifications above, by key and owner.
 	usRaw := getReport(t, ts, auditor, "usage", window).Raw
-	us := decodeInto[keys.TenantUsageReport](t, usRaw)
+	us := decodeInto[audit.TenantUsageReport](t, usRaw)
 	if us.Totals.Total != 14 || us.Totals.Valid != 9 || us.Totals.Denied != 5 ||
 		!reflect.DeepEqual(us.Totals.Codes, map[string]int64{"VALID": 9, "INSUFFICIENT_SCOPE": 3, "IP_NOT_ALLOWED": 2}) {
 		t.Errorf("usage totals = %+v", us.Totals)
 	}
 	usTable := parseReportCSV(t, getReport(t, ts, auditor, "usage", window+"&format=csv").Raw)
-	if !slices.Equal(usTable.header, keys.UsageCSVHeader) || usTable.n != len(mine)+1 || len(us.Keys) != len(mine)+1 {
+	if !slices.Equal(usTable.header, audit.UsageCSVHeader) || usTable.n != len(mine)+1 || len(us.Keys) != len(mine)+1 {
 		t.Fatalf("usage: %d JSON rows, CSV header %q, %d rows", len(us.Keys), usTable.header, usTable.n)
 	}
 	// A window of whole UTC days reads the daily roll-ups: first and last
@@ -251,7 +252,7 @@ func TestE2EReports(t *testing.T) {
 		{auditorID, 0, 0, 0, map[string]int64{}, "", "", 0, "auditor", "audit-team", ""},
 		{readerID, 0, 0, 0, map[string]int64{}, "", "", 0, "reader", "ops", ""},
 	} {
-		var k *keys.UsageKey
+		var k *audit.UsageKey
 		for i := range us.Keys {
 			if us.Keys[i].KeyID == w.id {
 				k = &us.Keys[i]
@@ -290,7 +291,7 @@ func TestE2EReports(t *testing.T) {
 		t.Errorf("usage owners = %v\nwant %v", owners, want)
 	}
 
-	minutes := decodeInto[keys.TenantUsageReport](t, getReport(t, ts, auditor, "usage", "from=2026-06-01T07:59:30Z&to=2026-06-01T09:00:30Z").Raw)
+	minutes := decodeInto[audit.TenantUsageReport](t, getReport(t, ts, auditor, "usage", "from=2026-06-01T07:59:30Z&to=2026-06-01T09:00:30Z").Raw)
 	found := false
 	for _, k := range minutes.Keys {
 		found = found || k.KeyID == k1
@@ -305,7 +306,7 @@ func TestE2EReports(t *testing.T) {
 
 	// Security: the anomaly and its response.
 	secRaw := getReport(t, ts, auditor, "security", window).Raw
-	sec := decodeInto[keys.SecurityReport](t, secRaw)
+	sec := decodeInto[audit.SecurityReport](t, secRaw)
 	if len(sec.Anomalies) != 1 {
 		t.Fatalf("security anomalies:\n%s", secRaw)
 	}
@@ -326,7 +327,7 @@ func TestE2EReports(t *testing.T) {
 	}
 	secCSV := getReport(t, ts, auditor, "security", window+"&format=csv").Raw
 	secTable := parseReportCSV(t, secCSV)
-	if !slices.Equal(secTable.header, keys.SecurityCSVHeader) || secTable.n != 1 {
+	if !slices.Equal(secTable.header, audit.SecurityCSVHeader) || secTable.n != 1 {
 		t.Fatalf("security CSV:\n%s", secCSV)
 	}
 	for col, want := range map[string]string{
@@ -353,7 +354,7 @@ func TestE2EReports(t *testing.T) {
 	if err != nil {
 		t.Fatalf("reports usage: %v", err)
 	}
-	if got := decodeInto[keys.TenantUsageReport](t, []byte(out)); !reflect.DeepEqual(got, us) {
+	if got := decodeInto[audit.TenantUsageReport](t, []byte(out)); !reflect.DeepEqual(got, us) {
 		t.Errorf("CLI usage report differs from the API's:\n%s\n%s", out, usRaw)
 	}
 	file := filepath.Join(t.TempDir(), "access.csv")
@@ -380,7 +381,7 @@ func TestE2EReports(t *testing.T) {
 	if err != nil {
 		t.Fatalf("reports security --from 7d: %v", err)
 	}
-	if h := decodeInto[keys.SecurityReport](t, []byte(out)); !h.To.Equal(wallTo) || h.To.Sub(h.From) < 7*24*time.Hour || h.To.Sub(h.From) > 7*24*time.Hour+2*time.Hour {
+	if h := decodeInto[audit.SecurityReport](t, []byte(out)); !h.To.Equal(wallTo) || h.To.Sub(h.From) < 7*24*time.Hour || h.To.Sub(h.From) > 7*24*time.Hour+2*time.Hour {
 		t.Errorf("--from 7d: window %v – %v", h.From, h.To)
 	}
 

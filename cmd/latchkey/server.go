@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/audit"
 	"github.com/latchkeyhq/latchkey/geo"
 	"github.com/latchkeyhq/latchkey/guard"
 	"github.com/latchkeyhq/latchkey/httpapi"
@@ -123,6 +124,8 @@ type serverHooks struct {
 	// Service, when set, is handed the key service (tests read its
 	// counters).
 	Service func(*keys.Service)
+	// Audit, when set, is handed the audit service (tests sync its anchor).
+	Audit func(*audit.Service)
 	// Usage, when set, is handed the usage recorder (tests flush it).
 	Usage func(*keyusage.Recorder)
 	// WebhookPoll replaces how often the webhook dispatcher looks at its
@@ -374,8 +377,8 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 	sec := secrets.New(secrets.Options{Store: latchkey.Narrow[secrets.Tx](waking), Sealer: sealer, Now: now, Logger: log,
 		Versions: cfg.SecretVersions, ExpiresIn: int64(cfg.SecretExpiresIn / time.Second),
 		CacheTTL: cfg.SecretCacheTTL, ReadAuditInterval: cfg.ReadAuditInterval})
+	aud := audit.New(audit.Options{Store: latchkey.Narrow[audit.Tx](waking), Now: now, Logger: log, Anchor: anchor, BeforeRead: sec.FlushReadAudits})
 	opts := keys.Options{Store: waking, Now: now, Limiter: limiter, Usage: rec, Logger: log, Sealer: sealer, WebhookTargets: hookTargets,
-		AuditAnchor: anchor, BeforeAuditRead: sec.FlushReadAudits,
 		CacheSize: cfg.CacheSize,
 		Burst:     keys.BurstRule{Threshold: cfg.BurstThreshold, Window: cfg.BurstWindow}}
 	if cfg.GeoIPDB != "" {
@@ -396,10 +399,10 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 	// Both are closed after the HTTP server has drained (deferred after the
 	// database, the dispatcher and the recorders, so they run before
 	// them), the secret service first: its final flush holds the audit
-	// event of every answered secret read, and the key service then writes
-	// the audit anchor's file with them in it.
+	// event of every answered secret read, and the audit service then
+	// writes the anchor's file with them in it.
 	defer func() {
-		if err := svc.Close(context.Background()); err != nil {
+		if err := aud.Close(context.Background()); err != nil {
 			log.Error("writing the audit anchor at shutdown failed", "err", err)
 		}
 	}()
@@ -412,7 +415,7 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 	if err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
-	if err := svc.CheckAuditAnchor(ctx); err != nil {
+	if err := aud.CheckAuditAnchor(ctx); err != nil {
 		return fmt.Errorf("audit anchor: %w", err)
 	}
 	if created {
@@ -425,7 +428,7 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 	disp.Start()
 	met := metrics.New(metrics.Options{Keys: svc, Guard: brute, Now: now, Webhooks: disp})
 	met.Registry().MustRegister(db)
-	apiCfg := httpapi.Config{Keys: svc, Secrets: sec, Logger: log, TrustedProxies: trusted, MaxBody: cfg.MaxBody, Now: now, Guard: brute, Observer: met,
+	apiCfg := httpapi.Config{Keys: svc, Secrets: sec, Audit: aud, Logger: log, TrustedProxies: trusted, MaxBody: cfg.MaxBody, Now: now, Guard: brute, Observer: met,
 		Keyring: sealer, SeedKeepAlive: cfg.SeedKeepAlive}
 	if brute != nil {
 		threshold := cfg.GuardThreshold
@@ -437,6 +440,9 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 	api := httpapi.New(apiCfg)
 	if hooks.Service != nil {
 		hooks.Service(svc)
+	}
+	if hooks.Audit != nil {
+		hooks.Audit(aud)
 	}
 	if hooks.Usage != nil {
 		hooks.Usage(rec)
@@ -643,7 +649,7 @@ func defaultAuditAnchorFile(cfg serverConfig) string {
 }
 
 // openAuditAnchor opens the audit anchor with the keyring's audit key.
-func openAuditAnchor(cfg serverConfig, kr *keyring.Keyring, log *slog.Logger) (*keys.AuditAnchor, error) {
+func openAuditAnchor(cfg serverConfig, kr *keyring.Keyring, log *slog.Logger) (*audit.Anchor, error) {
 	path := cfg.AuditAnchorFile
 	if path == "" {
 		path = defaultAuditAnchorFile(cfg)
@@ -654,7 +660,7 @@ func openAuditAnchor(cfg serverConfig, kr *keyring.Keyring, log *slog.Logger) (*
 	}
 	key := kr.AuditKey()
 	defer clear(key)
-	a, err := keys.NewAuditAnchor(key, abs, log)
+	a, err := audit.NewAnchor(key, abs, log)
 	if err != nil {
 		return nil, err
 	}

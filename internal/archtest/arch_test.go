@@ -29,6 +29,7 @@ var may = map[string][]string{
 	// Services.
 	"keys":    {""},
 	"secrets": {""},
+	"audit":   {""},
 
 	// Adapters.
 	"geo":              {""},
@@ -36,11 +37,12 @@ var may = map[string][]string{
 	"keyring":          {""},
 	"limit":            {""},
 	"limit/limittest":  {"", "limit"},
+	"limit/redislimit": {""},
 	"usage":            {""},
 	"webhook":          {""},
 	"security":         {""},
 	"metrics":          {""},
-	"httpapi":          {"", "keys", "secrets", "wire"},
+	"httpapi":          {"", "audit", "keys", "secrets", "wire"},
 	"store/sqlite":     {"", "store"},
 	"store/storetest":  {"", "keys", "secrets"},
 	"geo/geotest":      {},

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/keys"
 )
 
@@ -15,14 +16,14 @@ func init() {
 	}...)
 }
 
-func usageTotals(t *testing.T, s keys.Store, tenant string, from, to time.Time) []keys.UsageTotal {
+func usageTotals(t *testing.T, s keys.Store, tenant string, from, to time.Time) []latchkey.UsageTotal {
 	t.Helper()
 	return usageTotalsAt(t, s, tenant, keys.GrainMinute, from, to)
 }
 
-func usageTotalsAt(t *testing.T, s keys.Store, tenant string, g keys.Grain, from, to time.Time) []keys.UsageTotal {
+func usageTotalsAt(t *testing.T, s keys.Store, tenant string, g keys.Grain, from, to time.Time) []latchkey.UsageTotal {
 	t.Helper()
-	var out []keys.UsageTotal
+	var out []latchkey.UsageTotal
 	view(t, s, func(tx keys.Tx) (err error) {
 		out, err = tx.UsageTotals(tenant, g, from, to)
 		return err
@@ -30,14 +31,14 @@ func usageTotalsAt(t *testing.T, s keys.Store, tenant string, g keys.Grain, from
 	return out
 }
 
-func networkTotals(t *testing.T, s keys.Store, tenant string, from, to time.Time) []keys.NetworkTotal {
+func networkTotals(t *testing.T, s keys.Store, tenant string, from, to time.Time) []latchkey.NetworkTotal {
 	t.Helper()
 	return networkTotalsAt(t, s, tenant, keys.GrainMinute, from, to)
 }
 
-func networkTotalsAt(t *testing.T, s keys.Store, tenant string, g keys.Grain, from, to time.Time) []keys.NetworkTotal {
+func networkTotalsAt(t *testing.T, s keys.Store, tenant string, g keys.Grain, from, to time.Time) []latchkey.NetworkTotal {
 	t.Helper()
-	var out []keys.NetworkTotal
+	var out []latchkey.NetworkTotal
 	view(t, s, func(tx keys.Tx) (err error) {
 		out, err = tx.NetworkTotals(tenant, g, from, to)
 		return err
@@ -67,7 +68,7 @@ func testUsageTotals(t *testing.T, s keys.Store) {
 		t.Fatalf("UsageTotals of an empty window = %#v, want an empty list", got)
 	}
 	got := usageTotals(t, s, "acme", minute(0), minute(10))
-	want := []keys.UsageTotal{
+	want := []latchkey.UsageTotal{
 		{KeyID: "key_1", Code: "REVOKED", Count: 3, First: minute(0), Last: minute(9)},
 		{KeyID: "key_1", Code: "VALID", Count: 7, First: minute(0), Last: minute(5)},
 		{KeyID: "key_2", Code: "INSUFFICIENT_SCOPE", Count: 7, First: minute(3), Last: minute(3)},
@@ -112,10 +113,10 @@ func testNetworkTotals(t *testing.T, s keys.Store) {
 		})
 	})
 	got := networkTotals(t, s, "acme", minute(0), minute(10))
-	if fmt.Sprint(got) != fmt.Sprint([]keys.NetworkTotal{{KeyID: "key_1", Networks: 2}, {KeyID: "key_3", Networks: 1}}) {
+	if fmt.Sprint(got) != fmt.Sprint([]latchkey.NetworkTotal{{KeyID: "key_1", Networks: 2}, {KeyID: "key_3", Networks: 1}}) {
 		t.Errorf("NetworkTotals = %+v, want key_1: 2, key_3: 1", got)
 	}
-	if got := networkTotals(t, s, "beta", minute(0), minute(10)); fmt.Sprint(got) != fmt.Sprint([]keys.NetworkTotal{{KeyID: "key_9", Networks: 1}}) {
+	if got := networkTotals(t, s, "beta", minute(0), minute(10)); fmt.Sprint(got) != fmt.Sprint([]latchkey.NetworkTotal{{KeyID: "key_9", Networks: 1}}) {
 		t.Errorf("NetworkTotals of beta = %+v", got)
 	}
 	if got := networkTotals(t, s, "acme", minute(20), minute(30)); got == nil || len(got) != 0 {
@@ -123,7 +124,7 @@ func testNetworkTotals(t *testing.T, s keys.Store) {
 	}
 	day := minute(0).Truncate(24 * time.Hour)
 	got = networkTotalsAt(t, s, "acme", keys.GrainDay, day, day.Add(24*time.Hour))
-	if fmt.Sprint(got) != fmt.Sprint([]keys.NetworkTotal{{KeyID: "key_1", Networks: 3}, {KeyID: "key_3", Networks: 1}}) {
+	if fmt.Sprint(got) != fmt.Sprint([]latchkey.NetworkTotal{{KeyID: "key_1", Networks: 3}, {KeyID: "key_3", Networks: 1}}) {
 		t.Errorf("daily NetworkTotals = %+v, want key_1: 3, key_3: 1", got)
 	}
 }

@@ -1,4 +1,4 @@
-package keys
+package audit
 
 import (
 	"cmp"
@@ -125,7 +125,7 @@ type AccessOwner struct {
 
 // ReportAccess builds the access report of the actor's tenant. Errors:
 // EInvalid (window).
-func (s *Service) ReportAccess(ctx context.Context, actor *Actor, win ReportWindow) (*AccessReport, error) {
+func (s *Service) ReportAccess(ctx context.Context, actor *latchkey.Actor, win ReportWindow) (*AccessReport, error) {
 	now := s.now()
 	win, err := win.resolve(now)
 	if err != nil {
@@ -181,7 +181,7 @@ func (s *Service) ReportAccess(ctx context.Context, actor *Actor, win ReportWind
 func eachKey(tx Tx, tenant string, fn func(*latchkey.Key)) error {
 	after := ""
 	for {
-		page, err := tx.Keys(tenant, KeyFilter{Page: Page{After: after, Limit: reportPage}})
+		page, err := tx.Keys(tenant, latchkey.KeyFilter{Page: latchkey.Page{After: after, Limit: reportPage}})
 		if err != nil {
 			return err
 		}
@@ -212,12 +212,12 @@ type TenantUsageReport struct {
 	ReportHeader
 	// Grain is the resolution the counts were read at: "day" when from and
 	// to are UTC midnights, "hour" when they are whole hours, else
-	// "minute". Coarser rows are kept longer (see Grain), and first_seen
+	// "minute". Coarser rows are kept longer (see latchkey.Grain), and first_seen
 	// and last_seen are starts of rows of this grain.
-	Grain  Grain        `json:"grain"`
-	Totals UsageCounts  `json:"totals"`
-	Keys   []UsageKey   `json:"keys"`
-	Owners []UsageOwner `json:"owners"`
+	Grain  latchkey.Grain `json:"grain"`
+	Totals UsageCounts    `json:"totals"`
+	Keys   []UsageKey     `json:"keys"`
+	Owners []UsageOwner   `json:"owners"`
 }
 
 // UsageCounts counts verifications: in all, VALID ones, denied ones (every
@@ -266,7 +266,7 @@ type UsageOwner struct {
 
 // ReportUsage builds the usage report of the actor's tenant. Errors:
 // EInvalid (window).
-func (s *Service) ReportUsage(ctx context.Context, actor *Actor, win ReportWindow) (*TenantUsageReport, error) {
+func (s *Service) ReportUsage(ctx context.Context, actor *latchkey.Actor, win ReportWindow) (*TenantUsageReport, error) {
 	now := s.now()
 	win, err := win.resolve(now)
 	if err != nil {
@@ -280,8 +280,8 @@ func (s *Service) ReportUsage(ctx context.Context, actor *Actor, win ReportWindo
 		Owners:       []UsageOwner{},
 	}
 	var (
-		totals []UsageTotal
-		nets   []NetworkTotal
+		totals []latchkey.UsageTotal
+		nets   []latchkey.NetworkTotal
 	)
 	err = s.store.View(ctx, func(tx Tx) error {
 		var err error
@@ -425,7 +425,7 @@ type SecurityResponse struct {
 
 // ReportSecurity builds the security report of the actor's tenant. Errors:
 // EInvalid (window).
-func (s *Service) ReportSecurity(ctx context.Context, actor *Actor, win ReportWindow) (*SecurityReport, error) {
+func (s *Service) ReportSecurity(ctx context.Context, actor *latchkey.Actor, win ReportWindow) (*SecurityReport, error) {
 	now := s.now()
 	win, err := win.resolve(now)
 	if err != nil {
@@ -447,7 +447,7 @@ func (s *Service) ReportSecurity(ctx context.Context, actor *Actor, win ReportWi
 	err = s.store.View(ctx, func(tx Tx) error {
 		after := ""
 		for {
-			page, err := tx.Events(actor.Tenant, EventFilter{Type: latchkey.EventSecurityAnomaly, Since: win.From, Until: win.To, After: after, Limit: reportPage})
+			page, err := tx.Events(actor.Tenant, latchkey.EventFilter{Type: latchkey.EventSecurityAnomaly, Since: win.From, Until: win.To, After: after, Limit: reportPage})
 			if err != nil {
 				return err
 			}
@@ -493,7 +493,7 @@ func (s *Service) ReportSecurity(ctx context.Context, actor *Actor, win ReportWi
 		// details.affected, not as the target.
 		var seq int64
 		for {
-			page, err := tx.AuditEvents(actor.Tenant, AuditFilter{Since: first, AfterSeq: seq, Limit: reportPage})
+			page, err := tx.AuditEvents(actor.Tenant, latchkey.AuditFilter{Since: first, AfterSeq: seq, Limit: reportPage})
 			if err != nil {
 				return err
 			}
@@ -566,12 +566,12 @@ func anomalyRow(e *latchkey.Event) SecurityAnomaly {
 
 // grainOf returns the coarsest usage grain whose rows tile [from, to)
 // exactly: the window's counts are then read from the rows kept longest.
-func grainOf(from, to time.Time) Grain {
+func grainOf(from, to time.Time) latchkey.Grain {
 	switch {
 	case from.Equal(from.Truncate(24*time.Hour)) && to.Equal(to.Truncate(24*time.Hour)):
-		return GrainDay
+		return latchkey.GrainDay
 	case from.Equal(from.Truncate(time.Hour)) && to.Equal(to.Truncate(time.Hour)):
-		return GrainHour
+		return latchkey.GrainHour
 	}
-	return GrainMinute
+	return latchkey.GrainMinute
 }

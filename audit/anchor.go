@@ -1,4 +1,4 @@
-package keys
+package audit
 
 import (
 	"context"
@@ -21,7 +21,7 @@ import (
 	"github.com/latchkeyhq/latchkey"
 )
 
-// AuditAnchor anchors every tenant's audit chain outside the database.
+// Anchor anchors every tenant's audit chain outside the database.
 //
 // At each append (AppendAudit), in the append's transaction, the new head
 // is stored as a checkpoint (tenant, seq, hash, a counter that grows across
@@ -39,7 +39,7 @@ import (
 // The anchor also remembers, per tenant, the tampering found since the
 // process started (by an append, a verify, or the scan at start), which
 // /readyz reports.
-type AuditAnchor struct {
+type Anchor struct {
 	path string // "" keeps the anchor in memory only
 	log  *slog.Logger
 
@@ -60,17 +60,17 @@ type AuditAnchor struct {
 // AuditFinding is latchkey.AuditFinding.
 type AuditFinding = latchkey.AuditFinding
 
-// NewAuditAnchor returns an anchor that signs with key (32 bytes or more)
+// NewAnchor returns an anchor that signs with key (32 bytes or more)
 // and keeps its copy of the heads in the file at path ("" for none: tests).
 // A file that exists must parse (EInvalid otherwise).
-func NewAuditAnchor(key []byte, path string, log *slog.Logger) (*AuditAnchor, error) {
+func NewAnchor(key []byte, path string, log *slog.Logger) (*Anchor, error) {
 	if len(key) < 32 {
 		return nil, latchkey.Errorf(latchkey.EInvalid, "an audit anchor key must be at least 32 bytes")
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	a := &AuditAnchor{path: path, log: log, key: slices.Clone(key), heads: map[string]latchkey.AuditCheckpoint{}, findings: map[string]AuditFinding{}}
+	a := &Anchor{path: path, log: log, key: slices.Clone(key), heads: map[string]latchkey.AuditCheckpoint{}, findings: map[string]AuditFinding{}}
 	if path == "" {
 		return a, nil
 	}
@@ -131,14 +131,14 @@ func mac(key []byte, cp *latchkey.AuditCheckpoint) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-func (a *AuditAnchor) sign(cp *latchkey.AuditCheckpoint) {
+func (a *Anchor) sign(cp *latchkey.AuditCheckpoint) {
 	a.keyMu.RLock()
 	defer a.keyMu.RUnlock()
 	cp.MAC = mac(a.key, cp)
 }
 
 // Valid reports whether cp's MAC verifies.
-func (a *AuditAnchor) Valid(cp *latchkey.AuditCheckpoint) bool {
+func (a *Anchor) Valid(cp *latchkey.AuditCheckpoint) bool {
 	a.keyMu.RLock()
 	defer a.keyMu.RUnlock()
 	want, err := hex.DecodeString(cp.MAC)
@@ -158,7 +158,7 @@ func (a *AuditAnchor) Valid(cp *latchkey.AuditCheckpoint) bool {
 }
 
 // anchored returns the file's checkpoint of tenant; nil if it has none.
-func (a *AuditAnchor) anchored(tenant string) *latchkey.AuditCheckpoint {
+func (a *Anchor) anchored(tenant string) *latchkey.AuditCheckpoint {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	cp, ok := a.heads[tenant]
@@ -168,7 +168,7 @@ func (a *AuditAnchor) anchored(tenant string) *latchkey.AuditCheckpoint {
 	return &cp
 }
 
-func (a *AuditAnchor) maxCounter() int64 {
+func (a *Anchor) maxCounter() int64 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.max
@@ -176,7 +176,7 @@ func (a *AuditAnchor) maxCounter() int64 {
 
 // found remembers tampering in tenant's log and reports whether it is new
 // (not the finding already remembered).
-func (a *AuditAnchor) found(tenant string, f AuditFinding) bool {
+func (a *Anchor) found(tenant string, f AuditFinding) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	old, ok := a.findings[tenant]
@@ -184,14 +184,14 @@ func (a *AuditAnchor) found(tenant string, f AuditFinding) bool {
 	return !ok || old.Kind != f.Kind || old.Seq != f.Seq
 }
 
-func (a *AuditAnchor) clear(tenant string) {
+func (a *Anchor) clear(tenant string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	delete(a.findings, tenant)
 }
 
 // Findings returns the tampering found since the start, by tenant.
-func (a *AuditAnchor) Findings() map[string]AuditFinding {
+func (a *Anchor) Findings() map[string]AuditFinding {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	out := make(map[string]AuditFinding, len(a.findings))
@@ -205,18 +205,18 @@ func (a *AuditAnchor) Findings() map[string]AuditFinding {
 type AuditLog = latchkey.AuditLog
 
 // The anchor is the latchkey.AuditSigner an append signs checkpoints with.
-var _ latchkey.AuditSigner = (*AuditAnchor)(nil)
+var _ latchkey.AuditSigner = (*Anchor)(nil)
 
 // Anchored returns the head the anchor file holds for tenant (nil if
 // none), for latchkey.AppendAudit.
-func (a *AuditAnchor) Anchored(tenant string) *latchkey.AuditCheckpoint { return a.anchored(tenant) }
+func (a *Anchor) Anchored(tenant string) *latchkey.AuditCheckpoint { return a.anchored(tenant) }
 
 // MaxCounter is the highest checkpoint counter the anchor has seen.
-func (a *AuditAnchor) MaxCounter() int64 { return a.maxCounter() }
+func (a *Anchor) MaxCounter() int64 { return a.maxCounter() }
 
 // Sign sets cp's MAC and marks the anchor file out of date (Sync copies
 // the new checkpoint once committed).
-func (a *AuditAnchor) Sign(cp *latchkey.AuditCheckpoint) {
+func (a *Anchor) Sign(cp *latchkey.AuditCheckpoint) {
 	a.sign(cp)
 	a.dirty.Store(true)
 }
@@ -224,7 +224,7 @@ func (a *AuditAnchor) Sign(cp *latchkey.AuditCheckpoint) {
 // FoundOnAppend remembers tampering an append found in tenant's log, and
 // logs it: the append goes on, continuing the log and keeping the
 // evidence.
-func (a *AuditAnchor) FoundOnAppend(tenant string, f latchkey.AuditFinding) {
+func (a *Anchor) FoundOnAppend(tenant string, f latchkey.AuditFinding) {
 	a.found(tenant, f)
 	a.log.Error("the audit log was tampered with; the append continues it and keeps the evidence",
 		"tenant", tenant, "finding", f.Kind, "seq", f.Seq, "reason", f.Reason)
@@ -233,7 +233,7 @@ func (a *AuditAnchor) FoundOnAppend(tenant string, f latchkey.AuditFinding) {
 // Sync copies the checkpoints committed since the last Sync to the anchor
 // file (atomically: a temporary file renamed over it). A checkpoint whose
 // MAC does not verify is not copied; it is remembered as a finding.
-func (a *AuditAnchor) Sync(ctx context.Context, st Store) error {
+func (a *Anchor) Sync(ctx context.Context, st latchkey.Store[Tx]) error {
 	a.syncMu.Lock()
 	defer a.syncMu.Unlock()
 	a.dirty.Store(false)
@@ -275,7 +275,7 @@ func (a *AuditAnchor) Sync(ctx context.Context, st Store) error {
 }
 
 // write replaces the file with the heads held.
-func (a *AuditAnchor) write() error {
+func (a *Anchor) write() error {
 	a.mu.Lock()
 	f := anchorFile{V: 1, Heads: make([]latchkey.AuditCheckpoint, 0, len(a.heads))}
 	for _, cp := range a.heads {
@@ -319,7 +319,7 @@ func (a *AuditAnchor) write() error {
 // Rewrap signs every valid checkpoint again with newKey, in tx (the
 // keyring's rewrap transaction), and signs with newKey from now on. The
 // returned function ends the change: committed or rolled back.
-func (a *AuditAnchor) Rewrap(tx latchkey.CheckpointStore, newKey []byte) (func(committed bool), error) {
+func (a *Anchor) Rewrap(tx latchkey.CheckpointStore, newKey []byte) (func(committed bool), error) {
 	cps, err := tx.AuditCheckpoints(0)
 	if err != nil {
 		return nil, err
@@ -350,7 +350,7 @@ func (a *AuditAnchor) Rewrap(tx latchkey.CheckpointStore, newKey []byte) (func(c
 // file, signs the heads of logs from before checkpoints, and writes the
 // file. Tampering found is remembered (for /readyz), logged and raised as
 // a security event.
-func (a *AuditAnchor) Check(ctx context.Context, st Store, now time.Time) error {
+func (a *Anchor) Check(ctx context.Context, st latchkey.Store[Tx], now time.Time) error {
 	var cps []*latchkey.AuditCheckpoint
 	if err := st.View(ctx, func(tx Tx) error {
 		var err error

@@ -1,4 +1,4 @@
-package keys_test
+package audit_test
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/audit"
 	"github.com/latchkeyhq/latchkey/keyring"
 	"github.com/latchkeyhq/latchkey/keys"
 	"github.com/latchkeyhq/latchkey/store/sqlite"
@@ -19,7 +20,7 @@ func FuzzParseAnchorFile(f *testing.F) {
 	f.Add([]byte(`{"v":2}`))
 	f.Add([]byte(`{"v":1,"heads":[{"tenant":"a","counter":1},{"tenant":"a","counter":2}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		cps, err := keys.ParseAnchorFile(b)
+		cps, err := audit.ParseAnchorFile(b)
 		if err != nil {
 			if latchkey.ErrorCode(err) != latchkey.EInvalid {
 				t.Fatalf("error code %q", latchkey.ErrorCode(err))
@@ -57,7 +58,7 @@ func TestAuditAnchorFileAndRewrap(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "a.audit-anchor")
-	a, err := keys.NewAuditAnchor(kr.AuditKey(), path, nil)
+	a, err := audit.NewAnchor(kr.AuditKey(), path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,13 +83,13 @@ func TestAuditAnchorFileAndRewrap(t *testing.T) {
 		}
 		return nil
 	})
-	if err := a.Sync(ctx, db); err != nil {
+	if err := a.Sync(ctx, latchkey.Narrow[audit.Tx](db)); err != nil {
 		t.Fatal(err)
 	}
 	if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("anchor file: %v %v", st, err)
 	}
-	b, err := keys.NewAuditAnchor(kr.AuditKey(), path, nil)
+	b, err := audit.NewAnchor(kr.AuditKey(), path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +110,7 @@ func TestAuditAnchorFileAndRewrap(t *testing.T) {
 	if cps["a"] == nil || cps["a"].Seq != 3 || !a.Valid(cps["a"]) || !b.Valid(cps["b"]) || cps["b"].Counter <= cps["a"].Counter {
 		t.Fatalf("checkpoints after the appends: %+v %+v", cps["a"], cps["b"])
 	}
-	if err := b.Check(ctx, db, t0); err != nil || len(b.Findings()) != 0 {
+	if err := b.Check(ctx, latchkey.Narrow[audit.Tx](db), t0); err != nil || len(b.Findings()) != 0 {
 		t.Fatalf("a new anchor on the same file finds %v, %v", b.Findings(), err)
 	}
 
@@ -121,7 +122,7 @@ func TestAuditAnchorFileAndRewrap(t *testing.T) {
 	if _, err := kr.Rewrap(ctx, newMaster, nil); err != nil {
 		t.Fatal(err)
 	}
-	c, err := keys.NewAuditAnchor(kr.AuditKey(), "", nil)
+	c, err := audit.NewAnchor(kr.AuditKey(), "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +130,7 @@ func TestAuditAnchorFileAndRewrap(t *testing.T) {
 	if !c.Valid(cps["a"]) || !a.Valid(cps["a"]) || c.Valid(cps["b"]) || a.Valid(cps["b"]) {
 		t.Fatal("after the rewrap: a's checkpoint must verify under the new audit key, b's forged one must not")
 	}
-	old, _ := keys.NewAuditAnchor(auditKeyOf(t, master), "", nil)
+	old, _ := audit.NewAnchor(auditKeyOf(t, master), "", nil)
 	if old.Valid(cps["a"]) {
 		t.Fatal("the old master key's audit key still verifies a checkpoint signed after the rewrap")
 	}

@@ -1,4 +1,4 @@
-package keys
+package audit
 
 import (
 	"encoding/csv"

@@ -1,4 +1,4 @@
-package keys
+package audit
 
 import (
 	"context"
@@ -38,7 +38,7 @@ type SecurityFilter struct {
 // ListSecurityEvents lists the actor's tenant's security anomalies, oldest
 // first, and the cursor of the next page ("" at the end). Errors:
 // EInvalid.
-func (s *Service) ListSecurityEvents(ctx context.Context, actor *Actor, f SecurityFilter) ([]SecurityEvent, string, error) {
+func (s *Service) ListSecurityEvents(ctx context.Context, actor *latchkey.Actor, f SecurityFilter) ([]SecurityEvent, string, error) {
 	if f.Kind != "" && !validKind(f.Kind) {
 		return nil, "", latchkey.Errorf(latchkey.EInvalid, "kind %.40q is not an anomaly kind", f.Kind)
 	}
@@ -49,7 +49,7 @@ func (s *Service) ListSecurityEvents(ctx context.Context, actor *Actor, f Securi
 	var evs []*latchkey.Event
 	err := s.store.View(ctx, func(tx Tx) error {
 		var err error
-		evs, err = tx.Events(actor.Tenant, EventFilter{
+		evs, err = tx.Events(actor.Tenant, latchkey.EventFilter{
 			Type: latchkey.EventSecurityAnomaly, Kind: f.Kind, KeyID: f.KeyID,
 			Since: f.Since, Until: f.Until, After: f.After, Limit: limit + 1,
 		})

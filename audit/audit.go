@@ -1,4 +1,4 @@
-package keys
+package audit
 
 import (
 	"context"
@@ -14,7 +14,7 @@ const auditPage = 1000
 // ListAudit lists the actor's tenant's audit events in seq order,
 // after writing the secret reads this node has queued, so that the log
 // read here holds every read answered here. Errors: EInvalid.
-func (s *Service) ListAudit(ctx context.Context, actor *Actor, f AuditFilter) ([]*latchkey.AuditEvent, error) {
+func (s *Service) ListAudit(ctx context.Context, actor *latchkey.Actor, f latchkey.AuditFilter) ([]*latchkey.AuditEvent, error) {
 	if f.Limit <= 0 || f.Limit > latchkey.MaxListLimit {
 		f.Limit = latchkey.MaxListLimit
 	}
@@ -31,8 +31,8 @@ func (s *Service) ListAudit(ctx context.Context, actor *Actor, f AuditFilter) ([
 	return evs, err
 }
 
-// AuditVerdict is the result of checking a tenant's hash chain.
-type AuditVerdict struct {
+// Verdict is the result of checking a tenant's hash chain.
+type Verdict struct {
 	OK       bool   `json:"ok"`
 	Events   int64  `json:"events"`
 	BrokenAt int64  `json:"broken_seq,omitempty"`
@@ -50,7 +50,7 @@ type AuditVerdict struct {
 // does not verify, or a checkpoint older than the anchor outside the
 // database. Tampering found is raised as a security event (once per
 // finding) and reported by /readyz until a verify finds the log intact.
-func (s *Service) VerifyAudit(ctx context.Context, actor *Actor) (AuditVerdict, error) {
+func (s *Service) VerifyAudit(ctx context.Context, actor *latchkey.Actor) (Verdict, error) {
 	s.flushReadsBeforeAuditRead(ctx)
 	v, err := s.verifyAudit(ctx, actor.Tenant)
 	if err == nil && v.Finding == latchkey.AuditCheckpointForged {
@@ -59,7 +59,7 @@ func (s *Service) VerifyAudit(ctx context.Context, actor *Actor) (AuditVerdict, 
 		v, err = s.verifyAudit(ctx, actor.Tenant)
 	}
 	if err != nil {
-		return AuditVerdict{}, err
+		return Verdict{}, err
 	}
 	if s.anchor != nil {
 		s.noteVerdict(ctx, actor.Tenant, v)
@@ -67,7 +67,7 @@ func (s *Service) VerifyAudit(ctx context.Context, actor *Actor) (AuditVerdict, 
 	return v, nil
 }
 
-func (s *Service) verifyAudit(ctx context.Context, tenant string) (AuditVerdict, error) {
+func (s *Service) verifyAudit(ctx context.Context, tenant string) (Verdict, error) {
 	var c latchkey.ChainCheck
 	var anch, cp *latchkey.AuditCheckpoint
 	if s.anchor != nil {
@@ -91,7 +91,7 @@ func (s *Service) verifyAudit(ctx context.Context, tenant string) (AuditVerdict,
 		return err
 	})
 	if err != nil {
-		return AuditVerdict{}, err
+		return Verdict{}, err
 	}
 	macOK := cp != nil && s.anchor.Valid(cp)
 	// The chain is walked to the signed head (the recorded one without a
@@ -107,11 +107,11 @@ walk:
 		var page []*latchkey.AuditEvent
 		err := s.store.View(ctx, func(tx Tx) error {
 			var err error
-			page, err = tx.AuditEvents(tenant, AuditFilter{AfterSeq: after, Limit: auditPage})
+			page, err = tx.AuditEvents(tenant, latchkey.AuditFilter{AfterSeq: after, Limit: auditPage})
 			return err
 		})
 		if err != nil {
-			return AuditVerdict{}, err
+			return Verdict{}, err
 		}
 		for _, e := range page {
 			if e.Seq > lastSeq {
@@ -135,12 +135,12 @@ walk:
 	} else {
 		c.Head(headSeq, headHash)
 	}
-	return AuditVerdict{OK: c.BrokenAt == 0, Events: c.Events, BrokenAt: c.BrokenAt, Finding: c.Kind, Reason: c.Reason, Signed: macOK}, nil
+	return Verdict{OK: c.BrokenAt == 0, Events: c.Events, BrokenAt: c.BrokenAt, Finding: c.Kind, Reason: c.Reason, Signed: macOK}, nil
 }
 
 // noteVerdict remembers (for /readyz) what a verify found and raises a
 // finding not raised before as a security event; an intact log clears it.
-func (s *Service) noteVerdict(ctx context.Context, tenant string, v AuditVerdict) {
+func (s *Service) noteVerdict(ctx context.Context, tenant string, v Verdict) {
 	if v.OK {
 		s.anchor.clear(tenant)
 		return
@@ -175,7 +175,7 @@ func (s *Service) SyncAuditAnchor(ctx context.Context) error {
 }
 
 // CheckAuditAnchor compares every tenant's checkpoint with the anchor file
-// at start (see AuditAnchor.Check).
+// at start (see Anchor.Check).
 func (s *Service) CheckAuditAnchor(ctx context.Context) error {
 	if s.anchor == nil {
 		return nil
@@ -206,13 +206,13 @@ func (s *Service) syncAnchorLoop(interval time.Duration) {
 }
 
 // flushReadsBeforeAuditRead writes the queued secret.read events
-// (Options.BeforeAuditRead) before the log is read. If that fails the log
+// (Options.BeforeRead) before the log is read. If that fails the log
 // is still shown, as stored; the events stay queued for the next flush.
 func (s *Service) flushReadsBeforeAuditRead(ctx context.Context) {
-	if s.beforeAudit == nil {
+	if s.beforeRead == nil {
 		return
 	}
-	if err := s.beforeAudit(ctx); err != nil {
+	if err := s.beforeRead(ctx); err != nil {
 		s.log.WarnContext(ctx, "writing queued secret read audit events failed; they stay queued", "err", err)
 	}
 }

@@ -1,4 +1,4 @@
-package keys
+package audit
 
 import (
 	"cmp"
@@ -91,7 +91,7 @@ const (
 // buckets. Errors: ENotFound
 // (no such key in the tenant), EInvalid (bucket, window, more than
 // MaxUsageBuckets buckets).
-func (s *Service) KeyUsage(ctx context.Context, actor *Actor, id string, p UsageParams) (*UsageReport, error) {
+func (s *Service) KeyUsage(ctx context.Context, actor *latchkey.Actor, id string, p UsageParams) (*UsageReport, error) {
 	var size time.Duration
 	switch p.Bucket {
 	case "minute":
@@ -118,20 +118,20 @@ func (s *Service) KeyUsage(ctx context.Context, actor *Actor, id string, p Usage
 		return nil, latchkey.Errorf(latchkey.EInvalid, "the window holds %d %s buckets; at most %d", n, p.Bucket, MaxUsageBuckets)
 	}
 	if !latchkey.ValidID("key", id) {
-		return nil, notFound(id)
+		return nil, latchkey.KeyNotFound(id)
 	}
 	var (
 		k      *latchkey.Key
-		rows   []UsageRow
-		hourly []UsageRow // for peak hours
-		nets   []UsageNetwork
+		rows   []latchkey.UsageRow
+		hourly []latchkey.UsageRow // for peak hours
+		nets   []latchkey.UsageNetwork
 	)
 	err := s.store.View(ctx, func(tx Tx) error {
 		var err error
 		if k, err = tx.Key(actor.Tenant, id); err != nil {
 			return err
 		}
-		if rows, err = tx.UsageRollup(actor.Tenant, id, Grain(p.Bucket), p.From, p.To); err != nil {
+		if rows, err = tx.UsageRollup(actor.Tenant, id, latchkey.Grain(p.Bucket), p.From, p.To); err != nil {
 			return err
 		}
 		if p.Bucket != "day" {
@@ -139,7 +139,7 @@ func (s *Service) KeyUsage(ctx context.Context, actor *Actor, id string, p Usage
 			nets, err = tx.UsageNetworks(actor.Tenant, id, p.From, p.To)
 			return err
 		}
-		if hourly, err = tx.UsageRollup(actor.Tenant, id, GrainHour, p.From, p.To); err != nil {
+		if hourly, err = tx.UsageRollup(actor.Tenant, id, latchkey.GrainHour, p.From, p.To); err != nil {
 			return err
 		}
 		nets, err = tx.UsageNetworkDays(actor.Tenant, id, p.From, p.To)

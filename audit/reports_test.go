@@ -1,4 +1,4 @@
-package keys_test
+package audit_test
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/audit"
 	"github.com/latchkeyhq/latchkey/keys"
 )
 
@@ -19,9 +20,8 @@ import (
 // usage rows as the recorder would.
 func reportFixture(t *testing.T) (*fixture, keys.Store) {
 	t.Helper()
-	var store keys.Store
-	f := newFixture(t, func(o *keys.Options) { store = o.Store })
-	return f, store
+	f := newFixture(t)
+	return f, f.db
 }
 
 func sp(v ...string) *[]string { return &v }
@@ -34,31 +34,31 @@ func TestReportAccess(t *testing.T) {
 	f.clock.Advance(time.Minute)
 	a2, _ := f.create(t, keys.CreateParams{Settings: keys.Settings{Name: ptr("alice laptop"), Owner: ptr("alice"),
 		Scopes: sp("data:read", "agent:activate"), ExpiresIn: ptr(48 * time.Hour)}})
-	child, _, err := f.svc.DeriveKey(ctx, f.admin, a1.ID, keys.CreateParams{Settings: keys.Settings{Name: ptr("alice child"), Scopes: sp("data:read")}})
+	child, _, err := f.keys.DeriveKey(ctx, f.admin, a1.ID, keys.CreateParams{Settings: keys.Settings{Name: ptr("alice child"), Scopes: sp("data:read")}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	b1, _ := f.create(t, keys.CreateParams{Settings: keys.Settings{Name: ptr("bob"), Owner: ptr("bob"), Scopes: sp("reports:read")}})
-	if _, err := f.svc.SuspendKey(ctx, f.admin, a2.ID, 0, "lost laptop"); err != nil {
+	if _, err := f.keys.SuspendKey(ctx, f.admin, a2.ID, 0, "lost laptop"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.svc.RevokeKey(ctx, f.admin, b1.ID, "left"); err != nil {
+	if _, err := f.keys.RevokeKey(ctx, f.admin, b1.ID, "left"); err != nil {
 		t.Fatal(err)
 	}
 	cut := f.clock.Now()
 	f.clock.Advance(time.Hour)
 	late, _ := f.create(t, keys.CreateParams{Settings: keys.Settings{Name: ptr("late"), Owner: ptr("carol")}})
 	// Another tenant's keys never show.
-	if _, _, err := f.svc.CreateKey(ctx, f.other, keys.CreateParams{Settings: keys.Settings{Name: ptr("globex"), Owner: ptr("alice")}}); err != nil {
+	if _, _, err := f.keys.CreateKey(ctx, f.other, keys.CreateParams{Settings: keys.Settings{Name: ptr("globex"), Owner: ptr("alice")}}); err != nil {
 		t.Fatal(err)
 	}
 
 	// The default window ends now: every key, the late one too.
-	r, err := f.svc.ReportAccess(ctx, f.admin, keys.ReportWindow{})
+	r, err := f.svc.ReportAccess(ctx, f.admin, audit.ReportWindow{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Report != "access" || r.Tenant != "acme" || !r.To.Equal(f.clock.Now()) || r.To.Sub(r.From) != keys.DefaultReportWindow || !r.GeneratedAt.Equal(f.clock.Now()) {
+	if r.Report != "access" || r.Tenant != "acme" || !r.To.Equal(f.clock.Now()) || r.To.Sub(r.From) != audit.DefaultReportWindow || !r.GeneratedAt.Equal(f.clock.Now()) {
 		t.Errorf("header = %+v", r.ReportHeader)
 	}
 	var ids []string
@@ -72,14 +72,14 @@ func TestReportAccess(t *testing.T) {
 	}
 
 	// A window ending before the late key leaves it out; from filters nothing.
-	r, err = f.svc.ReportAccess(ctx, f.admin, keys.ReportWindow{From: cut.Add(-time.Second), To: cut.Add(time.Second)})
+	r, err = f.svc.ReportAccess(ctx, f.admin, audit.ReportWindow{From: cut.Add(-time.Second), To: cut.Add(time.Second)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(r.Keys) != 5 {
 		t.Fatalf("%d keys before the late one, want 5: %+v", len(r.Keys), r.Keys)
 	}
-	got := map[string]keys.AccessKey{}
+	got := map[string]audit.AccessKey{}
 	for _, k := range r.Keys {
 		got[k.ID] = k
 	}
@@ -99,7 +99,7 @@ func TestReportAccess(t *testing.T) {
 		t.Errorf("b1 = %+v", k)
 	}
 	adminScopes := slices.Sorted(slices.Values(got[f.admin.KeyID].Scopes))
-	want := []keys.AccessOwner{
+	want := []audit.AccessOwner{
 		{Owner: "acme", Keys: 1, ActiveKeys: 1, Scopes: adminScopes}, // the tenant's first admin key
 		{Owner: "alice", Keys: 3, ActiveKeys: 2, Scopes: []string{"agent:activate", "data:read", "data:write"}},
 		{Owner: "bob", Keys: 1, ActiveKeys: 0, Scopes: []string{"reports:read"}},
@@ -109,7 +109,7 @@ func TestReportAccess(t *testing.T) {
 	}
 
 	// The other tenant sees its own key only.
-	o, err := f.svc.ReportAccess(ctx, f.other, keys.ReportWindow{})
+	o, err := f.svc.ReportAccess(ctx, f.other, audit.ReportWindow{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +141,7 @@ func TestReportAccessPagesThroughManyKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := f.svc.ReportAccess(context.Background(), f.admin, keys.ReportWindow{})
+	r, err := f.svc.ReportAccess(context.Background(), f.admin, audit.ReportWindow{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,19 +168,19 @@ func TestReportUsage(t *testing.T) {
 	c, _ := f.create(t, keys.CreateParams{Settings: keys.Settings{Name: ptr("c"), Owner: ptr("bob")}})
 	idle, _ := f.create(t, keys.CreateParams{Settings: keys.Settings{Name: ptr("idle"), Owner: ptr("bob")}})
 	gone, _ := f.create(t, keys.CreateParams{Settings: keys.Settings{Name: ptr("gone"), Owner: ptr("bob")}})
-	if _, err := f.svc.RevokeKey(ctx, f.admin, gone.ID, ""); err != nil {
+	if _, err := f.keys.RevokeKey(ctx, f.admin, gone.ID, ""); err != nil {
 		t.Fatal(err)
 	}
 	f.clock.Advance(time.Hour)
-	g, _, err := f.svc.CreateKey(ctx, f.other, keys.CreateParams{Settings: keys.Settings{Name: ptr("g")}})
+	g, _, err := f.keys.CreateKey(ctx, f.other, keys.CreateParams{Settings: keys.Settings{Name: ptr("g")}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	row := func(tenant, id string, min int, code string, n int64) keys.UsageRow {
-		return keys.UsageRow{KeyID: id, Tenant: tenant, Minute: m(min), Code: code, Count: n}
+	row := func(tenant, id string, min int, code string, n int64) latchkey.UsageRow {
+		return latchkey.UsageRow{KeyID: id, Tenant: tenant, Minute: m(min), Code: code, Count: n}
 	}
 	err = store.Update(ctx, func(tx keys.Tx) error {
-		if err := tx.AddUsage([]keys.UsageRow{
+		if err := tx.AddUsage([]latchkey.UsageRow{
 			row("acme", a.ID, 1, latchkey.CodeValid, 10),
 			row("acme", a.ID, 1, latchkey.CodeInsufficientScope, 2),
 			row("acme", a.ID, 7, latchkey.CodeValid, 5),
@@ -192,7 +192,7 @@ func TestReportUsage(t *testing.T) {
 		}); err != nil {
 			return err
 		}
-		return tx.AddUsageNetworks([]keys.UsageNetwork{
+		return tx.AddUsageNetworks([]latchkey.UsageNetwork{
 			{KeyID: a.ID, Minute: m(1), Network: "192.0.2.0/24", Count: 10},
 			{KeyID: a.ID, Minute: m(1), Network: "2001:db8:1::/48", Count: 2},
 			{KeyID: a.ID, Minute: m(7), Network: "192.0.2.0/24", Count: 5},
@@ -202,7 +202,7 @@ func TestReportUsage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	win := keys.ReportWindow{From: m(1), To: m(60)}
+	win := audit.ReportWindow{From: m(1), To: m(60)}
 	r, err := f.svc.ReportUsage(ctx, f.admin, win)
 	if err != nil {
 		t.Fatal(err)
@@ -218,7 +218,7 @@ func TestReportUsage(t *testing.T) {
 		nets                 int64
 	}
 	got := map[string]row2{}
-	byID := map[string]keys.UsageKey{}
+	byID := map[string]audit.UsageKey{}
 	for i, k := range r.Keys {
 		got[k.KeyID] = row2{k.KeyID, k.Total, k.Valid, k.Denied, fmt.Sprint(k.Codes), k.FirstSeen, k.LastSeen, k.Networks}
 		byID[k.KeyID] = k
@@ -253,7 +253,7 @@ func TestReportUsage(t *testing.T) {
 
 	// A window after the revocation still omits the revoked key; one
 	// before the keys existed has no key rows.
-	if r, err := f.svc.ReportUsage(ctx, f.admin, keys.ReportWindow{From: start.Add(-48 * time.Hour), To: start.Add(-24 * time.Hour)}); err != nil || len(r.Keys) != 0 {
+	if r, err := f.svc.ReportUsage(ctx, f.admin, audit.ReportWindow{From: start.Add(-48 * time.Hour), To: start.Add(-24 * time.Hour)}); err != nil || len(r.Keys) != 0 {
 		t.Errorf("usage before the keys existed: %v %+v", err, r)
 	}
 	// The other tenant counts only its own key.
@@ -276,14 +276,14 @@ func TestReportSecurity(t *testing.T) {
 	ctx := context.Background()
 	k, _ := f.create(t, keys.CreateParams{Settings: keys.Settings{Name: ptr("ci"), Owner: ptr("alice"), Scopes: sp("data:read")}})
 	parent, _ := f.create(t, keys.CreateParams{Settings: keys.Settings{Name: ptr("parent"), Owner: ptr("bob"), Scopes: sp("data:read", "data:write")}})
-	child, _, err := f.svc.DeriveKey(ctx, f.admin, parent.ID, keys.CreateParams{Settings: keys.Settings{Name: ptr("child"), Scopes: sp("data:read")}})
+	child, _, err := f.keys.DeriveKey(ctx, f.admin, parent.ID, keys.CreateParams{Settings: keys.Settings{Name: ptr("child"), Scopes: sp("data:read")}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	quiet, _ := f.create(t, keys.CreateParams{Settings: keys.Settings{Name: ptr("quiet"), Scopes: sp("data:read")}})
 	widen := func(id string, scopes ...string) time.Time {
 		t.Helper()
-		if _, err := f.svc.UpdateKey(ctx, f.admin, id, keys.Settings{Scopes: &scopes}); err != nil {
+		if _, err := f.keys.UpdateKey(ctx, f.admin, id, keys.Settings{Scopes: &scopes}); err != nil {
 			t.Fatal(err)
 		}
 		return f.clock.Now()
@@ -295,14 +295,14 @@ func TestReportSecurity(t *testing.T) {
 	f.clock.Advance(time.Minute)
 	at1 := widen(k.ID, "data:read", "data:write")
 	f.clock.Advance(5 * time.Minute)
-	if _, err := f.svc.SuspendKey(ctx, f.admin, k.ID, 0, "investigating"); err != nil {
+	if _, err := f.keys.SuspendKey(ctx, f.admin, k.ID, 0, "investigating"); err != nil {
 		t.Fatal(err)
 	}
 	suspendedAt := f.clock.Now()
 	f.clock.Advance(time.Minute)
 	at2 := widen(child.ID, "data:write")
 	f.clock.Advance(90 * time.Second)
-	if _, err := f.svc.RevokeKey(ctx, f.admin, parent.ID, "compromised"); err != nil {
+	if _, err := f.keys.RevokeKey(ctx, f.admin, parent.ID, "compromised"); err != nil {
 		t.Fatal(err)
 	}
 	revokedAt := f.clock.Now()
@@ -320,15 +320,15 @@ func TestReportSecurity(t *testing.T) {
 	f.clock.Advance(time.Minute)
 	to := f.clock.Now()
 	// The other tenant's anomaly is not acme's.
-	gk, _, err := f.svc.CreateKey(ctx, f.other, keys.CreateParams{Settings: keys.Settings{Name: ptr("g"), Scopes: sp("data:read")}})
+	gk, _, err := f.keys.CreateKey(ctx, f.other, keys.CreateParams{Settings: keys.Settings{Name: ptr("g"), Scopes: sp("data:read")}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.svc.UpdateKey(ctx, f.other, gk.ID, keys.Settings{Scopes: sp("data:read", "data:write")}); err != nil {
+	if _, err := f.keys.UpdateKey(ctx, f.other, gk.ID, keys.Settings{Scopes: sp("data:read", "data:write")}); err != nil {
 		t.Fatal(err)
 	}
 
-	r, err := f.svc.ReportSecurity(ctx, f.admin, keys.ReportWindow{From: from, To: to})
+	r, err := f.svc.ReportSecurity(ctx, f.admin, audit.ReportWindow{From: from, To: to})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -373,7 +373,7 @@ func TestReportSecurity(t *testing.T) {
 
 	// A window holding only the early anomaly: answered later by the
 	// update at3, which acts on the same key.
-	r, err = f.svc.ReportSecurity(ctx, f.admin, keys.ReportWindow{From: early, To: early.Add(time.Second)})
+	r, err = f.svc.ReportSecurity(ctx, f.admin, audit.ReportWindow{From: early, To: early.Add(time.Second)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -381,7 +381,7 @@ func TestReportSecurity(t *testing.T) {
 		t.Errorf("early anomaly = %+v", r.Anomalies)
 	}
 	// The other tenant sees its own anomaly only.
-	o, err := f.svc.ReportSecurity(ctx, f.other, keys.ReportWindow{From: from, To: f.clock.Now().Add(time.Second)})
+	o, err := f.svc.ReportSecurity(ctx, f.other, audit.ReportWindow{From: from, To: f.clock.Now().Add(time.Second)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -396,30 +396,30 @@ func TestReportWindow(t *testing.T) {
 	day := 24 * time.Hour
 	for _, c := range []struct {
 		name     string
-		w        keys.ReportWindow
+		w        audit.ReportWindow
 		code     string
 		from, to time.Time
 	}{
-		{"default: the last 30 days", keys.ReportWindow{}, "", now.Add(-30 * day), now},
-		{"from only: up to now", keys.ReportWindow{From: now.Add(-day)}, "", now.Add(-day), now},
-		{"to only: 30 days before it", keys.ReportWindow{To: now.Add(-day)}, "", now.Add(-31 * day), now.Add(-day)},
-		{"366 days", keys.ReportWindow{From: now.Add(-366 * day), To: now}, "", now.Add(-366 * day), now},
-		{"longer than 366 days", keys.ReportWindow{From: now.Add(-366*day - time.Second), To: now}, latchkey.EInvalid, time.Time{}, time.Time{}},
-		{"from equals to", keys.ReportWindow{From: now, To: now}, latchkey.EInvalid, time.Time{}, time.Time{}},
-		{"from after to", keys.ReportWindow{From: now, To: now.Add(-time.Hour)}, latchkey.EInvalid, time.Time{}, time.Time{}},
-		{"from in the future, no to", keys.ReportWindow{From: now.Add(time.Hour)}, latchkey.EInvalid, time.Time{}, time.Time{}},
+		{"default: the last 30 days", audit.ReportWindow{}, "", now.Add(-30 * day), now},
+		{"from only: up to now", audit.ReportWindow{From: now.Add(-day)}, "", now.Add(-day), now},
+		{"to only: 30 days before it", audit.ReportWindow{To: now.Add(-day)}, "", now.Add(-31 * day), now.Add(-day)},
+		{"366 days", audit.ReportWindow{From: now.Add(-366 * day), To: now}, "", now.Add(-366 * day), now},
+		{"longer than 366 days", audit.ReportWindow{From: now.Add(-366*day - time.Second), To: now}, latchkey.EInvalid, time.Time{}, time.Time{}},
+		{"from equals to", audit.ReportWindow{From: now, To: now}, latchkey.EInvalid, time.Time{}, time.Time{}},
+		{"from after to", audit.ReportWindow{From: now, To: now.Add(-time.Hour)}, latchkey.EInvalid, time.Time{}, time.Time{}},
+		{"from in the future, no to", audit.ReportWindow{From: now.Add(time.Hour)}, latchkey.EInvalid, time.Time{}, time.Time{}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			for _, run := range []func() (*keys.ReportHeader, error){
-				func() (*keys.ReportHeader, error) {
+			for _, run := range []func() (*audit.ReportHeader, error){
+				func() (*audit.ReportHeader, error) {
 					r, err := f.svc.ReportAccess(context.Background(), f.admin, c.w)
 					return headerOf(r, err)
 				},
-				func() (*keys.ReportHeader, error) {
+				func() (*audit.ReportHeader, error) {
 					r, err := f.svc.ReportUsage(context.Background(), f.admin, c.w)
 					return headerOf(r, err)
 				},
-				func() (*keys.ReportHeader, error) {
+				func() (*audit.ReportHeader, error) {
 					r, err := f.svc.ReportSecurity(context.Background(), f.admin, c.w)
 					return headerOf(r, err)
 				},
@@ -436,16 +436,16 @@ func TestReportWindow(t *testing.T) {
 	}
 }
 
-func headerOf(r any, err error) (*keys.ReportHeader, error) {
+func headerOf(r any, err error) (*audit.ReportHeader, error) {
 	if err != nil {
 		return nil, err
 	}
 	switch r := r.(type) {
-	case *keys.AccessReport:
+	case *audit.AccessReport:
 		return &r.ReportHeader, nil
-	case *keys.TenantUsageReport:
+	case *audit.TenantUsageReport:
 		return &r.ReportHeader, nil
-	case *keys.SecurityReport:
+	case *audit.SecurityReport:
 		return &r.ReportHeader, nil
 	}
 	panic("not a report")
@@ -468,7 +468,7 @@ func TestParseReportTime(t *testing.T) {
 		{"yesterday", time.Time{}, false},
 		{"1714557600", time.Time{}, false},
 	} {
-		got, err := keys.ParseReportTime(c.in)
+		got, err := audit.ParseReportTime(c.in)
 		if c.ok != (err == nil) || c.ok && (!got.Equal(c.want) || got.Location() != time.UTC) {
 			t.Errorf("ParseReportTime(%q) = %v, %v; want %v ok=%v", c.in, got, err, c.want, c.ok)
 		}
@@ -483,7 +483,7 @@ func FuzzParseReportTime(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		got, err := keys.ParseReportTime(s)
+		got, err := audit.ParseReportTime(s)
 		if err != nil {
 			if latchkey.ErrorCode(err) != latchkey.EInvalid {
 				t.Fatalf("ParseReportTime(%q): error code %q", s, latchkey.ErrorCode(err))
@@ -494,7 +494,7 @@ func FuzzParseReportTime(f *testing.F) {
 			t.Fatalf("ParseReportTime(%q) = %v", s, got)
 		}
 		// What it accepts reads back the same written as RFC 3339.
-		again, err := keys.ParseReportTime(got.Format(time.RFC3339Nano))
+		again, err := audit.ParseReportTime(got.Format(time.RFC3339Nano))
 		if err != nil || !again.Equal(got) {
 			t.Fatalf("ParseReportTime(%q) = %v, which reads back as %v, %v", s, got, again, err)
 		}
@@ -513,7 +513,7 @@ func rowOf(rows [][]string, id string) []string {
 
 // readCSV parses a report's CSV with the standard reader, checking that
 // every row has the header's width.
-func readCSV(t *testing.T, r keys.Report) [][]string {
+func readCSV(t *testing.T, r audit.Report) [][]string {
 	t.Helper()
 	var buf bytes.Buffer
 	if err := r.WriteCSV(&buf); err != nil {
@@ -533,20 +533,20 @@ func TestReportCSVDefusesFormulas(t *testing.T) {
 		Environment: ptr("-env"), Scopes: sp("data:read", "data:write"), IPAllow: sp("10.0.0.0/8", "2001:db8::/32")}})
 	plain, _ := f.create(t, keys.CreateParams{Settings: keys.Settings{Name: ptr("@sum"), Owner: ptr("plain \"quoted\", owner")}})
 	f.clock.Advance(time.Minute)
-	if _, err := f.svc.UpdateKey(ctx, f.admin, evil.ID, keys.Settings{Scopes: sp("data:read", "data:write", "data:delete")}); err != nil {
+	if _, err := f.keys.UpdateKey(ctx, f.admin, evil.ID, keys.Settings{Scopes: sp("data:read", "data:write", "data:delete")}); err != nil {
 		t.Fatal(err)
 	}
 	f.clock.Advance(time.Minute)
-	if _, err := f.svc.SuspendKey(ctx, f.admin, evil.ID, time.Hour, "-1+1"); err != nil {
+	if _, err := f.keys.SuspendKey(ctx, f.admin, evil.ID, time.Hour, "-1+1"); err != nil {
 		t.Fatal(err)
 	}
 
-	acc, err := f.svc.ReportAccess(ctx, f.admin, keys.ReportWindow{})
+	acc, err := f.svc.ReportAccess(ctx, f.admin, audit.ReportWindow{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	rows := readCSV(t, acc)
-	if !slices.Equal(rows[0], keys.AccessCSVHeader) || len(rows) != 4 {
+	if !slices.Equal(rows[0], audit.AccessCSVHeader) || len(rows) != 4 {
 		t.Fatalf("access CSV = %q", rows)
 	}
 	want := []string{evil.ID, `'=HYPERLINK("http://x","a,b")`, "'+owner", "'-env", "suspended", "data:read;data:write;data:delete", "", "",
@@ -558,12 +558,12 @@ func TestReportCSVDefusesFormulas(t *testing.T) {
 		t.Errorf("access row %q", r)
 	}
 
-	use, err := f.svc.ReportUsage(ctx, f.admin, keys.ReportWindow{})
+	use, err := f.svc.ReportUsage(ctx, f.admin, audit.ReportWindow{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	rows = readCSV(t, use)
-	if r := rowOf(rows, evil.ID); !slices.Equal(rows[0], keys.UsageCSVHeader) || len(rows) != 4 || r[1] != `'=HYPERLINK("http://x","a,b")` || r[2] != "'+owner" || r[3] != "'-env" {
+	if r := rowOf(rows, evil.ID); !slices.Equal(rows[0], audit.UsageCSVHeader) || len(rows) != 4 || r[1] != `'=HYPERLINK("http://x","a,b")` || r[2] != "'+owner" || r[3] != "'-env" {
 		t.Errorf("usage CSV = %q", rows)
 	}
 	for _, c := range []string{"VALID", "EXPIRED", "CONCURRENCY_EXCEEDED"} {
@@ -572,12 +572,12 @@ func TestReportCSVDefusesFormulas(t *testing.T) {
 		}
 	}
 
-	sec, err := f.svc.ReportSecurity(ctx, f.admin, keys.ReportWindow{})
+	sec, err := f.svc.ReportSecurity(ctx, f.admin, audit.ReportWindow{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	rows = readCSV(t, sec)
-	if !slices.Equal(rows[0], keys.SecurityCSVHeader) || len(rows) != 2 {
+	if !slices.Equal(rows[0], audit.SecurityCSVHeader) || len(rows) != 2 {
 		t.Fatalf("security CSV = %q", rows)
 	}
 	r := rows[1]
