@@ -8,6 +8,7 @@ import (
 
 	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/keys"
+	"github.com/latchkeyhq/latchkey/webhook"
 )
 
 // The request bodies of the API, each with a decoder that turns bytes into
@@ -285,20 +286,20 @@ func checkVerifyTarget(scopes []string, resource string) error {
 
 // decodeCreateWebhook reads POST /v1/webhooks: {"url", "events": [...]}
 // (no events: every type).
-func decodeCreateWebhook(data []byte) (keys.WebhookParams, error) {
+func decodeCreateWebhook(data []byte) (webhook.Params, error) {
 	var b struct {
 		URL    string   `json:"url"`
 		Events []string `json:"events"`
 	}
 	if err := decodeJSON(data, &b); err != nil {
-		return keys.WebhookParams{}, err
+		return webhook.Params{}, err
 	}
 	if err := latchkey.ValidateWebhookURL(b.URL); err != nil {
-		return keys.WebhookParams{}, err
+		return webhook.Params{}, err
 	}
 	events, err := latchkey.NormalizeWebhookEvents(b.Events)
 	if err != nil {
-		return keys.WebhookParams{}, err
+		return webhook.Params{}, err
 	}
-	return keys.WebhookParams{URL: b.URL, Events: events}, nil
+	return webhook.Params{URL: b.URL, Events: events}, nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/keys"
 	"github.com/latchkeyhq/latchkey/secrets"
+	"github.com/latchkeyhq/latchkey/webhook"
 )
 
 // A request decoder's fuzz target checks more than the code of its errors:
@@ -164,7 +165,7 @@ func verifyJSON(r keys.VerifyRequest) any {
 	return m
 }
 
-func webhookJSON(p keys.WebhookParams) any {
+func webhookJSON(p webhook.Params) any {
 	return map[string]any{"url": p.URL, "events": p.Events}
 }
 

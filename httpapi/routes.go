@@ -38,15 +38,20 @@ func (s *Server) routes() {
 
 type adminHandler = func(http.ResponseWriter, *http.Request, *keys.Actor) error
 
-// brokered is h on a server with a secret service (Config.Secrets), and
-// audited on one with an audit service (Config.Audit); on a server
-// without, those routes answer not_found after the admin key's check.
+// brokered is h on a server with a secret service (Config.Secrets),
+// audited on one with an audit service (Config.Audit) and hooked on one
+// with a webhook service (Config.Webhooks); on a server without, those
+// routes answer not_found after the admin key's check.
 func (s *Server) brokered(h adminHandler) adminHandler {
 	return served(s.secrets != nil, "this server brokers no secrets", h)
 }
 
 func (s *Server) audited(h adminHandler) adminHandler {
 	return served(s.audit != nil, "this server serves no audit log", h)
+}
+
+func (s *Server) hooked(h adminHandler) adminHandler {
+	return served(s.webhooks != nil, "this server delivers no webhooks", h)
 }
 
 func served(present bool, missing string, h adminHandler) adminHandler {
@@ -102,12 +107,12 @@ func (s *Server) eachRoute(add func(Route, http.Handler)) {
 	admin("GET", "/v1/reports/usage", "audit:read", s.audited(s.usageReport))
 	admin("GET", "/v1/reports/security", "audit:read", s.audited(s.securityReport))
 
-	admin("POST", "/v1/webhooks", "webhooks:write", s.createWebhook)
-	admin("GET", "/v1/webhooks", "webhooks:write", s.listWebhooks)
-	admin("GET", "/v1/webhooks/{id}", "webhooks:write", s.getWebhook)
-	admin("DELETE", "/v1/webhooks/{id}", "webhooks:write", s.deleteWebhook)
-	admin("GET", "/v1/webhooks/{id}/deliveries", "webhooks:write", s.listDeliveries)
-	admin("POST", "/v1/webhooks/{id}/deliveries/{delivery_id}/retry", "webhooks:write", s.retryDelivery)
+	admin("POST", "/v1/webhooks", "webhooks:write", s.hooked(s.createWebhook))
+	admin("GET", "/v1/webhooks", "webhooks:write", s.hooked(s.listWebhooks))
+	admin("GET", "/v1/webhooks/{id}", "webhooks:write", s.hooked(s.getWebhook))
+	admin("DELETE", "/v1/webhooks/{id}", "webhooks:write", s.hooked(s.deleteWebhook))
+	admin("GET", "/v1/webhooks/{id}/deliveries", "webhooks:write", s.hooked(s.listDeliveries))
+	admin("POST", "/v1/webhooks/{id}/deliveries/{delivery_id}/retry", "webhooks:write", s.hooked(s.retryDelivery))
 
 	admin("POST", "/v1/tenants", "tenants:admin", s.createTenant)
 	admin("GET", "/v1/tenants", "tenants:admin", s.listTenants)

@@ -22,6 +22,7 @@ import (
 	"github.com/latchkeyhq/latchkey/audit"
 	"github.com/latchkeyhq/latchkey/keys"
 	"github.com/latchkeyhq/latchkey/secrets"
+	"github.com/latchkeyhq/latchkey/webhook"
 )
 
 // Config configures a Server.
@@ -33,8 +34,11 @@ type Config struct {
 	// Audit serves /v1/audit, /v1/security-events, /v1/reports and
 	// /v1/keys/{id}/usage, and tells /readyz of a tampered audit log;
 	// without it those routes answer not_found.
-	Audit  *audit.Service
-	Logger *slog.Logger
+	Audit *audit.Service
+	// Webhooks serves /v1/webhooks; without it those routes answer
+	// not_found.
+	Webhooks *webhook.Service
+	Logger   *slog.Logger
 	// TrustedProxies are the peers whose X-Forwarded-For and X-Real-IP
 	// headers are believed. Requests from anyone else are attributed to the
 	// direct peer, whatever their headers say.
@@ -119,21 +123,22 @@ type Guard interface {
 
 // Server is the HTTP handler of a Latchkey node.
 type Server struct {
-	svc     *keys.Service
-	secrets *secrets.Service
-	audit   *audit.Service
-	log     *slog.Logger
-	trusted []netip.Prefix
-	maxBody int64
-	now     func() time.Time
-	timeout time.Duration
-	guard   Guard
-	onBlock func(netip.Prefix, time.Time)
-	mux     *http.ServeMux
-	ids     requestIDs
-	obs     Observer
-	metrics http.Handler
-	keyring Keyring
+	svc      *keys.Service
+	secrets  *secrets.Service
+	audit    *audit.Service
+	webhooks *webhook.Service
+	log      *slog.Logger
+	trusted  []netip.Prefix
+	maxBody  int64
+	now      func() time.Time
+	timeout  time.Duration
+	guard    Guard
+	onBlock  func(netip.Prefix, time.Time)
+	mux      *http.ServeMux
+	ids      requestIDs
+	obs      Observer
+	metrics  http.Handler
+	keyring  Keyring
 
 	seedKeepAlive bool
 }
@@ -154,20 +159,21 @@ func New(cfg Config) *Server {
 	}
 	cfg.Guard, cfg.Keyring = latchkey.OrNil(cfg.Guard), latchkey.OrNil(cfg.Keyring)
 	s := &Server{
-		svc:     cfg.Keys,
-		secrets: cfg.Secrets,
-		audit:   cfg.Audit,
-		log:     cfg.Logger,
-		trusted: cfg.TrustedProxies,
-		maxBody: cfg.MaxBody,
-		now:     cfg.Now,
-		timeout: cfg.RequestTimeout,
-		guard:   cfg.Guard,
-		onBlock: cfg.OnBlock,
-		mux:     http.NewServeMux(),
-		obs:     cfg.Observer,
-		metrics: cfg.Metrics,
-		keyring: cfg.Keyring,
+		svc:      cfg.Keys,
+		secrets:  cfg.Secrets,
+		audit:    cfg.Audit,
+		webhooks: cfg.Webhooks,
+		log:      cfg.Logger,
+		trusted:  cfg.TrustedProxies,
+		maxBody:  cfg.MaxBody,
+		now:      cfg.Now,
+		timeout:  cfg.RequestTimeout,
+		guard:    cfg.Guard,
+		onBlock:  cfg.OnBlock,
+		mux:      http.NewServeMux(),
+		obs:      cfg.Observer,
+		metrics:  cfg.Metrics,
+		keyring:  cfg.Keyring,
 
 		seedKeepAlive: cfg.SeedKeepAlive,
 	}

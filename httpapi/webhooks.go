@@ -5,6 +5,7 @@ import (
 
 	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/keys"
+	"github.com/latchkeyhq/latchkey/webhook"
 )
 
 // webhookWithSecret is the answer to POST /v1/webhooks: the only time the
@@ -23,7 +24,7 @@ func (s *Server) createWebhook(w http.ResponseWriter, r *http.Request, a *keys.A
 	if err != nil {
 		return err
 	}
-	hook, secret, err := s.svc.CreateWebhook(r.Context(), a, p)
+	hook, secret, err := s.webhooks.CreateWebhook(r.Context(), a, p)
 	if err != nil {
 		return err
 	}
@@ -37,7 +38,7 @@ func (s *Server) listWebhooks(w http.ResponseWriter, r *http.Request, a *keys.Ac
 	if err != nil {
 		return err
 	}
-	ws, next, err := s.svc.ListWebhooks(r.Context(), a, q.Get("cursor"), limit)
+	ws, next, err := s.webhooks.ListWebhooks(r.Context(), a, q.Get("cursor"), limit)
 	if err != nil {
 		return err
 	}
@@ -49,7 +50,7 @@ func (s *Server) listWebhooks(w http.ResponseWriter, r *http.Request, a *keys.Ac
 }
 
 func (s *Server) getWebhook(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
-	hook, err := s.svc.GetWebhook(r.Context(), a, r.PathValue("id"))
+	hook, err := s.webhooks.GetWebhook(r.Context(), a, r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -58,7 +59,7 @@ func (s *Server) getWebhook(w http.ResponseWriter, r *http.Request, a *keys.Acto
 }
 
 func (s *Server) deleteWebhook(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
-	if err := s.svc.DeleteWebhook(r.Context(), a, r.PathValue("id")); err != nil {
+	if err := s.webhooks.DeleteWebhook(r.Context(), a, r.PathValue("id")); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -73,7 +74,7 @@ func (s *Server) listDeliveries(w http.ResponseWriter, r *http.Request, a *keys.
 	if err != nil {
 		return err
 	}
-	ds, next, err := s.svc.ListDeliveries(r.Context(), a, r.PathValue("id"), keys.DeliveryListParams{
+	ds, next, err := s.webhooks.ListDeliveries(r.Context(), a, r.PathValue("id"), webhook.DeliveryListParams{
 		Cursor: q.Get("cursor"), Limit: limit, Status: q.Get("status"),
 	})
 	if err != nil {
@@ -92,7 +93,7 @@ func (s *Server) retryDelivery(w http.ResponseWriter, r *http.Request, a *keys.A
 	if err := s.readEmptyBody(w, r); err != nil {
 		return err
 	}
-	d, err := s.svc.RetryDelivery(r.Context(), a, r.PathValue("id"), r.PathValue("delivery_id"))
+	d, err := s.webhooks.RetryDelivery(r.Context(), a, r.PathValue("id"), r.PathValue("delivery_id"))
 	if err != nil {
 		return err
 	}

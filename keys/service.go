@@ -46,13 +46,6 @@ type Options struct {
 	// security anomaly (default: 50 within 5 minutes).
 	Burst  BurstRule
 	Logger *slog.Logger
-	// Sealer seals webhook signing secrets for storage (package keyring).
-	// Without one, creating a webhook fails.
-	Sealer Sealer
-	// WebhookTargets refuses, at creation, webhook URLs whose host is an
-	// address deliveries may not reach (the dispatcher checks every
-	// address it connects to as well).
-	WebhookTargets latchkey.WebhookTargets
 }
 
 // BurstRule says how many of one kind of change within Window make a
@@ -83,8 +76,6 @@ type Service struct {
 	log          *slog.Logger
 	defaultGrace time.Duration
 	burst        BurstRule
-	sealer       Sealer
-	hookTargets  latchkey.WebhookTargets
 	storeReads   atomic.Uint64
 }
 
@@ -128,8 +119,6 @@ func New(o Options) *Service {
 		log:          o.Logger,
 		defaultGrace: o.DefaultGrace,
 		burst:        o.Burst,
-		sealer:       o.Sealer,
-		hookTargets:  o.WebhookTargets,
 	}
 	return s
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/audit"
 	"github.com/latchkeyhq/latchkey/internal/fakeclock"
-	"github.com/latchkeyhq/latchkey/keyring"
 	"github.com/latchkeyhq/latchkey/keys"
 	"github.com/latchkeyhq/latchkey/store/sqlite"
 )
@@ -23,13 +22,12 @@ import (
 var t0 = time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 
 type fixture struct {
-	svc    *keys.Service
-	audit  *audit.Service // the audit log's reader, on the same database
-	clock  *fakeclock.Clock
-	sealer keys.Sealer // the keyring the service seals with
-	admin  *keys.Actor // tenant "acme" admin
-	other  *keys.Actor // tenant "globex" admin
-	op     *keys.Actor // the operator's root key
+	svc   *keys.Service
+	audit *audit.Service // the audit log's reader, on the same database
+	clock *fakeclock.Clock
+	admin *keys.Actor // tenant "acme" admin
+	other *keys.Actor // tenant "globex" admin
+	op    *keys.Actor // the operator's root key
 }
 
 func newFixture(t testing.TB, opts ...func(*keys.Options)) *fixture {
@@ -41,15 +39,7 @@ func newFixture(t testing.TB, opts ...func(*keys.Options)) *fixture {
 	}
 	t.Cleanup(func() { db.Close() })
 	clock := fakeclock.New(t0)
-	master, err := keyring.GenerateMasterKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	kr, err := keyring.Open(ctx, latchkey.Narrow[keyring.Tx](db), master, keyring.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := keys.Options{Store: db, Now: clock.Now, Sealer: kr}
+	o := keys.Options{Store: db, Now: clock.Now}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -65,7 +55,7 @@ func newFixture(t testing.TB, opts ...func(*keys.Options)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{svc: svc, audit: aud, clock: clock, sealer: o.Sealer, op: op}
+	f := &fixture{svc: svc, audit: aud, clock: clock, op: op}
 	for _, id := range []string{"acme", "globex"} {
 		_, _, tok, err := svc.CreateTenant(ctx, op, id, "")
 		if err != nil {

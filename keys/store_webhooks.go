@@ -9,6 +9,3 @@ type (
 	ExpiringFilter = latchkey.ExpiringFilter
 	DeliveryFilter = latchkey.DeliveryFilter
 )
-
-// Sealer is latchkey.Sealer: it seals webhook signing secrets.
-type Sealer = latchkey.Sealer

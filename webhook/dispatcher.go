@@ -33,6 +33,8 @@ type Tx interface {
 	latchkey.EventDispatch
 	latchkey.EventWriter
 	latchkey.EventReader
+	// The audit events of the Service's changes.
+	latchkey.AuditWriter
 }
 
 // Options configure a Dispatcher. Zero values take the documented

@@ -33,8 +33,9 @@ var loopback = latchkey.WebhookTargets{AllowPrivate: []netip.Prefix{netip.MustPa
 type fixture struct {
 	db     *sqlite.DB
 	svc    *keys.Service
+	hooks  *webhook.Service
 	clock  *fakeclock.Clock
-	sealer keys.Sealer
+	sealer latchkey.Sealer
 	admin  *keys.Actor
 }
 
@@ -55,7 +56,8 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	f := &fixture{db: db, clock: fakeclock.New(t0), sealer: kr}
-	f.svc = keys.New(keys.Options{Store: db, Now: f.clock.Now, Sealer: f.sealer, WebhookTargets: loopback})
+	f.svc = keys.New(keys.Options{Store: db, Now: f.clock.Now})
+	f.hooks = webhook.NewService(webhook.ServiceOptions{Store: latchkey.Narrow[webhook.Tx](db), Sealer: f.sealer, Now: f.clock.Now, Targets: loopback})
 	root, _, _, err := f.svc.Bootstrap(ctx, "")
 	if err != nil {
 		t.Fatal(err)
@@ -94,7 +96,7 @@ func (f *fixture) dispatcher(o webhook.Options) *webhook.Dispatcher {
 
 func (f *fixture) hook(t *testing.T, url string, events ...string) (*latchkey.Webhook, string) {
 	t.Helper()
-	w, secret, err := f.svc.CreateWebhook(context.Background(), f.admin, keys.WebhookParams{URL: url, Events: events})
+	w, secret, err := f.hooks.CreateWebhook(context.Background(), f.admin, webhook.Params{URL: url, Events: events})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +120,7 @@ func (f *fixture) key(t *testing.T, s keys.Settings) *latchkey.Key {
 
 func (f *fixture) deliveries(t *testing.T, w *latchkey.Webhook) []*latchkey.Delivery {
 	t.Helper()
-	ds, _, err := f.svc.ListDeliveries(context.Background(), f.admin, w.ID, keys.DeliveryListParams{})
+	ds, _, err := f.hooks.ListDeliveries(context.Background(), f.admin, w.ID, webhook.DeliveryListParams{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -420,7 +422,7 @@ func TestDeletedWebhookGetsNoMoreAttempts(t *testing.T) {
 	f.key(t, keys.Settings{})
 	fanOut(t, d)
 	deliverDue(t, d)
-	if err := f.svc.DeleteWebhook(context.Background(), f.admin, w.ID); err != nil {
+	if err := f.hooks.DeleteWebhook(context.Background(), f.admin, w.ID); err != nil {
 		t.Fatal(err)
 	}
 	f.clock.Advance(time.Hour)
@@ -608,7 +610,7 @@ func TestAChangeWakesTheDispatcher(t *testing.T) {
 	defer d.Close()
 	// The wiring (cmd/latchkey's wakeOnUpdate) calls Wake after each
 	// committed change; so does this store.
-	svc := keys.New(keys.Options{Store: wakeAfterUpdate{f.db, d.Wake}, Now: f.clock.Now, Sealer: f.sealer, WebhookTargets: loopback})
+	svc := keys.New(keys.Options{Store: wakeAfterUpdate{f.db, d.Wake}, Now: f.clock.Now})
 	name := "woken"
 	if _, _, err := svc.CreateKey(context.Background(), f.admin, keys.CreateParams{Settings: keys.Settings{Name: &name}}); err != nil {
 		t.Fatal(err)
@@ -682,15 +684,15 @@ func TestRetryDeliveryGivesAFailedDeliveryOneMoreAttempt(t *testing.T) {
 	if dl.Status != latchkey.DeliveryFailed {
 		t.Fatalf("delivery = %+v, want failed", dl)
 	}
-	if _, err := f.svc.RetryDelivery(ctx, f.admin, "whk_"+strings.Repeat("0", 26), dl.ID); latchkey.ErrorCode(err) != latchkey.ENotFound {
+	if _, err := f.hooks.RetryDelivery(ctx, f.admin, "whk_"+strings.Repeat("0", 26), dl.ID); latchkey.ErrorCode(err) != latchkey.ENotFound {
 		t.Fatalf("retry under another webhook: %v, want not_found", err)
 	}
 	f.clock.Advance(time.Hour) // long past the give-up age
-	got, err := f.svc.RetryDelivery(ctx, f.admin, w.ID, dl.ID)
+	got, err := f.hooks.RetryDelivery(ctx, f.admin, w.ID, dl.ID)
 	if err != nil || got.Status != latchkey.DeliveryPending || !got.NextAttemptAt.Equal(f.clock.Now()) {
 		t.Fatalf("RetryDelivery = %+v, %v", got, err)
 	}
-	if _, err := f.svc.RetryDelivery(ctx, f.admin, w.ID, dl.ID); latchkey.ErrorCode(err) != latchkey.EConflict {
+	if _, err := f.hooks.RetryDelivery(ctx, f.admin, w.ID, dl.ID); latchkey.ErrorCode(err) != latchkey.EConflict {
 		t.Fatalf("retrying a pending delivery: %v, want conflict", err)
 	}
 	deliverDue(t, d)

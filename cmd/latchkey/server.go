@@ -378,7 +378,8 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 		Versions: cfg.SecretVersions, ExpiresIn: int64(cfg.SecretExpiresIn / time.Second),
 		CacheTTL: cfg.SecretCacheTTL, ReadAuditInterval: cfg.ReadAuditInterval})
 	aud := audit.New(audit.Options{Store: latchkey.Narrow[audit.Tx](waking), Now: now, Logger: log, Anchor: anchor, BeforeRead: sec.FlushReadAudits})
-	opts := keys.Options{Store: waking, Now: now, Limiter: limiter, Usage: rec, Logger: log, Sealer: sealer, WebhookTargets: hookTargets,
+	hookSvc := webhook.NewService(webhook.ServiceOptions{Store: latchkey.Narrow[webhook.Tx](waking), Sealer: sealer, Now: now, Targets: hookTargets})
+	opts := keys.Options{Store: waking, Now: now, Limiter: limiter, Usage: rec, Logger: log,
 		CacheSize: cfg.CacheSize,
 		Burst:     keys.BurstRule{Threshold: cfg.BurstThreshold, Window: cfg.BurstWindow}}
 	if cfg.GeoIPDB != "" {
@@ -428,7 +429,7 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 	disp.Start()
 	met := metrics.New(metrics.Options{Keys: svc, Guard: brute, Now: now, Webhooks: disp})
 	met.Registry().MustRegister(db)
-	apiCfg := httpapi.Config{Keys: svc, Secrets: sec, Audit: aud, Logger: log, TrustedProxies: trusted, MaxBody: cfg.MaxBody, Now: now, Guard: brute, Observer: met,
+	apiCfg := httpapi.Config{Keys: svc, Secrets: sec, Audit: aud, Webhooks: hookSvc, Logger: log, TrustedProxies: trusted, MaxBody: cfg.MaxBody, Now: now, Guard: brute, Observer: met,
 		Keyring: sealer, SeedKeepAlive: cfg.SeedKeepAlive}
 	if brute != nil {
 		threshold := cfg.GuardThreshold

@@ -42,7 +42,7 @@ var may = map[string][]string{
 	"webhook":          {""},
 	"security":         {""},
 	"metrics":          {""},
-	"httpapi":          {"", "audit", "keys", "secrets", "wire"},
+	"httpapi":          {"", "audit", "keys", "secrets", "webhook", "wire"},
 	"store/sqlite":     {"", "store"},
 	"store/storetest":  {"", "keys", "secrets"},
 	"geo/geotest":      {},

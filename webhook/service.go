@@ -1,8 +1,9 @@
-package keys
+package webhook
 
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/url"
 	"strings"
 	"time"
@@ -10,12 +11,50 @@ import (
 	"github.com/latchkeyhq/latchkey"
 )
 
+// Service manages the tenants' webhooks and their delivery logs: the
+// admin side of what the Dispatcher delivers. Every change is audited in
+// its own transaction.
+type Service struct {
+	store   latchkey.Store[Tx]
+	sealer  latchkey.Sealer
+	rand    io.Reader
+	clock   func() time.Time
+	targets latchkey.WebhookTargets
+}
+
+// ServiceOptions configures a Service.
+type ServiceOptions struct {
+	Store latchkey.Store[Tx]
+	// Sealer seals the webhooks' signing secrets (package keyring);
+	// without one, creating a webhook fails.
+	Sealer latchkey.Sealer
+	// Rand is the source of signing secrets (default crypto/rand).
+	Rand io.Reader
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Targets refuses, at creation, URLs whose host is an address
+	// deliveries may not reach (the Dispatcher checks every address it
+	// connects to as well).
+	Targets latchkey.WebhookTargets
+}
+
+// NewService returns a Service.
+func NewService(o ServiceOptions) *Service {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Service{store: o.Store, sealer: o.Sealer, rand: o.Rand, clock: o.Now, targets: o.Targets}
+}
+
+// now is the clock in the store's resolution.
+func (s *Service) now() time.Time { return s.clock().UTC().Truncate(time.Microsecond) }
+
 // MaxWebhooksPerTenant bounds a tenant's webhooks: every event is fanned
 // out to each of them.
 const MaxWebhooksPerTenant = 100
 
-// WebhookParams are a new webhook's settings.
-type WebhookParams struct {
+// Params are a new webhook's settings.
+type Params struct {
 	URL string
 	// Events are the event types to deliver; none means every type.
 	Events []string
@@ -24,14 +63,14 @@ type WebhookParams struct {
 // CreateWebhook registers an endpoint for the actor's tenant's events and
 // returns its signing secret, the only time it is shown; the store keeps
 // it sealed. A URL whose host is an address webhooks may not reach
-// (Options.WebhookTargets) is EInvalid. Errors: EInvalid, EConflict (the tenant has
+// (ServiceOptions.Targets) is EInvalid. Errors: EInvalid, EConflict (the tenant has
 // MaxWebhooksPerTenant), EUnavailable (no Sealer is configured, or the
 // store is down).
-func (s *Service) CreateWebhook(ctx context.Context, actor *Actor, p WebhookParams) (*latchkey.Webhook, string, error) {
+func (s *Service) CreateWebhook(ctx context.Context, actor *latchkey.Actor, p Params) (*latchkey.Webhook, string, error) {
 	if err := latchkey.ValidateWebhookURL(p.URL); err != nil {
 		return nil, "", err
 	}
-	if err := s.hookTargets.CheckURL(p.URL); err != nil {
+	if err := s.targets.CheckURL(p.URL); err != nil {
 		return nil, "", err
 	}
 	events, err := latchkey.NormalizeWebhookEvents(p.Events)
@@ -51,7 +90,7 @@ func (s *Service) CreateWebhook(ctx context.Context, actor *Actor, p WebhookPara
 		return nil, "", fmt.Errorf("sealing a webhook secret: %w", err)
 	}
 	err = s.store.Update(ctx, func(tx Tx) error {
-		existing, err := tx.Webhooks(actor.Tenant, Page{Limit: MaxWebhooksPerTenant})
+		existing, err := tx.Webhooks(actor.Tenant, latchkey.Page{Limit: MaxWebhooksPerTenant})
 		if err != nil {
 			return err
 		}
@@ -61,7 +100,7 @@ func (s *Service) CreateWebhook(ctx context.Context, actor *Actor, p WebhookPara
 		if err := tx.CreateWebhook(w); err != nil {
 			return err
 		}
-		return s.record(tx, latchkey.NewAuditEvent(actor, actor.Tenant, "webhook.created", "", now, webhookDetails(w)))
+		return tx.AppendAudit(latchkey.NewAuditEvent(actor, actor.Tenant, "webhook.created", "", now, webhookDetails(w)))
 	})
 	if err != nil {
 		return nil, "", err
@@ -90,7 +129,7 @@ func webhookNotFound(id string) error {
 
 // GetWebhook returns one of the actor's tenant's webhooks. Errors:
 // ENotFound.
-func (s *Service) GetWebhook(ctx context.Context, actor *Actor, id string) (*latchkey.Webhook, error) {
+func (s *Service) GetWebhook(ctx context.Context, actor *latchkey.Actor, id string) (*latchkey.Webhook, error) {
 	if !latchkey.ValidID("whk", id) {
 		return nil, webhookNotFound(id)
 	}
@@ -108,7 +147,7 @@ func (s *Service) GetWebhook(ctx context.Context, actor *Actor, id string) (*lat
 
 // ListWebhooks lists the actor's tenant's webhooks by id, with a cursor for
 // the next page ("" on the last). Errors: EInvalid.
-func (s *Service) ListWebhooks(ctx context.Context, actor *Actor, cursor string, limit int) ([]*latchkey.Webhook, string, error) {
+func (s *Service) ListWebhooks(ctx context.Context, actor *latchkey.Actor, cursor string, limit int) ([]*latchkey.Webhook, string, error) {
 	after, err := latchkey.DecodeCursor(cursor)
 	if err != nil {
 		return nil, "", err
@@ -117,7 +156,7 @@ func (s *Service) ListWebhooks(ctx context.Context, actor *Actor, cursor string,
 	var ws []*latchkey.Webhook
 	err = s.store.View(ctx, func(tx Tx) error {
 		var err error
-		ws, err = tx.Webhooks(actor.Tenant, Page{After: after, Limit: limit + 1})
+		ws, err = tx.Webhooks(actor.Tenant, latchkey.Page{After: after, Limit: limit + 1})
 		return err
 	})
 	if err != nil {
@@ -133,7 +172,7 @@ func (s *Service) ListWebhooks(ctx context.Context, actor *Actor, cursor string,
 
 // DeleteWebhook removes a webhook and its pending and past deliveries.
 // Errors: ENotFound.
-func (s *Service) DeleteWebhook(ctx context.Context, actor *Actor, id string) error {
+func (s *Service) DeleteWebhook(ctx context.Context, actor *latchkey.Actor, id string) error {
 	if !latchkey.ValidID("whk", id) {
 		return webhookNotFound(id)
 	}
@@ -146,7 +185,7 @@ func (s *Service) DeleteWebhook(ctx context.Context, actor *Actor, id string) er
 		if err := tx.DeleteWebhook(actor.Tenant, id); err != nil {
 			return err
 		}
-		return s.record(tx, latchkey.NewAuditEvent(actor, actor.Tenant, "webhook.deleted", "", now, webhookDetails(w)))
+		return tx.AppendAudit(latchkey.NewAuditEvent(actor, actor.Tenant, "webhook.deleted", "", now, webhookDetails(w)))
 	})
 	if latchkey.ErrorCode(err) == latchkey.ENotFound {
 		return webhookNotFound(id)
@@ -163,7 +202,7 @@ type DeliveryListParams struct {
 
 // ListDeliveries lists a webhook's deliveries, newest first, with a cursor
 // for the next (older) page. Errors: EInvalid, ENotFound.
-func (s *Service) ListDeliveries(ctx context.Context, actor *Actor, webhookID string, p DeliveryListParams) ([]*latchkey.Delivery, string, error) {
+func (s *Service) ListDeliveries(ctx context.Context, actor *latchkey.Actor, webhookID string, p DeliveryListParams) ([]*latchkey.Delivery, string, error) {
 	if !latchkey.ValidID("whk", webhookID) {
 		return nil, "", webhookNotFound(webhookID)
 	}
@@ -181,7 +220,7 @@ func (s *Service) ListDeliveries(ctx context.Context, actor *Actor, webhookID st
 			return err
 		}
 		var err error
-		ds, err = tx.Deliveries(actor.Tenant, webhookID, DeliveryFilter{Before: before, Limit: limit + 1, Status: p.Status})
+		ds, err = tx.Deliveries(actor.Tenant, webhookID, latchkey.DeliveryFilter{Before: before, Limit: limit + 1, Status: p.Status})
 		return err
 	})
 	if latchkey.ErrorCode(err) == latchkey.ENotFound {
@@ -203,7 +242,7 @@ func (s *Service) ListDeliveries(ctx context.Context, actor *Actor, webhookID st
 // saw it may skip it). A failed delivery past the give-up age gets exactly
 // that one attempt. Errors: ENotFound, EConflict (the delivery is still
 // pending: it is retried already).
-func (s *Service) RetryDelivery(ctx context.Context, actor *Actor, webhookID, deliveryID string) (*latchkey.Delivery, error) {
+func (s *Service) RetryDelivery(ctx context.Context, actor *latchkey.Actor, webhookID, deliveryID string) (*latchkey.Delivery, error) {
 	if !latchkey.ValidID("whk", webhookID) {
 		return nil, webhookNotFound(webhookID)
 	}
@@ -234,7 +273,7 @@ func (s *Service) RetryDelivery(ctx context.Context, actor *Actor, webhookID, de
 		if err := tx.UpdateDelivery(d); err != nil {
 			return err
 		}
-		return s.record(tx, latchkey.NewAuditEvent(actor, actor.Tenant, "webhook.redelivered", "", now, map[string]string{
+		return tx.AppendAudit(latchkey.NewAuditEvent(actor, actor.Tenant, "webhook.redelivered", "", now, map[string]string{
 			"webhook_id": webhookID, "delivery_id": d.ID, "event_id": d.EventID, "was": before,
 		}))
 	})
