@@ -22,11 +22,12 @@ source scripts/lib/packages.sh
 
 # Debian packages the Go tests need, as package:path-that-proves-it. Add
 # services here as their tests arrive, e.g.
-#   postgresql:/usr/lib/postgresql/15/bin/postgres
-#   redis-server:/usr/bin/redis-server
 #   chromium:/usr/bin/chromium
 TEST_PACKAGES=(
 	nginx:/usr/sbin/nginx
+	caddy:/usr/bin/caddy
+	postgresql:/usr/lib/postgresql/15/bin/postgres
+	redis-server:/usr/bin/redis-server
 )
 
 FUZZTIME=${FUZZTIME:-3s}

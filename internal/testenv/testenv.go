@@ -1,5 +1,5 @@
-// Package testenv starts real outside programs (nginx now; PostgreSQL, Redis
-// and Chromium as they are needed) for tests, each from a temporary directory,
+// Package testenv starts real outside programs (nginx, Caddy, PostgreSQL,
+// Redis; Chromium as it is needed) for tests, each from a temporary directory,
 // listening on 127.0.0.1 only and stopped by PID when the test ends.
 //
 // The programs come from Debian packages that scripts/test.sh installs. When a

@@ -558,6 +558,34 @@ func TestDocsShipTheTestedSnippet(t *testing.T) {
 	}
 }
 
+// TestDocsShipTheTestedCaddySnippet: the Caddy site block the docs show is
+// exactly what TestE2ECaddyForwardAuth runs.
+func TestDocsShipTheTestedCaddySnippet(t *testing.T) {
+	b, err := os.ReadFile("../../docs/forward-auth.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := CaddySnippet("api.example.com", "127.0.0.1:8080", "/v1/auth?scope=data:read", "127.0.0.1:3000")
+	if !strings.Contains(string(b), "```caddyfile\n"+want+"```") {
+		t.Fatal("docs/forward-auth.md does not contain CaddySnippet's output for its example addresses; regenerate the block between the caddy-snippet markers")
+	}
+}
+
+// CaddySnippet refuses what a Caddyfile cannot hold rather than writing a
+// configuration that means something else.
+func TestCaddySnippetRejectsWhatACaddyfileCannotHold(t *testing.T) {
+	for _, bad := range []string{"", "a b", "x{", "a\nb", "a#b", "a\"b"} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("CaddySnippet accepted %q", bad)
+				}
+			}()
+			CaddySnippet("api.example.com", bad, "/v1/auth", "127.0.0.1:3000")
+		}()
+	}
+}
+
 // TestNginxConf: the whole nginx.conf for programs outside tests
 // (scripts/bench) carries the documented snippet with its listen address
 // and extra locations, keeps nginx's files in dir, and nginx accepts it.
