@@ -430,6 +430,15 @@ func (k *clock) hash(i uint32) *[32]byte {
 	return &k.slots[i].e.Key.Hash
 }
 
+// reset empties the table, keeping its memory for what comes next.
+func (k *clock) reset() {
+	clear(k.index)
+	clear(k.slots)
+	k.slots = k.slots[:0]
+	k.hashes = k.hashes[:0]
+	k.hand = 0
+}
+
 // find returns the slot holding h.
 func (k *clock) find(h *[32]byte) (*slot, bool) {
 	i, ok := k.index[indexKey(h)]
@@ -661,6 +670,32 @@ func (c *cache) invalidate(hashes ...[32]byte) {
 		s.t.pos.remove(h)
 		s.t.neg.remove(h)
 		delete(s.t.flights, h)
+		s.mu.Unlock()
+	}
+}
+
+// forgetUnknown drops every "no such key" answer (keys were created in
+// bulk somewhere), keeping the known keys.
+func (c *cache) forgetUnknown() {
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		c.gen.Add(1)
+		s.t.neg.reset()
+		s.mu.Unlock()
+	}
+}
+
+// clear drops everything cached; loads in flight do not put back what
+// they read (the generation moved).
+func (c *cache) clear() {
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		c.gen.Add(1)
+		s.t.pos.reset()
+		s.t.neg.reset()
+		clear(s.t.flights)
 		s.mu.Unlock()
 	}
 }

@@ -27,3 +27,17 @@ func (s *Service) CacheStats() CacheStats {
 // miss counters share the line of the lock a lookup takes anyway: this
 // fails to compile otherwise.
 var _ = [1]struct{}{}[unsafe.Sizeof(shard{})-64]
+
+// Apply drops what the change makes stale in this node's cache: a key's
+// entry (known or unknown), every "no such key" answer after an import, or
+// everything after a reset. Secret changes are the secret service's.
+func (s *Service) Apply(c latchkey.Change) {
+	switch c.Kind {
+	case latchkey.ChangeKey:
+		s.cache.invalidate(c.Hash)
+	case latchkey.ChangeNewKeys:
+		s.cache.forgetUnknown()
+	case latchkey.ChangeReset:
+		s.cache.clear()
+	}
+}

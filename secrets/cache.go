@@ -198,3 +198,16 @@ func (c *secretCache) len() int {
 	}
 	return n
 }
+
+// clear drops every cached version; loads in flight do not put back what
+// they read (the generation moved).
+func (c *secretCache) clear() {
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		c.gen.Add(1)
+		clear(s.names)
+		s.n = 0
+		s.mu.Unlock()
+	}
+}

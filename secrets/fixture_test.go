@@ -24,13 +24,14 @@ var t0 = time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 // authenticates the actors) and the audit service (which lists the log,
 // flushing the queued read events first).
 type fixture struct {
-	svc   *secrets.Service
-	keys  *keys.Service
-	audit *audit.Service
-	db    *sqlite.DB
-	clock *fakeclock.Clock
-	admin *latchkey.Actor // tenant "acme" admin
-	other *latchkey.Actor // tenant "globex" admin
+	svc    *secrets.Service
+	keys   *keys.Service
+	audit  *audit.Service
+	db     *sqlite.DB
+	sealer latchkey.Sealer
+	clock  *fakeclock.Clock
+	admin  *latchkey.Actor // tenant "acme" admin
+	other  *latchkey.Actor // tenant "globex" admin
 }
 
 // setup is what a test may change before the services start: the secret
@@ -82,7 +83,7 @@ func newFixture(t testing.TB, opts ...func(*setup)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{svc: svc, keys: ks, audit: aud, db: db, clock: clock}
+	f := &fixture{svc: svc, keys: ks, audit: aud, db: db, sealer: kr, clock: clock}
 	for _, id := range []string{"acme", "globex"} {
 		_, _, tok, err := ks.CreateTenant(ctx, op, id, "")
 		if err != nil {

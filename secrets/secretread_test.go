@@ -198,6 +198,39 @@ func TestSecretCacheTTLBoundsStalenessAcrossNodes(t *testing.T) {
 	}
 }
 
+// A change made through another node is seen at once when the node is
+// told of it (Apply: the cluster's change feed), well within the TTL; a
+// reset forgets every cached secret.
+func TestSecretChangeAppliedIsSeenAtOnce(t *testing.T) {
+	f := newFixture(t, func(o *setup) { o.CacheTTL = time.Hour })
+	other := secrets.New(secrets.Options{Store: latchkey.Narrow[secrets.Tx](f.db), Now: f.clock.Now, Sealer: f.sealer})
+	t.Cleanup(func() { other.Close(context.Background()) })
+	ctx := context.Background()
+	f.put(t, f.admin, "openai", "sk-applied-old-0001")
+	f.put(t, f.admin, "anthropic", "sk-applied-old-0002")
+	readValue(t, f.svc, f.admin, "openai", 0)
+	readValue(t, f.svc, f.admin, "anthropic", 0)
+	for _, name := range []string{"openai", "anthropic"} {
+		if _, err := other.PutSecret(ctx, f.admin, name, secrets.SecretParams{Value: "sk-applied-new-" + name}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v := readValue(t, f.svc, f.admin, "openai", 0); v != "sk-applied-old-0001" {
+		t.Fatalf("before the change arrives: %q; the test needs the value cached", v)
+	}
+	f.svc.Apply(latchkey.Change{Kind: latchkey.ChangeSecret, Tenant: f.admin.Tenant, Name: "openai"})
+	if v := readValue(t, f.svc, f.admin, "openai", 0); v != "sk-applied-new-openai" {
+		t.Fatalf("after the secret's change: %q", v)
+	}
+	if v := readValue(t, f.svc, f.admin, "anthropic", 0); v != "sk-applied-old-0002" {
+		t.Fatalf("a change to openai dropped anthropic too: %q", v)
+	}
+	f.svc.Apply(latchkey.Change{Kind: latchkey.ChangeReset})
+	if v := readValue(t, f.svc, f.admin, "anthropic", 0); v != "sk-applied-new-anthropic" {
+		t.Fatalf("after a reset: %q", v)
+	}
+}
+
 // When the audit log cannot take events, reads fail (unavailable) rather
 // than go unaudited; the events of the reads answered before are written,
 // in order, once it can.

@@ -113,3 +113,15 @@ func (s *Service) Close(ctx context.Context) error { return s.reads.close(ctx) }
 // now is the clock in the store's resolution, so that what a caller is told
 // equals what a later read returns.
 func (s *Service) now() time.Time { return s.clock().UTC().Truncate(time.Microsecond) }
+
+// Apply drops what the change makes stale in this node's secret cache: a
+// secret's opened versions, or all of them after a reset. Key changes are
+// the key service's.
+func (s *Service) Apply(c latchkey.Change) {
+	switch c.Kind {
+	case latchkey.ChangeSecret:
+		s.secrets.invalidate(c.Tenant, c.Name)
+	case latchkey.ChangeReset:
+		s.secrets.clear()
+	}
+}
