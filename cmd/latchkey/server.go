@@ -25,6 +25,7 @@ import (
 	"github.com/latchkeyhq/latchkey/keyring"
 	"github.com/latchkeyhq/latchkey/keys"
 	"github.com/latchkeyhq/latchkey/limit"
+	"github.com/latchkeyhq/latchkey/limit/redislimit"
 	"github.com/latchkeyhq/latchkey/metrics"
 	"github.com/latchkeyhq/latchkey/secrets"
 	"github.com/latchkeyhq/latchkey/security"
@@ -47,10 +48,17 @@ type serverConfig struct {
 	// MasterKey is the keyring's master key in base64, from
 	// LATCHKEY_MASTER_KEY only (a flag would show in ps); when empty the
 	// key is read from MasterKeyFile, which is created on first start.
-	MasterKey      string
-	MasterKeyFile  string // "": next to the database (defaultMasterKeyFile)
-	GeoIPDB        string
-	QuotaFlush     time.Duration
+	MasterKey     string
+	MasterKeyFile string // "": next to the database (defaultMasterKeyFile)
+	GeoIPDB       string
+	QuotaFlush    time.Duration
+	// Redis, when set (redis://…), keeps the limits in Redis so that every
+	// node sharing it shares them; RedisFailure says what happens while it
+	// cannot be reached (local or deny) and Nodes how many nodes share it
+	// (a local fallback divides each limit by it).
+	Redis          string
+	RedisFailure   string
+	Nodes          int
 	UsageFlush     time.Duration
 	GuardThreshold int
 	GuardWindow    time.Duration
@@ -172,6 +180,9 @@ func serverFlags(e *env) (*serverConfig, *flag.FlagSet) {
 	fs.StringVar(&cfg.LogLevel, "log-level", envOr(e, "LATCHKEY_LOG_LEVEL", "info"), "debug, info, warn or error (env LATCHKEY_LOG_LEVEL)")
 	fs.Int64Var(&cfg.MaxBody, "max-body", 1<<20, "largest request body in bytes")
 	fs.StringVar(&cfg.GeoIPDB, "geoip-db", e.getenv("LATCHKEY_GEOIP_DB"), "MaxMind country database (.mmdb) for keys limited to countries (env LATCHKEY_GEOIP_DB)")
+	fs.StringVar(&cfg.Redis, "redis", e.getenv("LATCHKEY_REDIS"), "Redis URL (redis://[user:password@]host:port/db) keeping the rate windows, quotas and concurrency leases, shared by every node using it (env LATCHKEY_REDIS); default: in this process")
+	fs.StringVar(&cfg.RedisFailure, "redis-failure", envOr(e, "LATCHKEY_REDIS_FAILURE", redislimit.FailureLocal), "while Redis cannot be reached: local (limit in this process, each limit divided by --nodes) or deny (answer unavailable) (env LATCHKEY_REDIS_FAILURE)")
+	fs.IntVar(&cfg.Nodes, "nodes", envCount(e, "LATCHKEY_NODES", 1), "how many nodes share the limits in Redis; a local fallback gives each node its share (env LATCHKEY_NODES)")
 	fs.DurationVar(&cfg.QuotaFlush, "quota-flush", time.Second, "how often periodic quota consumption is written to the database; a crash loses at most this much (credit balances are reserved before they are spent)")
 	fs.DurationVar(&cfg.UsageFlush, "usage-flush", time.Second, "how often key usage is looked at: a key's minute (usage rows, last_used_at) is written once, when it closes or after the key was idle this long")
 	fs.IntVar(&cfg.GuardThreshold, "guard-threshold", 20, "failed key checks from one network (IPv4 /24, IPv6 /64) within --guard-window that block it (0: no guard)")
@@ -296,7 +307,19 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 	sealer.OnRewrap(anchor.Rewrap)
 
 	limiter := hooks.Limiter
-	if limiter == nil {
+	var shared *redislimit.Limiter
+	switch {
+	case limiter != nil:
+	case cfg.Redis != "":
+		rl, closeRedis, err := openRedisLimiter(cfg, latchkey.Narrow[latchkey.QuotaStore](db), log)
+		if err != nil {
+			return err
+		}
+		// Closed after the HTTP server has drained: the last flush then
+		// holds every admitted request's consumption.
+		defer closeRedis()
+		limiter, shared = rl, rl
+	default:
 		mem := limit.NewMemory(limit.Options{Store: latchkey.Narrow[latchkey.QuotaStore](db), FlushInterval: cfg.QuotaFlush, Logger: log})
 		// Closed after the HTTP server has drained: the last flush then
 		// holds every admitted request's consumption.
@@ -429,6 +452,9 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 	disp.Start()
 	met := metrics.New(metrics.Options{Keys: svc, Guard: brute, Now: now, Webhooks: disp})
 	met.Registry().MustRegister(db)
+	if shared != nil {
+		met.Registry().MustRegister(redisCollectors(shared)...)
+	}
 	apiCfg := httpapi.Config{Keys: svc, Secrets: sec, Audit: aud, Webhooks: hookSvc, Logger: log, TrustedProxies: trusted, MaxBody: cfg.MaxBody, Now: now, Guard: brute, Observer: met,
 		Keyring: sealer, SeedKeepAlive: cfg.SeedKeepAlive}
 	if brute != nil {
