@@ -28,6 +28,7 @@ TEST_PACKAGES=(
 	caddy:/usr/bin/caddy
 	postgresql:/usr/lib/postgresql/15/bin/postgres
 	redis-server:/usr/bin/redis-server
+	systemd:/usr/bin/systemd-analyze
 )
 
 FUZZTIME=${FUZZTIME:-3s}

@@ -79,6 +79,7 @@ Usage:
   latchkey reports <report> [flags]  access|usage|security, as JSON or CSV
   latchkey webhooks <command>        create|list|show|rm|deliveries|retry
   latchkey exec --secrets a,b -- CMD run CMD with A_API_KEY, B_API_KEY from the server
+  latchkey health [--server URL]     exit 0 when the node serves (GET /readyz), 1 otherwise
   latchkey version                   print the version
   latchkey help                      print this help
 
@@ -123,6 +124,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runExec(ctx, e, args[1:])
 	case "events":
 		return runEvents(ctx, e, args[1:])
+	case "health":
+		return runHealth(ctx, e, args[1:])
 	case "version", "--version":
 		fmt.Fprintln(stdout, "latchkey", version)
 		return nil
