@@ -1,8 +1,9 @@
 package main
 
-// The client half of the binary: flags every client command shares, the one
-// HTTP helper all of them call, and the printing helpers. The commands
-// themselves are in cli_keys.go and cli_tenants.go.
+// The client half of the binary: flags every client command shares, the
+// connection all of them use (a client/admin.Client, whose errors fail
+// turns into the CLI's), and the printing helpers. The commands
+// themselves are in the other cli_*.go files.
 
 import (
 	"bytes"
@@ -24,17 +25,13 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
-	"github.com/latchkeyhq/latchkey/wire"
+	"github.com/latchkeyhq/latchkey/client/admin"
 )
 
 // defaultServer is where a client looks for a node when neither --server nor
 // LATCHKEY_ADDR says otherwise; it matches the server's default listen
 // address.
 const defaultServer = "http://127.0.0.1:8080"
-
-// maxResponse bounds what the client reads from a server (a full page of
-// 1000 keys is a few MiB), so a wrong --server cannot exhaust memory.
-const maxResponse = 64 << 20
 
 // errAlreadyReported marks a failure whose outcome the command has already
 // printed, such as a verification that did not answer VALID: the process
@@ -96,7 +93,7 @@ func (c *clientFlags) tlsConfig() (*tls.Config, error) {
 // newClient checks the shared flags and returns a client for the server
 // they name. With needKey, a missing key is an EUnauthenticated error here
 // rather than a round trip later. Errors: EInvalid, EUnauthenticated.
-func (c *clientFlags) newClient(e *env, needKey bool) (*apiClient, error) {
+func (c *clientFlags) newClient(e *env, needKey bool) (*cliClient, error) {
 	timeout, err := parseDurationFlag("timeout", c.timeout)
 	if err != nil {
 		return nil, err
@@ -132,12 +129,12 @@ func (c *clientFlags) newClient(e *env, needKey bool) (*apiClient, error) {
 		t.TLSClientConfig = tc
 		hc.Transport = t
 	}
-	return &apiClient{
-		base:    base,
-		key:     key,
-		timeout: timeout,
-		http:    hc,
-	}, nil
+	ac, err := admin.New(base, key, admin.WithHTTPClient(hc), admin.WithTimeout(timeout), admin.WithUserAgent("latchkey-cli/"+version))
+	cl := &cliClient{Client: ac, base: base, key: key, timeout: timeout, http: hc}
+	if err != nil {
+		return nil, cl.fail(err)
+	}
+	return cl, nil
 }
 
 // normalizeServer turns a --server or LATCHKEY_ADDR value into a base URL.
@@ -198,78 +195,62 @@ func parseTimeFlag(name, v string) (time.Time, error) {
 	return time.Time{}, latchkey.Errorf(latchkey.EInvalid, "--%s %q: expected an RFC 3339 time such as 2030-01-02T15:04:05Z, or a date such as 2030-01-02", name, v)
 }
 
-// apiClient is the one place the CLI speaks HTTP.
-type apiClient struct {
+// cliClient is a command's connection to the server: the typed admin
+// client (package client/admin), through which every client command
+// speaks HTTP, and the settings it was made from, which exec hands to the
+// Go client.
+type cliClient struct {
+	*admin.Client
 	base    string
 	key     string
 	timeout time.Duration
 	http    *http.Client
 }
 
-// call sends one request and decodes a 2xx JSON answer into out (if not
-// nil); it also returns the raw answer for --json. The key, when the client
-// has one, goes in the Authorization header and never into an error.
-// Errors: the server's own *latchkey.Error, with its request id in the
-// message; EUnavailable when the server cannot be reached or does not answer
-// in time; the caller's context error when it is cancelled.
-func (c *apiClient) call(ctx context.Context, method, path string, query url.Values, body, out any) ([]byte, error) {
-	u := c.base + path
-	if len(query) > 0 {
-		u += "?" + query.Encode()
-	}
-	var rd io.Reader
-	// A nil map is no body at all, not a JSON null (which routes refuse).
-	if m, ok := body.(map[string]any); ok && m == nil {
-		body = nil
-	}
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return nil, fmt.Errorf("encode request: %w", err)
+// fail turns an error of the admin client into the CLI's: a refusal into
+// a *refusedError holding the server's code and message with its request
+// id; no answer into EUnavailable naming what to check (transportError);
+// an answer that is not the API's into EInternal. An interruption by the
+// user is returned as it is, so that nothing more is said.
+func (c *cliClient) fail(err error) error {
+	var ae *admin.Error
+	var te *admin.TransportError
+	switch {
+	case err == nil, errors.Is(err, context.Canceled):
+		return err
+	case errors.As(err, &te):
+		return c.transportError(te)
+	case errors.Is(err, context.DeadlineExceeded):
+		return c.timedOut()
+	case errors.As(err, &ae) && ae.Refused():
+		e := &latchkey.Error{Code: ae.Code, Message: ae.Message}
+		if ae.RequestID != "" {
+			e.Message += " (request_id " + ae.RequestID + ")"
 		}
-		rd = bytes.NewReader(b)
+		return &refusedError{e}
+	case errors.As(err, &ae) && ae.Status != 0:
+		return latchkey.Errorf(latchkey.EInternal, "%s (is %s a Latchkey server?)", ae.Message, c.base)
+	case errors.As(err, &ae):
+		return latchkey.Errorf(ae.Code, "%s", ae.Message)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u, rd)
-	if err != nil {
-		return nil, fmt.Errorf("build request: %w", err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", "latchkey-cli/"+version)
-	if c.key != "" {
-		req.Header.Set("Authorization", "Bearer "+c.key)
-	}
-	res, err := c.http.Do(req)
-	if err != nil {
-		return nil, c.transportError(ctx, err)
-	}
-	defer res.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(res.Body, maxResponse))
-	if err != nil {
-		return nil, latchkey.Errorf(latchkey.EUnavailable, "%s %s: the answer broke off: %s", method, path, readCause(err))
-	}
-	if res.StatusCode < 200 || res.StatusCode > 299 {
-		return nil, responseError(res, raw)
-	}
-	if out != nil {
-		if err := json.Unmarshal(raw, out); err != nil {
-			return nil, latchkey.Errorf(latchkey.EInternal, "%s %s: the answer is not the JSON this client expects (is %s a Latchkey server?)", method, path, c.base)
-		}
-	}
-	return raw, nil
+	return err
 }
 
-// transportError explains a request that got no HTTP answer. The usual
-// cause is a server that is not running, so that is what the message says.
-func (c *apiClient) transportError(ctx context.Context, err error) error {
-	if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return ctx.Err() // interrupted by the user: say nothing more
-	}
+func (c *cliClient) timedOut() error {
+	return latchkey.Errorf(latchkey.EUnavailable, "%s did not answer within %s (set --timeout)", c.base, latchkey.FormatDuration(c.timeout))
+}
+
+// transportError explains a request that got no complete answer. The
+// usual cause is a server that is not running, so that is what the
+// message says.
+func (c *cliClient) transportError(te *admin.TransportError) error {
+	err := te.Err
 	var ne net.Error
-	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
-		return latchkey.Errorf(latchkey.EUnavailable, "%s did not answer within %s (set --timeout)", c.base, latchkey.FormatDuration(c.timeout))
+	if te.Timeout || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+		return c.timedOut()
+	}
+	if te.Status != 0 {
+		return latchkey.Errorf(latchkey.EUnavailable, "%s %s: the answer broke off: %s", te.Method, strings.TrimPrefix(te.URL, c.base), readCause(err))
 	}
 	var dns *net.DNSError
 	if errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &dns) {
@@ -294,29 +275,6 @@ func readCause(err error) string {
 		err = ue.Err
 	}
 	return err.Error()
-}
-
-// responseError turns a non-2xx answer into a *refusedError holding a
-// *latchkey.Error: the server's
-// code and message when the body is the API's error shape, else the code
-// for the status (a proxy in between may answer with HTML).
-func responseError(res *http.Response, raw []byte) error {
-	var body wire.ErrorBody
-	e := &latchkey.Error{}
-	reqID := res.Header.Get("X-Request-Id")
-	if json.Unmarshal(raw, &body) == nil && body.Error.Code != "" {
-		e.Code, e.Message = body.Error.Code, body.Error.Message
-		if body.Error.RequestID != "" {
-			reqID = body.Error.RequestID
-		}
-	} else {
-		e.Code = latchkey.CodeForStatus(res.StatusCode)
-		e.Message = "the server answered " + res.Status
-	}
-	if reqID != "" {
-		e.Message += " (request_id " + reqID + ")"
-	}
-	return &refusedError{e}
 }
 
 // refusedError is an answer in which the server refused a request. It

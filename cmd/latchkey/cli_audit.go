@@ -5,14 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
-	"github.com/latchkeyhq/latchkey/audit"
+	"github.com/latchkeyhq/latchkey/client/admin"
 )
 
 const auditUsage = `Usage: latchkey audit <command> [flags]
@@ -47,10 +45,10 @@ func auditVerify(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	var v audit.Verdict
-	raw, err := cl.call(ctx, "GET", "/v1/audit/verify", nil, nil, &v)
+	var raw []byte
+	v, err := cl.VerifyAudit(ctx, admin.Raw(&raw))
 	if err != nil {
-		return err
+		return cl.fail(err)
 	}
 	if c.client.json {
 		if err := printJSON(e.stdout, raw); err != nil {
@@ -83,31 +81,27 @@ func addAuditFilterFlags(c *command) *auditFilterFlags {
 	return f
 }
 
-func (f *auditFilterFlags) query() (url.Values, error) {
-	q := url.Values{}
+// filter checks the flags and returns the filter they give. Errors:
+// EInvalid.
+func (f *auditFilterFlags) filter() (admin.AuditFilter, error) {
+	q := admin.AuditFilter{Action: f.action, KeyID: f.keyID}
 	if f.since != "" {
 		if d, err := latchkey.ParseDuration(f.since); err == nil {
-			q.Set("since", time.Now().Add(-d).UTC().Format(time.RFC3339Nano))
+			q.Since = time.Now().Add(-d)
 		} else {
 			t, err := parseTimeFlag("since", f.since)
 			if err != nil {
-				return nil, err
+				return q, err
 			}
-			q.Set("since", t.UTC().Format(time.RFC3339Nano))
+			q.Since = t
 		}
 	}
 	if f.until != "" {
 		t, err := parseTimeFlag("until", f.until)
 		if err != nil {
-			return nil, err
+			return q, err
 		}
-		q.Set("until", t.UTC().Format(time.RFC3339Nano))
-	}
-	if f.action != "" {
-		q.Set("action", f.action)
-	}
-	if f.keyID != "" {
-		q.Set("key_id", f.keyID)
+		q.Until = t
 	}
 	return q, nil
 }
@@ -118,7 +112,7 @@ func auditExport(ctx context.Context, e *env, args []string) error {
 	if _, err := c.parse(args); err != nil {
 		return err
 	}
-	q, err := f.query()
+	q, err := f.filter()
 	if err != nil {
 		return err
 	}
@@ -126,12 +120,18 @@ func auditExport(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	raw, err := cl.call(ctx, "GET", "/v1/audit/export", q, nil, nil)
+	body, err := cl.ExportAudit(ctx, q)
 	if err != nil {
-		return err
+		return cl.fail(err)
 	}
-	_, err = e.stdout.Write(raw)
-	return err
+	defer body.Close()
+	if n, err := io.Copy(e.stdout, body); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return latchkey.Errorf(latchkey.EUnavailable, "the export broke off after %d bytes: %s", n, readCause(err))
+	}
+	return nil
 }
 
 func auditTail(ctx context.Context, e *env, args []string) error {
@@ -146,7 +146,7 @@ func auditTail(ctx context.Context, e *env, args []string) error {
 	if *interval < 100*time.Millisecond {
 		return latchkey.Errorf(latchkey.EInvalid, "--interval must be at least 100ms")
 	}
-	q, err := f.query()
+	q, err := f.filter()
 	if err != nil {
 		return err
 	}
@@ -195,18 +195,14 @@ func auditTail(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-func auditPage(ctx context.Context, cl *apiClient, q url.Values, after int64) ([]*latchkey.AuditEvent, int64, error) {
-	pq := url.Values{}
-	for k, v := range q {
-		pq[k] = v
+// auditPage reads the page of events after the seq after.
+func auditPage(ctx context.Context, cl *cliClient, f admin.AuditFilter, after int64) ([]*latchkey.AuditEvent, int64, error) {
+	f.After = after
+	p, err := cl.ListAudit(ctx, f)
+	if err != nil {
+		return nil, 0, cl.fail(err)
 	}
-	pq.Set("after", strconv.FormatInt(after, 10))
-	var out struct {
-		Events    []*latchkey.AuditEvent `json:"events"`
-		NextAfter int64                  `json:"next_after"`
-	}
-	_, err := cl.call(ctx, "GET", "/v1/audit", pq, nil, &out)
-	return out.Events, out.NextAfter, err
+	return p.Events, p.NextAfter, nil
 }
 
 // printEvents writes one line per event: JSON lines with --json, else

@@ -3,12 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/url"
-	"strconv"
-	"time"
 
 	"github.com/latchkeyhq/latchkey"
-	"github.com/latchkeyhq/latchkey/audit"
+	"github.com/latchkeyhq/latchkey/client/admin"
 )
 
 // runEvents runs `latchkey events`: the tenant's security events (GET
@@ -24,43 +21,35 @@ func runEvents(ctx context.Context, e *env, args []string) error {
 	if _, err := c.parse(args); err != nil {
 		return err
 	}
-	q := url.Values{}
-	for name, v := range map[string]string{"kind": *kind, "key_id": *keyID, "after": *after} {
-		if v != "" {
-			q.Set(name, v)
-		}
-	}
+	f := admin.SecurityFilter{Kind: *kind, KeyID: *keyID, After: *after}
 	if c.set("since") {
 		t, err := sinceFlag(*since)
 		if err != nil {
 			return err
 		}
-		q.Set("since", t.UTC().Format(time.RFC3339Nano))
+		f.Since = t
 	}
 	if c.set("until") {
 		t, err := parseTimeFlag("until", *until)
 		if err != nil {
 			return err
 		}
-		q.Set("until", t.UTC().Format(time.RFC3339Nano))
+		f.Until = t
 	}
 	if c.set("limit") {
 		if *limit < 1 || *limit > 1000 {
 			return latchkey.Errorf(latchkey.EInvalid, "--limit must be from 1 to 1000")
 		}
-		q.Set("limit", strconv.Itoa(*limit))
+		f.Limit = *limit
 	}
 	cl, err := c.client.newClient(e, true)
 	if err != nil {
 		return err
 	}
-	var page struct {
-		Events []audit.SecurityEvent `json:"events"`
-		Next   string                `json:"next_cursor"`
-	}
-	raw, err := cl.call(ctx, "GET", "/v1/security-events", q, nil, &page)
+	var raw []byte
+	page, err := cl.ListSecurityEvents(ctx, f, admin.Raw(&raw))
 	if err != nil {
-		return err
+		return cl.fail(err)
 	}
 	if c.client.json {
 		return printJSON(e.stdout, raw)
@@ -73,8 +62,8 @@ func runEvents(ctx context.Context, e *env, args []string) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	if page.Next != "" {
-		fmt.Fprintf(e.stderr, "More events: add --after %s for the next page.\n", page.Next)
+	if page.NextCursor != "" {
+		fmt.Fprintf(e.stderr, "More events: add --after %s for the next page.\n", page.NextCursor)
 	}
 	return nil
 }

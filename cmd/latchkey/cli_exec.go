@@ -145,7 +145,7 @@ func validEnvName(s string) bool {
 // secret the broker cannot give stops the command from starting.
 // Errors: the server's code (unauthenticated, forbidden, not_found,
 // unavailable…), with a message naming the secret.
-func fetchSecrets(ctx context.Context, cl *apiClient, vars []execVar) ([]string, error) {
+func fetchSecrets(ctx context.Context, cl *cliClient, vars []execVar) ([]string, error) {
 	s, err := client.NewSecrets(client.SecretsConfig{
 		EndpointURL: cl.base + "/keys",
 		AuthToken:   cl.key,

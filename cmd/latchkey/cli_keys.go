@@ -7,13 +7,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
-	"github.com/latchkeyhq/latchkey/httpapi"
+	"github.com/latchkeyhq/latchkey/client/admin"
+	"github.com/latchkeyhq/latchkey/wire"
 )
 
 const keysUsage = `Usage: latchkey keys <command> [flags]
@@ -56,13 +56,6 @@ var keysCommands = map[string]func(context.Context, *env, []string) error{
 // runKeys runs `latchkey keys …`.
 func runKeys(ctx context.Context, e *env, args []string) error {
 	return dispatch(ctx, e, "keys", keysUsage, keysCommands, args)
-}
-
-// keyJSON is a key as the API returns it, with the plaintext that create,
-// rotate and derive return once.
-type keyJSON struct {
-	latchkey.Key
-	Plaintext string `json:"key"`
 }
 
 // settingsFlags are the flags that set a key's fields on create, update and
@@ -111,40 +104,43 @@ func addSettingsFlags(c *command, forUpdate bool) *settingsFlags {
 	return s
 }
 
-// policyBody adds the limit and policy flags that were given to b.
-func (s *settingsFlags) policyBody(b map[string]any) error {
+// policy sets the limit and policy fields of ks whose flags were given,
+// and reports whether there was one.
+func (s *settingsFlags) policy(ks *admin.KeySettings) (bool, error) {
 	c := s.c
+	given := false
 	if c.set("rate") {
 		rls := []latchkey.RateLimit{}
 		if strings.TrimSpace(s.rates) != "" {
 			var err error
 			if rls, err = latchkey.ParseRates(s.rates); err != nil {
-				return latchkey.Errorf(latchkey.EInvalid, "--rate: %s", latchkey.ErrorMessage(err))
+				return false, latchkey.Errorf(latchkey.EInvalid, "--rate: %s", latchkey.ErrorMessage(err))
 			}
 		}
-		b["ratelimits"] = rls
+		ks.RateLimits, given = rls, true
 	}
 	switch {
 	case c.set("quota") && s.noQuota:
-		return latchkey.Errorf(latchkey.EInvalid, "give --quota or --no-quota, not both")
+		return false, latchkey.Errorf(latchkey.EInvalid, "give --quota or --no-quota, not both")
 	case c.set("quota"):
 		q, err := latchkey.ParseQuotaFlag(s.quota)
 		if err != nil {
-			return latchkey.Errorf(latchkey.EInvalid, "--quota: %s", latchkey.ErrorMessage(err))
+			return false, latchkey.Errorf(latchkey.EInvalid, "--quota: %s", latchkey.ErrorMessage(err))
 		}
-		b["quota"] = q
+		ks.Quota, given = q, true
 	case s.noQuota:
-		b["quota"] = nil
+		ks.NoQuota, given = true, true
 	}
 	if c.set("max-concurrent") {
-		b["max_concurrent"] = s.maxConcurrent
+		n := s.maxConcurrent
+		ks.MaxConcurrent, given = &n, true
 	}
 	if c.set("lease-ttl") {
 		d, err := parseDurationFlag("lease-ttl", s.leaseTTL)
 		if err != nil {
-			return err
+			return false, err
 		}
-		b["lease_ttl"] = latchkey.FormatDuration(d)
+		ks.LeaseTTL, given = &d, true
 	}
 	if c.set("window") {
 		ws := []latchkey.TimeWindow{}
@@ -154,53 +150,55 @@ func (s *settingsFlags) policyBody(b map[string]any) error {
 			}
 			tw, err := latchkey.ParseTimeWindowFlag(w)
 			if err != nil {
-				return latchkey.Errorf(latchkey.EInvalid, "--window: %s", latchkey.ErrorMessage(err))
+				return false, latchkey.Errorf(latchkey.EInvalid, "--window: %s", latchkey.ErrorMessage(err))
 			}
 			ws = append(ws, tw)
 		}
-		b["time_windows"] = ws
+		ks.TimeWindows, given = ws, true
 	}
 	if c.set("countries") {
-		b["countries"] = nonNil(s.countries)
+		ks.Countries, given = nonNil(s.countries), true
 	}
-	return nil
+	return given, nil
 }
 
-// body returns the JSON fields for exactly the flags given, checking what
-// can be checked before a request. Errors: EInvalid.
-func (s *settingsFlags) body() (map[string]any, error) {
+// settings returns the key fields of exactly the flags given, and whether
+// there was one, checking what can be checked before a request. Errors:
+// EInvalid.
+func (s *settingsFlags) settings() (ks admin.KeySettings, given bool, err error) {
 	c := s.c
-	b := map[string]any{}
-	if c.set("name") {
-		b["name"] = s.name
+	str := func(flag, v string) *string {
+		if !c.set(flag) {
+			return nil
+		}
+		given = true
+		return &v
 	}
-	if c.set("owner") {
-		b["owner"] = s.owner
-	}
-	if c.set("env") {
-		b["environment"] = s.env
-	}
+	ks.Name, ks.Owner, ks.Environment = str("name", s.name), str("owner", s.owner), str("env", s.env)
 	// A list flag given as "" is an empty list, which the API reads as
 	// "none", not as "unchanged".
 	if c.set("scopes") {
-		b["scopes"] = nonNil(s.scopes)
+		ks.Scopes, given = nonNil(s.scopes), true
 	}
 	if c.set("resources") {
-		b["resources"] = nonNil(s.resources)
+		ks.Resources, given = nonNil(s.resources), true
 	}
 	if c.set("meta") {
-		b["meta"] = map[string]any(s.meta)
+		ks.Meta, given = map[string]any(s.meta), true
+		if ks.Meta == nil {
+			ks.Meta = map[string]any{}
+		}
 	}
 	switch {
 	case c.set("ip") && s.noIP:
-		return nil, latchkey.Errorf(latchkey.EInvalid, "give --ip or --no-ip, not both")
+		return ks, false, latchkey.Errorf(latchkey.EInvalid, "give --ip or --no-ip, not both")
 	case c.set("ip"):
 		if _, err := latchkey.ParseIPAllow(s.ip); err != nil {
-			return nil, latchkey.Errorf(latchkey.EInvalid, "--ip: %s", latchkey.ErrorMessage(err))
+			return ks, false, latchkey.Errorf(latchkey.EInvalid, "--ip: %s", latchkey.ErrorMessage(err))
 		}
-		b["ip_allow"] = nonNil(s.ip)
+		ks.IPAllow, given = nonNil(s.ip), true
 	case s.noIP:
-		b["ip_allow"] = []string{}
+		ks.IPAllow, given = []string{}, true
 	}
 	n := 0
 	for _, f := range []string{"expires", "expires-in", "expires-at", "no-expiry"} {
@@ -209,31 +207,32 @@ func (s *settingsFlags) body() (map[string]any, error) {
 		}
 	}
 	if n > 1 {
-		return nil, latchkey.Errorf(latchkey.EInvalid, "give one of --expires-in, --expires-at and --no-expiry")
+		return ks, false, latchkey.Errorf(latchkey.EInvalid, "give one of --expires-in, --expires-at and --no-expiry")
 	}
 	switch {
 	case c.set("expires") || c.set("expires-in"):
 		d, err := parseDurationFlag("expires-in", s.expires)
 		if err != nil {
-			return nil, err
+			return ks, false, err
 		}
 		if d <= 0 {
-			return nil, latchkey.Errorf(latchkey.EInvalid, "--expires-in must be positive (to end a key now, revoke it)")
+			return ks, false, latchkey.Errorf(latchkey.EInvalid, "--expires-in must be positive (to end a key now, revoke it)")
 		}
-		b["expires_in"] = latchkey.FormatDuration(d)
+		ks.ExpiresIn, given = d, true
 	case c.set("expires-at"):
 		t, err := parseTimeFlag("expires-at", s.expiresAt)
 		if err != nil {
-			return nil, err
+			return ks, false, err
 		}
-		b["expires_at"] = t.UTC().Format(time.RFC3339Nano)
+		ks.ExpiresAt, given = t, true
 	case s.noExpiry:
-		b["expires_at"] = nil
+		ks.NoExpiry, given = true, true
 	}
-	if err := s.policyBody(b); err != nil {
-		return nil, err
+	more, err := s.policy(&ks)
+	if err != nil {
+		return ks, false, err
 	}
-	return b, nil
+	return ks, given || more, nil
 }
 
 func nonNil(l listFlag) []string {
@@ -246,13 +245,20 @@ func nonNil(l listFlag) []string {
 func keysCreate(ctx context.Context, e *env, args []string) error {
 	c := newCommand(e, "keys create", "--name N [flags]")
 	return issueKey(ctx, e, c, args, nil, "key prefix, 1-16 of a-z, 0-9 and '_' (default lk)",
-		func([]string) (string, string) { return "/v1/keys", "Created key" })
+		func(ctx context.Context, cl *cliClient, _ []string, p admin.KeyParams, o admin.CallOption) (*admin.IssuedKey, string, error) {
+			k, err := cl.CreateKey(ctx, p, o)
+			return k, "Created key", err
+		})
 }
 
+// issueFunc mints a key with the admin client and returns it and the
+// opening words of the headline that announces it.
+type issueFunc func(ctx context.Context, cl *cliClient, pos []string, p admin.KeyParams, o admin.CallOption) (*admin.IssuedKey, string, error)
+
 // issueKey runs a command that mints a key (create, derive): the settings
-// flags, a required --name, --prefix, the request, and the once-only output.
-// route returns the path to POST to and the headline's opening words.
-func issueKey(ctx context.Context, e *env, c *command, args, positional []string, prefixHelp string, route func(pos []string) (path, headline string)) error {
+// flags, a required --name, --prefix, the request (issue), and the
+// once-only output.
+func issueKey(ctx context.Context, e *env, c *command, args, positional []string, prefixHelp string, issue issueFunc) error {
 	s := addSettingsFlags(c, false)
 	prefix := c.fs.String("prefix", "", prefixHelp)
 	pos, err := c.parse(args, positional...)
@@ -264,25 +270,25 @@ func issueKey(ctx context.Context, e *env, c *command, args, positional []string
 		c.fs.Usage()
 		return errUsageShown
 	}
-	body, err := s.body()
+	ks, _, err := s.settings()
 	if err != nil {
 		return err
 	}
+	p := admin.KeyParams{KeySettings: ks}
 	if *prefix != "" {
 		if !latchkey.ValidPrefix(*prefix) {
 			return latchkey.Errorf(latchkey.EInvalid, "--prefix %q: use 1-16 of a-z, 0-9 and '_', not ending in '_'", *prefix)
 		}
-		body["prefix"] = *prefix
+		p.Prefix = *prefix
 	}
 	cl, err := c.client.newClient(e, true)
 	if err != nil {
 		return err
 	}
-	path, headline := route(pos)
-	var k keyJSON
-	raw, err := cl.call(ctx, "POST", path, nil, body, &k)
+	var raw []byte
+	k, headline, err := issue(ctx, cl, pos, p, admin.Raw(&raw))
 	if err != nil {
-		return err
+		return cl.fail(err)
 	}
 	if c.client.json {
 		return printJSON(e.stdout, raw)
@@ -300,7 +306,7 @@ func policyValue(field string, v any) (string, bool) {
 	if field == "quota_usage" && v != nil {
 		// The quota now, as the next verification would find it.
 		raw, err := json.Marshal(v)
-		var l httpapi.Limit
+		var l wire.Limit
 		if err != nil || json.Unmarshal(raw, &l) != nil {
 			return "", false
 		}
@@ -376,65 +382,29 @@ func keysList(ctx context.Context, e *env, args []string) error {
 	if *state != "" && !latchkey.ValidState(latchkey.State(*state)) {
 		return latchkey.Errorf(latchkey.EInvalid, "--state %q: use active, suspended, revoked or expired", *state)
 	}
-	q, err := pf.query(c)
+	if err := pf.check(c); err != nil {
+		return err
+	}
+	cl, err := c.client.newClient(e, true)
 	if err != nil {
 		return err
 	}
-	for k, v := range map[string]string{"owner": *owner, "environment": *envTag, "state": *state, "name": *name, "parent_id": *parent} {
-		if v != "" {
-			q.Set(k, v)
+	f := admin.KeyFilter{Owner: *owner, Environment: *envTag, State: latchkey.State(*state), Name: *name, ParentID: *parent}
+	fetch := func(ctx context.Context, p admin.Page, o ...admin.CallOption) ([]latchkey.Key, string, error) {
+		f.Page = p
+		l, err := cl.ListKeys(ctx, f, o...)
+		if err != nil {
+			return nil, "", err
 		}
+		return l.Keys, l.NextCursor, nil
 	}
-	return runList(ctx, e, c, pf, q, "/v1/keys", "keys", listTable[latchkey.Key]{
+	return runList(ctx, e, c, cl, pf, "keys", fetch, listTable[latchkey.Key]{
 		header: "ID\tNAME\tOWNER\tENV\tSTATE\tSCOPES\tEXPIRES\tCREATED",
 		row: func(k *latchkey.Key) string {
 			return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", k.ID, orDash(k.Name), orDash(k.Owner), orDash(k.Environment),
 				k.State, joinList(k.Scopes), fmtTime(k.ExpiresAt, "never"), fmtTime(k.CreatedAt, "-"))
 		},
 	})
-}
-
-// listPages reads a list route from cursor; with all it follows
-// next_cursor to the end. It returns the items of field, the cursor of the
-// page after them ("" at the end), and the last page's raw answer.
-func listPages(ctx context.Context, cl *apiClient, path, field string, q url.Values, cursor string, all bool) (items []json.RawMessage, next string, raw []byte, err error) {
-	for {
-		if cursor != "" {
-			q.Set("cursor", cursor)
-		}
-		var page map[string]json.RawMessage
-		if raw, err = cl.call(ctx, "GET", path, q, nil, &page); err != nil {
-			return nil, "", nil, err
-		}
-		var got []json.RawMessage
-		next = ""
-		if err := json.Unmarshal(page[field], &got); err != nil && len(page[field]) > 0 {
-			return nil, "", nil, latchkey.Errorf(latchkey.EInternal, "GET %s: %q is not a list", path, field)
-		}
-		if nc, ok := page["next_cursor"]; ok {
-			_ = json.Unmarshal(nc, &next)
-		}
-		items = append(items, got...)
-		if !all || next == "" {
-			return items, next, raw, nil
-		}
-		if next == cursor {
-			return nil, "", nil, latchkey.Errorf(latchkey.EInternal, "GET %s: the server returned the same page twice", path)
-		}
-		cursor = next
-	}
-}
-
-// writeAllPages prints the items of every page as one list answer.
-func writeAllPages(w io.Writer, field string, items []json.RawMessage) error {
-	if items == nil {
-		items = []json.RawMessage{}
-	}
-	b, err := json.Marshal(map[string]any{field: items, "next_cursor": ""})
-	if err != nil {
-		return err
-	}
-	return printJSON(w, b)
 }
 
 func keysShow(ctx context.Context, e *env, args []string) error {
@@ -447,9 +417,9 @@ func keysShow(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	raw, err := cl.call(ctx, "GET", "/v1/keys/"+url.PathEscape(pos[0]), nil, nil, nil)
-	if err != nil {
-		return err
+	var raw []byte
+	if _, err := cl.GetKey(ctx, pos[0], admin.Raw(&raw)); err != nil {
+		return cl.fail(err)
 	}
 	if c.client.json {
 		return printJSON(e.stdout, raw)
@@ -459,7 +429,7 @@ func keysShow(ctx context.Context, e *env, args []string) error {
 
 // limitLine shows a limit's state: "3 of 10 left until …", or for a
 // credit balance, which never refills, "3 of 10 left".
-func limitLine(l *httpapi.Limit) string {
+func limitLine(l *wire.Limit) string {
 	if l.ResetAt.IsZero() {
 		return fmt.Sprintf("%d of %d left", max(l.Remaining, 0), l.Limit)
 	}
@@ -560,11 +530,11 @@ func keysUpdate(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	body, err := s.body()
+	ks, given, err := s.settings()
 	if err != nil {
 		return err
 	}
-	if len(body) == 0 {
+	if !given {
 		fmt.Fprintln(e.stderr, "latchkey keys update: nothing to change; give at least one field flag")
 		c.fs.Usage()
 		return errUsageShown
@@ -573,9 +543,9 @@ func keysUpdate(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	raw, err := cl.call(ctx, "PATCH", "/v1/keys/"+url.PathEscape(pos[0]), nil, body, nil)
-	if err != nil {
-		return err
+	var raw []byte
+	if _, err := cl.UpdateKey(ctx, pos[0], ks, admin.Raw(&raw)); err != nil {
+		return cl.fail(err)
 	}
 	if c.client.json {
 		return printJSON(e.stdout, raw)
@@ -592,13 +562,13 @@ func keysRotate(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	body := map[string]any{}
+	var p admin.RotateParams
 	if c.set("grace") {
 		d, err := parseDurationFlag("grace", *grace)
 		if err != nil {
 			return err
 		}
-		body["grace_period"] = latchkey.FormatDuration(d)
+		p.Grace = &d
 	}
 	if c.set("expires") || c.set("expires-in") {
 		d, err := parseDurationFlag("expires-in", *expires)
@@ -608,17 +578,17 @@ func keysRotate(ctx context.Context, e *env, args []string) error {
 		if d <= 0 {
 			return latchkey.Errorf(latchkey.EInvalid, "--expires-in must be positive")
 		}
-		body["expires_in"] = latchkey.FormatDuration(d)
+		p.ExpiresIn = d
 	}
 	cl, err := c.client.newClient(e, true)
 	if err != nil {
 		return err
 	}
 	oldID := pos[0]
-	var k keyJSON
-	raw, err := cl.call(ctx, "POST", "/v1/keys/"+url.PathEscape(oldID)+"/rotate", nil, body, &k)
+	var raw []byte
+	k, err := cl.RotateKey(ctx, oldID, p, admin.Raw(&raw))
 	if err != nil {
-		return err
+		return cl.fail(err)
 	}
 	if c.client.json {
 		return printJSON(e.stdout, raw)
@@ -626,8 +596,7 @@ func keysRotate(ctx context.Context, e *env, args []string) error {
 	// The answer is the successor; when the old key stops working is on
 	// the old key. The rotation has happened, so failing to read that only
 	// changes the message: the new key must be printed whatever happens.
-	var old latchkey.Key
-	_, oldErr := cl.call(ctx, "GET", "/v1/keys/"+url.PathEscape(oldID), nil, nil, &old)
+	old, oldErr := cl.GetKey(ctx, oldID)
 	fmt.Fprintf(e.stdout, "Rotated key %s to %s (%s)\n", oldID, k.ID, k.Name)
 	printKeySummary(e.stdout, &k.Key)
 	switch {
@@ -648,18 +617,18 @@ func keysSuspend(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	body := map[string]any{}
+	p := admin.SuspendParams{Reason: *reason}
 	if c.set("for") {
 		d, err := parseDurationFlag("for", *dur)
 		if err != nil {
 			return err
 		}
-		body["duration"] = latchkey.FormatDuration(d)
+		p.For = d
 	}
-	if *reason != "" {
-		body["reason"] = *reason
+	change := func(ctx context.Context, cl *cliClient, o admin.CallOption) (*latchkey.Key, error) {
+		return cl.SuspendKey(ctx, pos[0], p, o)
 	}
-	return stateChange(ctx, c, pos[0], "suspend", body, func(k *latchkey.Key) string {
+	return stateChange(ctx, c, change, func(k *latchkey.Key) string {
 		return fmt.Sprintf("Suspended key %s and the keys derived from it until %s.", k.ID, fmtTime(k.SuspendedUntil, "resumed"))
 	})
 }
@@ -670,7 +639,10 @@ func keysResume(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	return stateChange(ctx, c, pos[0], "resume", nil, func(k *latchkey.Key) string {
+	change := func(ctx context.Context, cl *cliClient, o admin.CallOption) (*latchkey.Key, error) {
+		return cl.ResumeKey(ctx, pos[0], o)
+	}
+	return stateChange(ctx, c, change, func(k *latchkey.Key) string {
 		return fmt.Sprintf("Resumed key %s and the keys derived from it; it is %s.", k.ID, k.State)
 	})
 }
@@ -682,39 +654,39 @@ func keysRevoke(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	body := map[string]any{}
-	if *reason != "" {
-		body["reason"] = *reason
+	change := func(ctx context.Context, cl *cliClient, o admin.CallOption) (*latchkey.Key, error) {
+		return cl.RevokeKey(ctx, pos[0], *reason, o)
 	}
-	return stateChange(ctx, c, pos[0], "revoke", body, func(k *latchkey.Key) string {
+	return stateChange(ctx, c, change, func(k *latchkey.Key) string {
 		return fmt.Sprintf("Revoked key %s and the keys derived from it, for good.", k.ID)
 	})
 }
 
-// stateChange posts a suspend, resume or revoke and reports the key's new
-// state with describe.
-func stateChange(ctx context.Context, c *command, id, op string, body map[string]any, describe func(*latchkey.Key) string) error {
+// stateChange makes a suspend, resume or revoke with change and reports
+// the key's new state with describe.
+func stateChange(ctx context.Context, c *command, change func(context.Context, *cliClient, admin.CallOption) (*latchkey.Key, error), describe func(*latchkey.Key) string) error {
 	cl, err := c.client.newClient(c.e, true)
 	if err != nil {
 		return err
 	}
-	var k latchkey.Key
-	raw, err := cl.call(ctx, "POST", "/v1/keys/"+url.PathEscape(id)+"/"+op, nil, body, &k)
+	var raw []byte
+	k, err := change(ctx, cl, admin.Raw(&raw))
 	if err != nil {
-		return err
+		return cl.fail(err)
 	}
 	if c.client.json {
 		return printJSON(c.e.stdout, raw)
 	}
-	fmt.Fprintln(c.e.stdout, describe(&k))
+	fmt.Fprintln(c.e.stdout, describe(k))
 	return nil
 }
 
 func keysDerive(ctx context.Context, e *env, args []string) error {
 	c := newCommand(e, "keys derive", "PARENT_ID --name N [flags]")
 	return issueKey(ctx, e, c, args, []string{"PARENT_ID"}, "key prefix (default: the parent's)",
-		func(pos []string) (string, string) {
-			return "/v1/keys/" + url.PathEscape(pos[0]) + "/derive", "Derived from " + pos[0] + ": key"
+		func(ctx context.Context, cl *cliClient, pos []string, p admin.KeyParams, o admin.CallOption) (*admin.IssuedKey, string, error) {
+			k, err := cl.DeriveKey(ctx, pos[0], p, o)
+			return k, "Derived from " + pos[0] + ": key", err
 		})
 }
 
@@ -738,37 +710,31 @@ func keysVerify(ctx context.Context, e *env, args []string) error {
 		}
 		key = strings.TrimSpace(line)
 	}
-	body := map[string]any{"key": key}
+	req := admin.VerifyRequest{Key: key, Resource: *resource, IP: *ip}
 	if len(scopes) > 0 {
-		body["scopes"] = []string(scopes)
-	}
-	if *resource != "" {
-		body["resource"] = *resource
-	}
-	if *ip != "" {
-		body["ip"] = *ip
+		req.Scopes = scopes
 	}
 	if c.set("cost") {
 		if *cost < 0 {
 			return latchkey.Errorf(latchkey.EInvalid, "--cost must not be negative")
 		}
-		body["cost"] = *cost
+		req.Cost = cost
 	}
 	cl, err := c.client.newClient(e, false)
 	if err != nil {
 		return err
 	}
-	var v httpapi.VerifyResponse
-	raw, err := cl.call(ctx, "POST", "/v1/keys/verify", nil, body, &v)
+	var raw []byte
+	v, err := cl.VerifyKey(ctx, req, admin.Raw(&raw))
 	if err != nil {
-		return err
+		return cl.fail(err)
 	}
 	if c.client.json {
 		if err := printJSON(e.stdout, raw); err != nil {
 			return err
 		}
 	} else {
-		printVerdict(e.stdout, &v)
+		printVerdict(e.stdout, v)
 	}
 	if v.Code != latchkey.CodeValid {
 		return &deniedError{Code: v.Code}
@@ -778,7 +744,7 @@ func keysVerify(ctx context.Context, e *env, args []string) error {
 
 // printVerdict prints a verification's code, then who the key belongs to
 // and what is left of its limits.
-func printVerdict(w io.Writer, v *httpapi.VerifyResponse) {
+func printVerdict(w io.Writer, v *admin.VerifyResponse) {
 	fmt.Fprintln(w, v.Code)
 	tw := newTable(w)
 	line := func(label, value string) {
@@ -802,7 +768,7 @@ func printVerdict(w io.Writer, v *httpapi.VerifyResponse) {
 	}
 	for _, l := range []struct {
 		label string
-		l     *httpapi.Limit
+		l     *wire.Limit
 	}{{"ratelimit", v.RateLimit}, {"quota", v.Quota}} {
 		if l.l != nil {
 			line(l.label, limitLine(l.l))

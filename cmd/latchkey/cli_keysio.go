@@ -2,11 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,47 +11,9 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/client/admin"
 	"github.com/latchkeyhq/latchkey/keys"
 )
-
-// stream sends one request whose body (if any) is read as it goes and
-// returns the 2xx answer for the caller to read and close. Unlike call it
-// has no overall time limit; headerTimeout (0: none) bounds the wait for
-// the answer's headers once the body is sent. An import needs none: the
-// server is still working through what the connection's buffers hold.
-func (c *apiClient) stream(ctx context.Context, method, path string, query url.Values, body io.Reader, contentType string, headerTimeout time.Duration) (*http.Response, error) {
-	u := c.base + path
-	if len(query) > 0 {
-		u += "?" + query.Encode()
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u, body)
-	if err != nil {
-		return nil, fmt.Errorf("build request: %w", err)
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	req.Header.Set("User-Agent", "latchkey-cli/"+version)
-	if c.key != "" {
-		req.Header.Set("Authorization", "Bearer "+c.key)
-	}
-	t, _ := c.http.Transport.(*http.Transport)
-	if t == nil {
-		t = http.DefaultTransport.(*http.Transport)
-	}
-	t = t.Clone()
-	t.ResponseHeaderTimeout = headerTimeout
-	res, err := (&http.Client{Transport: t}).Do(req)
-	if err != nil {
-		return nil, c.transportError(ctx, err)
-	}
-	if res.StatusCode < 200 || res.StatusCode > 299 {
-		defer res.Body.Close()
-		raw, _ := io.ReadAll(io.LimitReader(res.Body, maxResponse))
-		return nil, responseError(res, raw)
-	}
-	return res, nil
-}
 
 func keysExport(ctx context.Context, e *env, args []string) error {
 	c := newCommand(e, "keys export", "[--out FILE]")
@@ -66,11 +25,11 @@ func keysExport(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	res, err := cl.stream(ctx, "GET", "/v1/keys/export", nil, nil, "", cl.timeout)
+	body, err := cl.ExportKeys(ctx)
 	if err != nil {
-		return err
+		return cl.fail(err)
 	}
-	defer res.Body.Close()
+	defer body.Close()
 	w := e.stdout
 	var f *os.File
 	if *out != "" {
@@ -80,7 +39,7 @@ func keysExport(ctx context.Context, e *env, args []string) error {
 		}
 		w = f
 	}
-	n, err := io.Copy(w, res.Body)
+	n, err := io.Copy(w, body)
 	if f != nil {
 		if cerr := f.Close(); err == nil {
 			err = cerr
@@ -124,14 +83,18 @@ func keysImport(ctx context.Context, e *env, args []string) error {
 	if !ok {
 		return latchkey.Errorf(latchkey.EInvalid, "--format %q: use auto, jsonl, plaintext, sha256 or env", f)
 	}
-	q := url.Values{"format": {f}}
-	for flagName, param := range map[string]string{"owner": "owner", "name": "name", "env": "environment"} {
-		if c.set(flagName) {
-			q.Set(param, map[string]string{"owner": *owner, "name": *name, "env": *envTag}[flagName])
-		}
+	p := admin.ImportParams{Format: f}
+	if c.set("owner") {
+		p.Owner = owner
+	}
+	if c.set("name") {
+		p.Name = name
+	}
+	if c.set("env") {
+		p.Environment = envTag
 	}
 	if c.set("scopes") {
-		q.Set("scopes", strings.Join(scopes, ","))
+		p.Scopes = nonNil(scopes)
 	}
 	var in io.Reader = e.stdin
 	var size int64 = -1
@@ -155,22 +118,14 @@ func keysImport(ctx context.Context, e *env, args []string) error {
 		bar = startProgress(e.stderr, size)
 		in = bar.reader(in)
 	}
-	res, err := cl.stream(ctx, "POST", "/v1/keys/import", q, in, "text/plain", 0)
+	var raw []byte
+	r, err := cl.ImportKeys(ctx, in, p, admin.Raw(&raw))
 	bar.stop()
 	if err != nil {
-		return err
-	}
-	defer res.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(res.Body, maxResponse))
-	if err != nil {
-		return latchkey.Errorf(latchkey.EUnavailable, "the answer broke off: %s", readCause(err))
+		return cl.fail(err)
 	}
 	if c.client.json {
 		return printJSON(e.stdout, raw)
-	}
-	var r keys.ImportResult
-	if err := json.Unmarshal(raw, &r); err != nil {
-		return latchkey.Errorf(latchkey.EInternal, "the answer is not the JSON this client expects")
 	}
 	fmt.Fprintf(e.stdout, "imported %d, skipped %d (already stored), invalid %d\n", r.Imported, r.Skipped, r.Invalid)
 	for _, p := range r.Errors {

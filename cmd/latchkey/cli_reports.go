@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net/url"
 	"os"
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/audit"
+	"github.com/latchkeyhq/latchkey/client/admin"
 )
 
 const reportsUsage = `Usage: latchkey reports <report> [--from T] [--to T] [--format json|csv] [--out FILE]
@@ -51,7 +51,7 @@ func reportCmd(ctx context.Context, e *env, kind string, args []string) error {
 	if c.client.json && *format == "csv" {
 		return latchkey.Errorf(latchkey.EInvalid, "--json and --format csv contradict each other")
 	}
-	q := url.Values{"format": {*format}}
+	var w admin.ReportWindow
 	if *from != "" {
 		t, err := audit.ParseReportTime(*from)
 		if err != nil {
@@ -61,22 +61,22 @@ func reportCmd(ctx context.Context, e *env, kind string, args []string) error {
 			}
 			t = time.Now().Add(-d)
 		}
-		q.Set("from", t.UTC().Format(time.RFC3339Nano))
+		w.From = t
 	}
 	if *to != "" {
 		t, err := audit.ParseReportTime(*to)
 		if err != nil {
 			return latchkey.Errorf(latchkey.EInvalid, "--to %q: expected an RFC 3339 time or a date such as 2026-06-01", *to)
 		}
-		q.Set("to", t.UTC().Format(time.RFC3339Nano))
+		w.To = t
 	}
 	cl, err := c.client.newClient(e, true)
 	if err != nil {
 		return err
 	}
-	raw, err := cl.call(ctx, "GET", "/v1/reports/"+kind, q, nil, nil)
+	raw, err := fetchReport(ctx, cl, kind, *format, w)
 	if err != nil {
-		return err
+		return cl.fail(err)
 	}
 	if *out == "" {
 		if *format == "json" {
@@ -97,4 +97,23 @@ func reportCmd(ctx context.Context, e *env, kind string, args []string) error {
 	}
 	fmt.Fprintf(e.stderr, "wrote the %s report to %s (%d bytes)\n", kind, *out, len(raw))
 	return nil
+}
+
+// fetchReport reads the report kind in format (json or csv) as the server
+// sent it.
+func fetchReport(ctx context.Context, cl *cliClient, kind, format string, w admin.ReportWindow) ([]byte, error) {
+	if format == "csv" {
+		return cl.ReportCSV(ctx, kind, w)
+	}
+	var raw []byte
+	var err error
+	switch kind {
+	case admin.ReportKindAccess:
+		_, err = cl.ReportAccess(ctx, w, admin.Raw(&raw))
+	case admin.ReportKindUsage:
+		_, err = cl.ReportUsage(ctx, w, admin.Raw(&raw))
+	default:
+		_, err = cl.ReportSecurity(ctx, w, admin.Raw(&raw))
+	}
+	return raw, err
 }

@@ -2,16 +2,14 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/client/admin"
 	"github.com/latchkeyhq/latchkey/keyring"
 	"github.com/latchkeyhq/latchkey/secrets"
 )
@@ -45,21 +43,16 @@ func runSecrets(ctx context.Context, e *env, args []string) error {
 }
 
 // parseSecretName parses a secrets command's flags and its one argument,
-// NAME, and returns the name and its route.
-func (c *command) parseSecretName(args []string) (name, path string, err error) {
+// NAME, and checks the name. Errors: EInvalid.
+func (c *command) parseSecretName(args []string) (string, error) {
 	pos, err := c.parse(args, "NAME")
 	if err != nil {
-		return "", "", err
-	}
-	path, err = secretPath(pos[0])
-	return pos[0], path, err
-}
-
-func secretPath(name string) (string, error) {
-	if err := latchkey.ValidateSecretName(name); err != nil {
 		return "", err
 	}
-	return "/v1/secrets/" + url.PathEscape(name), nil
+	if err := latchkey.ValidateSecretName(pos[0]); err != nil {
+		return "", err
+	}
+	return pos[0], nil
 }
 
 // trimNewline drops one trailing line end, which files and here-strings
@@ -77,7 +70,7 @@ func secretsPut(ctx context.Context, e *env, args []string) error {
 	expires := c.fs.String("expires-in", "", "how long clients may cache the value, e.g. 30m (default: the server's, 1h)")
 	var meta metaFlag
 	c.fs.Var(&meta, "meta", "metadata key=value (repeatable)")
-	_, path, err := c.parseSecretName(args)
+	name, err := c.parseSecretName(args)
 	if err != nil {
 		return err
 	}
@@ -115,7 +108,7 @@ func secretsPut(ctx context.Context, e *env, args []string) error {
 		value = trimNewline(string(b))
 		clear(b)
 	}
-	body := map[string]any{"value": value}
+	p := admin.SecretParams{Value: value}
 	if *expires != "" {
 		d, err := parseDurationFlag("expires-in", *expires)
 		if err != nil {
@@ -124,23 +117,22 @@ func secretsPut(ctx context.Context, e *env, args []string) error {
 		if d < time.Second || d%time.Second != 0 {
 			return latchkey.Errorf(latchkey.EInvalid, "--expires-in must be whole seconds, at least 1s")
 		}
-		body["expires_in"] = int64(d / time.Second)
+		p.ExpiresIn = d
 	}
 	if meta != nil {
-		m := make(map[string]string, len(meta))
+		p.Meta = make(map[string]string, len(meta))
 		for k, v := range meta {
-			m[k] = fmt.Sprint(v)
+			p.Meta[k] = fmt.Sprint(v)
 		}
-		body["meta"] = m
 	}
 	cl, err := c.client.newClient(e, true)
 	if err != nil {
 		return err
 	}
-	var out latchkey.Secret
-	raw, err := cl.call(ctx, "PUT", path, nil, body, &out)
+	var raw []byte
+	out, err := cl.PutSecret(ctx, name, p, admin.Raw(&raw))
 	if err != nil {
-		return err
+		return cl.fail(err)
 	}
 	if c.client.json {
 		return printJSON(e.stdout, raw)
@@ -152,25 +144,25 @@ func secretsPut(ctx context.Context, e *env, args []string) error {
 func secretsGet(ctx context.Context, e *env, args []string) error {
 	c := newCommand(e, "secrets get", "NAME [--version N]")
 	ver := c.fs.Int64("version", 0, "read this version (default: the newest)")
-	_, path, err := c.parseSecretName(args)
+	name, err := c.parseSecretName(args)
 	if err != nil {
 		return err
 	}
-	q := url.Values{}
+	var version int64
 	if c.set("version") {
 		if *ver < 1 {
 			return latchkey.Errorf(latchkey.EInvalid, "--version must be at least 1")
 		}
-		q.Set("version", strconv.FormatInt(*ver, 10))
+		version = *ver
 	}
 	cl, err := c.client.newClient(e, true)
 	if err != nil {
 		return err
 	}
-	var out latchkey.Secret
-	raw, err := cl.call(ctx, "GET", path, q, nil, &out)
+	var raw []byte
+	out, err := cl.GetSecret(ctx, name, version, admin.Raw(&raw))
 	if err != nil {
-		return err
+		return cl.fail(err)
 	}
 	if c.client.json {
 		return printJSON(e.stdout, raw)
@@ -186,11 +178,21 @@ func secretsList(ctx context.Context, e *env, args []string) error {
 	if _, err := c.parse(args); err != nil {
 		return err
 	}
-	q, err := pf.query(c)
+	if err := pf.check(c); err != nil {
+		return err
+	}
+	cl, err := c.client.newClient(e, true)
 	if err != nil {
 		return err
 	}
-	return runList(ctx, e, c, pf, q, "/v1/secrets", "secrets", listTable[latchkey.SecretInfo]{
+	fetch := func(ctx context.Context, p admin.Page, o ...admin.CallOption) ([]latchkey.SecretInfo, string, error) {
+		l, err := cl.ListSecrets(ctx, p, o...)
+		if err != nil {
+			return nil, "", err
+		}
+		return l.Secrets, l.NextCursor, nil
+	}
+	return runList(ctx, e, c, cl, pf, "secrets", fetch, listTable[latchkey.SecretInfo]{
 		header: "NAME\tVERSION\tKEPT\tEXPIRES_IN\tUPDATED",
 		row: func(s *latchkey.SecretInfo) string {
 			return fmt.Sprintf("%s\t%d\t%d\t%ds\t%s", s.Name, s.Version, s.Versions, s.ExpiresIn, fmtTime(s.UpdatedAt, "-"))
@@ -200,7 +202,7 @@ func secretsList(ctx context.Context, e *env, args []string) error {
 
 func secretsVersions(ctx context.Context, e *env, args []string) error {
 	c := newCommand(e, "secrets versions", "NAME")
-	_, path, err := c.parseSecretName(args)
+	name, err := c.parseSecretName(args)
 	if err != nil {
 		return err
 	}
@@ -208,19 +210,17 @@ func secretsVersions(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	var out struct {
-		Versions []latchkey.Secret `json:"versions"`
-	}
-	raw, err := cl.call(ctx, "GET", path+"/versions", nil, nil, &out)
+	var raw []byte
+	versions, err := cl.SecretVersions(ctx, name, admin.Raw(&raw))
 	if err != nil {
-		return err
+		return cl.fail(err)
 	}
 	if c.client.json {
 		return printJSON(e.stdout, raw)
 	}
 	tw := newTable(e.stdout)
 	fmt.Fprintln(tw, "VERSION\tCREATED\tCREATED_BY\tEXPIRES_IN")
-	for _, v := range out.Versions {
+	for _, v := range versions {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%ds\n", v.Version, fmtTime(v.CreatedAt, "-"), orDash(v.CreatedBy), v.ExpiresIn)
 	}
 	return tw.Flush()
@@ -228,7 +228,7 @@ func secretsVersions(ctx context.Context, e *env, args []string) error {
 
 func secretsRm(ctx context.Context, e *env, args []string) error {
 	c := newCommand(e, "secrets rm", "NAME")
-	name, path, err := c.parseSecretName(args)
+	name, err := c.parseSecretName(args)
 	if err != nil {
 		return err
 	}
@@ -236,8 +236,8 @@ func secretsRm(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := cl.call(ctx, "DELETE", path, nil, nil, nil); err != nil {
-		return err
+	if err := cl.DeleteSecret(ctx, name); err != nil {
+		return cl.fail(err)
 	}
 	if c.client.json {
 		return printJSON(e.stdout, []byte(fmt.Sprintf(`{"deleted": %q}`, name)))
@@ -273,13 +273,9 @@ func runKeyring(ctx context.Context, e *env, args []string) error {
 	return dispatch(ctx, e, "keyring", keyringUsage, keyringCommands, args)
 }
 
-func printKeyringStatus(e *env, raw []byte, asJSON bool) error {
+func printKeyringStatus(e *env, st *latchkey.KeyringStatus, raw []byte, asJSON bool) error {
 	if asJSON {
 		return printJSON(e.stdout, raw)
-	}
-	var st keyring.Status
-	if err := json.Unmarshal(raw, &st); err != nil {
-		return latchkey.Errorf(latchkey.EInternal, "the server's keyring status is not what this client expects")
 	}
 	tw := newTable(e.stdout)
 	fmt.Fprintln(tw, "TERM\tCREATED\tACTIVE")
@@ -294,16 +290,16 @@ func printKeyringStatus(e *env, raw []byte, asJSON bool) error {
 }
 
 func keyringStatus(ctx context.Context, e *env, args []string) error {
-	return keyringCall(ctx, e, args, "keyring status", "GET", "/v1/keyring")
+	return keyringCall(ctx, e, args, "keyring status", (*admin.Client).KeyringStatus)
 }
 
 func keyringRotate(ctx context.Context, e *env, args []string) error {
-	return keyringCall(ctx, e, args, "keyring rotate", "POST", "/v1/keyring/rotate")
+	return keyringCall(ctx, e, args, "keyring rotate", (*admin.Client).RotateKeyring)
 }
 
-// keyringCall runs a keyring command without arguments: one request whose
+// keyringCall runs a keyring command without arguments: one call whose
 // answer is the keyring's status.
-func keyringCall(ctx context.Context, e *env, args []string, name, method, path string) error {
+func keyringCall(ctx context.Context, e *env, args []string, name string, call func(*admin.Client, context.Context, ...admin.CallOption) (*latchkey.KeyringStatus, error)) error {
 	c := newCommand(e, name, "[flags]")
 	if _, err := c.parse(args); err != nil {
 		return err
@@ -312,11 +308,12 @@ func keyringCall(ctx context.Context, e *env, args []string, name, method, path 
 	if err != nil {
 		return err
 	}
-	raw, err := cl.call(ctx, method, path, nil, nil, nil)
+	var raw []byte
+	st, err := call(cl.Client, ctx, admin.Raw(&raw))
 	if err != nil {
-		return err
+		return cl.fail(err)
 	}
-	return printKeyringStatus(e, raw, c.client.json)
+	return printKeyringStatus(e, st, raw, c.client.json)
 }
 
 func keyringRewrap(ctx context.Context, e *env, args []string) error {
@@ -332,10 +329,10 @@ func keyringRewrap(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	var out keyring.RewrapResult
-	raw, err := cl.call(ctx, "POST", "/v1/keyring/rewrap", nil, map[string]any{"new_master_key_file": *file}, &out)
+	var raw []byte
+	out, err := cl.RewrapKeyring(ctx, *file, admin.Raw(&raw))
 	if err != nil {
-		return err
+		return cl.fail(err)
 	}
 	if c.client.json {
 		return printJSON(e.stdout, raw)

@@ -3,13 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
-	"github.com/latchkeyhq/latchkey/audit"
+	"github.com/latchkeyhq/latchkey/client/admin"
 )
 
 // keysStats runs `latchkey keys stats ID [--bucket hour] [--since 7d]`:
@@ -22,23 +21,23 @@ func keysStats(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	q := url.Values{"bucket": {*bucket}}
+	p := admin.UsageParams{Bucket: *bucket}
 	// Without --since the server's default window follows the bucket.
 	if c.set("since") {
 		from, err := sinceFlag(*since)
 		if err != nil {
 			return err
 		}
-		q.Set("from", from.UTC().Format(time.RFC3339Nano))
+		p.From = from
 	}
 	cl, err := c.client.newClient(e, true)
 	if err != nil {
 		return err
 	}
-	var rep audit.UsageReport
-	raw, err := cl.call(ctx, "GET", "/v1/keys/"+url.PathEscape(pos[0])+"/usage", q, nil, &rep)
+	var raw []byte
+	rep, err := cl.KeyUsage(ctx, pos[0], p, admin.Raw(&raw))
 	if err != nil {
-		return err
+		return cl.fail(err)
 	}
 	if c.client.json {
 		return printJSON(e.stdout, raw)

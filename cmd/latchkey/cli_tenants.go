@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/client/admin"
 )
 
 const tenantsUsage = `Usage: latchkey tenants <command> [flags]
@@ -43,18 +44,10 @@ func tenantsCreate(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	body := map[string]any{"id": id}
-	if *name != "" {
-		body["name"] = *name
-	}
-	var out struct {
-		Tenant latchkey.Tenant `json:"tenant"`
-		KeyID  string          `json:"key_id"`
-		Key    string          `json:"key"`
-	}
-	raw, err := cl.call(ctx, "POST", "/v1/tenants", nil, body, &out)
+	var raw []byte
+	out, err := cl.CreateTenant(ctx, id, *name, admin.Raw(&raw))
 	if err != nil {
-		return err
+		return cl.fail(err)
 	}
 	if c.client.json {
 		return printJSON(e.stdout, raw)
@@ -71,11 +64,21 @@ func tenantsList(ctx context.Context, e *env, args []string) error {
 	if _, err := c.parse(args); err != nil {
 		return err
 	}
-	q, err := pf.query(c)
+	if err := pf.check(c); err != nil {
+		return err
+	}
+	cl, err := c.client.newClient(e, true)
 	if err != nil {
 		return err
 	}
-	return runList(ctx, e, c, pf, q, "/v1/tenants", "tenants", listTable[latchkey.Tenant]{
+	fetch := func(ctx context.Context, p admin.Page, o ...admin.CallOption) ([]latchkey.Tenant, string, error) {
+		l, err := cl.ListTenants(ctx, p, o...)
+		if err != nil {
+			return nil, "", err
+		}
+		return l.Tenants, l.NextCursor, nil
+	}
+	return runList(ctx, e, c, cl, pf, "tenants", fetch, listTable[latchkey.Tenant]{
 		header: "ID\tNAME\tCREATED",
 		row: func(t *latchkey.Tenant) string {
 			return t.ID + "\t" + orDash(t.Name) + "\t" + fmtTime(t.CreatedAt, "-")

@@ -4,10 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/url"
 	"strconv"
 
 	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/client/admin"
 )
 
 const webhooksUsage = `Usage: latchkey webhooks <command> [flags]
@@ -59,13 +59,10 @@ func webhooksCreate(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	var out struct {
-		latchkey.Webhook
-		Secret string `json:"secret"`
-	}
-	raw, err := cl.call(ctx, "POST", "/v1/webhooks", nil, map[string]any{"url": *u, "events": evs}, &out)
+	var raw []byte
+	out, err := cl.CreateWebhook(ctx, *u, evs, admin.Raw(&raw))
 	if err != nil {
-		return err
+		return cl.fail(err)
 	}
 	if c.client.json {
 		return printJSON(e.stdout, raw)
@@ -92,11 +89,21 @@ func webhooksList(ctx context.Context, e *env, args []string) error {
 	if _, err := c.parse(args); err != nil {
 		return err
 	}
-	q, err := pf.query(c)
+	if err := pf.check(c); err != nil {
+		return err
+	}
+	cl, err := c.client.newClient(e, true)
 	if err != nil {
 		return err
 	}
-	return runList(ctx, e, c, pf, q, "/v1/webhooks", "webhooks", listTable[latchkey.Webhook]{
+	fetch := func(ctx context.Context, p admin.Page, o ...admin.CallOption) ([]latchkey.Webhook, string, error) {
+		l, err := cl.ListWebhooks(ctx, p, o...)
+		if err != nil {
+			return nil, "", err
+		}
+		return l.Webhooks, l.NextCursor, nil
+	}
+	return runList(ctx, e, c, cl, pf, "webhooks", fetch, listTable[latchkey.Webhook]{
 		header: "ID\tURL\tEVENTS\tCREATED",
 		row: func(h *latchkey.Webhook) string {
 			events := "all"
@@ -118,15 +125,15 @@ func webhooksShow(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	var h latchkey.Webhook
-	raw, err := cl.call(ctx, "GET", "/v1/webhooks/"+url.PathEscape(pos[0]), nil, nil, &h)
+	var raw []byte
+	h, err := cl.GetWebhook(ctx, pos[0], admin.Raw(&raw))
 	if err != nil {
-		return err
+		return cl.fail(err)
 	}
 	if c.client.json {
 		return printJSON(e.stdout, raw)
 	}
-	printWebhook(e.stdout, &h)
+	printWebhook(e.stdout, h)
 	return nil
 }
 
@@ -140,8 +147,8 @@ func webhooksRemove(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := cl.call(ctx, "DELETE", "/v1/webhooks/"+url.PathEscape(pos[0]), nil, nil, nil); err != nil {
-		return err
+	if err := cl.DeleteWebhook(ctx, pos[0]); err != nil {
+		return cl.fail(err)
 	}
 	if c.client.json {
 		return printJSON(e.stdout, []byte(`{"deleted": `+strconv.Quote(pos[0])+`}`))
@@ -158,17 +165,24 @@ func webhooksDeliveries(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	q, err := pf.query(c)
+	if err := pf.check(c); err != nil {
+		return err
+	}
+	if *status != "" && !latchkey.ValidDeliveryStatus(*status) {
+		return latchkey.Errorf(latchkey.EInvalid, "--status must be pending, delivered or failed")
+	}
+	cl, err := c.client.newClient(e, true)
 	if err != nil {
 		return err
 	}
-	if *status != "" {
-		if !latchkey.ValidDeliveryStatus(*status) {
-			return latchkey.Errorf(latchkey.EInvalid, "--status must be pending, delivered or failed")
+	fetch := func(ctx context.Context, p admin.Page, o ...admin.CallOption) ([]latchkey.Delivery, string, error) {
+		l, err := cl.ListDeliveries(ctx, pos[0], admin.DeliveryFilter{Status: *status, Page: p}, o...)
+		if err != nil {
+			return nil, "", err
 		}
-		q.Set("status", *status)
+		return l.Deliveries, l.NextCursor, nil
 	}
-	return runList(ctx, e, c, pf, q, "/v1/webhooks/"+url.PathEscape(pos[0])+"/deliveries", "deliveries", listTable[latchkey.Delivery]{
+	return runList(ctx, e, c, cl, pf, "deliveries", fetch, listTable[latchkey.Delivery]{
 		header: "ID\tEVENT\tSTATUS\tATTEMPTS\tLAST\tNEXT ATTEMPT\tCREATED",
 		row: func(d *latchkey.Delivery) string {
 			last := d.LastError
@@ -195,10 +209,10 @@ func webhooksRetry(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	var d latchkey.Delivery
-	raw, err := cl.call(ctx, "POST", "/v1/webhooks/"+url.PathEscape(pos[0])+"/deliveries/"+url.PathEscape(pos[1])+"/retry", nil, nil, &d)
+	var raw []byte
+	d, err := cl.RetryDelivery(ctx, pos[0], pos[1], admin.Raw(&raw))
 	if err != nil {
-		return err
+		return cl.fail(err)
 	}
 	if c.client.json {
 		return printJSON(e.stdout, raw)

@@ -26,6 +26,9 @@ var may = map[string][]string{
 	"client": {"wire"},
 	"store":  {},
 
+	// The typed admin client: the root's records, never the server's packages.
+	"client/admin": {"", "client", "wire"},
+
 	// Services.
 	"keys":    {""},
 	"secrets": {""},
