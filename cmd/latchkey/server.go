@@ -52,6 +52,7 @@ type serverConfig struct {
 	MasterKeyFile string // "": next to the database (defaultMasterKeyFile)
 	GeoIPDB       string
 	QuotaFlush    time.Duration
+	CacheTTL      time.Duration // the key cache's TTL (--cache-ttl)
 	// Redis, when set (redis://…), keeps the limits in Redis so that every
 	// node sharing it shares them; RedisFailure says what happens while it
 	// cannot be reached (local or deny) and Nodes how many nodes share it
@@ -212,6 +213,7 @@ func serverFlags(e *env) (*serverConfig, *flag.FlagSet) {
 	fs.DurationVar(&cfg.SecretExpiresIn, "secret-expires-in", time.Hour, "expires_in of a secret written without one: how long clients are told to cache it")
 	fs.DurationVar(&cfg.SecretCacheTTL, "secret-cache-ttl", 5*time.Second, "how long an opened secret is served from memory; a change made through another server shows within it")
 	fs.DurationVar(&cfg.ReadAuditInterval, "read-audit-interval", time.Second, "how often the audit events of secret reads are written, in one transaction; a crash loses at most this interval's")
+	fs.DurationVar(&cfg.CacheTTL, "cache-ttl", 30*time.Second, "how long a cached key is trusted without reading the database again; on a cluster, changes reach every node at once (PostgreSQL LISTEN/NOTIFY) and this only heals a lost notification")
 	fs.Func("cache-size", fmt.Sprintf("keys the verify cache holds: a count (200000) or a size in bytes (64MiB, 1GB: %d bytes a key); default %d keys, 128MiB; unknown keys remembered: a tenth, at least 10000", keys.EntryBytes, keys.DefaultCacheSize), func(v string) error {
 		n, err := keys.ParseCacheSize(v)
 		if err != nil {
@@ -350,6 +352,9 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 	if cfg.SecretExpiresIn != 0 && (cfg.SecretExpiresIn < time.Second || cfg.SecretExpiresIn > secrets.MaxSecretExpiresIn*time.Second) {
 		return latchkey.Errorf(latchkey.EInvalid, "--secret-expires-in must be from 1s to 8760h")
 	}
+	if cfg.CacheTTL < time.Second || cfg.CacheTTL > time.Hour {
+		return latchkey.Errorf(latchkey.EInvalid, "--cache-ttl must be from 1s to 1h")
+	}
 	if cfg.SecretCacheTTL < 0 || cfg.SecretCacheTTL > time.Hour {
 		return latchkey.Errorf(latchkey.EInvalid, "--secret-cache-ttl must be from 0s (the default, 5s) to 1h")
 	}
@@ -403,8 +408,8 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 	aud := audit.New(audit.Options{Store: latchkey.Narrow[audit.Tx](waking), Now: now, Logger: log, Anchor: anchor, BeforeRead: sec.FlushReadAudits})
 	hookSvc := webhook.NewService(webhook.ServiceOptions{Store: latchkey.Narrow[webhook.Tx](waking), Sealer: sealer, Now: now, Targets: hookTargets})
 	opts := keys.Options{Store: waking, Now: now, Limiter: limiter, Usage: rec, Logger: log,
-		CacheSize: cfg.CacheSize,
-		Burst:     keys.BurstRule{Threshold: cfg.BurstThreshold, Window: cfg.BurstWindow}}
+		CacheSize: cfg.CacheSize, CacheTTL: cfg.CacheTTL,
+		Burst: keys.BurstRule{Threshold: cfg.BurstThreshold, Window: cfg.BurstWindow}}
 	if cfg.GeoIPDB != "" {
 		g, err := geo.Open(cfg.GeoIPDB)
 		if err != nil {
