@@ -156,8 +156,16 @@ const OtherNetwork = "other"
 // before them). A flush of many keys is several transactions, each
 // observed with its own keys. An error fails the transaction, which is
 // retried with the next flush.
+//
+// The store may run a transaction again (a serialization conflict on
+// PostgreSQL), and a transaction may fail after ObserveFlush: the observer
+// keeps what it changes in its own memory provisional until FlushDone says
+// the transaction committed, and drops it otherwise, or when ObserveFlush
+// is called again before FlushDone.
 type FlushObserver interface {
 	ObserveFlush(tx FlushTx, f *UsageFlush) error
+	// FlushDone follows each transaction in which ObserveFlush was called.
+	FlushDone(committed bool)
 }
 
 // UsageFlush is what one flush transaction writes.

@@ -63,6 +63,7 @@ type Monitor struct {
 	known   map[string]struct{}    // keyID + " " + network
 	minutes map[string]*minuteSeen // keyID → its newest minute
 	fired   map[string]time.Time   // kind + " " + keyID (+ network) → when raised
+	j       journal                // what the flush being observed changed
 
 	blocks chan block
 	stop   chan struct{}
@@ -125,9 +126,11 @@ func New(o Options) *Monitor {
 var _ latchkey.FlushObserver = (*Monitor)(nil)
 
 // ObserveFlush runs the usage checks on one flush.
+// What it changes in memory is undone unless FlushDone(true) follows.
 func (m *Monitor) ObserveFlush(tx latchkey.FlushTx, f *latchkey.UsageFlush) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.begin()
 	var out []*latchkey.Event
 	for _, lu := range f.LastUsed {
 		if e := m.dormant(lu); e != nil {
@@ -155,25 +158,6 @@ func (m *Monitor) ObserveFlush(tx latchkey.FlushTx, f *latchkey.UsageFlush) erro
 		}
 	}
 	return nil
-}
-
-// raise reports whether a finding may be raised now, and notes that it was.
-func (m *Monitor) raise(id string, now time.Time) bool {
-	if at, ok := m.fired[id]; ok && now.Sub(at) < m.o.Repeat {
-		return false
-	}
-	if len(m.fired) >= m.o.Remember {
-		for k, at := range m.fired {
-			if now.Sub(at) >= m.o.Repeat {
-				delete(m.fired, k)
-			}
-		}
-		if len(m.fired) >= m.o.Remember {
-			clear(m.fired)
-		}
-	}
-	m.fired[id] = now
-	return true
 }
 
 func anomaly(tenant, keyID string, at time.Time, a latchkey.Anomaly) *latchkey.Event {
@@ -226,10 +210,7 @@ func (m *Monitor) newNetworks(tx latchkey.FlushTx, f *latchkey.UsageFlush) ([]*l
 		if err != nil {
 			return nil, err
 		}
-		if len(m.known) >= m.o.Remember {
-			clear(m.known)
-		}
-		m.known[id] = struct{}{}
+		m.addKnown(id)
 		if this || !anyNet {
 			continue
 		}
@@ -257,15 +238,14 @@ func (m *Monitor) spikes(tx latchkey.FlushTx, f *latchkey.UsageFlush) ([]*latchk
 		ms := m.minutes[u.KeyID]
 		switch {
 		case ms == nil:
-			if len(m.minutes) >= m.o.Remember {
-				clear(m.minutes)
-			}
-			ms = &minuteSeen{minute: u.Minute}
-			m.minutes[u.KeyID] = ms
-		case u.Minute.After(ms.minute):
-			*ms = minuteSeen{minute: u.Minute}
+			ms = m.newMinute(u.KeyID, u.Minute)
 		case u.Minute.Before(ms.minute):
 			continue // a late row of an older minute
+		case u.Minute.After(ms.minute):
+			m.saveMinute(ms)
+			*ms = minuteSeen{minute: u.Minute}
+		default:
+			m.saveMinute(ms)
 		}
 		ms.count += u.Count
 		touched[u.KeyID] = ms

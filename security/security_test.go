@@ -137,3 +137,113 @@ func TestGuardBlockedIsWrittenToTheOperatorOnce(t *testing.T) {
 		t.Errorf("finding = %+v", se)
 	}
 }
+
+// rerunStore runs each write transaction's function once in a
+// transaction that is rolled back, then again in one that commits, as
+// PostgreSQL does after a serialization conflict, while rerun is set.
+type rerunStore struct {
+	latchkey.Store[usage.Tx]
+	rerun bool
+}
+
+var errConflict = latchkey.Errorf(latchkey.EConflict, "could not serialize access")
+
+func (s *rerunStore) Update(ctx context.Context, fn func(usage.Tx) error) error {
+	if s.rerun {
+		err := s.Store.Update(ctx, func(tx usage.Tx) error {
+			if err := fn(tx); err != nil {
+				return err
+			}
+			return errConflict
+		})
+		if err != errConflict {
+			return err
+		}
+	}
+	return s.Store.Update(ctx, fn)
+}
+
+// A flush the store runs again leaves the monitor as if only the run that
+// committed happened: its finding is raised (stored once), where notes
+// kept from the rolled-back run would have suppressed it.
+func TestAFlushRunTwiceRaisesItsFindingOnce(t *testing.T) {
+	db, _ := setup(t)
+	m := security.New(security.Options{Store: latchkey.Narrow[latchkey.FlushTx](db)})
+	t.Cleanup(m.Close)
+	st := &rerunStore{Store: latchkey.Narrow[usage.Tx](db)}
+	rec := usage.New(usage.Options{Store: st, FlushInterval: time.Hour, Observer: m})
+	t.Cleanup(func() { rec.Close(context.Background()) })
+	flush := func() {
+		t.Helper()
+		if err := rec.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec.Record("k1", "acme", latchkey.CodeValid, netip.MustParseAddr("192.0.2.1"), t0.Add(time.Hour))
+	flush()
+	st.rerun = true
+	rec.Record("k1", "acme", latchkey.CodeValid, netip.MustParseAddr("198.51.100.7"), t0.Add(2*time.Hour))
+	flush()
+	var found int
+	for _, e := range events(t, db, latchkey.EventSecurityAnomaly) {
+		var a latchkey.Anomaly
+		if json.Unmarshal(e.Data, &a) == nil && a.Kind == latchkey.AnomalyNewNetwork {
+			found++
+		}
+	}
+	if found != 1 {
+		t.Fatalf("new_network findings after a flush run twice: %d, want 1", found)
+	}
+}
+
+// A flush whose transaction fails and is retried with the next flush
+// counts its minute once: the spike check sees the real count, not the
+// failed attempt's added again.
+func TestAFailedFlushDoesNotCountItsMinuteTwice(t *testing.T) {
+	db, _ := setup(t)
+	m := security.New(security.Options{Store: latchkey.Narrow[latchkey.FlushTx](db), SpikeMin: 150, SpikeFactor: 1})
+	t.Cleanup(m.Close)
+	st := &failingFlush{Store: latchkey.Narrow[usage.Tx](db)}
+	rec := usage.New(usage.Options{Store: st, FlushInterval: time.Hour, Observer: m})
+	t.Cleanup(func() { rec.Close(context.Background()) })
+	ip := netip.MustParseAddr("192.0.2.1")
+	at := t0.Add(time.Hour)
+	for range 100 {
+		rec.Record("k1", "acme", latchkey.CodeValid, ip, at)
+	}
+	st.fail = true
+	if err := rec.Flush(context.Background()); err == nil {
+		t.Fatal("the failing flush succeeded")
+	}
+	st.fail = false
+	if err := rec.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// 100 verifications in the minute: below SpikeMin (150) unless the
+	// failed attempt's 100 were counted as well.
+	for _, e := range events(t, db, latchkey.EventSecurityAnomaly) {
+		var a latchkey.Anomaly
+		if json.Unmarshal(e.Data, &a) == nil && a.Kind == latchkey.AnomalyUsageSpike {
+			t.Fatalf("a usage spike from 100 verifications counted twice: %s", e.Data)
+		}
+	}
+}
+
+// failingFlush fails write transactions after running them, while fail is
+// set: a commit that does not happen.
+type failingFlush struct {
+	latchkey.Store[usage.Tx]
+	fail bool
+}
+
+func (s *failingFlush) Update(ctx context.Context, fn func(usage.Tx) error) error {
+	return s.Store.Update(ctx, func(tx usage.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		if s.fail {
+			return latchkey.Errorf(latchkey.EUnavailable, "disk full")
+		}
+		return nil
+	})
+}

@@ -686,7 +686,8 @@ func (r *Recorder) write(ctx context.Context, c *chunk) error {
 		return x.Code < y.Code
 	})
 	sort.SliceStable(c.denied, func(i, j int) bool { return c.denied[i].At.Before(c.denied[j].At) })
-	return r.store.Update(ctx, func(tx Tx) error {
+	observed := false
+	err := r.store.Update(ctx, func(tx Tx) error {
 		f := &Flushed{Usage: c.usage, Networks: c.nets, Tenants: c.tenants, LastUsed: make([]LastUse, 0, len(c.last))}
 		uses := make([]latchkey.LastUsed, len(c.last))
 		for i, lu := range c.last {
@@ -704,6 +705,7 @@ func (r *Recorder) write(ctx context.Context, c *chunk) error {
 		}
 		if r.observer != nil && len(c.last) > 0 {
 			r.pace.step()
+			observed = true
 			if err := r.observer.ObserveFlush(tx, f); err != nil {
 				return err
 			}
@@ -736,6 +738,11 @@ func (r *Recorder) write(ctx context.Context, c *chunk) error {
 		}
 		return nil
 	})
+	if observed {
+		// Its notes in memory stand only if the flush committed.
+		r.observer.FlushDone(err == nil)
+	}
+	return err
 }
 
 // paceRows is how many usage or network rows (or keys' last use) a flush
