@@ -363,7 +363,11 @@ func (a *Anchor) Check(ctx context.Context, st latchkey.Store[Tx], now time.Time
 		a.log.Warn("the audit anchor file is missing; starting a new one from the database's checkpoints (a rewind of the database before now cannot be detected)", "path", a.path)
 	}
 	have := map[string]bool{}
-	var events []*latchkey.Event
+	type raised struct {
+		tenant string
+		f      AuditFinding
+	}
+	var events []raised
 	for _, cp := range cps {
 		have[cp.Tenant] = true
 		var c latchkey.ChainCheck
@@ -376,7 +380,7 @@ func (a *Anchor) Check(ctx context.Context, st latchkey.Store[Tx], now time.Time
 		a.found(cp.Tenant, f)
 		a.log.Error("the audit log was tampered with", "tenant", cp.Tenant, "finding", f.Kind, "seq", f.Seq, "reason", f.Reason)
 		if cp.TamperKind == "" || c.Kind != cp.TamperKind {
-			events = append(events, latchkey.AuditTamperEvent(cp.Tenant, f, now))
+			events = append(events, raised{cp.Tenant, f})
 		}
 	}
 	a.mu.Lock()
@@ -384,14 +388,24 @@ func (a *Anchor) Check(ctx context.Context, st latchkey.Store[Tx], now time.Time
 		if !have[t] {
 			f := AuditFinding{Kind: latchkey.AuditCheckpointMissing, Seq: cp.Seq, Reason: "the log has no checkpoint, but the anchor outside the database holds one"}
 			a.findings[t] = f
-			events = append(events, latchkey.AuditTamperEvent(t, f, now))
+			events = append(events, raised{t, f})
 		}
 	}
 	a.mu.Unlock()
 	if len(events) > 0 {
 		if err := st.Update(ctx, func(tx Tx) error {
-			for _, e := range events {
-				if err := tx.AppendEvent(e); err != nil {
+			for _, r := range events {
+				// A tenant the anchor knows but the database no longer
+				// holds (its rows deleted) cannot hold the event: the
+				// operator's tenant gets it, naming the tenant.
+				tenant, f := r.tenant, r.f
+				if _, err := tx.Tenant(tenant); latchkey.ErrorCode(err) == latchkey.ENotFound {
+					f.Reason = "tenant " + tenant + " is gone from the database: " + f.Reason
+					tenant = latchkey.OperatorTenant
+				} else if err != nil {
+					return err
+				}
+				if err := tx.AppendEvent(latchkey.AuditTamperEvent(tenant, f, now)); err != nil {
 					return err
 				}
 			}

@@ -150,3 +150,66 @@ func auditKeyOf(t *testing.T, master []byte) []byte {
 	}
 	return kr.AuditKey()
 }
+
+// A tenant the anchor holds a checkpoint of, but the database does not
+// hold at all (its rows deleted, or another database put in its place),
+// is a finding, raised in the operator's tenant; the server still starts.
+func TestAuditAnchorFindsATenantGoneFromTheDatabase(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	key := make([]byte, 32)
+	path := filepath.Join(dir, "a.audit-anchor")
+	open := func(name string, tenants ...string) *sqlite.DB {
+		t.Helper()
+		db, err := sqlite.Open(ctx, filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		a, err := audit.NewAnchor(key, path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		db.SetAuditAnchor(a)
+		err = db.Update(ctx, func(tx keys.Tx) error {
+			for _, id := range tenants {
+				if err := tx.CreateTenant(&latchkey.Tenant{ID: id, Name: id, CreatedAt: t0}); err != nil {
+					return err
+				}
+				if err := tx.AppendAudit(&latchkey.AuditEvent{At: t0, Tenant: id, Action: "key.updated", Result: latchkey.ResultSuccess}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Sync(ctx, latchkey.Narrow[audit.Tx](db)); err != nil {
+			t.Fatal(err)
+		}
+		return db
+	}
+	open("first.db", "acme")
+	second := open("second.db", latchkey.OperatorTenant)
+	b, err := audit.NewAnchor(key, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Check(ctx, latchkey.Narrow[audit.Tx](second), t0); err != nil {
+		t.Fatalf("the check at start failed: %v", err)
+	}
+	if f := b.Findings()["acme"]; f.Kind != latchkey.AuditCheckpointMissing {
+		t.Fatalf("findings %v, want acme's checkpoint missing", b.Findings())
+	}
+	var evs []*latchkey.Event
+	if err := second.View(ctx, func(tx keys.Tx) (err error) {
+		evs, err = tx.Events(latchkey.OperatorTenant, latchkey.EventFilter{Type: latchkey.EventSecurityAnomaly})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 1 || !strings.Contains(string(evs[0].Data), `"tenant acme is gone from the database`) {
+		t.Fatalf("operator events: %d %v", len(evs), evs)
+	}
+}

@@ -16,6 +16,8 @@ type Tx interface {
 	latchkey.KeyReader
 	latchkey.UsageReader
 	latchkey.ReportReader
+	// Tenant returns the tenant with the id; ENotFound if there is none.
+	Tenant(id string) (*latchkey.Tenant, error)
 	// Keys lists a tenant's keys that match f, ordered by id (as
 	// keys.Tx's Keys).
 	Keys(tenant string, f latchkey.KeyFilter) ([]*latchkey.Key, error)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/internal/fakeclock"
+	"github.com/latchkeyhq/latchkey/internal/testenv"
 	"github.com/latchkeyhq/latchkey/keys"
 )
 
@@ -87,7 +88,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	e2eRoot = dir
-	code := m.Run()
+	// The PostgreSQL server the cluster tests share is stopped when they end.
+	code := testenv.PostgresMain(m)
 	if code == 0 {
 		if err := checkNoLeaks(); err != nil {
 			fmt.Fprintln(os.Stderr, "FAIL: secret leak check:", err)
@@ -856,6 +858,12 @@ func startChild(t *testing.T, dir, db string, n int) (url, root string, c *child
 // startChildArgs is startChild with more server flags (space-separated).
 func startChildArgs(t *testing.T, dir, db string, n int, extra string) (url, root string, c *child) {
 	t.Helper()
+	return startChildEnv(t, dir, db, n, extra, nil)
+}
+
+// startChildEnv is startChildArgs with more environment (NAME=value).
+func startChildEnv(t *testing.T, dir, db string, n int, extra string, env []string) (url, root string, c *child) {
+	t.Helper()
 	logPath := filepath.Join(dir, fmt.Sprintf("child-%d.log", n))
 	logFile, err := os.Create(logPath)
 	if err != nil {
@@ -863,6 +871,7 @@ func startChildArgs(t *testing.T, dir, db string, n int, extra string) (url, roo
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "LATCHKEY_E2E_CHILD=1", "LATCHKEY_E2E_ARGS=server --addr 127.0.0.1:0 --db "+db+extra)
+	cmd.Env = append(cmd.Env, env...)
 	pr, pw := io.Pipe()
 	cmd.Stderr = io.MultiWriter(logFile, pw)
 	if err := cmd.Start(); err != nil {

@@ -29,7 +29,6 @@ import (
 	"github.com/latchkeyhq/latchkey/metrics"
 	"github.com/latchkeyhq/latchkey/secrets"
 	"github.com/latchkeyhq/latchkey/security"
-	"github.com/latchkeyhq/latchkey/store/sqlite"
 	keyusage "github.com/latchkeyhq/latchkey/usage"
 	"github.com/latchkeyhq/latchkey/webhook"
 )
@@ -171,7 +170,7 @@ func serverFlags(e *env) (*serverConfig, *flag.FlagSet) {
 	fs.SetOutput(e.stderr)
 	cfg := &serverConfig{RootKey: e.getenv("LATCHKEY_ROOT_KEY"), MasterKey: e.getenv("LATCHKEY_MASTER_KEY")}
 	fs.StringVar(&cfg.Addr, "addr", envOr(e, "LATCHKEY_ADDR", ":8080"), "listen address (env LATCHKEY_ADDR)")
-	fs.StringVar(&cfg.DB, "db", envOr(e, "LATCHKEY_DB", "./latchkey.db"), "SQLite file (env LATCHKEY_DB)")
+	fs.StringVar(&cfg.DB, "db", envOr(e, "LATCHKEY_DB", "./latchkey.db"), "SQLite file, or a postgres:// URL of a database several nodes share (pool_max_conns and other pool_* settings in its query) (env LATCHKEY_DB)")
 	fs.StringVar(&cfg.AuditAnchorFile, "audit-anchor-file", e.getenv("LATCHKEY_AUDIT_ANCHOR_FILE"), "file keeping each tenant's latest signed audit checkpoint outside the database, so a rewound database is noticed; default: beside the master key file (beside --db when LATCHKEY_MASTER_KEY gives the key), named after --db with .audit-anchor (env LATCHKEY_AUDIT_ANCHOR_FILE)")
 	fs.StringVar(&cfg.MasterKeyFile, "master-key-file", e.getenv("LATCHKEY_MASTER_KEY_FILE"), "file holding the keyring's master key (base64, mode 0600), created on first start; default: beside --db, named after it with .master-key (env LATCHKEY_MASTER_KEY_FILE; LATCHKEY_MASTER_KEY gives the key itself)")
 	fs.BoolVar(&cfg.Init, "init", false, "start with a new, empty database even though the master key file exists (without it, a missing database beside an existing master key file is refused as lost); has no effect on an existing database")
@@ -271,28 +270,18 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return latchkey.Errorf(latchkey.EInvalid, "--tls-cert and --tls-key go together")
 	}
-	if strings.HasPrefix(cfg.DB, "postgres://") || strings.HasPrefix(cfg.DB, "postgresql://") {
-		return latchkey.Errorf(latchkey.EInvalid, "--db %s: this build stores keys in SQLite only; give a file path", strings.SplitN(cfg.DB, "@", 2)[0]+"…")
-	}
 	now := hooks.Now
 	if now == nil {
 		now = time.Now
 	}
 
-	if err := checkDatabaseNotLost(cfg, log); err != nil {
+	// A SQLite file deleted or replaced under the server fails writes and
+	// /readyz from then on; this says so in the log, once.
+	raw, err := openStore(ctx, cfg, log, dbLost)
+	if err != nil {
 		return err
 	}
-	raw, err := sqlite.Open(ctx, cfg.DB)
-	if err != nil {
-		return fmt.Errorf("open database %s: %w", cfg.DB, err)
-	}
 	defer raw.Close()
-	// A database file deleted or replaced under the server fails writes
-	// and /readyz from then on; this says so in the log, once.
-	raw.Watch(dbCheckInterval, func(err error) {
-		dbLost.Store(true)
-		log.Error(msgDatabaseLost, "db", cfg.DB, "err", err)
-	})
 	// Every part reaches the database through this wrapper, which times
 	// its transactions for /metrics.
 	db := metrics.TimeStore(raw)
@@ -322,6 +311,9 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 		defer closeRedis()
 		limiter, shared = rl, rl
 	default:
+		if isPostgres(cfg.DB) {
+			log.Warn("limits are counted in each node's memory: with several nodes every node admits a key's whole limit; set --redis to share them")
+		}
 		mem := limit.NewMemory(limit.Options{Store: latchkey.Narrow[latchkey.QuotaStore](db), FlushInterval: cfg.QuotaFlush, Logger: log})
 		// Closed after the HTTP server has drained: the last flush then
 		// holds every admitted request's consumption.
@@ -425,6 +417,9 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 		}
 	}
 	svc := keys.New(opts)
+	// On a shared database, what another node changes reaches this node's
+	// caches at once. Stopped before the database closes (deferred after).
+	defer followChanges(raw, log, svc.Apply, sec.Apply)()
 	// Both are closed after the HTTP server has drained (deferred after the
 	// database, the dispatcher and the recorders, so they run before
 	// them), the secret service first: its final flush holds the audit
@@ -529,7 +524,7 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 			errc <- srv.Serve(ln)
 		}
 	}()
-	log.Info("listening", "addr", ln.Addr().String(), "db", cfg.DB, "tls", cfg.TLSCert != "")
+	log.Info("listening", "addr", ln.Addr().String(), "db", shownDB(cfg.DB), "tls", cfg.TLSCert != "")
 	if hooks.Ready != nil {
 		hooks.Ready(ln.Addr().String())
 	}
@@ -668,6 +663,15 @@ func defaultMasterKeyFile(db string) string {
 // (./latchkey.db → ./latchkey.audit-anchor), so that it is kept, and
 // backed up, apart from the database as the master key is.
 func defaultAuditAnchorFile(cfg serverConfig) string {
+	if isPostgres(cfg.DB) {
+		// Each node keeps its own, beside its master key file (or in its
+		// working directory when the key comes from the environment).
+		dir := "."
+		if cfg.MasterKey == "" {
+			dir = filepath.Dir(cfg.MasterKeyFile)
+		}
+		return filepath.Join(dir, "latchkey.audit-anchor")
+	}
 	dir := filepath.Dir(cfg.DB)
 	if cfg.MasterKey == "" {
 		mk := cfg.MasterKeyFile
