@@ -72,7 +72,7 @@ func startCluster(t *testing.T, n int) *cluster {
 		// others start once it has, as a rolling start would. The test's
 		// own address is exempt from the brute-force guard: it asks about
 		// revoked keys on purpose, hundreds of times.
-		extra := fmt.Sprintf(" --redis %s --nodes %d --audit-anchor-file %s/anchor-%d --guard-exempt 127.0.0.1/32", rdb.URL(), n, dir, i)
+		extra := fmt.Sprintf(" --redis %s --nodes %d --audit-anchor-file %s/anchor-%d --guard-exempt 127.0.0.1/32 --webhook-allow-private 127.0.0.0/8", rdb.URL(), n, dir, i)
 		url, root, ch := startChildEnv(t, dir, dsn, i, extra, env)
 		t.Cleanup(ch.kill)
 		if i == 0 {
@@ -210,6 +210,53 @@ func TestE2EClusterOfThreeNodes(t *testing.T) {
 			t.Fatalf("3,000 requests over 3 nodes in %v against 1,000/min: %v; want 990-%d valid and the rest rate limited", took, counts, max(most, 1010))
 		}
 		t.Logf("campaign cluster: global_limit=1000/min requests=3000 burst=%v admitted=%d (at most %d for that burst)", took.Round(time.Millisecond), counts[latchkey.CodeValid], max(most, 1010))
+	})
+
+	t.Run("EachWebhookDeliveryIsSentByOneNode", func(t *testing.T) {
+		// Every node runs a dispatcher over the one outbox: each event
+		// must reach the receiver once, whichever node fans it out and
+		// sends it.
+		var mu sync.Mutex
+		seen := map[string]int{}
+		rcv := loopbackApp(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			seen[r.Header.Get("webhook-id")]++
+			mu.Unlock()
+		}))
+		defer rcv.Close()
+		if r := c.post(t, 0, "/v1/webhooks", admin, map[string]any{"url": rcv.URL + "/hook", "events": []string{"key.created"}}); r.Status != http.StatusCreated {
+			t.Fatalf("create webhook: %d %s", r.Status, r.Raw)
+		}
+		const keys = 30
+		for i := range keys {
+			r := c.post(t, i%len(c.urls), "/v1/keys", admin, map[string]any{"name": fmt.Sprintf("hooked %d", i)})
+			if r.Status != http.StatusCreated {
+				t.Fatalf("create key on node %d: %d %s", i%len(c.urls), r.Status, r.Raw)
+			}
+			registerKey(r.str("key"))
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			mu.Lock()
+			n := len(seen)
+			mu.Unlock()
+			if n >= keys || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		// Let a second sender, if there were one, be heard.
+		time.Sleep(time.Second)
+		mu.Lock()
+		defer mu.Unlock()
+		if len(seen) != keys {
+			t.Fatalf("the receiver saw %d distinct deliveries, want %d", len(seen), keys)
+		}
+		for id, n := range seen {
+			if n != 1 {
+				t.Fatalf("delivery %s was sent %d times", id, n)
+			}
+		}
 	})
 
 	t.Run("CreditsAreNeverOverspentAcrossNodes", func(t *testing.T) {

@@ -57,6 +57,7 @@ var may = map[string][]string{
 	"internal/allocstest": nil,
 	"internal/benchbare":  nil,
 	"internal/benchnginx": nil,
+	"internal/benchpg":    nil,
 	"internal/benchseed":  nil,
 	"internal/fakeclock":  nil,
 	"internal/archtest":   nil,
