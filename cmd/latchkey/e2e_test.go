@@ -88,23 +88,28 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	e2eRoot = dir
-	// The PostgreSQL server the cluster tests share is stopped when they end.
-	code := testenv.PostgresMain(m)
-	if code == 0 {
-		if err := checkNoLeaks(); err != nil {
-			fmt.Fprintln(os.Stderr, "FAIL: secret leak check:", err)
-			code = 1
+	// The PostgreSQL server the cluster tests share is stopped when they
+	// end, after the leak check has read its files too.
+	code := testenv.PostgresMain(m, func(code int, pgDir string) int {
+		if code != 0 {
+			return code
 		}
-	}
+		if err := checkNoLeaks(pgDir); err != nil {
+			fmt.Fprintln(os.Stderr, "FAIL: secret leak check:", err)
+			return 1
+		}
+		return 0
+	})
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
 
 // checkNoLeaks looks for every issued plaintext key in every file under
-// e2eRoot (SQLite databases with their -wal and -shm files, child process
+// e2eRoot and the more directories (the shared PostgreSQL server's data
+// and WAL files) (SQLite databases with their -wal and -shm files, child process
 // logs), in every captured log, except the bootstrap banner's own line,
 // and in every answer registered with registerOutput.
-func checkNoLeaks() error {
+func checkNoLeaks(more ...string) error {
 	issuedMu.Lock()
 	defer issuedMu.Unlock()
 	if len(issued) == 0 {
@@ -117,9 +122,9 @@ func checkNoLeaks() error {
 		data []byte
 	}
 	files := 0
-	err := filepath.WalkDir(e2eRoot, func(path string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
+	walk := func(path string, d os.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err // directories, and PostgreSQL's socket
 		}
 		b, err := os.ReadFile(path)
 		if err != nil {
@@ -136,9 +141,14 @@ func checkNoLeaks() error {
 			data []byte
 		}{path, b})
 		return nil
-	})
-	if err != nil {
-		return err
+	}
+	for _, dir := range append([]string{e2eRoot}, more...) {
+		if dir == "" {
+			continue
+		}
+		if err := filepath.WalkDir(dir, walk); err != nil {
+			return err
+		}
 	}
 	if files == 0 {
 		return fmt.Errorf("no database files found under %s", e2eRoot)

@@ -532,13 +532,26 @@ func SharedPostgres(t testing.TB) *Postgres {
 // SharedPostgres started, if any. Use it as TestMain:
 //
 //	func TestMain(m *testing.M) { os.Exit(testenv.PostgresMain(m)) }
-func PostgresMain(m *testing.M) int {
+//
+// Each of after, if any, runs once the tests have run and before the
+// server stops, with their exit code and the shared server's directory
+// ("" if no test started it), and returns the code to exit with: a
+// package's end-of-run checks (a scan of the database files for leaked
+// secrets) see the server's files while they exist.
+func PostgresMain(m *testing.M, after ...func(code int, dir string) int) int {
 	shared.mu.Lock()
 	shared.main = true
 	shared.mu.Unlock()
 	code := m.Run()
 	shared.mu.Lock()
 	defer shared.mu.Unlock()
+	dir := ""
+	if shared.pg != nil {
+		dir = shared.pg.Dir
+	}
+	for _, f := range after {
+		code = f(code, dir)
+	}
 	if shared.pg != nil {
 		if err := shared.pg.Close(); err != nil {
 			fmt.Fprintln(os.Stderr, "testenv: stop the shared postgres:", err)
