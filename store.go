@@ -21,11 +21,39 @@ type Store[T any] interface {
 	Update(ctx context.Context, fn func(T) error) error
 }
 
+// DB is a store as a node holds its database: transactions of T, and
+// what is asked of the database outside one. Narrow's stores are DBs, so a
+// service's contract (keys.Store) can ask for these of a narrowed store.
+type DB[T any] interface {
+	Store[T]
+	// KeyByHash is the verify path's transaction-free lookup (HashReader).
+	KeyByHash(ctx context.Context, hash [32]byte) (*Key, error)
+	// Ping reports whether the database answers.
+	Ping(ctx context.Context) error
+	// Close releases the database.
+	Close() error
+}
+
 // Narrow gives a service the store it needs (transactions of the narrow
 // contract N) from a backend's store (transactions of T, which implement
 // N): the same transactions, seen through N. The service then depends on
 // N's methods alone, and a backend proves N with N's conformance suite.
-func Narrow[N, T any](s Store[T]) Store[N] { return narrowed[N, T]{s} }
+//
+// The narrowed store keeps what s offers outside a transaction: the verify
+// path's transaction-free KeyByHash (through ReadKeyByHash, so a cache
+// miss costs one statement and no View when s is a HashReader), Ping and
+// Close (nil when s has none).
+//
+// When T is a pointer (a backend's own transaction type, *sqlite.Tx), a T
+// that lacks N's methods panics here, at wiring; when T is an interface,
+// at the first transaction.
+func Narrow[N, T any](s Store[T]) DB[N] {
+	if reflect.TypeFor[T]().Kind() == reflect.Pointer {
+		var zero T // a nil pointer still has its type's method set
+		as[N](zero)
+	}
+	return narrowed[N, T]{s}
+}
 
 type narrowed[N, T any] struct{ s Store[T] }
 
@@ -37,8 +65,31 @@ func (n narrowed[N, T]) Update(ctx context.Context, fn func(N) error) error {
 	return n.s.Update(ctx, func(t T) error { return fn(as[N](t)) })
 }
 
+// KeyByHash reads through s's transaction-free lookup when it has one,
+// else in a View of T (ReadKeyByHash).
+func (n narrowed[N, T]) KeyByHash(ctx context.Context, h [32]byte) (*Key, error) {
+	return ReadKeyByHash(ctx, n.s, h)
+}
+
+// Ping passes s's Ping through (nil if it has none).
+func (n narrowed[N, T]) Ping(ctx context.Context) error {
+	if p, ok := n.s.(interface{ Ping(context.Context) error }); ok {
+		return p.Ping(ctx)
+	}
+	return nil
+}
+
+// Close passes s's Close through (nil if it has none).
+func (n narrowed[N, T]) Close() error {
+	if c, ok := n.s.(interface{ Close() error }); ok {
+		return c.Close()
+	}
+	return nil
+}
+
 // as is t seen as N. A backend transaction that lacks N's methods is a
-// wiring mistake, found by the first transaction any test runs.
+// wiring mistake, found by Narrow or by the first transaction any test
+// runs.
 func as[N, T any](t T) N {
 	n, ok := any(t).(N)
 	if !ok {

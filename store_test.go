@@ -87,3 +87,58 @@ func TestOrNil(t *testing.T) {
 }
 
 type wideTxPtr struct{ wideTx }
+
+// hashStore is a backend with the verify path's transaction-free lookup
+// (latchkey.HashReader).
+type hashStore struct {
+	wideStore
+	key   latchkey.Key
+	reads int
+}
+
+func (s *hashStore) KeyByHash(_ context.Context, _ [32]byte) (*latchkey.Key, error) {
+	s.reads++
+	return &s.key, nil
+}
+
+// A narrowed store keeps the backend's transaction-free lookup: a verify
+// cache miss reads through it, without a View and without allocating.
+func TestNarrowKeepsTheTransactionFreeLookup(t *testing.T) {
+	backend := &hashStore{key: latchkey.Key{ID: "key_a"}}
+	s := latchkey.Narrow[latchkey.QuotaStore](backend)
+	if _, ok := any(s).(latchkey.HashReader); !ok {
+		t.Fatal("the narrowed store is no HashReader")
+	}
+	k, err := latchkey.ReadKeyByHash(t.Context(), s, [32]byte{1})
+	if err != nil || k.ID != "key_a" {
+		t.Fatalf("ReadKeyByHash: %v, %v", k, err)
+	}
+	if backend.reads != 1 || len(backend.log) != 0 {
+		t.Errorf("the backend saw %d lookups and %q, want 1 lookup and no transaction", backend.reads, backend.log)
+	}
+	// Narrowing a narrowed store keeps it too.
+	if _, err := latchkey.ReadKeyByHash(t.Context(), latchkey.Narrow[latchkey.QuotaStore](s), [32]byte{1}); err != nil || backend.reads != 2 || len(backend.log) != 0 {
+		t.Errorf("through two narrowings: %v; the backend saw %d lookups and %q", err, backend.reads, backend.log)
+	}
+}
+
+// ptrStore is a backend whose transaction is a pointer type, as the SQL
+// backends' are.
+type ptrStore struct{}
+
+func (ptrStore) View(_ context.Context, fn func(*wideTxPtr) error) error   { return nil }
+func (ptrStore) Update(_ context.Context, fn func(*wideTxPtr) error) error { return nil }
+
+// With a pointer transaction type, a contract the backend lacks is named
+// when the store is narrowed, before any transaction.
+func TestNarrowChecksAPointerTransactionAtWiring(t *testing.T) {
+	_ = latchkey.Narrow[latchkey.QuotaStore](ptrStore{}) // it has them
+	type lacking interface{ Missing() }
+	defer func() {
+		if r := recover(); r == nil || !strings.Contains(r.(string), "does not implement") {
+			t.Errorf("panic %v", r)
+		}
+	}()
+	latchkey.Narrow[lacking](ptrStore{})
+	t.Error("Narrow did not panic")
+}

@@ -10,7 +10,6 @@ import (
 	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/audit"
 	"github.com/latchkeyhq/latchkey/keyring"
-	"github.com/latchkeyhq/latchkey/keys"
 	"github.com/latchkeyhq/latchkey/store/sqlite"
 )
 
@@ -64,13 +63,13 @@ func TestAuditAnchorFileAndRewrap(t *testing.T) {
 	}
 	db.SetAuditAnchor(a)
 	kr.OnRewrap(a.Rewrap)
-	update := func(fn func(tx keys.Tx) error) {
+	update := func(fn func(tx *sqlite.Tx) error) {
 		t.Helper()
 		if err := db.Update(ctx, fn); err != nil {
 			t.Fatal(err)
 		}
 	}
-	update(func(tx keys.Tx) error {
+	update(func(tx *sqlite.Tx) error {
 		for _, id := range []string{"a", "b"} {
 			if err := tx.CreateTenant(&latchkey.Tenant{ID: id, Name: id, CreatedAt: t0}); err != nil {
 				return err
@@ -95,7 +94,7 @@ func TestAuditAnchorFileAndRewrap(t *testing.T) {
 	}
 	checkpoints := func() map[string]*latchkey.AuditCheckpoint {
 		out := map[string]*latchkey.AuditCheckpoint{}
-		if err := db.View(ctx, func(tx keys.Tx) error {
+		if err := db.View(ctx, func(tx *sqlite.Tx) error {
 			cps, err := tx.AuditCheckpoints(0)
 			for _, cp := range cps {
 				out[cp.Tenant] = cp
@@ -117,7 +116,7 @@ func TestAuditAnchorFileAndRewrap(t *testing.T) {
 	// Forge b's checkpoint, then rewrap.
 	forged := *cps["b"]
 	forged.Seq, forged.Counter = 99, forged.Counter+1
-	update(func(tx keys.Tx) error { return tx.PutAuditCheckpoint(&forged) })
+	update(func(tx *sqlite.Tx) error { return tx.PutAuditCheckpoint(&forged) })
 	newMaster, _ := keyring.GenerateMasterKey()
 	if _, err := kr.Rewrap(ctx, newMaster, nil); err != nil {
 		t.Fatal(err)
@@ -171,7 +170,7 @@ func TestAuditAnchorFindsATenantGoneFromTheDatabase(t *testing.T) {
 			t.Fatal(err)
 		}
 		db.SetAuditAnchor(a)
-		err = db.Update(ctx, func(tx keys.Tx) error {
+		err = db.Update(ctx, func(tx *sqlite.Tx) error {
 			for _, id := range tenants {
 				if err := tx.CreateTenant(&latchkey.Tenant{ID: id, Name: id, CreatedAt: t0}); err != nil {
 					return err
@@ -203,7 +202,7 @@ func TestAuditAnchorFindsATenantGoneFromTheDatabase(t *testing.T) {
 		t.Fatalf("findings %v, want acme's checkpoint missing", b.Findings())
 	}
 	var evs []*latchkey.Event
-	if err := second.View(ctx, func(tx keys.Tx) (err error) {
+	if err := second.View(ctx, func(tx *sqlite.Tx) (err error) {
 		evs, err = tx.Events(latchkey.OperatorTenant, latchkey.EventFilter{Type: latchkey.EventSecurityAnomaly})
 		return err
 	}); err != nil {

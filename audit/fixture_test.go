@@ -40,7 +40,7 @@ func newFixture(t testing.TB) *fixture {
 	clock := fakeclock.New(t0)
 	svc := audit.New(audit.Options{Store: latchkey.Narrow[audit.Tx](db), Now: clock.Now})
 	t.Cleanup(func() { svc.Close(context.Background()) })
-	ks := keys.New(keys.Options{Store: db, Now: clock.Now})
+	ks := keys.New(keys.Options{Store: latchkey.Narrow[keys.Tx](db), Now: clock.Now})
 	root, _, _, err := ks.Bootstrap(ctx, "")
 	if err != nil {
 		t.Fatal(err)

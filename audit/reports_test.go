@@ -14,11 +14,12 @@ import (
 	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/audit"
 	"github.com/latchkeyhq/latchkey/keys"
+	"github.com/latchkeyhq/latchkey/store/sqlite"
 )
 
 // reportFixture is a fixture that also hands out its store, for writing
 // usage rows as the recorder would.
-func reportFixture(t *testing.T) (*fixture, keys.Store) {
+func reportFixture(t *testing.T) (*fixture, *sqlite.DB) {
 	t.Helper()
 	f := newFixture(t)
 	return f, f.db
@@ -127,7 +128,7 @@ func TestReportAccessPagesThroughManyKeys(t *testing.T) {
 	f, store := reportFixture(t)
 	const n = 2345 // more than two pages of the store
 	now := f.clock.Now()
-	err := store.Update(context.Background(), func(tx keys.Tx) error {
+	err := store.Update(context.Background(), func(tx *sqlite.Tx) error {
 		for i := range n {
 			k := &latchkey.Key{ID: latchkey.NewID("key", now), Tenant: "acme", Name: "k", Owner: fmt.Sprintf("team-%d", i%3),
 				Scopes: []string{fmt.Sprintf("s:%d", i%5)}, State: latchkey.StateActive, CreatedAt: now, UpdatedAt: now}
@@ -179,7 +180,7 @@ func TestReportUsage(t *testing.T) {
 	row := func(tenant, id string, min int, code string, n int64) latchkey.UsageRow {
 		return latchkey.UsageRow{KeyID: id, Tenant: tenant, Minute: m(min), Code: code, Count: n}
 	}
-	err = store.Update(ctx, func(tx keys.Tx) error {
+	err = store.Update(ctx, func(tx *sqlite.Tx) error {
 		if err := tx.AddUsage([]latchkey.UsageRow{
 			row("acme", a.ID, 1, latchkey.CodeValid, 10),
 			row("acme", a.ID, 1, latchkey.CodeInsufficientScope, 2),
@@ -314,7 +315,7 @@ func TestReportSecurity(t *testing.T) {
 	burst := latchkey.NewEvent("acme", latchkey.EventSecurityAnomaly, "", burstAt, latchkey.Anomaly{
 		Kind: latchkey.AnomalyFailedAuthBurst, Severity: latchkey.SeverityHigh, Network: "203.0.113.0/24", Summary: "burst",
 		Details: map[string]string{"failures": "20"}})
-	if err := store.Update(ctx, func(tx keys.Tx) error { return tx.AppendEvent(burst) }); err != nil {
+	if err := store.Update(ctx, func(tx *sqlite.Tx) error { return tx.AppendEvent(burst) }); err != nil {
 		t.Fatal(err)
 	}
 	f.clock.Advance(time.Minute)

@@ -8,13 +8,12 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
-	"github.com/latchkeyhq/latchkey/keys"
 )
 
 // auditFilter reads GET /v1/audit's query: since, until (RFC 3339), action,
 // key_id, result, after (a seq) and limit. Errors: EInvalid.
-func auditFilter(q url.Values) (keys.AuditFilter, error) {
-	var f keys.AuditFilter
+func auditFilter(q url.Values) (latchkey.AuditFilter, error) {
+	var f latchkey.AuditFilter
 	if err := queryWindow(q, &f.Since, &f.Until); err != nil {
 		return f, err
 	}
@@ -51,7 +50,7 @@ func queryWindow(q url.Values, since, until *time.Time) error {
 	return nil
 }
 
-func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, a *latchkey.Actor) error {
 	f, err := auditFilter(r.URL.Query())
 	if err != nil {
 		return err
@@ -79,7 +78,7 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, a *keys.Actor
 
 // exportAudit streams every event of the tenant as JSON lines, in seq
 // order, page by page.
-func (s *Server) exportAudit(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+func (s *Server) exportAudit(w http.ResponseWriter, r *http.Request, a *latchkey.Actor) error {
 	f, err := auditFilter(r.URL.Query())
 	if err != nil {
 		return err
@@ -111,7 +110,7 @@ func (s *Server) exportAudit(w http.ResponseWriter, r *http.Request, a *keys.Act
 	return nil
 }
 
-func (s *Server) verifyAudit(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+func (s *Server) verifyAudit(w http.ResponseWriter, r *http.Request, a *latchkey.Actor) error {
 	v, err := s.audit.VerifyAudit(r.Context(), a)
 	if err != nil {
 		return err

@@ -43,7 +43,7 @@ func newAuthBench(tb testing.TB) (*httpapi.Server, *http.Request, *nopWriter, st
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { db.Close() })
-	svc := keys.New(keys.Options{Store: db})
+	svc := keys.New(keys.Options{Store: latchkey.Narrow[keys.Tx](db)})
 	root, _, _, err := svc.Bootstrap(ctx, "")
 	if err != nil {
 		tb.Fatal(err)
@@ -125,7 +125,7 @@ func newSeedBenchWith(tb testing.TB, limiter bool) (*httpapi.Server, *http.Reque
 	if err != nil {
 		tb.Fatal(err)
 	}
-	opts := keys.Options{Store: db}
+	opts := keys.Options{Store: latchkey.Narrow[keys.Tx](db)}
 	if limiter {
 		m := limit.NewMemory(limit.Options{Store: latchkey.Narrow[latchkey.QuotaStore](db)})
 		tb.Cleanup(func() { m.Close(ctx) })

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/guard"
 	"github.com/latchkeyhq/latchkey/httpapi"
 	"github.com/latchkeyhq/latchkey/keys"
@@ -23,7 +24,7 @@ import (
 func TestGuardCountsWhomTheModelSays(t *testing.T) {
 	now := time.Date(2026, 6, 1, 8, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return now }
-	svc := keys.New(keys.Options{Store: guardTestDB(t), Now: clock})
+	svc := keys.New(keys.Options{Store: latchkey.Narrow[keys.Tx](guardTestDB(t)), Now: clock})
 	trusted, err := httpapi.ParseTrustedProxies("10.0.0.1, 2001:db8::/64")
 	if err != nil {
 		t.Fatal(err)
@@ -74,7 +75,7 @@ func TestGuardCountsWhomTheModelSays(t *testing.T) {
 // A nil *guard.Guard (the guard turned off) is no guard: bad keys are
 // answered, never held back, and nothing panics.
 func TestNilGuardIsNoGuard(t *testing.T) {
-	svc := keys.New(keys.Options{Store: guardTestDB(t)})
+	svc := keys.New(keys.Options{Store: latchkey.Narrow[keys.Tx](guardTestDB(t))})
 	var off *guard.Guard
 	srv := httpapi.New(httpapi.Config{Keys: svc, Guard: off})
 	for i := range 30 {

@@ -17,7 +17,7 @@ import (
 // the actor; h's error becomes the response. The key is checked as verify
 // checks it, limits included (keys.Service.Authenticate); its concurrency
 // slot, if it has a limit on concurrency, is held until h returns.
-func (s *Server) admin(scope string, h func(http.ResponseWriter, *http.Request, *keys.Actor) error) http.Handler {
+func (s *Server) admin(scope string, h func(http.ResponseWriter, *http.Request, *latchkey.Actor) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ip := s.clientIP(r)
 		if retry, blocked := s.blocked(ip); blocked && !s.ownerKey(r.Context(), credential(r), ip) {
@@ -55,13 +55,13 @@ type keyWithSecret struct {
 	Plaintext string `json:"key"`
 }
 
-func (s *Server) createKey(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+func (s *Server) createKey(w http.ResponseWriter, r *http.Request, a *latchkey.Actor) error {
 	return s.issueKey(w, r, func(p keys.CreateParams) (*latchkey.Key, latchkey.Token, error) {
 		return s.svc.CreateKey(r.Context(), a, p)
 	})
 }
 
-func (s *Server) deriveKey(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+func (s *Server) deriveKey(w http.ResponseWriter, r *http.Request, a *latchkey.Actor) error {
 	return s.issueKey(w, r, func(p keys.CreateParams) (*latchkey.Key, latchkey.Token, error) {
 		return s.svc.DeriveKey(r.Context(), a, r.PathValue("id"), p)
 	})
@@ -86,7 +86,7 @@ func (s *Server) issueKey(w http.ResponseWriter, r *http.Request, issue func(key
 	return nil
 }
 
-func (s *Server) listKeys(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+func (s *Server) listKeys(w http.ResponseWriter, r *http.Request, a *latchkey.Actor) error {
 	q := r.URL.Query()
 	limit, err := queryLimit(q.Get("limit"))
 	if err != nil {
@@ -129,7 +129,7 @@ type keyWithQuota struct {
 	QuotaUsage *Limit `json:"quota_usage,omitempty"`
 }
 
-func (s *Server) getKey(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+func (s *Server) getKey(w http.ResponseWriter, r *http.Request, a *latchkey.Actor) error {
 	k, err := s.svc.GetKey(r.Context(), a, r.PathValue("id"))
 	if err != nil {
 		return err
@@ -151,7 +151,7 @@ func (s *Server) getKey(w http.ResponseWriter, r *http.Request, a *keys.Actor) e
 	return nil
 }
 
-func (s *Server) updateKey(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+func (s *Server) updateKey(w http.ResponseWriter, r *http.Request, a *latchkey.Actor) error {
 	body, err := readBody(w, r, s.maxBody)
 	if err != nil {
 		return err
@@ -163,7 +163,7 @@ func (s *Server) updateKey(w http.ResponseWriter, r *http.Request, a *keys.Actor
 	return s.keyResult(w, http.StatusOK)(s.svc.UpdateKey(r.Context(), a, r.PathValue("id"), p))
 }
 
-func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request, a *latchkey.Actor) error {
 	body, err := readBody(w, r, s.maxBody)
 	if err != nil {
 		return err
@@ -180,7 +180,7 @@ func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request, a *keys.Actor
 	return nil
 }
 
-func (s *Server) suspendKey(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+func (s *Server) suspendKey(w http.ResponseWriter, r *http.Request, a *latchkey.Actor) error {
 	body, err := readBody(w, r, s.maxBody)
 	if err != nil {
 		return err
@@ -192,14 +192,14 @@ func (s *Server) suspendKey(w http.ResponseWriter, r *http.Request, a *keys.Acto
 	return s.keyResult(w, http.StatusOK)(s.svc.SuspendKey(r.Context(), a, r.PathValue("id"), time.Duration(b.Duration), b.Reason))
 }
 
-func (s *Server) resumeKey(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+func (s *Server) resumeKey(w http.ResponseWriter, r *http.Request, a *latchkey.Actor) error {
 	if err := s.readEmptyBody(w, r); err != nil {
 		return err
 	}
 	return s.keyResult(w, http.StatusOK)(s.svc.ResumeKey(r.Context(), a, r.PathValue("id")))
 }
 
-func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request, a *latchkey.Actor) error {
 	body, err := readBody(w, r, s.maxBody)
 	if err != nil {
 		return err
@@ -232,7 +232,7 @@ func (s *Server) keyResult(w http.ResponseWriter, status int) func(*latchkey.Key
 	}
 }
 
-func (s *Server) createTenant(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+func (s *Server) createTenant(w http.ResponseWriter, r *http.Request, a *latchkey.Actor) error {
 	body, err := readBody(w, r, s.maxBody)
 	if err != nil {
 		return err
@@ -253,7 +253,7 @@ func (s *Server) createTenant(w http.ResponseWriter, r *http.Request, a *keys.Ac
 	return nil
 }
 
-func (s *Server) listTenants(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+func (s *Server) listTenants(w http.ResponseWriter, r *http.Request, a *latchkey.Actor) error {
 	q := r.URL.Query()
 	limit, err := queryLimit(q.Get("limit"))
 	if err != nil {
@@ -301,7 +301,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	if err := s.svc.Ping(ctx); err != nil {
 		// A lost database was logged once when the store noticed it; a
 		// load balancer's every probe need not repeat it.
-		if !errors.Is(err, keys.ErrStoreLost) {
+		if !errors.Is(err, latchkey.ErrStoreLost) {
 			s.log.WarnContext(ctx, "store not ready", "request_id", requestID(ctx), "err", err)
 		}
 		// The store's own reason (a lost database file, say) when it gave

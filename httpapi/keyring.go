@@ -7,19 +7,18 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
-	"github.com/latchkeyhq/latchkey/keys"
 )
 
 // operator refuses actors outside the operator tenant: the keyring is the
 // whole node's, not a tenant's.
-func operator(a *keys.Actor) error {
+func operator(a *latchkey.Actor) error {
 	if a.Tenant != latchkey.OperatorTenant {
 		return latchkey.Errorf(latchkey.EForbidden, "only the operator's keys manage the keyring")
 	}
 	return nil
 }
 
-func (s *Server) keyringStatus(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+func (s *Server) keyringStatus(w http.ResponseWriter, r *http.Request, a *latchkey.Actor) error {
 	if err := operator(a); err != nil {
 		return err
 	}
@@ -31,7 +30,7 @@ func (s *Server) keyringStatus(w http.ResponseWriter, r *http.Request, a *keys.A
 }
 
 // rotateKeyring adds a keyring term; new values are sealed with it.
-func (s *Server) rotateKeyring(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+func (s *Server) rotateKeyring(w http.ResponseWriter, r *http.Request, a *latchkey.Actor) error {
 	if err := operator(a); err != nil {
 		return err
 	}
@@ -69,7 +68,7 @@ func decodeRewrap(data []byte) (string, error) {
 
 // rewrapKeyring wraps the keyring's terms under the master key in the
 // named file.
-func (s *Server) rewrapKeyring(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+func (s *Server) rewrapKeyring(w http.ResponseWriter, r *http.Request, a *latchkey.Actor) error {
 	if err := operator(a); err != nil {
 		return err
 	}
@@ -97,7 +96,7 @@ func (s *Server) rewrapKeyring(w http.ResponseWriter, r *http.Request, a *keys.A
 // recordAudit appends the audit event of the operator's change to the
 // keyring in that change's transaction tx, so the change and its record
 // commit or fail together.
-func (s *Server) recordAudit(tx latchkey.AuditWriter, a *keys.Actor, action string, details map[string]string) error {
+func (s *Server) recordAudit(tx latchkey.AuditWriter, a *latchkey.Actor, action string, details map[string]string) error {
 	now := s.now().UTC().Truncate(time.Microsecond) // the store's resolution
 	return tx.AppendAudit(latchkey.NewAuditEvent(a, a.Tenant, action, "", now, details))
 }

@@ -14,7 +14,7 @@ import (
 
 // exportKeys streams every key of the tenant as JSON lines (keys.ExportedKey:
 // configuration and hash, never a plaintext), page by page.
-func (s *Server) exportKeys(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+func (s *Server) exportKeys(w http.ResponseWriter, r *http.Request, a *latchkey.Actor) error {
 	if err := s.readEmptyBody(w, r); err != nil {
 		return err
 	}
@@ -93,7 +93,7 @@ func decodeImportQuery(q url.Values) (keys.ImportParams, error) {
 // importKeys reads the body as a stream (it may be far larger than
 // --max-body: only a line is bounded, keys.MaxImportLine) and imports it
 // batch by batch.
-func (s *Server) importKeys(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+func (s *Server) importKeys(w http.ResponseWriter, r *http.Request, a *latchkey.Actor) error {
 	p, err := decodeImportQuery(r.URL.Query())
 	if err != nil {
 		return err

@@ -163,12 +163,19 @@ func (s *memStore) KeyByHash(_ context.Context, h [32]byte) (*latchkey.Key, erro
 
 func (s *memStore) Update(_ context.Context, fn func(keys.Tx) error) error { return fn(nopTx{}) }
 
-type nopTx struct{ keys.Tx }
+// memTx is what the key service and the usage recorder ask of memStore's
+// transactions.
+type memTx interface {
+	keys.Tx
+	usage.Tx
+}
 
-func (nopTx) SetLastUsed([]keys.LastUsed) error          { return nil }
-func (nopTx) AddUsage([]keys.UsageRow) error             { return nil }
-func (nopTx) AddUsageNetworks([]keys.UsageNetwork) error { return nil }
-func (nopTx) AppendAudit(*latchkey.AuditEvent) error     { return nil }
+type nopTx struct{ memTx }
+
+func (nopTx) SetLastUsed([]latchkey.LastUsed) error          { return nil }
+func (nopTx) AddUsage([]latchkey.UsageRow) error             { return nil }
+func (nopTx) AddUsageNetworks([]latchkey.UsageNetwork) error { return nil }
+func (nopTx) AppendAudit(*latchkey.AuditEvent) error         { return nil }
 
 // captureWriter keeps the answer's body.
 type captureWriter struct {

@@ -8,7 +8,6 @@ import (
 
 	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/audit"
-	"github.com/latchkeyhq/latchkey/keys"
 )
 
 // reportQuery reads a report's query: from and to (RFC 3339 or a date,
@@ -40,15 +39,15 @@ func reportQuery(q url.Values) (audit.ReportWindow, string, error) {
 }
 
 // The three reports share one handler; each route names its builder.
-func (s *Server) accessReport(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+func (s *Server) accessReport(w http.ResponseWriter, r *http.Request, a *latchkey.Actor) error {
 	return s.report(w, r, a, func(win audit.ReportWindow) (audit.Report, error) { return s.audit.ReportAccess(r.Context(), a, win) })
 }
 
-func (s *Server) usageReport(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+func (s *Server) usageReport(w http.ResponseWriter, r *http.Request, a *latchkey.Actor) error {
 	return s.report(w, r, a, func(win audit.ReportWindow) (audit.Report, error) { return s.audit.ReportUsage(r.Context(), a, win) })
 }
 
-func (s *Server) securityReport(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+func (s *Server) securityReport(w http.ResponseWriter, r *http.Request, a *latchkey.Actor) error {
 	return s.report(w, r, a, func(win audit.ReportWindow) (audit.Report, error) { return s.audit.ReportSecurity(r.Context(), a, win) })
 }
 
@@ -56,7 +55,7 @@ func (s *Server) securityReport(w http.ResponseWriter, r *http.Request, a *keys.
 // the report as one JSON object, or as CSV (text/csv, offered as a file
 // download). The CSV is rendered whole before the status is sent, so a
 // failure is an error answer rather than a truncated 200.
-func (s *Server) report(w http.ResponseWriter, r *http.Request, _ *keys.Actor, build func(audit.ReportWindow) (audit.Report, error)) error {
+func (s *Server) report(w http.ResponseWriter, r *http.Request, _ *latchkey.Actor, build func(audit.ReportWindow) (audit.Report, error)) error {
 	win, format, err := reportQuery(r.URL.Query())
 	if err != nil {
 		return err

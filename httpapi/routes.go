@@ -4,7 +4,6 @@ import (
 	"net/http"
 
 	"github.com/latchkeyhq/latchkey"
-	"github.com/latchkeyhq/latchkey/keys"
 )
 
 // Route is one route of the HTTP surface as Routes lists it.
@@ -36,7 +35,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("/", s.noRoute)
 }
 
-type adminHandler = func(http.ResponseWriter, *http.Request, *keys.Actor) error
+type adminHandler = func(http.ResponseWriter, *http.Request, *latchkey.Actor) error
 
 // brokered is h on a server with a secret service (Config.Secrets),
 // audited on one with an audit service (Config.Audit) and hooked on one
@@ -58,7 +57,7 @@ func served(present bool, missing string, h adminHandler) adminHandler {
 	if present {
 		return h
 	}
-	return func(http.ResponseWriter, *http.Request, *keys.Actor) error {
+	return func(http.ResponseWriter, *http.Request, *latchkey.Actor) error {
 		return latchkey.Errorf(latchkey.ENotFound, "%s", missing)
 	}
 }

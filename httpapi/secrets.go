@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/latchkeyhq/latchkey"
-	"github.com/latchkeyhq/latchkey/keys"
 	"github.com/latchkeyhq/latchkey/secrets"
 )
 
@@ -49,7 +48,7 @@ func parseSecretVersion(v string) (int64, error) {
 	return n, nil
 }
 
-func (s *Server) putSecret(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+func (s *Server) putSecret(w http.ResponseWriter, r *http.Request, a *latchkey.Actor) error {
 	body, err := readBody(w, r, s.maxBody)
 	if err != nil {
 		return err
@@ -71,7 +70,7 @@ func (s *Server) putSecret(w http.ResponseWriter, r *http.Request, a *keys.Actor
 	return nil
 }
 
-func (s *Server) getSecret(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+func (s *Server) getSecret(w http.ResponseWriter, r *http.Request, a *latchkey.Actor) error {
 	v, err := parseSecretVersion(r.URL.Query().Get("version"))
 	if err != nil {
 		return err
@@ -85,7 +84,7 @@ func (s *Server) getSecret(w http.ResponseWriter, r *http.Request, a *keys.Actor
 	return nil
 }
 
-func (s *Server) listSecrets(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+func (s *Server) listSecrets(w http.ResponseWriter, r *http.Request, a *latchkey.Actor) error {
 	q := r.URL.Query()
 	limit, err := queryLimit(q.Get("limit"))
 	if err != nil {
@@ -102,7 +101,7 @@ func (s *Server) listSecrets(w http.ResponseWriter, r *http.Request, a *keys.Act
 	return nil
 }
 
-func (s *Server) secretVersions(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+func (s *Server) secretVersions(w http.ResponseWriter, r *http.Request, a *latchkey.Actor) error {
 	vs, err := s.secrets.SecretVersions(r.Context(), a, r.PathValue("name"))
 	if err != nil {
 		return err
@@ -113,7 +112,7 @@ func (s *Server) secretVersions(w http.ResponseWriter, r *http.Request, a *keys.
 	return nil
 }
 
-func (s *Server) deleteSecret(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+func (s *Server) deleteSecret(w http.ResponseWriter, r *http.Request, a *latchkey.Actor) error {
 	if err := s.secrets.DeleteSecret(r.Context(), a, r.PathValue("name")); err != nil {
 		return err
 	}
@@ -144,7 +143,7 @@ func (s *Server) seed(h http.Handler) http.Handler {
 }
 
 // seedKey answers GET /keys/{provider} with exactly {"api_key", "expires_in"}.
-func (s *Server) seedKey(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+func (s *Server) seedKey(w http.ResponseWriter, r *http.Request, a *latchkey.Actor) error {
 	sec, err := s.secrets.ReadSecret(r.Context(), a, r.PathValue("provider"), 0)
 	if err != nil {
 		return err
@@ -159,7 +158,7 @@ func (s *Server) seedKey(w http.ResponseWriter, r *http.Request, a *keys.Actor) 
 
 // seedKeys answers GET /llm-keys with {"<name>": "<value>", …} for every
 // secret the key may read.
-func (s *Server) seedKeys(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+func (s *Server) seedKeys(w http.ResponseWriter, r *http.Request, a *latchkey.Actor) error {
 	secs, err := s.secrets.ReadSecrets(r.Context(), a)
 	if err != nil {
 		return err

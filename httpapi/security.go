@@ -4,8 +4,8 @@ import (
 	"net/http"
 	"net/url"
 
+	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/audit"
-	"github.com/latchkeyhq/latchkey/keys"
 )
 
 // securityFilter reads GET /v1/security-events' query: kind, key_id,
@@ -23,7 +23,7 @@ func securityFilter(q url.Values) (audit.SecurityFilter, error) {
 	return f, nil
 }
 
-func (s *Server) listSecurityEvents(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+func (s *Server) listSecurityEvents(w http.ResponseWriter, r *http.Request, a *latchkey.Actor) error {
 	f, err := securityFilter(r.URL.Query())
 	if err != nil {
 		return err

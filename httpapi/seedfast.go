@@ -10,7 +10,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/latchkeyhq/latchkey"
-	"github.com/latchkeyhq/latchkey/keys"
 )
 
 // seedKeyPattern is the route GET /keys/{provider} is registered and
@@ -54,7 +53,7 @@ func (s *Server) seedKeyFast(w http.ResponseWriter, r *http.Request, id, provide
 	if retry, blocked := s.blocked(ip); blocked && !s.ownerKey(r.Context(), credential(r), ip) {
 		err = errGuarded(w, retry)
 	} else {
-		var a keys.Actor
+		var a latchkey.Actor
 		err = s.svc.AuthenticateInto(r.Context(), credential(r), ip, "secrets:read", &a)
 		if latchkey.ErrorCode(err) == latchkey.EUnauthenticated {
 			s.failed(ip)

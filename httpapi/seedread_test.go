@@ -49,7 +49,7 @@ func TestSeedKeyUnavailableWhenReadsCannotBeAudited(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := &failingWrites{Store: db}
+	store := &failingWrites{Store: latchkey.Narrow[keys.Tx](db)}
 	sec := secrets.New(secrets.Options{Store: latchkey.Narrow[secrets.Tx](store), Sealer: kr, ReadAuditInterval: time.Hour})
 	svc := keys.New(keys.Options{Store: store})
 	aud := audit.New(audit.Options{Store: latchkey.Narrow[audit.Tx](store), BeforeRead: sec.FlushReadAudits})

@@ -479,7 +479,7 @@ func (s *Server) ownerKey(ctx context.Context, key string, ip netip.Addr) bool {
 	if key == "" {
 		return false
 	}
-	var a keys.Actor
+	var a latchkey.Actor
 	if s.svc.Identify(ctx, key, ip, &a) != nil {
 		return false
 	}

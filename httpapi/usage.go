@@ -6,13 +6,12 @@ import (
 
 	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/audit"
-	"github.com/latchkeyhq/latchkey/keys"
 )
 
 // keyUsage answers GET /v1/keys/{id}/usage?bucket=minute|hour|day&from&to
 // (times in RFC 3339). The figures are the store's, as of the usage
 // recorder's last flush.
-func (s *Server) keyUsage(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+func (s *Server) keyUsage(w http.ResponseWriter, r *http.Request, a *latchkey.Actor) error {
 	q := r.URL.Query()
 	p := audit.UsageParams{Bucket: q.Get("bucket")}
 	var err error

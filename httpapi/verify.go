@@ -16,7 +16,7 @@ import (
 // Limit is one limit's state in a verify answer.
 type Limit = wire.Limit
 
-func limitView(l keys.LimitState) *Limit {
+func limitView(l latchkey.LimitState) *Limit {
 	if l.Limit == 0 {
 		return nil
 	}
@@ -186,7 +186,7 @@ func (s *Server) authError(w http.ResponseWriter, r *http.Request, id string, st
 	writeJSON(w, status, errorBody{Error: errorDetail{Code: code, Message: msg, RequestID: id}})
 }
 
-func setLimitHeaders(h http.Header, a keys.Admission, now time.Time) {
+func setLimitHeaders(h http.Header, a latchkey.Admission, now time.Time) {
 	l := a.RateLimit
 	if l.Limit == 0 {
 		l = a.Quota

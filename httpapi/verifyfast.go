@@ -659,7 +659,7 @@ func appendVerify(b []byte, v *keys.Verdict) []byte {
 
 // appendLimit appends a limit as limitView and encoding/json show it:
 // nothing without a limit, no reset_at without a reset.
-func appendLimit(b []byte, field string, l keys.LimitState) []byte {
+func appendLimit(b []byte, field string, l latchkey.LimitState) []byte {
 	if l.Limit == 0 {
 		return b
 	}

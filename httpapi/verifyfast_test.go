@@ -121,12 +121,12 @@ func TestVerifyAnswerMatchesEncodingJSON(t *testing.T) {
 	}
 	bare := latchkey.Key{ID: "key_2", Tenant: "t"}
 	invalidUTF8 := latchkey.Key{ID: "key_3", Tenant: "t", Owner: "a\xffb", Meta: map[string]any{}}
-	admissions := []keys.Admission{
+	admissions := []latchkey.Admission{
 		{},
-		{RateLimit: keys.LimitState{Limit: 10, Remaining: 9, ResetAt: reset}},
-		{RateLimit: keys.LimitState{Limit: 10, Remaining: -1, ResetAt: reset}, RetryAfter: 1200 * time.Millisecond},
-		{Quota: keys.LimitState{Limit: 1000, Remaining: 0}, RetryAfter: time.Nanosecond},
-		{RateLimit: keys.LimitState{Limit: 5, Remaining: 4, ResetAt: reset.UTC()}, Quota: keys.LimitState{Limit: 7, Remaining: 7, ResetAt: reset}, LeaseID: "lease_01J9\"x"},
+		{RateLimit: latchkey.LimitState{Limit: 10, Remaining: 9, ResetAt: reset}},
+		{RateLimit: latchkey.LimitState{Limit: 10, Remaining: -1, ResetAt: reset}, RetryAfter: 1200 * time.Millisecond},
+		{Quota: latchkey.LimitState{Limit: 1000, Remaining: 0}, RetryAfter: time.Nanosecond},
+		{RateLimit: latchkey.LimitState{Limit: 5, Remaining: 4, ResetAt: reset.UTC()}, Quota: latchkey.LimitState{Limit: 7, Remaining: 7, ResetAt: reset}, LeaseID: "lease_01J9\"x"},
 		{LeaseID: "lease_only"},
 	}
 	var verdicts []keys.Verdict

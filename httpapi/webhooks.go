@@ -4,7 +4,6 @@ import (
 	"net/http"
 
 	"github.com/latchkeyhq/latchkey"
-	"github.com/latchkeyhq/latchkey/keys"
 	"github.com/latchkeyhq/latchkey/webhook"
 )
 
@@ -15,7 +14,7 @@ type webhookWithSecret struct {
 	Secret string `json:"secret"`
 }
 
-func (s *Server) createWebhook(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+func (s *Server) createWebhook(w http.ResponseWriter, r *http.Request, a *latchkey.Actor) error {
 	body, err := readBody(w, r, s.maxBody)
 	if err != nil {
 		return err
@@ -32,7 +31,7 @@ func (s *Server) createWebhook(w http.ResponseWriter, r *http.Request, a *keys.A
 	return nil
 }
 
-func (s *Server) listWebhooks(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+func (s *Server) listWebhooks(w http.ResponseWriter, r *http.Request, a *latchkey.Actor) error {
 	q := r.URL.Query()
 	limit, err := queryLimit(q.Get("limit"))
 	if err != nil {
@@ -49,7 +48,7 @@ func (s *Server) listWebhooks(w http.ResponseWriter, r *http.Request, a *keys.Ac
 	return nil
 }
 
-func (s *Server) getWebhook(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+func (s *Server) getWebhook(w http.ResponseWriter, r *http.Request, a *latchkey.Actor) error {
 	hook, err := s.webhooks.GetWebhook(r.Context(), a, r.PathValue("id"))
 	if err != nil {
 		return err
@@ -58,7 +57,7 @@ func (s *Server) getWebhook(w http.ResponseWriter, r *http.Request, a *keys.Acto
 	return nil
 }
 
-func (s *Server) deleteWebhook(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+func (s *Server) deleteWebhook(w http.ResponseWriter, r *http.Request, a *latchkey.Actor) error {
 	if err := s.webhooks.DeleteWebhook(r.Context(), a, r.PathValue("id")); err != nil {
 		return err
 	}
@@ -68,7 +67,7 @@ func (s *Server) deleteWebhook(w http.ResponseWriter, r *http.Request, a *keys.A
 
 // listDeliveries answers a webhook's delivery log, newest first; ?status=
 // narrows it to pending, delivered or failed.
-func (s *Server) listDeliveries(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+func (s *Server) listDeliveries(w http.ResponseWriter, r *http.Request, a *latchkey.Actor) error {
 	q := r.URL.Query()
 	limit, err := queryLimit(q.Get("limit"))
 	if err != nil {
@@ -89,7 +88,7 @@ func (s *Server) listDeliveries(w http.ResponseWriter, r *http.Request, a *keys.
 
 // retryDelivery schedules one more attempt of a delivered or failed
 // delivery, now.
-func (s *Server) retryDelivery(w http.ResponseWriter, r *http.Request, a *keys.Actor) error {
+func (s *Server) retryDelivery(w http.ResponseWriter, r *http.Request, a *latchkey.Actor) error {
 	if err := s.readEmptyBody(w, r); err != nil {
 		return err
 	}

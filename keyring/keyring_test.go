@@ -71,7 +71,7 @@ func mustOpen(t *testing.T, k *keyring.Keyring, aad string, ct []byte, want stri
 // two seals of one value differ (random nonces).
 func TestSealedBytesDifferFromPlaintext(t *testing.T) {
 	db, _ := openStore(t)
-	k := openKeyring(t, db, masterKey(t))
+	k := openKeyring(t, latchkey.Narrow[keys.Tx](db), masterKey(t))
 	plain := "sk-proj-plaintext-provider-key-0123456789"
 	a, b := seal(t, k, "acme/openai/1", plain), seal(t, k, "acme/openai/1", plain)
 	if bytes.Contains(a, []byte(plain)) || bytes.Contains(a, []byte(plain[:16])) {
@@ -88,7 +88,7 @@ func TestSealedBytesDifferFromPlaintext(t *testing.T) {
 
 func TestFlippedByteFailsToOpen(t *testing.T) {
 	db, _ := openStore(t)
-	k := openKeyring(t, db, masterKey(t))
+	k := openKeyring(t, latchkey.Narrow[keys.Tx](db), masterKey(t))
 	ct := seal(t, k, "acme/openai/1", "value")
 	for i := range ct {
 		for _, bit := range []byte{0x01, 0x80} {
@@ -110,7 +110,7 @@ func TestFlippedByteFailsToOpen(t *testing.T) {
 // tenant in the associated data) does not open there.
 func TestCiphertextMovedToAnotherRowFailsToOpen(t *testing.T) {
 	db, _ := openStore(t)
-	k := openKeyring(t, db, masterKey(t))
+	k := openKeyring(t, latchkey.Narrow[keys.Tx](db), masterKey(t))
 	ct := seal(t, k, "acme\x00openai\x001", "value")
 	for _, aad := range []string{"acme\x00anthropic\x001", "acme\x00openai\x002", "other\x00openai\x001", ""} {
 		if _, err := k.Open([]byte(aad), ct); !errors.Is(err, keyring.ErrOpen) {
@@ -119,7 +119,7 @@ func TestCiphertextMovedToAnotherRowFailsToOpen(t *testing.T) {
 	}
 	// Another keyring (another database's data keys) cannot open it either.
 	db2, _ := openStore(t)
-	k2 := openKeyring(t, db2, masterKey(t))
+	k2 := openKeyring(t, latchkey.Narrow[keys.Tx](db2), masterKey(t))
 	if _, err := k2.Open([]byte("acme\x00openai\x001"), ct); err == nil {
 		t.Fatal("another keyring opens the ciphertext")
 	}
@@ -127,7 +127,7 @@ func TestCiphertextMovedToAnotherRowFailsToOpen(t *testing.T) {
 
 func TestWrongMasterKeyFailsClearly(t *testing.T) {
 	db, _ := openStore(t)
-	openKeyring(t, db, masterKey(t))
+	openKeyring(t, latchkey.Narrow[keys.Tx](db), masterKey(t))
 	_, err := keyring.Open(t.Context(), latchkey.Narrow[keyring.Tx](db), masterKey(t), keyring.Options{})
 	if !errors.Is(err, keyring.ErrWrongMasterKey) || latchkey.ErrorCode(err) != latchkey.EInvalid {
 		t.Fatalf("Open with another master key: %v, want ErrWrongMasterKey", err)
@@ -140,8 +140,8 @@ func TestWrongMasterKeyFailsClearly(t *testing.T) {
 func TestRestartOpensWhatWasSealed(t *testing.T) {
 	db, _ := openStore(t)
 	m := masterKey(t)
-	ct := seal(t, openKeyring(t, db, m), "aad", "value")
-	mustOpen(t, openKeyring(t, db, m), "aad", ct, "value")
+	ct := seal(t, openKeyring(t, latchkey.Narrow[keys.Tx](db), m), "aad", "value")
+	mustOpen(t, openKeyring(t, latchkey.Narrow[keys.Tx](db), m), "aad", ct, "value")
 	if ok, err := keyring.Initialized(t.Context(), latchkey.Narrow[keyring.Tx](db)); err != nil || !ok {
 		t.Fatalf("Initialized = %v, %v", ok, err)
 	}
@@ -189,7 +189,7 @@ func readers(t *testing.T, k *keyring.Keyring, sealed map[string][]byte, stop <-
 func TestRotateAndRewrapKeepEveryValueReadableUnderLoad(t *testing.T) {
 	db, _ := openStore(t)
 	m := masterKey(t)
-	k := openKeyring(t, db, m)
+	k := openKeyring(t, latchkey.Narrow[keys.Tx](db), m)
 	sealed := map[string][]byte{}
 	for i := range 5 {
 		aad := fmt.Sprintf("t\x00s%d\x001", i)
@@ -235,7 +235,7 @@ func TestRotateAndRewrapKeepEveryValueReadableUnderLoad(t *testing.T) {
 			t.Fatalf("restart with a replaced master key: %v, want ErrWrongMasterKey", err)
 		}
 	}
-	k2 := openKeyring(t, db, last)
+	k2 := openKeyring(t, latchkey.Narrow[keys.Tx](db), last)
 	for aad, ct := range later {
 		sealed[aad] = ct
 	}
@@ -250,7 +250,7 @@ func TestRotateAndRewrapKeepEveryValueReadableUnderLoad(t *testing.T) {
 func TestRewrapRefusesTheCurrentKey(t *testing.T) {
 	db, _ := openStore(t)
 	m := masterKey(t)
-	k := openKeyring(t, db, m)
+	k := openKeyring(t, latchkey.Narrow[keys.Tx](db), m)
 	if _, err := k.Rewrap(t.Context(), m, nil); latchkey.ErrorCode(err) != latchkey.EInvalid {
 		t.Fatalf("rewrap under the current key: %v, want invalid", err)
 	}
@@ -264,7 +264,7 @@ func TestRewrapRefusesTheCurrentKey(t *testing.T) {
 func TestRotateAndRewrapRollBackWithWithin(t *testing.T) {
 	db, _ := openStore(t)
 	m := masterKey(t)
-	k := openKeyring(t, db, m)
+	k := openKeyring(t, latchkey.Narrow[keys.Tx](db), m)
 	boom := latchkey.Errorf(latchkey.EUnavailable, "audit down")
 	if _, err := k.Rotate(t.Context(), func(keyring.Tx, int64) error { return boom }); !errors.Is(err, boom) {
 		t.Fatalf("rotate: %v", err)
@@ -272,7 +272,7 @@ func TestRotateAndRewrapRollBackWithWithin(t *testing.T) {
 	if _, err := k.Rewrap(t.Context(), masterKey(t), func(keyring.Tx, int) error { return boom }); !errors.Is(err, boom) {
 		t.Fatalf("rewrap: %v", err)
 	}
-	k2 := openKeyring(t, db, m) // the old master still opens: no rewrap happened
+	k2 := openKeyring(t, latchkey.Narrow[keys.Tx](db), m) // the old master still opens: no rewrap happened
 	if st := k2.Status(); st.Active != 1 || len(st.Terms) != 1 {
 		t.Fatalf("terms after failed rotation: %+v", st)
 	}
@@ -283,7 +283,7 @@ func TestRotateAndRewrapRollBackWithWithin(t *testing.T) {
 func TestOtherNodesTermIsPickedUp(t *testing.T) {
 	db, _ := openStore(t)
 	m := masterKey(t)
-	a, b := openKeyring(t, db, m), openKeyring(t, db, m)
+	a, b := openKeyring(t, latchkey.Narrow[keys.Tx](db), m), openKeyring(t, latchkey.Narrow[keys.Tx](db), m)
 	if _, err := a.Rotate(t.Context(), nil); err != nil {
 		t.Fatal(err)
 	}
@@ -369,7 +369,7 @@ func TestRewrapFromFileReplacesOwnKeyFile(t *testing.T) {
 	if err != nil || !bytes.Equal(got, nk) {
 		t.Fatalf("own key file after rewrap: %v", err)
 	}
-	mustOpen(t, openKeyring(t, db, got), "a", ct, "v")
+	mustOpen(t, openKeyring(t, latchkey.Narrow[keys.Tx](db), got), "a", ct, "v")
 	if err := os.Chmod(newPath, 0o640); err != nil {
 		t.Fatal(err)
 	}
@@ -429,7 +429,7 @@ func BenchmarkOpen(b *testing.B) {
 func TestRotateRefusedAfterAnotherNodeRewrapped(t *testing.T) {
 	db, _ := openStore(t)
 	m := masterKey(t)
-	a, b := openKeyring(t, db, m), openKeyring(t, db, m)
+	a, b := openKeyring(t, latchkey.Narrow[keys.Tx](db), m), openKeyring(t, latchkey.Narrow[keys.Tx](db), m)
 	ct := seal(t, a, "x", "v")
 	nm := masterKey(t)
 	if _, err := a.Rewrap(t.Context(), nm, nil); err != nil {
@@ -442,7 +442,7 @@ func TestRotateRefusedAfterAnotherNodeRewrapped(t *testing.T) {
 	if _, err := b.Rewrap(t.Context(), masterKey(t), nil); !errors.Is(err, keyring.ErrWrongMasterKey) {
 		t.Fatalf("rewrap with a replaced master key: %v, want ErrWrongMasterKey", err)
 	}
-	if st := openKeyring(t, db, nm).Status(); st.Active != 1 {
+	if st := openKeyring(t, latchkey.Narrow[keys.Tx](db), nm).Status(); st.Active != 1 {
 		t.Fatalf("terms after the refused rotation: %+v", st)
 	}
 }
@@ -454,7 +454,7 @@ func TestRotateRefusedAfterAnotherNodeRewrapped(t *testing.T) {
 func TestAuditKeyFollowsTheMasterKey(t *testing.T) {
 	db, _ := openStore(t)
 	m := masterKey(t)
-	k := openKeyring(t, db, m)
+	k := openKeyring(t, latchkey.Narrow[keys.Tx](db), m)
 	first := k.AuditKey()
 	if len(first) != 32 || bytes.Equal(first, m) {
 		t.Fatalf("audit key of %d bytes, equal to the master key: %v", len(first), bytes.Equal(first, m))
@@ -462,11 +462,11 @@ func TestAuditKeyFollowsTheMasterKey(t *testing.T) {
 	if _, err := k.Rotate(t.Context(), nil); err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(k.AuditKey(), first) || !bytes.Equal(openKeyring(t, db, m).AuditKey(), first) {
+	if !bytes.Equal(k.AuditKey(), first) || !bytes.Equal(openKeyring(t, latchkey.Narrow[keys.Tx](db), m).AuditKey(), first) {
 		t.Fatal("the audit key changed with a rotation or a restart")
 	}
 	other, _ := openStore(t)
-	if bytes.Equal(openKeyring(t, other, masterKey(t)).AuditKey(), first) {
+	if bytes.Equal(openKeyring(t, latchkey.Narrow[keys.Tx](other), masterKey(t)).AuditKey(), first) {
 		t.Fatal("two master keys give one audit key")
 	}
 	var told [][]byte
@@ -488,7 +488,7 @@ func TestAuditKeyFollowsTheMasterKey(t *testing.T) {
 	}
 	now := k.AuditKey()
 	if bytes.Equal(now, first) || !bytes.Equal(now, told[1]) || len(committed) != 2 || !committed[1] ||
-		!bytes.Equal(openKeyring(t, db, nm).AuditKey(), now) {
+		!bytes.Equal(openKeyring(t, latchkey.Narrow[keys.Tx](db), nm).AuditKey(), now) {
 		t.Fatal("after a rewrap the audit key is not the new master key's, or OnRewrap was not told")
 	}
 }

@@ -106,7 +106,7 @@ func TestMutationFailsWhenItsAuditEventCannotBeWritten(t *testing.T) {
 		t.Fatalf("verify after failed mutations: %s", v.Code)
 	}
 	store.fail.Store(false)
-	evs, err := f.audit.ListAudit(ctx, f.admin, keys.AuditFilter{})
+	evs, err := f.audit.ListAudit(ctx, f.admin, latchkey.AuditFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +140,7 @@ func TestEveryMutationIsAudited(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	evs, err := f.audit.ListAudit(ctx, f.admin, keys.AuditFilter{})
+	evs, err := f.audit.ListAudit(ctx, f.admin, latchkey.AuditFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -327,9 +327,6 @@ func (t *listIntern) joined(l []string) string {
 	return t.lookup(l).joined
 }
 
-// HashReader is latchkey.HashReader.
-type HashReader = latchkey.HashReader
-
 const cacheShards = 64
 
 // cache maps key hashes to entries (positive) or to "no such key"

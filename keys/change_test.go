@@ -25,8 +25,8 @@ func TestAppliedChangesReachTheCacheAtOnce(t *testing.T) {
 	}
 	t.Cleanup(func() { db.Close() })
 	clock := fakeclock.New(t0)
-	a := keys.New(keys.Options{Store: db, Now: clock.Now, CacheTTL: time.Hour, NegativeTTL: time.Hour})
-	b := keys.New(keys.Options{Store: db, Now: clock.Now})
+	a := keys.New(keys.Options{Store: latchkey.Narrow[keys.Tx](db), Now: clock.Now, CacheTTL: time.Hour, NegativeTTL: time.Hour})
+	b := keys.New(keys.Options{Store: latchkey.Narrow[keys.Tx](db), Now: clock.Now})
 	root, _, _, err := b.Bootstrap(ctx, "")
 	if err != nil {
 		t.Fatal(err)

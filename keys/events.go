@@ -99,7 +99,7 @@ func widenedScopes(before, after []string) []string {
 }
 
 // scopesWidened is the anomaly of a key given scopes it did not have.
-func scopesWidened(actor *Actor, k *latchkey.Key, before, added []string, now time.Time) *latchkey.Event {
+func scopesWidened(actor *latchkey.Actor, k *latchkey.Key, before, added []string, now time.Time) *latchkey.Event {
 	a := latchkey.Anomaly{
 		Kind:     latchkey.AnomalyScopesWidened,
 		Severity: latchkey.SeverityMedium,

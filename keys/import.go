@@ -239,7 +239,7 @@ func envObject(r io.Reader, fn func(entry int64, key, client string) error) erro
 type importer struct {
 	s        *Service
 	ctx      context.Context
-	actor    *Actor
+	actor    *latchkey.Actor
 	now      time.Time
 	format   string
 	progress func()
@@ -346,7 +346,7 @@ func (im *importer) newKey(h [32]byte, prefix, start string) *latchkey.Key {
 // kept nowhere. Errors: EInvalid (format or settings), EForbidden (scopes
 // beyond the actor's), ETooLarge (a line over MaxImportLine), the store's;
 // the batches before an error stay imported.
-func (s *Service) ImportKeys(ctx context.Context, actor *Actor, r io.Reader, p ImportParams) (ImportResult, error) {
+func (s *Service) ImportKeys(ctx context.Context, actor *latchkey.Actor, r io.Reader, p ImportParams) (ImportResult, error) {
 	if !ValidImportFormat(p.Format) {
 		return ImportResult{}, latchkey.Errorf(latchkey.EInvalid, "format must be jsonl, plain, sha256 or env")
 	}
@@ -441,7 +441,7 @@ func (im *importer) parseLine(line []byte) (*latchkey.Key, bool, error) {
 // actor's tenant, with a new id; its hash, state and times are kept.
 // Rotation and parent links are not (they name keys of the exporting
 // tenant).
-func (s *Service) exportedKey(e *ExportedKey, actor *Actor, now time.Time) (*latchkey.Key, error) {
+func (s *Service) exportedKey(e *ExportedKey, actor *latchkey.Actor, now time.Time) (*latchkey.Key, error) {
 	src := &e.Key
 	ips := make([]string, len(src.IPAllow))
 	for i, p := range src.IPAllow {
@@ -538,7 +538,7 @@ func readError(err error) error {
 // reading the store a page at a time (so the tenant is never held in
 // memory); the export is audited (keys.exported) before the first key.
 // An error of fn stops it and is returned.
-func (s *Service) ExportKeys(ctx context.Context, actor *Actor, fn func(*latchkey.Key) error) error {
+func (s *Service) ExportKeys(ctx context.Context, actor *latchkey.Actor, fn func(*latchkey.Key) error) error {
 	now := s.now()
 	if err := s.store.Update(ctx, func(tx Tx) error {
 		return s.record(tx, latchkey.NewAuditEvent(actor, actor.Tenant, "keys.exported", "", now, nil))
@@ -550,7 +550,7 @@ func (s *Service) ExportKeys(ctx context.Context, actor *Actor, fn func(*latchke
 		var page []*latchkey.Key
 		err := s.store.View(ctx, func(tx Tx) error {
 			var err error
-			page, err = tx.Keys(actor.Tenant, KeyFilter{Page: Page{After: after, Limit: exportPage}})
+			page, err = tx.Keys(actor.Tenant, latchkey.KeyFilter{Page: latchkey.Page{After: after, Limit: exportPage}})
 			return err
 		})
 		if err != nil {

@@ -23,7 +23,7 @@ func tokenURLSafe(t testing.TB) string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-func (f *fixture) importKeys(t testing.TB, a *keys.Actor, format, body string, set keys.Settings) keys.ImportResult {
+func (f *fixture) importKeys(t testing.TB, a *latchkey.Actor, format, body string, set keys.Settings) keys.ImportResult {
 	t.Helper()
 	res, err := f.svc.ImportKeys(context.Background(), a, strings.NewReader(body), keys.ImportParams{Format: format, Settings: set})
 	if err != nil {

@@ -106,7 +106,7 @@ type CreateParams struct {
 
 // apply validates p and writes it onto k. It checks that the actor does not
 // hand out admin scopes it lacks.
-func (p *Settings) apply(k *latchkey.Key, actor *Actor, now time.Time, env policyEnv) error {
+func (p *Settings) apply(k *latchkey.Key, actor *latchkey.Actor, now time.Time, env policyEnv) error {
 	if err := p.applyPolicies(k, env); err != nil {
 		return err
 	}
@@ -187,7 +187,7 @@ func (p *Settings) apply(k *latchkey.Key, actor *Actor, now time.Time, env polic
 
 // CreateKey issues a key in the actor's tenant and returns it with its
 // plaintext, which is never available again. Errors: EInvalid, EForbidden.
-func (s *Service) CreateKey(ctx context.Context, actor *Actor, p CreateParams) (*latchkey.Key, latchkey.Token, error) {
+func (s *Service) CreateKey(ctx context.Context, actor *latchkey.Actor, p CreateParams) (*latchkey.Key, latchkey.Token, error) {
 	if p.Name == nil {
 		return nil, latchkey.Token{}, latchkey.Errorf(latchkey.EInvalid, "name is required")
 	}
@@ -217,7 +217,7 @@ func (s *Service) CreateKey(ctx context.Context, actor *Actor, p CreateParams) (
 }
 
 // GetKey returns a key of the actor's tenant. Errors: ENotFound.
-func (s *Service) GetKey(ctx context.Context, actor *Actor, id string) (*latchkey.Key, error) {
+func (s *Service) GetKey(ctx context.Context, actor *latchkey.Actor, id string) (*latchkey.Key, error) {
 	if !latchkey.ValidID("key", id) {
 		return nil, latchkey.KeyNotFound(id)
 	}
@@ -234,10 +234,10 @@ func (s *Service) GetKey(ctx context.Context, actor *Actor, id string) (*latchke
 // it: the live credit balance, or what is left of the current period and
 // when it ends. ok is false when the key has no quota or the limiter
 // cannot tell (none, or one that is not a QuotaReader).
-func (s *Service) KeyQuota(ctx context.Context, k *latchkey.Key) (l LimitState, ok bool, err error) {
-	qr, can := s.limiter.(QuotaReader)
+func (s *Service) KeyQuota(ctx context.Context, k *latchkey.Key) (l latchkey.LimitState, ok bool, err error) {
+	qr, can := s.limiter.(latchkey.QuotaReader)
 	if k.Quota == nil || !can {
-		return LimitState{}, false, nil
+		return latchkey.LimitState{}, false, nil
 	}
 	l, err = qr.Quota(ctx, k, s.now())
 	return l, err == nil, err
@@ -253,7 +253,7 @@ type ListParams struct {
 
 // ListKeys lists the actor's tenant's keys in creation order and returns
 // the cursor of the next page ("" at the end). Errors: EInvalid.
-func (s *Service) ListKeys(ctx context.Context, actor *Actor, p ListParams) ([]*latchkey.Key, string, error) {
+func (s *Service) ListKeys(ctx context.Context, actor *latchkey.Actor, p ListParams) ([]*latchkey.Key, string, error) {
 	if p.State != "" && !latchkey.ValidState(p.State) {
 		return nil, "", latchkey.Errorf(latchkey.EInvalid, "state must be active, suspended, revoked or expired")
 	}
@@ -262,8 +262,8 @@ func (s *Service) ListKeys(ctx context.Context, actor *Actor, p ListParams) ([]*
 		return nil, "", err
 	}
 	limit := latchkey.ClampLimit(p.Limit)
-	f := KeyFilter{
-		Page:  Page{After: after, Limit: limit + 1},
+	f := latchkey.KeyFilter{
+		Page:  latchkey.Page{After: after, Limit: limit + 1},
 		Owner: p.Owner, Environment: p.Environment, Name: p.Name, ParentID: p.ParentID,
 		State: p.State, Now: s.now(),
 	}
@@ -286,7 +286,7 @@ func (s *Service) ListKeys(ctx context.Context, actor *Actor, p ListParams) ([]*
 
 // UpdateKey changes a key's settings. Errors: EInvalid, EForbidden,
 // ENotFound, EConflict (the key is revoked).
-func (s *Service) UpdateKey(ctx context.Context, actor *Actor, id string, p Settings) (*latchkey.Key, error) {
+func (s *Service) UpdateKey(ctx context.Context, actor *latchkey.Actor, id string, p Settings) (*latchkey.Key, error) {
 	return s.change(ctx, actor, id, "key.updated", func(tx Tx, k *latchkey.Key, now time.Time) ([]*latchkey.Key, error) {
 		if k.StateAt(now) == latchkey.StateRevoked {
 			return nil, latchkey.Errorf(latchkey.EConflict, "key %s is revoked; a revoked key cannot change", k.ID)
@@ -325,7 +325,7 @@ func (s *Service) UpdateKey(ctx context.Context, actor *Actor, id string, p Sett
 // When fn changed any key, the change is audited as action on key id in the
 // same transaction (details from describe, if given, plus the other keys
 // the change reached); if the event cannot be written, nothing changes.
-func (s *Service) change(ctx context.Context, actor *Actor, id, action string, fn func(tx Tx, k *latchkey.Key, now time.Time) ([]*latchkey.Key, error), describe func() map[string]string) (*latchkey.Key, error) {
+func (s *Service) change(ctx context.Context, actor *latchkey.Actor, id, action string, fn func(tx Tx, k *latchkey.Key, now time.Time) ([]*latchkey.Key, error), describe func() map[string]string) (*latchkey.Key, error) {
 	if !latchkey.ValidID("key", id) {
 		return nil, latchkey.KeyNotFound(id)
 	}
@@ -423,7 +423,7 @@ type RotateParams struct {
 // successor, so revoking the successor still reaches them. Errors:
 // EInvalid, ENotFound, EConflict (the key is not active, or was already
 // rotated).
-func (s *Service) RotateKey(ctx context.Context, actor *Actor, id string, p RotateParams) (*latchkey.Key, latchkey.Token, error) {
+func (s *Service) RotateKey(ctx context.Context, actor *latchkey.Actor, id string, p RotateParams) (*latchkey.Key, latchkey.Token, error) {
 	grace := s.defaultGrace
 	if p.Grace != nil {
 		grace = *p.Grace
@@ -506,7 +506,7 @@ func inheritQuota(tx Tx, old, succ *latchkey.Key, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	next := QuotaUsage{KeyID: succ.ID, Used: u.Used}
+	next := latchkey.QuotaUsage{KeyID: succ.ID, Used: u.Used}
 	if !old.Quota.IsCredit() {
 		cur, err := latchkey.QuotaPeriodStart(old.Quota.Period, old.CreatedAt, now)
 		if err != nil || !u.PeriodStart.Equal(cur) {
@@ -527,7 +527,7 @@ func inheritQuota(tx Tx, old, succ *latchkey.Key, now time.Time) error {
 // resumed). A descendant already suspended for longer, in its own right,
 // keeps its own suspension; every other descendant is marked as suspended by
 // this key. Errors: EInvalid, ENotFound, EConflict (revoked).
-func (s *Service) SuspendKey(ctx context.Context, actor *Actor, id string, d time.Duration, reason string) (*latchkey.Key, error) {
+func (s *Service) SuspendKey(ctx context.Context, actor *latchkey.Actor, id string, d time.Duration, reason string) (*latchkey.Key, error) {
 	if d < 0 || d > latchkey.MaxDuration {
 		return nil, latchkey.Errorf(latchkey.EInvalid, "duration must be between 0 and 100y")
 	}
@@ -580,7 +580,7 @@ func outlasts(a, b time.Time) bool {
 // ResumeKey ends a key's suspension and that of every key its suspension
 // reached. Resuming an active key changes nothing. Errors: ENotFound,
 // EConflict (revoked, or its parent is still suspended).
-func (s *Service) ResumeKey(ctx context.Context, actor *Actor, id string) (*latchkey.Key, error) {
+func (s *Service) ResumeKey(ctx context.Context, actor *latchkey.Actor, id string) (*latchkey.Key, error) {
 	return s.change(ctx, actor, id, "key.resumed", func(tx Tx, k *latchkey.Key, now time.Time) ([]*latchkey.Key, error) {
 		if k.StateAt(now) == latchkey.StateRevoked {
 			return nil, latchkey.Errorf(latchkey.EConflict, "key %s is revoked; revocation is final", k.ID)
@@ -613,7 +613,7 @@ func (s *Service) ResumeKey(ctx context.Context, actor *Actor, id string) (*latc
 // RevokeKey revokes a key for good, with every key derived from it and the
 // key it replaced if that one is still in its grace period. Revoking a
 // revoked key changes nothing. Errors: EInvalid, ENotFound.
-func (s *Service) RevokeKey(ctx context.Context, actor *Actor, id, reason string) (*latchkey.Key, error) {
+func (s *Service) RevokeKey(ctx context.Context, actor *latchkey.Actor, id, reason string) (*latchkey.Key, error) {
 	if err := latchkey.ValidateText("reason", reason, latchkey.MaxNameLen, false); err != nil {
 		return nil, err
 	}
@@ -681,7 +681,7 @@ func subtree(tx Tx, k *latchkey.Key) ([]*latchkey.Key, error) {
 // and expiry stay within the parent's. An actor with keys:write may derive
 // from any key of its tenant; one with only keys:derive from itself.
 // Errors: EInvalid, EForbidden, ENotFound, EConflict (parent not active).
-func (s *Service) DeriveKey(ctx context.Context, actor *Actor, id string, p CreateParams) (*latchkey.Key, latchkey.Token, error) {
+func (s *Service) DeriveKey(ctx context.Context, actor *latchkey.Actor, id string, p CreateParams) (*latchkey.Key, latchkey.Token, error) {
 	if !latchkey.ScopesAllow(actor.Scopes, "keys:write") && actor.KeyID != id {
 		return nil, latchkey.Token{}, latchkey.Errorf(latchkey.EForbidden, "a key with keys:derive but not keys:write may derive only from itself")
 	}

@@ -82,7 +82,7 @@ func TestAuthenticateAppliesTheKeysLimits(t *testing.T) {
 	if err != nil || a.Admission.RateLimit.Limit != 1 {
 		t.Fatalf("first use: %v %+v", err, a)
 	}
-	d := refused(f.svc.AuthenticateInto(ctx, rated, netip.Addr{}, "keys:read", new(keys.Actor)), latchkey.ERateLimited, latchkey.CodeRateLimited)
+	d := refused(f.svc.AuthenticateInto(ctx, rated, netip.Addr{}, "keys:read", new(latchkey.Actor)), latchkey.ERateLimited, latchkey.CodeRateLimited)
 	if d.Admission.RetryAfter <= 0 {
 		t.Fatalf("a rate denial without retry_after: %+v", d.Admission)
 	}
@@ -90,14 +90,14 @@ func TestAuthenticateAppliesTheKeysLimits(t *testing.T) {
 		t.Fatalf("verify after the route spent the window: %s", v.Code)
 	}
 	// The scope is checked before the limits, as on verify.
-	refused(f.svc.AuthenticateInto(ctx, rated, netip.Addr{}, "keys:write", new(keys.Actor)), latchkey.EForbidden, latchkey.CodeInsufficientScope)
+	refused(f.svc.AuthenticateInto(ctx, rated, netip.Addr{}, "keys:write", new(latchkey.Actor)), latchkey.EForbidden, latchkey.CodeInsufficientScope)
 
 	_, one := f.create(t, keys.CreateParams{Settings: keys.Settings{MaxConcurrent: ptr(1), LeaseTTL: ptr(time.Hour)}})
 	held, err := f.svc.Authenticate(ctx, one, netip.Addr{}, "")
 	if err != nil || held.Admission.LeaseID == "" {
 		t.Fatalf("first use: %v %+v", err, held)
 	}
-	refused(f.svc.AuthenticateInto(ctx, one, netip.Addr{}, "", new(keys.Actor)), latchkey.ERateLimited, latchkey.CodeConcurrencyExceeded)
+	refused(f.svc.AuthenticateInto(ctx, one, netip.Addr{}, "", new(latchkey.Actor)), latchkey.ERateLimited, latchkey.CodeConcurrencyExceeded)
 	f.svc.Done(held)
 	f.svc.Done(held) // a second Done releases nothing more
 	again, err := f.svc.Authenticate(ctx, one, netip.Addr{}, "")
@@ -109,6 +109,6 @@ func TestAuthenticateAppliesTheKeysLimits(t *testing.T) {
 		t.Fatalf("release while the key's one slot is held: %v", err)
 	}
 
-	refused(f.svc.AuthenticateInto(ctx, "lk_garbage", netip.Addr{}, "", new(keys.Actor)), latchkey.EUnauthenticated, latchkey.CodeMalformed)
-	refused(f.svc.AuthenticateInto(ctx, "", netip.Addr{}, "", new(keys.Actor)), latchkey.EUnauthenticated, latchkey.CodeMalformed)
+	refused(f.svc.AuthenticateInto(ctx, "lk_garbage", netip.Addr{}, "", new(latchkey.Actor)), latchkey.EUnauthenticated, latchkey.CodeMalformed)
+	refused(f.svc.AuthenticateInto(ctx, "", netip.Addr{}, "", new(latchkey.Actor)), latchkey.EUnauthenticated, latchkey.CodeMalformed)
 }

@@ -42,7 +42,7 @@ func openMissStore(b *testing.B, n int) missFixture {
 	plain := make([]string, n)
 	const batch = 10_000
 	for start := 0; start < n; start += batch {
-		err := db.Update(ctx, func(tx keys.Tx) error {
+		err := db.Update(ctx, func(tx *sqlite.Tx) error {
 			if start == 0 {
 				if err := tx.CreateTenant(&latchkey.Tenant{ID: "acme", Name: "Acme", CreatedAt: at}); err != nil {
 					return err
@@ -93,7 +93,7 @@ func BenchmarkVerifyMisses(b *testing.B) {
 		name   string
 		active int
 	}{{"AllActive", n}, {"WorkingSetFits", n / 20}} {
-		svc := keys.New(keys.Options{Store: f.db, CacheSize: n / 10})
+		svc := keys.New(keys.Options{Store: latchkey.Narrow[keys.Tx](f.db), CacheSize: n / 10})
 		ctx := context.Background()
 		for _, par := range []bool{false, true} {
 			name := fmt.Sprintf("%s/%dkeys/serial", c.name, n)

@@ -35,13 +35,14 @@ type Options struct {
 	// DefaultGrace is the grace period of a rotation that names none
 	// (default 1h).
 	DefaultGrace time.Duration
-	Limiter      Limiter
+	Limiter      latchkey.Limiter
 	// Geo maps addresses to countries, for keys limited to countries; nil
 	// means such keys cannot be created.
 	Geo GeoIP
 	// Usage, when set, is told about every verification that found a key
-	// (package usage).
-	Usage UsageRecorder
+	// (package usage). Record runs on the verify path: it must be safe for
+	// concurrent use, cheap, and must not allocate.
+	Usage latchkey.UsageRecorder
 	// Burst is when many keys created or revoked in a short time are a
 	// security anomaly (default: 50 within 5 minutes).
 	Burst  BurstRule
@@ -55,10 +56,6 @@ type BurstRule struct {
 	Window    time.Duration
 }
 
-// UsageRecorder counts verifications. Record runs on the verify path: it
-// must be safe for concurrent use, cheap, and must not allocate.
-type UsageRecorder = latchkey.UsageRecorder
-
 // GeoIP tells the country of an address (ISO 3166-1 alpha-2, upper case).
 type GeoIP interface {
 	Country(ip netip.Addr) (string, bool)
@@ -70,9 +67,9 @@ type Service struct {
 	clock        func() time.Time
 	rand         io.Reader
 	cache        *cache
-	limiter      Limiter
+	limiter      latchkey.Limiter
 	geo          GeoIP
-	usage        UsageRecorder
+	usage        latchkey.UsageRecorder
 	log          *slog.Logger
 	defaultGrace time.Duration
 	burst        BurstRule
@@ -132,9 +129,6 @@ func (s *Service) policyEnv() policyEnv { return policyEnv{hasGeo: s.geo != nil}
 // Ping reports whether the store answers.
 func (s *Service) Ping(ctx context.Context) error { return s.store.Ping(ctx) }
 
-// Actor is latchkey.Actor.
-type Actor = latchkey.Actor
-
 // Authenticate verifies the key presented to a route and checks that it
 // holds scope, with every check of Verify in Verify's order (state, IP
 // allowlist, countries, time windows, scope, then the key's rate windows,
@@ -145,8 +139,8 @@ type Actor = latchkey.Actor
 // country, time window, scope), ERateLimited (a rate window, the quota or
 // the concurrency limit), each a *Denied naming the verify code;
 // EUnavailable.
-func (s *Service) Authenticate(ctx context.Context, key string, ip netip.Addr, scope string) (*Actor, error) {
-	a := new(Actor)
+func (s *Service) Authenticate(ctx context.Context, key string, ip netip.Addr, scope string) (*latchkey.Actor, error) {
+	a := new(latchkey.Actor)
 	if err := s.AuthenticateInto(ctx, key, ip, scope, a); err != nil {
 		return nil, err
 	}
@@ -155,7 +149,7 @@ func (s *Service) Authenticate(ctx context.Context, key string, ip netip.Addr, s
 
 // AuthenticateInto is Authenticate filling a caller's Actor, so that a hot
 // route can keep it on its stack.
-func (s *Service) AuthenticateInto(ctx context.Context, key string, ip netip.Addr, scope string, a *Actor) error {
+func (s *Service) AuthenticateInto(ctx context.Context, key string, ip netip.Addr, scope string, a *latchkey.Actor) error {
 	return s.authenticate(ctx, key, ip, scope, true, a)
 }
 
@@ -163,13 +157,13 @@ func (s *Service) AuthenticateInto(ctx context.Context, key string, ip netip.Add
 // spends no request, no quota and takes no concurrency slot. The guard uses
 // it to recognise an owner's admin key on a blocked network before the
 // route authenticates it for real.
-func (s *Service) Identify(ctx context.Context, key string, ip netip.Addr, a *Actor) error {
+func (s *Service) Identify(ctx context.Context, key string, ip netip.Addr, a *latchkey.Actor) error {
 	return s.authenticate(ctx, key, ip, "", false, a)
 }
 
 // authenticate is the one way a route's key is checked: verify's checks
 // (with the limiter only if limits), turned into an error.
-func (s *Service) authenticate(ctx context.Context, key string, ip netip.Addr, scope string, limits bool, a *Actor) error {
+func (s *Service) authenticate(ctx context.Context, key string, ip netip.Addr, scope string, limits bool, a *latchkey.Actor) error {
 	if key == "" {
 		return &Denied{Err: latchkey.Errorf(latchkey.EUnauthenticated, "no API key: send Authorization: Bearer <key> or X-API-Key"), Code: latchkey.CodeMalformed}
 	}
@@ -194,13 +188,13 @@ func (s *Service) authenticate(ctx context.Context, key string, ip netip.Addr, s
 		return d
 	}
 	k := &v.Entry.Key
-	*a = Actor{KeyID: k.ID, Tenant: k.Tenant, Scopes: k.Scopes, Resources: k.Resources, IP: ip, Admission: v.Admission}
+	*a = latchkey.Actor{KeyID: k.ID, Tenant: k.Tenant, Scopes: k.Scopes, Resources: k.Resources, IP: ip, Admission: v.Admission}
 	return nil
 }
 
 // Done ends what Authenticate holds for a request: the key's concurrency
 // slot, if it has a limit on concurrency.
-func (s *Service) Done(a *Actor) {
+func (s *Service) Done(a *latchkey.Actor) {
 	if a.Admission.LeaseID != "" && s.limiter != nil {
 		s.limiter.Release(a.Admission.LeaseID, s.now())
 		a.Admission.LeaseID = ""
@@ -214,7 +208,7 @@ func (s *Service) Done(a *Actor) {
 type Denied struct {
 	Err       *latchkey.Error
 	Code      string
-	Admission Admission
+	Admission latchkey.Admission
 }
 
 func (d *Denied) Error() string { return d.Err.Error() }

@@ -25,9 +25,9 @@ type fixture struct {
 	svc   *keys.Service
 	audit *audit.Service // the audit log's reader, on the same database
 	clock *fakeclock.Clock
-	admin *keys.Actor // tenant "acme" admin
-	other *keys.Actor // tenant "globex" admin
-	op    *keys.Actor // the operator's root key
+	admin *latchkey.Actor // tenant "acme" admin
+	other *latchkey.Actor // tenant "globex" admin
+	op    *latchkey.Actor // the operator's root key
 }
 
 func newFixture(t testing.TB, opts ...func(*keys.Options)) *fixture {
@@ -39,7 +39,7 @@ func newFixture(t testing.TB, opts ...func(*keys.Options)) *fixture {
 	}
 	t.Cleanup(func() { db.Close() })
 	clock := fakeclock.New(t0)
-	o := keys.Options{Store: db, Now: clock.Now}
+	o := keys.Options{Store: latchkey.Narrow[keys.Tx](db), Now: clock.Now}
 	for _, f := range opts {
 		f(&o)
 	}

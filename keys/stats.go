@@ -6,13 +6,10 @@ import (
 	"github.com/latchkeyhq/latchkey"
 )
 
-// CacheStats is latchkey.CacheStats.
-type CacheStats = latchkey.CacheStats
-
 // CacheStats returns the cache's figures. It takes every shard's read lock
 // in turn, so call it for a metrics scrape, not per request.
-func (s *Service) CacheStats() CacheStats {
-	var st CacheStats
+func (s *Service) CacheStats() latchkey.CacheStats {
+	var st latchkey.CacheStats
 	c := s.cache
 	for i := range c.shards {
 		sh := &c.shards[i]

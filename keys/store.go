@@ -35,29 +35,21 @@ type Store interface {
 	Close() error
 }
 
-// ErrStoreLost is latchkey.ErrStoreLost.
-var ErrStoreLost = latchkey.ErrStoreLost
-
-// Tx is one transaction. It is used by one goroutine and only inside the
-// function given to View or Update.
+// Tx is what the key service needs of one transaction: tenants and keys,
+// and what a key change records with them. A backend's transaction
+// implements it along with the other services' contracts (secrets.Tx,
+// audit.Tx, webhook.Tx, usage.Tx), and the wiring hands it over with
+// latchkey.Narrow[keys.Tx](db), which keeps the store's transaction-free
+// KeyByHash for the verify path. It is used by one goroutine and only
+// inside the function given to View or Update.
 type Tx interface {
-	// Each capability's methods are declared in a file of their own
-	// (store_events.go, store_webhooks.go) or in the root (the audit
-	// service's reads, latchkey.AuditReader and latchkey.ReportReader) and
-	// embedded here. The secrets' are the secret service's (secrets.Tx) and the
-	// keyring's (latchkey.KeyringStore): a backend's transaction
-	// implements those too, and is narrowed to them (latchkey.Narrow).
-	EventStore
-	WebhookStore
-	latchkey.ReportReader
-
 	// CreateTenant inserts t; EConflict if its id exists.
 	CreateTenant(t *latchkey.Tenant) error
 	// Tenant returns the tenant with the id; ENotFound if there is none.
 	Tenant(id string) (*latchkey.Tenant, error)
 	// Tenants lists tenants ordered by id, those with id > p.After, at most
 	// p.Limit of them.
-	Tenants(p Page) ([]*latchkey.Tenant, error)
+	Tenants(p latchkey.Page) ([]*latchkey.Tenant, error)
 
 	// CreateKey inserts k; EConflict if its id or hash exists, ENotFound if
 	// its tenant does not.
@@ -73,7 +65,7 @@ type Tx interface {
 	KeyByHash(hash [32]byte) (*latchkey.Key, error)
 	// Keys lists a tenant's keys that match f, ordered by id; an unknown
 	// tenant has no keys. A State filter needs a non-zero Now (EInvalid).
-	Keys(tenant string, f KeyFilter) ([]*latchkey.Key, error)
+	Keys(tenant string, f latchkey.KeyFilter) ([]*latchkey.Key, error)
 	// UpdateKey stores every field of k but ID, Tenant, Hash, Prefix, Start,
 	// CreatedAt and LastUsedAt over the row (k.Tenant, k.ID); ENotFound if
 	// there is none. LastUsedAt is left alone so that a key change, which
@@ -82,45 +74,14 @@ type Tx interface {
 	// Children returns the keys whose ParentID is parentID, ordered by id.
 	Children(tenant, parentID string) ([]*latchkey.Key, error)
 
-	// A key's persisted quota consumption (the limiter's part).
+	// A key's persisted quota consumption: a rotation hands the old key's
+	// over to its successor.
 	latchkey.QuotaStore
 
-	// The audit log: appends, and the reads of the audit service
-	// (audit.Tx).
+	// What a key change records in its own transaction: the audit event,
+	// the webhook event, and the count of recent events a burst is
+	// judged by.
 	latchkey.AuditWriter
-	latchkey.AuditReader
-	latchkey.CheckpointStore
-
-	// Usage rows: written by the usage recorder, read by reports and the
-	// security checks.
-	latchkey.UsageWriter
-	latchkey.UsageReader
+	latchkey.EventWriter
+	latchkey.EventReader
 }
-
-// The usage records live in the domain root, so that the usage recorder
-// and the security checks import the root and not this package.
-type (
-	LastUsed     = latchkey.LastUsed
-	UsageRow     = latchkey.UsageRow
-	Grain        = latchkey.Grain
-	UsageNetwork = latchkey.UsageNetwork
-)
-
-// Usage grains: minute rows, and their hour and day roll-ups.
-const (
-	GrainMinute = latchkey.GrainMinute
-	GrainHour   = latchkey.GrainHour
-	GrainDay    = latchkey.GrainDay
-)
-
-// AuditFilter is latchkey.AuditFilter.
-type AuditFilter = latchkey.AuditFilter
-
-// QuotaUsage is latchkey.QuotaUsage, the limiter's record.
-type QuotaUsage = latchkey.QuotaUsage
-
-// Page is latchkey.Page.
-type Page = latchkey.Page
-
-// KeyFilter is latchkey.KeyFilter.
-type KeyFilter = latchkey.KeyFilter

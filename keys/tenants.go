@@ -11,7 +11,7 @@ import (
 // tenant-level admin scope, and returns that key's plaintext once. Only the
 // operator tenant may create tenants. Errors: EInvalid, EForbidden,
 // EConflict (the id is taken).
-func (s *Service) CreateTenant(ctx context.Context, actor *Actor, id, name string) (*latchkey.Tenant, *latchkey.Key, latchkey.Token, error) {
+func (s *Service) CreateTenant(ctx context.Context, actor *latchkey.Actor, id, name string) (*latchkey.Tenant, *latchkey.Key, latchkey.Token, error) {
 	if err := requireOperator(actor); err != nil {
 		return nil, nil, latchkey.Token{}, err
 	}
@@ -59,7 +59,7 @@ func (s *Service) CreateTenant(ctx context.Context, actor *Actor, id, name strin
 
 // ListTenants lists tenants by id with a cursor for the next page. Only the
 // operator tenant may list them. Errors: EInvalid, EForbidden.
-func (s *Service) ListTenants(ctx context.Context, actor *Actor, cursor string, limit int) ([]*latchkey.Tenant, string, error) {
+func (s *Service) ListTenants(ctx context.Context, actor *latchkey.Actor, cursor string, limit int) ([]*latchkey.Tenant, string, error) {
 	if err := requireOperator(actor); err != nil {
 		return nil, "", err
 	}
@@ -71,7 +71,7 @@ func (s *Service) ListTenants(ctx context.Context, actor *Actor, cursor string, 
 	var ts []*latchkey.Tenant
 	err = s.store.View(ctx, func(tx Tx) error {
 		var err error
-		ts, err = tx.Tenants(Page{After: after, Limit: limit + 1})
+		ts, err = tx.Tenants(latchkey.Page{After: after, Limit: limit + 1})
 		return err
 	})
 	if err != nil {
@@ -85,7 +85,7 @@ func (s *Service) ListTenants(ctx context.Context, actor *Actor, cursor string, 
 	return ts, next, nil
 }
 
-func requireOperator(actor *Actor) error {
+func requireOperator(actor *latchkey.Actor) error {
 	if actor.Tenant != latchkey.OperatorTenant || !latchkey.ScopesAllow(actor.Scopes, "tenants:admin") {
 		return latchkey.Errorf(latchkey.EForbidden, "only the operator's root key may manage tenants")
 	}

@@ -33,20 +33,11 @@ type Verdict struct {
 	// (INSUFFICIENT_SCOPE) or the resource it may not touch.
 	Missing string
 	// Admission carries the limiter's figures (zero without limits).
-	Admission Admission
+	Admission latchkey.Admission
 }
 
 // Valid reports whether the key was allowed.
 func (v *Verdict) Valid() bool { return v.Code == latchkey.CodeValid }
-
-// The limiter's contract and records live in the domain root, so that a
-// limiter imports the root and not this package.
-type (
-	Limiter     = latchkey.Limiter
-	QuotaReader = latchkey.QuotaReader
-	Admission   = latchkey.Admission
-	LimitState  = latchkey.LimitState
-)
 
 // Verify checks a key in the order format/checksum (or, for a key not
 // shaped like ours, the foreign-key bounds) → lookup → state →
@@ -171,7 +162,7 @@ func (s *Service) ReleaseLease(ctx context.Context, key string, ip netip.Addr, l
 	}
 	// Releasing gives a slot back: it is checked like every route but
 	// takes nothing from the key's limits.
-	actor := new(Actor)
+	actor := new(latchkey.Actor)
 	if err := s.authenticate(ctx, key, ip, "", false, actor); err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/internal/allocstest"
+	"github.com/latchkeyhq/latchkey/keys"
 )
 
 // TestAdmitAllocatesNothing guards the verify path's budget: a key without
@@ -22,7 +23,7 @@ func TestAdmitAllocatesNothing(t *testing.T) {
 	none := &latchkey.Key{ID: "key_none"}
 	allocstest.None(t, "Admit of a key without limits", func() { _, _ = m.Admit(ctx, none, 1, t0) })
 
-	k := createKey(t, db, twoWindowsAndQuota)
+	k := createKey(t, latchkey.Narrow[keys.Tx](db), twoWindowsAndQuota)
 	mustAdmit(t, m, k, 1, t0)
 	now := t0
 	allocstest.None(t, "Admit with two windows and a quota", func() {
@@ -35,7 +36,7 @@ func TestAdmitAllocatesNothing(t *testing.T) {
 	// Spending a credit balance from its reservation allocates nothing:
 	// only the rare reservation writes do. Warm it until the reservation
 	// outlasts the measured requests.
-	credit := createKey(t, db, withCredit(1<<40))
+	credit := createKey(t, latchkey.Narrow[keys.Tx](db), withCredit(1<<40))
 	for m.quota(credit.ID).reserved-m.quota(credit.ID).usage.Used < 2000 {
 		mustAdmit(t, m, credit, 1, t0)
 	}
@@ -49,7 +50,7 @@ func TestAdmitAllocatesNothing(t *testing.T) {
 
 	// A denial allocates nothing either: a client hammering while limited
 	// costs no garbage.
-	tight := createKey(t, db, func(k *latchkey.Key) {
+	tight := createKey(t, latchkey.Narrow[keys.Tx](db), func(k *latchkey.Key) {
 		k.RateLimits = []latchkey.RateLimit{{Name: "s", Limit: 1, Window: latchkey.Duration(time.Hour)}}
 		k.Quota = &latchkey.Quota{Limit: 10, Period: "30d"}
 	})

@@ -46,19 +46,19 @@ func (m *Memory) quota(id string) quotaState {
 func TestSlowCreditReservesWhatItSpends(t *testing.T) {
 	db := openStore(t)
 	m := newTestMemory(t, Options{Store: latchkey.Narrow[latchkey.QuotaStore](db), FlushInterval: time.Hour})
-	k := createKey(t, db, withCredit(10))
+	k := createKey(t, latchkey.Narrow[keys.Tx](db), withCredit(10))
 	for i := range 5 {
 		now := t0.Add(time.Duration(i) * time.Second)
 		if adm := mustAdmit(t, m, k, 1, now); adm.Code != "" {
 			t.Fatalf("use %d: %s", i+1, adm.Code)
 		}
-		if u := storedUsage(t, db, k.ID); u.Used != int64(i+1) {
+		if u := storedUsage(t, latchkey.Narrow[keys.Tx](db), k.ID); u.Used != int64(i+1) {
 			t.Fatalf("after use %d at one a second, the store holds %d", i+1, u.Used)
 		}
 	}
 	// A cost reserves at least itself.
 	mustAdmit(t, m, k, 4, t0.Add(10*time.Second))
-	if u := storedUsage(t, db, k.ID); u.Used != 9 {
+	if u := storedUsage(t, latchkey.Narrow[keys.Tx](db), k.ID); u.Used != 9 {
 		t.Fatalf("after a cost of 4, the store holds %d, want 9", u.Used)
 	}
 }
@@ -67,9 +67,9 @@ func TestSlowCreditReservesWhatItSpends(t *testing.T) {
 // not per request, and never reserves past its balance.
 func TestBusyCreditWritesRarely(t *testing.T) {
 	db := openStore(t)
-	ws := &writeStore{Store: db}
+	ws := &writeStore{Store: latchkey.Narrow[keys.Tx](db)}
 	m := newTestMemory(t, Options{Store: latchkey.Narrow[latchkey.QuotaStore](ws), FlushInterval: time.Hour})
-	k := createKey(t, db, withCredit(1_000_000))
+	k := createKey(t, latchkey.Narrow[keys.Tx](db), withCredit(1_000_000))
 	// 50,000 requests, one each 10 µs: half a second at 100,000 a second.
 	now := t0
 	for i := range 50_000 {
@@ -86,11 +86,11 @@ func TestBusyCreditWritesRarely(t *testing.T) {
 		t.Fatalf("used %d, reserved in the store %d: more than two spans' demand unspent", q.usage.Used, q.stored)
 	}
 
-	small := createKey(t, db, withCredit(300))
+	small := createKey(t, latchkey.Narrow[keys.Tx](db), withCredit(300))
 	for range 300 {
 		mustAdmit(t, m, small, 1, t0)
 	}
-	if u := storedUsage(t, db, small.ID); u.Used != 300 {
+	if u := storedUsage(t, latchkey.Narrow[keys.Tx](db), small.ID); u.Used != 300 {
 		t.Fatalf("a balance of 300 spent at one instant: %d reserved", u.Used)
 	}
 	if adm := mustAdmit(t, m, small, 1, t0); adm.Code != latchkey.CodeQuotaExceeded {
@@ -103,14 +103,14 @@ func TestBusyCreditWritesRarely(t *testing.T) {
 // need more wait for it (and give up with their context).
 func TestReservationWriteDoesNotBlockSpending(t *testing.T) {
 	db := openStore(t)
-	ws := &writeStore{Store: db}
+	ws := &writeStore{Store: latchkey.Narrow[keys.Tx](db)}
 	m := newTestMemory(t, Options{Store: latchkey.Narrow[latchkey.QuotaStore](ws), FlushInterval: time.Hour})
-	k := createKey(t, db, withCredit(100))
+	k := createKey(t, latchkey.Narrow[keys.Tx](db), withCredit(100))
 	for range 4 {
 		mustAdmit(t, m, k, 1, t0) // reserves 1, 2, none, then 4: 7 in all
 	}
 	ws.gate = make(chan struct{})
-	done := make(chan keys.Admission)
+	done := make(chan latchkey.Admission)
 	go func() {
 		adm, err := m.Admit(context.Background(), k, 5, t0) // needs more than the 3 left
 		if err != nil {
@@ -145,18 +145,18 @@ func TestReservationWriteDoesNotBlockSpending(t *testing.T) {
 func TestIdleCreditReturnsReservation(t *testing.T) {
 	db := openStore(t)
 	m := newTestMemory(t, Options{Store: latchkey.Narrow[latchkey.QuotaStore](db), FlushInterval: time.Hour})
-	k := createKey(t, db, withCredit(1000))
+	k := createKey(t, latchkey.Narrow[keys.Tx](db), withCredit(1000))
 	for range 100 {
 		mustAdmit(t, m, k, 1, t0)
 	}
-	if u := storedUsage(t, db, k.ID); u.Used <= 100 {
+	if u := storedUsage(t, latchkey.Narrow[keys.Tx](db), k.ID); u.Used <= 100 {
 		t.Fatalf("100 requests at one instant reserved only %d", u.Used)
 	}
 	m.clock.Store(t0.Add(time.Hour).UnixNano())
 	if err := m.flush(t.Context(), false); err != nil {
 		t.Fatal(err)
 	}
-	if u := storedUsage(t, db, k.ID); u.Used <= 100 {
+	if u := storedUsage(t, latchkey.Narrow[keys.Tx](db), k.ID); u.Used <= 100 {
 		t.Fatalf("a key used in this interval gave its reservation back: %d", u.Used)
 	}
 	m.sweep()
@@ -166,7 +166,7 @@ func TestIdleCreditReturnsReservation(t *testing.T) {
 	if err := m.flush(t.Context(), false); err != nil {
 		t.Fatal(err)
 	}
-	if u := storedUsage(t, db, k.ID); u.Used != 100 {
+	if u := storedUsage(t, latchkey.Narrow[keys.Tx](db), k.ID); u.Used != 100 {
 		t.Fatalf("after an idle interval the store holds %d, want the 100 spent", u.Used)
 	}
 	m.sweep()
@@ -182,11 +182,11 @@ func TestIdleCreditReturnsReservation(t *testing.T) {
 // written, the others queue and go together in the next.
 func TestReservationsOfManyKeysShareATransaction(t *testing.T) {
 	db := openStore(t)
-	ws := &writeStore{Store: db, gate: make(chan struct{})}
+	ws := &writeStore{Store: latchkey.Narrow[keys.Tx](db), gate: make(chan struct{})}
 	m := newTestMemory(t, Options{Store: latchkey.Narrow[latchkey.QuotaStore](ws), FlushInterval: time.Hour})
 	ks := make([]*latchkey.Key, 100)
 	for i := range ks {
-		ks[i] = createKey(t, db, withCredit(10))
+		ks[i] = createKey(t, latchkey.Narrow[keys.Tx](db), withCredit(10))
 	}
 	errs := make(chan error, len(ks))
 	admit := func(k *latchkey.Key) {
@@ -224,7 +224,7 @@ func TestReservationsOfManyKeysShareATransaction(t *testing.T) {
 		t.Fatalf("100 keys' first reservations took %d transactions, want 2", n)
 	}
 	for _, k := range ks {
-		if u := storedUsage(t, db, k.ID); u.Used != 1 {
+		if u := storedUsage(t, latchkey.Narrow[keys.Tx](db), k.ID); u.Used != 1 {
 			t.Fatalf("key %s: %d reserved, want 1", k.ID, u.Used)
 		}
 	}

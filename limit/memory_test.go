@@ -89,9 +89,9 @@ func withQuota(limit int64) func(*latchkey.Key) {
 	return func(k *latchkey.Key) { k.Quota = &latchkey.Quota{Limit: limit, Period: "monthly"} }
 }
 
-func storedUsage(t testing.TB, s keys.Store, id string) keys.QuotaUsage {
+func storedUsage(t testing.TB, s keys.Store, id string) latchkey.QuotaUsage {
 	t.Helper()
-	var u keys.QuotaUsage
+	var u latchkey.QuotaUsage
 	err := s.View(context.Background(), func(tx keys.Tx) error {
 		var err error
 		u, err = tx.QuotaUsage(id)
@@ -103,7 +103,7 @@ func storedUsage(t testing.TB, s keys.Store, id string) keys.QuotaUsage {
 	return u
 }
 
-func mustAdmit(t testing.TB, m *Memory, k *latchkey.Key, cost int64, now time.Time) keys.Admission {
+func mustAdmit(t testing.TB, m *Memory, k *latchkey.Key, cost int64, now time.Time) latchkey.Admission {
 	t.Helper()
 	adm, err := m.Admit(context.Background(), k, cost, now)
 	if err != nil {
@@ -138,15 +138,15 @@ func (m *Memory) leaseRefs() int {
 func TestRefusedFlushReloadsUsage(t *testing.T) {
 	db := openStore(t)
 	m := newTestMemory(t, Options{Store: latchkey.Narrow[latchkey.QuotaStore](db), FlushInterval: time.Hour})
-	k := createKey(t, db, withQuota(100))
+	k := createKey(t, latchkey.Narrow[keys.Tx](db), withQuota(100))
 	mustAdmit(t, m, k, 30, t0)
-	if err := db.Update(t.Context(), func(tx keys.Tx) error { return tx.ResetQuotaUsage(k.ID) }); err != nil {
+	if err := db.Update(t.Context(), func(tx *sqlite.Tx) error { return tx.ResetQuotaUsage(k.ID) }); err != nil {
 		t.Fatal(err)
 	}
 	if err := m.Flush(t.Context()); err != nil {
 		t.Fatalf("Flush: %v", err)
 	}
-	if u := storedUsage(t, db, k.ID); u.Used != 0 || u.Epoch != 1 {
+	if u := storedUsage(t, latchkey.Narrow[keys.Tx](db), k.ID); u.Used != 0 || u.Epoch != 1 {
 		t.Fatalf("stored usage after the refused flush: %+v, want epoch 1 and nothing used", u)
 	}
 	if got := mustAdmit(t, m, k, 1, t0).Quota.Remaining; got != 99 {
@@ -157,10 +157,10 @@ func TestRefusedFlushReloadsUsage(t *testing.T) {
 func TestBackgroundFlushPersists(t *testing.T) {
 	db := openStore(t)
 	m := newTestMemory(t, Options{Store: latchkey.Narrow[latchkey.QuotaStore](db), FlushInterval: 5 * time.Millisecond})
-	k := createKey(t, db, withQuota(100))
+	k := createKey(t, latchkey.Narrow[keys.Tx](db), withQuota(100))
 	mustAdmit(t, m, k, 5, t0)
 	deadline := time.Now().Add(10 * time.Second)
-	for storedUsage(t, db, k.ID).Used != 5 {
+	for storedUsage(t, latchkey.Narrow[keys.Tx](db), k.ID).Used != 5 {
 		if time.Now().After(deadline) {
 			t.Fatal("the background flusher did not write the usage within 10s")
 		}
@@ -174,7 +174,7 @@ func TestCloseFlushesEverything(t *testing.T) {
 	var ks []*latchkey.Key
 	// More keys than one flush transaction takes.
 	for i := range flushBatch + 10 {
-		k := createKey(t, db, withQuota(100))
+		k := createKey(t, latchkey.Narrow[keys.Tx](db), withQuota(100))
 		mustAdmit(t, m, k, int64(i%7+1), t0)
 		ks = append(ks, k)
 	}
@@ -185,7 +185,7 @@ func TestCloseFlushesEverything(t *testing.T) {
 		t.Fatalf("a second Close: %v", err)
 	}
 	for i, k := range ks {
-		if u := storedUsage(t, db, k.ID); u.Used != int64(i%7+1) || !u.PeriodStart.Equal(time.Date(2031, 3, 1, 0, 0, 0, 0, time.UTC)) {
+		if u := storedUsage(t, latchkey.Narrow[keys.Tx](db), k.ID); u.Used != int64(i%7+1) || !u.PeriodStart.Equal(time.Date(2031, 3, 1, 0, 0, 0, 0, time.UTC)) {
 			t.Fatalf("key %d after Close: stored %+v, want %d used in March", i, u, i%7+1)
 		}
 	}
@@ -196,14 +196,14 @@ func TestCloseFlushesEverything(t *testing.T) {
 func TestFlushSavesOtherRowsPastABadOne(t *testing.T) {
 	db := openStore(t)
 	m := newTestMemory(t, Options{Store: latchkey.Narrow[latchkey.QuotaStore](db), FlushInterval: time.Hour})
-	good := createKey(t, db, withQuota(100))
+	good := createKey(t, latchkey.Narrow[keys.Tx](db), withQuota(100))
 	ghost := &latchkey.Key{ID: latchkey.NewID("key", t0), Tenant: "acme", CreatedAt: t0, Quota: &latchkey.Quota{Limit: 10, Period: "monthly"}}
 	mustAdmit(t, m, good, 3, t0)
 	mustAdmit(t, m, ghost, 4, t0)
 	if err := m.Flush(t.Context()); latchkey.ErrorCode(err) != latchkey.ENotFound {
 		t.Fatalf("Flush with a row for a missing key: %v, want %s", err, latchkey.ENotFound)
 	}
-	if u := storedUsage(t, db, good.ID); u.Used != 3 {
+	if u := storedUsage(t, latchkey.Narrow[keys.Tx](db), good.ID); u.Used != 3 {
 		t.Fatalf("the good row: stored %+v, want 3 used", u)
 	}
 	// The row that cannot be saved is given up, not retried for ever.
@@ -237,9 +237,9 @@ func (s *countingStore) View(ctx context.Context, fn func(keys.Tx) error) error 
 
 func TestConcurrentFirstRequestsReadUsageOnce(t *testing.T) {
 	db := openStore(t)
-	cs := &countingStore{Store: db, gate: make(chan struct{})}
+	cs := &countingStore{Store: latchkey.Narrow[keys.Tx](db), gate: make(chan struct{})}
 	m := newTestMemory(t, Options{Store: latchkey.Narrow[latchkey.QuotaStore](cs), FlushInterval: time.Hour})
-	k := createKey(t, db, withQuota(1000))
+	k := createKey(t, latchkey.Narrow[keys.Tx](db), withQuota(1000))
 	var wg sync.WaitGroup
 	var admitted atomic.Int64
 	for range 100 {
@@ -268,9 +268,9 @@ func TestConcurrentFirstRequestsReadUsageOnce(t *testing.T) {
 
 func TestWaitingForUsageHonoursContext(t *testing.T) {
 	db := openStore(t)
-	cs := &countingStore{Store: db, gate: make(chan struct{})}
+	cs := &countingStore{Store: latchkey.Narrow[keys.Tx](db), gate: make(chan struct{})}
 	m := newTestMemory(t, Options{Store: latchkey.Narrow[latchkey.QuotaStore](cs), FlushInterval: time.Hour})
-	k := createKey(t, db, withQuota(10))
+	k := createKey(t, latchkey.Narrow[keys.Tx](db), withQuota(10))
 	first := make(chan error, 1)
 	go func() {
 		_, err := m.Admit(context.Background(), k, 1, t0)
@@ -297,14 +297,14 @@ func TestWaitingForUsageHonoursContext(t *testing.T) {
 // error and the caller decides.
 func TestStoreFailureIsReturnedNotAdmitted(t *testing.T) {
 	db := openStore(t)
-	cs := &countingStore{Store: db, fail: latchkey.Errorf(latchkey.EUnavailable, "database is down")}
+	cs := &countingStore{Store: latchkey.Narrow[keys.Tx](db), fail: latchkey.Errorf(latchkey.EUnavailable, "database is down")}
 	m := newTestMemory(t, Options{Store: latchkey.Narrow[latchkey.QuotaStore](cs), FlushInterval: time.Hour})
-	k := createKey(t, db, func(k *latchkey.Key) {
+	k := createKey(t, latchkey.Narrow[keys.Tx](db), func(k *latchkey.Key) {
 		k.Quota = &latchkey.Quota{Limit: 10, Period: "monthly"}
 		k.MaxConcurrent = 1
 	})
 	adm, err := m.Admit(t.Context(), k, 1, t0)
-	if latchkey.ErrorCode(err) != latchkey.EUnavailable || adm != (keys.Admission{}) {
+	if latchkey.ErrorCode(err) != latchkey.EUnavailable || adm != (latchkey.Admission{}) {
 		t.Fatalf("Admit with the store down = %+v, %v; want no admission and %s", adm, err, latchkey.EUnavailable)
 	}
 	// Nothing was taken: once the store is back, the one slot is free.
@@ -314,7 +314,7 @@ func TestStoreFailureIsReturnedNotAdmitted(t *testing.T) {
 	}
 	// Rate windows need no store.
 	cs.fail = latchkey.Errorf(latchkey.EUnavailable, "database is down")
-	w := createKey(t, db, func(k *latchkey.Key) {
+	w := createKey(t, latchkey.Narrow[keys.Tx](db), func(k *latchkey.Key) {
 		k.RateLimits = []latchkey.RateLimit{{Name: "s", Limit: 1, Window: latchkey.Duration(time.Second)}}
 	})
 	if adm := mustAdmit(t, m, w, 1, t0); adm.Code != "" {
@@ -346,17 +346,17 @@ func TestWithoutStoreQuotaLivesInMemory(t *testing.T) {
 func TestSweepDropsOnlyIdleState(t *testing.T) {
 	db := openStore(t)
 	m := newTestMemory(t, Options{Store: latchkey.Narrow[latchkey.QuotaStore](db), FlushInterval: time.Hour})
-	limited := createKey(t, db, func(k *latchkey.Key) {
+	limited := createKey(t, latchkey.Narrow[keys.Tx](db), func(k *latchkey.Key) {
 		k.RateLimits = []latchkey.RateLimit{{Name: "s", Limit: 10, Window: latchkey.Duration(time.Second)}}
 		k.Quota = &latchkey.Quota{Limit: 100, Period: "monthly"}
 	})
-	leased := createKey(t, db, func(k *latchkey.Key) {
+	leased := createKey(t, latchkey.Narrow[keys.Tx](db), func(k *latchkey.Key) {
 		k.MaxConcurrent = 1
 		k.LeaseTTL = latchkey.Duration(time.Minute)
 	})
 	mustAdmit(t, m, limited, 3, t0)
 	lease := mustAdmit(t, m, leased, 1, t0).LeaseID
-	expired := createKey(t, db, func(k *latchkey.Key) {
+	expired := createKey(t, latchkey.Narrow[keys.Tx](db), func(k *latchkey.Key) {
 		k.MaxConcurrent = 1
 		k.LeaseTTL = latchkey.Duration(time.Second)
 	})
@@ -414,7 +414,7 @@ func TestReleasedLeasesDoNotAccumulate(t *testing.T) {
 	}
 }
 
-func benchStore(b *testing.B) keys.Store { return openStore(b) }
+func benchStore(b *testing.B) keys.Store { return latchkey.Narrow[keys.Tx](openStore(b)) }
 
 func BenchmarkAdmitNoLimits(b *testing.B) {
 	m := newTestMemory(b, Options{Store: latchkey.Narrow[latchkey.QuotaStore](benchStore(b))})
@@ -506,7 +506,7 @@ func BenchmarkAdmitAndReleaseLease(b *testing.B) {
 func TestLateRequestAtPeriodBoundaryCountsInNewPeriod(t *testing.T) {
 	db := openStore(t)
 	m := newTestMemory(t, Options{Store: latchkey.Narrow[latchkey.QuotaStore](db), FlushInterval: time.Hour})
-	k := createKey(t, db, withQuota(2))
+	k := createKey(t, latchkey.Narrow[keys.Tx](db), withQuota(2))
 	may := time.Date(2031, 5, 1, 0, 0, 0, 0, time.UTC)
 	if adm := mustAdmit(t, m, k, 1, apr); adm.Quota.Remaining != 1 || !adm.Quota.ResetAt.Equal(may) {
 		t.Fatalf("first request of April: %+v", adm.Quota)
@@ -525,7 +525,7 @@ func TestLateRequestAtPeriodBoundaryCountsInNewPeriod(t *testing.T) {
 func TestChangedPeriodStartsAProperPeriod(t *testing.T) {
 	db := openStore(t)
 	m := newTestMemory(t, Options{Store: latchkey.Narrow[latchkey.QuotaStore](db), FlushInterval: time.Hour})
-	k := createKey(t, db, func(k *latchkey.Key) { k.Quota = &latchkey.Quota{Limit: 2, Period: "30d"} })
+	k := createKey(t, latchkey.Narrow[keys.Tx](db), func(k *latchkey.Key) { k.Quota = &latchkey.Quota{Limit: 2, Period: "30d"} })
 	second := t0.Add(30*24*time.Hour + time.Hour) // April 13, in the key's second 30-day period
 	if adm := mustAdmit(t, m, k, 2, second); adm.Quota.Remaining != 0 || !adm.Quota.ResetAt.Equal(t0.Add(60*24*time.Hour)) {
 		t.Fatalf("in the second 30-day period: %+v", adm.Quota)

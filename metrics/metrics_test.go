@@ -45,7 +45,7 @@ func newNode(tb testing.TB, g *guard.Guard) *node {
 	}
 	tb.Cleanup(func() { db.Close() })
 	clock := fakeclock.New(time.Date(2026, 6, 1, 8, 0, 0, 0, time.UTC))
-	svc := keys.New(keys.Options{Store: db, Now: clock.Now})
+	svc := keys.New(keys.Options{Store: latchkey.Narrow[keys.Tx](db), Now: clock.Now})
 	root, _, _, err := svc.Bootstrap(ctx, "")
 	if err != nil {
 		tb.Fatal(err)

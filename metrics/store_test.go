@@ -9,7 +9,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/latchkeyhq/latchkey"
-	"github.com/latchkeyhq/latchkey/keys"
 	"github.com/latchkeyhq/latchkey/metrics"
 	"github.com/latchkeyhq/latchkey/store/sqlite"
 )
@@ -27,23 +26,23 @@ func TestTimedStoreCountsTransactionsByOpAndResult(t *testing.T) {
 	reg.MustRegister(ts)
 	ctx := context.Background()
 	for range 3 {
-		if err := ts.View(ctx, func(tx keys.Tx) error { _, err := tx.Tenants(keys.Page{}); return err }); err != nil {
+		if err := ts.View(ctx, func(tx *sqlite.Tx) error { _, err := tx.Tenants(latchkey.Page{}); return err }); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// The verify path's miss (keys.HashReader) passes through and counts
+	// The verify path's miss (latchkey.HashReader) passes through and counts
 	// as a view.
-	if _, err := keys.HashReader(ts).KeyByHash(ctx, [32]byte{1}); latchkey.ErrorCode(err) != latchkey.ENotFound {
+	if _, err := latchkey.HashReader(ts).KeyByHash(ctx, [32]byte{1}); latchkey.ErrorCode(err) != latchkey.ENotFound {
 		t.Fatalf("KeyByHash of an unknown hash = %v", err)
 	}
-	if err := ts.View(ctx, func(tx keys.Tx) error { _, err := tx.Tenant("nobody"); return err }); latchkey.ErrorCode(err) != latchkey.ENotFound {
+	if err := ts.View(ctx, func(tx *sqlite.Tx) error { _, err := tx.Tenant("nobody"); return err }); latchkey.ErrorCode(err) != latchkey.ENotFound {
 		t.Fatalf("View of a missing tenant = %v", err)
 	}
 	boom := errors.New("boom")
-	if err := ts.Update(ctx, func(keys.Tx) error { return boom }); !errors.Is(err, boom) {
+	if err := ts.Update(ctx, func(*sqlite.Tx) error { return boom }); !errors.Is(err, boom) {
 		t.Fatalf("Update = %v, want the function's error unchanged", err)
 	}
-	if err := ts.Update(ctx, func(keys.Tx) error { return nil }); err != nil {
+	if err := ts.Update(ctx, func(*sqlite.Tx) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	got, err := reg.Gather()

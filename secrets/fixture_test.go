@@ -67,7 +67,7 @@ func newFixture(t testing.TB, opts ...func(*setup)) *fixture {
 		db.SetAuditAnchor(o.Anchor)
 	}
 	svc := secrets.New(o.Options)
-	ks := keys.New(keys.Options{Store: db, Now: clock.Now})
+	ks := keys.New(keys.Options{Store: latchkey.Narrow[keys.Tx](db), Now: clock.Now})
 	aud := audit.New(audit.Options{Store: latchkey.Narrow[audit.Tx](db), Now: clock.Now, Anchor: o.Anchor, BeforeRead: svc.FlushReadAudits})
 	// Run before the database closes, in the server's order: the queued
 	// read audits are written, then the anchor's file.

@@ -71,7 +71,7 @@ func totalReads(evs []*latchkey.AuditEvent) int {
 
 func secretReads(t *testing.T, f *fixture, a *latchkey.Actor) []*latchkey.AuditEvent {
 	t.Helper()
-	evs, err := f.audit.ListAudit(context.Background(), a, keys.AuditFilter{})
+	evs, err := f.audit.ListAudit(context.Background(), a, latchkey.AuditFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +167,7 @@ func TestSecretCacheTTLBoundsStalenessAcrossNodes(t *testing.T) {
 		return svc
 	}
 	a, b := node(), node()
-	ks := keys.New(keys.Options{Store: db, Now: clock.Now})
+	ks := keys.New(keys.Options{Store: latchkey.Narrow[keys.Tx](db), Now: clock.Now})
 	tok, _, _, err := ks.Bootstrap(ctx, "")
 	if err != nil {
 		t.Fatal(err)
@@ -420,8 +420,8 @@ func TestSecretReadAuditsFlushWhenHalfFull(t *testing.T) {
 	}
 	// Read the store itself: ListAudit would flush.
 	var n int
-	err := f.db.View(context.Background(), func(tx keys.Tx) error {
-		evs, err := tx.AuditEvents(f.admin.Tenant, keys.AuditFilter{Limit: 100})
+	err := f.db.View(context.Background(), func(tx *sqlite.Tx) error {
+		evs, err := tx.AuditEvents(f.admin.Tenant, latchkey.AuditFilter{Limit: 100})
 		for _, e := range evs {
 			if e.Action == "secret.read" {
 				n++

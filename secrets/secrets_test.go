@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/latchkeyhq/latchkey"
-	"github.com/latchkeyhq/latchkey/keys"
 	"github.com/latchkeyhq/latchkey/secrets"
 )
 
@@ -174,7 +173,7 @@ func TestSecretAccessIsAuditedWithoutValues(t *testing.T) {
 	if err := f.svc.DeleteSecret(ctx, f.admin, "openai"); err != nil {
 		t.Fatal(err)
 	}
-	evs, err := f.audit.ListAudit(ctx, f.admin, keys.AuditFilter{})
+	evs, err := f.audit.ListAudit(ctx, f.admin, latchkey.AuditFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +324,7 @@ func TestSecretWriteFailsWhenItsAuditEventCannotBeWritten(t *testing.T) {
 	if got := readValue(t, f.svc, f.admin, "openai", 0); got != "sk-audit-test-value" {
 		t.Fatalf("value after failed writes: %q", got)
 	}
-	evs, err := f.audit.ListAudit(ctx, f.admin, keys.AuditFilter{})
+	evs, err := f.audit.ListAudit(ctx, f.admin, latchkey.AuditFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}

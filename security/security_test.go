@@ -28,7 +28,7 @@ func setup(t *testing.T) (keys.Store, *usage.Recorder) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	err = db.Update(context.Background(), func(tx keys.Tx) error {
+	err = db.Update(context.Background(), func(tx *sqlite.Tx) error {
 		if err := tx.CreateTenant(&latchkey.Tenant{ID: "acme", Name: "Acme", CreatedAt: t0}); err != nil {
 			return err
 		}
@@ -43,14 +43,14 @@ func setup(t *testing.T) (keys.Store, *usage.Recorder) {
 	t.Cleanup(m.Close)
 	rec := usage.New(usage.Options{Store: latchkey.Narrow[usage.Tx](db), FlushInterval: time.Hour, Observer: m})
 	t.Cleanup(func() { rec.Close(context.Background()) })
-	return db, rec
+	return latchkey.Narrow[keys.Tx](db), rec
 }
 
 func events(t *testing.T, db keys.Store, typ string) []*latchkey.Event {
 	t.Helper()
 	var evs []*latchkey.Event
 	err := db.View(context.Background(), func(tx keys.Tx) (err error) {
-		evs, err = tx.Events("acme", keys.EventFilter{Type: typ})
+		evs, err = tx.Events("acme", latchkey.EventFilter{Type: typ})
 		return err
 	})
 	if err != nil {
@@ -112,7 +112,7 @@ func TestGuardBlockedIsWrittenToTheOperatorOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	err = db.Update(context.Background(), func(tx keys.Tx) error {
+	err = db.Update(context.Background(), func(tx *sqlite.Tx) error {
 		return tx.CreateTenant(&latchkey.Tenant{ID: latchkey.OperatorTenant, Name: "Operator", CreatedAt: t0})
 	})
 	if err != nil {
@@ -125,8 +125,8 @@ func TestGuardBlockedIsWrittenToTheOperatorOnce(t *testing.T) {
 	m.GuardBlocked(network, 20, t0.Add(2*time.Hour))
 	m.Close()
 	var evs []*latchkey.Event
-	err = db.View(context.Background(), func(tx keys.Tx) (err error) {
-		evs, err = tx.Events(latchkey.OperatorTenant, keys.EventFilter{Kind: latchkey.AnomalyFailedAuthBurst})
+	err = db.View(context.Background(), func(tx *sqlite.Tx) (err error) {
+		evs, err = tx.Events(latchkey.OperatorTenant, latchkey.EventFilter{Kind: latchkey.AnomalyFailedAuthBurst})
 		return err
 	})
 	if err != nil || len(evs) != 2 {

@@ -9,25 +9,25 @@ import (
 
 	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/internal/fakeclock"
-	"github.com/latchkeyhq/latchkey/keys"
+	"github.com/latchkeyhq/latchkey/store/sqlite"
 	"github.com/latchkeyhq/latchkey/usage"
 )
 
 // countingStore counts the keys whose last use each write transaction sets.
 type countingStore struct {
-	keys.Store
+	latchkey.Store[usage.Tx]
 	mu      sync.Mutex
 	perTx   []int          // keys set by each committed Update
 	setKeys map[string]int // key id → SetLastUsed calls
 }
 
 type countingTx struct {
-	keys.Tx
+	usage.Tx
 	s *countingStore
 	n *int
 }
 
-func (t countingTx) SetLastUsed(uses []keys.LastUsed) error {
+func (t countingTx) SetLastUsed(uses []latchkey.LastUsed) error {
 	*t.n += len(uses)
 	t.s.mu.Lock()
 	for _, u := range uses {
@@ -37,17 +37,17 @@ func (t countingTx) SetLastUsed(uses []keys.LastUsed) error {
 	return t.Tx.SetLastUsed(uses)
 }
 
-func (s *countingStore) Update(ctx context.Context, fn func(keys.Tx) error) error {
+func (s *countingStore) Update(ctx context.Context, fn func(usage.Tx) error) error {
 	n := 0
-	err := s.Store.Update(ctx, func(tx keys.Tx) error { return fn(countingTx{Tx: tx, s: s, n: &n}) })
+	err := s.Store.Update(ctx, func(tx usage.Tx) error { return fn(countingTx{Tx: tx, s: s, n: &n}) })
 	s.mu.Lock()
 	s.perTx = append(s.perTx, n)
 	s.mu.Unlock()
 	return err
 }
 
-func newCounting(db keys.Store) *countingStore {
-	return &countingStore{Store: db, setKeys: map[string]int{}}
+func newCounting(db *sqlite.DB) *countingStore {
+	return &countingStore{Store: latchkey.Narrow[usage.Tx](db), setKeys: map[string]int{}}
 }
 
 // TestAFlushOf10kKeysSplitsIntoBoundedTransactions: one flush of 10,000

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
-	"github.com/latchkeyhq/latchkey/keys"
 	"github.com/latchkeyhq/latchkey/usage"
 )
 
@@ -62,12 +61,12 @@ func heap() uint64 {
 }
 
 // nopStore takes every write and keeps nothing.
-type nopStore struct{ keys.Store }
+type nopStore struct{ latchkey.Store[usage.Tx] }
 
-type nopTx struct{ keys.Tx }
+type nopTx struct{ usage.Tx }
 
-func (nopStore) Update(_ context.Context, fn func(keys.Tx) error) error { return fn(nopTx{}) }
-func (nopTx) SetLastUsed([]keys.LastUsed) error                         { return nil }
-func (nopTx) AddUsage([]keys.UsageRow) error                            { return nil }
-func (nopTx) AddUsageNetworks([]keys.UsageNetwork) error                { return nil }
-func (nopTx) AppendAudit(*latchkey.AuditEvent) error                    { return nil }
+func (nopStore) Update(_ context.Context, fn func(usage.Tx) error) error { return fn(nopTx{}) }
+func (nopTx) SetLastUsed([]latchkey.LastUsed) error                      { return nil }
+func (nopTx) AddUsage([]latchkey.UsageRow) error                         { return nil }
+func (nopTx) AddUsageNetworks([]latchkey.UsageNetwork) error             { return nil }
+func (nopTx) AppendAudit(*latchkey.AuditEvent) error                     { return nil }

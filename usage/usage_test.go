@@ -13,7 +13,6 @@ import (
 
 	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/internal/fakeclock"
-	"github.com/latchkeyhq/latchkey/keys"
 	"github.com/latchkeyhq/latchkey/store/sqlite"
 	"github.com/latchkeyhq/latchkey/usage"
 )
@@ -21,14 +20,14 @@ import (
 var t0 = time.Date(2031, 3, 14, 15, 9, 26, 0, time.UTC)
 
 // open returns a store holding tenant "acme" with the keys ids.
-func open(t testing.TB, ids ...string) keys.Store {
+func open(t testing.TB, ids ...string) *sqlite.DB {
 	t.Helper()
 	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "usage.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	err = db.Update(context.Background(), func(tx keys.Tx) error {
+	err = db.Update(context.Background(), func(tx *sqlite.Tx) error {
 		if err := tx.CreateTenant(&latchkey.Tenant{ID: "acme", Name: "Acme", CreatedAt: t0}); err != nil {
 			return err
 		}
@@ -47,7 +46,7 @@ func open(t testing.TB, ids ...string) keys.Store {
 	return db
 }
 
-func newRecorder(t testing.TB, db keys.Store, o usage.Options) *usage.Recorder {
+func newRecorder[T any](t testing.TB, db latchkey.Store[T], o usage.Options) *usage.Recorder {
 	t.Helper()
 	o.Store = latchkey.Narrow[usage.Tx](db)
 	if o.FlushInterval == 0 {
@@ -67,11 +66,11 @@ func flush(t *testing.T, r *usage.Recorder) {
 
 // counts reads the stored counts of a key as "minute-offset/code" → count,
 // the offset in minutes from t0's minute.
-func counts(t *testing.T, db keys.Store, keyID string) map[string]int64 {
+func counts(t *testing.T, db *sqlite.DB, keyID string) map[string]int64 {
 	t.Helper()
 	base := t0.Truncate(time.Minute)
 	out := map[string]int64{}
-	err := db.View(context.Background(), func(tx keys.Tx) error {
+	err := db.View(context.Background(), func(tx *sqlite.Tx) error {
 		rows, err := tx.Usage("acme", keyID, base.Add(-time.Hour), base.Add(time.Hour))
 		for _, r := range rows {
 			out[fmt.Sprintf("%d/%s", int(r.Minute.Sub(base)/time.Minute), r.Code)] += r.Count
@@ -84,10 +83,10 @@ func counts(t *testing.T, db keys.Store, keyID string) map[string]int64 {
 	return out
 }
 
-func networks(t *testing.T, db keys.Store, keyID string) map[string]int64 {
+func networks(t *testing.T, db *sqlite.DB, keyID string) map[string]int64 {
 	t.Helper()
 	out := map[string]int64{}
-	err := db.View(context.Background(), func(tx keys.Tx) error {
+	err := db.View(context.Background(), func(tx *sqlite.Tx) error {
 		rows, err := tx.UsageNetworks("acme", keyID, t0.Add(-time.Hour), t0.Add(time.Hour))
 		for _, r := range rows {
 			out[r.Network] += r.Count
@@ -100,10 +99,10 @@ func networks(t *testing.T, db keys.Store, keyID string) map[string]int64 {
 	return out
 }
 
-func lastUsed(t *testing.T, db keys.Store, keyID string) time.Time {
+func lastUsed(t *testing.T, db *sqlite.DB, keyID string) time.Time {
 	t.Helper()
 	var k *latchkey.Key
-	err := db.View(context.Background(), func(tx keys.Tx) (err error) {
+	err := db.View(context.Background(), func(tx *sqlite.Tx) (err error) {
 		k, err = tx.Key("acme", keyID)
 		return err
 	})
@@ -307,7 +306,7 @@ func TestPrune(t *testing.T) {
 	r.Record("key_a", "acme", latchkey.CodeValid, ip, t0.Add(-2*time.Minute))
 	r.Record("key_a", "acme", latchkey.CodeValid, ip, t0)
 	flush(t, r)
-	if err := r.Prune(context.Background(), keys.GrainMinute, t0.Truncate(time.Minute)); err != nil {
+	if err := r.Prune(context.Background(), latchkey.GrainMinute, t0.Truncate(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	checkCounts(t, "after Prune", counts(t, db, "key_a"), map[string]int64{"0/VALID": 1})
@@ -395,11 +394,11 @@ func TestKeyUsedSplitsABigTenantHour(t *testing.T) {
 	}
 }
 
-func auditOf(t *testing.T, db keys.Store, action string) []*latchkey.AuditEvent {
+func auditOf(t *testing.T, db *sqlite.DB, action string) []*latchkey.AuditEvent {
 	t.Helper()
 	var evs []*latchkey.AuditEvent
-	err := db.View(context.Background(), func(tx keys.Tx) (err error) {
-		evs, err = tx.AuditEvents("acme", keys.AuditFilter{Action: action})
+	err := db.View(context.Background(), func(tx *sqlite.Tx) (err error) {
+		evs, err = tx.AuditEvents("acme", latchkey.AuditFilter{Action: action})
 		return err
 	})
 	if err != nil {

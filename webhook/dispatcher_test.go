@@ -36,7 +36,7 @@ type fixture struct {
 	hooks  *webhook.Service
 	clock  *fakeclock.Clock
 	sealer latchkey.Sealer
-	admin  *keys.Actor
+	admin  *latchkey.Actor
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -56,7 +56,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	f := &fixture{db: db, clock: fakeclock.New(t0), sealer: kr}
-	f.svc = keys.New(keys.Options{Store: db, Now: f.clock.Now})
+	f.svc = keys.New(keys.Options{Store: latchkey.Narrow[keys.Tx](db), Now: f.clock.Now})
 	f.hooks = webhook.NewService(webhook.ServiceOptions{Store: latchkey.Narrow[webhook.Tx](db), Sealer: f.sealer, Now: f.clock.Now, Targets: loopback})
 	root, _, _, err := f.svc.Bootstrap(ctx, "")
 	if err != nil {
@@ -336,7 +336,7 @@ func TestLapsedLeaseIsClaimedAgain(t *testing.T) {
 	fanOut(t, d)
 	// A node claims the delivery and dies before sending it.
 	now := f.clock.Now()
-	err := f.db.Update(context.Background(), func(tx keys.Tx) error {
+	err := f.db.Update(context.Background(), func(tx *sqlite.Tx) error {
 		_, err := tx.ClaimDeliveries(now, now.Add(65*time.Second), 10)
 		return err
 	})
@@ -483,8 +483,8 @@ func TestScanExpiring(t *testing.T) {
 
 	expiring := func() []*latchkey.Event {
 		var evs []*latchkey.Event
-		err := f.db.View(ctx, func(tx keys.Tx) (err error) {
-			evs, err = tx.Events("acme", keys.EventFilter{Type: latchkey.EventKeyExpiring})
+		err := f.db.View(ctx, func(tx *sqlite.Tx) (err error) {
+			evs, err = tx.Events("acme", latchkey.EventFilter{Type: latchkey.EventKeyExpiring})
 			return err
 		})
 		if err != nil {
@@ -610,7 +610,7 @@ func TestAChangeWakesTheDispatcher(t *testing.T) {
 	defer d.Close()
 	// The wiring (cmd/latchkey's wakeOnUpdate) calls Wake after each
 	// committed change; so does this store.
-	svc := keys.New(keys.Options{Store: wakeAfterUpdate{f.db, d.Wake}, Now: f.clock.Now})
+	svc := keys.New(keys.Options{Store: wakeAfterUpdate{latchkey.Narrow[keys.Tx](f.db), d.Wake}, Now: f.clock.Now})
 	name := "woken"
 	if _, _, err := svc.CreateKey(context.Background(), f.admin, keys.CreateParams{Settings: keys.Settings{Name: &name}}); err != nil {
 		t.Fatal(err)
@@ -705,7 +705,7 @@ func TestRetryDeliveryGivesAFailedDeliveryOneMoreAttempt(t *testing.T) {
 		t.Fatalf("receiver saw %d requests", len(reqs))
 	}
 	aud := audit.New(audit.Options{Store: latchkey.Narrow[audit.Tx](f.db)})
-	evs, err := aud.ListAudit(ctx, f.admin, keys.AuditFilter{Action: "webhook.redelivered"})
+	evs, err := aud.ListAudit(ctx, f.admin, latchkey.AuditFilter{Action: "webhook.redelivered"})
 	if err != nil || len(evs) != 1 || evs[0].Details["delivery_id"] != dl.ID || evs[0].Details["was"] != "failed" {
 		t.Fatalf("audit: %+v, %v", evs, err)
 	}
@@ -771,8 +771,8 @@ func TestRoundPrunesFinishedDeliveriesPastRetention(t *testing.T) {
 func (f *fixture) events(t *testing.T) int {
 	t.Helper()
 	var n int
-	err := f.db.View(context.Background(), func(tx keys.Tx) error {
-		evs, err := tx.Events(f.admin.Tenant, keys.EventFilter{})
+	err := f.db.View(context.Background(), func(tx *sqlite.Tx) error {
+		evs, err := tx.Events(f.admin.Tenant, latchkey.EventFilter{})
 		n = len(evs)
 		return err
 	})

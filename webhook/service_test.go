@@ -58,7 +58,7 @@ func TestCreateWebhookShowsTheSecretOnceAndSealsIt(t *testing.T) {
 	if bytes.Contains(js, []byte("secret")) || bytes.Contains(js, []byte(secret)) {
 		t.Fatalf("a webhook's JSON shows its secret: %s", js)
 	}
-	evs, err := f.audit.ListAudit(ctx, f.admin, keys.AuditFilter{Action: "webhook.created"})
+	evs, err := f.audit.ListAudit(ctx, f.admin, latchkey.AuditFilter{Action: "webhook.created"})
 	if err != nil || len(evs) != 1 {
 		t.Fatalf("webhook.created events: %d, %v", len(evs), err)
 	}
@@ -148,7 +148,7 @@ func TestDeleteWebhookIsAudited(t *testing.T) {
 	if err := f.hooks.DeleteWebhook(ctx, f.admin, w.ID); latchkey.ErrorCode(err) != latchkey.ENotFound {
 		t.Fatalf("second delete: %v", err)
 	}
-	evs, err := f.audit.ListAudit(ctx, f.admin, keys.AuditFilter{Action: "webhook.deleted"})
+	evs, err := f.audit.ListAudit(ctx, f.admin, latchkey.AuditFilter{Action: "webhook.deleted"})
 	if err != nil || len(evs) != 1 || evs[0].Details["webhook_id"] != w.ID || evs[0].Details["events"] != "*" {
 		t.Fatalf("webhook.deleted events: %+v, %v", evs, err)
 	}
@@ -230,7 +230,7 @@ func newCRUD(t *testing.T, opts ...func(*webhook.ServiceOptions)) *crud {
 		f(&o)
 	}
 	f := &crud{db: db, hooks: webhook.NewService(o), audit: audit.New(audit.Options{Store: latchkey.Narrow[audit.Tx](db), Now: clock.Now}), sealer: kr}
-	ks := keys.New(keys.Options{Store: db, Now: clock.Now})
+	ks := keys.New(keys.Options{Store: latchkey.Narrow[keys.Tx](db), Now: clock.Now})
 	root, _, _, err := ks.Bootstrap(ctx, "")
 	if err != nil {
 		t.Fatal(err)

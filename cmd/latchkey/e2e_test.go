@@ -22,7 +22,6 @@ import (
 	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/internal/fakeclock"
 	"github.com/latchkeyhq/latchkey/internal/testenv"
-	"github.com/latchkeyhq/latchkey/keys"
 )
 
 // The end-to-end tests start real servers (in this process, or as child
@@ -258,7 +257,7 @@ type testServer struct {
 
 type serverOption func(*serverConfig, *serverHooks)
 
-func withLimiter(l keys.Limiter) serverOption {
+func withLimiter(l latchkey.Limiter) serverOption {
 	return func(_ *serverConfig, h *serverHooks) { h.Limiter = l }
 }
 

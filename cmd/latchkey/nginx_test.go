@@ -11,7 +11,6 @@ import (
 
 	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/internal/testenv"
-	"github.com/latchkeyhq/latchkey/keys"
 )
 
 // metaLimiter stands in for the limits issue's limiter: it denies a key
@@ -19,12 +18,12 @@ import (
 // mapping of limits can be tested end to end today.
 type metaLimiter struct{}
 
-func (metaLimiter) Admit(_ context.Context, k *latchkey.Key, _ int64, now time.Time) (keys.Admission, error) {
+func (metaLimiter) Admit(_ context.Context, k *latchkey.Key, _ int64, now time.Time) (latchkey.Admission, error) {
 	code, _ := k.Meta["test_deny"].(string)
 	if code == "" {
-		return keys.Admission{RateLimit: keys.LimitState{Limit: 100, Remaining: 99, ResetAt: now.Add(time.Minute)}}, nil
+		return latchkey.Admission{RateLimit: latchkey.LimitState{Limit: 100, Remaining: 99, ResetAt: now.Add(time.Minute)}}, nil
 	}
-	return keys.Admission{Code: code, RetryAfter: 7 * time.Second, RateLimit: keys.LimitState{Limit: 100, Remaining: 0, ResetAt: now.Add(7 * time.Second)}}, nil
+	return latchkey.Admission{Code: code, RetryAfter: 7 * time.Second, RateLimit: latchkey.LimitState{Limit: 100, Remaining: 0, ResetAt: now.Add(7 * time.Second)}}, nil
 }
 
 func (metaLimiter) LeaseKey(string, time.Time) (string, bool) { return "", false }

@@ -17,7 +17,6 @@ import (
 
 	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/audit"
-	"github.com/latchkeyhq/latchkey/keys"
 )
 
 // csvTable is a parsed CSV report: its header and its rows by first cell.
@@ -233,7 +232,7 @@ func TestE2EReports(t *testing.T) {
 	}
 	// A window of whole UTC days reads the daily roll-ups: first and last
 	// seen are day starts. (A window of minutes, below, tells the minutes.)
-	if us.Grain != keys.GrainDay {
+	if us.Grain != latchkey.GrainDay {
 		t.Errorf("usage grain of a window of dates = %q, want day", us.Grain)
 	}
 	m0, m2 := "2026-06-01T00:00:00Z", "2026-06-01T00:00:00Z"
@@ -295,7 +294,7 @@ func TestE2EReports(t *testing.T) {
 	found := false
 	for _, k := range minutes.Keys {
 		found = found || k.KeyID == k1
-		if k.KeyID == k1 && (minutes.Grain != keys.GrainMinute || k.Total != 8 ||
+		if k.KeyID == k1 && (minutes.Grain != latchkey.GrainMinute || k.Total != 8 ||
 			csvTimeOf(k.FirstSeen) != "2026-06-01T08:00:00Z" || csvTimeOf(k.LastSeen) != "2026-06-01T08:02:00Z") {
 			t.Errorf("usage of %s over a window of minutes: grain %q, %+v", k1, minutes.Grain, k)
 		}

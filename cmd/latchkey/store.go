@@ -9,20 +9,49 @@ import (
 	"sync/atomic"
 
 	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/audit"
+	"github.com/latchkeyhq/latchkey/keyring"
 	"github.com/latchkeyhq/latchkey/keys"
+	"github.com/latchkeyhq/latchkey/secrets"
 	"github.com/latchkeyhq/latchkey/store/postgres"
 	"github.com/latchkeyhq/latchkey/store/sqlite"
+	keyusage "github.com/latchkeyhq/latchkey/usage"
+	"github.com/latchkeyhq/latchkey/webhook"
 )
 
-// nodeStore is what a node needs of its database, whichever backend.
-type nodeStore interface {
-	keys.Store
-	// KeyByHash is the verify path's transaction-free lookup
-	// (latchkey.ReadKeyByHash).
-	KeyByHash(ctx context.Context, hash [32]byte) (*latchkey.Key, error)
-	// SetAuditAnchor makes every audit append sign its checkpoint.
-	SetAuditAnchor(a latchkey.AuditSigner)
+// nodeTx is a backend's transaction as the node's parts see it: every
+// contract one of them is narrowed to (latchkey.Narrow). Each backend's
+// own transaction type implements it.
+type nodeTx interface {
+	keys.Tx
+	secrets.Tx
+	audit.Tx
+	webhook.Tx
+	keyusage.Tx
+	keyring.Tx
+	latchkey.FlushTx
+	latchkey.QuotaStore
 }
+
+var (
+	_ nodeTx = (*sqlite.Tx)(nil)
+	_ nodeTx = (*postgres.Tx)(nil)
+)
+
+// nodeStore is what a node needs of its database, whichever backend: its
+// transactions as nodeTx, with the verify path's transaction-free lookup,
+// Ping and Close kept (latchkey.DB), and the backend's audit anchor and
+// change feed.
+type nodeStore struct {
+	latchkey.DB[nodeTx]
+	anchor interface{ SetAuditAnchor(latchkey.AuditSigner) }
+	// feed is the changes other nodes commit; nil for a database of one
+	// node.
+	feed latchkey.ChangeFeed
+}
+
+// SetAuditAnchor makes every audit append sign its checkpoint.
+func (s *nodeStore) SetAuditAnchor(a latchkey.AuditSigner) { s.anchor.SetAuditAnchor(a) }
 
 // isPostgres reports whether --db names a PostgreSQL database rather than
 // a SQLite file.
@@ -51,7 +80,7 @@ func shownDB(db string) string {
 // share (the master key must then be given, the same on every node), any
 // other value a SQLite file, watched so that a file deleted or replaced
 // under the server is noticed (lost is set, and it is logged once).
-func openStore(ctx context.Context, cfg serverConfig, log *slog.Logger, lost *atomic.Bool) (nodeStore, error) {
+func openStore(ctx context.Context, cfg serverConfig, log *slog.Logger, lost *atomic.Bool) (*nodeStore, error) {
 	if isPostgres(cfg.DB) {
 		if cfg.MasterKey == "" && cfg.MasterKeyFile == "" {
 			return nil, latchkey.Errorf(latchkey.EInvalid, "--db %s: nodes sharing a PostgreSQL database need the same master key: set LATCHKEY_MASTER_KEY or --master-key-file", shownDB(cfg.DB))
@@ -64,7 +93,7 @@ func openStore(ctx context.Context, cfg serverConfig, log *slog.Logger, lost *at
 			return nil, fmt.Errorf("open database %s: %w", shownDB(cfg.DB), err)
 		}
 		log.Info("keys are stored in PostgreSQL; changes reach every node through LISTEN/NOTIFY", "db", shownDB(cfg.DB))
-		return db, nil
+		return &nodeStore{DB: latchkey.Narrow[nodeTx](db), anchor: db, feed: db}, nil
 	}
 	if err := checkDatabaseNotLost(cfg, log); err != nil {
 		return nil, err
@@ -77,15 +106,15 @@ func openStore(ctx context.Context, cfg serverConfig, log *slog.Logger, lost *at
 		lost.Store(true)
 		log.Error(msgDatabaseLost, "db", cfg.DB, "err", err)
 	})
-	return db, nil
+	return &nodeStore{DB: latchkey.Narrow[nodeTx](db), anchor: db}, nil
 }
 
 // followChanges applies the changes other nodes commit to this node's
-// caches, until the returned stop is called, when the store is shared
-// (latchkey.ChangeFeed); a store of one node has none to follow.
-func followChanges(st nodeStore, log *slog.Logger, apply ...func(latchkey.Change)) (stop func()) {
-	feed, ok := st.(latchkey.ChangeFeed)
-	if !ok {
+// caches, until the returned stop is called, when the store is shared (it
+// has a latchkey.ChangeFeed); a store of one node has none to follow.
+func followChanges(st *nodeStore, log *slog.Logger, apply ...func(latchkey.Change)) (stop func()) {
+	feed := st.feed
+	if feed == nil {
 		return func() {}
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
-	"github.com/latchkeyhq/latchkey/keys"
 )
 
 // usageTotals reads GET /v1/keys/{id}/usage's totals as code → count.
@@ -209,7 +208,7 @@ func TestE2EUsageRollupsOutliveMinutes(t *testing.T) {
 	n.verifyFrom(t, key, "198.51.100.1", latchkey.CodeValid, 2)
 	n.flush(t)
 	// What the recorder's hourly pruning does with the default retention.
-	if err := n.rec.Prune(t.Context(), keys.GrainMinute, n.Clock.Now().Add(-30*24*time.Hour)); err != nil {
+	if err := n.rec.Prune(t.Context(), latchkey.GrainMinute, n.Clock.Now().Add(-30*24*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	from := start.Add(-time.Hour).Format(time.RFC3339)

@@ -4,28 +4,29 @@ import (
 	"context"
 
 	"github.com/latchkeyhq/latchkey"
-	"github.com/latchkeyhq/latchkey/keys"
 )
 
 // wakeOnUpdate returns s with one change: after each Update that commits,
 // wake is called (the webhook dispatcher's Wake), so events a change
 // appended go out at once rather than at the next poll. It is given to the
 // key service, not to the dispatcher itself.
-func wakeOnUpdate(s keys.Store, wake func()) keys.Store { return wakingStore{s, wake} }
+func wakeOnUpdate[T any](s latchkey.DB[T], wake func()) latchkey.DB[T] {
+	return wakingStore[T]{s, wake}
+}
 
-type wakingStore struct {
-	keys.Store
+type wakingStore[T any] struct {
+	latchkey.DB[T]
 	wake func()
 }
 
 // KeyByHash passes the verify path's transaction-free lookup through
 // (latchkey.ReadKeyByHash).
-func (w wakingStore) KeyByHash(ctx context.Context, h [32]byte) (*latchkey.Key, error) {
-	return latchkey.ReadKeyByHash[keys.Tx](ctx, w.Store, h)
+func (w wakingStore[T]) KeyByHash(ctx context.Context, h [32]byte) (*latchkey.Key, error) {
+	return latchkey.ReadKeyByHash(ctx, w.DB, h)
 }
 
-func (w wakingStore) Update(ctx context.Context, fn func(keys.Tx) error) error {
-	err := w.Store.Update(ctx, fn)
+func (w wakingStore[T]) Update(ctx context.Context, fn func(T) error) error {
+	err := w.DB.Update(ctx, fn)
 	if err == nil {
 		w.wake()
 	}

@@ -118,11 +118,13 @@ func seed(ctx context.Context, o options, log io.Writer) (err error) {
 	}()
 	w := bufio.NewWriterSize(out, 1<<20)
 
-	var db *sqlite.DB
+	var db keys.Store // the SQLite database, as the key service sees it
 	if o.db != "" {
-		if db, err = sqlite.Open(ctx, o.db); err != nil {
+		var raw *sqlite.DB
+		if raw, err = sqlite.Open(ctx, o.db); err != nil {
 			return err
 		}
+		db = latchkey.Narrow[keys.Tx](raw)
 		defer func() {
 			if cerr := db.Close(); err == nil {
 				err = cerr

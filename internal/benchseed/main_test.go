@@ -25,7 +25,7 @@ func TestSeededKeysVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Update(ctx, func(tx keys.Tx) error {
+	if err := st.Update(ctx, func(tx *sqlite.Tx) error {
 		return tx.CreateTenant(&latchkey.Tenant{ID: latchkey.OperatorTenant, Name: "Operator", CreatedAt: time.Now().UTC()})
 	}); err != nil {
 		t.Fatal(err)
@@ -45,7 +45,7 @@ func TestSeededKeysVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	svc := keys.New(keys.Options{Store: st})
+	svc := keys.New(keys.Options{Store: latchkey.Narrow[keys.Tx](st)})
 	f, err := os.Open(plain)
 	if err != nil {
 		t.Fatal(err)

@@ -22,7 +22,7 @@ import (
 // transaction, the head row and the (tenant_id, seq) key make one of them
 // fail, and its Update runs it again after the other, so the chain stays
 // one chain.
-func (t *tx) AppendAudit(e *latchkey.AuditEvent) error {
+func (t *Tx) AppendAudit(e *latchkey.AuditEvent) error {
 	var signer latchkey.AuditSigner // nil: no anchor
 	if t.anchor != nil {
 		signer = t.anchor.s
@@ -32,7 +32,7 @@ func (t *tx) AppendAudit(e *latchkey.AuditEvent) error {
 
 // InsertAudit stores e, sealed, and moves the head onto it; ENotFound if
 // its tenant does not exist.
-func (t *tx) InsertAudit(e *latchkey.AuditEvent) error {
+func (t *Tx) InsertAudit(e *latchkey.AuditEvent) error {
 	details, err := json.Marshal(nonNilDetails(e.Details))
 	if err != nil {
 		return fmt.Errorf("postgres: audit details: %w", err)
@@ -58,7 +58,7 @@ func (t *tx) InsertAudit(e *latchkey.AuditEvent) error {
 }
 
 // MoveAuditHead sets the tenant's head.
-func (t *tx) MoveAuditHead(tenant string, seq int64, hash string) error {
+func (t *Tx) MoveAuditHead(tenant string, seq int64, hash string) error {
 	_, err := t.exec("move audit head", `INSERT INTO audit_heads (tenant_id, seq, hash) VALUES ($1, $2, $3)
 		ON CONFLICT (tenant_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash`, tenant, seq, hash)
 	return err
@@ -66,16 +66,16 @@ func (t *tx) MoveAuditHead(tenant string, seq int64, hash string) error {
 
 // AuditHead returns the seq and hash of the tenant's last event (0, "" for
 // an empty log).
-func (t *tx) AuditHead(tenant string) (int64, string, error) {
+func (t *Tx) AuditHead(tenant string) (int64, string, error) {
 	return t.seqHash("audit head", `SELECT seq, hash FROM audit_heads WHERE tenant_id = $1`, tenant)
 }
 
 // AuditLast returns the seq and hash of the tenant's last stored event.
-func (t *tx) AuditLast(tenant string) (int64, string, error) {
+func (t *Tx) AuditLast(tenant string) (int64, string, error) {
 	return t.seqHash("last audit event", `SELECT seq, hash FROM audit_events WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1`, tenant)
 }
 
-func (t *tx) seqHash(op, sql, tenant string) (int64, string, error) {
+func (t *Tx) seqHash(op, sql, tenant string) (int64, string, error) {
 	var seq int64
 	var hash string
 	err := t.tx.QueryRow(t.ctx, sql, tenant).Scan(&seq, &hash)
@@ -89,7 +89,7 @@ func (t *tx) seqHash(op, sql, tenant string) (int64, string, error) {
 }
 
 // AuditCounter returns the highest checkpoint counter (0 for none).
-func (t *tx) AuditCounter() (int64, error) {
+func (t *Tx) AuditCounter() (int64, error) {
 	var n pgtype.Int8
 	if err := t.tx.QueryRow(t.ctx, `SELECT max(counter) FROM audit_checkpoints`).Scan(&n); err != nil {
 		return 0, t.fail("audit checkpoint counter", err)
@@ -110,7 +110,7 @@ func scanCheckpoint(sc scanner) (*latchkey.AuditCheckpoint, error) {
 }
 
 // AuditCheckpoint returns the tenant's checkpoint; nil if none.
-func (t *tx) AuditCheckpoint(tenant string) (*latchkey.AuditCheckpoint, error) {
+func (t *Tx) AuditCheckpoint(tenant string) (*latchkey.AuditCheckpoint, error) {
 	cp, err := scanCheckpoint(t.tx.QueryRow(t.ctx, `SELECT `+checkpointCols+` FROM audit_checkpoints WHERE tenant_id = $1`, tenant))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
@@ -123,14 +123,14 @@ func (t *tx) AuditCheckpoint(tenant string) (*latchkey.AuditCheckpoint, error) {
 
 // AuditCheckpoints returns the checkpoints with a counter above after, in
 // counter order.
-func (t *tx) AuditCheckpoints(after int64) ([]*latchkey.AuditCheckpoint, error) {
+func (t *Tx) AuditCheckpoints(after int64) ([]*latchkey.AuditCheckpoint, error) {
 	return collect(t, "audit checkpoints", `SELECT `+checkpointCols+` FROM audit_checkpoints WHERE counter > $1 ORDER BY counter`,
 		func(r pgx.Rows) (*latchkey.AuditCheckpoint, error) { return scanCheckpoint(r) }, after)
 }
 
 // PutAuditCheckpoint stores cp as its tenant's checkpoint; ENotFound if the
 // tenant does not exist.
-func (t *tx) PutAuditCheckpoint(cp *latchkey.AuditCheckpoint) error {
+func (t *Tx) PutAuditCheckpoint(cp *latchkey.AuditCheckpoint) error {
 	tag, err := t.exec("put audit checkpoint", `INSERT INTO audit_checkpoints (`+checkpointCols+`)
 		SELECT id, $2, $3, $4, $5, $6, $7, $8 FROM tenants WHERE id = $1
 		ON CONFLICT (tenant_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, counter = excluded.counter,
@@ -153,7 +153,7 @@ func nonNilDetails(d map[string]string) map[string]string {
 }
 
 // AuditEvents lists a tenant's events in seq order, those matching f.
-func (t *tx) AuditEvents(tenant string, f latchkey.AuditFilter) ([]*latchkey.AuditEvent, error) {
+func (t *Tx) AuditEvents(tenant string, f latchkey.AuditFilter) ([]*latchkey.AuditEvent, error) {
 	var a args
 	var q strings.Builder
 	q.WriteString(`SELECT seq, at, actor_key_id, action, target_key_id, ip, user_agent, result, details, prev_hash, hash

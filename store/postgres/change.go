@@ -26,7 +26,7 @@ const notifyChanges = `SELECT pg_notify('` + changeChannel + `', p) FROM unnest(
 // change notes c, to be sent if the transaction commits. A change too long
 // for a notification (a secret with a very long name) goes as a reset:
 // the nodes then forget everything, which is never wrong.
-func (t *tx) change(c latchkey.Change) {
+func (t *Tx) change(c latchkey.Change) {
 	p := c.Payload()
 	if len(p) > latchkey.MaxChangePayload {
 		p = latchkey.Change{Kind: latchkey.ChangeReset}.Payload()
@@ -35,7 +35,7 @@ func (t *tx) change(c latchkey.Change) {
 }
 
 // sendChanges sends the changes the transaction noted.
-func (t *tx) sendChanges() error {
+func (t *Tx) sendChanges() error {
 	if len(t.changes) == 0 {
 		return nil
 	}

@@ -44,7 +44,8 @@
 //
 // # Errors
 //
-// As store/sqlite's: ENotFound and EConflict where keys.Tx documents them,
+// As store/sqlite's: ENotFound and EConflict where the contracts (keys.Tx
+// and the others) document them,
 // EInvalid for a bad argument or connection string, EUnavailable when the
 // database cannot be reached, is shutting down, has no connection to give
 // or kept failing an Update for concurrent ones, the context's error when

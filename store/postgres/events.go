@@ -13,7 +13,7 @@ import (
 
 // AppendEvent stores e as pending dispatch; EConflict if its id exists,
 // ENotFound if its tenant does not.
-func (t *tx) AppendEvent(e *latchkey.Event) error {
+func (t *Tx) AppendEvent(e *latchkey.Event) error {
 	kind := ""
 	if e.Type == latchkey.EventSecurityAnomaly {
 		var a struct {
@@ -46,7 +46,7 @@ func (t *tx) AppendEvent(e *latchkey.Event) error {
 const eventColumns = `id, tenant_id, type, at, key_id, data`
 
 // Events lists a tenant's events matching f in id order.
-func (t *tx) Events(tenant string, f latchkey.EventFilter) ([]*latchkey.Event, error) {
+func (t *Tx) Events(tenant string, f latchkey.EventFilter) ([]*latchkey.Event, error) {
 	var a args
 	var q strings.Builder
 	q.WriteString(`SELECT ` + eventColumns + ` FROM events WHERE tenant_id = ` + a.add(tenant) + ` AND id > ` + a.add(f.After))
@@ -70,7 +70,7 @@ func (t *tx) Events(tenant string, f latchkey.EventFilter) ([]*latchkey.Event, e
 }
 
 // CountEvents counts a tenant's events of a type since a time.
-func (t *tx) CountEvents(tenant, typ string, since time.Time) (int64, error) {
+func (t *Tx) CountEvents(tenant, typ string, since time.Time) (int64, error) {
 	var n int64
 	err := t.tx.QueryRow(t.ctx, `SELECT count(*) FROM events WHERE tenant_id = $1 AND type = $2 AND at >= $3`,
 		tenant, typ, since).Scan(&n)
@@ -81,13 +81,13 @@ func (t *tx) CountEvents(tenant, typ string, since time.Time) (int64, error) {
 }
 
 // PendingEvents returns undispatched events of every tenant in id order.
-func (t *tx) PendingEvents(n int) ([]*latchkey.Event, error) {
+func (t *Tx) PendingEvents(n int) ([]*latchkey.Event, error) {
 	return t.events("pending events", `SELECT `+eventColumns+` FROM events WHERE NOT dispatched ORDER BY id LIMIT $1`, limit(n))
 }
 
 // MarkEventsDispatched marks events dispatched, in one statement; ids that
 // do not exist are skipped.
-func (t *tx) MarkEventsDispatched(ids []string) error {
+func (t *Tx) MarkEventsDispatched(ids []string) error {
 	if len(ids) == 0 {
 		return nil
 	}
@@ -96,7 +96,7 @@ func (t *tx) MarkEventsDispatched(ids []string) error {
 }
 
 // PruneEvents deletes dispatched events older than before.
-func (t *tx) PruneEvents(before time.Time) (int64, error) {
+func (t *Tx) PruneEvents(before time.Time) (int64, error) {
 	tag, err := t.exec("prune events", `DELETE FROM events WHERE dispatched AND at < $1`, before)
 	if err != nil {
 		return 0, err
@@ -104,7 +104,7 @@ func (t *tx) PruneEvents(before time.Time) (int64, error) {
 	return tag.RowsAffected(), nil
 }
 
-func (t *tx) events(op, sql string, args ...any) ([]*latchkey.Event, error) {
+func (t *Tx) events(op, sql string, args ...any) ([]*latchkey.Event, error) {
 	return collect(t, op, sql, func(r pgx.Rows) (*latchkey.Event, error) {
 		e := &latchkey.Event{}
 		var at pgtype.Timestamptz

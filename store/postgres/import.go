@@ -27,7 +27,7 @@ const (
 // returns how many it inserted. All keys must belong to one tenant;
 // ENotFound if it does not exist. No keys ends an import; nothing is kept
 // from one call to the next, so there is nothing to let go of.
-func (t *tx) ImportKeys(ks []*latchkey.Key) (int, error) {
+func (t *Tx) ImportKeys(ks []*latchkey.Key) (int, error) {
 	if len(ks) == 0 {
 		return 0, nil
 	}

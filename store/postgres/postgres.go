@@ -15,11 +15,13 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/latchkeyhq/latchkey"
-	"github.com/latchkeyhq/latchkey/keys"
 )
 
-// DB is a keys.Store in a PostgreSQL database. It is safe for concurrent
-// use, also by several processes on one database.
+// DB is a store of tenants and keys in a PostgreSQL database, whose
+// transactions are *Tx: a service takes it narrowed to its own contract
+// (latchkey.Narrow[keys.Tx](db)), and it keeps every rule written on
+// keys.Store. It is safe for concurrent use, also by several processes on
+// one database.
 type DB struct {
 	pool    *pgxpool.Pool
 	closed  atomic.Bool
@@ -31,7 +33,7 @@ type DB struct {
 }
 
 var (
-	_ keys.Store          = (*DB)(nil)
+	_ latchkey.Store[*Tx] = (*DB)(nil)
 	_ latchkey.HashReader = (*DB)(nil)
 )
 
@@ -130,7 +132,7 @@ func hasParam(dsn, key string) bool {
 
 // View runs fn in a read-only transaction on one snapshot of the database,
 // taken at fn's first statement.
-func (db *DB) View(ctx context.Context, fn func(keys.Tx) error) error {
+func (db *DB) View(ctx context.Context, fn func(*Tx) error) error {
 	_, err := db.once(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, fn)
 	return err
 }
@@ -141,7 +143,7 @@ func (db *DB) View(ctx context.Context, fn func(keys.Tx) error) error {
 // or a deadlock), Update runs fn again in a new transaction, up to
 // maxAttempts times in all, after a short random pause; fn must allow that
 // (see the package comment). It returns fn's error unchanged.
-func (db *DB) Update(ctx context.Context, fn func(keys.Tx) error) error {
+func (db *DB) Update(ctx context.Context, fn func(*Tx) error) error {
 	opts := pgx.TxOptions{IsoLevel: pgx.Serializable, AccessMode: pgx.ReadWrite}
 	for attempt := 1; ; attempt++ {
 		retry, err := db.once(ctx, opts, fn)
@@ -178,7 +180,7 @@ const (
 
 // once runs fn in one transaction; retry reports whether it failed in a
 // way a new transaction may not.
-func (db *DB) once(ctx context.Context, opts pgx.TxOptions, fn func(keys.Tx) error) (retry bool, err error) {
+func (db *DB) once(ctx context.Context, opts pgx.TxOptions, fn func(*Tx) error) (retry bool, err error) {
 	if db.closed.Load() {
 		return false, errClosed
 	}
@@ -189,7 +191,7 @@ func (db *DB) once(ctx context.Context, opts pgx.TxOptions, fn func(keys.Tx) err
 	if err != nil {
 		return false, fail(ctx, "begin", err)
 	}
-	t := &tx{ctx: ctx, tx: ptx, anchor: db.anchor.Load()}
+	t := &Tx{ctx: ctx, tx: ptx, anchor: db.anchor.Load()}
 	finished := false
 	defer func() {
 		// Also when fn panics: the connection goes back to the pool

@@ -18,10 +18,16 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/audit"
 	"github.com/latchkeyhq/latchkey/internal/testenv"
+	"github.com/latchkeyhq/latchkey/keyring"
 	"github.com/latchkeyhq/latchkey/keys"
+	"github.com/latchkeyhq/latchkey/limit/limittest"
+	"github.com/latchkeyhq/latchkey/secrets"
 	"github.com/latchkeyhq/latchkey/store/sqlite"
 	"github.com/latchkeyhq/latchkey/store/storetest"
+	"github.com/latchkeyhq/latchkey/usage"
+	"github.com/latchkeyhq/latchkey/webhook"
 )
 
 // One PostgreSQL server for the package's tests, stopped when they end;
@@ -67,9 +73,24 @@ func openTest(t testing.TB, dsn string) *DB {
 
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) keys.Store {
-		return openTest(t, newDSN(t))
+		return latchkey.Narrow[keys.Tx](openTest(t, newDSN(t)))
 	})
 }
+
+// The transaction implements the contract of every service and port a
+// node narrows it to (latchkey.Narrow); storetest's sections, and
+// limittest for the limiter's, prove them.
+var (
+	_ keys.Tx             = (*Tx)(nil)
+	_ secrets.Tx          = (*Tx)(nil)
+	_ audit.Tx            = (*Tx)(nil)
+	_ webhook.Tx          = (*Tx)(nil)
+	_ usage.Tx            = (*Tx)(nil)
+	_ keyring.Tx          = (*Tx)(nil)
+	_ limittest.Tx        = (*Tx)(nil)
+	_ latchkey.QuotaStore = (*Tx)(nil)
+	_ latchkey.FlushTx    = (*Tx)(nil)
+)
 
 var created = time.Date(2030, 1, 2, 3, 4, 5, 6000, time.UTC)
 
@@ -94,9 +115,9 @@ func testKey(tenant, id string) *latchkey.Key {
 func TestTwoNodesSeeEachOthersCommits(t *testing.T) {
 	dsn := newDSN(t)
 	a, b := openTest(t, dsn), openTest(t, dsn)
-	createTenant(t, a, "acme")
+	createTenant(t, latchkey.Narrow[keys.Tx](a), "acme")
 	k := testKey("acme", "key_1")
-	if err := a.Update(t.Context(), func(tx keys.Tx) error { return tx.CreateKey(k) }); err != nil {
+	if err := a.Update(t.Context(), func(tx *Tx) error { return tx.CreateKey(k) }); err != nil {
 		t.Fatal(err)
 	}
 	got, err := b.KeyByHash(t.Context(), k.Hash)
@@ -104,7 +125,7 @@ func TestTwoNodesSeeEachOthersCommits(t *testing.T) {
 		t.Fatalf("node b reads the key node a created: %v, %v", got, err)
 	}
 	// b revokes it; a sees that in its next transaction.
-	err = b.Update(t.Context(), func(tx keys.Tx) error {
+	err = b.Update(t.Context(), func(tx *Tx) error {
 		k, err := tx.Key("acme", "key_1")
 		if err != nil {
 			return err
@@ -115,7 +136,7 @@ func TestTwoNodesSeeEachOthersCommits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = a.View(t.Context(), func(tx keys.Tx) error {
+	err = a.View(t.Context(), func(tx *Tx) error {
 		k, err := tx.Key("acme", "key_1")
 		if err == nil && k.State != latchkey.StateRevoked {
 			t.Errorf("node a sees state %s after node b's revocation, want revoked", k.State)
@@ -130,7 +151,7 @@ func TestTwoNodesSeeEachOthersCommits(t *testing.T) {
 	for _, db := range []*DB{a, b} {
 		wg.Go(func() {
 			for i := range 10 {
-				err := db.Update(context.Background(), func(tx keys.Tx) error {
+				err := db.Update(context.Background(), func(tx *Tx) error {
 					return tx.AppendAudit(&latchkey.AuditEvent{At: created, Tenant: "acme", Action: "key.updated",
 						TargetKeyID: fmt.Sprint("key_", i), Result: latchkey.ResultSuccess})
 				})
@@ -142,7 +163,7 @@ func TestTwoNodesSeeEachOthersCommits(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	err = b.View(t.Context(), func(tx keys.Tx) error {
+	err = b.View(t.Context(), func(tx *Tx) error {
 		evs, err := tx.AuditEvents("acme", latchkey.AuditFilter{})
 		if err != nil {
 			return err
@@ -165,8 +186,8 @@ func TestTwoNodesSeeEachOthersCommits(t *testing.T) {
 // serializable, and one that PostgreSQL fails for a conflict runs again.
 func TestConcurrentReadModifyWriteLosesNothing(t *testing.T) {
 	db := openTest(t, newDSN(t))
-	createTenant(t, db, "acme")
-	if err := db.Update(t.Context(), func(tx keys.Tx) error { return tx.CreateKey(testKey("acme", "key_1")) }); err != nil {
+	createTenant(t, latchkey.Narrow[keys.Tx](db), "acme")
+	if err := db.Update(t.Context(), func(tx *Tx) error { return tx.CreateKey(testKey("acme", "key_1")) }); err != nil {
 		t.Fatal(err)
 	}
 	const workers, each = 6, 10
@@ -174,7 +195,7 @@ func TestConcurrentReadModifyWriteLosesNothing(t *testing.T) {
 	for range workers {
 		wg.Go(func() {
 			for range each {
-				err := db.Update(t.Context(), func(tx keys.Tx) error {
+				err := db.Update(t.Context(), func(tx *Tx) error {
 					u, err := tx.QuotaUsage("key_1")
 					if err != nil {
 						return err
@@ -198,7 +219,7 @@ func TestConcurrentReadModifyWriteLosesNothing(t *testing.T) {
 	if db.Retries() == 0 {
 		t.Log("no update met a conflict; the test did not exercise the retry")
 	}
-	err := db.View(t.Context(), func(tx keys.Tx) error {
+	err := db.View(t.Context(), func(tx *Tx) error {
 		u, err := tx.QuotaUsage("key_1")
 		if err == nil && u.Used != workers*each {
 			t.Errorf("used = %d after %d increments", u.Used, workers*each)
@@ -261,12 +282,12 @@ func TestMigrationsRaceSafeAndIdempotent(t *testing.T) {
 	if want := len(migrations()); strings.Count(before, ";") != want {
 		t.Errorf("schema_migrations after racing Opens: %s; want each of %d migrations once", before, want)
 	}
-	createTenant(t, dbs[1], "acme")
+	createTenant(t, latchkey.Narrow[keys.Tx](dbs[1]), "acme")
 	again := openTest(t, dsn)
 	if after := migrationRows(t, again); after != before {
 		t.Errorf("schema_migrations changed on reopening:\nbefore %s\nafter  %s", before, after)
 	}
-	err := again.View(t.Context(), func(tx keys.Tx) error {
+	err := again.View(t.Context(), func(tx *Tx) error {
 		_, err := tx.Tenant("acme")
 		return err
 	})
@@ -374,9 +395,9 @@ func TestServerAwayIsUnavailableAndRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	createTenant(t, db, "acme")
+	createTenant(t, latchkey.Narrow[keys.Tx](db), "acme")
 	k := testKey("acme", "key_1")
-	if err := db.Update(t.Context(), func(tx keys.Tx) error { return tx.CreateKey(k) }); err != nil {
+	if err := db.Update(t.Context(), func(tx *Tx) error { return tx.CreateKey(k) }); err != nil {
 		t.Fatal(err)
 	}
 	if err := pg.Stop(); err != nil {
@@ -385,10 +406,10 @@ func TestServerAwayIsUnavailableAndRecovers(t *testing.T) {
 	calls := map[string]func(ctx context.Context) error{
 		"Ping": db.Ping,
 		"Update": func(ctx context.Context) error {
-			return db.Update(ctx, func(tx keys.Tx) error { return tx.CreateTenant(&latchkey.Tenant{ID: "other", CreatedAt: created}) })
+			return db.Update(ctx, func(tx *Tx) error { return tx.CreateTenant(&latchkey.Tenant{ID: "other", CreatedAt: created}) })
 		},
 		"View": func(ctx context.Context) error {
-			return db.View(ctx, func(tx keys.Tx) error { _, err := tx.Tenant("acme"); return err })
+			return db.View(ctx, func(tx *Tx) error { _, err := tx.Tenant("acme"); return err })
 		},
 		"KeyByHash": func(ctx context.Context) error { _, err := db.KeyByHash(ctx, k.Hash); return err },
 	}
@@ -434,10 +455,10 @@ func TestClosedIsUnavailable(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
-	if err := db.View(t.Context(), func(keys.Tx) error { return nil }); latchkey.ErrorCode(err) != latchkey.EUnavailable {
+	if err := db.View(t.Context(), func(*Tx) error { return nil }); latchkey.ErrorCode(err) != latchkey.EUnavailable {
 		t.Errorf("View after Close: %v, want code %s", err, latchkey.EUnavailable)
 	}
-	if err := db.Update(t.Context(), func(keys.Tx) error { return nil }); latchkey.ErrorCode(err) != latchkey.EUnavailable {
+	if err := db.Update(t.Context(), func(*Tx) error { return nil }); latchkey.ErrorCode(err) != latchkey.EUnavailable {
 		t.Errorf("Update after Close: %v, want code %s", err, latchkey.EUnavailable)
 	}
 	if err := db.Ping(t.Context()); latchkey.ErrorCode(err) != latchkey.EUnavailable {
@@ -447,13 +468,13 @@ func TestClosedIsUnavailable(t *testing.T) {
 
 func TestReadersDoNotWaitForWriter(t *testing.T) {
 	db := openTest(t, newDSN(t))
-	err := db.Update(t.Context(), func(tx keys.Tx) error {
+	err := db.Update(t.Context(), func(tx *Tx) error {
 		if err := tx.CreateTenant(&latchkey.Tenant{ID: "acme", Name: "Acme", CreatedAt: created}); err != nil {
 			return err
 		}
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 		defer cancel()
-		return db.View(ctx, func(tx keys.Tx) error {
+		return db.View(ctx, func(tx *Tx) error {
 			_, err := tx.Tenant("acme")
 			if !errors.Is(err, &latchkey.Error{Code: latchkey.ENotFound}) {
 				t.Errorf("View during an Update: %v, want the uncommitted tenant not found", err)
@@ -520,7 +541,7 @@ func TestAuditLogAppendOnlyInTheDatabase(t *testing.T) {
 	ctx := t.Context()
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	var head *latchkey.AuditEvent
-	if err := db.Update(ctx, func(tx keys.Tx) error {
+	if err := db.Update(ctx, func(tx *Tx) error {
 		if err := tx.CreateTenant(&latchkey.Tenant{ID: "a", Name: "A", CreatedAt: at}); err != nil {
 			return err
 		}
@@ -565,9 +586,9 @@ func TestAuditLogAppendOnlyInTheDatabase(t *testing.T) {
 // one that has ended.
 func TestKeyByHashHonoursItsContext(t *testing.T) {
 	db := openTest(t, newDSN(t))
-	createTenant(t, db, "acme")
+	createTenant(t, latchkey.Narrow[keys.Tx](db), "acme")
 	k := testKey("acme", "key_1")
-	if err := db.Update(t.Context(), func(tx keys.Tx) error { return tx.CreateKey(k) }); err != nil {
+	if err := db.Update(t.Context(), func(tx *Tx) error { return tx.CreateKey(k) }); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
@@ -588,7 +609,7 @@ func TestKeyByHashHonoursItsContext(t *testing.T) {
 // one INSERT, whatever the count.
 func TestImportManyKeys(t *testing.T) {
 	db := openTest(t, newDSN(t))
-	createTenant(t, db, "acme")
+	createTenant(t, latchkey.Narrow[keys.Tx](db), "acme")
 	const n = 20000
 	ks := make([]*latchkey.Key, n)
 	scopes := []string{"data:read"}
@@ -599,7 +620,7 @@ func TestImportManyKeys(t *testing.T) {
 	}
 	var got int
 	start := time.Now()
-	err := db.Update(t.Context(), func(tx keys.Tx) (err error) {
+	err := db.Update(t.Context(), func(tx *Tx) (err error) {
 		got, err = tx.ImportKeys(ks[:n/2])
 		if err != nil {
 			return err
@@ -626,18 +647,18 @@ func BenchmarkKeyByHash(b *testing.B) {
 	const n = 10000
 	db := openTest(b, newDSN(b))
 	ctx := b.Context()
-	createTenant(b, db, "acme")
+	createTenant(b, latchkey.Narrow[keys.Tx](db), "acme")
 	ks := make([]*latchkey.Key, n)
 	for i := range ks {
 		k := testKey("acme", fmt.Sprintf("key_%06d", i))
 		k.Scopes, k.Resources, k.Meta = []string{"data:read", "agent:activate"}, []string{"agent:*"}, map[string]any{"team": "payments"}
 		ks[i] = k
 	}
-	if err := db.Update(ctx, func(tx keys.Tx) error { _, err := tx.ImportKeys(ks); return err }); err != nil {
+	if err := db.Update(ctx, func(tx *Tx) error { _, err := tx.ImportKeys(ks); return err }); err != nil {
 		b.Fatal(err)
 	}
 	lookup := func(i int) {
-		err := db.View(ctx, func(tx keys.Tx) error {
+		err := db.View(ctx, func(tx *Tx) error {
 			_, err := tx.KeyByHash(ks[i%n].Hash)
 			return err
 		})
@@ -761,7 +782,7 @@ func columnsByTable(t *testing.T, query func() (tableColumnRows, error)) map[str
 func TestChangesReachOtherNodes(t *testing.T) {
 	dsn := newDSN(t)
 	a, b := openTest(t, dsn), openTest(t, dsn)
-	createTenant(t, a, "acme")
+	createTenant(t, latchkey.Narrow[keys.Tx](a), "acme")
 	got := make(chan latchkey.Change, 100)
 	ctx, cancel := context.WithCancel(t.Context())
 	followed := make(chan error, 1)
@@ -787,7 +808,7 @@ func TestChangesReachOtherNodes(t *testing.T) {
 			return latchkey.Change{}
 		}
 	}
-	update := func(fn func(tx keys.Tx) error) {
+	update := func(fn func(tx *Tx) error) {
 		t.Helper()
 		if err := a.Update(t.Context(), fn); err != nil {
 			t.Fatal(err)
@@ -795,7 +816,7 @@ func TestChangesReachOtherNodes(t *testing.T) {
 	}
 	// Follow listens a moment after it starts: probe until it hears.
 	probe := testKey("acme", "key_probe")
-	update(func(tx keys.Tx) error { return tx.CreateKey(probe) })
+	update(func(tx *Tx) error { return tx.CreateKey(probe) })
 	for i := 0; ; i++ {
 		select {
 		case c := <-got:
@@ -806,7 +827,7 @@ func TestChangesReachOtherNodes(t *testing.T) {
 			if i == 100 {
 				t.Fatal("Follow heard nothing within 10s")
 			}
-			update(func(tx keys.Tx) error {
+			update(func(tx *Tx) error {
 				p, err := tx.Key("acme", probe.ID)
 				if err != nil {
 					return err
@@ -823,11 +844,11 @@ func TestChangesReachOtherNodes(t *testing.T) {
 
 	k := testKey("acme", "key_1")
 	start := time.Now()
-	update(func(tx keys.Tx) error { return tx.CreateKey(k) })
+	update(func(tx *Tx) error { return tx.CreateKey(k) })
 	if c := next("CreateKey"); c.Kind != latchkey.ChangeKey || c.Hash != k.Hash {
 		t.Errorf("after CreateKey: %+v, want the key's hash", c)
 	}
-	update(func(tx keys.Tx) error {
+	update(func(tx *Tx) error {
 		stored, err := tx.Key("acme", k.ID)
 		if err != nil {
 			return err
@@ -841,7 +862,7 @@ func TestChangesReachOtherNodes(t *testing.T) {
 	}
 	t.Logf("a creation and a revocation reached the other node in %v", time.Since(start))
 	boom := errors.New("boom")
-	if err := a.Update(t.Context(), func(tx keys.Tx) error {
+	if err := a.Update(t.Context(), func(tx *Tx) error {
 		if err := tx.CreateKey(testKey("acme", "key_rolled_back")); err != nil {
 			return err
 		}
@@ -849,7 +870,7 @@ func TestChangesReachOtherNodes(t *testing.T) {
 	}); !errors.Is(err, boom) {
 		t.Fatal(err)
 	}
-	update(func(tx keys.Tx) error {
+	update(func(tx *Tx) error {
 		_, err := tx.ImportKeys([]*latchkey.Key{testKey("acme", "key_2"), testKey("acme", "key_3")})
 		return err
 	})
@@ -859,9 +880,8 @@ func TestChangesReachOtherNodes(t *testing.T) {
 	secret := func(v int64) *latchkey.SecretVersion {
 		return &latchkey.SecretVersion{Tenant: "acme", Name: "openai", Version: v, Ciphertext: []byte{1}, CreatedAt: created, CreatedBy: "key_1"}
 	}
-	// The secret store's methods are not keys.Tx's (secrets.Tx).
-	update(func(ktx keys.Tx) error { return ktx.(*tx).PutSecret(secret(1)) })
-	update(func(ktx keys.Tx) error { return ktx.(*tx).DeleteSecret("acme", "openai") })
+	update(func(tx *Tx) error { return tx.PutSecret(secret(1)) })
+	update(func(tx *Tx) error { return tx.DeleteSecret("acme", "openai") })
 	for _, what := range []string{"PutSecret", "DeleteSecret"} {
 		if c := next(what); c.Kind != latchkey.ChangeSecret || c.Tenant != "acme" || c.Name != "openai" {
 			t.Errorf("after %s: %+v, want the secret", what, c)
@@ -877,7 +897,7 @@ func TestChangesReachOtherNodes(t *testing.T) {
 		t.Errorf("after the feed was lost: %+v, want a reset", c)
 	}
 	k4 := testKey("acme", "key_4")
-	update(func(tx keys.Tx) error { return tx.CreateKey(k4) })
+	update(func(tx *Tx) error { return tx.CreateKey(k4) })
 	if c := next("CreateKey after the reset"); c.Kind != latchkey.ChangeKey || c.Hash != k4.Hash {
 		t.Errorf("after CreateKey on the new connection: %+v, want the key's hash", c)
 	}
@@ -902,15 +922,15 @@ func TestAuditCheckpointCounterUnderConcurrency(t *testing.T) {
 	for _, db := range []*DB{a, b} {
 		db.SetAuditAnchor(fakeSigner{})
 	}
-	createTenant(t, a, "t1")
-	createTenant(t, a, "t2")
+	createTenant(t, latchkey.Narrow[keys.Tx](a), "t1")
+	createTenant(t, latchkey.Narrow[keys.Tx](a), "t2")
 	const each = 5
 	var wg sync.WaitGroup
 	for _, db := range []*DB{a, b} {
 		for _, tenant := range []string{"t1", "t2"} {
 			wg.Go(func() {
 				for range each {
-					err := db.Update(context.Background(), func(tx keys.Tx) error {
+					err := db.Update(context.Background(), func(tx *Tx) error {
 						return tx.AppendAudit(&latchkey.AuditEvent{At: created, Tenant: tenant, Action: "key.updated", Result: latchkey.ResultSuccess})
 					})
 					if err != nil {
@@ -922,7 +942,7 @@ func TestAuditCheckpointCounterUnderConcurrency(t *testing.T) {
 		}
 	}
 	wg.Wait()
-	err := a.View(t.Context(), func(tx keys.Tx) error {
+	err := a.View(t.Context(), func(tx *Tx) error {
 		cps, err := tx.AuditCheckpoints(0)
 		if err != nil {
 			return err

@@ -12,7 +12,7 @@ import (
 )
 
 // KeyringTerms returns every keyring term ordered by term.
-func (t *tx) KeyringTerms() ([]latchkey.KeyringTerm, error) {
+func (t *Tx) KeyringTerms() ([]latchkey.KeyringTerm, error) {
 	return collect(t, "keyring terms", `SELECT term, wrapped, created_at FROM keyring_terms ORDER BY term`,
 		func(r pgx.Rows) (latchkey.KeyringTerm, error) {
 			var kt latchkey.KeyringTerm
@@ -24,7 +24,7 @@ func (t *tx) KeyringTerms() ([]latchkey.KeyringTerm, error) {
 }
 
 // AddKeyringTerm stores a new term; EConflict if its number exists.
-func (t *tx) AddKeyringTerm(kt latchkey.KeyringTerm) error {
+func (t *Tx) AddKeyringTerm(kt latchkey.KeyringTerm) error {
 	tag, err := t.exec("add keyring term", `INSERT INTO keyring_terms (term, wrapped, created_at) VALUES ($1, $2, $3)
 		ON CONFLICT DO NOTHING`, kt.Term, kt.Wrapped, kt.CreatedAt)
 	if err != nil {
@@ -38,7 +38,7 @@ func (t *tx) AddKeyringTerm(kt latchkey.KeyringTerm) error {
 
 // RewrapKeyringTerm replaces a term's wrapped data key; ENotFound if the
 // term does not exist.
-func (t *tx) RewrapKeyringTerm(term int64, wrapped []byte) error {
+func (t *Tx) RewrapKeyringTerm(term int64, wrapped []byte) error {
 	tag, err := t.exec("rewrap keyring term", `UPDATE keyring_terms SET wrapped = $1 WHERE term = $2`, wrapped, term)
 	if err != nil {
 		return err
@@ -50,7 +50,7 @@ func (t *tx) RewrapKeyringTerm(term int64, wrapped []byte) error {
 }
 
 // KeyringCheck returns the key-check value, nil if none is stored.
-func (t *tx) KeyringCheck() ([]byte, error) {
+func (t *Tx) KeyringCheck() ([]byte, error) {
 	var v []byte
 	err := t.tx.QueryRow(t.ctx, `SELECT check_value FROM keyring_check WHERE id = 1`).Scan(&v)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -63,14 +63,14 @@ func (t *tx) KeyringCheck() ([]byte, error) {
 }
 
 // SetKeyringCheck stores the key-check value.
-func (t *tx) SetKeyringCheck(check []byte) error {
+func (t *Tx) SetKeyringCheck(check []byte) error {
 	_, err := t.exec("set keyring check", `INSERT INTO keyring_check (id, check_value) VALUES (1, $1)
 		ON CONFLICT (id) DO UPDATE SET check_value = excluded.check_value`, check)
 	return err
 }
 
 // NextSecretVersion returns one more than any version the secret ever had.
-func (t *tx) NextSecretVersion(tenant, name string) (int64, error) {
+func (t *Tx) NextSecretVersion(tenant, name string) (int64, error) {
 	var last int64
 	err := t.tx.QueryRow(t.ctx, `SELECT last_version FROM secrets WHERE tenant_id = $1 AND name = $2`, tenant, name).Scan(&last)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
@@ -81,7 +81,7 @@ func (t *tx) NextSecretVersion(tenant, name string) (int64, error) {
 
 // PutSecret stores v as the newest version of its secret; EConflict if
 // v.Version is not the next one, ENotFound if the tenant does not exist.
-func (t *tx) PutSecret(v *latchkey.SecretVersion) error {
+func (t *Tx) PutSecret(v *latchkey.SecretVersion) error {
 	next, err := t.NextSecretVersion(v.Tenant, v.Name)
 	if err != nil {
 		return err
@@ -145,7 +145,7 @@ func scanSecretVersion(s scanner) (*latchkey.SecretVersion, error) {
 
 // Secret returns a version of a secret, the newest when version is 0;
 // ENotFound if the secret or the version does not exist.
-func (t *tx) Secret(tenant, name string, version int64) (*latchkey.SecretVersion, error) {
+func (t *Tx) Secret(tenant, name string, version int64) (*latchkey.SecretVersion, error) {
 	var row pgx.Row
 	if version == 0 {
 		row = t.tx.QueryRow(t.ctx, `SELECT `+secretVersionColumns+` FROM secret_versions v
@@ -167,13 +167,13 @@ func (t *tx) Secret(tenant, name string, version int64) (*latchkey.SecretVersion
 	return v, nil
 }
 
-func (t *tx) secretVersions(op, sql string, args ...any) ([]*latchkey.SecretVersion, error) {
+func (t *Tx) secretVersions(op, sql string, args ...any) ([]*latchkey.SecretVersion, error) {
 	return collect(t, op, sql, func(r pgx.Rows) (*latchkey.SecretVersion, error) { return scanSecretVersion(r) }, args...)
 }
 
 // SecretVersions returns every kept version of a secret, newest first;
 // ENotFound if the secret does not exist.
-func (t *tx) SecretVersions(tenant, name string) ([]*latchkey.SecretVersion, error) {
+func (t *Tx) SecretVersions(tenant, name string) ([]*latchkey.SecretVersion, error) {
 	vs, err := t.secretVersions("secret versions", `SELECT `+secretVersionColumns+` FROM secret_versions v
 		WHERE tenant_id = $1 AND name = $2 ORDER BY version DESC`, tenant, name)
 	if err != nil {
@@ -187,7 +187,7 @@ func (t *tx) SecretVersions(tenant, name string) ([]*latchkey.SecretVersion, err
 
 // LatestSecrets returns the newest version of every live secret of the
 // tenant, ordered by name.
-func (t *tx) LatestSecrets(tenant string) ([]*latchkey.SecretVersion, error) {
+func (t *Tx) LatestSecrets(tenant string) ([]*latchkey.SecretVersion, error) {
 	return t.secretVersions("latest secrets", `SELECT `+secretVersionColumns+`
 		FROM secrets s JOIN secret_versions v
 			ON v.tenant_id = s.tenant_id AND v.name = s.name AND v.version = s.last_version
@@ -195,7 +195,7 @@ func (t *tx) LatestSecrets(tenant string) ([]*latchkey.SecretVersion, error) {
 }
 
 // Secrets lists a tenant's live secrets ordered by name.
-func (t *tx) Secrets(tenant string, p latchkey.Page) ([]*latchkey.SecretInfo, error) {
+func (t *Tx) Secrets(tenant string, p latchkey.Page) ([]*latchkey.SecretInfo, error) {
 	return collect(t, "secrets", `SELECT s.name, s.last_version, s.created_at, s.updated_at, v.expires_in, v.meta,
 			(SELECT count(*) FROM secret_versions c WHERE c.tenant_id = s.tenant_id AND c.name = s.name)
 		FROM secrets s JOIN secret_versions v
@@ -219,7 +219,7 @@ func (t *tx) Secrets(tenant string, p latchkey.Page) ([]*latchkey.SecretInfo, er
 
 // DeleteSecret deletes every version of a secret, keeping its numbering;
 // ENotFound if it does not exist.
-func (t *tx) DeleteSecret(tenant, name string) error {
+func (t *Tx) DeleteSecret(tenant, name string) error {
 	tag, err := t.exec("delete secret", `UPDATE secrets SET live = false WHERE tenant_id = $1 AND name = $2 AND live`, tenant, name)
 	if err != nil {
 		return err
@@ -236,7 +236,7 @@ func (t *tx) DeleteSecret(tenant, name string) error {
 
 // PruneSecretVersions keeps the newest keep versions of a secret (at least
 // one) and returns how many it deleted.
-func (t *tx) PruneSecretVersions(tenant, name string, keep int) (int64, error) {
+func (t *Tx) PruneSecretVersions(tenant, name string, keep int) (int64, error) {
 	tag, err := t.exec("prune secret versions", `DELETE FROM secret_versions WHERE tenant_id = $1 AND name = $2 AND version NOT IN
 		(SELECT version FROM secret_versions WHERE tenant_id = $1 AND name = $2 ORDER BY version DESC LIMIT $3)`,
 		tenant, name, max(keep, 1))

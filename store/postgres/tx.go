@@ -13,7 +13,12 @@ import (
 	"github.com/latchkeyhq/latchkey/store"
 )
 
-// tx is a keys.Tx on one PostgreSQL transaction.
+// Tx is one PostgreSQL transaction, the one type that implements every
+// service's narrow contract (keys.Tx, secrets.Tx, audit.Tx, webhook.Tx,
+// usage.Tx, keyring.Tx, the limiter's latchkey.QuotaStore): a service is
+// handed it through latchkey.Narrow, and the conformance suite in
+// store/storetest proves each contract. It is used by one goroutine and
+// only inside the function given to View or Update.
 //
 // PostgreSQL refuses every statement of a transaction after one has
 // failed, where SQLite goes on; so a write that can meet an expected
@@ -21,8 +26,8 @@ import (
 // INSERT … ON CONFLICT DO NOTHING, or INSERT … SELECT from the parent row,
 // and a row count of 0 says which refusal it was. The caller can then go on
 // in the same transaction, as it can with SQLite.
-type tx struct {
-	// ctx is the context View or Update was given: keys.Tx methods take
+type Tx struct {
+	// ctx is the context View or Update was given: the methods take
 	// none, and every statement should stop when the caller gives up.
 	ctx context.Context
 	tx  pgx.Tx
@@ -38,14 +43,14 @@ type tx struct {
 
 // fail is the package's fail, noting a failure that a new attempt may
 // cure.
-func (t *tx) fail(op string, err error) error {
+func (t *Tx) fail(op string, err error) error {
 	if retryable(err) {
 		t.retry = true
 	}
 	return fail(t.ctx, op, err)
 }
 
-func (t *tx) exec(op, sql string, args ...any) (pgconn.CommandTag, error) {
+func (t *Tx) exec(op, sql string, args ...any) (pgconn.CommandTag, error) {
 	tag, err := t.tx.Exec(t.ctx, sql, args...)
 	if err != nil {
 		return tag, t.fail(op, err)
@@ -54,7 +59,7 @@ func (t *tx) exec(op, sql string, args ...any) (pgconn.CommandTag, error) {
 }
 
 // exists reports whether the query, a SELECT EXISTS (…), says so.
-func (t *tx) exists(op, sql string, args ...any) (bool, error) {
+func (t *Tx) exists(op, sql string, args ...any) (bool, error) {
 	var ok bool
 	if err := t.tx.QueryRow(t.ctx, sql, args...).Scan(&ok); err != nil {
 		return false, t.fail(op, err)
@@ -63,7 +68,7 @@ func (t *tx) exists(op, sql string, args ...any) (bool, error) {
 }
 
 // collect runs a query and reads each row with scan; the list is never nil.
-func collect[T any](t *tx, op, sql string, scan func(pgx.Rows) (T, error), args ...any) ([]T, error) {
+func collect[T any](t *Tx, op, sql string, scan func(pgx.Rows) (T, error), args ...any) ([]T, error) {
 	rows, err := t.tx.Query(t.ctx, sql, args...)
 	if err != nil {
 		return nil, t.fail(op, err)
@@ -84,7 +89,7 @@ func collect[T any](t *tx, op, sql string, scan func(pgx.Rows) (T, error), args 
 }
 
 // CreateTenant inserts tn; EConflict if its id exists.
-func (t *tx) CreateTenant(tn *latchkey.Tenant) error {
+func (t *Tx) CreateTenant(tn *latchkey.Tenant) error {
 	tag, err := t.exec("create tenant", `INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)
 		ON CONFLICT DO NOTHING`, tn.ID, tn.Name, ts(tn.CreatedAt))
 	if err != nil {
@@ -107,7 +112,7 @@ func scanTenant(row scanner) (*latchkey.Tenant, error) {
 }
 
 // Tenant returns the tenant with the id; ENotFound if there is none.
-func (t *tx) Tenant(id string) (*latchkey.Tenant, error) {
+func (t *Tx) Tenant(id string) (*latchkey.Tenant, error) {
 	tn, err := scanTenant(t.tx.QueryRow(t.ctx, tenantByID, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, latchkey.Errorf(latchkey.ENotFound, "tenant %q not found", id)
@@ -119,7 +124,7 @@ func (t *tx) Tenant(id string) (*latchkey.Tenant, error) {
 }
 
 // Tenants lists tenants ordered by id.
-func (t *tx) Tenants(p latchkey.Page) ([]*latchkey.Tenant, error) {
+func (t *Tx) Tenants(p latchkey.Page) ([]*latchkey.Tenant, error) {
 	return collect(t, "tenants", `SELECT id, name, created_at FROM tenants WHERE id > $1 ORDER BY id LIMIT $2`,
 		func(r pgx.Rows) (*latchkey.Tenant, error) { return scanTenant(r) }, p.After, limit(p.Limit))
 }
@@ -139,7 +144,7 @@ var insertKey = `INSERT INTO keys (` + keyColumns + `) SELECT ` + placeholders(1
 
 // CreateKey inserts k; EConflict if its id or hash exists, ENotFound if its
 // tenant does not.
-func (t *tx) CreateKey(k *latchkey.Key) error {
+func (t *Tx) CreateKey(k *latchkey.Key) error {
 	a, err := keyArgs(k)
 	if err != nil {
 		return err
@@ -161,7 +166,7 @@ func (t *tx) CreateKey(k *latchkey.Key) error {
 
 // Key returns the key with the id in the tenant; ENotFound if there is none
 // there.
-func (t *tx) Key(tenant, id string) (*latchkey.Key, error) {
+func (t *Tx) Key(tenant, id string) (*latchkey.Key, error) {
 	k, err := scanKey(t.tx.QueryRow(t.ctx, keyByID, tenant, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, latchkey.Errorf(latchkey.ENotFound, "key %q not found", id)
@@ -173,7 +178,7 @@ func (t *tx) Key(tenant, id string) (*latchkey.Key, error) {
 }
 
 // KeyByHash returns the key whose SHA-256 is hash; ENotFound if none.
-func (t *tx) KeyByHash(hash [32]byte) (*latchkey.Key, error) {
+func (t *Tx) KeyByHash(hash [32]byte) (*latchkey.Key, error) {
 	k, err := scanKey(t.tx.QueryRow(t.ctx, keyByHash, hash[:]))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, latchkey.Errorf(latchkey.ENotFound, "key not found")
@@ -185,7 +190,7 @@ func (t *tx) KeyByHash(hash [32]byte) (*latchkey.Key, error) {
 }
 
 // Keys lists a tenant's keys that match f, ordered by id.
-func (t *tx) Keys(tenant string, f latchkey.KeyFilter) ([]*latchkey.Key, error) {
+func (t *Tx) Keys(tenant string, f latchkey.KeyFilter) ([]*latchkey.Key, error) {
 	var a args
 	var q strings.Builder
 	q.WriteString(`SELECT ` + keyColumns + ` FROM keys WHERE tenant_id = ` + a.add(tenant) + ` AND id > ` + a.add(f.After))
@@ -211,14 +216,14 @@ func (t *tx) Keys(tenant string, f latchkey.KeyFilter) ([]*latchkey.Key, error) 
 }
 
 // keys runs a query for key rows.
-func (t *tx) keys(op, sql string, args ...any) ([]*latchkey.Key, error) {
+func (t *Tx) keys(op, sql string, args ...any) ([]*latchkey.Key, error) {
 	return collect(t, op, sql, func(r pgx.Rows) (*latchkey.Key, error) { return scanKey(r) }, args...)
 }
 
 // UpdateKey stores every field of k but ID, Tenant, Hash, Prefix, Start,
 // CreatedAt and LastUsedAt over the row (k.Tenant, k.ID); ENotFound if
 // there is none. last_used_at belongs to SetLastUsed (usage.go).
-func (t *tx) UpdateKey(k *latchkey.Key) error {
+func (t *Tx) UpdateKey(k *latchkey.Key) error {
 	a, err := keyArgs(k)
 	if err != nil {
 		return err
@@ -249,14 +254,14 @@ func (t *tx) UpdateKey(k *latchkey.Key) error {
 }
 
 // Children returns the keys whose ParentID is parentID, ordered by id.
-func (t *tx) Children(tenant, parentID string) ([]*latchkey.Key, error) {
+func (t *Tx) Children(tenant, parentID string) ([]*latchkey.Key, error) {
 	return t.keys("children", `SELECT `+keyColumns+` FROM keys WHERE tenant_id = $1 AND parent_id = $2 ORDER BY id`,
 		tenant, parentID)
 }
 
 // QuotaUsage returns a key's persisted quota consumption; the zero usage
 // (with KeyID set) if none was saved.
-func (t *tx) QuotaUsage(keyID string) (latchkey.QuotaUsage, error) {
+func (t *Tx) QuotaUsage(keyID string) (latchkey.QuotaUsage, error) {
 	u := latchkey.QuotaUsage{KeyID: keyID}
 	var start pgtype.Timestamptz
 	err := t.tx.QueryRow(t.ctx, `SELECT epoch, period_start, used FROM quota_usage WHERE key_id = $1`, keyID).
@@ -274,7 +279,7 @@ func (t *tx) QuotaUsage(keyID string) (latchkey.QuotaUsage, error) {
 // SaveQuotaUsage stores u if the stored epoch still equals u.Epoch (a key
 // never saved counts as epoch 0) and reports whether it did; ENotFound if
 // the key does not exist.
-func (t *tx) SaveQuotaUsage(u latchkey.QuotaUsage) (bool, error) {
+func (t *Tx) SaveQuotaUsage(u latchkey.QuotaUsage) (bool, error) {
 	tag, err := t.exec("save quota usage", `UPDATE quota_usage SET period_start = $1, used = $2 WHERE key_id = $3 AND epoch = $4`,
 		ts(u.PeriodStart), u.Used, u.KeyID, u.Epoch)
 	if err != nil {
@@ -302,7 +307,7 @@ func (t *tx) SaveQuotaUsage(u latchkey.QuotaUsage) (bool, error) {
 
 // ResetQuotaUsage zeroes a key's consumption and bumps its epoch; ENotFound
 // if the key does not exist.
-func (t *tx) ResetQuotaUsage(keyID string) error {
+func (t *Tx) ResetQuotaUsage(keyID string) error {
 	tag, err := t.exec("reset quota usage", `INSERT INTO quota_usage (key_id, epoch, period_start, used)
 		SELECT id, 1, NULL, 0 FROM keys WHERE id = $1
 		ON CONFLICT (key_id) DO UPDATE SET epoch = quota_usage.epoch + 1, period_start = NULL, used = 0`, keyID)

@@ -48,7 +48,7 @@ var (
 )
 
 // batch sends the statements of b together and reads each one's result.
-func (t *tx) batch(op string, b *pgx.Batch) error {
+func (t *Tx) batch(op string, b *pgx.Batch) error {
 	br := t.tx.SendBatch(t.ctx, b)
 	for range b.Len() {
 		if _, err := br.Exec(); err != nil {
@@ -64,7 +64,7 @@ func (t *tx) batch(op string, b *pgx.Batch) error {
 
 // AddUsage adds each row's count to its (key, minute, code) row and to its
 // UTC hour's and day's roll-up rows.
-func (t *tx) AddUsage(rows []latchkey.UsageRow) error {
+func (t *Tx) AddUsage(rows []latchkey.UsageRow) error {
 	if len(rows) == 0 {
 		return nil
 	}
@@ -86,7 +86,7 @@ func (t *tx) AddUsage(rows []latchkey.UsageRow) error {
 
 // AddUsageNetworks adds each row's count to its (key, minute, network) row
 // and to its UTC day's roll-up row.
-func (t *tx) AddUsageNetworks(rows []latchkey.UsageNetwork) error {
+func (t *Tx) AddUsageNetworks(rows []latchkey.UsageNetwork) error {
 	if len(rows) == 0 {
 		return nil
 	}
@@ -109,7 +109,7 @@ func (t *tx) AddUsageNetworks(rows []latchkey.UsageNetwork) error {
 // Before to what it was (the key's creation time if it was never used, the
 // zero time for a missing key). Two statements for all of them, sent
 // together: one reads, one writes.
-func (t *tx) SetLastUsed(uses []latchkey.LastUsed) error {
+func (t *Tx) SetLastUsed(uses []latchkey.LastUsed) error {
 	if len(uses) == 0 {
 		return nil
 	}
@@ -174,13 +174,13 @@ func grainTable(g latchkey.Grain) (table, column string, err error) {
 }
 
 // Usage returns a key's minute rows in [from, to), by minute then code.
-func (t *tx) Usage(tenant, keyID string, from, to time.Time) ([]latchkey.UsageRow, error) {
+func (t *Tx) Usage(tenant, keyID string, from, to time.Time) ([]latchkey.UsageRow, error) {
 	return t.UsageRollup(tenant, keyID, latchkey.GrainMinute, from, to)
 }
 
 // UsageRollup returns a key's rows of the grain whose start is in
 // [from, to), by start then code.
-func (t *tx) UsageRollup(tenant, keyID string, g latchkey.Grain, from, to time.Time) ([]latchkey.UsageRow, error) {
+func (t *Tx) UsageRollup(tenant, keyID string, g latchkey.Grain, from, to time.Time) ([]latchkey.UsageRow, error) {
 	table, column, err := grainTable(g)
 	if err != nil {
 		return nil, err
@@ -198,16 +198,16 @@ func (t *tx) UsageRollup(tenant, keyID string, g latchkey.Grain, from, to time.T
 
 // UsageNetworks returns a key's network rows in [from, to), by minute then
 // network; the key must belong to the tenant.
-func (t *tx) UsageNetworks(tenant, keyID string, from, to time.Time) ([]latchkey.UsageNetwork, error) {
+func (t *Tx) UsageNetworks(tenant, keyID string, from, to time.Time) ([]latchkey.UsageNetwork, error) {
 	return t.usageNetworks("usage_networks", "minute", tenant, keyID, from, to)
 }
 
 // UsageNetworkDays returns a key's daily network rows in [from, to).
-func (t *tx) UsageNetworkDays(tenant, keyID string, from, to time.Time) ([]latchkey.UsageNetwork, error) {
+func (t *Tx) UsageNetworkDays(tenant, keyID string, from, to time.Time) ([]latchkey.UsageNetwork, error) {
 	return t.usageNetworks("usage_network_days", "day", tenant, keyID, from, to)
 }
 
-func (t *tx) usageNetworks(table, column, tenant, keyID string, from, to time.Time) ([]latchkey.UsageNetwork, error) {
+func (t *Tx) usageNetworks(table, column, tenant, keyID string, from, to time.Time) ([]latchkey.UsageNetwork, error) {
 	return collect(t, "usage networks", `SELECT `+column+`, network, count FROM `+table+`
 		WHERE key_id = $1 AND `+column+` >= $2 AND `+column+` < $3
 		AND EXISTS (SELECT 1 FROM keys WHERE keys.id = `+table+`.key_id AND keys.tenant_id = $4)
@@ -222,7 +222,7 @@ func (t *tx) usageNetworks(table, column, tenant, keyID string, from, to time.Ti
 
 // PruneUsage deletes the rows of the grain that start before before:
 // minute and minute-network rows, hour rows, or day and day-network rows.
-func (t *tx) PruneUsage(g latchkey.Grain, before time.Time) (int64, error) {
+func (t *Tx) PruneUsage(g latchkey.Grain, before time.Time) (int64, error) {
 	var qs []string
 	switch g {
 	case latchkey.GrainMinute:
@@ -246,7 +246,7 @@ func (t *tx) PruneUsage(g latchkey.Grain, before time.Time) (int64, error) {
 }
 
 // NetworkHistory reports whether a key was used from network, and at all.
-func (t *tx) NetworkHistory(keyID, network string) (seenThis, seenAny bool, err error) {
+func (t *Tx) NetworkHistory(keyID, network string) (seenThis, seenAny bool, err error) {
 	err = t.tx.QueryRow(t.ctx, `SELECT
 		EXISTS (SELECT 1 FROM usage_networks WHERE key_id = $1 AND network = $2),
 		EXISTS (SELECT 1 FROM usage_networks WHERE key_id = $1)`, keyID, network).Scan(&seenThis, &seenAny)
@@ -257,7 +257,7 @@ func (t *tx) NetworkHistory(keyID, network string) (seenThis, seenAny bool, err 
 }
 
 // UsageTotals sums a tenant's rows of a grain in [from, to) by key and code.
-func (t *tx) UsageTotals(tenant string, g latchkey.Grain, from, to time.Time) ([]latchkey.UsageTotal, error) {
+func (t *Tx) UsageTotals(tenant string, g latchkey.Grain, from, to time.Time) ([]latchkey.UsageTotal, error) {
 	table, column, err := grainTable(g)
 	if err != nil {
 		return nil, err
@@ -275,7 +275,7 @@ func (t *tx) UsageTotals(tenant string, g latchkey.Grain, from, to time.Time) ([
 
 // NetworkTotals counts the distinct networks of each of a tenant's keys in
 // [from, to). Network rows carry no tenant; the key's row says whose it is.
-func (t *tx) NetworkTotals(tenant string, g latchkey.Grain, from, to time.Time) ([]latchkey.NetworkTotal, error) {
+func (t *Tx) NetworkTotals(tenant string, g latchkey.Grain, from, to time.Time) ([]latchkey.NetworkTotal, error) {
 	table, column := "usage_networks", "minute"
 	if g == latchkey.GrainDay {
 		table, column = "usage_network_days", "day"

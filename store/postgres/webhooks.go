@@ -17,7 +17,7 @@ const webhookColumns = `id, tenant_id, url, events, secret, created_at`
 
 // CreateWebhook inserts w; EConflict if its id exists, ENotFound if its
 // tenant does not.
-func (t *tx) CreateWebhook(w *latchkey.Webhook) error {
+func (t *Tx) CreateWebhook(w *latchkey.Webhook) error {
 	tag, err := t.exec("create webhook", `INSERT INTO webhooks (`+webhookColumns+`)
 		SELECT $1, id, $3, $4, $5, $6 FROM tenants WHERE id = $2 ON CONFLICT DO NOTHING`,
 		w.ID, w.Tenant, w.URL, orEmpty(w.Events), w.SealedSecret, ts(w.CreatedAt))
@@ -46,7 +46,7 @@ func scanWebhook(row scanner) (*latchkey.Webhook, error) {
 
 // Webhook returns a tenant's webhook by id; ENotFound if there is none
 // there.
-func (t *tx) Webhook(tenant, id string) (*latchkey.Webhook, error) {
+func (t *Tx) Webhook(tenant, id string) (*latchkey.Webhook, error) {
 	w, err := scanWebhook(t.tx.QueryRow(t.ctx, `SELECT `+webhookColumns+` FROM webhooks WHERE tenant_id = $1 AND id = $2`, tenant, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, latchkey.Errorf(latchkey.ENotFound, "webhook %q not found", id)
@@ -58,13 +58,13 @@ func (t *tx) Webhook(tenant, id string) (*latchkey.Webhook, error) {
 }
 
 // Webhooks lists a tenant's webhooks by id.
-func (t *tx) Webhooks(tenant string, p latchkey.Page) ([]*latchkey.Webhook, error) {
+func (t *Tx) Webhooks(tenant string, p latchkey.Page) ([]*latchkey.Webhook, error) {
 	return t.webhooks("webhooks", `SELECT `+webhookColumns+` FROM webhooks WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3`,
 		tenant, p.After, limit(p.Limit))
 }
 
 // WebhooksFor returns the tenant's webhooks that want typ and existed at at.
-func (t *tx) WebhooksFor(tenant, typ string, at time.Time) ([]*latchkey.Webhook, error) {
+func (t *Tx) WebhooksFor(tenant, typ string, at time.Time) ([]*latchkey.Webhook, error) {
 	all, err := t.webhooks("webhooks for event", `SELECT `+webhookColumns+` FROM webhooks WHERE tenant_id = $1 AND created_at <= $2 ORDER BY id`,
 		tenant, at)
 	if err != nil {
@@ -81,7 +81,7 @@ func (t *tx) WebhooksFor(tenant, typ string, at time.Time) ([]*latchkey.Webhook,
 
 // DeleteWebhook deletes a tenant's webhook; its deliveries go with it
 // (ON DELETE CASCADE). ENotFound if there is none there.
-func (t *tx) DeleteWebhook(tenant, id string) error {
+func (t *Tx) DeleteWebhook(tenant, id string) error {
 	tag, err := t.exec("delete webhook", `DELETE FROM webhooks WHERE tenant_id = $1 AND id = $2`, tenant, id)
 	if err != nil {
 		return err
@@ -92,7 +92,7 @@ func (t *tx) DeleteWebhook(tenant, id string) error {
 	return nil
 }
 
-func (t *tx) webhooks(op, sql string, args ...any) ([]*latchkey.Webhook, error) {
+func (t *Tx) webhooks(op, sql string, args ...any) ([]*latchkey.Webhook, error) {
 	return collect(t, op, sql, func(r pgx.Rows) (*latchkey.Webhook, error) { return scanWebhook(r) }, args...)
 }
 
@@ -101,7 +101,7 @@ const deliveryColumns = `id, webhook_id, tenant_id, event_id, event_type, payloa
 
 // CreateDelivery inserts d; EConflict if its id, or a delivery of its event
 // to its webhook, exists; ENotFound if its webhook does not.
-func (t *tx) CreateDelivery(d *latchkey.Delivery) error {
+func (t *Tx) CreateDelivery(d *latchkey.Delivery) error {
 	payload := string(d.Payload)
 	if payload == "" {
 		payload = "{}"
@@ -127,7 +127,7 @@ func (t *tx) CreateDelivery(d *latchkey.Delivery) error {
 
 // Delivery returns a tenant's delivery by id; ENotFound if there is none
 // there.
-func (t *tx) Delivery(tenant, id string) (*latchkey.Delivery, error) {
+func (t *Tx) Delivery(tenant, id string) (*latchkey.Delivery, error) {
 	ds, err := t.deliveries("delivery", `SELECT `+deliveryColumns+` FROM deliveries WHERE tenant_id = $1 AND id = $2`, tenant, id)
 	if err != nil {
 		return nil, err
@@ -139,7 +139,7 @@ func (t *tx) Delivery(tenant, id string) (*latchkey.Delivery, error) {
 }
 
 // Deliveries lists a webhook's deliveries newest first.
-func (t *tx) Deliveries(tenant, webhookID string, f latchkey.DeliveryFilter) ([]*latchkey.Delivery, error) {
+func (t *Tx) Deliveries(tenant, webhookID string, f latchkey.DeliveryFilter) ([]*latchkey.Delivery, error) {
 	var a args
 	var q strings.Builder
 	q.WriteString(`SELECT ` + deliveryColumns + ` FROM deliveries WHERE tenant_id = ` + a.add(tenant) + ` AND webhook_id = ` + a.add(webhookID))
@@ -156,7 +156,7 @@ func (t *tx) Deliveries(tenant, webhookID string, f latchkey.DeliveryFilter) ([]
 // ClaimDeliveries leases up to n due pending deliveries until leaseUntil,
 // the earliest due first, and returns them. Rows another node has locked
 // to claim them are skipped, not waited for.
-func (t *tx) ClaimDeliveries(now, leaseUntil time.Time, n int) ([]*latchkey.Delivery, error) {
+func (t *Tx) ClaimDeliveries(now, leaseUntil time.Time, n int) ([]*latchkey.Delivery, error) {
 	ds, err := t.deliveries("claim deliveries", `UPDATE deliveries SET lease_until = $3 WHERE id IN (
 			SELECT id FROM deliveries
 			WHERE status = 'pending' AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $1)
@@ -177,7 +177,7 @@ func (t *tx) ClaimDeliveries(now, leaseUntil time.Time, n int) ([]*latchkey.Deli
 
 // UpdateDelivery stores the outcome of an attempt; ENotFound if the
 // delivery does not exist.
-func (t *tx) UpdateDelivery(d *latchkey.Delivery) error {
+func (t *Tx) UpdateDelivery(d *latchkey.Delivery) error {
 	tag, err := t.exec("update delivery", `UPDATE deliveries SET status = $1, attempts = $2, next_attempt_at = $3,
 		last_status_code = $4, last_error = $5, delivered_at = $6, lease_until = $7 WHERE id = $8`,
 		d.Status, d.Attempts, ts(d.NextAttemptAt), d.LastStatusCode, d.LastError, ts(d.DeliveredAt), ts(d.LeaseUntil), d.ID)
@@ -191,7 +191,7 @@ func (t *tx) UpdateDelivery(d *latchkey.Delivery) error {
 }
 
 // CountPendingDeliveries counts the outbox.
-func (t *tx) CountPendingDeliveries() (int64, error) {
+func (t *Tx) CountPendingDeliveries() (int64, error) {
 	var n int64
 	if err := t.tx.QueryRow(t.ctx, `SELECT count(*) FROM deliveries WHERE status = 'pending'`).Scan(&n); err != nil {
 		return 0, t.fail("count pending deliveries", err)
@@ -200,7 +200,7 @@ func (t *tx) CountPendingDeliveries() (int64, error) {
 }
 
 // PruneDeliveries deletes finished deliveries created before before.
-func (t *tx) PruneDeliveries(before time.Time) (int64, error) {
+func (t *Tx) PruneDeliveries(before time.Time) (int64, error) {
 	tag, err := t.exec("prune deliveries", `DELETE FROM deliveries WHERE status <> 'pending' AND created_at < $1`, before)
 	if err != nil {
 		return 0, err
@@ -210,7 +210,7 @@ func (t *tx) PruneDeliveries(before time.Time) (int64, error) {
 
 // ExpiringKeys returns live keys whose expiry falls in (From, To], by
 // expiry then id.
-func (t *tx) ExpiringKeys(f latchkey.ExpiringFilter) ([]*latchkey.Key, error) {
+func (t *Tx) ExpiringKeys(f latchkey.ExpiringFilter) ([]*latchkey.Key, error) {
 	var a args
 	q := `SELECT ` + keyColumns + ` FROM keys
 		WHERE expires_at IS NOT NULL AND expires_at > ` + a.add(f.From) + ` AND expires_at <= ` + a.add(f.To) + `
@@ -223,7 +223,7 @@ func (t *tx) ExpiringKeys(f latchkey.ExpiringFilter) ([]*latchkey.Key, error) {
 	return t.keys("expiring keys", q, a...)
 }
 
-func (t *tx) deliveries(op, sql string, args ...any) ([]*latchkey.Delivery, error) {
+func (t *Tx) deliveries(op, sql string, args ...any) ([]*latchkey.Delivery, error) {
 	return collect(t, op, sql, func(r pgx.Rows) (*latchkey.Delivery, error) {
 		var d latchkey.Delivery
 		var payload string

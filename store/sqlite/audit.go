@@ -16,7 +16,7 @@ import (
 // new head, in the caller's transaction; with an audit anchor set
 // (SetAuditAnchor) it also checks the log's end against the signed
 // checkpoint and signs the new head (latchkey.AppendAudit).
-func (t *tx) AppendAudit(e *latchkey.AuditEvent) error {
+func (t *Tx) AppendAudit(e *latchkey.AuditEvent) error {
 	var signer latchkey.AuditSigner // nil: no anchor
 	if t.anchor != nil {
 		signer = t.anchor.s
@@ -25,7 +25,7 @@ func (t *tx) AppendAudit(e *latchkey.AuditEvent) error {
 }
 
 // InsertAudit stores e, sealed, and moves the head onto it.
-func (t *tx) InsertAudit(e *latchkey.AuditEvent) error {
+func (t *Tx) InsertAudit(e *latchkey.AuditEvent) error {
 	details, err := json.Marshal(nonNilDetails(e.Details))
 	if err != nil {
 		return fmt.Errorf("sqlite: audit details: %w", err)
@@ -43,7 +43,7 @@ func (t *tx) InsertAudit(e *latchkey.AuditEvent) error {
 }
 
 // MoveAuditHead sets the tenant's head.
-func (t *tx) MoveAuditHead(tenant string, seq int64, hash string) error {
+func (t *Tx) MoveAuditHead(tenant string, seq int64, hash string) error {
 	_, err := t.tx.StmtContext(t.ctx, t.stmts.auditMoveHead).ExecContext(t.ctx, tenant, seq, hash)
 	if err != nil {
 		return fail(t.ctx, "move audit head", err)
@@ -52,7 +52,7 @@ func (t *tx) MoveAuditHead(tenant string, seq int64, hash string) error {
 }
 
 // AuditLast returns the seq and hash of the tenant's last stored event.
-func (t *tx) AuditLast(tenant string) (int64, string, error) {
+func (t *Tx) AuditLast(tenant string) (int64, string, error) {
 	var seq int64
 	var hash string
 	err := t.tx.StmtContext(t.ctx, t.stmts.auditLast).QueryRowContext(t.ctx, tenant).Scan(&seq, &hash)
@@ -66,7 +66,7 @@ func (t *tx) AuditLast(tenant string) (int64, string, error) {
 }
 
 // AuditCounter returns the highest checkpoint counter (0 for none).
-func (t *tx) AuditCounter() (int64, error) {
+func (t *Tx) AuditCounter() (int64, error) {
 	var n sql.NullInt64
 	if err := t.tx.StmtContext(t.ctx, t.stmts.auditCounter).QueryRowContext(t.ctx).Scan(&n); err != nil {
 		return 0, fail(t.ctx, "audit checkpoint counter", err)
@@ -103,7 +103,7 @@ func scanCheckpoint(sc interface{ Scan(...any) error }) (*latchkey.AuditCheckpoi
 }
 
 // AuditCheckpoint returns the tenant's checkpoint; nil if none.
-func (t *tx) AuditCheckpoint(tenant string) (*latchkey.AuditCheckpoint, error) {
+func (t *Tx) AuditCheckpoint(tenant string) (*latchkey.AuditCheckpoint, error) {
 	cp, err := scanCheckpoint(t.tx.StmtContext(t.ctx, t.stmts.auditCheckpoint).QueryRowContext(t.ctx, tenant))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
@@ -115,7 +115,7 @@ func (t *tx) AuditCheckpoint(tenant string) (*latchkey.AuditCheckpoint, error) {
 }
 
 // AuditCheckpoints returns the checkpoints with a counter above after.
-func (t *tx) AuditCheckpoints(after int64) ([]*latchkey.AuditCheckpoint, error) {
+func (t *Tx) AuditCheckpoints(after int64) ([]*latchkey.AuditCheckpoint, error) {
 	rows, err := t.tx.QueryContext(t.ctx, `SELECT `+checkpointCols+` FROM audit_checkpoints WHERE counter > ? ORDER BY counter`, after)
 	if err != nil {
 		return nil, fail(t.ctx, "audit checkpoints", err)
@@ -136,7 +136,7 @@ func (t *tx) AuditCheckpoints(after int64) ([]*latchkey.AuditCheckpoint, error) 
 }
 
 // PutAuditCheckpoint stores cp as its tenant's checkpoint.
-func (t *tx) PutAuditCheckpoint(cp *latchkey.AuditCheckpoint) error {
+func (t *Tx) PutAuditCheckpoint(cp *latchkey.AuditCheckpoint) error {
 	_, err := t.tx.StmtContext(t.ctx, t.stmts.auditPutCheckpoint).ExecContext(t.ctx,
 		cp.Tenant, cp.Seq, cp.Hash, cp.Counter, cp.TamperKind, cp.TamperSeq, cp.At.UnixMicro(), cp.MAC)
 	if constraint(err) == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY {
@@ -156,7 +156,7 @@ func nonNilDetails(d map[string]string) map[string]string {
 }
 
 // AuditHead returns the seq and hash of the tenant's last event.
-func (t *tx) AuditHead(tenant string) (int64, string, error) {
+func (t *Tx) AuditHead(tenant string) (int64, string, error) {
 	var seq int64
 	var hash string
 	err := t.tx.StmtContext(t.ctx, t.stmts.auditHead).QueryRowContext(t.ctx, tenant).Scan(&seq, &hash)
@@ -170,7 +170,7 @@ func (t *tx) AuditHead(tenant string) (int64, string, error) {
 }
 
 // AuditEvents lists a tenant's events in seq order.
-func (t *tx) AuditEvents(tenant string, f latchkey.AuditFilter) ([]*latchkey.AuditEvent, error) {
+func (t *Tx) AuditEvents(tenant string, f latchkey.AuditFilter) ([]*latchkey.AuditEvent, error) {
 	q := strings.Builder{}
 	q.WriteString(`SELECT seq, at, actor_key_id, action, target_key_id, ip, user_agent, result, details, prev_hash, hash
 		FROM audit_events WHERE tenant_id = ? AND seq > ?`)

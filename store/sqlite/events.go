@@ -10,7 +10,7 @@ import (
 )
 
 // AppendEvent stores e as pending dispatch.
-func (t *tx) AppendEvent(e *latchkey.Event) error {
+func (t *Tx) AppendEvent(e *latchkey.Event) error {
 	kind := ""
 	if e.Type == latchkey.EventSecurityAnomaly {
 		var a struct {
@@ -39,7 +39,7 @@ func (t *tx) AppendEvent(e *latchkey.Event) error {
 const eventColumns = `id, tenant_id, type, at, key_id, data`
 
 // Events lists a tenant's events matching f in id order.
-func (t *tx) Events(tenant string, f latchkey.EventFilter) ([]*latchkey.Event, error) {
+func (t *Tx) Events(tenant string, f latchkey.EventFilter) ([]*latchkey.Event, error) {
 	var q strings.Builder
 	q.WriteString(`SELECT ` + eventColumns + ` FROM events WHERE tenant_id = ? AND id > ?`)
 	args := []any{tenant, f.After}
@@ -70,7 +70,7 @@ func (t *tx) Events(tenant string, f latchkey.EventFilter) ([]*latchkey.Event, e
 }
 
 // CountEvents counts a tenant's events of a type since a time.
-func (t *tx) CountEvents(tenant, typ string, since time.Time) (int64, error) {
+func (t *Tx) CountEvents(tenant, typ string, since time.Time) (int64, error) {
 	var n int64
 	err := t.tx.QueryRowContext(t.ctx, `SELECT count(*) FROM events WHERE tenant_id = ? AND type = ? AND at >= ?`,
 		tenant, typ, since.UnixMicro()).Scan(&n)
@@ -81,12 +81,12 @@ func (t *tx) CountEvents(tenant, typ string, since time.Time) (int64, error) {
 }
 
 // PendingEvents returns undispatched events of every tenant in id order.
-func (t *tx) PendingEvents(limit int) ([]*latchkey.Event, error) {
+func (t *Tx) PendingEvents(limit int) ([]*latchkey.Event, error) {
 	return t.events("pending events", `SELECT `+eventColumns+` FROM events WHERE dispatched = 0 ORDER BY id LIMIT ?`, limit)
 }
 
 // MarkEventsDispatched marks events dispatched.
-func (t *tx) MarkEventsDispatched(ids []string) error {
+func (t *Tx) MarkEventsDispatched(ids []string) error {
 	for _, id := range ids {
 		if _, err := t.tx.ExecContext(t.ctx, `UPDATE events SET dispatched = 1 WHERE id = ?`, id); err != nil {
 			return fail(t.ctx, "mark events dispatched", err)
@@ -96,7 +96,7 @@ func (t *tx) MarkEventsDispatched(ids []string) error {
 }
 
 // PruneEvents deletes dispatched events older than before.
-func (t *tx) PruneEvents(before time.Time) (int64, error) {
+func (t *Tx) PruneEvents(before time.Time) (int64, error) {
 	res, err := t.tx.ExecContext(t.ctx, `DELETE FROM events WHERE dispatched = 1 AND at < ?`, before.UnixMicro())
 	if err != nil {
 		return 0, fail(t.ctx, "prune events", err)
@@ -108,7 +108,7 @@ func (t *tx) PruneEvents(before time.Time) (int64, error) {
 	return n, nil
 }
 
-func (t *tx) events(op, query string, args ...any) ([]*latchkey.Event, error) {
+func (t *Tx) events(op, query string, args ...any) ([]*latchkey.Event, error) {
 	rows, err := t.tx.QueryContext(t.ctx, query, args...)
 	if err != nil {
 		return nil, fail(t.ctx, op, err)

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
-	"github.com/latchkeyhq/latchkey/keys"
 )
 
 // A database file deleted or replaced under an open store fails its
@@ -63,7 +62,7 @@ func TestLostFileFailsWritesAndPing(t *testing.T) {
 				mu.Unlock()
 			})
 			create := func(id string) error {
-				return db.Update(t.Context(), func(tx keys.Tx) error {
+				return db.Update(t.Context(), func(tx *Tx) error {
 					return tx.CreateTenant(&latchkey.Tenant{ID: id, Name: id, CreatedAt: created})
 				})
 			}
@@ -86,7 +85,7 @@ func TestLostFileFailsWritesAndPing(t *testing.T) {
 				}
 			}
 			// Reads go on from the file SQLite holds.
-			if err := db.View(t.Context(), func(tx keys.Tx) error { _, err := tx.Tenant("before"); return err }); err != nil {
+			if err := db.View(t.Context(), func(tx *Tx) error { _, err := tx.Tenant("before"); return err }); err != nil {
 				t.Errorf("View after the loss: %v", err)
 			}
 			mu.Lock()
@@ -107,7 +106,7 @@ func TestLostFileDuringAWriteIsNotCommitted(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	err = db.Update(t.Context(), func(tx keys.Tx) error {
+	err = db.Update(t.Context(), func(tx *Tx) error {
 		if err := tx.CreateTenant(&latchkey.Tenant{ID: "acme", Name: "Acme", CreatedAt: created}); err != nil {
 			return err
 		}
@@ -116,7 +115,7 @@ func TestLostFileDuringAWriteIsNotCommitted(t *testing.T) {
 	if !errors.Is(err, ErrFileDeleted) {
 		t.Fatalf("Update = %v, want ErrFileDeleted", err)
 	}
-	err = db.View(t.Context(), func(tx keys.Tx) error { _, err := tx.Tenant("acme"); return err })
+	err = db.View(t.Context(), func(tx *Tx) error { _, err := tx.Tenant("acme"); return err })
 	if latchkey.ErrorCode(err) != latchkey.ENotFound {
 		t.Fatalf("the refused write was committed: %v", err)
 	}
@@ -128,7 +127,7 @@ func TestWatchIsQuietWhileTheFileStays(t *testing.T) {
 	told := make(chan error, 1)
 	db.Watch(time.Millisecond, func(err error) { told <- err })
 	for i := range 20 {
-		if err := db.Update(t.Context(), func(tx keys.Tx) error {
+		if err := db.Update(t.Context(), func(tx *Tx) error {
 			return tx.CreateTenant(&latchkey.Tenant{ID: string(rune('a' + i)), Name: "x", CreatedAt: created})
 		}); err != nil {
 			t.Fatal(err)

@@ -49,7 +49,7 @@ const normalCacheKiB = 2000
 // returns how many it inserted. ENotFound if the keys' tenant does not
 // exist; all keys must belong to one tenant. No keys ends an import: the
 // write connection's page cache shrinks back to its normal size.
-func (t *tx) ImportKeys(ks []*latchkey.Key) (created int, err error) {
+func (t *Tx) ImportKeys(ks []*latchkey.Key) (created int, err error) {
 	if len(ks) == 0 {
 		// Pages past the normal size are freed now (they are all clean
 		// between transactions).

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
-	"github.com/latchkeyhq/latchkey/keys"
 )
 
 // The index of children by parent holds only derived keys (0011); the
@@ -45,11 +44,11 @@ func TestImportCacheShrinksAtTheEnd(t *testing.T) {
 		}
 		return n
 	}
-	if err := db.Update(ctx, func(tx keys.Tx) error { return tx.CreateTenant(&latchkey.Tenant{ID: "a", Name: "A", CreatedAt: at}) }); err != nil {
+	if err := db.Update(ctx, func(tx *Tx) error { return tx.CreateTenant(&latchkey.Tenant{ID: "a", Name: "A", CreatedAt: at}) }); err != nil {
 		t.Fatal(err)
 	}
 	importKeys := func(ks []*latchkey.Key) {
-		if err := db.Update(ctx, func(tx keys.Tx) error { _, err := tx.ImportKeys(ks); return err }); err != nil {
+		if err := db.Update(ctx, func(tx *Tx) error { _, err := tx.ImportKeys(ks); return err }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -69,7 +68,7 @@ func TestImportCacheShrinksAtTheEnd(t *testing.T) {
 		t.Errorf("cache_size after an import %d, want %d", got, -normalCacheKiB)
 	}
 	// The keys sharing one template's lists were stored with them.
-	if err := db.View(context.Background(), func(tx keys.Tx) error {
+	if err := db.View(context.Background(), func(tx *Tx) error {
 		for _, want := range ks {
 			got, err := tx.KeyByHash(want.Hash)
 			if err != nil {
@@ -92,7 +91,7 @@ func TestImportRunsStoreEveryKeyAsGiven(t *testing.T) {
 	db := openTest(t, filepath.Join(t.TempDir(), "latchkey.db"))
 	ctx := t.Context()
 	at := time.Date(2026, 1, 2, 3, 4, 5, 6000, time.UTC)
-	if err := db.Update(ctx, func(tx keys.Tx) error { return tx.CreateTenant(&latchkey.Tenant{ID: "a", Name: "A", CreatedAt: at}) }); err != nil {
+	if err := db.Update(ctx, func(tx *Tx) error { return tx.CreateTenant(&latchkey.Tenant{ID: "a", Name: "A", CreatedAt: at}) }); err != nil {
 		t.Fatal(err)
 	}
 	scopes, resources := []string{"data:read"}, []string{"agent:x"}
@@ -141,7 +140,7 @@ func TestImportRunsStoreEveryKeyAsGiven(t *testing.T) {
 	ks = append(ks, dup)
 
 	var created int
-	if err := db.Update(ctx, func(tx keys.Tx) error {
+	if err := db.Update(ctx, func(tx *Tx) error {
 		var err error
 		created, err = tx.ImportKeys(ks)
 		return err
@@ -152,14 +151,14 @@ func TestImportRunsStoreEveryKeyAsGiven(t *testing.T) {
 		t.Errorf("created %d, want %d", created, want)
 	}
 	// Again: all are stored already.
-	if err := db.Update(ctx, func(tx keys.Tx) error {
+	if err := db.Update(ctx, func(tx *Tx) error {
 		var err error
 		created, err = tx.ImportKeys(ks[:50])
 		return err
 	}); err != nil || created != 0 {
 		t.Errorf("re-import created %d (%v), want 0", created, err)
 	}
-	if err := db.View(ctx, func(tx keys.Tx) error {
+	if err := db.View(ctx, func(tx *Tx) error {
 		for _, want := range ks[:len(ks)-1] {
 			got, err := tx.KeyByHash(want.Hash)
 			if err != nil {
@@ -236,7 +235,7 @@ func BenchmarkImportMillion(b *testing.B) {
 	for b.Loop() {
 		b.StopTimer()
 		db := openTest(b, filepath.Join(b.TempDir(), "latchkey.db"))
-		if err := db.Update(b.Context(), func(tx keys.Tx) error { return tx.CreateTenant(&latchkey.Tenant{ID: "a", Name: "A", CreatedAt: at}) }); err != nil {
+		if err := db.Update(b.Context(), func(tx *Tx) error { return tx.CreateTenant(&latchkey.Tenant{ID: "a", Name: "A", CreatedAt: at}) }); err != nil {
 			b.Fatal(err)
 		}
 		ids := latchkey.NewIDSequence("key", at)
@@ -254,7 +253,7 @@ func BenchmarkImportMillion(b *testing.B) {
 				k.ID = ids.Next()
 			}
 			start := time.Now()
-			if err := db.Update(b.Context(), func(tx keys.Tx) error { _, err := tx.ImportKeys(ks); return err }); err != nil {
+			if err := db.Update(b.Context(), func(tx *Tx) error { _, err := tx.ImportKeys(ks); return err }); err != nil {
 				b.Fatal(err)
 			}
 			took += time.Since(start)

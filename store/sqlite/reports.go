@@ -7,7 +7,7 @@ import (
 )
 
 // UsageTotals sums a tenant's rows of a grain in [from, to) by key and code.
-func (t *tx) UsageTotals(tenant string, g latchkey.Grain, from, to time.Time) ([]latchkey.UsageTotal, error) {
+func (t *Tx) UsageTotals(tenant string, g latchkey.Grain, from, to time.Time) ([]latchkey.UsageTotal, error) {
 	table, column, err := grainTable(g)
 	if err != nil {
 		return nil, err
@@ -38,7 +38,7 @@ func (t *tx) UsageTotals(tenant string, g latchkey.Grain, from, to time.Time) ([
 
 // NetworkTotals counts the distinct networks of each of a tenant's keys in
 // [from, to). Network rows carry no tenant; the key's row says whose it is.
-func (t *tx) NetworkTotals(tenant string, g latchkey.Grain, from, to time.Time) ([]latchkey.NetworkTotal, error) {
+func (t *Tx) NetworkTotals(tenant string, g latchkey.Grain, from, to time.Time) ([]latchkey.NetworkTotal, error) {
 	table, column := "usage_networks", "minute"
 	if g == latchkey.GrainDay {
 		table, column = "usage_network_days", "day"

@@ -11,7 +11,7 @@ import (
 )
 
 // KeyringTerms returns every keyring term ordered by term.
-func (t *tx) KeyringTerms() ([]latchkey.KeyringTerm, error) {
+func (t *Tx) KeyringTerms() ([]latchkey.KeyringTerm, error) {
 	rows, err := t.tx.QueryContext(t.ctx, `SELECT term, wrapped, created_at FROM keyring_terms ORDER BY term`)
 	if err != nil {
 		return nil, fail(t.ctx, "keyring terms", err)
@@ -34,7 +34,7 @@ func (t *tx) KeyringTerms() ([]latchkey.KeyringTerm, error) {
 }
 
 // AddKeyringTerm stores a new term; EConflict if its number exists.
-func (t *tx) AddKeyringTerm(kt latchkey.KeyringTerm) error {
+func (t *Tx) AddKeyringTerm(kt latchkey.KeyringTerm) error {
 	_, err := t.tx.ExecContext(t.ctx, `INSERT INTO keyring_terms (term, wrapped, created_at) VALUES (?, ?, ?)`,
 		kt.Term, kt.Wrapped, kt.CreatedAt.UnixMicro())
 	if isDuplicate(err) {
@@ -47,7 +47,7 @@ func (t *tx) AddKeyringTerm(kt latchkey.KeyringTerm) error {
 }
 
 // RewrapKeyringTerm replaces a term's wrapped data key.
-func (t *tx) RewrapKeyringTerm(term int64, wrapped []byte) error {
+func (t *Tx) RewrapKeyringTerm(term int64, wrapped []byte) error {
 	res, err := t.tx.ExecContext(t.ctx, `UPDATE keyring_terms SET wrapped = ? WHERE term = ?`, wrapped, term)
 	if err != nil {
 		return fail(t.ctx, "rewrap keyring term", err)
@@ -61,7 +61,7 @@ func (t *tx) RewrapKeyringTerm(term int64, wrapped []byte) error {
 }
 
 // KeyringCheck returns the key-check value, nil if none is stored.
-func (t *tx) KeyringCheck() ([]byte, error) {
+func (t *Tx) KeyringCheck() ([]byte, error) {
 	var v []byte
 	err := t.tx.QueryRowContext(t.ctx, `SELECT check_value FROM keyring_check WHERE id = 1`).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -74,7 +74,7 @@ func (t *tx) KeyringCheck() ([]byte, error) {
 }
 
 // SetKeyringCheck stores the key-check value.
-func (t *tx) SetKeyringCheck(check []byte) error {
+func (t *Tx) SetKeyringCheck(check []byte) error {
 	_, err := t.tx.ExecContext(t.ctx, `INSERT INTO keyring_check (id, check_value) VALUES (1, ?)
 		ON CONFLICT (id) DO UPDATE SET check_value = excluded.check_value`, check)
 	if err != nil {
@@ -84,7 +84,7 @@ func (t *tx) SetKeyringCheck(check []byte) error {
 }
 
 // NextSecretVersion returns one more than any version the secret ever had.
-func (t *tx) NextSecretVersion(tenant, name string) (int64, error) {
+func (t *Tx) NextSecretVersion(tenant, name string) (int64, error) {
 	var last int64
 	err := t.tx.QueryRowContext(t.ctx, `SELECT last_version FROM secrets WHERE tenant_id = ? AND name = ?`, tenant, name).Scan(&last)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
@@ -94,7 +94,7 @@ func (t *tx) NextSecretVersion(tenant, name string) (int64, error) {
 }
 
 // PutSecret stores v as the newest version of its secret.
-func (t *tx) PutSecret(v *latchkey.SecretVersion) error {
+func (t *Tx) PutSecret(v *latchkey.SecretVersion) error {
 	next, err := t.NextSecretVersion(v.Tenant, v.Name)
 	if err != nil {
 		return err
@@ -157,7 +157,7 @@ func scanSecretVersion(s scanner) (*latchkey.SecretVersion, error) {
 }
 
 // Secret returns a version of a secret, the newest when version is 0.
-func (t *tx) Secret(tenant, name string, version int64) (*latchkey.SecretVersion, error) {
+func (t *Tx) Secret(tenant, name string, version int64) (*latchkey.SecretVersion, error) {
 	var row *sql.Row
 	if version == 0 {
 		row = t.tx.QueryRowContext(t.ctx, `SELECT `+secretVersionColumns+` FROM secret_versions
@@ -179,7 +179,7 @@ func (t *tx) Secret(tenant, name string, version int64) (*latchkey.SecretVersion
 	return v, nil
 }
 
-func (t *tx) secretVersions(op, query string, args ...any) ([]*latchkey.SecretVersion, error) {
+func (t *Tx) secretVersions(op, query string, args ...any) ([]*latchkey.SecretVersion, error) {
 	rows, err := t.tx.QueryContext(t.ctx, query, args...)
 	if err != nil {
 		return nil, fail(t.ctx, op, err)
@@ -200,7 +200,7 @@ func (t *tx) secretVersions(op, query string, args ...any) ([]*latchkey.SecretVe
 }
 
 // SecretVersions returns every kept version of a secret, newest first.
-func (t *tx) SecretVersions(tenant, name string) ([]*latchkey.SecretVersion, error) {
+func (t *Tx) SecretVersions(tenant, name string) ([]*latchkey.SecretVersion, error) {
 	vs, err := t.secretVersions("secret versions", `SELECT `+secretVersionColumns+` FROM secret_versions
 		WHERE tenant_id = ? AND name = ? ORDER BY version DESC`, tenant, name)
 	if err != nil {
@@ -213,7 +213,7 @@ func (t *tx) SecretVersions(tenant, name string) ([]*latchkey.SecretVersion, err
 }
 
 // LatestSecrets returns the newest version of every live secret.
-func (t *tx) LatestSecrets(tenant string) ([]*latchkey.SecretVersion, error) {
+func (t *Tx) LatestSecrets(tenant string) ([]*latchkey.SecretVersion, error) {
 	return t.secretVersions("latest secrets", `SELECT v.tenant_id, v.name, v.version, v.ciphertext, v.expires_in, v.meta, v.created_at, v.created_by
 		FROM secrets s JOIN secret_versions v
 			ON v.tenant_id = s.tenant_id AND v.name = s.name AND v.version = s.last_version
@@ -221,7 +221,7 @@ func (t *tx) LatestSecrets(tenant string) ([]*latchkey.SecretVersion, error) {
 }
 
 // Secrets lists a tenant's live secrets ordered by name.
-func (t *tx) Secrets(tenant string, p latchkey.Page) ([]*latchkey.SecretInfo, error) {
+func (t *Tx) Secrets(tenant string, p latchkey.Page) ([]*latchkey.SecretInfo, error) {
 	rows, err := t.tx.QueryContext(t.ctx, `SELECT s.name, s.last_version, s.created_at, s.updated_at,
 			v.expires_in, v.meta,
 			(SELECT count(*) FROM secret_versions c WHERE c.tenant_id = s.tenant_id AND c.name = s.name)
@@ -254,7 +254,7 @@ func (t *tx) Secrets(tenant string, p latchkey.Page) ([]*latchkey.SecretInfo, er
 }
 
 // DeleteSecret deletes every version of a secret, keeping its numbering.
-func (t *tx) DeleteSecret(tenant, name string) error {
+func (t *Tx) DeleteSecret(tenant, name string) error {
 	res, err := t.tx.ExecContext(t.ctx, `UPDATE secrets SET live = 0 WHERE tenant_id = ? AND name = ? AND live = 1`, tenant, name)
 	if err != nil {
 		return fail(t.ctx, "delete secret", err)
@@ -271,7 +271,7 @@ func (t *tx) DeleteSecret(tenant, name string) error {
 }
 
 // PruneSecretVersions keeps the newest keep versions of a secret.
-func (t *tx) PruneSecretVersions(tenant, name string, keep int) (int64, error) {
+func (t *Tx) PruneSecretVersions(tenant, name string, keep int) (int64, error) {
 	res, err := t.tx.ExecContext(t.ctx, `DELETE FROM secret_versions WHERE tenant_id = ? AND name = ? AND version NOT IN
 		(SELECT version FROM secret_versions WHERE tenant_id = ? AND name = ? ORDER BY version DESC LIMIT ?)`,
 		tenant, name, tenant, name, max(keep, 1))

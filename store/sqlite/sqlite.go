@@ -26,11 +26,13 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
-	"github.com/latchkeyhq/latchkey/keys"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
-// DB is a keys.Store in one SQLite file. It is safe for concurrent use.
+// DB is a store of tenants and keys in one SQLite file, whose
+// transactions are *Tx: a service takes it narrowed to its own contract
+// (latchkey.Narrow[keys.Tx](db)), and it keeps every rule written on
+// keys.Store. It is safe for concurrent use.
 type DB struct {
 	write      *sql.DB // one connection; every transaction BEGIN IMMEDIATE
 	read       *sql.DB // query-only connections
@@ -45,7 +47,7 @@ type DB struct {
 }
 
 var (
-	_ keys.Store          = (*DB)(nil)
+	_ latchkey.Store[*Tx] = (*DB)(nil)
 	_ latchkey.HashReader = (*DB)(nil)
 )
 
@@ -150,7 +152,7 @@ func dsn(path string, readOnly bool) string {
 
 // View runs fn in a read-only transaction on a snapshot of the database
 // taken at fn's first read.
-func (db *DB) View(ctx context.Context, fn func(keys.Tx) error) error {
+func (db *DB) View(ctx context.Context, fn func(*Tx) error) error {
 	return db.run(ctx, db.read, db.readStmts, &sql.TxOptions{ReadOnly: true}, fn)
 }
 
@@ -171,11 +173,11 @@ type auditSigner struct{ s latchkey.AuditSigner }
 
 // Update runs fn in a write transaction and commits it if fn returns nil.
 // Updates run one at a time, in the order they ask.
-func (db *DB) Update(ctx context.Context, fn func(keys.Tx) error) error {
+func (db *DB) Update(ctx context.Context, fn func(*Tx) error) error {
 	return db.run(ctx, db.write, db.writeStmts, nil, fn)
 }
 
-func (db *DB) run(ctx context.Context, pool *sql.DB, st *stmts, opts *sql.TxOptions, fn func(keys.Tx) error) error {
+func (db *DB) run(ctx context.Context, pool *sql.DB, st *stmts, opts *sql.TxOptions, fn func(*Tx) error) error {
 	if db.closed.Load() {
 		return errClosed
 	}
@@ -206,7 +208,7 @@ func (db *DB) run(ctx context.Context, pool *sql.DB, st *stmts, opts *sql.TxOpti
 		// already running finishes first.
 		stmtCtx = quietCtx{ctx}
 	}
-	if err := fn(&tx{ctx: stmtCtx, tx: sqlTx, stmts: st, anchor: db.anchor.Load()}); err != nil {
+	if err := fn(&Tx{ctx: stmtCtx, tx: sqlTx, stmts: st, anchor: db.anchor.Load()}); err != nil {
 		return err
 	}
 	if write {

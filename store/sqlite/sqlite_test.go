@@ -17,15 +17,36 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/audit"
+	"github.com/latchkeyhq/latchkey/keyring"
 	"github.com/latchkeyhq/latchkey/keys"
+	"github.com/latchkeyhq/latchkey/limit/limittest"
+	"github.com/latchkeyhq/latchkey/secrets"
 	"github.com/latchkeyhq/latchkey/store/storetest"
+	"github.com/latchkeyhq/latchkey/usage"
+	"github.com/latchkeyhq/latchkey/webhook"
 )
 
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) keys.Store {
-		return openTest(t, filepath.Join(t.TempDir(), "latchkey.db"))
+		return latchkey.Narrow[keys.Tx](openTest(t, filepath.Join(t.TempDir(), "latchkey.db")))
 	})
 }
+
+// The transaction implements the contract of every service and port a
+// node narrows it to (latchkey.Narrow); storetest's sections, and
+// limittest for the limiter's, prove them.
+var (
+	_ keys.Tx             = (*Tx)(nil)
+	_ secrets.Tx          = (*Tx)(nil)
+	_ audit.Tx            = (*Tx)(nil)
+	_ webhook.Tx          = (*Tx)(nil)
+	_ usage.Tx            = (*Tx)(nil)
+	_ keyring.Tx          = (*Tx)(nil)
+	_ limittest.Tx        = (*Tx)(nil)
+	_ latchkey.QuotaStore = (*Tx)(nil)
+	_ latchkey.FlushTx    = (*Tx)(nil)
+)
 
 func openTest(t testing.TB, path string) *DB {
 	t.Helper()
@@ -49,7 +70,7 @@ func TestReopenKeepsDataAndSchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = db.Update(t.Context(), func(tx keys.Tx) error {
+	err = db.Update(t.Context(), func(tx *Tx) error {
 		return tx.CreateTenant(&latchkey.Tenant{ID: "acme", Name: "Acme", CreatedAt: created})
 	})
 	if err != nil {
@@ -61,7 +82,7 @@ func TestReopenKeepsDataAndSchema(t *testing.T) {
 	}
 
 	db = openTest(t, path)
-	err = db.View(t.Context(), func(tx keys.Tx) error {
+	err = db.View(t.Context(), func(tx *Tx) error {
 		tn, err := tx.Tenant("acme")
 		if err != nil {
 			return err
@@ -273,7 +294,7 @@ func TestCloseCheckpoints(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = db.Update(t.Context(), func(tx keys.Tx) error {
+	err = db.Update(t.Context(), func(tx *Tx) error {
 		return tx.CreateTenant(&latchkey.Tenant{ID: "acme", Name: "Acme", CreatedAt: created})
 	})
 	if err != nil {
@@ -289,7 +310,7 @@ func TestCloseCheckpoints(t *testing.T) {
 		t.Errorf("write-ahead log holds %d bytes after Close", fi.Size())
 	}
 
-	err = db.View(t.Context(), func(keys.Tx) error { return nil })
+	err = db.View(t.Context(), func(*Tx) error { return nil })
 	if latchkey.ErrorCode(err) != latchkey.EUnavailable {
 		t.Errorf("View after Close: %v, want code %s", err, latchkey.EUnavailable)
 	}
@@ -299,7 +320,7 @@ func TestCloseCheckpoints(t *testing.T) {
 
 	// The file alone, without its log, holds the commit.
 	db = openTest(t, path)
-	err = db.View(t.Context(), func(tx keys.Tx) error {
+	err = db.View(t.Context(), func(tx *Tx) error {
 		_, err := tx.Tenant("acme")
 		return err
 	})
@@ -310,14 +331,14 @@ func TestCloseCheckpoints(t *testing.T) {
 
 func TestReadersDoNotWaitForWriter(t *testing.T) {
 	db := openTest(t, filepath.Join(t.TempDir(), "latchkey.db"))
-	err := db.Update(t.Context(), func(tx keys.Tx) error {
+	err := db.Update(t.Context(), func(tx *Tx) error {
 		if err := tx.CreateTenant(&latchkey.Tenant{ID: "acme", Name: "Acme", CreatedAt: created}); err != nil {
 			return err
 		}
 		// The write transaction holds SQLite's write lock here.
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 		defer cancel()
-		return db.View(ctx, func(tx keys.Tx) error {
+		return db.View(ctx, func(tx *Tx) error {
 			_, err := tx.Tenant("acme")
 			if !errors.Is(err, &latchkey.Error{Code: latchkey.ENotFound}) {
 				t.Errorf("View during an Update: %v, want the uncommitted tenant not found", err)
@@ -344,7 +365,7 @@ func BenchmarkKeyByHash(b *testing.B) {
 	db := openTest(b, filepath.Join(b.TempDir(), "latchkey.db"))
 	ctx := b.Context()
 	hashes := make([][32]byte, n)
-	err := db.Update(ctx, func(tx keys.Tx) error {
+	err := db.Update(ctx, func(tx *Tx) error {
 		if err := tx.CreateTenant(&latchkey.Tenant{ID: "acme", Name: "Acme", CreatedAt: created}); err != nil {
 			return err
 		}
@@ -369,7 +390,7 @@ func BenchmarkKeyByHash(b *testing.B) {
 		b.Fatal(err)
 	}
 	lookup := func(i int) {
-		err := db.View(ctx, func(tx keys.Tx) error {
+		err := db.View(ctx, func(tx *Tx) error {
 			_, err := tx.KeyByHash(hashes[i%n])
 			return err
 		})
@@ -417,7 +438,7 @@ func TestAuditLogAppendOnlyInTheDatabase(t *testing.T) {
 	ctx := t.Context()
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	var head *latchkey.AuditEvent
-	if err := db.Update(ctx, func(tx keys.Tx) error {
+	if err := db.Update(ctx, func(tx *Tx) error {
 		if err := tx.CreateTenant(&latchkey.Tenant{ID: "a", Name: "A", CreatedAt: at}); err != nil {
 			return err
 		}
@@ -484,7 +505,7 @@ func TestKeyByHashHonoursItsContext(t *testing.T) {
 	k := &latchkey.Key{ID: "key_1", Tenant: "acme", Name: "k", Prefix: "lk", Start: "abcd",
 		Hash: sha256.Sum256([]byte("secret")), Scopes: []string{"data:read"}, State: latchkey.StateActive,
 		CreatedAt: at, UpdatedAt: at}
-	err := db.Update(t.Context(), func(tx keys.Tx) error {
+	err := db.Update(t.Context(), func(tx *Tx) error {
 		if err := tx.CreateTenant(&latchkey.Tenant{ID: "acme", Name: "Acme", CreatedAt: at}); err != nil {
 			return err
 		}

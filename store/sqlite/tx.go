@@ -15,9 +15,14 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
-// tx is a keys.Tx on one SQLite transaction.
-type tx struct {
-	// ctx is the context View or Update was given: keys.Tx methods take
+// Tx is one SQLite transaction, the one type that implements every
+// service's narrow contract (keys.Tx, secrets.Tx, audit.Tx, webhook.Tx,
+// usage.Tx, keyring.Tx, the limiter's latchkey.QuotaStore): a service is
+// handed it through latchkey.Narrow, and the conformance suite in
+// store/storetest proves each contract. It is used by one goroutine and
+// only inside the function given to View or Update.
+type Tx struct {
+	// ctx is the context View or Update was given: the methods take
 	// none, and every statement should stop when the caller gives up.
 	ctx   context.Context
 	tx    *sql.Tx
@@ -27,7 +32,7 @@ type tx struct {
 }
 
 // CreateTenant inserts t; EConflict if its id exists.
-func (t *tx) CreateTenant(tn *latchkey.Tenant) error {
+func (t *Tx) CreateTenant(tn *latchkey.Tenant) error {
 	_, err := t.tx.ExecContext(t.ctx, `INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?)`,
 		tn.ID, tn.Name, micros(tn.CreatedAt))
 	if isDuplicate(err) {
@@ -40,7 +45,7 @@ func (t *tx) CreateTenant(tn *latchkey.Tenant) error {
 }
 
 // Tenant returns the tenant with the id; ENotFound if there is none.
-func (t *tx) Tenant(id string) (*latchkey.Tenant, error) {
+func (t *Tx) Tenant(id string) (*latchkey.Tenant, error) {
 	tn, err := scanTenant(t.tx.StmtContext(t.ctx, t.stmts.tenant).QueryRowContext(t.ctx, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, latchkey.Errorf(latchkey.ENotFound, "tenant %q not found", id)
@@ -52,7 +57,7 @@ func (t *tx) Tenant(id string) (*latchkey.Tenant, error) {
 }
 
 // Tenants lists tenants ordered by id.
-func (t *tx) Tenants(p latchkey.Page) ([]*latchkey.Tenant, error) {
+func (t *Tx) Tenants(p latchkey.Page) ([]*latchkey.Tenant, error) {
 	rows, err := t.tx.QueryContext(t.ctx, `SELECT id, name, created_at FROM tenants WHERE id > ? ORDER BY id LIMIT ?`,
 		p.After, limit(p))
 	if err != nil {
@@ -90,7 +95,7 @@ const (
 
 // CreateKey inserts k; EConflict if its id or hash exists, ENotFound if its
 // tenant does not.
-func (t *tx) CreateKey(k *latchkey.Key) error {
+func (t *Tx) CreateKey(k *latchkey.Key) error {
 	args, err := keyArgs(k)
 	if err != nil {
 		return err
@@ -115,7 +120,7 @@ func (t *tx) CreateKey(k *latchkey.Key) error {
 
 // Key returns the key with the id in the tenant; ENotFound if there is none
 // there.
-func (t *tx) Key(tenant, id string) (*latchkey.Key, error) {
+func (t *Tx) Key(tenant, id string) (*latchkey.Key, error) {
 	k, err := scanKey(t.tx.StmtContext(t.ctx, t.stmts.key).QueryRowContext(t.ctx, tenant, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, latchkey.Errorf(latchkey.ENotFound, "key %q not found", id)
@@ -127,7 +132,7 @@ func (t *tx) Key(tenant, id string) (*latchkey.Key, error) {
 }
 
 // KeyByHash returns the key whose SHA-256 is hash; ENotFound if none.
-func (t *tx) KeyByHash(hash [32]byte) (*latchkey.Key, error) {
+func (t *Tx) KeyByHash(hash [32]byte) (*latchkey.Key, error) {
 	k, err := scanKey(t.tx.StmtContext(t.ctx, t.stmts.keyByHash).QueryRowContext(t.ctx, hash[:]))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, latchkey.Errorf(latchkey.ENotFound, "key not found")
@@ -219,7 +224,7 @@ func (db *DB) KeyByHash(ctx context.Context, hash [32]byte) (*latchkey.Key, erro
 }
 
 // Keys lists a tenant's keys that match f, ordered by id.
-func (t *tx) Keys(tenant string, f latchkey.KeyFilter) ([]*latchkey.Key, error) {
+func (t *Tx) Keys(tenant string, f latchkey.KeyFilter) ([]*latchkey.Key, error) {
 	var q strings.Builder
 	q.WriteString(`SELECT ` + keyColumns + ` FROM keys WHERE tenant_id = @tenant AND id > @after`)
 	args := []any{sql.Named("tenant", tenant), sql.Named("after", f.After)}
@@ -249,7 +254,7 @@ func (t *tx) Keys(tenant string, f latchkey.KeyFilter) ([]*latchkey.Key, error) 
 // UpdateKey stores every field of k but ID, Tenant, Hash, Prefix, Start,
 // CreatedAt and LastUsedAt over the row (k.Tenant, k.ID); ENotFound if
 // there is none. last_used_at belongs to SetLastUsed (usage.go).
-func (t *tx) UpdateKey(k *latchkey.Key) error {
+func (t *Tx) UpdateKey(k *latchkey.Key) error {
 	args, err := keyArgs(k)
 	if err != nil {
 		return err
@@ -278,13 +283,13 @@ func (t *tx) UpdateKey(k *latchkey.Key) error {
 }
 
 // Children returns the keys whose ParentID is parentID, ordered by id.
-func (t *tx) Children(tenant, parentID string) ([]*latchkey.Key, error) {
+func (t *Tx) Children(tenant, parentID string) ([]*latchkey.Key, error) {
 	return t.keys("children", `SELECT `+keyColumns+` FROM keys WHERE tenant_id = ? AND parent_id = ? ORDER BY id`,
 		tenant, parentID)
 }
 
 // keys runs a query for key rows.
-func (t *tx) keys(op, query string, args ...any) ([]*latchkey.Key, error) {
+func (t *Tx) keys(op, query string, args ...any) ([]*latchkey.Key, error) {
 	rows, err := t.tx.QueryContext(t.ctx, query, args...)
 	if err != nil {
 		return nil, fail(t.ctx, op, err)
@@ -566,7 +571,7 @@ func nullString(s string) sql.NullString {
 
 // QuotaUsage returns a key's persisted quota consumption; the zero usage
 // (with KeyID set) if none was saved.
-func (t *tx) QuotaUsage(keyID string) (latchkey.QuotaUsage, error) {
+func (t *Tx) QuotaUsage(keyID string) (latchkey.QuotaUsage, error) {
 	u := latchkey.QuotaUsage{KeyID: keyID}
 	var start sql.NullInt64
 	err := t.tx.QueryRowContext(t.ctx, `SELECT epoch, period_start, used FROM quota_usage WHERE key_id = ?`, keyID).
@@ -583,7 +588,7 @@ func (t *tx) QuotaUsage(keyID string) (latchkey.QuotaUsage, error) {
 
 // SaveQuotaUsage stores u if the stored epoch still equals u.Epoch (a key
 // never saved counts as epoch 0) and reports whether it did.
-func (t *tx) SaveQuotaUsage(u latchkey.QuotaUsage) (bool, error) {
+func (t *Tx) SaveQuotaUsage(u latchkey.QuotaUsage) (bool, error) {
 	res, err := t.tx.ExecContext(t.ctx, `UPDATE quota_usage SET period_start = ?, used = ? WHERE key_id = ? AND epoch = ?`,
 		micros(u.PeriodStart), u.Used, u.KeyID, u.Epoch)
 	if err != nil {
@@ -610,7 +615,7 @@ func (t *tx) SaveQuotaUsage(u latchkey.QuotaUsage) (bool, error) {
 }
 
 // ResetQuotaUsage zeroes a key's consumption and bumps its epoch.
-func (t *tx) ResetQuotaUsage(keyID string) error {
+func (t *Tx) ResetQuotaUsage(keyID string) error {
 	_, err := t.tx.ExecContext(t.ctx, `INSERT INTO quota_usage (key_id, epoch, period_start, used) VALUES (?, 1, NULL, 0)
 		ON CONFLICT (key_id) DO UPDATE SET epoch = quota_usage.epoch + 1, period_start = NULL, used = 0`, keyID)
 	if constraint(err) == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY {

@@ -44,7 +44,7 @@ var usageRow = rowShape{texts: 3, ints: 4}
 
 // AddUsage adds each row's count to its (key, minute, code) row and to its
 // hour's and day's roll-up rows.
-func (t *tx) AddUsage(rows []latchkey.UsageRow) error {
+func (t *Tx) AddUsage(rows []latchkey.UsageRow) error {
 	return t.upsertRows("add usage", len(rows), func(i int) ([3]string, [4]int64) {
 		r := rows[i]
 		m := r.Minute.Truncate(time.Minute)
@@ -55,7 +55,7 @@ func (t *tx) AddUsage(rows []latchkey.UsageRow) error {
 
 // AddUsageNetworks adds each row's count to its (key, minute, network) row
 // and to its day's roll-up row.
-func (t *tx) AddUsageNetworks(rows []latchkey.UsageNetwork) error {
+func (t *Tx) AddUsageNetworks(rows []latchkey.UsageNetwork) error {
 	return t.upsertRows("add usage networks", len(rows), func(i int) ([3]string, [4]int64) {
 		r := rows[i]
 		m := r.Minute.Truncate(time.Minute)
@@ -66,7 +66,7 @@ func (t *tx) AddUsageNetworks(rows []latchkey.UsageNetwork) error {
 
 // upsertRows writes n rows, as row gives each, in one JSON array, and runs
 // each of the statements over it.
-func (t *tx) upsertRows(what string, n int, row func(i int) ([3]string, [4]int64), stmts ...*sql.Stmt) error {
+func (t *Tx) upsertRows(what string, n int, row func(i int) ([3]string, [4]int64), stmts ...*sql.Stmt) error {
 	if n == 0 {
 		return nil
 	}
@@ -124,7 +124,7 @@ const (
 // Before to what it was (the key's creation time if it was never used, the
 // zero time for a missing key). Two statements for all of them: one reads,
 // one writes.
-func (t *tx) SetLastUsed(uses []latchkey.LastUsed) error {
+func (t *Tx) SetLastUsed(uses []latchkey.LastUsed) error {
 	if len(uses) == 0 {
 		return nil
 	}
@@ -183,13 +183,13 @@ func grainTable(g latchkey.Grain) (table, column string, err error) {
 }
 
 // Usage returns a key's minute rows in [from, to), by minute then code.
-func (t *tx) Usage(tenant, keyID string, from, to time.Time) ([]latchkey.UsageRow, error) {
+func (t *Tx) Usage(tenant, keyID string, from, to time.Time) ([]latchkey.UsageRow, error) {
 	return t.UsageRollup(tenant, keyID, latchkey.GrainMinute, from, to)
 }
 
 // UsageRollup returns a key's rows of the grain whose start is in
 // [from, to), by start then code.
-func (t *tx) UsageRollup(tenant, keyID string, g latchkey.Grain, from, to time.Time) ([]latchkey.UsageRow, error) {
+func (t *Tx) UsageRollup(tenant, keyID string, g latchkey.Grain, from, to time.Time) ([]latchkey.UsageRow, error) {
 	table, column, err := grainTable(g)
 	if err != nil {
 		return nil, err
@@ -219,16 +219,16 @@ func (t *tx) UsageRollup(tenant, keyID string, g latchkey.Grain, from, to time.T
 
 // UsageNetworks returns a key's network rows in [from, to), by minute then
 // network; the key must belong to the tenant.
-func (t *tx) UsageNetworks(tenant, keyID string, from, to time.Time) ([]latchkey.UsageNetwork, error) {
+func (t *Tx) UsageNetworks(tenant, keyID string, from, to time.Time) ([]latchkey.UsageNetwork, error) {
 	return t.usageNetworks("usage_networks", "minute", tenant, keyID, from, to)
 }
 
 // UsageNetworkDays returns a key's daily network rows in [from, to).
-func (t *tx) UsageNetworkDays(tenant, keyID string, from, to time.Time) ([]latchkey.UsageNetwork, error) {
+func (t *Tx) UsageNetworkDays(tenant, keyID string, from, to time.Time) ([]latchkey.UsageNetwork, error) {
 	return t.usageNetworks("usage_network_days", "day", tenant, keyID, from, to)
 }
 
-func (t *tx) usageNetworks(table, column, tenant, keyID string, from, to time.Time) ([]latchkey.UsageNetwork, error) {
+func (t *Tx) usageNetworks(table, column, tenant, keyID string, from, to time.Time) ([]latchkey.UsageNetwork, error) {
 	rows, err := t.tx.QueryContext(t.ctx, `SELECT `+column+`, network, count FROM `+table+`
 		WHERE key_id = ? AND `+column+` >= ? AND `+column+` < ?
 		AND EXISTS (SELECT 1 FROM keys WHERE keys.id = `+table+`.key_id AND keys.tenant_id = ?)
@@ -255,7 +255,7 @@ func (t *tx) usageNetworks(table, column, tenant, keyID string, from, to time.Ti
 
 // PruneUsage deletes the rows of the grain that start before before:
 // minute and minute-network rows, hour rows, or day and day-network rows.
-func (t *tx) PruneUsage(g latchkey.Grain, before time.Time) (int64, error) {
+func (t *Tx) PruneUsage(g latchkey.Grain, before time.Time) (int64, error) {
 	var qs []string
 	switch g {
 	case latchkey.GrainMinute:
@@ -283,7 +283,7 @@ func (t *tx) PruneUsage(g latchkey.Grain, before time.Time) (int64, error) {
 }
 
 // NetworkHistory reports whether a key was used from network, and at all.
-func (t *tx) NetworkHistory(keyID, network string) (seenThis, seenAny bool, err error) {
+func (t *Tx) NetworkHistory(keyID, network string) (seenThis, seenAny bool, err error) {
 	err = t.tx.StmtContext(t.ctx, t.stmts.networkHistory).QueryRowContext(t.ctx, keyID, network).Scan(&seenThis, &seenAny)
 	if err != nil {
 		return false, false, fail(t.ctx, "network history", err)

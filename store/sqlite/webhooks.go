@@ -14,7 +14,7 @@ import (
 const webhookColumns = `id, tenant_id, url, events, secret, created_at`
 
 // CreateWebhook inserts w.
-func (t *tx) CreateWebhook(w *latchkey.Webhook) error {
+func (t *Tx) CreateWebhook(w *latchkey.Webhook) error {
 	events, err := jsonArray(w.Events)
 	if err != nil {
 		return fail(t.ctx, "create webhook", err)
@@ -33,7 +33,7 @@ func (t *tx) CreateWebhook(w *latchkey.Webhook) error {
 }
 
 // Webhook returns a tenant's webhook by id.
-func (t *tx) Webhook(tenant, id string) (*latchkey.Webhook, error) {
+func (t *Tx) Webhook(tenant, id string) (*latchkey.Webhook, error) {
 	w, err := scanWebhook(t.tx.QueryRowContext(t.ctx, `SELECT `+webhookColumns+` FROM webhooks WHERE tenant_id = ? AND id = ?`, tenant, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, latchkey.Errorf(latchkey.ENotFound, "webhook %q not found", id)
@@ -45,13 +45,13 @@ func (t *tx) Webhook(tenant, id string) (*latchkey.Webhook, error) {
 }
 
 // Webhooks lists a tenant's webhooks by id.
-func (t *tx) Webhooks(tenant string, p latchkey.Page) ([]*latchkey.Webhook, error) {
+func (t *Tx) Webhooks(tenant string, p latchkey.Page) ([]*latchkey.Webhook, error) {
 	return t.webhooks("webhooks", `SELECT `+webhookColumns+` FROM webhooks WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT ?`,
 		tenant, p.After, limit(p))
 }
 
 // WebhooksFor returns the tenant's webhooks that want typ and existed at at.
-func (t *tx) WebhooksFor(tenant, typ string, at time.Time) ([]*latchkey.Webhook, error) {
+func (t *Tx) WebhooksFor(tenant, typ string, at time.Time) ([]*latchkey.Webhook, error) {
 	all, err := t.webhooks("webhooks for event", `SELECT `+webhookColumns+` FROM webhooks WHERE tenant_id = ? AND created_at <= ? ORDER BY id`,
 		tenant, at.UnixMicro())
 	if err != nil {
@@ -68,7 +68,7 @@ func (t *tx) WebhooksFor(tenant, typ string, at time.Time) ([]*latchkey.Webhook,
 
 // DeleteWebhook deletes a tenant's webhook; its deliveries go with it
 // (ON DELETE CASCADE).
-func (t *tx) DeleteWebhook(tenant, id string) error {
+func (t *Tx) DeleteWebhook(tenant, id string) error {
 	res, err := t.tx.ExecContext(t.ctx, `DELETE FROM webhooks WHERE tenant_id = ? AND id = ?`, tenant, id)
 	if err != nil {
 		return fail(t.ctx, "delete webhook", err)
@@ -83,7 +83,7 @@ func (t *tx) DeleteWebhook(tenant, id string) error {
 	return nil
 }
 
-func (t *tx) webhooks(op, query string, args ...any) ([]*latchkey.Webhook, error) {
+func (t *Tx) webhooks(op, query string, args ...any) ([]*latchkey.Webhook, error) {
 	rows, err := t.tx.QueryContext(t.ctx, query, args...)
 	if err != nil {
 		return nil, fail(t.ctx, op, err)
@@ -124,7 +124,7 @@ const deliveryColumns = `id, webhook_id, tenant_id, event_id, event_type, payloa
 	next_attempt_at, lease_until, last_status_code, last_error, created_at, delivered_at`
 
 // CreateDelivery inserts d.
-func (t *tx) CreateDelivery(d *latchkey.Delivery) error {
+func (t *Tx) CreateDelivery(d *latchkey.Delivery) error {
 	payload := string(d.Payload)
 	if payload == "" {
 		payload = "{}"
@@ -144,7 +144,7 @@ func (t *tx) CreateDelivery(d *latchkey.Delivery) error {
 }
 
 // Delivery returns a tenant's delivery by id.
-func (t *tx) Delivery(tenant, id string) (*latchkey.Delivery, error) {
+func (t *Tx) Delivery(tenant, id string) (*latchkey.Delivery, error) {
 	ds, err := t.deliveries("delivery", `SELECT `+deliveryColumns+` FROM deliveries WHERE tenant_id = ? AND id = ?`, tenant, id)
 	if err != nil {
 		return nil, err
@@ -156,7 +156,7 @@ func (t *tx) Delivery(tenant, id string) (*latchkey.Delivery, error) {
 }
 
 // Deliveries lists a webhook's deliveries newest first.
-func (t *tx) Deliveries(tenant, webhookID string, f latchkey.DeliveryFilter) ([]*latchkey.Delivery, error) {
+func (t *Tx) Deliveries(tenant, webhookID string, f latchkey.DeliveryFilter) ([]*latchkey.Delivery, error) {
 	var q strings.Builder
 	q.WriteString(`SELECT ` + deliveryColumns + ` FROM deliveries WHERE tenant_id = ? AND webhook_id = ?`)
 	args := []any{tenant, webhookID}
@@ -174,7 +174,7 @@ func (t *tx) Deliveries(tenant, webhookID string, f latchkey.DeliveryFilter) ([]
 }
 
 // ClaimDeliveries leases due pending deliveries.
-func (t *tx) ClaimDeliveries(now, leaseUntil time.Time, n int) ([]*latchkey.Delivery, error) {
+func (t *Tx) ClaimDeliveries(now, leaseUntil time.Time, n int) ([]*latchkey.Delivery, error) {
 	ds, err := t.deliveries("claim deliveries", `SELECT `+deliveryColumns+` FROM deliveries
 		WHERE status = 'pending' AND next_attempt_at <= ? AND lease_until <= ?
 		ORDER BY next_attempt_at, id LIMIT ?`, now.UnixMicro(), now.UnixMicro(), n)
@@ -191,7 +191,7 @@ func (t *tx) ClaimDeliveries(now, leaseUntil time.Time, n int) ([]*latchkey.Deli
 }
 
 // UpdateDelivery stores the outcome of an attempt.
-func (t *tx) UpdateDelivery(d *latchkey.Delivery) error {
+func (t *Tx) UpdateDelivery(d *latchkey.Delivery) error {
 	res, err := t.tx.ExecContext(t.ctx, `UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?,
 		last_status_code = ?, last_error = ?, delivered_at = ?, lease_until = ? WHERE id = ?`,
 		d.Status, d.Attempts, micros(d.NextAttemptAt), d.LastStatusCode, d.LastError, micros(d.DeliveredAt), leaseMicros(d.LeaseUntil), d.ID)
@@ -209,7 +209,7 @@ func (t *tx) UpdateDelivery(d *latchkey.Delivery) error {
 }
 
 // CountPendingDeliveries counts the outbox.
-func (t *tx) CountPendingDeliveries() (int64, error) {
+func (t *Tx) CountPendingDeliveries() (int64, error) {
 	var n int64
 	if err := t.tx.QueryRowContext(t.ctx, `SELECT count(*) FROM deliveries WHERE status = 'pending'`).Scan(&n); err != nil {
 		return 0, fail(t.ctx, "count pending deliveries", err)
@@ -218,7 +218,7 @@ func (t *tx) CountPendingDeliveries() (int64, error) {
 }
 
 // PruneDeliveries deletes finished deliveries created before before.
-func (t *tx) PruneDeliveries(before time.Time) (int64, error) {
+func (t *Tx) PruneDeliveries(before time.Time) (int64, error) {
 	res, err := t.tx.ExecContext(t.ctx, `DELETE FROM deliveries WHERE status != 'pending' AND created_at < ?`, before.UnixMicro())
 	if err != nil {
 		return 0, fail(t.ctx, "prune deliveries", err)
@@ -231,7 +231,7 @@ func (t *tx) PruneDeliveries(before time.Time) (int64, error) {
 }
 
 // ExpiringKeys returns live keys whose expiry falls in (From, To].
-func (t *tx) ExpiringKeys(f latchkey.ExpiringFilter) ([]*latchkey.Key, error) {
+func (t *Tx) ExpiringKeys(f latchkey.ExpiringFilter) ([]*latchkey.Key, error) {
 	q := `SELECT ` + keyColumns + ` FROM keys
 		WHERE expires_at IS NOT NULL AND expires_at > ? AND expires_at <= ?
 		AND state != 'revoked' AND grace_until IS NULL`
@@ -246,7 +246,7 @@ func (t *tx) ExpiringKeys(f latchkey.ExpiringFilter) ([]*latchkey.Key, error) {
 	return t.keys("expiring keys", q, args...)
 }
 
-func (t *tx) deliveries(op, query string, args ...any) ([]*latchkey.Delivery, error) {
+func (t *Tx) deliveries(op, query string, args ...any) ([]*latchkey.Delivery, error) {
 	rows, err := t.tx.QueryContext(t.ctx, query, args...)
 	if err != nil {
 		return nil, fail(t.ctx, op, err)

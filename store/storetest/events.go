@@ -66,17 +66,17 @@ func testEventsFilter(t *testing.T, s keys.Store) {
 	)
 	cases := []struct {
 		name string
-		f    keys.EventFilter
+		f    latchkey.EventFilter
 		want []string
 	}{
-		{"all of a tenant", keys.EventFilter{}, []string{"evt_1", "evt_2", "evt_3"}},
-		{"type", keys.EventFilter{Type: latchkey.EventKeyCreated}, []string{"evt_1"}},
-		{"kind", keys.EventFilter{Kind: latchkey.AnomalyNewNetwork}, []string{"evt_2"}},
-		{"other kind", keys.EventFilter{Kind: latchkey.AnomalyUsageSpike}, []string{}},
-		{"key", keys.EventFilter{KeyID: "key_2"}, []string{"evt_3"}},
-		{"since", keys.EventFilter{Since: t0.Add(time.Minute)}, []string{"evt_2", "evt_3"}},
-		{"until", keys.EventFilter{Until: t0.Add(time.Minute)}, []string{"evt_1"}},
-		{"after and limit", keys.EventFilter{After: "evt_1", Limit: 1}, []string{"evt_2"}},
+		{"all of a tenant", latchkey.EventFilter{}, []string{"evt_1", "evt_2", "evt_3"}},
+		{"type", latchkey.EventFilter{Type: latchkey.EventKeyCreated}, []string{"evt_1"}},
+		{"kind", latchkey.EventFilter{Kind: latchkey.AnomalyNewNetwork}, []string{"evt_2"}},
+		{"other kind", latchkey.EventFilter{Kind: latchkey.AnomalyUsageSpike}, []string{}},
+		{"key", latchkey.EventFilter{KeyID: "key_2"}, []string{"evt_3"}},
+		{"since", latchkey.EventFilter{Since: t0.Add(time.Minute)}, []string{"evt_2", "evt_3"}},
+		{"until", latchkey.EventFilter{Until: t0.Add(time.Minute)}, []string{"evt_1"}},
+		{"after and limit", latchkey.EventFilter{After: "evt_1", Limit: 1}, []string{"evt_2"}},
 	}
 	for _, c := range cases {
 		var got []*latchkey.Event
@@ -90,7 +90,7 @@ func testEventsFilter(t *testing.T, s keys.Store) {
 	}
 	var got []*latchkey.Event
 	view(t, s, func(tx keys.Tx) (err error) {
-		got, err = tx.Events("acme", keys.EventFilter{Kind: latchkey.AnomalyNewNetwork})
+		got, err = tx.Events("acme", latchkey.EventFilter{Kind: latchkey.AnomalyNewNetwork})
 		return err
 	})
 	if len(got) == 1 {
@@ -125,7 +125,7 @@ func testEventsPending(t *testing.T, s keys.Store) {
 	)
 	pending := func() []string {
 		var got []*latchkey.Event
-		view(t, s, func(tx keys.Tx) (err error) {
+		view(t, hooks(s), func(tx webhookTx) (err error) {
 			got, err = tx.PendingEvents(10)
 			return err
 		})
@@ -134,12 +134,12 @@ func testEventsPending(t *testing.T, s keys.Store) {
 	if got := pending(); !sameIDs(got, []string{"evt_1", "evt_2", "evt_3"}) {
 		t.Fatalf("PendingEvents = %v, want all three across tenants", got)
 	}
-	update(t, s, func(tx keys.Tx) error { return tx.MarkEventsDispatched([]string{"evt_1", "evt_3", "evt_missing"}) })
+	update(t, hooks(s), func(tx webhookTx) error { return tx.MarkEventsDispatched([]string{"evt_1", "evt_3", "evt_missing"}) })
 	if got := pending(); !sameIDs(got, []string{"evt_2"}) {
 		t.Errorf("PendingEvents after marking = %v, want [evt_2]", got)
 	}
 	// Pruning removes only dispatched events older than the cut.
-	update(t, s, func(tx keys.Tx) error {
+	update(t, hooks(s), func(tx webhookTx) error {
 		n, err := tx.PruneEvents(t0.Add(time.Hour))
 		if err == nil && n != 1 {
 			t.Errorf("PruneEvents deleted %d, want 1 (evt_1)", n)
@@ -148,7 +148,7 @@ func testEventsPending(t *testing.T, s keys.Store) {
 	})
 	var left []*latchkey.Event
 	view(t, s, func(tx keys.Tx) (err error) {
-		left, err = tx.Events("acme", keys.EventFilter{})
+		left, err = tx.Events("acme", latchkey.EventFilter{})
 		return err
 	})
 	if !sameIDs(eventIDs(left), []string{"evt_3"}) {
@@ -179,7 +179,7 @@ func testEventsRollback(t *testing.T, s keys.Store) {
 		t.Fatalf("Update err = %v", err)
 	}
 	var got []*latchkey.Event
-	view(t, s, func(tx keys.Tx) (err error) {
+	view(t, hooks(s), func(tx webhookTx) (err error) {
 		got, err = tx.PendingEvents(10)
 		return err
 	})

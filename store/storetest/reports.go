@@ -7,6 +7,7 @@ import (
 
 	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/keys"
+	"github.com/latchkeyhq/latchkey/usage"
 )
 
 func init() {
@@ -18,13 +19,13 @@ func init() {
 
 func usageTotals(t *testing.T, s keys.Store, tenant string, from, to time.Time) []latchkey.UsageTotal {
 	t.Helper()
-	return usageTotalsAt(t, s, tenant, keys.GrainMinute, from, to)
+	return usageTotalsAt(t, s, tenant, latchkey.GrainMinute, from, to)
 }
 
-func usageTotalsAt(t *testing.T, s keys.Store, tenant string, g keys.Grain, from, to time.Time) []latchkey.UsageTotal {
+func usageTotalsAt(t *testing.T, s keys.Store, tenant string, g latchkey.Grain, from, to time.Time) []latchkey.UsageTotal {
 	t.Helper()
 	var out []latchkey.UsageTotal
-	view(t, s, func(tx keys.Tx) (err error) {
+	view(t, aud(s), func(tx auditTx) (err error) {
 		out, err = tx.UsageTotals(tenant, g, from, to)
 		return err
 	})
@@ -33,13 +34,13 @@ func usageTotalsAt(t *testing.T, s keys.Store, tenant string, g keys.Grain, from
 
 func networkTotals(t *testing.T, s keys.Store, tenant string, from, to time.Time) []latchkey.NetworkTotal {
 	t.Helper()
-	return networkTotalsAt(t, s, tenant, keys.GrainMinute, from, to)
+	return networkTotalsAt(t, s, tenant, latchkey.GrainMinute, from, to)
 }
 
-func networkTotalsAt(t *testing.T, s keys.Store, tenant string, g keys.Grain, from, to time.Time) []latchkey.NetworkTotal {
+func networkTotalsAt(t *testing.T, s keys.Store, tenant string, g latchkey.Grain, from, to time.Time) []latchkey.NetworkTotal {
 	t.Helper()
 	var out []latchkey.NetworkTotal
-	view(t, s, func(tx keys.Tx) (err error) {
+	view(t, aud(s), func(tx auditTx) (err error) {
 		out, err = tx.NetworkTotals(tenant, g, from, to)
 		return err
 	})
@@ -49,11 +50,11 @@ func networkTotalsAt(t *testing.T, s keys.Store, tenant string, g keys.Grain, fr
 func testUsageTotals(t *testing.T, s keys.Store) {
 	createTenants(t, s, "acme", "beta")
 	createKeys(t, s, key("acme", "key_1"), key("acme", "key_2"), key("beta", "key_9"))
-	row := func(tenant, id string, m int, code string, n int64) keys.UsageRow {
-		return keys.UsageRow{KeyID: id, Tenant: tenant, Minute: minute(m), Code: code, Count: n}
+	row := func(tenant, id string, m int, code string, n int64) latchkey.UsageRow {
+		return latchkey.UsageRow{KeyID: id, Tenant: tenant, Minute: minute(m), Code: code, Count: n}
 	}
-	update(t, s, func(tx keys.Tx) error {
-		return tx.AddUsage([]keys.UsageRow{
+	update(t, use(s), func(tx usage.Tx) error {
+		return tx.AddUsage([]latchkey.UsageRow{
 			row("acme", "key_1", -1, "VALID", 100), // before the window
 			row("acme", "key_1", 0, "VALID", 3),
 			row("acme", "key_1", 0, "REVOKED", 1),
@@ -88,7 +89,7 @@ func testUsageTotals(t *testing.T, s keys.Store) {
 	}
 	// The day roll-up holds every row of acme's keys on that UTC day.
 	day := minute(0).Truncate(24 * time.Hour)
-	daily := usageTotalsAt(t, s, "acme", keys.GrainDay, day, day.Add(24*time.Hour))
+	daily := usageTotalsAt(t, s, "acme", latchkey.GrainDay, day, day.Add(24*time.Hour))
 	if fmt.Sprint(len(daily)) != "3" || daily[1].Count != 207 || !daily[1].First.Equal(day) || !daily[1].Last.Equal(day) {
 		t.Errorf("daily UsageTotals = %+v, want key_1 VALID 207 on %v", daily, day)
 	}
@@ -97,11 +98,11 @@ func testUsageTotals(t *testing.T, s keys.Store) {
 func testNetworkTotals(t *testing.T, s keys.Store) {
 	createTenants(t, s, "acme", "beta")
 	createKeys(t, s, key("acme", "key_1"), key("acme", "key_2"), key("acme", "key_3"), key("beta", "key_9"))
-	net := func(id string, m int, network string, n int64) keys.UsageNetwork {
-		return keys.UsageNetwork{KeyID: id, Minute: minute(m), Network: network, Count: n}
+	net := func(id string, m int, network string, n int64) latchkey.UsageNetwork {
+		return latchkey.UsageNetwork{KeyID: id, Minute: minute(m), Network: network, Count: n}
 	}
-	update(t, s, func(tx keys.Tx) error {
-		return tx.AddUsageNetworks([]keys.UsageNetwork{
+	update(t, use(s), func(tx usage.Tx) error {
+		return tx.AddUsageNetworks([]latchkey.UsageNetwork{
 			net("key_1", 0, "192.0.2.0/24", 5),
 			net("key_1", 1, "192.0.2.0/24", 5), // the same network again
 			net("key_1", 2, "2001:db8:1::/48", 1),
@@ -123,7 +124,7 @@ func testNetworkTotals(t *testing.T, s keys.Store) {
 		t.Errorf("NetworkTotals of an empty window = %#v, want an empty list", got)
 	}
 	day := minute(0).Truncate(24 * time.Hour)
-	got = networkTotalsAt(t, s, "acme", keys.GrainDay, day, day.Add(24*time.Hour))
+	got = networkTotalsAt(t, s, "acme", latchkey.GrainDay, day, day.Add(24*time.Hour))
 	if fmt.Sprint(got) != fmt.Sprint([]latchkey.NetworkTotal{{KeyID: "key_1", Networks: 3}, {KeyID: "key_3", Networks: 1}}) {
 		t.Errorf("daily NetworkTotals = %+v, want key_1: 3, key_3: 1", got)
 	}

@@ -174,7 +174,7 @@ func testSecretNumbering(t *testing.T, s keys.Store) {
 		if _, err := tx.Secret("acme", "openai", 1); latchkey.ErrorCode(err) != latchkey.ENotFound {
 			t.Fatalf("deleted version: %v, want not_found", err)
 		}
-		if l, err := tx.Secrets("acme", keys.Page{}); err != nil || len(l) != 0 {
+		if l, err := tx.Secrets("acme", latchkey.Page{}); err != nil || len(l) != 0 {
 			t.Fatalf("list after delete: %v, %v", l, err)
 		}
 		if l, err := tx.LatestSecrets("acme"); err != nil || len(l) != 0 {
@@ -187,7 +187,7 @@ func testSecretNumbering(t *testing.T, s keys.Store) {
 		t.Fatalf("version after delete and put: %d, want 3", v.Version)
 	}
 	view(t, sec(s), func(tx secrets.Tx) error {
-		l, err := tx.Secrets("acme", keys.Page{})
+		l, err := tx.Secrets("acme", latchkey.Page{})
 		if err != nil || len(l) != 1 || l[0].Version != 3 || l[0].Versions != 1 || !l[0].CreatedAt.Equal(t0.Add(time.Hour)) {
 			t.Fatalf("list after re-put: %+v, %v", l, err)
 		}
@@ -202,7 +202,7 @@ func testSecretsTenants(t *testing.T, s keys.Store) {
 		if _, err := tx.Secret("globex", "openai", 0); latchkey.ErrorCode(err) != latchkey.ENotFound {
 			t.Fatalf("another tenant's secret: %v, want not_found", err)
 		}
-		if l, err := tx.Secrets("globex", keys.Page{}); err != nil || len(l) != 0 {
+		if l, err := tx.Secrets("globex", latchkey.Page{}); err != nil || len(l) != 0 {
 			t.Fatalf("another tenant's list: %v, %v", l, err)
 		}
 		if n, err := tx.NextSecretVersion("globex", "openai"); err != nil || n != 1 {
@@ -222,7 +222,7 @@ func testSecretsList(t *testing.T, s keys.Store) {
 	}
 	putSecret(t, s, "acme", "openai", t0.Add(time.Minute))
 	view(t, sec(s), func(tx secrets.Tx) error {
-		l, err := tx.Secrets("acme", keys.Page{})
+		l, err := tx.Secrets("acme", latchkey.Page{})
 		if err != nil {
 			return err
 		}
@@ -238,7 +238,7 @@ func testSecretsList(t *testing.T, s keys.Store) {
 			!o.CreatedAt.Equal(t0) || !o.UpdatedAt.Equal(t0.Add(time.Minute)) {
 			t.Fatalf("openai = %+v", o)
 		}
-		page, err := tx.Secrets("acme", keys.Page{After: "anthropic", Limit: 1})
+		page, err := tx.Secrets("acme", latchkey.Page{After: "anthropic", Limit: 1})
 		if err != nil || len(page) != 1 || page[0].Name != "my-service" {
 			t.Fatalf("page after anthropic = %v, %v", page, err)
 		}

@@ -47,7 +47,10 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/audit"
 	"github.com/latchkeyhq/latchkey/keys"
+	"github.com/latchkeyhq/latchkey/usage"
+	webhooksvc "github.com/latchkeyhq/latchkey/webhook"
 )
 
 // Run runs the conformance suite. open must return a new, empty store for
@@ -145,7 +148,7 @@ func testTenantRoundTrip(t *testing.T, s keys.Store) {
 			return err
 		}
 		checkEqual(t, "Tenant", got, want)
-		list, err := tx.Tenants(keys.Page{})
+		list, err := tx.Tenants(latchkey.Page{})
 		if err != nil {
 			return err
 		}
@@ -190,16 +193,16 @@ func testTenantsPagination(t *testing.T, s keys.Store) {
 
 	tests := []struct {
 		name string
-		page keys.Page
+		page latchkey.Page
 		want []string
 	}{
-		{"All", keys.Page{}, sorted},
-		{"LimitAboveCount", keys.Page{Limit: 100}, sorted},
-		{"FirstPage", keys.Page{Limit: 3}, sorted[:3]},
-		{"AfterExisting", keys.Page{After: "a0"}, []string{"a_z", "ab", "b", "c", "z9"}},
-		{"AfterMissing", keys.Page{After: "aa", Limit: 2}, []string{"ab", "b"}},
-		{"AfterLast", keys.Page{After: "z9"}, nil},
-		{"AfterEverything", keys.Page{After: "zz"}, nil},
+		{"All", latchkey.Page{}, sorted},
+		{"LimitAboveCount", latchkey.Page{Limit: 100}, sorted},
+		{"FirstPage", latchkey.Page{Limit: 3}, sorted[:3]},
+		{"AfterExisting", latchkey.Page{After: "a0"}, []string{"a_z", "ab", "b", "c", "z9"}},
+		{"AfterMissing", latchkey.Page{After: "aa", Limit: 2}, []string{"ab", "b"}},
+		{"AfterLast", latchkey.Page{After: "z9"}, nil},
+		{"AfterEverything", latchkey.Page{After: "zz"}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -220,7 +223,7 @@ func testTenantsPagination(t *testing.T, s keys.Store) {
 		for range len(ids) + 1 {
 			var page []*latchkey.Tenant
 			view(t, s, func(tx keys.Tx) (err error) {
-				page, err = tx.Tenants(keys.Page{After: after, Limit: 3})
+				page, err = tx.Tenants(latchkey.Page{After: after, Limit: 3})
 				return err
 			})
 			if len(page) > 3 {
@@ -266,7 +269,7 @@ func testKeyRoundTrip(t *testing.T, s keys.Store) {
 		}
 		checkEqual(t, "KeyByHash", got, want)
 
-		list, err := tx.Keys("acme", keys.KeyFilter{Owner: want.Owner})
+		list, err := tx.Keys("acme", latchkey.KeyFilter{Owner: want.Owner})
 		if err != nil {
 			return fmt.Errorf("Keys: %w", err)
 		}
@@ -431,7 +434,7 @@ func testKeyTenantIsolation(t *testing.T, s keys.Store) {
 		wantCode(t, "KeyByHash of an unknown hash", err, latchkey.ENotFound)
 
 		for _, tenant := range []string{"b", "nobody"} {
-			list, err := tx.Keys(tenant, keys.KeyFilter{})
+			list, err := tx.Keys(tenant, latchkey.KeyFilter{})
 			if err != nil {
 				return fmt.Errorf("Keys(%q): %w", tenant, err)
 			}
@@ -531,23 +534,23 @@ func testKeysFilters(t *testing.T, s keys.Store) {
 	)
 	tests := []struct {
 		name string
-		f    keys.KeyFilter
+		f    latchkey.KeyFilter
 		want []string
 	}{
-		{"None", keys.KeyFilter{}, []string{"k1", "k2", "k3", "k4", "k5"}},
-		{"Owner", keys.KeyFilter{Owner: "alice"}, []string{"k1", "k2"}},
-		{"OwnerAndEnvironment", keys.KeyFilter{Owner: "bob", Environment: "production"}, []string{"k3", "k4"}},
-		{"Environment", keys.KeyFilter{Environment: "staging"}, []string{"k2"}},
-		{"Name", keys.KeyFilter{Name: "billing"}, []string{"k1", "k2", "k4"}},
-		{"NameAndOwner", keys.KeyFilter{Name: "billing", Owner: "bob"}, []string{"k4"}},
-		{"ParentID", keys.KeyFilter{ParentID: "k1"}, []string{"k3", "k4"}},
-		{"ParentIDGrandchild", keys.KeyFilter{ParentID: "k3"}, []string{"k5"}},
-		{"ParentIDAndName", keys.KeyFilter{ParentID: "k1", Name: "reports"}, []string{"k3"}},
-		{"NoMatch", keys.KeyFilter{Owner: "carol"}, nil},
-		{"NameIsExact", keys.KeyFilter{Name: "bill"}, nil},
-		{"OwnerLimit", keys.KeyFilter{Owner: "alice", Page: keys.Page{Limit: 1}}, []string{"k1"}},
-		{"OwnerAfter", keys.KeyFilter{Owner: "alice", Page: keys.Page{After: "k1"}}, []string{"k2"}},
-		{"AfterAndLimit", keys.KeyFilter{Page: keys.Page{After: "k2", Limit: 2}}, []string{"k3", "k4"}},
+		{"None", latchkey.KeyFilter{}, []string{"k1", "k2", "k3", "k4", "k5"}},
+		{"Owner", latchkey.KeyFilter{Owner: "alice"}, []string{"k1", "k2"}},
+		{"OwnerAndEnvironment", latchkey.KeyFilter{Owner: "bob", Environment: "production"}, []string{"k3", "k4"}},
+		{"Environment", latchkey.KeyFilter{Environment: "staging"}, []string{"k2"}},
+		{"Name", latchkey.KeyFilter{Name: "billing"}, []string{"k1", "k2", "k4"}},
+		{"NameAndOwner", latchkey.KeyFilter{Name: "billing", Owner: "bob"}, []string{"k4"}},
+		{"ParentID", latchkey.KeyFilter{ParentID: "k1"}, []string{"k3", "k4"}},
+		{"ParentIDGrandchild", latchkey.KeyFilter{ParentID: "k3"}, []string{"k5"}},
+		{"ParentIDAndName", latchkey.KeyFilter{ParentID: "k1", Name: "reports"}, []string{"k3"}},
+		{"NoMatch", latchkey.KeyFilter{Owner: "carol"}, nil},
+		{"NameIsExact", latchkey.KeyFilter{Name: "bill"}, nil},
+		{"OwnerLimit", latchkey.KeyFilter{Owner: "alice", Page: latchkey.Page{Limit: 1}}, []string{"k1"}},
+		{"OwnerAfter", latchkey.KeyFilter{Owner: "alice", Page: latchkey.Page{After: "k1"}}, []string{"k2"}},
+		{"AfterAndLimit", latchkey.KeyFilter{Page: latchkey.Page{After: "k2", Limit: 2}}, []string{"k3", "k4"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -635,7 +638,7 @@ func testKeysState(t *testing.T, s keys.Store) {
 					}
 				}
 				view(t, s, func(tx keys.Tx) error {
-					got, err := tx.Keys("a", keys.KeyFilter{State: state, Now: at})
+					got, err := tx.Keys("a", latchkey.KeyFilter{State: state, Now: at})
 					if err != nil {
 						return err
 					}
@@ -651,7 +654,7 @@ func testKeysState(t *testing.T, s keys.Store) {
 	t.Run("WithOtherFiltersAndPages", func(t *testing.T) {
 		// Every case at now is in tenant a; name filters down to one.
 		view(t, s, func(tx keys.Tx) error {
-			got, err := tx.Keys("a", keys.KeyFilter{State: latchkey.StateRevoked, Now: now, Name: "grace ended"})
+			got, err := tx.Keys("a", latchkey.KeyFilter{State: latchkey.StateRevoked, Now: now, Name: "grace ended"})
 			if err != nil {
 				return err
 			}
@@ -667,7 +670,7 @@ func testKeysState(t *testing.T, s keys.Store) {
 			var walked []string
 			after := ""
 			for range len(all) {
-				page, err := tx.Keys("a", keys.KeyFilter{State: latchkey.StateActive, Now: now, Page: keys.Page{After: after, Limit: 2}})
+				page, err := tx.Keys("a", latchkey.KeyFilter{State: latchkey.StateActive, Now: now, Page: latchkey.Page{After: after, Limit: 2}})
 				if err != nil {
 					return err
 				}
@@ -693,7 +696,7 @@ func testKeysStateNeedsNow(t *testing.T, s keys.Store) {
 	createTenants(t, s, "a")
 	createKeys(t, s, key("a", "key_1"))
 	err := s.View(t.Context(), func(tx keys.Tx) error {
-		_, err := tx.Keys("a", keys.KeyFilter{State: latchkey.StateActive})
+		_, err := tx.Keys("a", latchkey.KeyFilter{State: latchkey.StateActive})
 		return err
 	})
 	if err == nil {
@@ -712,19 +715,19 @@ func testKeysPagination(t *testing.T, s keys.Store) {
 	sorted := slices.Sorted(slices.Values(ids))
 	tests := []struct {
 		name string
-		page keys.Page
+		page latchkey.Page
 		want []string
 	}{
-		{"All", keys.Page{}, sorted},
-		{"Limit", keys.Page{Limit: 3}, sorted[:3]},
-		{"After", keys.Page{After: "key_Z"}, []string{"key__", "key_a", "key_b"}},
-		{"AfterAndLimit", keys.Page{After: "key_0", Limit: 2}, []string{"key_A1", "key_B"}},
-		{"AfterLast", keys.Page{After: "key_b"}, nil},
+		{"All", latchkey.Page{}, sorted},
+		{"Limit", latchkey.Page{Limit: 3}, sorted[:3]},
+		{"After", latchkey.Page{After: "key_Z"}, []string{"key__", "key_a", "key_b"}},
+		{"AfterAndLimit", latchkey.Page{After: "key_0", Limit: 2}, []string{"key_A1", "key_B"}},
+		{"AfterLast", latchkey.Page{After: "key_b"}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			view(t, s, func(tx keys.Tx) error {
-				got, err := tx.Keys("a", keys.KeyFilter{Page: tt.page})
+				got, err := tx.Keys("a", latchkey.KeyFilter{Page: tt.page})
 				if err != nil {
 					return err
 				}
@@ -867,12 +870,12 @@ func checkRolledBack(t *testing.T, s keys.Store, orig, added, inNew *latchkey.Ke
 		wantCode(t, "rolled back key by hash", err, latchkey.ENotFound)
 		_, err = tx.Key("new", inNew.ID)
 		wantCode(t, "rolled back key in rolled back tenant", err, latchkey.ENotFound)
-		ts, err := tx.Tenants(keys.Page{})
+		ts, err := tx.Tenants(latchkey.Page{})
 		if err != nil {
 			return err
 		}
 		checkIDs(t, "tenants after rollback", tenantIDs(ts), []string{"a"})
-		ks, err := tx.Keys("a", keys.KeyFilter{})
+		ks, err := tx.Keys("a", latchkey.KeyFilter{})
 		if err != nil {
 			return err
 		}
@@ -892,7 +895,7 @@ func testViewSnapshot(t *testing.T, s keys.Store) {
 	createKeys(t, s, orig)
 
 	err := s.View(t.Context(), func(tx keys.Tx) error {
-		ts, err := tx.Tenants(keys.Page{})
+		ts, err := tx.Tenants(latchkey.Page{})
 		if err != nil {
 			return err
 		}
@@ -921,14 +924,14 @@ func testViewSnapshot(t *testing.T, s keys.Store) {
 			return errors.New("Update waited for an open View")
 		}
 
-		ts, err = tx.Tenants(keys.Page{})
+		ts, err = tx.Tenants(latchkey.Page{})
 		if err != nil {
 			return err
 		}
 		checkIDs(t, "tenants in the View after a commit", tenantIDs(ts), []string{"a"})
 		_, err = tx.Tenant("b")
 		wantCode(t, "tenant committed after the View began", err, latchkey.ENotFound)
-		ks, err := tx.Keys("a", keys.KeyFilter{})
+		ks, err := tx.Keys("a", latchkey.KeyFilter{})
 		if err != nil {
 			return err
 		}
@@ -998,7 +1001,7 @@ func testCancelled(t *testing.T, s keys.Store) {
 		t.Errorf("Update with a cancelled context: %v, want context.Canceled", err)
 	}
 	err = s.View(ctx, func(tx keys.Tx) error {
-		_, err := tx.Tenants(keys.Page{})
+		_, err := tx.Tenants(latchkey.Page{})
 		return err
 	})
 	if !errors.Is(err, context.Canceled) {
@@ -1045,7 +1048,7 @@ func testConcurrentUpdates(t *testing.T, s keys.Store) {
 				default:
 				}
 				err := s.View(ctx, func(tx keys.Tx) error {
-					_, err := tx.Keys("a", keys.KeyFilter{Page: keys.Page{Limit: 50}})
+					_, err := tx.Keys("a", latchkey.KeyFilter{Page: latchkey.Page{Limit: 50}})
 					return err
 				})
 				if err != nil {
@@ -1070,7 +1073,7 @@ func testConcurrentUpdates(t *testing.T, s keys.Store) {
 					if _, err := tx.Tenant("a"); err != nil {
 						return err
 					}
-					if _, err := tx.Keys("a", keys.KeyFilter{Page: keys.Page{Limit: 1}}); err != nil {
+					if _, err := tx.Keys("a", latchkey.KeyFilter{Page: latchkey.Page{Limit: 1}}); err != nil {
 						return err
 					}
 					return tx.CreateKey(key("a", id))
@@ -1090,7 +1093,7 @@ func testConcurrentUpdates(t *testing.T, s keys.Store) {
 	}
 	slices.Sort(want)
 	view(t, s, func(tx keys.Tx) error {
-		got, err := tx.Keys("a", keys.KeyFilter{})
+		got, err := tx.Keys("a", latchkey.KeyFilter{})
 		if err != nil {
 			return err
 		}
@@ -1100,6 +1103,28 @@ func testConcurrentUpdates(t *testing.T, s keys.Store) {
 }
 
 // update runs fn in s.Update and fails the test if it returns an error.
+// auditTx is what the audit tests exercise: the audit service's
+// transactions (audit.Tx) and the appends every change makes
+// (latchkey.AuditWriter), whose chain they check.
+type auditTx interface {
+	audit.Tx
+	latchkey.AuditWriter
+}
+
+// aud, hooks and use narrow the store to the audit service's
+// transactions, the webhooks' and the usage recorder's, as the server
+// wires them: each test reaches a method through the contract that owns
+// it.
+func aud(s keys.Store) latchkey.Store[auditTx] { return latchkey.Narrow[auditTx](s) }
+
+func hooks(s keys.Store) latchkey.Store[webhookTx] { return latchkey.Narrow[webhookTx](s) }
+
+// webhookTx is the webhook dispatcher's and service's contract (the
+// package's name is taken here by the webhook fixture).
+type webhookTx = webhooksvc.Tx
+
+func use(s keys.Store) latchkey.Store[usage.Tx] { return latchkey.Narrow[usage.Tx](s) }
+
 func update[T any](t *testing.T, s latchkey.Store[T], fn func(T) error) {
 	t.Helper()
 	if err := s.Update(t.Context(), fn); err != nil {
@@ -1357,12 +1382,12 @@ func testQuotaUsage(t *testing.T, s keys.Store) {
 		if err != nil {
 			return err
 		}
-		if u != (keys.QuotaUsage{KeyID: "key_1"}) {
+		if u != (latchkey.QuotaUsage{KeyID: "key_1"}) {
 			t.Errorf("usage before any save = %+v, want zero", u)
 		}
 		return nil
 	})
-	first := keys.QuotaUsage{KeyID: "key_1", PeriodStart: t0, Used: 42}
+	first := latchkey.QuotaUsage{KeyID: "key_1", PeriodStart: t0, Used: 42}
 	update(t, s, func(tx keys.Tx) error {
 		ok, err := tx.SaveQuotaUsage(first)
 		if err != nil || !ok {
@@ -1387,7 +1412,7 @@ func testQuotaUsage(t *testing.T, s keys.Store) {
 		return nil
 	})
 	update(t, s, func(tx keys.Tx) error {
-		_, err := tx.SaveQuotaUsage(keys.QuotaUsage{KeyID: "key_missing", Used: 1})
+		_, err := tx.SaveQuotaUsage(latchkey.QuotaUsage{KeyID: "key_missing", Used: 1})
 		wantCode(t, "SaveQuotaUsage of a missing key", err, latchkey.ENotFound)
 		return nil
 	})
@@ -1396,14 +1421,14 @@ func testQuotaUsage(t *testing.T, s keys.Store) {
 func testQuotaUsageReset(t *testing.T, s keys.Store) {
 	createTenants(t, s, "acme")
 	createKeys(t, s, key("acme", "key_1"))
-	stale := keys.QuotaUsage{KeyID: "key_1", PeriodStart: t0, Used: 10}
+	stale := latchkey.QuotaUsage{KeyID: "key_1", PeriodStart: t0, Used: 10}
 	update(t, s, func(tx keys.Tx) error {
 		if _, err := tx.SaveQuotaUsage(stale); err != nil {
 			return err
 		}
 		return tx.ResetQuotaUsage("key_1")
 	})
-	var fresh keys.QuotaUsage
+	var fresh latchkey.QuotaUsage
 	update(t, s, func(tx keys.Tx) error {
 		stale.Used = 99
 		ok, err := tx.SaveQuotaUsage(stale)
@@ -1458,9 +1483,9 @@ func testAuditCheckpoints(t *testing.T, s keys.Store) {
 	b1 := &latchkey.AuditCheckpoint{Tenant: "b", Seq: 1, Hash: "hb", Counter: 2, At: t0, MAC: "mb"}
 	a2 := &latchkey.AuditCheckpoint{Tenant: "a", Seq: 2, Hash: "h2", Counter: 3, TamperKind: latchkey.AuditPastHead, TamperSeq: 2, At: t0.Add(time.Second), MAC: "m2"}
 	for _, cp := range []*latchkey.AuditCheckpoint{a1, b1, a2} {
-		update(t, s, func(tx keys.Tx) error { return tx.PutAuditCheckpoint(cp) })
+		update(t, aud(s), func(tx auditTx) error { return tx.PutAuditCheckpoint(cp) })
 	}
-	view(t, s, func(tx keys.Tx) error {
+	view(t, aud(s), func(tx auditTx) error {
 		got, err := tx.AuditCheckpoint("a")
 		if err != nil {
 			return err
@@ -1493,7 +1518,7 @@ func testAuditCheckpoints(t *testing.T, s keys.Store) {
 		}
 		return nil
 	})
-	err := s.Update(context.Background(), func(tx keys.Tx) error {
+	err := aud(s).Update(context.Background(), func(tx auditTx) error {
 		return tx.PutAuditCheckpoint(&latchkey.AuditCheckpoint{Tenant: "nobody", Seq: 1, Hash: "h", Counter: 9, At: t0, MAC: "m"})
 	})
 	if latchkey.ErrorCode(err) != latchkey.ENotFound {
@@ -1521,9 +1546,9 @@ func testAuditChain(t *testing.T, s keys.Store) {
 	if appended[0].PrevHash != latchkey.GenesisHash || appended[2].PrevHash != appended[0].Hash {
 		t.Fatal("prev_hash does not link the chain")
 	}
-	view(t, s, func(tx keys.Tx) error {
+	view(t, aud(s), func(tx auditTx) error {
 		for _, tenant := range []string{"a", "b"} {
-			evs, err := tx.AuditEvents(tenant, keys.AuditFilter{})
+			evs, err := tx.AuditEvents(tenant, latchkey.AuditFilter{})
 			if err != nil {
 				return err
 			}
@@ -1545,7 +1570,7 @@ func testAuditChain(t *testing.T, s keys.Store) {
 				t.Errorf("tenant %s: head check %+v", tenant, c)
 			}
 		}
-		evs, err := tx.AuditEvents("a", keys.AuditFilter{})
+		evs, err := tx.AuditEvents("a", latchkey.AuditFilter{})
 		if err != nil {
 			return err
 		}
@@ -1574,19 +1599,19 @@ func testAuditFilters(t *testing.T, s keys.Store) {
 	})
 	tests := []struct {
 		name string
-		f    keys.AuditFilter
+		f    latchkey.AuditFilter
 		want []int64
 	}{
-		{"All", keys.AuditFilter{}, []int64{1, 2, 3, 4, 5, 6}},
-		{"AfterAndLimit", keys.AuditFilter{AfterSeq: 2, Limit: 2}, []int64{3, 4}},
-		{"Action", keys.AuditFilter{Action: "key.revoked"}, []int64{2, 4, 6}},
-		{"KeyAsTarget", keys.AuditFilter{KeyID: "key_1"}, []int64{2, 5}},
-		{"KeyAsActor", keys.AuditFilter{KeyID: "key_actor", Limit: 1}, []int64{1}},
-		{"SinceUntil", keys.AuditFilter{Since: t0.Add(time.Hour), Until: t0.Add(3 * time.Hour)}, []int64{2, 3}},
-		{"Result", keys.AuditFilter{Result: "denied"}, nil},
+		{"All", latchkey.AuditFilter{}, []int64{1, 2, 3, 4, 5, 6}},
+		{"AfterAndLimit", latchkey.AuditFilter{AfterSeq: 2, Limit: 2}, []int64{3, 4}},
+		{"Action", latchkey.AuditFilter{Action: "key.revoked"}, []int64{2, 4, 6}},
+		{"KeyAsTarget", latchkey.AuditFilter{KeyID: "key_1"}, []int64{2, 5}},
+		{"KeyAsActor", latchkey.AuditFilter{KeyID: "key_actor", Limit: 1}, []int64{1}},
+		{"SinceUntil", latchkey.AuditFilter{Since: t0.Add(time.Hour), Until: t0.Add(3 * time.Hour)}, []int64{2, 3}},
+		{"Result", latchkey.AuditFilter{Result: "denied"}, nil},
 	}
 	for _, tt := range tests {
-		view(t, s, func(tx keys.Tx) error {
+		view(t, aud(s), func(tx auditTx) error {
 			evs, err := tx.AuditEvents("a", tt.f)
 			if err != nil {
 				return err
@@ -1615,8 +1640,8 @@ func testAuditRollback(t *testing.T, s keys.Store) {
 	if err != errBoom {
 		t.Fatalf("Update = %v, want fn's error", err)
 	}
-	view(t, s, func(tx keys.Tx) error {
-		evs, err := tx.AuditEvents("a", keys.AuditFilter{})
+	view(t, aud(s), func(tx auditTx) error {
+		evs, err := tx.AuditEvents("a", latchkey.AuditFilter{})
 		seq, _, herr := tx.AuditHead("a")
 		if err != nil || herr != nil || len(evs) != 0 || seq != 0 {
 			t.Errorf("after a rolled-back append: %d events, head %d (%v, %v)", len(evs), seq, err, herr)
@@ -1657,8 +1682,8 @@ func testAuditConcurrent(t *testing.T, s keys.Store) {
 		})
 	}
 	wg.Wait()
-	view(t, s, func(tx keys.Tx) error {
-		evs, err := tx.AuditEvents("a", keys.AuditFilter{})
+	view(t, aud(s), func(tx auditTx) error {
+		evs, err := tx.AuditEvents("a", latchkey.AuditFilter{})
 		if err != nil {
 			return err
 		}
@@ -1678,17 +1703,17 @@ func minute(n int) time.Time {
 	return t0.UTC().Truncate(time.Minute).Add(time.Duration(n) * time.Minute)
 }
 
-func usageRows(t *testing.T, s keys.Store, tenant, keyID string, from, to time.Time) []keys.UsageRow {
+func usageRows(t *testing.T, s keys.Store, tenant, keyID string, from, to time.Time) []latchkey.UsageRow {
 	t.Helper()
-	var rows []keys.UsageRow
-	view(t, s, func(tx keys.Tx) (err error) {
+	var rows []latchkey.UsageRow
+	view(t, use(s), func(tx usage.Tx) (err error) {
 		rows, err = tx.Usage(tenant, keyID, from, to)
 		return err
 	})
 	return rows
 }
 
-func checkUsage(t *testing.T, what string, got, want []keys.UsageRow) {
+func checkUsage(t *testing.T, what string, got, want []latchkey.UsageRow) {
 	t.Helper()
 	if len(got) != len(want) {
 		t.Fatalf("%s: %d rows %+v, want %+v", what, len(got), got, want)
@@ -1708,22 +1733,22 @@ func testUsageAddsUp(t *testing.T, s keys.Store) {
 	if rows := usageRows(t, s, "acme", "key_1", minute(-10), minute(10)); rows == nil || len(rows) != 0 {
 		t.Fatalf("Usage before any AddUsage = %#v, want an empty list", rows)
 	}
-	row := func(m int, code string, n int64) keys.UsageRow {
-		return keys.UsageRow{KeyID: "key_1", Tenant: "acme", Minute: minute(m), Code: code, Count: n}
+	row := func(m int, code string, n int64) latchkey.UsageRow {
+		return latchkey.UsageRow{KeyID: "key_1", Tenant: "acme", Minute: minute(m), Code: code, Count: n}
 	}
-	update(t, s, func(tx keys.Tx) error {
-		return tx.AddUsage([]keys.UsageRow{row(0, "VALID", 3), row(0, "REVOKED", 1), row(1, "VALID", 2)})
+	update(t, use(s), func(tx usage.Tx) error {
+		return tx.AddUsage([]latchkey.UsageRow{row(0, "VALID", 3), row(0, "REVOKED", 1), row(1, "VALID", 2)})
 	})
-	update(t, s, func(tx keys.Tx) error {
-		return tx.AddUsage([]keys.UsageRow{row(0, "VALID", 4), row(0, "VALID", 1)})
+	update(t, use(s), func(tx usage.Tx) error {
+		return tx.AddUsage([]latchkey.UsageRow{row(0, "VALID", 4), row(0, "VALID", 1)})
 	})
-	update(t, s, func(tx keys.Tx) error { return tx.AddUsage(nil) })
+	update(t, use(s), func(tx usage.Tx) error { return tx.AddUsage(nil) })
 	checkUsage(t, "Usage", usageRows(t, s, "acme", "key_1", minute(0), minute(2)),
-		[]keys.UsageRow{row(0, "REVOKED", 1), row(0, "VALID", 8), row(1, "VALID", 2)})
+		[]latchkey.UsageRow{row(0, "REVOKED", 1), row(0, "VALID", 8), row(1, "VALID", 2)})
 	// A rolled-back AddUsage adds nothing.
 	errBoom := errors.New("boom")
-	if err := s.Update(t.Context(), func(tx keys.Tx) error {
-		if err := tx.AddUsage([]keys.UsageRow{row(0, "VALID", 100)}); err != nil {
+	if err := use(s).Update(t.Context(), func(tx usage.Tx) error {
+		if err := tx.AddUsage([]latchkey.UsageRow{row(0, "VALID", 100)}); err != nil {
 			return err
 		}
 		return errBoom
@@ -1731,14 +1756,14 @@ func testUsageAddsUp(t *testing.T, s keys.Store) {
 		t.Fatalf("Update = %v, want %v", err, errBoom)
 	}
 	checkUsage(t, "Usage after a rollback", usageRows(t, s, "acme", "key_1", minute(0), minute(1)),
-		[]keys.UsageRow{row(0, "REVOKED", 1), row(0, "VALID", 8)})
+		[]latchkey.UsageRow{row(0, "REVOKED", 1), row(0, "VALID", 8)})
 }
 
 func testUsageIsolation(t *testing.T, s keys.Store) {
 	createTenants(t, s, "a", "b")
 	createKeys(t, s, key("a", "key_1"), key("b", "key_2"))
-	update(t, s, func(tx keys.Tx) error {
-		return tx.AddUsage([]keys.UsageRow{
+	update(t, use(s), func(tx usage.Tx) error {
+		return tx.AddUsage([]latchkey.UsageRow{
 			{KeyID: "key_1", Tenant: "a", Minute: minute(0), Code: "VALID", Count: 1},
 			{KeyID: "key_1", Tenant: "a", Minute: minute(5), Code: "VALID", Count: 2},
 			{KeyID: "key_2", Tenant: "b", Minute: minute(0), Code: "VALID", Count: 3},
@@ -1749,29 +1774,29 @@ func testUsageIsolation(t *testing.T, s keys.Store) {
 	}
 	// from is inclusive, to exclusive.
 	checkUsage(t, "Usage [0, 5)", usageRows(t, s, "a", "key_1", minute(0), minute(5)),
-		[]keys.UsageRow{{KeyID: "key_1", Tenant: "a", Minute: minute(0), Code: "VALID", Count: 1}})
+		[]latchkey.UsageRow{{KeyID: "key_1", Tenant: "a", Minute: minute(0), Code: "VALID", Count: 1}})
 	checkUsage(t, "Usage [1, 6)", usageRows(t, s, "a", "key_1", minute(1), minute(6)),
-		[]keys.UsageRow{{KeyID: "key_1", Tenant: "a", Minute: minute(5), Code: "VALID", Count: 2}})
+		[]latchkey.UsageRow{{KeyID: "key_1", Tenant: "a", Minute: minute(5), Code: "VALID", Count: 2}})
 }
 
 func testUsageNetworks(t *testing.T, s keys.Store) {
 	createTenants(t, s, "a", "b")
 	createKeys(t, s, key("a", "key_1"))
-	n := func(m int, nw string, c int64) keys.UsageNetwork {
-		return keys.UsageNetwork{KeyID: "key_1", Minute: minute(m), Network: nw, Count: c}
+	n := func(m int, nw string, c int64) latchkey.UsageNetwork {
+		return latchkey.UsageNetwork{KeyID: "key_1", Minute: minute(m), Network: nw, Count: c}
 	}
-	update(t, s, func(tx keys.Tx) error {
-		return tx.AddUsageNetworks([]keys.UsageNetwork{n(0, "10.0.0.0/24", 2), n(0, "2001:db8::/48", 1), n(1, "10.0.0.0/24", 1)})
+	update(t, use(s), func(tx usage.Tx) error {
+		return tx.AddUsageNetworks([]latchkey.UsageNetwork{n(0, "10.0.0.0/24", 2), n(0, "2001:db8::/48", 1), n(1, "10.0.0.0/24", 1)})
 	})
-	update(t, s, func(tx keys.Tx) error {
-		return tx.AddUsageNetworks([]keys.UsageNetwork{n(0, "10.0.0.0/24", 5)})
+	update(t, use(s), func(tx usage.Tx) error {
+		return tx.AddUsageNetworks([]latchkey.UsageNetwork{n(0, "10.0.0.0/24", 5)})
 	})
-	var got []keys.UsageNetwork
-	view(t, s, func(tx keys.Tx) (err error) {
+	var got []latchkey.UsageNetwork
+	view(t, use(s), func(tx usage.Tx) (err error) {
 		got, err = tx.UsageNetworks("a", "key_1", minute(0), minute(2))
 		return err
 	})
-	want := []keys.UsageNetwork{n(0, "10.0.0.0/24", 7), n(0, "2001:db8::/48", 1), n(1, "10.0.0.0/24", 1)}
+	want := []latchkey.UsageNetwork{n(0, "10.0.0.0/24", 7), n(0, "2001:db8::/48", 1), n(1, "10.0.0.0/24", 1)}
 	if len(got) != len(want) {
 		t.Fatalf("UsageNetworks = %+v, want %+v", got, want)
 	}
@@ -1780,7 +1805,7 @@ func testUsageNetworks(t *testing.T, s keys.Store) {
 			t.Errorf("UsageNetworks row %d = %+v, want %+v", i, got[i], want[i])
 		}
 	}
-	view(t, s, func(tx keys.Tx) (err error) {
+	view(t, use(s), func(tx usage.Tx) (err error) {
 		got, err = tx.UsageNetworks("b", "key_1", minute(0), minute(2))
 		if err == nil && (got == nil || len(got) != 0) {
 			t.Errorf("UsageNetworks of another tenant's key = %#v, want an empty list", got)
@@ -1798,8 +1823,8 @@ func testSetLastUsed(t *testing.T, s keys.Store) {
 	}
 	setLastUsed := func(id string, at, wantBefore time.Time) {
 		t.Helper()
-		update(t, s, func(tx keys.Tx) error {
-			uses := []keys.LastUsed{{KeyID: id, At: at, Before: t0.Add(time.Hour)}}
+		update(t, use(s), func(tx usage.Tx) error {
+			uses := []latchkey.LastUsed{{KeyID: id, At: at, Before: t0.Add(time.Hour)}}
 			err := tx.SetLastUsed(uses)
 			if err == nil && !uses[0].Before.Equal(wantBefore) {
 				t.Errorf("SetLastUsed(%s, %v) returned before = %v, want %v", id, at, uses[0].Before, wantBefore)
@@ -1827,19 +1852,19 @@ func testSetLastUsed(t *testing.T, s keys.Store) {
 		t.Errorf("after UpdateKey: LastUsedAt %v, name %q; want %v, renamed", k.LastUsedAt, k.Name, t0.Add(time.Second))
 	}
 	setLastUsed("key_missing", t0, time.Time{})
-	update(t, s, func(tx keys.Tx) error { return tx.SetLastUsed(nil) })
+	update(t, use(s), func(tx usage.Tx) error { return tx.SetLastUsed(nil) })
 
 	// Many keys at once, each with its own time: one never used, one used
 	// later than the new time (it stays), one missing, one moved forward.
 	createKeys(t, s, key("acme", "key_2"), key("acme", "key_3"))
 	setLastUsed("key_3", t0.Add(time.Hour), created.CreatedAt)
-	uses := []keys.LastUsed{
+	uses := []latchkey.LastUsed{
 		{KeyID: "key_2", At: t0.Add(time.Minute)},
 		{KeyID: "key_3", At: t0.Add(time.Minute)},
 		{KeyID: "key_gone", At: t0.Add(time.Minute)},
 		{KeyID: "key_1", At: t0.Add(2 * time.Minute)},
 	}
-	update(t, s, func(tx keys.Tx) error { return tx.SetLastUsed(uses) })
+	update(t, use(s), func(tx usage.Tx) error { return tx.SetLastUsed(uses) })
 	for i, want := range []time.Time{created.CreatedAt, t0.Add(time.Hour), {}, t0.Add(time.Second)} {
 		if !uses[i].Before.Equal(want) {
 			t.Errorf("%s: before = %v, want %v", uses[i].KeyID, uses[i].Before, want)
@@ -1855,46 +1880,46 @@ func testSetLastUsed(t *testing.T, s keys.Store) {
 func testPruneUsage(t *testing.T, s keys.Store) {
 	createTenants(t, s, "acme")
 	createKeys(t, s, key("acme", "key_1"))
-	update(t, s, func(tx keys.Tx) error {
-		if err := tx.AddUsage([]keys.UsageRow{
+	update(t, use(s), func(tx usage.Tx) error {
+		if err := tx.AddUsage([]latchkey.UsageRow{
 			{KeyID: "key_1", Tenant: "acme", Minute: minute(0), Code: "VALID", Count: 1},
 			{KeyID: "key_1", Tenant: "acme", Minute: minute(1), Code: "VALID", Count: 1},
 		}); err != nil {
 			return err
 		}
-		return tx.AddUsageNetworks([]keys.UsageNetwork{{KeyID: "key_1", Minute: minute(0), Network: "10.0.0.0/24", Count: 1}})
+		return tx.AddUsageNetworks([]latchkey.UsageNetwork{{KeyID: "key_1", Minute: minute(0), Network: "10.0.0.0/24", Count: 1}})
 	})
-	update(t, s, func(tx keys.Tx) error {
-		n, err := tx.PruneUsage(keys.GrainMinute, minute(1))
+	update(t, use(s), func(tx usage.Tx) error {
+		n, err := tx.PruneUsage(latchkey.GrainMinute, minute(1))
 		if err == nil && n != 2 {
 			t.Errorf("PruneUsage deleted %d rows, want 2", n)
 		}
 		return err
 	})
 	checkUsage(t, "Usage after PruneUsage", usageRows(t, s, "acme", "key_1", minute(0), minute(2)),
-		[]keys.UsageRow{{KeyID: "key_1", Tenant: "acme", Minute: minute(1), Code: "VALID", Count: 1}})
+		[]latchkey.UsageRow{{KeyID: "key_1", Tenant: "acme", Minute: minute(1), Code: "VALID", Count: 1}})
 	// The roll-ups outlive the minutes: each grain is pruned on its own.
 	hour := minute(0).Truncate(time.Hour)
-	checkUsage(t, "hour roll-up after pruning minutes", rollupRows(t, s, keys.GrainHour, hour, hour.Add(time.Hour)),
-		[]keys.UsageRow{{KeyID: "key_1", Tenant: "acme", Minute: hour, Code: "VALID", Count: 2}})
-	update(t, s, func(tx keys.Tx) error {
-		n, err := tx.PruneUsage(keys.GrainHour, hour.Add(time.Hour))
+	checkUsage(t, "hour roll-up after pruning minutes", rollupRows(t, s, latchkey.GrainHour, hour, hour.Add(time.Hour)),
+		[]latchkey.UsageRow{{KeyID: "key_1", Tenant: "acme", Minute: hour, Code: "VALID", Count: 2}})
+	update(t, use(s), func(tx usage.Tx) error {
+		n, err := tx.PruneUsage(latchkey.GrainHour, hour.Add(time.Hour))
 		if err == nil && n != 1 {
 			t.Errorf("PruneUsage(hour) deleted %d rows, want 1", n)
 		}
 		return err
 	})
 	day := minute(0).Truncate(24 * time.Hour)
-	checkUsage(t, "day roll-up after pruning hours", rollupRows(t, s, keys.GrainDay, day, day.Add(24*time.Hour)),
-		[]keys.UsageRow{{KeyID: "key_1", Tenant: "acme", Minute: day, Code: "VALID", Count: 2}})
-	update(t, s, func(tx keys.Tx) error {
-		n, err := tx.PruneUsage(keys.GrainDay, day.Add(24*time.Hour))
+	checkUsage(t, "day roll-up after pruning hours", rollupRows(t, s, latchkey.GrainDay, day, day.Add(24*time.Hour)),
+		[]latchkey.UsageRow{{KeyID: "key_1", Tenant: "acme", Minute: day, Code: "VALID", Count: 2}})
+	update(t, use(s), func(tx usage.Tx) error {
+		n, err := tx.PruneUsage(latchkey.GrainDay, day.Add(24*time.Hour))
 		if err == nil && n != 2 {
 			t.Errorf("PruneUsage(day) deleted %d rows, want 2 (usage and network)", n)
 		}
 		return err
 	})
-	update(t, s, func(tx keys.Tx) error {
+	update(t, use(s), func(tx usage.Tx) error {
 		_, err := tx.PruneUsage("week", day)
 		if latchkey.ErrorCode(err) != latchkey.EInvalid {
 			t.Errorf("PruneUsage(week) = %v, want invalid", err)
@@ -1903,10 +1928,10 @@ func testPruneUsage(t *testing.T, s keys.Store) {
 	})
 }
 
-func rollupRows(t *testing.T, s keys.Store, g keys.Grain, from, to time.Time) []keys.UsageRow {
+func rollupRows(t *testing.T, s keys.Store, g latchkey.Grain, from, to time.Time) []latchkey.UsageRow {
 	t.Helper()
-	var rows []keys.UsageRow
-	view(t, s, func(tx keys.Tx) (err error) {
+	var rows []latchkey.UsageRow
+	view(t, use(s), func(tx usage.Tx) (err error) {
 		rows, err = tx.UsageRollup("acme", "key_1", g, from, to)
 		return err
 	})
@@ -1921,41 +1946,41 @@ func testUsageRollups(t *testing.T, s keys.Store) {
 	hour := minute(0).Truncate(time.Hour)
 	day := hour.Truncate(24 * time.Hour)
 	at := func(d time.Duration) time.Time { return hour.Add(d) }
-	row := func(m time.Time, code string, n int64) keys.UsageRow {
-		return keys.UsageRow{KeyID: "key_1", Tenant: "acme", Minute: m, Code: code, Count: n}
+	row := func(m time.Time, code string, n int64) latchkey.UsageRow {
+		return latchkey.UsageRow{KeyID: "key_1", Tenant: "acme", Minute: m, Code: code, Count: n}
 	}
 	nextDay := day.Add(24 * time.Hour)
-	update(t, s, func(tx keys.Tx) error {
-		if err := tx.AddUsage([]keys.UsageRow{
+	update(t, use(s), func(tx usage.Tx) error {
+		if err := tx.AddUsage([]latchkey.UsageRow{
 			row(at(0), "VALID", 1), row(at(59*time.Minute), "VALID", 2), row(at(59*time.Minute), "REVOKED", 5),
 			row(at(time.Hour), "VALID", 4), row(nextDay, "VALID", 8),
 		}); err != nil {
 			return err
 		}
-		return tx.AddUsageNetworks([]keys.UsageNetwork{
+		return tx.AddUsageNetworks([]latchkey.UsageNetwork{
 			{KeyID: "key_1", Minute: at(0), Network: "10.0.0.0/24", Count: 1},
 			{KeyID: "key_1", Minute: at(time.Hour), Network: "10.0.0.0/24", Count: 2},
 			{KeyID: "key_1", Minute: nextDay, Network: "10.0.0.0/24", Count: 3},
 		})
 	})
-	checkUsage(t, "hour roll-up", rollupRows(t, s, keys.GrainHour, hour, nextDay.Add(time.Hour)), []keys.UsageRow{
+	checkUsage(t, "hour roll-up", rollupRows(t, s, latchkey.GrainHour, hour, nextDay.Add(time.Hour)), []latchkey.UsageRow{
 		row(hour, "REVOKED", 5), row(hour, "VALID", 3), row(hour.Add(time.Hour), "VALID", 4), row(nextDay, "VALID", 8),
 	})
-	checkUsage(t, "day roll-up", rollupRows(t, s, keys.GrainDay, day, nextDay.Add(24*time.Hour)), []keys.UsageRow{
+	checkUsage(t, "day roll-up", rollupRows(t, s, latchkey.GrainDay, day, nextDay.Add(24*time.Hour)), []latchkey.UsageRow{
 		row(day, "REVOKED", 5), row(day, "VALID", 7), row(nextDay, "VALID", 8),
 	})
-	checkUsage(t, "minute grain = Usage", rollupRows(t, s, keys.GrainMinute, hour, hour.Add(time.Hour)),
+	checkUsage(t, "minute grain = Usage", rollupRows(t, s, latchkey.GrainMinute, hour, hour.Add(time.Hour)),
 		usageRows(t, s, "acme", "key_1", hour, hour.Add(time.Hour)))
-	var nets []keys.UsageNetwork
-	view(t, s, func(tx keys.Tx) (err error) {
+	var nets []latchkey.UsageNetwork
+	view(t, use(s), func(tx usage.Tx) (err error) {
 		nets, err = tx.UsageNetworkDays("acme", "key_1", day, nextDay.Add(24*time.Hour))
 		return err
 	})
 	if len(nets) != 2 || !nets[0].Minute.Equal(day) || nets[0].Count != 3 || !nets[1].Minute.Equal(nextDay) || nets[1].Count != 3 {
 		t.Errorf("UsageNetworkDays = %+v, want 3 on each day", nets)
 	}
-	view(t, s, func(tx keys.Tx) error {
-		other, err := tx.UsageRollup("beta", "key_1", keys.GrainDay, day, nextDay)
+	view(t, use(s), func(tx usage.Tx) error {
+		other, err := tx.UsageRollup("beta", "key_1", latchkey.GrainDay, day, nextDay)
 		if err == nil && len(other) != 0 {
 			t.Errorf("another tenant reads roll-ups: %+v", other)
 		}
@@ -1975,7 +2000,7 @@ func testNetworkHistory(t *testing.T, s keys.Store) {
 	createKeys(t, s, key("acme", "key_1"), key("acme", "key_2"))
 	check := func(id, network string, wantThis, wantAny bool) {
 		t.Helper()
-		view(t, s, func(tx keys.Tx) error {
+		view(t, use(s), func(tx usage.Tx) error {
 			this, anyNet, err := tx.NetworkHistory(id, network)
 			if err == nil && (this != wantThis || anyNet != wantAny) {
 				t.Errorf("NetworkHistory(%s, %s) = %v, %v; want %v, %v", id, network, this, anyNet, wantThis, wantAny)
@@ -1984,8 +2009,8 @@ func testNetworkHistory(t *testing.T, s keys.Store) {
 		})
 	}
 	check("key_1", "10.0.0.0/24", false, false)
-	update(t, s, func(tx keys.Tx) error {
-		return tx.AddUsageNetworks([]keys.UsageNetwork{{KeyID: "key_1", Minute: minute(0), Network: "10.0.0.0/24", Count: 1}})
+	update(t, use(s), func(tx usage.Tx) error {
+		return tx.AddUsageNetworks([]latchkey.UsageNetwork{{KeyID: "key_1", Minute: minute(0), Network: "10.0.0.0/24", Count: 1}})
 	})
 	check("key_1", "10.0.0.0/24", true, true)
 	check("key_1", "10.9.0.0/24", false, true)

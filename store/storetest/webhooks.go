@@ -34,7 +34,7 @@ func webhook(tenant, id string, at time.Time, events ...string) *latchkey.Webhoo
 
 func createWebhooks(t *testing.T, s keys.Store, ws ...*latchkey.Webhook) {
 	t.Helper()
-	update(t, s, func(tx keys.Tx) error {
+	update(t, hooks(s), func(tx webhookTx) error {
 		for _, w := range ws {
 			if err := tx.CreateWebhook(w); err != nil {
 				return fmt.Errorf("CreateWebhook(%s): %w", w.ID, err)
@@ -51,7 +51,7 @@ func delivery(w *latchkey.Webhook, id, eventID string, next time.Time) *latchkey
 
 func createDeliveries(t *testing.T, s keys.Store, ds ...*latchkey.Delivery) {
 	t.Helper()
-	update(t, s, func(tx keys.Tx) error {
+	update(t, hooks(s), func(tx webhookTx) error {
 		for _, d := range ds {
 			if err := tx.CreateDelivery(d); err != nil {
 				return fmt.Errorf("CreateDelivery(%s): %w", d.ID, err)
@@ -74,7 +74,7 @@ func testWebhookRoundTrip(t *testing.T, s keys.Store) {
 	w := webhook("acme", "whk_1", t0, latchkey.EventKeyRevoked, latchkey.EventKeyExpiring)
 	createWebhooks(t, s, w, webhook("acme", "whk_2", t0), webhook("beta", "whk_3", t0))
 	var got *latchkey.Webhook
-	view(t, s, func(tx keys.Tx) (err error) {
+	view(t, hooks(s), func(tx webhookTx) (err error) {
 		got, err = tx.Webhook("acme", "whk_1")
 		return err
 	})
@@ -82,7 +82,7 @@ func testWebhookRoundTrip(t *testing.T, s keys.Store) {
 		!got.CreatedAt.Equal(t0) || got.CreatedAt.Location() != time.UTC || !bytes.Equal(got.SealedSecret, w.SealedSecret) {
 		t.Errorf("Webhook = %+v, want %+v", got, w)
 	}
-	view(t, s, func(tx keys.Tx) error {
+	view(t, hooks(s), func(tx webhookTx) error {
 		all, err := tx.Webhook("acme", "whk_2")
 		if err == nil && (all.Events == nil || len(all.Events) != 0) {
 			t.Errorf("a webhook for every type reads back events %#v, want []", all.Events)
@@ -90,25 +90,25 @@ func testWebhookRoundTrip(t *testing.T, s keys.Store) {
 		if _, err := tx.Webhook("beta", "whk_1"); latchkey.ErrorCode(err) != latchkey.ENotFound {
 			t.Errorf("another tenant's webhook: %v, want not_found", err)
 		}
-		list, err := tx.Webhooks("acme", keys.Page{})
+		list, err := tx.Webhooks("acme", latchkey.Page{})
 		if err == nil && len(list) != 2 {
 			t.Errorf("Webhooks(acme) = %d, want 2", len(list))
 		}
-		page, err := tx.Webhooks("acme", keys.Page{After: "whk_1", Limit: 5})
+		page, err := tx.Webhooks("acme", latchkey.Page{After: "whk_1", Limit: 5})
 		if err == nil && (len(page) != 1 || page[0].ID != "whk_2") {
 			t.Errorf("Webhooks after whk_1 = %d", len(page))
 		}
-		none, err := tx.Webhooks("nobody", keys.Page{})
+		none, err := tx.Webhooks("nobody", latchkey.Page{})
 		if err == nil && (none == nil || len(none) != 0) {
 			t.Errorf("webhooks of an unknown tenant = %#v, want []", none)
 		}
 		return err
 	})
-	err := s.Update(t.Context(), func(tx keys.Tx) error { return tx.CreateWebhook(webhook("beta", "whk_1", t0)) })
+	err := hooks(s).Update(t.Context(), func(tx webhookTx) error { return tx.CreateWebhook(webhook("beta", "whk_1", t0)) })
 	if latchkey.ErrorCode(err) != latchkey.EConflict {
 		t.Errorf("duplicate id: %v, want conflict", err)
 	}
-	err = s.Update(t.Context(), func(tx keys.Tx) error { return tx.CreateWebhook(webhook("nobody", "whk_9", t0)) })
+	err = hooks(s).Update(t.Context(), func(tx webhookTx) error { return tx.CreateWebhook(webhook("nobody", "whk_9", t0)) })
 	if latchkey.ErrorCode(err) != latchkey.ENotFound {
 		t.Errorf("missing tenant: %v, want not_found", err)
 	}
@@ -133,7 +133,7 @@ func testWebhooksFor(t *testing.T, s keys.Store) {
 		{latchkey.EventKeyCreated, t0.Add(-time.Microsecond), []string{}},
 	}
 	for _, c := range cases {
-		view(t, s, func(tx keys.Tx) error {
+		view(t, hooks(s), func(tx webhookTx) error {
 			ws, err := tx.WebhooksFor("acme", c.typ, c.at)
 			ids := make([]string, len(ws))
 			for i, w := range ws {
@@ -152,12 +152,12 @@ func testWebhookDelete(t *testing.T, s keys.Store) {
 	w1, w2 := webhook("acme", "whk_1", t0), webhook("acme", "whk_2", t0)
 	createWebhooks(t, s, w1, w2)
 	createDeliveries(t, s, delivery(w1, "dlv_1", "evt_1", t0), delivery(w2, "dlv_2", "evt_1", t0))
-	err := s.Update(t.Context(), func(tx keys.Tx) error { return tx.DeleteWebhook("beta", "whk_1") })
+	err := hooks(s).Update(t.Context(), func(tx webhookTx) error { return tx.DeleteWebhook("beta", "whk_1") })
 	if latchkey.ErrorCode(err) != latchkey.ENotFound {
 		t.Fatalf("deleting another tenant's webhook: %v, want not_found", err)
 	}
-	update(t, s, func(tx keys.Tx) error { return tx.DeleteWebhook("acme", "whk_1") })
-	view(t, s, func(tx keys.Tx) error {
+	update(t, hooks(s), func(tx webhookTx) error { return tx.DeleteWebhook("acme", "whk_1") })
+	view(t, hooks(s), func(tx webhookTx) error {
 		if _, err := tx.Webhook("acme", "whk_1"); latchkey.ErrorCode(err) != latchkey.ENotFound {
 			t.Errorf("deleted webhook: %v, want not_found", err)
 		}
@@ -167,11 +167,11 @@ func testWebhookDelete(t *testing.T, s keys.Store) {
 		}
 		return err
 	})
-	err = s.Update(t.Context(), func(tx keys.Tx) error { return tx.DeleteWebhook("acme", "whk_1") })
+	err = hooks(s).Update(t.Context(), func(tx webhookTx) error { return tx.DeleteWebhook("acme", "whk_1") })
 	if latchkey.ErrorCode(err) != latchkey.ENotFound {
 		t.Errorf("deleting twice: %v, want not_found", err)
 	}
-	err = s.Update(t.Context(), func(tx keys.Tx) error {
+	err = hooks(s).Update(t.Context(), func(tx webhookTx) error {
 		d := delivery(w1, "dlv_1", "evt_1", t0)
 		d.Status = latchkey.DeliveryDelivered
 		return tx.UpdateDelivery(d)
@@ -179,7 +179,7 @@ func testWebhookDelete(t *testing.T, s keys.Store) {
 	if latchkey.ErrorCode(err) != latchkey.ENotFound {
 		t.Errorf("updating a deleted webhook's delivery: %v, want not_found", err)
 	}
-	err = s.Update(t.Context(), func(tx keys.Tx) error { return tx.CreateDelivery(delivery(w1, "dlv_9", "evt_9", t0)) })
+	err = hooks(s).Update(t.Context(), func(tx webhookTx) error { return tx.CreateDelivery(delivery(w1, "dlv_9", "evt_9", t0)) })
 	if latchkey.ErrorCode(err) != latchkey.ENotFound {
 		t.Errorf("a delivery to a deleted webhook: %v, want not_found", err)
 	}
@@ -197,15 +197,15 @@ func testDeliveries(t *testing.T, s keys.Store) {
 	d2.Status, d2.Attempts, d2.LastStatusCode, d2.LastError = latchkey.DeliveryDelivered, 3, 204, ""
 	d2.NextAttemptAt, d2.DeliveredAt = time.Time{}, t0.Add(time.Minute)
 	d1.Attempts, d1.LastStatusCode, d1.LastError, d1.NextAttemptAt = 1, 503, "HTTP 503", t0.Add(5*time.Second)
-	update(t, s, func(tx keys.Tx) error {
+	update(t, hooks(s), func(tx webhookTx) error {
 		if err := tx.UpdateDelivery(d2); err != nil {
 			return err
 		}
 		return tx.UpdateDelivery(d1)
 	})
 	var got []*latchkey.Delivery
-	view(t, s, func(tx keys.Tx) (err error) {
-		got, err = tx.Deliveries("acme", "whk_1", keys.DeliveryFilter{})
+	view(t, hooks(s), func(tx webhookTx) (err error) {
+		got, err = tx.Deliveries("acme", "whk_1", latchkey.DeliveryFilter{})
 		return err
 	})
 	if !sameIDs(deliveryIDs(got), []string{"dlv_3", "dlv_2", "dlv_1"}) {
@@ -221,16 +221,16 @@ func testDeliveries(t *testing.T, s keys.Store) {
 		!g1.CreatedAt.Equal(t0) || string(g1.Payload) != `{"type":"key.created"}` || !g1.DeliveredAt.IsZero() {
 		t.Errorf("pending delivery reads back %+v", g1)
 	}
-	view(t, s, func(tx keys.Tx) error {
-		page, err := tx.Deliveries("acme", "whk_1", keys.DeliveryFilter{Before: "dlv_3", Limit: 1})
+	view(t, hooks(s), func(tx webhookTx) error {
+		page, err := tx.Deliveries("acme", "whk_1", latchkey.DeliveryFilter{Before: "dlv_3", Limit: 1})
 		if err == nil && !sameIDs(deliveryIDs(page), []string{"dlv_2"}) {
 			t.Errorf("page before dlv_3 = %v, want [dlv_2]", deliveryIDs(page))
 		}
-		st, err := tx.Deliveries("acme", "whk_1", keys.DeliveryFilter{Status: latchkey.DeliveryPending})
+		st, err := tx.Deliveries("acme", "whk_1", latchkey.DeliveryFilter{Status: latchkey.DeliveryPending})
 		if err == nil && !sameIDs(deliveryIDs(st), []string{"dlv_3", "dlv_1"}) {
 			t.Errorf("pending deliveries = %v", deliveryIDs(st))
 		}
-		other, err := tx.Deliveries("beta", "whk_1", keys.DeliveryFilter{})
+		other, err := tx.Deliveries("beta", "whk_1", latchkey.DeliveryFilter{})
 		if err == nil && (other == nil || len(other) != 0) {
 			t.Errorf("another tenant sees deliveries %v", deliveryIDs(other))
 		}
@@ -258,7 +258,7 @@ func testDeliveryUnique(t *testing.T, s keys.Store) {
 		"same id":                delivery(w, "dlv_1", "evt_2", t0),
 		"same webhook and event": delivery(w, "dlv_2", "evt_1", t0),
 	} {
-		err := s.Update(t.Context(), func(tx keys.Tx) error { return tx.CreateDelivery(d) })
+		err := hooks(s).Update(t.Context(), func(tx webhookTx) error { return tx.CreateDelivery(d) })
 		if latchkey.ErrorCode(err) != latchkey.EConflict {
 			t.Errorf("%s: %v, want conflict", name, err)
 		}
@@ -279,7 +279,7 @@ func testDeliveryClaim(t *testing.T, s keys.Store) {
 	lease := now.Add(30 * time.Second)
 	claim := func(at, until time.Time, n int) []*latchkey.Delivery {
 		var got []*latchkey.Delivery
-		update(t, s, func(tx keys.Tx) (err error) {
+		update(t, hooks(s), func(tx webhookTx) (err error) {
 			got, err = tx.ClaimDeliveries(at, until, n)
 			return err
 		})
@@ -304,7 +304,7 @@ func testDeliveryClaim(t *testing.T, s keys.Store) {
 	}
 	// Finishing an attempt releases the lease and reschedules.
 	due1.Attempts, due1.NextAttemptAt, due1.LeaseUntil = 1, lease.Add(5*time.Second), time.Time{}
-	update(t, s, func(tx keys.Tx) error { return tx.UpdateDelivery(due1) })
+	update(t, hooks(s), func(tx webhookTx) error { return tx.UpdateDelivery(due1) })
 	if got := claim(lease.Add(5*time.Second), lease.Add(time.Hour), 10); !sameIDs(deliveryIDs(got), []string{"dlv_1"}) {
 		t.Fatalf("claim after the attempt was rescheduled = %v, want [dlv_1]", deliveryIDs(got))
 	}
@@ -322,15 +322,15 @@ func testDeliveryPrune(t *testing.T, s keys.Store) {
 	recent := delivery(w, "dlv_4", "evt_4", t0)
 	recent.Status, recent.CreatedAt = latchkey.DeliveryDelivered, t0.Add(48*time.Hour)
 	createDeliveries(t, s, old, failed, pending, recent)
-	update(t, s, func(tx keys.Tx) error {
+	update(t, hooks(s), func(tx webhookTx) error {
 		n, err := tx.PruneDeliveries(t0.Add(time.Hour))
 		if err == nil && n != 2 {
 			t.Errorf("PruneDeliveries = %d, want 2", n)
 		}
 		return err
 	})
-	view(t, s, func(tx keys.Tx) error {
-		left, err := tx.Deliveries("acme", "whk_1", keys.DeliveryFilter{})
+	view(t, hooks(s), func(tx webhookTx) error {
+		left, err := tx.Deliveries("acme", "whk_1", latchkey.DeliveryFilter{})
 		if err == nil && !sameIDs(deliveryIDs(left), []string{"dlv_4", "dlv_3"}) {
 			t.Errorf("left after prune = %v", deliveryIDs(left))
 		}
@@ -358,9 +358,9 @@ func testExpiringKeys(t *testing.T, s keys.Store) {
 	suspended := mk("acme", "key_suspended", t0.Add(4*time.Hour))
 	suspended.State = latchkey.StateSuspended
 	createKeys(t, s, soon, sooner, edge, far, past, never, revoked, rotated, suspended)
-	week := keys.ExpiringFilter{From: t0, To: t0.Add(7 * 24 * time.Hour)}
+	week := latchkey.ExpiringFilter{From: t0, To: t0.Add(7 * 24 * time.Hour)}
 	var got []*latchkey.Key
-	view(t, s, func(tx keys.Tx) (err error) {
+	view(t, hooks(s), func(tx webhookTx) (err error) {
 		got, err = tx.ExpiringKeys(week)
 		return err
 	})
@@ -384,7 +384,7 @@ func testExpiringKeys(t *testing.T, s keys.Store) {
 	f.Limit = 2
 	for range 10 {
 		var page []*latchkey.Key
-		view(t, s, func(tx keys.Tx) (err error) {
+		view(t, hooks(s), func(tx webhookTx) (err error) {
 			page, err = tx.ExpiringKeys(f)
 			return err
 		})
