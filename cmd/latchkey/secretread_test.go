@@ -120,7 +120,7 @@ func TestServeRejectsBadReadSettings(t *testing.T) {
 		"CacheTTLTooLong":  func(c *serverConfig) { c.SecretCacheTTL = 2 * time.Hour },
 		"IntervalNegative": func(c *serverConfig) { c.ReadAuditInterval = -time.Second },
 		"IntervalTooLong":  func(c *serverConfig) { c.ReadAuditInterval = 2 * time.Hour },
-		"KeyCacheTTLZero":  func(c *serverConfig) { c.CacheTTL = 0 },
+		"KeyCacheTTLShort": func(c *serverConfig) { c.CacheTTL = time.Millisecond },
 		"KeyCacheTTLLong":  func(c *serverConfig) { c.CacheTTL = 2 * time.Hour },
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -123,7 +123,7 @@ type serverConfig struct {
 // listening address.
 type serverHooks struct {
 	Now     func() time.Time
-	Limiter keys.Limiter
+	Limiter latchkey.Limiter
 	Ready   func(addr string)
 	// MetricsReady learns the address of the --metrics-addr listener.
 	MetricsReady func(addr string)
@@ -344,7 +344,7 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 	if cfg.SecretExpiresIn != 0 && (cfg.SecretExpiresIn < time.Second || cfg.SecretExpiresIn > secrets.MaxSecretExpiresIn*time.Second) {
 		return latchkey.Errorf(latchkey.EInvalid, "--secret-expires-in must be from 1s to 8760h")
 	}
-	if cfg.CacheTTL < time.Second || cfg.CacheTTL > time.Hour {
+	if cfg.CacheTTL != 0 && (cfg.CacheTTL < time.Second || cfg.CacheTTL > time.Hour) { // 0: the default, 30s
 		return latchkey.Errorf(latchkey.EInvalid, "--cache-ttl must be from 1s to 1h")
 	}
 	if cfg.SecretCacheTTL < 0 || cfg.SecretCacheTTL > time.Hour {
@@ -399,7 +399,7 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 		CacheTTL: cfg.SecretCacheTTL, ReadAuditInterval: cfg.ReadAuditInterval})
 	aud := audit.New(audit.Options{Store: latchkey.Narrow[audit.Tx](waking), Now: now, Logger: log, Anchor: anchor, BeforeRead: sec.FlushReadAudits})
 	hookSvc := webhook.NewService(webhook.ServiceOptions{Store: latchkey.Narrow[webhook.Tx](waking), Sealer: sealer, Now: now, Targets: hookTargets})
-	opts := keys.Options{Store: waking, Now: now, Limiter: limiter, Usage: rec, Logger: log,
+	opts := keys.Options{Store: latchkey.Narrow[keys.Tx](waking), Now: now, Limiter: limiter, Usage: rec, Logger: log,
 		CacheSize: cfg.CacheSize, CacheTTL: cfg.CacheTTL,
 		Burst: keys.BurstRule{Threshold: cfg.BurstThreshold, Window: cfg.BurstWindow}}
 	if cfg.GeoIPDB != "" {
@@ -552,7 +552,7 @@ const dbCheckInterval = time.Second
 const msgDatabaseLost = "the database file is gone or replaced; writes are refused and /readyz fails until it is restored and the server restarted"
 
 // lostDBHandler demotes to debug every log record whose error is a lost
-// database (keys.ErrStoreLost), but the one that reports the loss: the
+// database (latchkey.ErrStoreLost), but the one that reports the loss: the
 // background writers (usage, quotas, webhooks, read audit) retry every
 // second and would repeat it for as long as the server runs. Until the
 // loss is known (lost), records pass untouched.
@@ -583,7 +583,7 @@ func carriesLostDB(r slog.Record) bool {
 	found := false
 	r.Attrs(func(a slog.Attr) bool {
 		if a.Value.Kind() == slog.KindAny {
-			if err, ok := a.Value.Any().(error); ok && errors.Is(err, keys.ErrStoreLost) {
+			if err, ok := a.Value.Any().(error); ok && errors.Is(err, latchkey.ErrStoreLost) {
 				found = true
 			}
 		}
@@ -708,7 +708,7 @@ func openAuditAnchor(cfg serverConfig, kr *keyring.Keyring, log *slog.Logger) (*
 // key file, created with a new random key on a database without a
 // keyring) and opens the keyring with it. A wrong key fails here, before
 // the server listens. The key's value is never logged; the file's path is.
-func openKeyring(ctx context.Context, cfg serverConfig, db keys.Store, now func() time.Time, log *slog.Logger) (*keyring.Keyring, error) {
+func openKeyring(ctx context.Context, cfg serverConfig, db latchkey.Store[nodeTx], now func() time.Time, log *slog.Logger) (*keyring.Keyring, error) {
 	var master []byte
 	opts := keyring.Options{Now: now}
 	if cfg.MasterKey != "" {
