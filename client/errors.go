@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/latchkeyhq/latchkey/wire"
@@ -109,14 +108,14 @@ type errorDetail = wire.ErrorDetail
 // the status. The message is clipped, so an unexpected body cannot flood a
 // log.
 func responseError(res *http.Response, raw []byte) *Error {
-	e := &Error{RequestID: res.Header.Get("X-Request-Id"), RetryAfter: parseRetryAfter(res.Header.Get("Retry-After"))}
+	e := &Error{RequestID: res.Header.Get("X-Request-Id"), RetryAfter: wire.ParseRetryAfter(res.Header.Get("Retry-After"))}
 	var body errorBody
 	if json.Unmarshal(raw, &body) == nil && body.Error.Code != "" {
 		e.Code, e.Message = body.Error.Code, clip(body.Error.Message, 300)
 		if body.Error.RequestID != "" {
 			e.RequestID = body.Error.RequestID
 		}
-		if !knownCode(e.Code) {
+		if !wire.KnownCode(e.Code) {
 			e.Code = statusCode(res.StatusCode)
 		}
 		return e
@@ -124,31 +123,6 @@ func responseError(res *http.Response, raw []byte) *Error {
 	e.Code = statusCode(res.StatusCode)
 	e.Message = "the server answered " + res.Status
 	return e
-}
-
-func knownCode(c string) bool {
-	for _, k := range wire.ErrorCodes {
-		if c == k {
-			return true
-		}
-	}
-	return false
-}
-
-// parseRetryAfter reads Retry-After in seconds; dates and junk read as 0.
-func parseRetryAfter(v string) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" || len(v) > 9 {
-		return 0
-	}
-	n := 0
-	for _, c := range v {
-		if c < '0' || c > '9' {
-			return 0
-		}
-		n = n*10 + int(c-'0')
-	}
-	return time.Duration(n) * time.Second
 }
 
 func clip(s string, n int) string {

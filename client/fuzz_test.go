@@ -1,6 +1,10 @@
 package client
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/latchkeyhq/latchkey/wire"
+)
 
 // The fuzz targets check that no input makes a parser panic, and that no
 // error quotes the input (which holds keys).
@@ -100,7 +104,7 @@ func FuzzParseRetryAfter(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		if d := parseRetryAfter(s); d < 0 {
+		if d := wire.ParseRetryAfter(s); d < 0 {
 			t.Fatalf("%q → %v", s, d)
 		}
 	})

@@ -8,6 +8,7 @@ package wire
 
 import (
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -183,4 +184,32 @@ type Limit struct {
 	Remaining int64 `json:"remaining"`
 	// ResetAt is left out for a credit balance, which never refills.
 	ResetAt time.Time `json:"reset_at,omitzero"`
+}
+
+// KnownCode reports whether c is one of ErrorCodes: a code a client may
+// trust from an error body (an unknown one takes the status's code).
+func KnownCode(c string) bool {
+	for _, k := range ErrorCodes {
+		if c == k {
+			return true
+		}
+	}
+	return false
+}
+
+// ParseRetryAfter reads a Retry-After header in seconds, as the server
+// writes it; an HTTP date, junk or more than nine digits read as 0.
+func ParseRetryAfter(v string) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" || len(v) > 9 {
+		return 0
+	}
+	n := 0
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0
+		}
+		n = n*10 + int(c-'0')
+	}
+	return time.Duration(n) * time.Second
 }

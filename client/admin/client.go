@@ -310,14 +310,14 @@ func (c *Client) transportError(ctx, cctx context.Context, r request, status int
 // wire.CodeForStatus gives the status (a proxy in between may answer with
 // a page of its own, whose text is not kept).
 func (c *Client) responseError(res *http.Response, raw []byte, hide []string) *Error {
-	e := &Error{Status: res.StatusCode, RequestID: res.Header.Get("X-Request-Id"), RetryAfter: parseRetryAfter(res.Header.Get("Retry-After"))}
+	e := &Error{Status: res.StatusCode, RequestID: res.Header.Get("X-Request-Id"), RetryAfter: wire.ParseRetryAfter(res.Header.Get("Retry-After"))}
 	var body wire.ErrorBody
 	if json.Unmarshal(raw, &body) == nil && body.Error.Code != "" {
 		e.Code, e.Message = body.Error.Code, clip(body.Error.Message, 500)
 		if body.Error.RequestID != "" {
 			e.RequestID = body.Error.RequestID
 		}
-		if !knownCode(e.Code) {
+		if !wire.KnownCode(e.Code) {
 			e.Code = wire.CodeForStatus(res.StatusCode)
 		}
 	} else {
@@ -338,31 +338,6 @@ func redact(s string, sensitive []string) string {
 		}
 	}
 	return s
-}
-
-func knownCode(c string) bool {
-	for _, k := range wire.ErrorCodes {
-		if c == k {
-			return true
-		}
-	}
-	return false
-}
-
-// parseRetryAfter reads Retry-After in seconds; dates and junk read as 0.
-func parseRetryAfter(v string) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" || len(v) > 9 {
-		return 0
-	}
-	n := 0
-	for _, c := range v {
-		if c < '0' || c > '9' {
-			return 0
-		}
-		n = n*10 + int(c-'0')
-	}
-	return time.Duration(n) * time.Second
 }
 
 func clip(s string, n int) string {
