@@ -198,7 +198,9 @@ func TestCreateWebhookInAnAllowedPrivateNetwork(t *testing.T) {
 
 // crud is the webhook service as the server wires it, beside the key
 // service that authenticates the admins of two tenants and the audit
-// service that reads what the changes recorded.
+// service that reads what the changes recorded. No dispatcher runs on it:
+// the URLs these tests register (private and metadata addresses among
+// them) are only checked and stored, never dialled.
 type crud struct {
 	db     *sqlite.DB
 	hooks  *webhook.Service
