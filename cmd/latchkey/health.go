@@ -34,27 +34,13 @@ func runHealth(ctx context.Context, e *env, args []string) error {
 	if fs.NArg() > 0 {
 		return latchkey.Errorf(latchkey.EInvalid, "latchkey health takes no arguments")
 	}
-	base, err := normalizeServer(c.server)
+	// The client commands' settings (server, timeout, --cacert), without
+	// a key: /readyz takes none.
+	cl, err := c.newClient(e, false)
 	if err != nil {
 		return err
 	}
-	timeout, err := parseDurationFlag("timeout", c.timeout)
-	if err != nil {
-		return err
-	}
-	if timeout <= 0 {
-		return latchkey.Errorf(latchkey.EInvalid, "--timeout must be positive")
-	}
-	hc := &http.Client{Timeout: timeout}
-	tc, err := c.tlsConfig()
-	if err != nil {
-		return err
-	}
-	if tc != nil {
-		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.TLSClientConfig = tc
-		hc.Transport = t
-	}
+	base, hc := cl.base, cl.http
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/readyz", nil)
 	if err != nil {
 		return latchkey.Errorf(latchkey.EInvalid, "--server %q: %s", c.server, err)
