@@ -178,3 +178,12 @@ func ParseQuotaFlag(s string) (*Quota, error) {
 	}
 	return q, ValidateQuota(q)
 }
+
+// QuotaPeriodAligned reports whether t is exactly the start of a period
+// of the quota (anchored at anchor), at the stores' microsecond
+// precision: a stored usage row whose start is not one belongs to other
+// settings.
+func QuotaPeriodAligned(period string, anchor, t time.Time) bool {
+	ps, err := QuotaPeriodStart(period, anchor, t)
+	return err == nil && ps.UTC().Truncate(time.Microsecond).Equal(t)
+}

@@ -2,6 +2,8 @@ package latchkey
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"reflect"
 	"time"
@@ -184,4 +186,15 @@ type QuotaStore interface {
 	// ResetQuotaUsage zeroes a key's consumption and bumps its epoch, so
 	// that consumption counted before the reset is never written back.
 	ResetQuotaUsage(keyID string) error
+}
+
+// NewLeaseID is a new concurrency lease id: "lease_" and 32 hex digits of
+// crypto/rand, unguessable, so that only the holder can release it.
+func NewLeaseID() string {
+	var r [16]byte
+	_, _ = rand.Read(r[:]) // crypto/rand.Read never fails on supported platforms
+	var b [6 + 32]byte
+	copy(b[:], "lease_")
+	hex.Encode(b[6:], r[:])
+	return string(b[:])
 }

@@ -151,8 +151,6 @@ package limit
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -854,7 +852,7 @@ func (qs *quotaState) roll(period string, anchor, now time.Time, ns int64) (time
 	key := ps.UTC().Truncate(time.Microsecond)
 	switch {
 	case u.PeriodStart.Equal(key):
-	case key.After(u.PeriodStart) || !periodAligned(period, anchor, u.PeriodStart):
+	case key.After(u.PeriodStart) || !latchkey.QuotaPeriodAligned(period, anchor, u.PeriodStart):
 		// A new period, or one of a quota the key had before.
 		u.PeriodStart, u.Used = key, 0
 	default:
@@ -870,20 +868,13 @@ func (qs *quotaState) roll(period string, anchor, now time.Time, ns int64) (time
 	return qs.endsAt, nil
 }
 
-// periodAligned reports whether t is the start of one of the quota's
-// periods.
-func periodAligned(period string, anchor, t time.Time) bool {
-	ps, err := latchkey.QuotaPeriodStart(period, anchor, t)
-	return err == nil && ps.UTC().Truncate(time.Microsecond).Equal(t)
-}
-
 // lease takes a concurrency slot for an admitted request.
 func (m *Memory) lease(st *keyState, k *latchkey.Key, ns int64) string {
 	ttl := time.Duration(k.LeaseTTL)
 	if ttl <= 0 {
 		ttl = latchkey.DefaultLeaseTTL
 	}
-	id := newLeaseID()
+	id := latchkey.NewLeaseID()
 	exp := ns + int64(ttl)
 	if st.leases == nil {
 		st.leases = make(map[string]int64)
@@ -907,17 +898,6 @@ func (m *Memory) lease(st *keyState, k *latchkey.Key, ns int64) string {
 	ls.m[id] = leaseRef{st: st, exp: exp}
 	ls.mu.Unlock()
 	return id
-}
-
-// newLeaseID returns "lease_" and 128 random bits in hex: unguessable, so
-// that only the holder can release its slot.
-func newLeaseID() string {
-	var r [16]byte
-	_, _ = rand.Read(r[:]) // crypto/rand.Read never fails on supported platforms
-	var b [6 + 32]byte
-	copy(b[:], "lease_")
-	hex.Encode(b[6:], r[:])
-	return string(b[:])
 }
 
 // purgeLeases forgets the key's expired leases and leaves a live one, if

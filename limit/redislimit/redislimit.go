@@ -406,7 +406,7 @@ func (c *call) build(l *Limiter, k *latchkey.Key, cost int64, now time.Time, mod
 		if d <= 0 {
 			d = latchkey.DefaultLeaseTTL
 		}
-		leaseID = newLeaseID()
+		leaseID = latchkey.NewLeaseID()
 		es, en = split(ns + int64(d))
 		lttl = ceilMs(d)
 	}
@@ -432,7 +432,7 @@ func (c *call) setLoad(k *latchkey.Key, u latchkey.QuotaUsage) {
 		key := time.UnixMicro(cur).UTC()
 		switch {
 		case ps.Equal(key):
-		case key.After(ps) || !periodAligned(q.Period, k.CreatedAt, ps):
+		case key.After(ps) || !latchkey.QuotaPeriodAligned(q.Period, k.CreatedAt, ps):
 			ps, used = key, 0
 		}
 	}
@@ -443,13 +443,6 @@ func (c *call) setLoad(k *latchkey.Key, u latchkey.QuotaUsage) {
 	} else {
 		a[7] = strconv.FormatInt(ps.UnixMicro(), 10)
 	}
-}
-
-// periodAligned reports whether t is the start of one of the quota's
-// periods.
-func periodAligned(period string, anchor, t time.Time) bool {
-	ps, err := latchkey.QuotaPeriodStart(period, anchor, t)
-	return err == nil && ps.UTC().Truncate(time.Microsecond).Equal(t)
 }
 
 // admission reads a decided reply: {0, code, used, ps, first lease s,
@@ -1228,17 +1221,6 @@ func (l *Limiter) spendStored(ctx context.Context, k *latchkey.Key, cost int64) 
 		return latchkey.LimitState{}, false, err
 	}
 	return latchkey.LimitState{Limit: balance, Remaining: max(left, 0)}, ok, nil
-}
-
-// newLeaseID returns "lease_" and 128 random bits in hex, as limit.Memory
-// does: unguessable, so that only the holder can release its slot.
-func newLeaseID() string {
-	var r [16]byte
-	_, _ = rand.Read(r[:]) // crypto/rand.Read never fails on supported platforms
-	var b [6 + 32]byte
-	copy(b[:], "lease_")
-	hex.Encode(b[6:], r[:])
-	return string(b[:])
 }
 
 // split returns ns as whole seconds and nanoseconds 0 ≤ n < 10^9 (floor
