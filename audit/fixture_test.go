@@ -2,7 +2,6 @@ package audit_test
 
 import (
 	"context"
-	"net/netip"
 	"path/filepath"
 	"testing"
 	"time"
@@ -10,6 +9,7 @@ import (
 	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/audit"
 	"github.com/latchkeyhq/latchkey/internal/fakeclock"
+	"github.com/latchkeyhq/latchkey/internal/servicetest"
 	"github.com/latchkeyhq/latchkey/keys"
 	"github.com/latchkeyhq/latchkey/store/sqlite"
 )
@@ -41,30 +41,8 @@ func newFixture(t testing.TB) *fixture {
 	svc := audit.New(audit.Options{Store: latchkey.Narrow[audit.Tx](db), Now: clock.Now})
 	t.Cleanup(func() { svc.Close(context.Background()) })
 	ks := keys.New(keys.Options{Store: latchkey.Narrow[keys.Tx](db), Now: clock.Now})
-	root, _, _, err := ks.Bootstrap(ctx, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	op, err := ks.Authenticate(ctx, root.Reveal(), netip.Addr{}, "tenants:admin")
-	if err != nil {
-		t.Fatal(err)
-	}
 	f := &fixture{svc: svc, keys: ks, db: db, clock: clock}
-	for _, id := range []string{"acme", "globex"} {
-		_, _, tok, err := ks.CreateTenant(ctx, op, id, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		a, err := ks.Authenticate(ctx, tok.Reveal(), netip.Addr{}, "keys:write")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if id == "acme" {
-			f.admin = a
-		} else {
-			f.other = a
-		}
-	}
+	_, f.admin, f.other = servicetest.Admins(t, ks)
 	return f
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/audit"
 	"github.com/latchkeyhq/latchkey/internal/fakeclock"
+	"github.com/latchkeyhq/latchkey/internal/servicetest"
 	"github.com/latchkeyhq/latchkey/keyring"
 	"github.com/latchkeyhq/latchkey/keys"
 	"github.com/latchkeyhq/latchkey/secrets"
@@ -75,30 +76,8 @@ func newFixture(t testing.TB, opts ...func(*setup)) *fixture {
 		svc.Close(context.Background())
 		aud.Close(context.Background())
 	})
-	root, _, _, err := ks.Bootstrap(ctx, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	op, err := ks.Authenticate(ctx, root.Reveal(), netip.Addr{}, "tenants:admin")
-	if err != nil {
-		t.Fatal(err)
-	}
 	f := &fixture{svc: svc, keys: ks, audit: aud, db: db, sealer: kr, clock: clock}
-	for _, id := range []string{"acme", "globex"} {
-		_, _, tok, err := ks.CreateTenant(ctx, op, id, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		a, err := ks.Authenticate(ctx, tok.Reveal(), netip.Addr{}, "keys:write")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if id == "acme" {
-			f.admin = a
-		} else {
-			f.other = a
-		}
-	}
+	_, f.admin, f.other = servicetest.Admins(t, ks)
 	return f
 }
 

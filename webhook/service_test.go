@@ -13,6 +13,7 @@ import (
 	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/audit"
 	"github.com/latchkeyhq/latchkey/internal/fakeclock"
+	"github.com/latchkeyhq/latchkey/internal/servicetest"
 	"github.com/latchkeyhq/latchkey/keyring"
 	"github.com/latchkeyhq/latchkey/keys"
 	"github.com/latchkeyhq/latchkey/store/sqlite"
@@ -233,29 +234,7 @@ func newCRUD(t *testing.T, opts ...func(*webhook.ServiceOptions)) *crud {
 	}
 	f := &crud{db: db, hooks: webhook.NewService(o), audit: audit.New(audit.Options{Store: latchkey.Narrow[audit.Tx](db), Now: clock.Now}), sealer: kr}
 	ks := keys.New(keys.Options{Store: latchkey.Narrow[keys.Tx](db), Now: clock.Now})
-	root, _, _, err := ks.Bootstrap(ctx, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	op, err := ks.Authenticate(ctx, root.Reveal(), netip.Addr{}, "tenants:admin")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, id := range []string{"acme", "globex"} {
-		_, _, tok, err := ks.CreateTenant(ctx, op, id, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		a, err := ks.Authenticate(ctx, tok.Reveal(), netip.Addr{}, "keys:write")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if id == "acme" {
-			f.admin = a
-		} else {
-			f.other = a
-		}
-	}
+	_, f.admin, f.other = servicetest.Admins(t, ks)
 	return f
 }
 
