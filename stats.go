@@ -54,24 +54,35 @@ type KeyByHashTx interface {
 	KeyByHash(hash [32]byte) (*Key, error)
 }
 
-// ReadKeyByHash reads the key whose SHA-256 is h from s: through its
-// transaction-free lookup when s is a HashReader, else in a View whose
+// HashLookup returns s's read of the key whose SHA-256 is h: its
+// transaction-free lookup when s is a HashReader, else a View whose
 // transaction reads it (T must be a KeyByHashTx). The verify path's miss
-// and the wrappers that must keep s's lookup (timing, waking) read
-// through it.
-func ReadKeyByHash[T any](ctx context.Context, s Store[T], h [32]byte) (*Key, error) {
+// and the wrappers that must keep s's lookup (narrowing, timing) call what
+// it returns.
+//
+// Resolve it once, when the wrapper or the service is built, not per
+// call. Besides saving the check, this keeps the verify path free of an
+// interface-to-interface type assertion, which Go 1.26 serves badly when
+// the value's itab was built at run time (an interface converted to
+// another, as the wiring does with stores): such itabs carry a zero hash,
+// the assertion's cache is probed by that hash and misses, and every miss
+// calls into the runtime and now and then rebuilds the cache, allocating
+// (caught by TestNarrowedLookupAllocatesNothing).
+func HashLookup[T any](s Store[T]) func(ctx context.Context, h [32]byte) (*Key, error) {
 	if hr, ok := s.(HashReader); ok {
-		return hr.KeyByHash(ctx, h)
+		return hr.KeyByHash
 	}
-	var k *Key
-	err := s.View(ctx, func(tx T) error {
-		kr, ok := any(tx).(KeyByHashTx)
-		if !ok {
-			return fmt.Errorf("latchkey: a %T transaction cannot read keys by hash", tx)
-		}
-		var err error
-		k, err = kr.KeyByHash(h)
-		return err
-	})
-	return k, err
+	return func(ctx context.Context, h [32]byte) (*Key, error) {
+		var k *Key
+		err := s.View(ctx, func(tx T) error {
+			kr, ok := any(tx).(KeyByHashTx)
+			if !ok {
+				return fmt.Errorf("latchkey: a %T transaction cannot read keys by hash", tx)
+			}
+			var err error
+			k, err = kr.KeyByHash(h)
+			return err
+		})
+		return k, err
+	}
 }

@@ -42,8 +42,8 @@ type DB[T any] interface {
 // N's methods alone, and a backend proves N with N's conformance suite.
 //
 // The narrowed store keeps what s offers outside a transaction: the verify
-// path's transaction-free KeyByHash (through ReadKeyByHash, so a cache
-// miss costs one statement and no View when s is a HashReader), Ping and
+// path's transaction-free KeyByHash (HashLookup, so a cache miss costs one
+// statement and no View when s is a HashReader), Ping and
 // Close (nil when s has none).
 //
 // When T is a pointer (a backend's own transaction type, *sqlite.Tx), a T
@@ -54,10 +54,13 @@ func Narrow[N, T any](s Store[T]) DB[N] {
 		var zero T // a nil pointer still has its type's method set
 		as[N](zero)
 	}
-	return narrowed[N, T]{s}
+	return narrowed[N, T]{s, HashLookup(s)}
 }
 
-type narrowed[N, T any] struct{ s Store[T] }
+type narrowed[N, T any] struct {
+	s      Store[T]
+	byHash func(context.Context, [32]byte) (*Key, error)
+}
 
 func (n narrowed[N, T]) View(ctx context.Context, fn func(N) error) error {
 	return n.s.View(ctx, func(t T) error { return fn(as[N](t)) })
@@ -68,9 +71,9 @@ func (n narrowed[N, T]) Update(ctx context.Context, fn func(N) error) error {
 }
 
 // KeyByHash reads through s's transaction-free lookup when it has one,
-// else in a View of T (ReadKeyByHash).
+// else in a View of T (HashLookup).
 func (n narrowed[N, T]) KeyByHash(ctx context.Context, h [32]byte) (*Key, error) {
-	return ReadKeyByHash(ctx, n.s, h)
+	return n.byHash(ctx, h)
 }
 
 // Ping passes s's Ping through (nil if it has none).

@@ -19,8 +19,8 @@ func TestNarrowedLookupAllocatesNothing(t *testing.T) {
 	s := latchkey.Narrow[latchkey.QuotaStore](latchkey.Narrow[latchkey.QuotaStore](backend))
 	ctx := t.Context()
 	var sink *latchkey.Key
-	allocstest.None(t, "ReadKeyByHash through two narrowings", func() {
-		sink, _ = latchkey.ReadKeyByHash(ctx, s, [32]byte{1})
+	allocstest.None(t, "KeyByHash through two narrowings", func() {
+		sink, _ = s.KeyByHash(ctx, [32]byte{1})
 	})
 	if sink == nil || len(backend.log) != 0 {
 		t.Errorf("got %v; the backend saw %q, want no transaction", sink, backend.log)

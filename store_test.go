@@ -109,15 +109,15 @@ func TestNarrowKeepsTheTransactionFreeLookup(t *testing.T) {
 	if _, ok := any(s).(latchkey.HashReader); !ok {
 		t.Fatal("the narrowed store is no HashReader")
 	}
-	k, err := latchkey.ReadKeyByHash(t.Context(), s, [32]byte{1})
+	k, err := latchkey.HashLookup(s)(t.Context(), [32]byte{1})
 	if err != nil || k.ID != "key_a" {
-		t.Fatalf("ReadKeyByHash: %v, %v", k, err)
+		t.Fatalf("HashLookup: %v, %v", k, err)
 	}
 	if backend.reads != 1 || len(backend.log) != 0 {
 		t.Errorf("the backend saw %d lookups and %q, want 1 lookup and no transaction", backend.reads, backend.log)
 	}
 	// Narrowing a narrowed store keeps it too.
-	if _, err := latchkey.ReadKeyByHash(t.Context(), latchkey.Narrow[latchkey.QuotaStore](s), [32]byte{1}); err != nil || backend.reads != 2 || len(backend.log) != 0 {
+	if _, err := latchkey.Narrow[latchkey.QuotaStore](s).KeyByHash(t.Context(), [32]byte{1}); err != nil || backend.reads != 2 || len(backend.log) != 0 {
 		t.Errorf("through two narrowings: %v; the backend saw %d lookups and %q", err, backend.reads, backend.log)
 	}
 }

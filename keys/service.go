@@ -64,6 +64,7 @@ type GeoIP interface {
 // Service implements the key life cycle on top of a Store.
 type Service struct {
 	store        Store
+	byHash       func(context.Context, [32]byte) (*latchkey.Key, error) // the verify miss (latchkey.HashLookup)
 	clock        func() time.Time
 	rand         io.Reader
 	cache        *cache
@@ -107,6 +108,7 @@ func New(o Options) *Service {
 	}
 	s := &Service{
 		store:        o.Store,
+		byHash:       latchkey.HashLookup[Tx](o.Store),
 		clock:        o.Now,
 		rand:         o.Rand,
 		cache:        newCache(o.CacheSize, o.NegativeCacheSize, o.CacheTTL, o.NegativeTTL),

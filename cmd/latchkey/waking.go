@@ -19,12 +19,6 @@ type wakingStore[T any] struct {
 	wake func()
 }
 
-// KeyByHash passes the verify path's transaction-free lookup through
-// (latchkey.ReadKeyByHash).
-func (w wakingStore[T]) KeyByHash(ctx context.Context, h [32]byte) (*latchkey.Key, error) {
-	return latchkey.ReadKeyByHash(ctx, w.DB, h)
-}
-
 func (w wakingStore[T]) Update(ctx context.Context, fn func(T) error) error {
 	err := w.DB.Update(ctx, fn)
 	if err == nil {

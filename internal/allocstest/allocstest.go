@@ -34,15 +34,24 @@ type Cost struct {
 	Mallocs, Bytes uint64
 }
 
-// Measure calls f once to warm it up, then Runs times, and returns the
-// exact allocations and bytes of those Runs calls (with every other
-// goroutine of the process). It collects garbage before the warm-up, not
-// after: a collection empties every sync.Pool, and refilling them is a
-// cost of the collection, not of f.
+// Measure calls f Runs times to warm it up, then Runs times more, and
+// returns the exact allocations and bytes of the second Runs calls (with
+// every other goroutine of the process). It collects garbage before the
+// warm-up, not after: a collection empties every sync.Pool, and refilling
+// them is a cost of the collection, not of f.
+//
+// One warm-up call is not enough: Go fills the cache of each type
+// assertion and type switch site lazily and at random (about once in a
+// thousand misses), and each fill allocates a new cache, so a site that
+// sees a few types allocates now and then over its first calls. The
+// warm-up pays for that; an allocation that goes on after it is f's.
+// (One that goes on for ever: latchkey.HashLookup says why.)
 func Measure(f func()) Cost {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	runtime.GC()
-	f()
+	for range Runs {
+		f()
+	}
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	for range Runs {
