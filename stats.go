@@ -54,11 +54,11 @@ type KeyByHashTx interface {
 	KeyByHash(hash [32]byte) (*Key, error)
 }
 
-// HashLookup returns s's read of the key whose SHA-256 is h: its
-// transaction-free lookup when s is a HashReader, else a View whose
-// transaction reads it (T must be a KeyByHashTx). The verify path's miss
-// and the wrappers that must keep s's lookup (narrowing, timing) call what
-// it returns.
+// HashLookup returns s's read of a key by hash: s itself when it is a
+// HashReader (a transaction-free lookup), else a reader that uses a View
+// whose transaction reads it (T must be a KeyByHashTx). The verify path's
+// miss and the wrappers that must keep s's lookup (narrowing, timing) call
+// what it returns.
 //
 // Resolve it once, when the wrapper or the service is built, not per
 // call. Besides saving the check, this keeps the verify path free of an
@@ -68,21 +68,26 @@ type KeyByHashTx interface {
 // the assertion's cache is probed by that hash and misses, and every miss
 // calls into the runtime and now and then rebuilds the cache, allocating
 // (caught by TestNarrowedLookupAllocatesNothing).
-func HashLookup[T any](s Store[T]) func(ctx context.Context, h [32]byte) (*Key, error) {
+func HashLookup[T any](s Store[T]) HashReader {
 	if hr, ok := s.(HashReader); ok {
-		return hr.KeyByHash
+		return hr
 	}
-	return func(ctx context.Context, h [32]byte) (*Key, error) {
-		var k *Key
-		err := s.View(ctx, func(tx T) error {
-			kr, ok := any(tx).(KeyByHashTx)
-			if !ok {
-				return fmt.Errorf("latchkey: a %T transaction cannot read keys by hash", tx)
-			}
-			var err error
-			k, err = kr.KeyByHash(h)
-			return err
-		})
-		return k, err
-	}
+	return viewLookup[T]{s}
+}
+
+// viewLookup reads a key by hash in a View of its store.
+type viewLookup[T any] struct{ s Store[T] }
+
+func (v viewLookup[T]) KeyByHash(ctx context.Context, h [32]byte) (*Key, error) {
+	var k *Key
+	err := v.s.View(ctx, func(tx T) error {
+		kr, ok := any(tx).(KeyByHashTx)
+		if !ok {
+			return fmt.Errorf("latchkey: a %T transaction cannot read keys by hash", tx)
+		}
+		var err error
+		k, err = kr.KeyByHash(h)
+		return err
+	})
+	return k, err
 }

@@ -57,9 +57,10 @@ func Narrow[N, T any](s Store[T]) DB[N] {
 	return narrowed[N, T]{s, HashLookup(s)}
 }
 
+// narrowed is comparable when s is (tests compare stores).
 type narrowed[N, T any] struct {
 	s      Store[T]
-	byHash func(context.Context, [32]byte) (*Key, error)
+	byHash HashReader
 }
 
 func (n narrowed[N, T]) View(ctx context.Context, fn func(N) error) error {
@@ -73,7 +74,7 @@ func (n narrowed[N, T]) Update(ctx context.Context, fn func(N) error) error {
 // KeyByHash reads through s's transaction-free lookup when it has one,
 // else in a View of T (HashLookup).
 func (n narrowed[N, T]) KeyByHash(ctx context.Context, h [32]byte) (*Key, error) {
-	return n.byHash(ctx, h)
+	return n.byHash.KeyByHash(ctx, h)
 }
 
 // Ping passes s's Ping through (nil if it has none).

@@ -109,7 +109,7 @@ func TestNarrowKeepsTheTransactionFreeLookup(t *testing.T) {
 	if _, ok := any(s).(latchkey.HashReader); !ok {
 		t.Fatal("the narrowed store is no HashReader")
 	}
-	k, err := latchkey.HashLookup(s)(t.Context(), [32]byte{1})
+	k, err := latchkey.HashLookup(s).KeyByHash(t.Context(), [32]byte{1})
 	if err != nil || k.ID != "key_a" {
 		t.Fatalf("HashLookup: %v, %v", k, err)
 	}

@@ -64,7 +64,7 @@ type GeoIP interface {
 // Service implements the key life cycle on top of a Store.
 type Service struct {
 	store        Store
-	byHash       func(context.Context, [32]byte) (*latchkey.Key, error) // the verify miss (latchkey.HashLookup)
+	byHash       latchkey.HashReader // the verify miss (latchkey.HashLookup)
 	clock        func() time.Time
 	rand         io.Reader
 	cache        *cache

@@ -224,7 +224,7 @@ func (s *Service) entry(ctx context.Context, h [32]byte, now time.Time) (*Entry,
 // positive or negative; nil, nil means no such key.
 func (s *Service) load(ctx context.Context, h [32]byte, now time.Time) (*Entry, error) {
 	gen := s.cache.generation()
-	k, err := s.byHash(ctx, h)
+	k, err := s.byHash.KeyByHash(ctx, h)
 	s.storeReads.Add(1)
 	switch {
 	case err == nil:

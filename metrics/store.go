@@ -18,7 +18,7 @@ import (
 // verify miss (latchkey.HashReader) of the store it wraps.
 type TimedStore[T any] struct {
 	inner  latchkey.Store[T]
-	byHash func(context.Context, [32]byte) (*latchkey.Key, error)
+	byHash latchkey.HashReader
 	took   *prometheus.HistogramVec
 	now    func() time.Time
 }
@@ -64,7 +64,7 @@ func (t *TimedStore[T]) Update(ctx context.Context, fn func(T) error) error {
 // as a view: to an operator it is one.
 func (t *TimedStore[T]) KeyByHash(ctx context.Context, h [32]byte) (*latchkey.Key, error) {
 	start := t.now()
-	k, err := t.byHash(ctx, h)
+	k, err := t.byHash.KeyByHash(ctx, h)
 	t.observe("view", start, err)
 	return k, err
 }
