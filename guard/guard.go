@@ -338,6 +338,56 @@ func (g *Guard) Fail(ip netip.Addr, now time.Time) (blockedNow bool) {
 	return blockedNow
 }
 
+// Rules returns the threshold, window and cool-off the guard applies, so
+// that a counter shared by several nodes (package redisguard) applies the
+// same rule.
+func (g *Guard) Rules() (threshold int, window, cooloff time.Duration) {
+	return int(g.threshold), g.window, g.cooloff
+}
+
+// Counted returns the network ip is counted in and whether Fail would
+// count a failure from ip at now: not for the zero Addr, an exempt
+// address, or a network blocked at now.
+func (g *Guard) Counted(ip netip.Addr, now time.Time) (netip.Prefix, bool) {
+	k, ok := g.key(ip)
+	if !ok || g.isExempt(ip) {
+		return netip.Prefix{}, false
+	}
+	s := g.shard(k)
+	s.mu.RLock()
+	e, ok := s.m[k]
+	s.mu.RUnlock()
+	if ok && now.Before(e.until) {
+		return netip.Prefix{}, false
+	}
+	return g.Network(ip), true
+}
+
+// Block holds network back until until, as Fail does when the network
+// reaches the threshold: the failures were counted elsewhere (by another
+// node, in a shared counter). A network already blocked for longer keeps
+// its block; an exempt address inside network is still answered. It
+// reports whether the block is new or longer than the one held.
+func (g *Guard) Block(network netip.Prefix, until, now time.Time) bool {
+	k, ok := g.key(network.Addr())
+	if !ok || !now.Before(until) {
+		return false
+	}
+	s := g.shard(k)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.m[k]
+	if ok && !until.After(e.until) {
+		return false
+	}
+	if !ok && len(s.m) >= g.perShard {
+		s.makeRoom(now, g.perShard)
+	}
+	s.m[k] = entry{until: until}
+	g.raiseHorizon(until)
+	return true
+}
+
 // Succeed records a successful verification from ip. It deliberately
 // leaves the failure count alone: resetting it would let an attacker who
 // holds one valid key interleave it with guesses and never reach the

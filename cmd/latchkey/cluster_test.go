@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -210,6 +211,46 @@ func TestE2EClusterOfThreeNodes(t *testing.T) {
 			t.Fatalf("3,000 requests over 3 nodes in %v against 1,000/min: %v; want 990-%d valid and the rest rate limited", took, counts, max(most, 1010))
 		}
 		t.Logf("campaign cluster: global_limit=1000/min requests=3000 burst=%v admitted=%d (at most %d for that burst)", took.Round(time.Millisecond), counts[latchkey.CodeValid], max(most, 1010))
+	})
+
+	t.Run("BruteForceGuardCountsAcrossNodes", func(t *testing.T) {
+		// An attacker on 127.0.5.0/24 (not exempt, unlike the test's own
+		// address) spreads 20 bad keys over the three nodes: 7, 7 and 6,
+		// under the default threshold of 20 on any one node, at it in
+		// all. Every node then holds the whole network back.
+		_, good := c.key(t, admin, map[string]any{})
+		from := func(last byte) *cluster {
+			d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 5, last)}, Timeout: 5 * time.Second}
+			cl := *c
+			cl.http = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: d.DialContext}}
+			t.Cleanup(cl.http.CloseIdleConnections)
+			return &cl
+		}
+		attacker, neighbour := from(1), from(2)
+		for i := range 20 {
+			if code := attacker.verify(t, i%3, fmt.Sprintf("lk_guess%04d", i)); code != latchkey.CodeMalformed && code != latchkey.CodeNotFound {
+				t.Fatalf("bad key %d on node %d: %s", i, i%3, code)
+			}
+		}
+		// The block travels through Redis; wait for it (bounded), do not
+		// time it.
+		deadline := time.Now().Add(5 * time.Second)
+		for n := range 3 {
+			for {
+				r := neighbour.post(t, n, "/v1/keys/verify", "", map[string]any{"key": good})
+				if r.Status == http.StatusTooManyRequests && r.Header.Get("Retry-After") != "" {
+					break
+				}
+				if r.Status != http.StatusOK || time.Now().After(deadline) {
+					t.Fatalf("node %d answers the blocked network %d %s", n, r.Status, r.Raw)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		// The test's own (exempt) address still verifies the key.
+		if code := c.verify(t, 1, good); code != latchkey.CodeValid {
+			t.Fatalf("an exempt client got %s", code)
+		}
 	})
 
 	t.Run("EachWebhookDeliveryIsSentByOneNode", func(t *testing.T) {

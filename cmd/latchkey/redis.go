@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/guard/redisguard"
 	"github.com/latchkeyhq/latchkey/limit"
 	"github.com/latchkeyhq/latchkey/limit/redislimit"
 )
@@ -36,20 +37,21 @@ func envCount(e *env, name string, def int) int {
 }
 
 // openRedisLimiter connects to --redis and returns the shared limiter
-// over it, with an in-process limiter for --redis-failure=local, and the
+// over it, with an in-process limiter for --redis-failure=local, the
+// client (the brute-force guard shares its counts over it too), and the
 // function that closes all of it (the last flush first). Errors: EInvalid
 // for a bad URL, mode or node count.
-func openRedisLimiter(cfg serverConfig, db latchkey.Store[latchkey.QuotaStore], log *slog.Logger) (*redislimit.Limiter, func(), error) {
+func openRedisLimiter(cfg serverConfig, db latchkey.Store[latchkey.QuotaStore], log *slog.Logger) (*redislimit.Limiter, *redis.Client, func(), error) {
 	if !redislimit.ValidFailure(cfg.RedisFailure) {
-		return nil, nil, latchkey.Errorf(latchkey.EInvalid, "--redis-failure %q: use %s or %s", cfg.RedisFailure, redislimit.FailureLocal, redislimit.FailureDeny)
+		return nil, nil, nil, latchkey.Errorf(latchkey.EInvalid, "--redis-failure %q: use %s or %s", cfg.RedisFailure, redislimit.FailureLocal, redislimit.FailureDeny)
 	}
 	if cfg.Nodes < 1 || cfg.Nodes > 1000 {
-		return nil, nil, latchkey.Errorf(latchkey.EInvalid, "--nodes (LATCHKEY_NODES) must be a whole number from 1 to 1000")
+		return nil, nil, nil, latchkey.Errorf(latchkey.EInvalid, "--nodes (LATCHKEY_NODES) must be a whole number from 1 to 1000")
 	}
 	opts, err := redis.ParseURL(cfg.Redis)
 	if err != nil {
 		// The URL may hold a password: say what is wrong, not the URL.
-		return nil, nil, latchkey.Errorf(latchkey.EInvalid, "--redis: not a redis:// or rediss:// URL")
+		return nil, nil, nil, latchkey.Errorf(latchkey.EInvalid, "--redis: not a redis:// or rediss:// URL")
 	}
 	// A script retried after a lost reply would count a request twice:
 	// the client never retries; a failed call is the failure mode's.
@@ -83,7 +85,7 @@ func openRedisLimiter(cfg serverConfig, db latchkey.Store[latchkey.QuotaStore], 
 			log.Warn("closing the Redis client failed", "err", err)
 		}
 	}
-	return rl, closeAll, nil
+	return rl, client, closeAll, nil
 }
 
 // redisCollectors expose what the limiter did because Redis failed.
@@ -101,5 +103,18 @@ func redisCollectors(rl *redislimit.Limiter) []prometheus.Collector {
 			}
 			return 1
 		}),
+	}
+}
+
+// sharedGuardCollectors expose what sharing the brute-force guard's
+// counts through Redis did.
+func sharedGuardCollectors(g *redisguard.Guard) []prometheus.Collector {
+	counter := func(name, help string, v func(redisguard.Stats) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v(g.SharedStats())) })
+	}
+	return []prometheus.Collector{
+		counter("latchkey_guard_shared_blocks_total", "Networks this node blocked because the cluster's count of failures, kept in Redis, reached the threshold.", func(s redisguard.Stats) uint64 { return s.Shared }),
+		counter("latchkey_guard_dropped_failures_total", "Failed verifications counted on this node only: Redis could not be reached or the queue to it was full.", func(s redisguard.Stats) uint64 { return s.Dropped }),
+		counter("latchkey_guard_redis_errors_total", "Redis calls of the brute-force guard that failed.", func(s redisguard.Stats) uint64 { return s.RedisErrors }),
 	}
 }

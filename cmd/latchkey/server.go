@@ -17,10 +17,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/audit"
 	"github.com/latchkeyhq/latchkey/geo"
 	"github.com/latchkeyhq/latchkey/guard"
+	"github.com/latchkeyhq/latchkey/guard/redisguard"
 	"github.com/latchkeyhq/latchkey/httpapi"
 	"github.com/latchkeyhq/latchkey/keyring"
 	"github.com/latchkeyhq/latchkey/keys"
@@ -299,17 +302,18 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 
 	limiter := hooks.Limiter
 	var shared *redislimit.Limiter
+	var rdb *redis.Client
 	switch {
 	case limiter != nil:
 	case cfg.Redis != "":
-		rl, closeRedis, err := openRedisLimiter(cfg, latchkey.Narrow[latchkey.QuotaStore](db), log)
+		rl, client, closeRedis, err := openRedisLimiter(cfg, latchkey.Narrow[latchkey.QuotaStore](db), log)
 		if err != nil {
 			return err
 		}
 		// Closed after the HTTP server has drained: the last flush then
 		// holds every admitted request's consumption.
 		defer closeRedis()
-		limiter, shared = rl, rl
+		limiter, shared, rdb = rl, rl, client
 	default:
 		if isPostgres(cfg.DB) {
 			log.Warn("limits are counted in each node's memory: with several nodes every node admits a key's whole limit; set --redis to share them")
@@ -410,10 +414,27 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 		defer g.Close()
 		opts.Geo = g
 	}
-	var brute *guard.Guard
+	// The brute-force guard: each node's own, its counts and blocks shared
+	// through Redis when there is one (an attacker spreading guesses over
+	// the nodes meets one threshold, not one per node).
+	var (
+		brute      httpapi.Guard
+		guardStats metrics.GuardSource
+		onBlock    func(netip.Prefix, time.Time)
+	)
 	if cfg.GuardThreshold > 0 {
-		if brute, err = guard.New(guard.Options{Threshold: cfg.GuardThreshold, Window: cfg.GuardWindow, Cooloff: cfg.GuardCooloff, Exempt: exempt}); err != nil {
+		local, err := guard.New(guard.Options{Threshold: cfg.GuardThreshold, Window: cfg.GuardWindow, Cooloff: cfg.GuardCooloff, Exempt: exempt})
+		if err != nil {
 			return fmt.Errorf("--guard-*: %w", err)
+		}
+		threshold := cfg.GuardThreshold
+		onBlock = func(network netip.Prefix, at time.Time) { monitor.GuardBlocked(network, threshold, at) }
+		brute, guardStats = local, local
+		if rdb != nil {
+			sg := redisguard.New(local, rdb, redisguard.Options{OnBlock: onBlock, Logger: log})
+			// Closed before the Redis client (deferred after it).
+			defer sg.Close()
+			brute, guardStats = sg, sg
 		}
 	}
 	svc := keys.New(opts)
@@ -450,17 +471,17 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 	}
 
 	disp.Start()
-	met := metrics.New(metrics.Options{Keys: svc, Guard: brute, Now: now, Webhooks: disp})
+	met := metrics.New(metrics.Options{Keys: svc, Guard: guardStats, Now: now, Webhooks: disp})
 	met.Registry().MustRegister(db)
 	if shared != nil {
 		met.Registry().MustRegister(redisCollectors(shared)...)
 	}
+	if sg, ok := brute.(*redisguard.Guard); ok {
+		met.Registry().MustRegister(sharedGuardCollectors(sg)...)
+	}
 	apiCfg := httpapi.Config{Keys: svc, Secrets: sec, Audit: aud, Webhooks: hookSvc, Logger: log, TrustedProxies: trusted, MaxBody: cfg.MaxBody, Now: now, Guard: brute, Observer: met,
 		Keyring: sealer, SeedKeepAlive: cfg.SeedKeepAlive}
-	if brute != nil {
-		threshold := cfg.GuardThreshold
-		apiCfg.OnBlock = func(network netip.Prefix, at time.Time) { monitor.GuardBlocked(network, threshold, at) }
-	}
+	apiCfg.OnBlock = onBlock
 	if cfg.MetricsAddr == "" {
 		apiCfg.Metrics = met.Handler()
 	}

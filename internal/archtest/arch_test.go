@@ -37,6 +37,7 @@ var may = map[string][]string{
 	// Adapters.
 	"geo":              {""},
 	"guard":            {""},
+	"guard/redisguard": {"", "guard"},
 	"keyring":          {""},
 	"limit":            {""},
 	"limit/limittest":  {"", "limit"},
