@@ -96,6 +96,7 @@ func redisCollectors(rl *redislimit.Limiter) []prometheus.Collector {
 	return []prometheus.Collector{
 		counter("latchkey_redis_errors_total", "Redis calls of the limiter that failed.", func(s redislimit.Stats) uint64 { return s.RedisErrors }),
 		counter("latchkey_limiter_fallbacks_total", "Requests whose limits were decided in this process because Redis could not be reached (--redis-failure=local).", func(s redislimit.Stats) uint64 { return s.Fallbacks }),
+		counter("latchkey_limiter_remembered_denials_total", "Requests answered RATE_LIMITED by this node without asking Redis: an earlier answer said the key's windows admit nothing before then.", func(s redislimit.Stats) uint64 { return s.Remembered }),
 		counter("latchkey_limiter_unavailable_total", "Requests answered unavailable because Redis could not be reached (--redis-failure=deny).", func(s redislimit.Stats) uint64 { return s.Unavailable }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "latchkey_redis_up", Help: "1 while the limiter reaches Redis, 0 while it uses the failure mode."}, func() float64 {
 			if rl.Stats().Down {

@@ -77,6 +77,10 @@ type Stats struct {
 	// Down is true while calls go to the fallback (within Backoff of the
 	// last failure).
 	Down bool
+	// Remembered counts requests answered RATE_LIMITED on this node
+	// without a Redis call: an earlier answer said no request could pass
+	// before then.
+	Remembered uint64
 }
 
 // Bounds and sizes.
@@ -133,6 +137,10 @@ type Limiter struct {
 	redisErrors atomic.Uint64
 	fallbacks   atomic.Uint64
 	unavailable atomic.Uint64
+	shortcuts   atomic.Uint64
+	// denied answers a rate-limited key without Redis until its windows
+	// can admit again (denials).
+	denied *denials
 	// clock is the now of a recent call (unix ns), for the lock times of
 	// Flush, which has no now of its own: locks are compared with callers'
 	// clocks.
@@ -197,6 +205,7 @@ func New(client redis.UniversalClient, store latchkey.Store[latchkey.QuotaStore]
 		log:       o.Logger,
 		node:      hex.EncodeToString(r[:]),
 		inflight:  make(map[string]chan struct{}),
+		denied:    newDenials(),
 		forgets:   make(map[string]struct{}),
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
@@ -216,6 +225,7 @@ func (l *Limiter) Stats() Stats {
 		Fallbacks:   l.fallbacks.Load(),
 		Unavailable: l.unavailable.Load(),
 		Down:        l.isDown(),
+		Remembered:  l.shortcuts.Load(),
 	}
 }
 
@@ -247,6 +257,14 @@ func (l *Limiter) Admit(ctx context.Context, k *latchkey.Key, cost int64, now ti
 	if l.isDown() {
 		return l.fallback(ctx, k, cost, now)
 	}
+	var sig uint64
+	if len(k.RateLimits) > 0 {
+		sig = windowsSig(k.RateLimits)
+		if adm, ok := l.denied.get(k.ID, sig, now); ok {
+			l.shortcuts.Add(1)
+			return adm, nil
+		}
+	}
 	if l.nForgets.Load() > 0 {
 		l.applyForgets(ctx)
 	}
@@ -264,7 +282,11 @@ func (l *Limiter) Admit(ctx context.Context, k *latchkey.Key, cost int64, now ti
 		}
 		return latchkey.Admission{}, err
 	}
-	return c.admission(k, res), nil
+	adm := c.admission(k, res)
+	if adm.Code == latchkey.CodeRateLimited && adm.RetryAfter > 0 {
+		l.denied.put(k.ID, sig, adm, now)
+	}
+	return adm, nil
 }
 
 // errRedis marks a failed Redis call, after which the fallback decides.
@@ -765,6 +787,7 @@ func parseLease(v string) (id string, exp int64, ok bool) {
 // themselves (a changed window starts full); leases stay. A Forget that
 // cannot reach Redis is kept and applied when Redis answers again.
 func (l *Limiter) Forget(keyID string) {
+	l.denied.forget(keyID)
 	if l.local != nil {
 		l.local.Forget(keyID)
 	}
@@ -1065,6 +1088,7 @@ func (l *Limiter) run() {
 			return
 		case <-t.C:
 		}
+		l.denied.sweep(l.clock.Load())
 		if l.isDown() {
 			continue
 		}

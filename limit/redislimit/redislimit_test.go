@@ -510,3 +510,56 @@ func BenchmarkAdmit(b *testing.B) {
 		})
 	}
 }
+
+// A key its windows deny is answered on the node until they can admit
+// again, without asking Redis: the same answer, its wait counted down.
+// A change of the key's windows, or Forget, asks Redis again.
+func TestDenialIsRememberedUntilTheWindowsAdmit(t *testing.T) {
+	r := testenv.StartRedis(t)
+	client := newClient(t, r.Addr)
+	db := openStore(t)
+	l := newTestLimiter(t, client, db, Options{})
+	k := createKey(t, db, func(k *latchkey.Key) {
+		k.RateLimits = []latchkey.RateLimit{{Name: "1m", Limit: 2, Window: latchkey.Duration(time.Minute)}}
+	})
+	ctx := context.Background()
+	for i := range 2 {
+		if adm, err := l.Admit(ctx, k, 1, t0); err != nil || adm.Code != "" {
+			t.Fatalf("request %d: %+v, %v", i, adm, err)
+		}
+	}
+	first, err := l.Admit(ctx, k, 1, t0)
+	if err != nil || first.Code != latchkey.CodeRateLimited || first.RetryAfter != 30*time.Second {
+		t.Fatalf("third request: %+v, %v; want RATE_LIMITED, retry 30s", first, err)
+	}
+	// With Redis gone the answer still comes, from the node, and is the
+	// same denial 10 s nearer its end.
+	r.Stop()
+	again, err := l.Admit(ctx, k, 1, t0.Add(10*time.Second))
+	if err != nil || again.Code != latchkey.CodeRateLimited || again.RetryAfter != 20*time.Second || again.RateLimit != first.RateLimit {
+		t.Fatalf("10 s later: %+v, %v; want the same denial, retry 20s", again, err)
+	}
+	if s := l.Stats(); s.Remembered != 1 || s.RedisErrors != 0 {
+		t.Fatalf("stats %+v: want one remembered denial and no Redis call", s)
+	}
+	r.Restart()
+	// Windows changed: Redis decides (a new window starts full).
+	wider := *k
+	wider.RateLimits = []latchkey.RateLimit{{Name: "1m", Limit: 5, Window: latchkey.Duration(time.Minute)}}
+	if adm, err := l.Admit(ctx, &wider, 1, t0.Add(10*time.Second)); err != nil || adm.Code != "" {
+		t.Fatalf("wider windows: %+v, %v; want admitted", adm, err)
+	}
+	// The old windows again: the denial remembered for them still holds
+	// until Forget.
+	if adm, _ := l.Admit(ctx, k, 1, t0.Add(11*time.Second)); adm.Code != latchkey.CodeRateLimited || l.Stats().Remembered != 2 {
+		t.Fatalf("old windows: %+v, stats %+v", adm, l.Stats())
+	}
+	l.Forget(k.ID)
+	if _, _ = l.Admit(ctx, k, 1, t0.Add(12*time.Second)); l.Stats().Remembered != 2 {
+		t.Fatalf("after Forget the denial was still answered: %+v", l.Stats())
+	}
+	// Past the wait the node asks Redis again.
+	if adm, err := l.Admit(ctx, k, 1, t0.Add(31*time.Second)); err != nil || l.Stats().Remembered != 2 {
+		t.Fatalf("after the wait: %+v, %v, stats %+v", adm, err, l.Stats())
+	}
+}
