@@ -35,6 +35,7 @@ var may = map[string][]string{
 	"audit":   {""},
 
 	// Adapters.
+	"manifest":         {""},
 	"geo":              {""},
 	"guard":            {""},
 	"guard/redisguard": {"", "guard"},
@@ -46,7 +47,7 @@ var may = map[string][]string{
 	"webhook":          {""},
 	"security":         {""},
 	"metrics":          {""},
-	"httpapi":          {"", "audit", "keys", "secrets", "webhook", "wire"},
+	"httpapi":          {"", "audit", "keys", "manifest", "secrets", "webhook", "wire"},
 	"store/sqlite":     {"", "store"},
 	"store/postgres":   {"", "store"},
 	"store/storetest":  {"", "audit", "keys", "secrets", "usage", "webhook"},
