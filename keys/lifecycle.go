@@ -247,9 +247,17 @@ func (s *Service) KeyQuota(ctx context.Context, k *latchkey.Key) (l latchkey.Lim
 type ListParams struct {
 	Owner, Environment, Name, ParentID string
 	State                              latchkey.State
-	Cursor                             string
-	Limit                              int
+	// Resource, when set, keeps the keys whose resources cover it
+	// ("agent:chatAgent": the keys of that agent, those for every agent
+	// and those for the whole tenant).
+	Resource string
+	Cursor   string
+	Limit    int
 }
+
+// maxCoverScan bounds the keys one page of a Resource listing reads: a
+// page may then hold fewer than Limit keys, with a cursor to go on from.
+const maxCoverScan = 10_000
 
 // ListKeys lists the actor's tenant's keys in creation order and returns
 // the cursor of the next page ("" at the end). Errors: EInvalid.
@@ -267,6 +275,12 @@ func (s *Service) ListKeys(ctx context.Context, actor *latchkey.Actor, p ListPar
 		Owner: p.Owner, Environment: p.Environment, Name: p.Name, ParentID: p.ParentID,
 		State: p.State, Now: s.now(),
 	}
+	if p.Resource != "" {
+		if err := latchkey.ValidateResource(p.Resource); err != nil {
+			return nil, "", err
+		}
+		return s.listCovering(ctx, actor, f, limit, p.Resource)
+	}
 	var ks []*latchkey.Key
 	err = s.store.View(ctx, func(tx Tx) error {
 		var err error
@@ -282,6 +296,52 @@ func (s *Service) ListKeys(ctx context.Context, actor *latchkey.Actor, p ListPar
 		next = latchkey.EncodeCursor(ks[limit-1].ID)
 	}
 	return ks, next, nil
+}
+
+// listCovering is ListKeys for a Resource: it reads the filtered keys in
+// batches and keeps those whose resources cover resource, until it has a
+// page or has read maxCoverScan keys.
+func (s *Service) listCovering(ctx context.Context, actor *latchkey.Actor, f latchkey.KeyFilter, limit int, resource string) ([]*latchkey.Key, string, error) {
+	const batch = 500
+	var out []*latchkey.Key
+	scanned := 0
+	for {
+		f.Limit = batch
+		var ks []*latchkey.Key
+		err := s.store.View(ctx, func(tx Tx) error {
+			var err error
+			ks, err = tx.Keys(actor.Tenant, f)
+			return err
+		})
+		if err != nil {
+			return nil, "", err
+		}
+		for _, k := range ks {
+			scanned++
+			f.After = k.ID
+			if !latchkey.ResourcesAllow(k.Resources, resource) {
+				continue
+			}
+			if len(out) == limit {
+				// One more exists: the page ends at the last one kept.
+				return out, latchkey.EncodeCursor(out[limit-1].ID), nil
+			}
+			out = append(out, k)
+		}
+		if len(ks) < batch {
+			return orNone(out), "", nil
+		}
+		if scanned >= maxCoverScan {
+			return orNone(out), latchkey.EncodeCursor(f.After), nil
+		}
+	}
+}
+
+func orNone(ks []*latchkey.Key) []*latchkey.Key {
+	if ks == nil {
+		return []*latchkey.Key{}
+	}
+	return ks
 }
 
 // UpdateKey changes a key's settings. Errors: EInvalid, EForbidden,
