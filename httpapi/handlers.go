@@ -94,7 +94,7 @@ func (s *Server) listKeys(w http.ResponseWriter, r *http.Request, a *latchkey.Ac
 	}
 	ks, next, err := s.svc.ListKeys(r.Context(), a, keys.ListParams{
 		Owner: q.Get("owner"), Environment: q.Get("environment"), Name: q.Get("name"),
-		ParentID: q.Get("parent_id"), State: latchkey.State(q.Get("state")),
+		ParentID: q.Get("parent_id"), State: latchkey.State(q.Get("state")), Resource: q.Get("resource"),
 		Cursor: q.Get("cursor"), Limit: limit,
 	})
 	if err != nil {

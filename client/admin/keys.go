@@ -141,7 +141,11 @@ func (c *Client) issue(ctx context.Context, path string, p KeyParams, opts []Cal
 // one page at a time.
 type KeyFilter struct {
 	Owner, Environment, Name string
-	State                    latchkey.State
+	// Resource keeps the keys whose resources cover it ("agent:NAME":
+	// an agent's keys). A page may then hold fewer keys than asked, with
+	// a cursor to go on.
+	Resource string
+	State    latchkey.State
 	// ParentID lists the keys derived from this key.
 	ParentID string
 	Page
@@ -156,6 +160,7 @@ func (c *Client) ListKeys(ctx context.Context, f KeyFilter, opts ...CallOption) 
 	setIf(q, "name", f.Name)
 	setIf(q, "state", string(f.State))
 	setIf(q, "parent_id", f.ParentID)
+	setIf(q, "resource", f.Resource)
 	return do[KeyList](ctx, c, request{method: "GET", path: "/v1/keys", query: q}, opts)
 }
 

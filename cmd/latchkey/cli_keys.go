@@ -375,6 +375,8 @@ func keysList(ctx context.Context, e *env, args []string) error {
 	state := c.fs.String("state", "", "only keys in this state: active, suspended, revoked or expired")
 	name := c.fs.String("name", "", "only keys with this name")
 	parent := c.fs.String("parent", "", "only keys derived from this key id")
+	agent := c.fs.String("agent", "", "only keys that may act on this agent (resource agent:NAME)")
+	resource := c.fs.String("resource", "", "only keys whose resources cover this resource")
 	pf := addPageFlags(c, "keys")
 	if _, err := c.parse(args); err != nil {
 		return err
@@ -389,7 +391,13 @@ func keysList(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	f := admin.KeyFilter{Owner: *owner, Environment: *envTag, State: latchkey.State(*state), Name: *name, ParentID: *parent}
+	if *agent != "" && *resource != "" {
+		return latchkey.Errorf(latchkey.EInvalid, "give --agent or --resource, not both")
+	}
+	if *agent != "" {
+		*resource = "agent:" + *agent
+	}
+	f := admin.KeyFilter{Owner: *owner, Environment: *envTag, State: latchkey.State(*state), Name: *name, ParentID: *parent, Resource: *resource}
 	fetch := func(ctx context.Context, p admin.Page, o ...admin.CallOption) ([]latchkey.Key, string, error) {
 		f.Page = p
 		l, err := cl.ListKeys(ctx, f, o...)

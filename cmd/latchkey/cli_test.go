@@ -49,6 +49,9 @@ func (r cliRun) shownOnce() bool {
 	if r.err != nil || len(r.args) < 2 {
 		return false
 	}
+	if r.args[0] == "apply" {
+		return true
+	}
 	switch r.args[0] + " " + r.args[1] {
 	case "keys create", "keys rotate", "keys derive", "tenants create":
 		return true

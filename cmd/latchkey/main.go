@@ -71,6 +71,7 @@ const usage = `latchkey — issue, verify and govern API keys
 Usage:
   latchkey server [flags]            run a node (SQLite in ./latchkey.db by default)
   latchkey keys <command> [flags]    create|list|show|update|rotate|suspend|resume|revoke|derive|verify|stats|import|export
+  latchkey apply -f app_manifest.yml [--env E] [--dry-run] [--prune] [--out keys.env]
   latchkey tenants <command>         create|list
   latchkey secrets <command>         put|get|list|versions|rm
   latchkey keyring <command>         status|rotate|rewrap|new-master-key
@@ -108,6 +109,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runServer(ctx, e, args[1:])
 	case "keys":
 		return runKeys(ctx, e, args[1:])
+	case "apply":
+		return runApply(ctx, e, args[1:])
 	case "tenants":
 		return runTenants(ctx, e, args[1:])
 	case "audit":
