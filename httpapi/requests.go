@@ -74,6 +74,7 @@ type settingsBody struct {
 	TimeWindows   *[]latchkey.TimeWindow `json:"time_windows"`
 	RateLimits    *[]latchkey.RateLimit  `json:"ratelimits"`
 	Quota         optQuota               `json:"quota"`
+	Uses          *int64                 `json:"uses"`
 	MaxConcurrent *int                   `json:"max_concurrent"`
 	LeaseTTL      *latchkey.Duration     `json:"lease_ttl"`
 }
@@ -91,7 +92,7 @@ func (b *settingsBody) settings() keys.Settings {
 		d := time.Duration(*b.ExpiresIn)
 		s.ExpiresIn = &d
 	}
-	s.Countries, s.TimeWindows, s.RateLimits, s.MaxConcurrent = b.Countries, b.TimeWindows, b.RateLimits, b.MaxConcurrent
+	s.Countries, s.TimeWindows, s.RateLimits, s.MaxConcurrent, s.Uses = b.Countries, b.TimeWindows, b.RateLimits, b.MaxConcurrent, b.Uses
 	if b.Quota.Set {
 		s.Quota, s.ClearQuota = b.Quota.Quota, b.Quota.Quota == nil
 	}

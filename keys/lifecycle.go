@@ -30,8 +30,11 @@ type Settings struct {
 	RateLimits  *[]latchkey.RateLimit
 	// Quota sets the quota; ClearQuota removes it. Setting a credit balance
 	// (Remaining) restarts its consumption from zero.
-	Quota         *latchkey.Quota
-	ClearQuota    bool
+	Quota      *latchkey.Quota
+	ClearQuota bool
+	// Uses N is shorthand for a credit balance of N (Quota{Remaining: N}):
+	// a single-use key is Uses 1. Not together with Quota.
+	Uses          *int64
 	MaxConcurrent *int
 	LeaseTTL      *time.Duration
 }
@@ -66,6 +69,18 @@ func (p *Settings) applyPolicies(k *latchkey.Key, env policyEnv) error {
 			return err
 		}
 		k.RateLimits = rls
+	}
+	if p.Uses != nil {
+		if p.Quota != nil || p.ClearQuota {
+			return latchkey.Errorf(latchkey.EInvalid, "give uses or quota, not both")
+		}
+		if *p.Uses < 1 {
+			return latchkey.Errorf(latchkey.EInvalid, "uses must be at least 1")
+		}
+		// From here on it is the credit balance it stands for (which the
+		// caller's resetsCredit then sees too).
+		n := *p.Uses
+		p.Quota, p.Uses = &latchkey.Quota{Remaining: &n}, nil
 	}
 	switch {
 	case p.ClearQuota && p.Quota != nil:

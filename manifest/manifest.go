@@ -72,7 +72,7 @@ var (
 	apiKeyFields = []string{
 		"generate", "name", "scopes", "resources", "expires_after", "environment",
 		"owner", "meta", "auto_rotate", "rotation_interval",
-		"ratelimits", "quota", "max_concurrent", "ip_allow", "countries", "time_windows",
+		"ratelimits", "quota", "uses", "max_concurrent", "ip_allow", "countries", "time_windows",
 	}
 	rateLimitFields  = []string{"name", "limit", "window"}
 	quotaFields      = []string{"limit", "period", "remaining"}
@@ -575,6 +575,22 @@ func (p *parser) limits(o *object, path string, k *latchkey.DeclaredKey) error {
 			return p.wrap(o.key("quota"), qpath, err)
 		}
 		k.Quota = &quota
+	}
+	// uses: N is shorthand for a credit balance of N (a single-use key
+	// is uses: 1), as on the API.
+	if uses, usesNode, ok, err := o.int("uses"); err != nil {
+		return err
+	} else if ok {
+		switch {
+		case k.Quota != nil:
+			return p.errf(usesNode, "%s.uses: give uses or quota, not both", path)
+		case uses < 1:
+			return p.errf(usesNode, "%s.uses must be at least 1", path)
+		}
+		k.Quota = &latchkey.Quota{Remaining: &uses}
+		if err := latchkey.ValidateQuota(k.Quota); err != nil {
+			return p.wrap(usesNode, path+".uses", err)
+		}
 	}
 
 	if mc, mcNode, ok, err := o.int("max_concurrent"); err != nil {

@@ -307,6 +307,8 @@ func TestErrors(t *testing.T) {
 		{"two rate windows of one name", head + "  - name: x\n    api_key:\n      generate: true\n      ratelimits:\n        - {limit: 5, window: 1m}\n        - {limit: 9, window: 1m}\n", 6},
 		{"fractional limit", head + "  - name: x\n    api_key:\n      generate: true\n      ratelimits:\n        - {limit: 1.5, window: 1m}\n", 7},
 		{"quota of both kinds", head + "  - name: x\n    api_key:\n      generate: true\n      quota: {limit: 5, period: daily, remaining: 3}\n", 6},
+		{"uses and quota", head + "  - name: x\n    api_key:\n      generate: true\n      quota: {remaining: 3}\n      uses: 1\n", 7},
+		{"uses of none", head + "  - name: x\n    api_key:\n      generate: true\n      uses: 0\n", 6},
 		{"negative max_concurrent", head + "  - name: x\n    api_key:\n      generate: true\n      max_concurrent: -1\n", 6},
 		{"bad time window", head + "  - name: x\n    api_key:\n      generate: true\n      time_windows:\n        - {start: \"09:00\", end: \"17:00\"}\n        - {days: [monday], start: \"09:00\", end: \"17:00\"}\n", 8},
 		{"meta not a mapping", head + "  - name: x\n    api_key:\n      generate: true\n      meta: [a]\n", 6},
@@ -381,5 +383,16 @@ func TestAliasesToALongString(t *testing.T) {
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("took %v", d)
+	}
+}
+
+// uses: N is a credit balance of N, as on the API.
+func TestUses(t *testing.T) {
+	m, err := manifest.Parse("m.yml", []byte("app: {name: a}\nagents:\n  - name: once\n    api_key: {generate: true, uses: 1}\n"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q := m.Keys[0].Quota; q == nil || q.Remaining == nil || *q.Remaining != 1 || q.Limit != 0 {
+		t.Fatalf("uses: 1 read as %+v", q)
 	}
 }

@@ -69,6 +69,7 @@ type settingsFlags struct {
 	noExpiry, noIP        bool
 
 	rates, quota, leaseTTL string
+	uses                   int64
 	maxConcurrent          int
 	windows                repeatedFlag
 	countries              listFlag
@@ -92,6 +93,7 @@ func addSettingsFlags(c *command, forUpdate bool) *settingsFlags {
 	fs.StringVar(&s.expiresAt, "expires-at", "", "expiry as an RFC 3339 time or a date")
 	fs.StringVar(&s.rates, "rate", "", `rate windows, e.g. 10/s,1000/h ("" removes them)`)
 	fs.StringVar(&s.quota, "quota", "", "quota per period, e.g. 10000/30d, 500/daily, 2000/monthly; or a credit balance, e.g. 500")
+	fs.Int64Var(&s.uses, "uses", 0, "the key works this many times (a credit balance; --uses 1 is a single-use key)")
 	fs.IntVar(&s.maxConcurrent, "max-concurrent", 0, "requests in flight at once (0: no limit)")
 	fs.StringVar(&s.leaseTTL, "lease-ttl", "", "how long an unreleased concurrency lease lasts (default 30s)")
 	fs.Var(&s.windows, "window", `when the key works, e.g. mon-fri@09:00-17:00@Europe/Berlin; repeatable ("" removes them)`)
@@ -120,6 +122,14 @@ func (s *settingsFlags) policy(ks *admin.KeySettings) (bool, error) {
 		ks.RateLimits, given = rls, true
 	}
 	switch {
+	case c.set("uses") && (c.set("quota") || s.noQuota):
+		return false, latchkey.Errorf(latchkey.EInvalid, "give --uses or --quota, not both")
+	case c.set("uses"):
+		if s.uses < 1 {
+			return false, latchkey.Errorf(latchkey.EInvalid, "--uses must be at least 1")
+		}
+		n := s.uses
+		ks.Quota, given = &latchkey.Quota{Remaining: &n}, true
 	case c.set("quota") && s.noQuota:
 		return false, latchkey.Errorf(latchkey.EInvalid, "give --quota or --no-quota, not both")
 	case c.set("quota"):
