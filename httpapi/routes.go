@@ -87,6 +87,7 @@ func (s *Server) eachRoute(add func(Route, http.Handler)) {
 	admin("GET", "/v1/keys/export", "keys:read", s.exportKeys)
 	admin("POST", "/v1/keys/import", "keys:write", s.importKeys)
 	admin("POST", "/v1/apply", "keys:write", s.applyManifest)
+	admin("POST", "/v1/keys/batch", "keys:write", s.batchKeys)
 	admin("GET", "/v1/keys/{id}", "keys:read", s.getKey, s.keyPath)
 	admin("PATCH", "/v1/keys/{id}", "keys:write", s.updateKey, s.keyPath)
 	admin("POST", "/v1/keys/{id}/rotate", "keys:write", s.rotateKey, s.keyPath)
