@@ -88,6 +88,9 @@ agents:
 // very next verify sees it; a broken file is refused with its line.
 func TestCLIApplySeedManifest(t *testing.T) {
 	n := startCLINode(t)
+	if r := n.run(t, "apply", "-h"); r.err != nil || !strings.Contains(r.stderr, "-dry-run") {
+		t.Fatalf("apply -h: %v %q", r.err, r.stderr)
+	}
 	dir := t.TempDir()
 	file := filepath.Join(dir, "app_manifest.yml")
 	if err := os.WriteFile(file, []byte(seedManifest), 0o644); err != nil {

@@ -32,14 +32,20 @@ Commands:
   stats ID [--bucket hour]  verifications by result, peak hours, client networks, last use
   export [--out FILE]       every key's configuration and hash as JSON lines (sensitive)
   import FILE|- [flags]     import keys: an export, a plaintext or SHA-256 list, a .env API_KEYS line
+  batch OP [ID…] [flags]    revoke, suspend, resume or rotate many keys, by ids or by filter (--dry-run first)
 
 Every command takes --server URL, --key KEY, --json and --timeout, before or
 after its arguments. Run 'latchkey keys <command> -h' for its flags.
+
+Aliases, for habits from other key tools:
+  generate                  create
+  key-stats ID              stats ID
+  --client, --client-id     --owner, on create, generate and list (list --client ID)
 `
 
 var keysCommands = map[string]func(context.Context, *env, []string) error{
-	"create":  keysCreate,
-	"list":    keysList,
+	"create":  keysCreateAliased,
+	"list":    keysListAliased,
 	"show":    keysShow,
 	"update":  keysUpdate,
 	"rotate":  keysRotate,
@@ -51,6 +57,12 @@ var keysCommands = map[string]func(context.Context, *env, []string) error{
 	"stats":   keysStats,
 	"export":  keysExport,
 	"import":  keysImport,
+	"batch":   keysBatch,
+
+	// Aliases: other key tools' words for create and stats; create and
+	// list also take --client for --owner (cli_aliases.go).
+	"generate":  keysCreateAliased,
+	"key-stats": keysStats,
 }
 
 // runKeys runs `latchkey keys …`.

@@ -53,7 +53,7 @@ func (r cliRun) shownOnce() bool {
 		return true
 	}
 	switch r.args[0] + " " + r.args[1] {
-	case "keys create", "keys rotate", "keys derive", "tenants create":
+	case "keys create", "keys generate", "keys rotate", "keys derive", "keys batch", "tenants create":
 		return true
 	}
 	return false

@@ -70,7 +70,7 @@ const usage = `latchkey — issue, verify and govern API keys
 
 Usage:
   latchkey server [flags]            run a node (SQLite in ./latchkey.db by default)
-  latchkey keys <command> [flags]    create|list|show|update|rotate|suspend|resume|revoke|derive|verify|stats|import|export
+  latchkey keys <command> [flags]    create|generate|list|show|update|rotate|suspend|resume|revoke|derive|verify|stats|key-stats|import|export|batch
   latchkey apply -f app_manifest.yml [--env E] [--dry-run] [--prune] [--out keys.env]
   latchkey tenants <command>         create|list
   latchkey secrets <command>         put|get|list|versions|rm
@@ -81,6 +81,7 @@ Usage:
   latchkey webhooks <command>        create|list|show|rm|deliveries|retry
   latchkey exec --secrets a,b -- CMD run CMD with A_API_KEY, B_API_KEY from the server
   latchkey health [--server URL]     exit 0 when the node serves (GET /readyz), 1 otherwise
+  latchkey completion bash|zsh       print a shell completion script: source <(latchkey completion bash)
   latchkey version                   print the version
   latchkey help                      print this help
 
@@ -110,7 +111,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	case "keys":
 		return runKeys(ctx, e, args[1:])
 	case "apply":
-		return runApply(ctx, e, args[1:])
+		return helpOK(runApply(ctx, e, args[1:]))
 	case "tenants":
 		return runTenants(ctx, e, args[1:])
 	case "audit":
@@ -124,11 +125,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	case "keyring":
 		return runKeyring(ctx, e, args[1:])
 	case "exec":
-		return runExec(ctx, e, args[1:])
+		return helpOK(runExec(ctx, e, args[1:]))
 	case "events":
-		return runEvents(ctx, e, args[1:])
+		return helpOK(runEvents(ctx, e, args[1:]))
 	case "health":
-		return runHealth(ctx, e, args[1:])
+		return helpOK(runHealth(ctx, e, args[1:]))
+	case "completion":
+		return helpOK(runCompletion(ctx, e, args[1:]))
 	case "version", "--version":
 		fmt.Fprintln(stdout, "latchkey", version)
 		return nil
@@ -138,6 +141,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	fmt.Fprintf(stderr, "latchkey: unknown command %q\n\n%s", args[0], usage)
 	return errUsageShown
+}
+
+// helpOK makes a top-level command's -h a success, as dispatch does for
+// the commands of a group.
+func helpOK(err error) error {
+	if errors.Is(err, errHelpShown) {
+		return nil
+	}
+	return err
 }
 
 // version is set at build time with -ldflags "-X main.version=…".
