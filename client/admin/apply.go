@@ -60,15 +60,5 @@ func (c *Client) Apply(ctx context.Context, manifest []byte, p ApplyParams, opts
 	}
 	setIf(q, "env", p.Env)
 	setIf(q, "file", p.File)
-	r := request{method: "POST", path: "/v1/apply", query: q}
-	res, err := c.stream(ctx, r, bytes.NewReader(manifest), "application/yaml", 0)
-	if err != nil {
-		return nil, err
-	}
-	defer res.Body.Close()
-	var out ApplyResult
-	if err := c.answer(ctx, ctx, r, res, &out, callOptions(opts)); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return send[ApplyResult](ctx, c, request{method: "POST", path: "/v1/apply", query: q}, bytes.NewReader(manifest), "application/yaml", opts)
 }

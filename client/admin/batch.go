@@ -107,15 +107,5 @@ func (c *Client) BatchKeys(ctx context.Context, p BatchParams, opts ...CallOptio
 	if err != nil {
 		return nil, invalid("the batch cannot be encoded as JSON")
 	}
-	r := request{method: "POST", path: "/v1/keys/batch"}
-	res, err := c.stream(ctx, r, bytes.NewReader(b), "application/json", 0)
-	if err != nil {
-		return nil, err
-	}
-	defer res.Body.Close()
-	var out BatchResult
-	if err := c.answer(ctx, ctx, r, res, &out, callOptions(opts)); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return send[BatchResult](ctx, c, request{method: "POST", path: "/v1/keys/batch"}, bytes.NewReader(b), "application/json", opts)
 }

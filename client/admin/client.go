@@ -170,6 +170,23 @@ func do[T any](ctx context.Context, c *Client, r request, opts []CallOption) (*T
 	return &out, nil
 }
 
+// send posts body (of contentType) without a client-side time limit on
+// the whole call (the server may take long over it; ctx ends it) and
+// decodes the answer into a new T: the calls whose body is not a JSON
+// value built here (an import, a manifest, a large batch).
+func send[T any](ctx context.Context, c *Client, r request, body io.Reader, contentType string, opts []CallOption) (*T, error) {
+	res, err := c.stream(ctx, r, body, contentType, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	var out T
+	if err := c.answer(ctx, ctx, r, res, &out, callOptions(opts)); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // answer reads res, the answer to r, whole: a non-2xx one into an *Error,
 // a 2xx one into out (when not nil) and cc's Raw.
 func (c *Client) answer(ctx, cctx context.Context, r request, res *http.Response, out any, cc callConfig) error {

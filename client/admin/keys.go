@@ -342,17 +342,7 @@ func (c *Client) ImportKeys(ctx context.Context, body io.Reader, p ImportParams,
 	if p.Scopes != nil {
 		q.Set("scopes", strings.Join(p.Scopes, ","))
 	}
-	r := request{method: "POST", path: "/v1/keys/import", query: q}
-	res, err := c.stream(ctx, r, body, "text/plain", 0)
-	if err != nil {
-		return nil, err
-	}
-	defer res.Body.Close()
-	var out ImportResult
-	if err := c.answer(ctx, ctx, r, res, &out, callOptions(opts)); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return send[ImportResult](ctx, c, request{method: "POST", path: "/v1/keys/import", query: q}, body, "text/plain", opts)
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
