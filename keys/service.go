@@ -302,8 +302,13 @@ func (s *Service) newKey(tok latchkey.Token, tenant string, now time.Time) *latc
 		Resources: []string{},
 		Meta:      map[string]any{},
 		IPAllow:   []netip.Prefix{},
-		State:     latchkey.StateActive,
-		CreatedAt: now,
-		UpdatedAt: now,
+		// Lists read back non-nil from the store; the answer to the create
+		// shows them as a read would ([], not null).
+		Countries:   []string{},
+		TimeWindows: []latchkey.TimeWindow{},
+		RateLimits:  []latchkey.RateLimit{},
+		State:       latchkey.StateActive,
+		CreatedAt:   now,
+		UpdatedAt:   now,
 	}
 }
