@@ -79,6 +79,7 @@ func (s *Server) eachRoute(add func(Route, http.Handler)) {
 	open("GET", "/healthz", s.healthz)
 	open("GET", "/readyz", s.readyz)
 	open("GET", "/metrics", s.serveMetrics)
+	open("GET", "/openapi.json", s.serveOpenAPI)
 
 	open("POST", "/v1/keys/verify", s.verify)
 
