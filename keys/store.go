@@ -2,6 +2,7 @@ package keys
 
 import (
 	"context"
+	"time"
 
 	"github.com/latchkeyhq/latchkey"
 )
@@ -77,6 +78,32 @@ type Tx interface {
 	// A key's persisted quota consumption: a rotation hands the old key's
 	// over to its successor.
 	latchkey.QuotaStore
+
+	// PutRotation inserts r, or replaces the tenant's rotation with r.ID;
+	// EConflict if another rotation of the tenant has r.KeyID or r.Secret
+	// (or r.ID is another tenant's), ENotFound if the tenant, or r.KeyID in
+	// it, does not exist.
+	PutRotation(r *latchkey.Rotation) error
+	// Rotation returns the tenant's rotation with the id; ENotFound if
+	// there is none (including in another tenant).
+	Rotation(tenant, id string) (*latchkey.Rotation, error)
+	// RotationOfKey returns the rotation whose KeyID is keyID in the
+	// tenant; ENotFound if none.
+	RotationOfKey(tenant, keyID string) (*latchkey.Rotation, error)
+	// DueRotations returns up to limit rotations of any tenant whose
+	// NextAt is at or before now, earliest first (then by id). It reads
+	// only due rows (an index on next_at), however many rotations exist.
+	DueRotations(now time.Time, limit int) ([]*latchkey.Rotation, error)
+	// DeleteRotation deletes the tenant's rotation with the id; ENotFound
+	// if there is none.
+	DeleteRotation(tenant, id string) error
+
+	// A rotation seals its successor's plaintext as a secret version in
+	// the rotation's own transaction, and checks that a secret it is to
+	// write into is a rotation's (see secrets.Tx).
+	NextSecretVersion(tenant, name string) (int64, error)
+	PutSecret(v *latchkey.SecretVersion) error
+	Secret(tenant, name string, version int64) (*latchkey.SecretVersion, error)
 
 	// What a key change records in its own transaction: the audit event,
 	// the webhook event, and the count of recent events a burst is
