@@ -1,5 +1,7 @@
 package latchkey
 
+import "strconv"
+
 import "time"
 
 // Secret is a brokered secret as the API shows it. Value is set only when
@@ -46,3 +48,16 @@ func ValidateSecretName(name string) error {
 
 // SecretResource is the resource a key must be allowed to read a secret.
 func SecretResource(name string) string { return "secret:" + name }
+
+// SecretAAD binds a sealed secret value to its row: a value moved to
+// another tenant, name or version does not open. The secret service and
+// the key rotations that seal successors as secrets use it alike.
+func SecretAAD(tenant, name string, version int64) []byte {
+	b := make([]byte, 0, 16+len(tenant)+len(name)+20)
+	b = append(b, "latchkey secret\x00"...)
+	b = append(b, tenant...)
+	b = append(b, 0)
+	b = append(b, name...)
+	b = append(b, 0)
+	return strconv.AppendInt(b, version, 10)
+}

@@ -361,6 +361,26 @@ var operations = map[string]operation{
 		body:        optionalBody(ref("RevokeRequest")),
 		status:      200, resp: ref("Key"),
 	},
+	"PUT /v1/keys/{id}/rotation": {
+		id: "putRotation", summary: "Rotate a key on a schedule",
+		description: "Every interval (at least 1h) the key is rotated; the old key works for grace_period (1m to the interval, default 24h). " +
+			"Each successor's plaintext is sealed as the next version of the secret secret_name (default key-<name>) in the rotation's transaction, " +
+			"readable through the broker by the reader key alone when one is named. The next rotation is due one interval from now.",
+		path:   map[string]param{"id": pKeyID},
+		body:   jsonBody(ref("RotationRequest")),
+		status: 200, resp: ref("Rotation"),
+		errors: []string{wire.EConflict},
+	},
+	"GET /v1/keys/{id}/rotation": {
+		id: "getRotation", summary: "A key's rotation schedule",
+		path:   map[string]param{"id": pKeyID},
+		status: 200, resp: ref("Rotation"),
+	},
+	"DELETE /v1/keys/{id}/rotation": {
+		id: "deleteRotation", summary: "Stop a key's scheduled rotation",
+		path:   map[string]param{"id": pKeyID},
+		status: 204,
+	},
 	"POST /v1/keys/{id}/derive": {
 		id: "deriveKey", summary: "Derive a child key within the parent",
 		description: "The child's scopes, resources, address ranges and expiry must lie within the parent's (403 otherwise); " +
@@ -1064,6 +1084,23 @@ func schemas() schema {
 			"reason":   str(""),
 		}),
 		"RevokeRequest": input(map[string]schema{"reason": str("")}),
+		"RotationRequest": input(map[string]schema{
+			"interval":     allOf(duration, schema{"description": "time between rotations, at least 1h"}),
+			"grace_period": allOf(duration, schema{"description": "how long a rotated key keeps working, 1m to the interval; default 24h"}),
+			"secret_name":  str("the secret each successor is sealed as; default key-<the key's name>"),
+			"reader":       str("the key id that alone may read the secret; it needs secrets:read and the secret's resource"),
+		}, "interval"),
+		"Rotation": object(map[string]schema{
+			"id":           str("rot_…; stays across rotations"),
+			"key_id":       str("the key the next rotation rotates"),
+			"interval":     duration,
+			"grace_period": duration,
+			"secret_name":  str(""),
+			"reader":       str("empty: any key the secret's scopes and resources allow"),
+			"next_at":      timestamp("when the next rotation is due"),
+			"created_at":   timestamp(""),
+			"updated_at":   timestamp(""),
+		}, "id", "key_id", "interval", "grace_period", "secret_name", "reader", "next_at", "created_at", "updated_at"),
 		"VerifyRequest": input(map[string]schema{
 			"key":      str("the key to check"),
 			"scopes":   schema{"type": "array", "items": str(""), "maxItems": maxVerifyScopes, "description": "every one is required"},

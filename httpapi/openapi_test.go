@@ -316,7 +316,7 @@ func TestTrafficMatchesOpenAPIDocument(t *testing.T) {
 	aud := audit.New(audit.Options{Store: latchkey.Narrow[audit.Tx](db), BeforeRead: sec.FlushReadAudits})
 	hooks := webhook.NewService(webhook.ServiceOptions{Store: latchkey.Narrow[webhook.Tx](db), Sealer: kr})
 	lim := limit.NewMemory(limit.Options{Store: latchkey.Narrow[latchkey.QuotaStore](db)})
-	svc := keys.New(keys.Options{Store: latchkey.Narrow[keys.Tx](db), Limiter: lim})
+	svc := keys.New(keys.Options{Store: latchkey.Narrow[keys.Tx](db), Limiter: lim, Sealer: kr})
 	t.Cleanup(func() { sec.Close(ctx); aud.Close(ctx); lim.Close(ctx) })
 	rootTok, _, _, err := svc.Bootstrap(ctx, "")
 	if err != nil {
@@ -373,6 +373,11 @@ func TestTrafficMatchesOpenAPIDocument(t *testing.T) {
 
 	child := tr.do(exchange{method: "POST", path: "/v1/keys/" + id + "/derive", key: admin, body: `{"name": "child", "scopes": ["data:read"]}`, want: 201})
 	childID := field(t, child, "id")
+	tr.do(exchange{method: "GET", path: "/v1/keys/" + childID + "/rotation", key: admin, want: 404})
+	tr.do(exchange{method: "PUT", path: "/v1/keys/" + childID + "/rotation", key: admin, body: `{"interval": "30d", "grace_period": "2h"}`, want: 200})
+	tr.do(exchange{method: "PUT", path: "/v1/keys/" + childID + "/rotation", key: admin, body: `{"interval": "1m"}`, want: 400})
+	tr.do(exchange{method: "GET", path: "/v1/keys/" + childID + "/rotation", key: admin, want: 200})
+	tr.do(exchange{method: "DELETE", path: "/v1/keys/" + childID + "/rotation", key: admin, want: 204})
 	tr.do(exchange{method: "POST", path: "/v1/keys/" + id + "/suspend", key: admin, body: `{"duration": "1h", "reason": "incident"}`, want: 200})
 	tr.do(exchange{method: "GET", path: "/v1/keys/" + childID, key: admin, want: 200})
 	tr.do(exchange{method: "POST", path: "/v1/keys/" + id + "/resume", key: admin, want: 200})

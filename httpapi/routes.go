@@ -96,6 +96,9 @@ func (s *Server) eachRoute(add func(Route, http.Handler)) {
 	admin("POST", "/v1/keys/{id}/resume", "keys:write", s.resumeKey, s.keyPath)
 	admin("POST", "/v1/keys/{id}/revoke", "keys:write", s.revokeKey, s.keyPath)
 	admin("POST", "/v1/keys/{id}/derive", "keys:derive", s.deriveKey, s.keyPath)
+	admin("PUT", "/v1/keys/{id}/rotation", "keys:write", s.putRotation, s.keyPath)
+	admin("GET", "/v1/keys/{id}/rotation", "keys:read", s.getRotation, s.keyPath)
+	admin("DELETE", "/v1/keys/{id}/rotation", "keys:write", s.deleteRotation, s.keyPath)
 	admin("GET", "/v1/keys/{id}/usage", "keys:read", s.audited(s.keyUsage), s.keyPath)
 
 	open("POST", "/v1/leases/{id}/release", s.releaseLease)

@@ -11,11 +11,10 @@ import (
 )
 
 // Meta fields a manifest's keys carry: which app and agent declared them
-// (the key's identity with its name) and the rotation they asked for.
+// (the key's identity with its name).
 const (
-	MetaManifestApp      = "manifest_app"
-	MetaManifestAgent    = "manifest_agent"
-	MetaRotationInterval = "rotation_interval"
+	MetaManifestApp   = "manifest_app"
+	MetaManifestAgent = "manifest_agent"
 )
 
 // Plan actions.
@@ -87,10 +86,16 @@ func (s *Service) ApplyManifest(ctx context.Context, actor *latchkey.Actor, m *l
 		return ApplyResult{}, latchkey.Errorf(latchkey.EInvalid, "a manifest may declare at most %d keys", maxManifestKeys)
 	}
 	now := s.now()
+	for i := range m.Keys {
+		if d := &m.Keys[i]; d.AutoRotate && s.sealer == nil {
+			return ApplyResult{}, latchkey.Errorf(latchkey.EUnavailable, "%s: agent %s, key %q: auto_rotate needs a keyring to seal successors with, and this server has none", d.Source, d.Agent, d.Name)
+		}
+	}
 	type item struct {
-		d       *latchkey.DeclaredKey
-		set     Settings
-		current *latchkey.Key
+		d        *latchkey.DeclaredKey
+		set      Settings
+		current  *latchkey.Key
+		rotation *latchkey.Rotation // current's schedule, if any
 	}
 	items := make([]item, len(m.Keys))
 	for i := range m.Keys {
@@ -118,6 +123,11 @@ func (s *Service) ApplyManifest(ctx context.Context, actor *latchkey.Actor, m *l
 			it.current = current(ks, m.App, it.d.Agent, now)
 			if it.current != nil {
 				declared[it.current.ID] = true
+				rot, err := tx.RotationOfKey(actor.Tenant, it.current.ID)
+				if err != nil && latchkey.ErrorCode(err) != latchkey.ENotFound {
+					return err
+				}
+				it.rotation = rot
 			}
 		}
 		return nil
@@ -144,6 +154,9 @@ func (s *Service) ApplyManifest(ctx context.Context, actor *latchkey.Actor, m *l
 				} else {
 					step.KeyID = k.ID
 					res.Keys = append(res.Keys, MintedKey{Agent: it.d.Agent, KeyName: it.d.Name, KeyID: k.ID, Key: tok.Reveal()})
+					if err := s.syncRotation(ctx, actor, k.ID, it.d, nil); err != nil {
+						step.fail(err)
+					}
 				}
 			}
 			res.Plan = append(res.Plan, step)
@@ -154,6 +167,10 @@ func (s *Service) ApplyManifest(ctx context.Context, actor *latchkey.Actor, m *l
 		if err != nil {
 			return ApplyResult{}, latchkey.Errorf(latchkey.ErrorCode(err), "%s: agent %s, key %q: %s", it.d.Source, it.d.Agent, it.d.Name, latchkey.ErrorMessage(err))
 		}
+		rotates := it.rotation != nil && time.Duration(it.rotation.Interval) == it.d.RotationInterval
+		if it.d.AutoRotate != rotates {
+			changes = append(changes, "rotation")
+		}
 		if len(changes) == 0 {
 			step.Action = PlanUnchanged
 			res.Plan = append(res.Plan, step)
@@ -161,7 +178,11 @@ func (s *Service) ApplyManifest(ctx context.Context, actor *latchkey.Actor, m *l
 		}
 		step.Action, step.Changes = PlanUpdate, changes
 		if !p.DryRun {
-			if _, err := s.UpdateKey(ctx, actor, it.current.ID, upd); err != nil {
+			_, err := s.UpdateKey(ctx, actor, it.current.ID, upd)
+			if err == nil && it.d.AutoRotate != rotates {
+				err = s.syncRotation(ctx, actor, it.current.ID, it.d, it.rotation)
+			}
+			if err != nil {
 				step.fail(err)
 			}
 		}
@@ -178,6 +199,25 @@ func (s *Service) ApplyManifest(ctx context.Context, actor *latchkey.Actor, m *l
 		res.Plan = append(res.Plan, step)
 	}
 	return res, nil
+}
+
+// syncRotation makes key id's schedule what d asks: rotation every
+// d.RotationInterval (keeping the schedule's grace, secret and reader when
+// it has one), or none.
+func (s *Service) syncRotation(ctx context.Context, actor *latchkey.Actor, id string, d *latchkey.DeclaredKey, have *latchkey.Rotation) error {
+	switch {
+	case !d.AutoRotate && have != nil:
+		return s.DeleteRotation(ctx, actor, id)
+	case !d.AutoRotate:
+		return nil
+	}
+	p := RotationParams{Interval: d.RotationInterval}
+	if have != nil {
+		g := time.Duration(have.Grace)
+		p.Grace, p.Secret, p.Reader = &g, have.Secret, have.Reader
+	}
+	_, err := s.SetRotation(ctx, actor, id, p)
+	return err
 }
 
 func (st *PlanStep) fail(err error) {
@@ -239,15 +279,12 @@ func declaredSettings(d *latchkey.DeclaredKey) (Settings, error) {
 	for k, v := range d.Meta {
 		meta[k] = v
 	}
-	for _, reserved := range []string{MetaManifestApp, MetaManifestAgent, MetaRotationInterval} {
+	for _, reserved := range []string{MetaManifestApp, MetaManifestAgent} {
 		if _, ok := meta[reserved]; ok {
 			return Settings{}, latchkey.Errorf(latchkey.EInvalid, "meta.%s is set by the manifest itself", reserved)
 		}
 	}
 	meta[MetaManifestApp], meta[MetaManifestAgent] = d.App, d.Agent
-	if d.AutoRotate {
-		meta[MetaRotationInterval] = latchkey.Duration(d.RotationInterval).String()
-	}
 	// Meta reads back from the store as JSON; compare like with like.
 	raw, err := json.Marshal(meta)
 	if err != nil {

@@ -66,8 +66,11 @@ func TestApplyIsIdempotent(t *testing.T) {
 		t.Fatalf("reporter key %+v, %v", rep, err)
 	}
 	orch, _ := f.svc.GetKey(context.Background(), f.admin, first.Keys[0].KeyID)
-	if !orch.ExpiresAt.Equal(orch.CreatedAt.Add(365*24*time.Hour)) || orch.Meta[keys.MetaRotationInterval] != "90d" {
-		t.Errorf("orchestrator key expires %v (created %v), meta %v", orch.ExpiresAt, orch.CreatedAt, orch.Meta)
+	if !orch.ExpiresAt.Equal(orch.CreatedAt.Add(365 * 24 * time.Hour)) {
+		t.Errorf("orchestrator key expires %v (created %v)", orch.ExpiresAt, orch.CreatedAt)
+	}
+	if rot, err := f.svc.GetRotation(context.Background(), f.admin, orch.ID); err != nil || rot.Interval != latchkey.Duration(90*24*time.Hour) {
+		t.Errorf("orchestrator rotation %+v, %v", rot, err)
 	}
 
 	f.clock.Advance(time.Hour)

@@ -518,45 +518,23 @@ func (s *Service) RotateKey(ctx context.Context, actor *latchkey.Actor, id strin
 	var succ *latchkey.Key
 	var tok latchkey.Token
 	_, err := s.change(ctx, actor, id, "key.rotated", func(tx Tx, old *latchkey.Key, now time.Time) ([]*latchkey.Key, error) {
-		if st := old.StateAt(now); st != latchkey.StateActive {
-			return nil, latchkey.Errorf(latchkey.EConflict, "key %s is %s; only an active key can be rotated", old.ID, st)
-		}
-		if old.RotatedTo != "" {
-			return nil, latchkey.Errorf(latchkey.EConflict, "key %s was already rotated to %s; rotate that one", old.ID, old.RotatedTo)
-		}
+		var changed []*latchkey.Key
 		var err error
-		if tok, err = latchkey.GenerateToken(old.Prefix, s.rand); err != nil {
+		if succ, tok, changed, err = s.rotateIn(tx, old, now, grace, p.ExpiresIn); err != nil {
 			return nil, err
 		}
-		succ = s.newKey(tok, old.Tenant, now)
-		succ.Name, succ.Owner, succ.Environment = old.Name, old.Owner, old.Environment
-		succ.Scopes, succ.Resources, succ.Meta, succ.IPAllow = old.Scopes, old.Resources, old.Meta, old.IPAllow
-		succ.Countries, succ.TimeWindows, succ.RateLimits = old.Countries, old.TimeWindows, old.RateLimits
-		succ.Quota, succ.MaxConcurrent, succ.LeaseTTL = old.Quota, old.MaxConcurrent, old.LeaseTTL
-		succ.ParentID = old.ParentID
-		succ.RotatedFrom = old.ID
+		// A schedule follows the key: the successor rotates one interval
+		// from now.
+		rot, err := tx.RotationOfKey(old.Tenant, old.ID)
 		switch {
-		case p.ExpiresIn != nil:
-			succ.ExpiresAt = now.Add(*p.ExpiresIn)
-		case !old.ExpiresAt.IsZero():
-			succ.ExpiresAt = now.Add(old.ExpiresAt.Sub(old.CreatedAt))
-		}
-		if err := tx.CreateKey(succ); err != nil {
+		case latchkey.ErrorCode(err) == latchkey.ENotFound:
+		case err != nil:
 			return nil, err
-		}
-		if err := inheritQuota(tx, old, succ, now); err != nil {
-			return nil, err
-		}
-		old.RotatedTo = succ.ID
-		old.GraceUntil = now.Add(grace)
-		changed := []*latchkey.Key{old}
-		kids, err := tx.Children(old.Tenant, old.ID)
-		if err != nil {
-			return nil, err
-		}
-		for _, c := range kids {
-			c.ParentID = succ.ID
-			changed = append(changed, c)
+		default:
+			rot.KeyID, rot.NextAt, rot.UpdatedAt = succ.ID, now.Add(time.Duration(rot.Interval)), now
+			if err := tx.PutRotation(rot); err != nil {
+				return nil, err
+			}
 		}
 		return changed, nil
 	}, func() map[string]string {
@@ -567,6 +545,55 @@ func (s *Service) RotateKey(ctx context.Context, actor *latchkey.Actor, id strin
 	}
 	s.cache.invalidate(succ.Hash)
 	return succ, tok, nil
+}
+
+// rotateIn rotates old in tx: it creates the successor (the same
+// settings, a new secret, old's lifetime counted from now unless
+// expiresIn says otherwise), hands over the consumed quota and the
+// derived keys, and ends old after grace. It returns the successor, its
+// plaintext and the keys it changed, for change to write and audit.
+func (s *Service) rotateIn(tx Tx, old *latchkey.Key, now time.Time, grace time.Duration, expiresIn *time.Duration) (*latchkey.Key, latchkey.Token, []*latchkey.Key, error) {
+	if st := old.StateAt(now); st != latchkey.StateActive {
+		return nil, latchkey.Token{}, nil, latchkey.Errorf(latchkey.EConflict, "key %s is %s; only an active key can be rotated", old.ID, st)
+	}
+	if old.RotatedTo != "" {
+		return nil, latchkey.Token{}, nil, latchkey.Errorf(latchkey.EConflict, "key %s was already rotated to %s; rotate that one", old.ID, old.RotatedTo)
+	}
+	tok, err := latchkey.GenerateToken(old.Prefix, s.rand)
+	if err != nil {
+		return nil, latchkey.Token{}, nil, err
+	}
+	succ := s.newKey(tok, old.Tenant, now)
+	succ.Name, succ.Owner, succ.Environment = old.Name, old.Owner, old.Environment
+	succ.Scopes, succ.Resources, succ.Meta, succ.IPAllow = old.Scopes, old.Resources, old.Meta, old.IPAllow
+	succ.Countries, succ.TimeWindows, succ.RateLimits = old.Countries, old.TimeWindows, old.RateLimits
+	succ.Quota, succ.MaxConcurrent, succ.LeaseTTL = old.Quota, old.MaxConcurrent, old.LeaseTTL
+	succ.ParentID = old.ParentID
+	succ.RotatedFrom = old.ID
+	switch {
+	case expiresIn != nil:
+		succ.ExpiresAt = now.Add(*expiresIn)
+	case !old.ExpiresAt.IsZero():
+		succ.ExpiresAt = now.Add(old.ExpiresAt.Sub(old.CreatedAt))
+	}
+	if err := tx.CreateKey(succ); err != nil {
+		return nil, latchkey.Token{}, nil, err
+	}
+	if err := inheritQuota(tx, old, succ, now); err != nil {
+		return nil, latchkey.Token{}, nil, err
+	}
+	old.RotatedTo = succ.ID
+	old.GraceUntil = now.Add(grace)
+	changed := []*latchkey.Key{old}
+	kids, err := tx.Children(old.Tenant, old.ID)
+	if err != nil {
+		return nil, latchkey.Token{}, nil, err
+	}
+	for _, c := range kids {
+		c.ParentID = succ.ID
+		changed = append(changed, c)
+	}
+	return succ, tok, changed, nil
 }
 
 // inheritQuota gives a rotation's successor the consumption of its
@@ -713,6 +740,11 @@ func (s *Service) RevokeKey(ctx context.Context, actor *latchkey.Actor, id, reas
 		for _, c := range tree {
 			if c.State == latchkey.StateRevoked {
 				continue
+			}
+			// A revoked key rotates no more: its schedule goes with it, and
+			// its secret may serve a new key's.
+			if err := dropRotation(tx, c); err != nil {
+				return nil, err
 			}
 			c.State, c.RevokedAt, c.SuspendedUntil, c.SuspendedBy, c.StateReason = latchkey.StateRevoked, now, time.Time{}, "", reason
 			if c != k {

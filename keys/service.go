@@ -43,6 +43,14 @@ type Options struct {
 	// (package usage). Record runs on the verify path: it must be safe for
 	// concurrent use, cheap, and must not allocate.
 	Usage latchkey.UsageRecorder
+	// Sealer seals the successors of scheduled rotations as secrets
+	// (the keyring); without one, SetRotation answers EUnavailable and
+	// RotateDue does nothing.
+	Sealer latchkey.Sealer
+	// OnSecret, when set, is told of each secret a rotation wrote, after
+	// it committed (the secret service's cache on this node; other nodes
+	// hear of it through the store's change feed).
+	OnSecret func(tenant, name string)
 	// Burst is when many keys created or revoked in a short time are a
 	// security anomaly (default: 50 within 5 minutes).
 	Burst  BurstRule
@@ -71,6 +79,8 @@ type Service struct {
 	limiter      latchkey.Limiter
 	geo          GeoIP
 	usage        latchkey.UsageRecorder
+	sealer       latchkey.Sealer
+	onSecret     func(tenant, name string)
 	log          *slog.Logger
 	defaultGrace time.Duration
 	burst        BurstRule
@@ -115,6 +125,8 @@ func New(o Options) *Service {
 		limiter:      o.Limiter,
 		geo:          o.Geo,
 		usage:        o.Usage,
+		sealer:       latchkey.OrNil(o.Sealer),
+		onSecret:     o.OnSecret,
 		log:          o.Logger,
 		defaultGrace: o.DefaultGrace,
 		burst:        o.Burst,

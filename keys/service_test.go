@@ -15,6 +15,7 @@ import (
 	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/audit"
 	"github.com/latchkeyhq/latchkey/internal/fakeclock"
+	"github.com/latchkeyhq/latchkey/keyring"
 	"github.com/latchkeyhq/latchkey/keys"
 	"github.com/latchkeyhq/latchkey/store/sqlite"
 )
@@ -39,7 +40,16 @@ func newFixture(t testing.TB, opts ...func(*keys.Options)) *fixture {
 	}
 	t.Cleanup(func() { db.Close() })
 	clock := fakeclock.New(t0)
-	o := keys.Options{Store: latchkey.Narrow[keys.Tx](db), Now: clock.Now}
+	master, err := keyring.GenerateMasterKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := keyring.Open(ctx, latchkey.Narrow[keyring.Tx](db), master, keyring.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A keyring seals the successors of scheduled rotations.
+	o := keys.Options{Store: latchkey.Narrow[keys.Tx](db), Now: clock.Now, Sealer: kr}
 	for _, f := range opts {
 		f(&o)
 	}

@@ -58,18 +58,6 @@ func (p *SecretParams) Validate() error {
 	return nil
 }
 
-// secretAAD binds a sealed value to its row: a value moved to another
-// tenant, name or version does not open.
-func secretAAD(tenant, name string, version int64) []byte {
-	b := make([]byte, 0, 16+len(tenant)+len(name)+20)
-	b = append(b, "latchkey secret\x00"...)
-	b = append(b, tenant...)
-	b = append(b, 0)
-	b = append(b, name...)
-	b = append(b, 0)
-	return strconv.AppendInt(b, version, 10)
-}
-
 func (s *Service) needSealer() error {
 	if s.sealer == nil {
 		return fmt.Errorf("secrets: secrets need a keyring (Options.Sealer)")
@@ -141,7 +129,7 @@ func (s *Service) PutSecret(ctx context.Context, actor *latchkey.Actor, name str
 				return err
 			}
 		}
-		ct, err := s.sealer.Seal(secretAAD(actor.Tenant, name, n), []byte(p.Value))
+		ct, err := s.sealer.Seal(latchkey.SecretAAD(actor.Tenant, name, n), []byte(p.Value))
 		if err != nil {
 			return err
 		}
@@ -214,11 +202,24 @@ func (s *Service) ReadSecret(ctx context.Context, actor *latchkey.Actor, name st
 		}
 		s.secrets.put(actor.Tenant, sec, version, gen, now)
 	}
+	if !readerAllowed(sec, actor) {
+		s.auditDenied(ctx, actor, name)
+		return nil, secretNotFound(name)
+	}
 	if err := s.reads.add(readRecord{at: now, readKey: readKey{tenant: actor.Tenant, actor: actor.KeyID, ip: actor.IP,
 		userAgent: actor.UserAgent, name: sec.Name, version: sec.Version}}); err != nil {
 		return nil, err
 	}
 	return sec, nil
+}
+
+// readerAllowed reports whether actor may read sec's value: any key its
+// scopes and resources allow, unless the version names its one reader
+// (latchkey.SecretMetaReader: a rotated key's successor, for the key the
+// rotation names), which is then the only key that reads it.
+func readerAllowed(sec *latchkey.Secret, actor *latchkey.Actor) bool {
+	r := sec.Meta[latchkey.SecretMetaReader]
+	return r == "" || r == actor.KeyID
 }
 
 // resultDenied marks the audit event of a read a key was refused.
@@ -238,7 +239,7 @@ func (s *Service) auditDenied(ctx context.Context, actor *latchkey.Actor, name s
 }
 
 func (s *Service) openSecret(v *latchkey.SecretVersion) (*latchkey.Secret, error) {
-	p, err := s.sealer.Open(secretAAD(v.Tenant, v.Name, v.Version), v.Ciphertext)
+	p, err := s.sealer.Open(latchkey.SecretAAD(v.Tenant, v.Name, v.Version), v.Ciphertext)
 	if err != nil {
 		return nil, fmt.Errorf("secrets: secret %s/%s version %d does not open: %w", v.Tenant, v.Name, v.Version, err)
 	}
@@ -271,6 +272,9 @@ func (s *Service) ReadSecrets(ctx context.Context, actor *latchkey.Actor) ([]*la
 	var recs []readRecord
 	for _, v := range vs {
 		if mayRead(actor, v.Name) != nil {
+			continue
+		}
+		if r := v.Meta[latchkey.SecretMetaReader]; r != "" && r != actor.KeyID {
 			continue
 		}
 		sec, err := s.openSecret(v)

@@ -39,6 +39,10 @@ func TestCampaignLeakScan(t *testing.T) {
 	if r := ts.call(t, "POST", "/v1/keys/"+rot.str("id")+"/derive", f.a, map[string]any{"name": "child"}); r.Status != http.StatusCreated {
 		t.Fatalf("derive: %d %s", r.Status, r.Raw)
 	}
+	// The successor rotates on a schedule (GET …/rotation reads it).
+	if r := ts.call(t, "PUT", "/v1/keys/"+rot.str("id")+"/rotation", f.a, map[string]any{"interval": "30d"}); r.Status != http.StatusOK {
+		t.Fatalf("set rotation: %d %s", r.Status, r.Raw)
+	}
 	ts.putSecret(t, f.a, f.secretName, map[string]any{"value": secretValue("sk-second-")})
 	ts.call(t, "GET", "/keys/"+f.secretName, f.a, nil) // a seed read: audited, never logged with its value
 
@@ -62,7 +66,11 @@ func TestCampaignLeakScan(t *testing.T) {
 		if rt.Scope == "tenants:admin" {
 			key = ts.Root
 		}
-		r := ts.call(t, "GET", f.fill(t, rt.Pattern, true), key, nil)
+		path := f.fill(t, rt.Pattern, true)
+		if name == "GET /v1/keys/{id}/rotation" {
+			path = "/v1/keys/" + rot.str("id") + "/rotation" // the fixture's key was rotated above
+		}
+		r := ts.call(t, "GET", path, key, nil)
 		if r.Status != 200 {
 			t.Errorf("%s: %d %s", name, r.Status, r.Raw)
 		}

@@ -33,6 +33,7 @@ Commands:
   export [--out FILE]       every key's configuration and hash as JSON lines (sensitive)
   import FILE|- [flags]     import keys: an export, a plaintext or SHA-256 list, a .env API_KEYS line
   batch OP [ID…] [flags]    revoke, suspend, resume or rotate many keys, by ids or by filter (--dry-run first)
+  rotation ID [flags]       show, set (--every 30d, --grace, --secret, --reader) or stop (--off) a key's scheduled rotation
 
 Every command takes --server URL, --key KEY, --json and --timeout, before or
 after its arguments. Run 'latchkey keys <command> -h' for its flags.
@@ -44,20 +45,21 @@ Aliases, for habits from other key tools:
 `
 
 var keysCommands = map[string]func(context.Context, *env, []string) error{
-	"create":  keysCreateAliased,
-	"list":    keysListAliased,
-	"show":    keysShow,
-	"update":  keysUpdate,
-	"rotate":  keysRotate,
-	"suspend": keysSuspend,
-	"resume":  keysResume,
-	"revoke":  keysRevoke,
-	"derive":  keysDerive,
-	"verify":  keysVerify,
-	"stats":   keysStats,
-	"export":  keysExport,
-	"import":  keysImport,
-	"batch":   keysBatch,
+	"create":   keysCreateAliased,
+	"list":     keysListAliased,
+	"show":     keysShow,
+	"update":   keysUpdate,
+	"rotate":   keysRotate,
+	"suspend":  keysSuspend,
+	"resume":   keysResume,
+	"revoke":   keysRevoke,
+	"derive":   keysDerive,
+	"verify":   keysVerify,
+	"stats":    keysStats,
+	"export":   keysExport,
+	"import":   keysImport,
+	"batch":    keysBatch,
+	"rotation": keysRotation,
 
 	// Aliases: other key tools' words for create and stats; create and
 	// list also take --client for --owner (cli_aliases.go).

@@ -70,7 +70,7 @@ const usage = `latchkey — issue, verify and govern API keys
 
 Usage:
   latchkey server [flags]            run a node (SQLite in ./latchkey.db by default)
-  latchkey keys <command> [flags]    create|generate|list|show|update|rotate|suspend|resume|revoke|derive|verify|stats|key-stats|import|export|batch
+  latchkey keys <command> [flags]    create|generate|list|show|update|rotate|suspend|resume|revoke|derive|verify|stats|key-stats|import|export|batch|rotation
   latchkey apply -f app_manifest.yml [--env E] [--dry-run] [--prune] [--out keys.env]
   latchkey tenants <command>         create|list
   latchkey secrets <command>         put|get|list|versions|rm

@@ -54,6 +54,7 @@ type serverConfig struct {
 	MasterKeyFile string // "": next to the database (defaultMasterKeyFile)
 	GeoIPDB       string
 	QuotaFlush    time.Duration
+	RotationCheck time.Duration
 	CacheTTL      time.Duration // the key cache's TTL (--cache-ttl)
 	// Redis, when set (redis://…), keeps the limits in Redis so that every
 	// node sharing it shares them; RedisFailure says what happens while it
@@ -186,6 +187,7 @@ func serverFlags(e *env) (*serverConfig, *flag.FlagSet) {
 	fs.StringVar(&cfg.Redis, "redis", e.getenv("LATCHKEY_REDIS"), "Redis URL (redis://[user:password@]host:port/db) keeping the rate windows, quotas and concurrency leases, shared by every node using it (env LATCHKEY_REDIS); default: in this process")
 	fs.StringVar(&cfg.RedisFailure, "redis-failure", envOr(e, "LATCHKEY_REDIS_FAILURE", redislimit.FailureLocal), "while Redis cannot be reached: local (limit in this process, each limit divided by --nodes) or deny (answer unavailable) (env LATCHKEY_REDIS_FAILURE)")
 	fs.IntVar(&cfg.Nodes, "nodes", envCount(e, "LATCHKEY_NODES", 1), "how many nodes share the limits in Redis; a local fallback gives each node its share (env LATCHKEY_NODES)")
+	fs.DurationVar(&cfg.RotationCheck, "rotation-check", defaultRotationCheck, "how often this node looks for keys due for their scheduled rotation (each rotates once across all nodes)")
 	fs.DurationVar(&cfg.QuotaFlush, "quota-flush", time.Second, "how often periodic quota consumption is written to the database; a crash loses at most this much (credit balances are reserved before they are spent)")
 	fs.DurationVar(&cfg.UsageFlush, "usage-flush", time.Second, "how often key usage is looked at: a key's minute (usage rows, last_used_at) is written once, when it closes or after the key was idle this long")
 	fs.IntVar(&cfg.GuardThreshold, "guard-threshold", 20, "failed key checks from one network (IPv4 /24, IPv6 /64) within --guard-window that block it (0: no guard)")
@@ -360,6 +362,9 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 	if cfg.SecretVersions < 0 {
 		return latchkey.Errorf(latchkey.EInvalid, "--secret-versions must be at least 1")
 	}
+	if cfg.RotationCheck < 0 {
+		return latchkey.Errorf(latchkey.EInvalid, "--rotation-check must be positive")
+	}
 	if cfg.ExpiringDays < 0 {
 		return latchkey.Errorf(latchkey.EInvalid, "--expiring-days must not be negative")
 	}
@@ -404,6 +409,9 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 	aud := audit.New(audit.Options{Store: latchkey.Narrow[audit.Tx](waking), Now: now, Logger: log, Anchor: anchor, BeforeRead: sec.FlushReadAudits})
 	hookSvc := webhook.NewService(webhook.ServiceOptions{Store: latchkey.Narrow[webhook.Tx](waking), Sealer: sealer, Now: now, Targets: hookTargets})
 	opts := keys.Options{Store: latchkey.Narrow[keys.Tx](waking), Now: now, Limiter: limiter, Usage: rec, Logger: log,
+		Sealer: sealer, OnSecret: func(tenant, name string) {
+			sec.Apply(latchkey.Change{Kind: latchkey.ChangeSecret, Tenant: tenant, Name: name})
+		},
 		CacheSize: cfg.CacheSize, CacheTTL: cfg.CacheTTL,
 		Burst: keys.BurstRule{Threshold: cfg.BurstThreshold, Window: cfg.BurstWindow}}
 	if cfg.GeoIPDB != "" {
@@ -438,6 +446,8 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 		}
 	}
 	svc := keys.New(opts)
+	// Stopped before the database closes (deferred after it).
+	defer runRotations(svc, cfg.RotationCheck, log)()
 	// On a shared database, what another node changes reaches this node's
 	// caches at once. Stopped before the database closes (deferred after).
 	defer followChanges(raw, log, svc.Apply, sec.Apply)()
