@@ -253,6 +253,9 @@ func (s *Service) rotateScheduled(ctx context.Context, due *latchkey.Rotation) (
 	var succ *latchkey.Key
 	var secret string
 	_, err := s.change(ctx, actor, due.KeyID, "key.rotated", func(tx Tx, old *latchkey.Key, now time.Time) ([]*latchkey.Key, error) {
+		// A store may run this again after a conflict (PostgreSQL's
+		// SERIALIZABLE retry): only what the last run set counts.
+		succ, secret = nil, ""
 		rot, err := tx.Rotation(due.Tenant, due.ID)
 		if latchkey.ErrorCode(err) == latchkey.ENotFound {
 			return nil, nil // removed meanwhile
