@@ -2,6 +2,8 @@ package keys
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -227,17 +229,22 @@ func (s *Service) RotateDue(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	// One rotation that fails (its store write, its sealing) must not
+	// hold up the others: each is tried, and tried again at the next
+	// call.
 	n := 0
+	var errs []error
 	for _, r := range due {
 		rotated, err := s.rotateScheduled(ctx, r)
 		if err != nil {
-			return n, err
+			errs = append(errs, fmt.Errorf("rotation %s of key %s: %w", r.ID, r.KeyID, err))
+			continue
 		}
 		if rotated {
 			n++
 		}
 	}
-	return n, nil
+	return n, errors.Join(errs...)
 }
 
 // rotateScheduled runs one due rotation (see RotateDue).
