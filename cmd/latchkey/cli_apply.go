@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/latchkeyhq/latchkey"
+	"github.com/latchkeyhq/latchkey/client"
 	"github.com/latchkeyhq/latchkey/client/admin"
 )
 
@@ -123,8 +124,9 @@ func printMinted(w io.Writer, ks []admin.MintedKey) {
 }
 
 // appendKeys appends NAME=KEY lines (dotenv) for ks to path, creating it
-// with mode 0600. NAME is the agent's name in upper case with _API_KEY,
-// and the key's name too when one agent has several keys.
+// with mode 0600. NAME is the agent's name (and the key's, when one agent
+// has several keys) as the Go client names a provider's variable:
+// dataProcessor → DATAPROCESSOR_API_KEY.
 func appendKeys(path string, ks []admin.MintedKey) error {
 	perAgent := map[string]int{}
 	for _, k := range ks {
@@ -132,11 +134,11 @@ func appendKeys(path string, ks []admin.MintedKey) error {
 	}
 	var b strings.Builder
 	for _, k := range ks {
-		name := envName(k.Agent)
+		name := k.Agent
 		if perAgent[k.Agent] > 1 {
-			name += "_" + envName(k.KeyName)
+			name += "-" + k.KeyName
 		}
-		fmt.Fprintf(&b, "%s_API_KEY=%s\n", name, k.Key)
+		fmt.Fprintf(&b, "%s=%s\n", client.EnvName(name), k.Key)
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
@@ -151,25 +153,4 @@ func appendKeys(path string, ks []admin.MintedKey) error {
 		return err
 	}
 	return f.Close()
-}
-
-// envName turns s into an environment variable name: letters and digits
-// in upper case, anything else '_'.
-func envName(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		switch {
-		case r >= 'a' && r <= 'z':
-			b.WriteRune(r - 'a' + 'A')
-		case r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
-			b.WriteRune(r)
-		default:
-			b.WriteByte('_')
-		}
-	}
-	out := b.String()
-	if out == "" || out[0] >= '0' && out[0] <= '9' {
-		out = "_" + out
-	}
-	return out
 }
