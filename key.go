@@ -86,6 +86,13 @@ type Key struct {
 	MaxConcurrent int       `json:"max_concurrent,omitempty"`
 	LeaseTTL      Duration  `json:"lease_ttl,omitempty"`
 	ExpiresAt     time.Time `json:"expires_at,omitzero"`
+	// Policy names the tenant's policy (or a preset) the key takes its
+	// settings from; empty for none. See Policy.
+	Policy string `json:"policy,omitempty"`
+	// Bound is the key's policy and owner record as the verify path's
+	// KeyByHash reads them with the key; nil elsewhere (Key, Keys) and
+	// when neither is stored. Never encoded.
+	Bound *Bound `json:"-"`
 	State         State     `json:"state"`
 	StateReason   string    `json:"state_reason,omitempty"`
 	// SuspendedUntil is zero for a suspension that lasts until resumed.

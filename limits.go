@@ -13,6 +13,10 @@ type RateLimit struct {
 	Name   string   `json:"name"`
 	Limit  int64    `json:"limit"`
 	Window Duration `json:"window"`
+	// Apply is ApplyAlways ("": every request counts as one) or
+	// ApplyOnRequest (only a request that names the window with a cost
+	// counts, by that cost: tokens an hour).
+	Apply string `json:"apply,omitempty"`
 }
 
 // Quota is either a periodic allowance (Limit units per Period, refilled
@@ -75,6 +79,9 @@ func ValidateRateLimits(rls []RateLimit) error {
 		}
 		if w := time.Duration(r.Window); w < time.Second || w > 366*24*time.Hour {
 			return Errorf(EInvalid, "ratelimits %q: window must be from 1s to 366d", r.Name)
+		}
+		if r.Apply != ApplyAlways && r.Apply != ApplyOnRequest {
+			return Errorf(EInvalid, "ratelimits %q: apply must be %q or absent (every request)", r.Name, ApplyOnRequest)
 		}
 	}
 	return nil

@@ -126,14 +126,29 @@ type Limiter interface {
 	// allows it: a denied request consumes nothing. A key with
 	// MaxConcurrent > 0 gets a lease that holds one slot until released or
 	// until its TTL passes.
-	Admit(ctx context.Context, k *Key, cost int64, now time.Time) (Admission, error)
+	//
+	// Besides the key's own limits it enforces, in the same decision, the
+	// limits of the key's owner (k.Bound.Owner: rate windows and a
+	// periodic quota shared by every key of the owner, on every node), so
+	// that a request denied by either consumes from neither. Windows whose
+	// Apply is ApplyOnRequest (the key's or the owner's) count only the
+	// requests that name them in named, by their cost (a cost of 0 checks
+	// without spending, and passes); a name that matches no such window
+	// is ignored. A named cost above its window's limit (no wait would
+	// admit it), a negative one, a name given twice or more than
+	// MaxNamedCosts entries are EInvalid. When the owner denies, the
+	// answer's Owner is set; the reported rate figures are the tightest
+	// window of both, the quota the key's, else the owner's. The limiter
+	// keeps nothing of named once it returns.
+	Admit(ctx context.Context, k *Key, cost int64, named []NamedCost, now time.Time) (Admission, error)
 	// LeaseKey returns the id of the key holding a live lease.
 	LeaseKey(leaseID string, now time.Time) (keyID string, ok bool)
 	// Release ends a lease; false if it was not live.
 	Release(leaseID string, now time.Time) bool
 	// Forget drops what the limiter holds for a key whose limits changed,
 	// so the next Admit starts from the key's new settings and the stored
-	// quota usage.
+	// quota usage. Given an OwnerQuotaID, it drops an owner's shared state
+	// the same way (the owner's limits changed).
 	Forget(keyID string)
 	// Flush persists pending quota consumption and gives back credits
 	// reserved but not spent (on shutdown).
@@ -156,6 +171,9 @@ type Admission struct {
 	Quota      LimitState // Limit 0 when the key has no quota
 	RetryAfter time.Duration
 	LeaseID    string
+	// Owner is true when the owner's shared limits, not the key's own,
+	// denied the request.
+	Owner bool
 }
 
 // LimitState describes one limit after a request.

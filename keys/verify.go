@@ -21,6 +21,9 @@ type VerifyRequest struct {
 	Resource string     // the resource touched, if any
 	IP       netip.Addr // the caller's address; zero if unknown
 	Cost     int64      // quota units to consume; 0 checks without consuming
+	// Named spends from the key's (and its owner's) on-request rate
+	// windows by name: {"tokens", 1200}. Names no window has are ignored.
+	Named []latchkey.NamedCost
 }
 
 // Verdict is the answer to a VerifyRequest.
@@ -115,7 +118,7 @@ func (s *Service) check(ctx context.Context, req *VerifyRequest, now time.Time, 
 		return v, nil
 	}
 	if s.limiter != nil && limits {
-		adm, err := s.limiter.Admit(ctx, k, req.Cost, now)
+		adm, err := s.limiter.Admit(ctx, k, req.Cost, req.Named, now)
 		if err != nil {
 			return Verdict{}, err
 		}

@@ -112,7 +112,7 @@ func TestReservationWriteDoesNotBlockSpending(t *testing.T) {
 	ws.gate = make(chan struct{})
 	done := make(chan latchkey.Admission)
 	go func() {
-		adm, err := m.Admit(context.Background(), k, 5, t0) // needs more than the 3 left
+		adm, err := m.Admit(context.Background(), k, 5, nil, t0) // needs more than the 3 left
 		if err != nil {
 			t.Error(err)
 		}
@@ -130,7 +130,7 @@ func TestReservationWriteDoesNotBlockSpending(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	if _, err := m.Admit(ctx, k, 1, t0); latchkey.ErrorCode(err) != latchkey.EUnavailable {
+	if _, err := m.Admit(ctx, k, 1, nil, t0); latchkey.ErrorCode(err) != latchkey.EUnavailable {
 		t.Fatalf("waiting for a reservation past the context: %v", err)
 	}
 	close(ws.gate)
@@ -190,7 +190,7 @@ func TestReservationsOfManyKeysShareATransaction(t *testing.T) {
 	}
 	errs := make(chan error, len(ks))
 	admit := func(k *latchkey.Key) {
-		adm, err := m.Admit(context.Background(), k, 1, t0)
+		adm, err := m.Admit(context.Background(), k, 1, nil, t0)
 		if err == nil && adm.Code != "" {
 			err = latchkey.Errorf(latchkey.EInternal, "denied: %s", adm.Code)
 		}

@@ -1,5 +1,6 @@
-// Package limit enforces a key's rate windows, quota and concurrency limit
-// in the memory of one node. Memory implements latchkey.Limiter; every Limiter
+// Package limit enforces a key's rate windows, quota and concurrency limit,
+// and the limits its owner shares with the owner's other keys, in the
+// memory of one node. Memory implements latchkey.Limiter; every Limiter
 // passes the conformance suite in limit/limittest.
 //
 // # Rate windows: GCRA
@@ -29,6 +30,39 @@
 // one request to every window (cost is quota units). A verification with
 // cost 0 is still a request.
 //
+// # Named costs: windows that apply on request
+//
+// A window whose Apply is latchkey.ApplyOnRequest ("tokens": 10,000 an
+// hour) counts only the requests that name it in Admit's named costs, each
+// by its cost c: the same GCRA with the TAT moved by c·T instead of T
+// (exactly, c·W in units of 1/L ns), admitted while max(TAT, now) + c·T −
+// now ≤ W. So 10,000 tokens an hour admits 8 requests of 1,200 at once and
+// then 400 more, and refills by one token every 0.36 s. A request that does
+// not name the window neither spends from it nor is denied by it; a cost of
+// 0 passes and spends nothing; a name no such window has is ignored. What
+// no wait could admit is EInvalid: a named cost above its window's limit,
+// a negative one, a name given twice, more than latchkey.MaxNamedCosts.
+// Remaining and ResetAt of such a window are in its units (tokens).
+//
+// # Owner limits
+//
+// A key whose Bound.Owner has rate windows or a periodic quota (an owner's
+// credit balance is ignored: the service refuses one) shares them with
+// every key of that owner: the state is kept once per owner, under
+// latchkey.OwnerQuotaID(tenant, owner id), not per key and not per copy of
+// the owner's record. Each request is decided against the key's limits and
+// the owner's together: it is admitted only if both allow it, and a request
+// denied by either consumes from neither. The owner's state is locked
+// before the key's, always, so requests of keys of one owner cannot
+// deadlock; the owner's lock is not held over a store read or a credit
+// reservation of a key. Admission.Owner is true when the owner's limits,
+// not the key's own, denied the request. The owner's quota is loaded,
+// flushed, reset (ResetQuotaUsage of the OwnerQuotaID) and forgotten
+// (Forget of the OwnerQuotaID) exactly as a key's, through the same store
+// under that id; its periods count from the owner's CreatedAt. The
+// owner's windows follow its record as a key's follow the key: a window
+// whose limit or duration changed starts full.
+//
 // Remaining is the number of further requests the window would admit at
 // now; ResetAt is the TAT, when Remaining is back to Limit. RetryAfter of a
 // denial is how long until this same request would be admitted by every
@@ -48,22 +82,25 @@
 // mutex, held for the check and the commit together, so concurrent requests
 // for one key are counted exactly (10,000 concurrent requests against a
 // quota of 1,000 admit exactly 1,000) while different keys do not contend.
-// A key with no limits takes a path that touches no shared state at all.
+// A key with no limits, and no owner with limits, takes a path that
+// touches no shared state at all.
 // Time is the now passed to each call, never the wall clock, so that tests
 // can move it by hand; times must lie between the years 1678 and 2262
 // (int64 nanoseconds since 1970).
 //
 // # What Admit reports
 //
-// Admission.RateLimit is the tightest window after the decision: the one
-// with the fewest requests remaining, and of those the one full again
-// soonest. Admission.Quota has Limit (the periodic limit, or the balance
-// set), Remaining after the decision, and ResetAt, the end of the current
-// period (zero for a credit balance). RetryAfter is set on a denial:
-// RATE_LIMITED, how long until this request would pass every window;
-// QUOTA_EXCEEDED, the time to the period's end, or 0 when waiting cannot
-// help (a credit balance, a cost above the limit); CONCURRENCY_EXCEEDED,
-// the time until the first live lease expires.
+// Admission.RateLimit is the tightest window after the decision, over the
+// key's windows and its owner's: the one with the fewest requests (or
+// units) remaining, and of those the one full again soonest.
+// Admission.Quota is the key's quota, or the owner's when the key has
+// none: Limit (the periodic limit, or the balance set), Remaining after
+// the decision, and ResetAt, the end of the current period (zero for a
+// credit balance). RetryAfter is set on a denial: RATE_LIMITED, how long
+// until this request would pass every window it counts in; QUOTA_EXCEEDED,
+// the time to the end of the period of every quota that denies, or 0 when
+// waiting cannot help (a credit balance, a cost above the limit);
+// CONCURRENCY_EXCEEDED, the time until the first live lease expires.
 //
 // Cost is quota units: the quota admits a request when used + cost ≤ limit
 // (or ≤ the balance), and cost 0 consumes nothing but is still checked.
@@ -122,7 +159,8 @@
 // # Forget
 //
 // The service calls Forget(keyID) after it changes a key or resets its quota
-// usage. The next Admit then reads the key's usage row again: if its epoch
+// usage, and Forget(latchkey.OwnerQuotaID(tenant, owner)) after it changes
+// an owner or resets the owner's usage. The next Admit then reads the key's usage row again: if its epoch
 // changed (a reset), the stored usage replaces what this node counted,
 // including consumption not yet flushed, which belonged to before the reset;
 // if not, this node's count, which includes its unflushed consumption, is
@@ -336,49 +374,184 @@ func NewMemory(o Options) *Memory {
 	return m
 }
 
-// Admit checks the key's rate windows, quota and concurrency limit and,
-// only if all of them allow the request, consumes one request from every
-// window, cost units from the quota and one concurrency slot. Errors:
-// EInvalid for a negative cost or a limit that could not have passed
-// validation; the store's error (EUnavailable, internal) when the key's
-// quota usage cannot be read, in which case nothing is admitted — the
-// caller decides what to do without the limiter.
-func (m *Memory) Admit(ctx context.Context, k *latchkey.Key, cost int64, now time.Time) (latchkey.Admission, error) {
+// Admit checks the key's rate windows, quota and concurrency limit, and
+// those of the key's owner (k.Bound.Owner), and, only if all of them allow
+// the request, consumes from every window that counts it (one request, or
+// a named cost for an ApplyOnRequest window), cost units from the key's
+// quota and the owner's, and one concurrency slot. Errors: EInvalid for a
+// negative cost, invalid named costs (more than latchkey.MaxNamedCosts, a
+// negative one, a name given twice, one above its window's limit) or a
+// limit that could not have passed validation; the store's error
+// (EUnavailable, internal) when a quota usage cannot be read, in which
+// case nothing is admitted — the caller decides what to do without the
+// limiter.
+func (m *Memory) Admit(ctx context.Context, k *latchkey.Key, cost int64, named []latchkey.NamedCost, now time.Time) (latchkey.Admission, error) {
 	if cost < 0 {
 		return latchkey.Admission{}, latchkey.Errorf(latchkey.EInvalid, "cost must not be negative")
 	}
-	if len(k.RateLimits) == 0 && k.Quota == nil && k.MaxConcurrent <= 0 {
+	if len(k.RateLimits) == 0 && k.Quota == nil && k.MaxConcurrent <= 0 && (k.Bound == nil || k.Bound.Owner == nil) && len(named) == 0 {
+		// The verify path of most keys: nothing to count, nothing
+		// touched.
 		return latchkey.Admission{}, nil
+	}
+	return m.admitLimited(ctx, k, cost, named, now)
+}
+
+// admitLimited is Admit of a key with limits, an owner or named costs.
+func (m *Memory) admitLimited(ctx context.Context, k *latchkey.Key, cost int64, named []latchkey.NamedCost, now time.Time) (latchkey.Admission, error) {
+	if err := validNamed(named); err != nil {
+		return latchkey.Admission{}, err
+	}
+	o := ownerLimits(k)
+	own := len(k.RateLimits) > 0 || k.Quota != nil || k.MaxConcurrent > 0
+	if !own && o == nil {
+		return latchkey.Admission{}, nil
+	}
+	if err := namedWithinLimits(k, o, named); err != nil {
+		return latchkey.Admission{}, err
 	}
 	ns := now.UnixNano()
 	if d := ns - m.clock.Load(); d > int64(time.Millisecond) || d < -int64(time.Millisecond) {
 		m.clock.Store(ns)
 	}
 	for {
-		st := m.state(k.ID)
-		st.mu.Lock()
-		if st.dropped {
-			st.mu.Unlock()
-			continue
-		}
-		if k.Quota != nil && (!st.quota.loaded || st.quota.stale) {
-			// Returns with st unlocked; either way, look again.
-			if err := m.loadQuota(ctx, st); err != nil {
-				return latchkey.Admission{}, err
+		// Locks are taken owner first, then key, always: two requests of
+		// keys of one owner cannot deadlock.
+		var ost *keyState
+		if o != nil {
+			ost = m.ownerState(o)
+			ost.mu.Lock()
+			if ost.dropped {
+				ost.mu.Unlock()
+				continue
 			}
-			continue
+			if periodic(o.Quota) && (!ost.quota.loaded || ost.quota.stale) {
+				// Returns with ost unlocked; either way, look again.
+				if err := m.loadQuota(ctx, ost); err != nil {
+					return latchkey.Admission{}, err
+				}
+				continue
+			}
 		}
-		adm, need, err := m.admit(st, k, cost, now, ns)
+		var st *keyState
+		if own {
+			st = m.state(k.ID)
+			st.mu.Lock()
+			if st.dropped {
+				st.mu.Unlock()
+				unlock(ost)
+				continue
+			}
+			if k.Quota != nil && (!st.quota.loaded || st.quota.stale) {
+				// The owner's state is not held over a store read.
+				unlock(ost)
+				if err := m.loadQuota(ctx, st); err != nil {
+					return latchkey.Admission{}, err
+				}
+				continue
+			}
+		}
+		adm, need, err := m.admit(st, ost, k, o, cost, named, now, ns)
 		if need > 0 {
+			unlock(ost)
 			// Returns with st unlocked; then decide again.
 			if err := m.reserve(ctx, st, need, *k.Quota.Remaining, ns); err != nil {
 				return latchkey.Admission{}, err
 			}
 			continue
 		}
-		st.mu.Unlock()
+		if st != nil {
+			st.mu.Unlock()
+		}
+		unlock(ost)
 		return adm, err
 	}
+}
+
+func unlock(st *keyState) {
+	if st != nil {
+		st.mu.Unlock()
+	}
+}
+
+// ownerLimits returns the key's owner record if it has limits to enforce
+// (rate windows, or a periodic quota: a credit balance is refused when an
+// owner is written, and ignored here), else nil.
+func ownerLimits(k *latchkey.Key) *latchkey.Owner {
+	if k.Bound == nil || k.Bound.Owner == nil {
+		return nil
+	}
+	o := k.Bound.Owner
+	if len(o.RateLimits) == 0 && !periodic(o.Quota) {
+		return nil
+	}
+	return o
+}
+
+// periodic reports whether q is a periodic quota (not nil, not a credit
+// balance).
+func periodic(q *latchkey.Quota) bool { return q != nil && q.Remaining == nil }
+
+// validNamed checks a request's named costs by themselves: at most
+// latchkey.MaxNamedCosts of them, none negative, no name twice. It does
+// not allocate unless it fails.
+func validNamed(named []latchkey.NamedCost) error {
+	if len(named) > latchkey.MaxNamedCosts {
+		return latchkey.Errorf(latchkey.EInvalid, "at most %d named costs per request", latchkey.MaxNamedCosts)
+	}
+	for i := range named {
+		if named[i].Cost < 0 {
+			return latchkey.Errorf(latchkey.EInvalid, "named cost %q must not be negative", named[i].Name)
+		}
+		for j := range i {
+			if named[j].Name == named[i].Name {
+				return latchkey.Errorf(latchkey.EInvalid, "named cost %q given twice", named[i].Name)
+			}
+		}
+	}
+	return nil
+}
+
+// namedWithinLimits refuses a named cost above the limit of a window it
+// is charged to (the key's or the owner's, o may be nil): no wait could
+// ever admit it.
+func namedWithinLimits(k *latchkey.Key, o *latchkey.Owner, named []latchkey.NamedCost) error {
+	if len(named) == 0 {
+		return nil
+	}
+	if err := namedWithin(k.RateLimits, named); err != nil {
+		return err
+	}
+	if o != nil {
+		return namedWithin(o.RateLimits, named)
+	}
+	return nil
+}
+
+func namedWithin(rls []latchkey.RateLimit, named []latchkey.NamedCost) error {
+	for i := range rls {
+		rl := &rls[i]
+		if c, ok := costOf(rl, named); ok && c > rl.Limit {
+			return latchkey.Errorf(latchkey.EInvalid, "named cost %q of %d exceeds the window's limit of %d", rl.Name, c, rl.Limit)
+		}
+	}
+	return nil
+}
+
+// costOf returns what a request spends of a rate window and whether it
+// counts there at all: one for an ApplyAlways window; the named cost for
+// an ApplyOnRequest window the request names with a positive cost (a cost
+// of 0 passes and spends nothing, as a request that does not name it).
+func costOf(rl *latchkey.RateLimit, named []latchkey.NamedCost) (int64, bool) {
+	if rl.Apply != latchkey.ApplyOnRequest {
+		return 1, true
+	}
+	for i := range named {
+		if named[i].Name == rl.Name {
+			return named[i].Cost, named[i].Cost > 0
+		}
+	}
+	return 0, false
 }
 
 // Quota reports the key's quota as a request at now would find it, live
@@ -404,7 +577,7 @@ func (m *Memory) Quota(ctx context.Context, k *latchkey.Key, now time.Time) (lat
 		}
 		// Touched, so that a state read just now is not swept at once.
 		st.touched = true
-		limit, avail, end, err := st.quota.figures(k, now, now.UnixNano())
+		limit, avail, end, err := st.quota.figures(k.Quota, k.CreatedAt, now, now.UnixNano())
 		st.mu.Unlock()
 		return latchkey.LimitState{Limit: limit, Remaining: max(avail, 0), ResetAt: end}, err
 	}
@@ -581,6 +754,33 @@ func (m *Memory) state(id string) *keyState {
 	return st
 }
 
+// ownerState returns the state an owner's keys share, creating it on the
+// first request. It is kept with the keys' states, under the owner's
+// latchkey.OwnerQuotaID (which is also the id its quota usage is stored
+// under), and found without allocating: the id is built on the stack.
+func (m *Memory) ownerState(o *latchkey.Owner) *keyState {
+	var buf [128]byte
+	b := append(buf[:0], "owner:"...)
+	b = append(b, o.Tenant...)
+	b = append(b, ':')
+	b = append(b, o.ID...)
+	sh := &m.shards[shardOfBytes(b)]
+	sh.mu.RLock()
+	st := sh.m[string(b)]
+	sh.mu.RUnlock()
+	if st != nil {
+		return st
+	}
+	id := string(b) // latchkey.OwnerQuotaID(o.Tenant, o.ID)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if st = sh.m[id]; st == nil {
+		st = &keyState{id: id}
+		sh.m[id] = st
+	}
+	return st
+}
+
 // await waits, without the key's lock, for the one store call in flight
 // for it (a read or a reservation) to end; the caller then looks again.
 func await(ctx context.Context, ch <-chan struct{}, what string) error {
@@ -650,60 +850,66 @@ func (m *Memory) readUsage(ctx context.Context, id string) (latchkey.QuotaUsage,
 	return u, nil
 }
 
-// admit decides with st.mu held: every check first, then every commit or
-// none. It allocates nothing unless it hands out a lease. A request that
-// passes every check but would spend credits beyond the balance's
-// reservation commits nothing and returns how many more must be reserved
-// first.
-func (m *Memory) admit(st *keyState, k *latchkey.Key, cost int64, now time.Time, ns int64) (latchkey.Admission, int64, error) {
-	st.touched = true
+// admit decides with st.mu and ost.mu held (either may be nil: a key
+// without limits of its own, a key without an owner's): every check
+// first, then every commit or none. It allocates nothing unless it hands
+// out a lease. A request that passes every check but would spend credits
+// beyond the balance's reservation commits nothing and returns how many
+// more must be reserved first.
+func (m *Memory) admit(st, ost *keyState, k *latchkey.Key, o *latchkey.Owner, cost int64, named []latchkey.NamedCost, now time.Time, ns int64) (latchkey.Admission, int64, error) {
 	var adm latchkey.Admission
 
-	rateOK := true
-	var rateWait int64
-	if len(k.RateLimits) == 0 {
-		st.windows = nil // the key's windows were removed
-	} else {
-		if err := st.syncWindows(k); err != nil {
+	keyRateOK, ownerRateOK := true, true
+	var keyWait, ownerWait int64
+	if st != nil {
+		st.touched = true
+		var err error
+		if keyRateOK, keyWait, err = st.checkWindows(k.RateLimits, named, ns, "key", k.ID); err != nil {
 			return latchkey.Admission{}, 0, err
 		}
-		for i := range st.windows {
-			w := &st.windows[i]
-			w.next, w.nextRem = w.start(ns)
-			w.next += w.step
-			if w.nextRem += w.stepRem; w.nextRem >= w.limit {
-				w.nextRem -= w.limit
-				w.next++
-			}
-			if d := w.next - ns; d > w.period || d == w.period && w.nextRem > 0 {
-				rateOK = false
-				// Admitted once next − period ≤ now, rounded up to a
-				// whole nanosecond.
-				wait := d - w.period
-				if w.nextRem > 0 {
-					wait++
-				}
-				rateWait = max(rateWait, wait)
-			}
+	}
+	if ost != nil {
+		ost.touched = true
+		var err error
+		if ownerRateOK, ownerWait, err = ost.checkWindows(o.RateLimits, named, ns, "owner", o.ID); err != nil {
+			return latchkey.Admission{}, 0, err
 		}
 	}
 
-	quotaOK := true
-	var quotaWait time.Duration
+	keyQuotaOK := true
+	var keyQuotaWait time.Duration
 	if k.Quota != nil {
-		limit, avail, end, err := st.quota.figures(k, now, ns)
+		limit, avail, end, err := st.quota.figures(k.Quota, k.CreatedAt, now, ns)
 		if err != nil {
 			return latchkey.Admission{}, 0, err
 		}
 		if cost > avail {
-			quotaOK = false
+			keyQuotaOK = false
 			// Waiting helps only a periodic quota, and only a request
 			// that fits into a whole period.
 			if !end.IsZero() && cost <= limit {
-				quotaWait = end.Sub(now)
+				keyQuotaWait = end.Sub(now)
 			}
 		}
 		adm.Quota = latchkey.LimitState{Limit: limit, Remaining: max(avail, 0), ResetAt: end}
+	}
+	ownerQuota := ost != nil && periodic(o.Quota)
+	ownerQuotaOK := true
+	var ownerQuotaWait time.Duration
+	if ownerQuota {
+		limit, avail, end, err := ost.quota.figures(o.Quota, o.CreatedAt, now, ns)
+		if err != nil {
+			return latchkey.Admission{}, 0, err
+		}
+		if cost > avail {
+			ownerQuotaOK = false
+			if cost <= limit {
+				ownerQuotaWait = end.Sub(now)
+			}
+		}
+		if k.Quota == nil {
+			adm.Quota = latchkey.LimitState{Limit: limit, Remaining: max(avail, 0), ResetAt: end}
+		}
 	}
 
 	concOK := true
@@ -713,60 +919,172 @@ func (m *Memory) admit(st *keyState, k *latchkey.Key, cost int64, now time.Time,
 	}
 
 	switch {
-	case !rateOK:
-		adm.Code, adm.RetryAfter = latchkey.CodeRateLimited, time.Duration(rateWait)
-	case !quotaOK:
-		adm.Code, adm.RetryAfter = latchkey.CodeQuotaExceeded, quotaWait
+	case !keyRateOK || !ownerRateOK:
+		adm.Code, adm.RetryAfter = latchkey.CodeRateLimited, time.Duration(max(keyWait, ownerWait))
+		adm.Owner = keyRateOK
+	case !keyQuotaOK || !ownerQuotaOK:
+		adm.Code, adm.RetryAfter = latchkey.CodeQuotaExceeded, quotaRetry(keyQuotaOK, keyQuotaWait, ownerQuotaOK, ownerQuotaWait)
+		adm.Owner = keyQuotaOK
 	case !concOK:
 		// purgeLeases left a live lease at the top of the heap.
 		adm.Code, adm.RetryAfter = latchkey.CodeConcurrencyExceeded, time.Duration(st.expiry[0].exp-ns)
 	default:
-		if q := &st.quota; k.Quota != nil && q.balance && m.store != nil && q.usage.Used+cost > q.reserved {
-			return adm, q.usage.Used + cost - q.reserved, nil
+		if k.Quota != nil && st.quota.balance && m.store != nil && st.quota.usage.Used+cost > st.quota.reserved {
+			return adm, st.quota.usage.Used + cost - st.quota.reserved, nil
 		}
-		for i := range st.windows {
-			w := &st.windows[i]
-			w.tat, w.tatRem = w.next, w.nextRem
+		if st != nil {
+			st.commitWindows()
 		}
-		if k.Quota != nil && cost > 0 {
-			st.quota.usage.Used += cost
-			if !st.quota.balance {
-				st.quota.version++
+		if ost != nil {
+			ost.commitWindows()
+		}
+		if cost > 0 {
+			if k.Quota != nil {
+				st.quota.consume(cost)
 			}
-			adm.Quota.Remaining -= cost
+			if ownerQuota {
+				ost.quota.consume(cost)
+			}
+			if k.Quota != nil || ownerQuota {
+				adm.Quota.Remaining = max(adm.Quota.Remaining-cost, 0)
+			}
 		}
 		if k.MaxConcurrent > 0 {
 			adm.LeaseID = m.lease(st, k, ns)
 		}
 	}
 
-	// The tightest window after the decision: fewest remaining, then the
-	// soonest full again.
-	var bestRem, bestReset, bestLimit int64
-	for i := range st.windows {
-		w := &st.windows[i]
+	// The tightest window after the decision, over the key's and the
+	// owner's: fewest remaining, then the soonest full again.
+	var best tightest
+	if st != nil {
+		best.over(st.windows, ns)
+	}
+	if ost != nil {
+		best.over(ost.windows, ns)
+	}
+	// Built once, for the window reported: constructing a time.Time per
+	// window showed in profiles.
+	if best.any {
+		adm.RateLimit = latchkey.LimitState{Limit: best.limit, Remaining: best.rem, ResetAt: time.Unix(0, best.reset).UTC()}
+	}
+	return adm, 0, nil
+}
+
+// quotaRetry is RetryAfter of QUOTA_EXCEEDED when the key's quota, the
+// owner's or both deny: how long until both could admit, or 0 when
+// waiting cannot help one that denies.
+func quotaRetry(keyOK bool, keyWait time.Duration, ownerOK bool, ownerWait time.Duration) time.Duration {
+	switch {
+	case !keyOK && keyWait == 0, !ownerOK && ownerWait == 0:
+		return 0
+	case keyOK:
+		return ownerWait
+	case ownerOK:
+		return keyWait
+	}
+	return max(keyWait, ownerWait)
+}
+
+// consume counts cost units of an admitted request.
+func (qs *quotaState) consume(cost int64) {
+	qs.usage.Used += cost
+	if !qs.balance {
+		qs.version++
+	}
+}
+
+// tightest finds the window with the fewest requests remaining, then the
+// one full again soonest.
+type tightest struct {
+	any               bool
+	rem, reset, limit int64
+}
+
+func (b *tightest) over(ws []window, ns int64) {
+	for i := range ws {
+		w := &ws[i]
 		x, xr := w.start(ns)
 		rem, reset := w.remaining(x, xr, ns), x
 		if xr > 0 {
 			reset++
 		}
-		if i == 0 || rem < bestRem || rem == bestRem && reset < bestReset {
-			bestRem, bestReset, bestLimit = rem, reset, w.limit
+		if !b.any || rem < b.rem || rem == b.rem && reset < b.reset {
+			b.any, b.rem, b.reset, b.limit = true, rem, reset, w.limit
 		}
 	}
-	// Built once, for the window reported: constructing a time.Time per
-	// window showed in profiles.
-	if len(st.windows) > 0 {
-		adm.RateLimit = latchkey.LimitState{Limit: bestLimit, Remaining: bestRem, ResetAt: time.Unix(0, bestReset).UTC()}
+}
+
+// checkWindows matches the state's windows to rls and works out, for each
+// window that counts this request, its TAT if the request is admitted
+// (next). It reports whether every window allows the request and, if
+// not, how long until all of them would (rounded up to a nanosecond). A
+// window the request does not count in (ApplyOnRequest, not named) keeps
+// its TAT.
+func (st *keyState) checkWindows(rls []latchkey.RateLimit, named []latchkey.NamedCost, ns int64, kind, id string) (bool, int64, error) {
+	if len(rls) == 0 {
+		st.windows = nil // the windows were removed
+		return true, 0, nil
 	}
-	return adm, 0, nil
+	if err := st.syncWindows(rls, kind, id); err != nil {
+		return false, 0, err
+	}
+	ok := true
+	var wait int64
+	for i := range st.windows {
+		w := &st.windows[i]
+		c, counts := costOf(&rls[i], named)
+		if !counts {
+			w.next, w.nextRem = w.tat, w.tatRem
+			continue
+		}
+		x, xr := w.start(ns)
+		w.next, w.nextRem = w.advance(x, xr, c)
+		if d := w.next - ns; d > w.period || d == w.period && w.nextRem > 0 {
+			ok = false
+			// Admitted once next − period ≤ now, rounded up to a
+			// whole nanosecond.
+			wt := d - w.period
+			if w.nextRem > 0 {
+				wt++
+			}
+			wait = max(wait, wt)
+		}
+	}
+	return ok, wait, nil
+}
+
+// commitWindows makes every window's next TAT its TAT.
+func (st *keyState) commitWindows() {
+	for i := range st.windows {
+		w := &st.windows[i]
+		w.tat, w.tatRem = w.next, w.nextRem
+	}
+}
+
+// advance returns x + xr/limit moved on by c emission intervals: c·period
+// in units of 1/limit ns, exactly. c is at most the limit (larger named
+// costs are refused), so c·step stays within the period.
+func (w *window) advance(x, xr, c int64) (int64, int64) {
+	n, r := x+w.step, xr+w.stepRem
+	if c != 1 {
+		// c·stepRem < limit² may overflow 64 bits; the quotient by
+		// limit is below c, so Div64 cannot.
+		hi, lo := bits.Mul64(uint64(c), uint64(w.stepRem))
+		q, rem := bits.Div64(hi, lo, uint64(w.limit))
+		n, r = x+c*w.step+int64(q), xr+int64(rem)
+	}
+	if r >= w.limit {
+		r -= w.limit
+		n++
+	}
+	return n, r
 }
 
 // figures brings the quota state to the key's quota at now and returns
 // its limit (the balance set, for a credit balance), what is available
 // and, for a periodic quota, when the period ends.
-func (qs *quotaState) figures(k *latchkey.Key, now time.Time, ns int64) (limit, avail int64, end time.Time, err error) {
-	q := k.Quota
+func (qs *quotaState) figures(q *latchkey.Quota, anchor, now time.Time, ns int64) (limit, avail int64, end time.Time, err error) {
 	if q.Remaining != nil {
 		qs.balance = true
 		if !qs.usage.PeriodStart.IsZero() {
@@ -780,7 +1098,7 @@ func (qs *quotaState) figures(k *latchkey.Key, now time.Time, ns int64) (limit, 
 		limit = *q.Remaining
 	} else {
 		qs.balance = false
-		if end, err = qs.roll(q.Period, k.CreatedAt, now, ns); err != nil {
+		if end, err = qs.roll(q.Period, anchor, now, ns); err != nil {
 			return 0, 0, time.Time{}, err
 		}
 		limit = q.Limit
@@ -788,20 +1106,21 @@ func (qs *quotaState) figures(k *latchkey.Key, now time.Time, ns int64) (limit, 
 	return limit, limit - qs.usage.Used, end, nil
 }
 
-// syncWindows matches the state's windows to the key's: a window whose
-// limit or duration differs from what its state was built for starts full.
-func (st *keyState) syncWindows(k *latchkey.Key) error {
-	if len(st.windows) != len(k.RateLimits) {
-		st.windows = make([]window, len(k.RateLimits))
+// syncWindows matches the state's windows to rls (the key's or the
+// owner's): a window whose limit or duration differs from what its state
+// was built for starts full.
+func (st *keyState) syncWindows(rls []latchkey.RateLimit, kind, id string) error {
+	if len(st.windows) != len(rls) {
+		st.windows = make([]window, len(rls))
 	}
-	for i := range k.RateLimits {
-		rl := &k.RateLimits[i]
+	for i := range rls {
+		rl := &rls[i]
 		w := &st.windows[i]
 		if w.limit == rl.Limit && w.period == int64(rl.Window) {
 			continue
 		}
 		if rl.Limit < 1 || rl.Window <= 0 {
-			return latchkey.Errorf(latchkey.EInvalid, "key %s: rate window %q needs a positive limit and window", k.ID, rl.Name)
+			return latchkey.Errorf(latchkey.EInvalid, "%s %s: rate window %q needs a positive limit and window", kind, id, rl.Name)
 		}
 		p := int64(rl.Window)
 		*w = window{limit: rl.Limit, period: p, step: p / rl.Limit, stepRem: p % rl.Limit}
@@ -990,7 +1309,8 @@ func (m *Memory) Release(leaseID string, now time.Time) bool {
 }
 
 // Forget makes the next Admit of the key read its quota usage again, so
-// that a reset (ResetQuotaUsage) or a new balance takes effect. Consumption
+// that a reset (ResetQuotaUsage) or a new balance takes effect. Given an
+// OwnerQuotaID it does the same for the owner's shared quota. Consumption
 // this node counted but has not flushed is kept unless the usage was reset
 // meanwhile. Rate windows follow the key's settings by themselves; leases
 // stay. The service calls Forget after every change of a key.
@@ -1292,4 +1612,12 @@ func shardOf(id string) int {
 		return 0
 	}
 	return int((uint32(id[len(id)-1]) | uint32(id[len(id)-2])<<8) % numShards)
+}
+
+// shardOfBytes is shardOf of string(b).
+func shardOfBytes(b []byte) int {
+	if len(b) < 2 {
+		return 0
+	}
+	return int((uint32(b[len(b)-1]) | uint32(b[len(b)-2])<<8) % numShards)
 }

@@ -18,7 +18,7 @@ import (
 // mapping of limits can be tested end to end today.
 type metaLimiter struct{}
 
-func (metaLimiter) Admit(_ context.Context, k *latchkey.Key, _ int64, now time.Time) (latchkey.Admission, error) {
+func (metaLimiter) Admit(_ context.Context, k *latchkey.Key, _ int64, _ []latchkey.NamedCost, now time.Time) (latchkey.Admission, error) {
 	code, _ := k.Meta["test_deny"].(string)
 	if code == "" {
 		return latchkey.Admission{RateLimit: latchkey.LimitState{Limit: 100, Remaining: 99, ResetAt: now.Add(time.Minute)}}, nil

@@ -49,6 +49,24 @@
 //     unknown, released or expired lease. Forget keeps leases.
 //   - A key with no limits gets the zero Admission.
 //   - A negative cost is EInvalid.
+//   - Windows whose Apply is latchkey.ApplyOnRequest count only requests
+//     that name them, by the named cost (weighted GCRA, exact: 10,000
+//     tokens an hour admit 8 × 1,200 and then 400 at one instant, and
+//     refill one token every 0.36 s); other requests neither spend from
+//     them nor are denied by them; cost 0 spends nothing; unknown names are
+//     ignored. A named cost above its window's limit, a negative one, a
+//     name given twice or more than latchkey.MaxNamedCosts of them is
+//     EInvalid, and consumes nothing.
+//   - Owner limits (k.Bound.Owner: rate windows and a periodic quota) are
+//     shared by every key of the owner, told apart by tenant and owner id
+//     (not by pointer), checked in the same decision as the key's own: a
+//     request denied by either consumes from neither, and Admission.Owner
+//     says the owner denied it. RateLimit is the tightest window of both;
+//     Quota is the key's, or the owner's when the key has none. The owner's
+//     quota is persisted under latchkey.OwnerQuotaID through the same store
+//     (Flush, then a new limiter continues from it; ResetQuotaUsage and
+//     Forget of that id restore it). The suite's stores keep owners' rows
+//     with OwnerRows.
 package limittest
 
 import (
@@ -118,6 +136,19 @@ func Run(t *testing.T, newLimiter func(t *testing.T) (latchkey.Limiter, latchkey
 		{"LeaseIDsAreUniqueAndUnguessable", testLeaseIDs},
 		{"LeasesExactUnderConcurrency", testLeasesConcurrent},
 		{"ForgetKeepsLeases", testForgetKeepsLeases},
+		{"OwnerWindowSharedByItsKeys", testOwnerWindowShared},
+		{"OwnerWindowExactUnderConcurrency", testOwnerWindowConcurrent},
+		{"OwnerDenialConsumesNothingOfTheKey", testOwnerDenialConsumesNoKeyLimit},
+		{"KeyDenialConsumesNothingOfTheOwner", testKeyDenialConsumesNoOwnerLimit},
+		{"OwnerQuotaSharedAndPersisted", testOwnerQuotaPersists},
+		{"OwnerWindowChangeStartsFull", testOwnerWindowsChange},
+		{"OwnersOfOtherIDsOrTenantsDoNotShare", testOwnersApart},
+		{"OwnerWithoutLimitsLimitsNothing", testOwnerWithoutLimits},
+		{"OnRequestWindowCountsNamedCost", testTokensOnRequest},
+		{"OnRequestWindowBesideRequestWindow", testNamedWithRequestWindow},
+		{"OwnerOnRequestWindowShared", testOwnerTokens},
+		{"InvalidNamedCostsAreRefused", testNamedInvalid},
+		{"OwnerWithCreditKeyExactUnderConcurrency", testOwnerWithCreditKey},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -209,7 +240,7 @@ func (f *fixture) admit(t *testing.T, k *latchkey.Key, cost int64, now time.Time
 
 func admitOn(t *testing.T, lim latchkey.Limiter, k *latchkey.Key, cost int64, now time.Time) latchkey.Admission {
 	t.Helper()
-	adm, err := lim.Admit(t.Context(), k, cost, now)
+	adm, err := lim.Admit(t.Context(), k, cost, nil, now)
 	if err != nil {
 		t.Fatalf("Admit(cost %d at %v): %v", cost, now, err)
 	}
@@ -312,7 +343,7 @@ func hammer(t *testing.T, lim latchkey.Limiter, k *latchkey.Key, now time.Time, 
 		wg.Go(func() {
 			<-start
 			for range each {
-				adm, err := lim.Admit(t.Context(), k, 1, now)
+				adm, err := lim.Admit(t.Context(), k, 1, nil, now)
 				switch {
 				case err != nil:
 					failed.Add(1)
@@ -336,7 +367,7 @@ func testNoLimits(t *testing.T, f *fixture) {
 	k := f.key(t, nil)
 	for _, cost := range []int64{0, 1, 1 << 40} {
 		for i := range 50 {
-			adm, err := f.lim.Admit(t.Context(), k, cost, at(time.Duration(i)))
+			adm, err := f.lim.Admit(t.Context(), k, cost, nil, at(time.Duration(i)))
 			if err != nil || adm != (latchkey.Admission{}) {
 				t.Fatalf("Admit of a key without limits (cost %d) = %+v, %v; want the zero Admission", cost, adm, err)
 			}
@@ -350,7 +381,7 @@ func testNegativeCost(t *testing.T, f *fixture) {
 		f.key(t, periodic(10, "daily")),
 		f.key(t, windows(rl("s", 5, time.Second))),
 	} {
-		_, err := f.lim.Admit(t.Context(), k, -1, t0)
+		_, err := f.lim.Admit(t.Context(), k, -1, nil, t0)
 		if code := latchkey.ErrorCode(err); code != latchkey.EInvalid {
 			t.Errorf("Admit with cost -1: code %q (%v), want %q", code, err, latchkey.EInvalid)
 		}

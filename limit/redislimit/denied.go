@@ -22,6 +22,10 @@ import (
 // that loses its data (the key then waits out the denial it was given,
 // as it would have without the loss). Quota and concurrency denials are
 // not remembered: a period's end or a released lease can admit earlier.
+// Nor are the denials of requests with named costs or of keys with owner
+// limits, which Redis always decides: an owner's windows change, and are
+// spent by other keys, without the key's signature changing, and a
+// request's named costs are not part of it.
 type denials struct {
 	seed   maphash.Seed
 	shards [denialShards]denialShard
@@ -114,7 +118,8 @@ func (d *denials) sweep(now int64) {
 	}
 }
 
-// windowsSig sums up a key's rate windows (limit and length, in order),
+// windowsSig sums up a key's rate windows (limit, length and whether
+// they count every request, in order),
 // so that a denial is not answered for windows that have changed since.
 func windowsSig(ws []latchkey.RateLimit) uint64 {
 	const prime = 1099511628211
@@ -122,6 +127,7 @@ func windowsSig(ws []latchkey.RateLimit) uint64 {
 	for i := range ws {
 		h = (h ^ uint64(ws[i].Limit)) * prime
 		h = (h ^ uint64(ws[i].Window)) * prime
+		h = (h ^ uint64(len(ws[i].Apply))) * prime // "" or "on_request"
 	}
 	return h
 }

@@ -1,17 +1,21 @@
 // Package redislimit enforces a key's rate windows, quota and concurrency
-// limit in Redis, so that every Latchkey node using the same Redis (and
-// the same Options.Prefix) enforces the same limits exactly, as one node
-// does. Limiter implements latchkey.Limiter and latchkey.QuotaReader and
-// passes the conformance suite in limit/limittest; the semantics (GCRA
-// windows, quota periods, credit balances, leases, the order of checks,
-// what Admit reports) are package limit's, word for word.
+// limit, and the limits its owner shares with the owner's other keys, in
+// Redis, so that every Latchkey node using the same Redis (and the same
+// Options.Prefix) enforces the same limits exactly, as one node does.
+// Limiter implements latchkey.Limiter and latchkey.QuotaReader and passes
+// the conformance suite in limit/limittest; the semantics (GCRA windows,
+// windows that count named costs, owner limits, quota periods, credit
+// balances, leases, the order of checks, what Admit reports) are package
+// limit's, word for word.
 //
 // # What is shared
 //
 // Every decision is one Lua script run atomically in Redis (EVALSHA,
 // falling back to EVAL when Redis does not have it cached, as after a
 // restart): the script reads the key's windows, quota counter and leases,
-// decides, and commits all of them or none. Nothing of a decision is held
+// and its owner's windows and quota counter, decides, and commits all of
+// them or none (a request denied by the owner's limits consumes nothing of
+// the key's, and the other way round). Nothing of a decision is held
 // in a node's memory, so 3,000 requests spread over three nodes against
 // 1,000 per minute admit exactly 1,000, and a lease taken on one node is
 // found (LeaseKey) and released (Release) on any other.
@@ -25,16 +29,22 @@
 //     epoch of the stored row it was loaded from.
 //   - Leases: a sorted set per key scored by expiry, the exact expiries, and
 //     a lease → key mapping for LeaseKey and Release.
+//   - Owner limits: one hash per owner, named by
+//     latchkey.OwnerQuotaID(tenant, owner id), with the owner's windows and
+//     quota counter, shared by all of the owner's keys on every node. Its
+//     quota counter is loaded, flushed (under that id, through the same
+//     store), reset and forgotten (Forget of that id) exactly as a key's.
 //
 // Time is the now each caller passes, never Redis's clock, so nodes must
 // keep their clocks in step (NTP) as they must for everything else. Every
 // Redis key has a TTL: a window lives until it is full again, a quota
 // counter at most an hour after its last use (the store has it by then),
 // a lease until it expires, each plus a minute; an idle key costs nothing.
-// Keys are one hash, one sorted set and one more hash per key, and a string
-// per live lease; a decision touches the key's own keys and its new lease's
-// mapping, so the limiter needs one Redis (standalone, or a primary that
-// Sentinel fails over), not Redis Cluster.
+// Keys are one hash, one sorted set and one more hash per key, a hash per
+// owner with limits, and a string per live lease; a decision touches the
+// key's own keys, its owner's hash and its new lease's mapping, so the
+// limiter needs one Redis (standalone, or a primary that Sentinel fails
+// over), not Redis Cluster.
 //
 // # What is persisted, and when
 //
@@ -98,7 +108,10 @@
 //   - "local" (the default): Options.Local (an in-memory limit.Memory)
 //     decides, with the key's rate windows, concurrency limit and periodic
 //     quota divided by Options.Nodes (rounded down, at least 1), so the
-//     nodes together stay near the key's limits while each counts alone.
+//     nodes together stay near the key's limits while each counts alone;
+//     the owner's windows and periodic quota are divided the same way,
+//     and a named cost above a divided window's limit is lowered to it
+//     (the request takes this node's whole share instead of failing).
 //     What they admit meanwhile is not in the shared counters: when Redis
 //     is back its windows and quota counters continue from where they
 //     were, so an outage can admit up to the quota's limit once more, per

@@ -232,33 +232,51 @@ func (l *Limiter) Stats() Stats {
 func (l *Limiter) stateKey(id string) string { return l.prefix + "k:" + id }
 func (l *Limiter) leaseKey(id string) string { return l.prefix + "L:" + id }
 
-// Admit checks the key's rate windows, quota and concurrency limit in one
-// Redis script and, only if all of them allow the request, consumes one
-// request from every window, cost units from the quota and one slot.
-// Errors: EInvalid for a negative cost or a limit that could not have
-// passed validation; the store's error when the key's quota usage or a
-// credit reservation cannot be read or written (nothing is admitted);
-// EUnavailable when Redis is unreachable and the failure mode is "deny"
-// (or there is no local fallback), or when the reservations of other
-// requests for the key take too long.
-func (l *Limiter) Admit(ctx context.Context, k *latchkey.Key, cost int64, now time.Time) (latchkey.Admission, error) {
+// Admit checks the key's rate windows, quota and concurrency limit, and
+// those of the key's owner (k.Bound.Owner, shared by every key of the
+// owner on every node), in one Redis script and, only if all of them
+// allow the request, consumes from every window that counts it (one
+// request, or a named cost for an ApplyOnRequest window), cost units from
+// the key's quota and the owner's, and one slot. Errors: EInvalid for a
+// negative cost, invalid named costs (more than latchkey.MaxNamedCosts, a
+// negative one, a name given twice, one above its window's limit) or a
+// limit that could not have passed validation; the store's error when a
+// quota usage or a credit reservation cannot be read or written (nothing
+// is admitted); EUnavailable when Redis is unreachable and the failure
+// mode is "deny" (or there is no local fallback), or when the
+// reservations of other requests for the key take too long.
+func (l *Limiter) Admit(ctx context.Context, k *latchkey.Key, cost int64, named []latchkey.NamedCost, now time.Time) (latchkey.Admission, error) {
 	if cost < 0 {
 		return latchkey.Admission{}, latchkey.Errorf(latchkey.EInvalid, "cost must not be negative")
 	}
-	if len(k.RateLimits) == 0 && k.Quota == nil && k.MaxConcurrent <= 0 {
+	if err := validNamed(named); err != nil {
+		return latchkey.Admission{}, err
+	}
+	o := ownerLimits(k)
+	if len(k.RateLimits) == 0 && k.Quota == nil && k.MaxConcurrent <= 0 && o == nil {
 		return latchkey.Admission{}, nil
 	}
-	for i := range k.RateLimits {
-		if rl := &k.RateLimits[i]; rl.Limit < 1 || rl.Window <= 0 {
-			return latchkey.Admission{}, latchkey.Errorf(latchkey.EInvalid, "key %s: rate window %q needs a positive limit and window", k.ID, rl.Name)
+	if err := validWindows(k.RateLimits, "key", k.ID); err != nil {
+		return latchkey.Admission{}, err
+	}
+	if o != nil {
+		if err := validWindows(o.RateLimits, "owner", o.ID); err != nil {
+			return latchkey.Admission{}, err
 		}
+	}
+	if err := namedWithinLimits(k, o, named); err != nil {
+		return latchkey.Admission{}, err
 	}
 	l.observe(now)
 	if l.isDown() {
-		return l.fallback(ctx, k, cost, now)
+		return l.fallback(ctx, k, cost, named, now)
 	}
+	// Remembered denials are exact only for what they were learnt from:
+	// requests that charge the key's own windows, one each. A request
+	// with named costs or owner limits always asks Redis.
+	remember := len(k.RateLimits) > 0 && len(named) == 0 && o == nil
 	var sig uint64
-	if len(k.RateLimits) > 0 {
+	if remember {
 		sig = windowsSig(k.RateLimits)
 		if adm, ok := l.denied.get(k.ID, sig, now); ok {
 			l.shortcuts.Add(1)
@@ -269,7 +287,7 @@ func (l *Limiter) Admit(ctx context.Context, k *latchkey.Key, cost int64, now ti
 		l.applyForgets(ctx)
 	}
 	var c call
-	if err := c.build(l, k, cost, now, "a"); err != nil {
+	if err := c.build(l, k, o, cost, named, now, "a"); err != nil {
 		return latchkey.Admission{}, err
 	}
 	if k.Quota != nil && k.Quota.IsCredit() {
@@ -278,15 +296,97 @@ func (l *Limiter) Admit(ctx context.Context, k *latchkey.Key, cost int64, now ti
 	res, err := l.decide(ctx, k, &c)
 	if err != nil {
 		if errors.Is(err, errRedis) {
-			return l.fallback(ctx, k, cost, now)
+			return l.fallback(ctx, k, cost, named, now)
 		}
 		return latchkey.Admission{}, err
 	}
 	adm := c.admission(k, res)
-	if adm.Code == latchkey.CodeRateLimited && adm.RetryAfter > 0 {
+	if remember && adm.Code == latchkey.CodeRateLimited && adm.RetryAfter > 0 {
 		l.denied.put(k.ID, sig, adm, now)
 	}
 	return adm, nil
+}
+
+// validWindows refuses rate windows that could not have passed
+// validation (a limit or window below 1).
+func validWindows(rls []latchkey.RateLimit, kind, id string) error {
+	for i := range rls {
+		if rl := &rls[i]; rl.Limit < 1 || rl.Window <= 0 {
+			return latchkey.Errorf(latchkey.EInvalid, "%s %s: rate window %q needs a positive limit and window", kind, id, rl.Name)
+		}
+	}
+	return nil
+}
+
+// ownerLimits returns the key's owner record if it has limits to enforce
+// (rate windows, or a periodic quota: a credit balance is refused when an
+// owner is written, and ignored here), else nil. (As package limit.)
+func ownerLimits(k *latchkey.Key) *latchkey.Owner {
+	if k.Bound == nil || k.Bound.Owner == nil {
+		return nil
+	}
+	o := k.Bound.Owner
+	if len(o.RateLimits) == 0 && (o.Quota == nil || o.Quota.IsCredit()) {
+		return nil
+	}
+	return o
+}
+
+// validNamed checks a request's named costs by themselves: at most
+// latchkey.MaxNamedCosts of them, none negative, no name twice.
+func validNamed(named []latchkey.NamedCost) error {
+	if len(named) > latchkey.MaxNamedCosts {
+		return latchkey.Errorf(latchkey.EInvalid, "at most %d named costs per request", latchkey.MaxNamedCosts)
+	}
+	for i := range named {
+		if named[i].Cost < 0 {
+			return latchkey.Errorf(latchkey.EInvalid, "named cost %q must not be negative", named[i].Name)
+		}
+		for j := range i {
+			if named[j].Name == named[i].Name {
+				return latchkey.Errorf(latchkey.EInvalid, "named cost %q given twice", named[i].Name)
+			}
+		}
+	}
+	return nil
+}
+
+// namedWithinLimits refuses a named cost above the limit of a window it
+// is charged to (the key's or the owner's; o may be nil): no wait could
+// ever admit it.
+func namedWithinLimits(k *latchkey.Key, o *latchkey.Owner, named []latchkey.NamedCost) error {
+	if len(named) == 0 {
+		return nil
+	}
+	sets := [2][]latchkey.RateLimit{k.RateLimits}
+	if o != nil {
+		sets[1] = o.RateLimits
+	}
+	for _, rls := range sets {
+		for i := range rls {
+			rl := &rls[i]
+			if c, ok := costOf(rl, named); ok && c > rl.Limit {
+				return latchkey.Errorf(latchkey.EInvalid, "named cost %q of %d exceeds the window's limit of %d", rl.Name, c, rl.Limit)
+			}
+		}
+	}
+	return nil
+}
+
+// costOf returns what a request spends of a rate window and whether it
+// counts there at all: one for an ApplyAlways window; the named cost for
+// an ApplyOnRequest window the request names with a positive cost (a cost
+// of 0 passes and spends nothing, as a request that does not name it).
+func costOf(rl *latchkey.RateLimit, named []latchkey.NamedCost) (int64, bool) {
+	if rl.Apply != latchkey.ApplyOnRequest {
+		return 1, true
+	}
+	for i := range named {
+		if named[i].Name == rl.Name {
+			return named[i].Cost, named[i].Cost > 0
+		}
+	}
+	return 0, false
 }
 
 // errRedis marks a failed Redis call, after which the fallback decides.
@@ -308,11 +408,15 @@ func (l *Limiter) decide(ctx context.Context, k *latchkey.Key, c *call) ([]any, 
 		case 0:
 			return res, nil
 		case 1:
-			u, err := l.readUsage(ctx, k.ID)
+			sec := &c.key
+			if which, _ := res[1].(string); which == "o" {
+				sec = &c.owner
+			}
+			u, err := l.readUsage(ctx, sec.id)
 			if err != nil {
 				return nil, err
 			}
-			c.setLoad(k, u)
+			c.setLoad(sec, u)
 		case 2:
 			if err := l.reserve(ctx, k, c, res); err != nil {
 				return nil, err
@@ -349,31 +453,47 @@ func (l *Limiter) decide(ctx context.Context, k *latchkey.Key, c *call) ([]any, 
 
 // call is the arguments of one admit script run.
 type call struct {
-	keys [5]string
+	keys [6]string
 	args []any
 	// What the reply is read against.
 	ns, nowMs int64
 	now       time.Time
 	cost      int64
-	wins      []winParams
-	quotaAt   int // index of the quota arguments in args
-	curPS     string
-	end       time.Time // end of the current period
+	key       section
+	owner     section
+	leaseAt   int // index of the lease id in args
 	token     string
 }
 
+// section is what a call holds of one set of limits: the key's own, or
+// its owner's.
+type section struct {
+	id      string // the key id, or the owner's latchkey.OwnerQuotaID
+	wins    []winParams
+	quota   *latchkey.Quota // nil: none (an owner's credit balance is none)
+	anchor  time.Time       // where the quota's periods are counted from
+	quotaAt int             // index of the quota arguments in args
+	curPS   string
+	end     time.Time // end of the current period
+}
+
+// winParams is one window as this call charges it: inc + incRem/limit ns
+// is what the request moves its TAT by (cost × period/limit; 0 for an
+// ApplyOnRequest window the request does not name).
 type winParams struct {
-	limit, period, step, stepRem int64
+	limit, period, inc, incRem int64
 }
 
 // Argument layout (1-based, as the script sees it): mode, now s, now ns,
-// cost, number of windows, slack ms; per window id, limit, period s,
-// period ns, step s, step ns, step remainder; then quota kind, definition,
-// current period start (µs), limit or balance, quota TTL ms, load flag,
-// stored epoch, stored period start, stored used, reserve flag; max
-// concurrent, lease id, lease expiry s, lease expiry ns, lease TTL ms, key
-// id, lock token, lock ms.
-func (c *call) build(l *Limiter, k *latchkey.Key, cost int64, now time.Time, mode string) error {
+// cost, slack ms; then two sections, the key's and the owner's, each:
+// active flag, number of windows, per window id, limit, period s, period
+// ns, increment s, increment ns, increment remainder; quota kind,
+// definition, current period start (µs), limit or balance, quota TTL ms,
+// load flag, stored epoch, stored period start, stored used, reserve
+// flag; the section's id (key id or owner quota id); then max concurrent,
+// lease id, lease expiry s, lease expiry ns, lease TTL ms, lock token,
+// lock ms.
+func (c *call) build(l *Limiter, k *latchkey.Key, o *latchkey.Owner, cost int64, named []latchkey.NamedCost, now time.Time, mode string) error {
 	ns := now.UnixNano()
 	s, n := split(ns)
 	c.ns, c.now, c.cost = ns, now, cost
@@ -381,45 +501,32 @@ func (c *call) build(l *Limiter, k *latchkey.Key, cost int64, now time.Time, mod
 	// Costs beyond 2^53 cannot be exact in the script, and need not be:
 	// no limit is that large (latchkey.ValidateQuota).
 	scost := min(cost, 1<<54)
-	nw := 0
+	var krl, orl []latchkey.RateLimit
 	if mode == "a" {
-		nw = len(k.RateLimits)
-	}
-	c.args = make([]any, 0, 6+7*nw+18)
-	c.args = append(c.args, mode, s, n, scost, nw, slack.Milliseconds())
-	c.wins = make([]winParams, nw)
-	for i := range nw {
-		rl := &k.RateLimits[i]
-		p := int64(rl.Window)
-		w := winParams{limit: rl.Limit, period: p, step: p / rl.Limit, stepRem: p % rl.Limit}
-		c.wins[i] = w
-		ps, pn := split(p)
-		ss, sn := split(w.step)
-		c.args = append(c.args, strconv.FormatInt(w.limit, 10)+"/"+strconv.FormatInt(p, 10), w.limit, ps, pn, ss, sn, w.stepRem)
-	}
-	c.quotaAt = len(c.args)
-	kind, def, curPS, qlimit, ttl := "", "", "", int64(0), int64(0)
-	reserve := "0"
-	if q := k.Quota; q != nil {
-		if q.IsCredit() {
-			kind, def, qlimit, ttl = "b", "b", *q.Remaining, quotaIdleTTL.Milliseconds()
-			if l.store != nil {
-				reserve = "1"
-				c.token = l.node + ":" + strconv.FormatUint(l.seq.Add(1), 10)
-			}
-		} else {
-			start, err := latchkey.QuotaPeriodStart(q.Period, k.CreatedAt, now)
-			if err != nil {
-				return err
-			}
-			c.end = latchkey.QuotaPeriodEnd(q.Period, start).UTC()
-			curPS = strconv.FormatInt(start.UTC().Truncate(time.Microsecond).UnixMicro(), 10)
-			kind, def, qlimit = "p", "p:"+q.Period+":"+strconv.FormatInt(k.CreatedAt.UnixNano(), 10), q.Limit
-			ttl = ceilMs(min(c.end.Sub(now), quotaIdleTTL))
+		krl = k.RateLimits
+		if o != nil {
+			orl = o.RateLimits
 		}
 	}
-	c.curPS = curPS
-	c.args = append(c.args, kind, def, curPS, qlimit, ttl, "0", "", "", "", reserve)
+	c.args = make([]any, 0, 5+2*(13+7*len(krl))+7)
+	c.args = append(c.args, mode, s, n, scost, slack.Milliseconds())
+	if c.token == "" && k.Quota != nil && k.Quota.IsCredit() && l.store != nil {
+		c.token = l.node + ":" + strconv.FormatUint(l.seq.Add(1), 10)
+	}
+	c.key = section{id: k.ID, quota: k.Quota, anchor: k.CreatedAt}
+	if err := c.section(l, &c.key, true, krl, named, true); err != nil {
+		return err
+	}
+	c.owner = section{}
+	if o != nil {
+		c.owner = section{id: latchkey.OwnerQuotaID(o.Tenant, o.ID), anchor: o.CreatedAt}
+		if o.Quota != nil && !o.Quota.IsCredit() {
+			c.owner.quota = o.Quota
+		}
+	}
+	if err := c.section(l, &c.owner, o != nil, orl, named, false); err != nil {
+		return err
+	}
 	leaseID, es, en, lttl := "", int64(0), int64(0), int64(0)
 	maxc := 0
 	if mode == "a" && k.MaxConcurrent > 0 {
@@ -432,33 +539,93 @@ func (c *call) build(l *Limiter, k *latchkey.Key, cost int64, now time.Time, mod
 		es, en = split(ns + int64(d))
 		lttl = ceilMs(d)
 	}
-	c.args = append(c.args, maxc, leaseID, es, en, lttl, k.ID, c.token, lockFor.Milliseconds())
-	c.keys = [5]string{l.stateKey(k.ID), l.prefix + "c:" + k.ID, l.prefix + "x:" + k.ID, l.stateKey(k.ID), l.dirty}
+	c.leaseAt = len(c.args) + 1
+	c.args = append(c.args, maxc, leaseID, es, en, lttl, c.token, lockFor.Milliseconds())
+	c.keys = [6]string{l.stateKey(k.ID), l.prefix + "c:" + k.ID, l.prefix + "x:" + k.ID, l.stateKey(k.ID), l.dirty, l.stateKey(k.ID)}
 	if leaseID != "" {
 		c.keys[3] = l.leaseKey(leaseID)
+	}
+	if o != nil {
+		c.keys[5] = l.stateKey(c.owner.id)
 	}
 	return nil
 }
 
-// setLoad puts the stored usage row into the call, brought to the key's
-// quota at now as limit.Memory brings it.
-func (c *call) setLoad(k *latchkey.Key, u latchkey.QuotaUsage) {
+// section appends one section's arguments (see build).
+func (c *call) section(l *Limiter, sec *section, active bool, rls []latchkey.RateLimit, named []latchkey.NamedCost, isKey bool) error {
+	flag := "0"
+	if active {
+		flag = "1"
+	}
+	c.args = append(c.args, flag, len(rls))
+	sec.wins = make([]winParams, len(rls))
+	for i := range rls {
+		rl := &rls[i]
+		p := int64(rl.Window)
+		w := winParams{limit: rl.Limit, period: p}
+		if cost, counts := costOf(rl, named); counts {
+			w.inc, w.incRem = weighted(p, rl.Limit, cost)
+		}
+		sec.wins[i] = w
+		ps, pn := split(p)
+		is, in := split(w.inc)
+		c.args = append(c.args, strconv.FormatInt(w.limit, 10)+"/"+strconv.FormatInt(p, 10), w.limit, ps, pn, is, in, w.incRem)
+	}
+	sec.quotaAt = len(c.args)
+	kind, def, curPS, qlimit, ttl := "", "", "", int64(0), int64(0)
+	reserve := "0"
+	if q := sec.quota; q != nil {
+		if q.IsCredit() {
+			kind, def, qlimit, ttl = "b", "b", *q.Remaining, quotaIdleTTL.Milliseconds()
+			if isKey && l.store != nil {
+				reserve = "1"
+			}
+		} else {
+			start, err := latchkey.QuotaPeriodStart(q.Period, sec.anchor, c.now)
+			if err != nil {
+				return err
+			}
+			sec.end = latchkey.QuotaPeriodEnd(q.Period, start).UTC()
+			curPS = strconv.FormatInt(start.UTC().Truncate(time.Microsecond).UnixMicro(), 10)
+			kind, def, qlimit = "p", "p:"+q.Period+":"+strconv.FormatInt(sec.anchor.UnixNano(), 10), q.Limit
+			ttl = ceilMs(min(sec.end.Sub(c.now), quotaIdleTTL))
+		}
+	}
+	sec.curPS = curPS
+	c.args = append(c.args, kind, def, curPS, qlimit, ttl, "0", "", "", int64(0), reserve, sec.id)
+	return nil
+}
+
+// weighted returns cost emission intervals of a window of limit per
+// period, as nanoseconds and a remainder in units of 1/limit ns:
+// cost·period/limit exactly. cost is at most limit (larger named costs
+// are refused), so the result is at most the period.
+func weighted(period, limit, cost int64) (int64, int64) {
+	step, stepRem := period/limit, period%limit
+	hi, lo := bits.Mul64(uint64(cost), uint64(stepRem))
+	q, r := bits.Div64(hi, lo, uint64(limit))
+	return cost*step + int64(q), int64(r)
+}
+
+// setLoad puts a stored usage row into the call's section sec, brought
+// to its quota at now as limit.Memory brings it.
+func (c *call) setLoad(sec *section, u latchkey.QuotaUsage) {
 	ps, used := u.PeriodStart, u.Used
-	if q := k.Quota; q.IsCredit() {
+	if q := sec.quota; q.IsCredit() {
 		if !ps.IsZero() {
 			// Usage counted for a periodic quota the key had before.
 			ps, used = time.Time{}, 0
 		}
 	} else {
-		cur, _ := strconv.ParseInt(c.curPS, 10, 64)
+		cur, _ := strconv.ParseInt(sec.curPS, 10, 64)
 		key := time.UnixMicro(cur).UTC()
 		switch {
 		case ps.Equal(key):
-		case key.After(ps) || !latchkey.QuotaPeriodAligned(q.Period, k.CreatedAt, ps):
+		case key.After(ps) || !latchkey.QuotaPeriodAligned(q.Period, sec.anchor, ps):
 			ps, used = key, 0
 		}
 	}
-	a := c.args[c.quotaAt:]
+	a := c.args[sec.quotaAt:]
 	a[5], a[6], a[8] = "1", strconv.FormatInt(u.Epoch, 10), used
 	if ps.IsZero() {
 		a[7] = ""
@@ -467,81 +634,144 @@ func (c *call) setLoad(k *latchkey.Key, u latchkey.QuotaUsage) {
 	}
 }
 
-// admission reads a decided reply: {0, code, used, ps, first lease s,
-// first lease ns, nw, then each window's TAT as s, ns, remainder}.
-func (c *call) admission(k *latchkey.Key, res []any) latchkey.Admission {
-	var adm latchkey.Admission
-	code := asInt(res[1])
-	used := asInt(res[2])
+// windows reads a section's TATs from a decided reply starting at res[at]
+// and folds them into the tightest window (best) and, for a rate
+// denial, the wait until every window of the section would admit the
+// request. It returns the wait, whether a window of the section denied,
+// and the index after the section's TATs.
+func (c *call) windows(sec *section, res []any, at int, code int64, best *tightest) (wait int64, denied bool, next int) {
 	ns := c.ns
-	var rateWait int64
-	var bestRem, bestReset, bestLimit int64
-	for i, w := range c.wins {
-		ts, tn, tr := asInt(res[7+3*i]), asInt(res[8+3*i]), asInt(res[9+3*i])
+	for i, w := range sec.wins {
+		b := at + 3*i
+		ts, tn, tr := asInt(res[b]), asInt(res[b+1]), asInt(res[b+2])
 		tat := ts*1e9 + tn
 		x, xr := tat, tr
 		if tat < ns {
 			x, xr = ns, 0
 		}
-		if code == 1 {
-			next, nextRem := x+w.step, xr+w.stepRem
+		if code == 1 && (w.inc > 0 || w.incRem > 0) {
+			next, nextRem := x+w.inc, xr+w.incRem
 			if nextRem >= w.limit {
 				nextRem -= w.limit
 				next++
 			}
 			if d := next - ns; d > w.period || d == w.period && nextRem > 0 {
-				wait := d - w.period
+				denied = true
+				wt := d - w.period
 				if nextRem > 0 {
-					wait++
+					wt++
 				}
-				rateWait = max(rateWait, wait)
+				wait = max(wait, wt)
 			}
 		}
 		rem, reset := remaining(w, x, xr, ns), x
 		if xr > 0 {
 			reset++
 		}
-		if i == 0 || rem < bestRem || rem == bestRem && reset < bestReset {
-			bestRem, bestReset, bestLimit = rem, reset, w.limit
+		if !best.any || rem < best.rem || rem == best.rem && reset < best.reset {
+			best.any, best.rem, best.reset, best.limit = true, rem, reset, w.limit
 		}
 	}
-	if len(c.wins) > 0 {
-		adm.RateLimit = latchkey.LimitState{Limit: bestLimit, Remaining: bestRem, ResetAt: time.Unix(0, bestReset).UTC()}
-	}
-	var quotaWait time.Duration
-	if q := k.Quota; q != nil {
-		limit, end := q.Limit, time.Time{}
-		if q.IsCredit() {
-			limit = *q.Remaining
-		} else {
-			end = c.end
-			if ps, _ := res[3].(string); ps != c.curPS {
-				// A caller whose clock lags counts in the later period
-				// the counter is already in.
-				if us, err := strconv.ParseInt(ps, 10, 64); err == nil {
-					end = latchkey.QuotaPeriodEnd(q.Period, time.UnixMicro(us)).UTC()
-				}
+	return wait, denied, at + 3*len(sec.wins)
+}
+
+// tightest is the window with the fewest requests remaining, then the one
+// full again soonest.
+type tightest struct {
+	any               bool
+	rem, reset, limit int64
+}
+
+// quotaFigures reads a section's quota from the reply's used and period
+// start: its LimitState, whether it denies the request, and how long
+// until it could admit it (0: waiting cannot help).
+func (c *call) quotaFigures(sec *section, used int64, ps string) (latchkey.LimitState, bool, time.Duration) {
+	q := sec.quota
+	limit, end := q.Limit, time.Time{}
+	if q.IsCredit() {
+		limit = *q.Remaining
+	} else {
+		end = sec.end
+		if ps != sec.curPS {
+			// A caller whose clock lags counts in the later period
+			// the counter is already in.
+			if us, err := strconv.ParseInt(ps, 10, 64); err == nil {
+				end = latchkey.QuotaPeriodEnd(q.Period, time.UnixMicro(us)).UTC()
 			}
 		}
-		adm.Quota = latchkey.LimitState{Limit: limit, Remaining: max(limit-used, 0), ResetAt: end}
-		if code == 2 && !end.IsZero() && c.cost <= limit {
-			quotaWait = end.Sub(c.now)
+	}
+	st := latchkey.LimitState{Limit: limit, Remaining: max(limit-used, 0), ResetAt: end}
+	var wait time.Duration
+	if !end.IsZero() && c.cost <= limit {
+		wait = end.Sub(c.now)
+	}
+	return st, c.cost > limit-used, wait
+}
+
+// admission reads a decided reply (see admitScript).
+func (c *call) admission(k *latchkey.Key, res []any) latchkey.Admission {
+	var adm latchkey.Admission
+	code := asInt(res[1])
+	var best tightest
+	keyWait, keyRateDenied, at := c.windows(&c.key, res, 7, code, &best)
+	var ownerWait int64
+	ownerRateDenied := false
+	var ownerUsed int64
+	var ownerPS string
+	if at+2 < len(res) {
+		ownerUsed = asInt(res[at])
+		ownerPS, _ = res[at+1].(string)
+		ownerWait, ownerRateDenied, _ = c.windows(&c.owner, res, at+3, code, &best)
+	}
+	if best.any {
+		adm.RateLimit = latchkey.LimitState{Limit: best.limit, Remaining: best.rem, ResetAt: time.Unix(0, best.reset).UTC()}
+	}
+	keyQuotaOK, ownerQuotaOK := true, true
+	var keyQuotaWait, ownerQuotaWait time.Duration
+	if c.key.quota != nil {
+		ps, _ := res[3].(string)
+		var denies bool
+		adm.Quota, denies, keyQuotaWait = c.quotaFigures(&c.key, asInt(res[2]), ps)
+		keyQuotaOK = code != 2 || !denies
+	}
+	if c.owner.quota != nil {
+		st, denies, wait := c.quotaFigures(&c.owner, ownerUsed, ownerPS)
+		if c.key.quota == nil {
+			adm.Quota = st
 		}
+		ownerQuotaOK, ownerQuotaWait = code != 2 || !denies, wait
 	}
 	switch code {
 	case 0:
 		if k.MaxConcurrent > 0 {
-			adm.LeaseID, _ = c.args[c.quotaAt+11].(string)
+			adm.LeaseID, _ = c.args[c.leaseAt].(string)
 		}
 	case 1:
-		adm.Code, adm.RetryAfter = latchkey.CodeRateLimited, time.Duration(rateWait)
+		adm.Code, adm.RetryAfter = latchkey.CodeRateLimited, time.Duration(max(keyWait, ownerWait))
+		adm.Owner = ownerRateDenied && !keyRateDenied
 	case 2:
-		adm.Code, adm.RetryAfter = latchkey.CodeQuotaExceeded, quotaWait
+		adm.Code, adm.RetryAfter = latchkey.CodeQuotaExceeded, quotaRetry(keyQuotaOK, keyQuotaWait, ownerQuotaOK, ownerQuotaWait)
+		adm.Owner = keyQuotaOK
 	case 3:
 		first := asInt(res[4])*1e9 + asInt(res[5])
-		adm.Code, adm.RetryAfter = latchkey.CodeConcurrencyExceeded, time.Duration(first-ns)
+		adm.Code, adm.RetryAfter = latchkey.CodeConcurrencyExceeded, time.Duration(first-c.ns)
 	}
 	return adm
+}
+
+// quotaRetry is RetryAfter of QUOTA_EXCEEDED when the key's quota, the
+// owner's or both deny: how long until both could admit, or 0 when
+// waiting cannot help one that denies (as limit.Memory reports it).
+func quotaRetry(keyOK bool, keyWait time.Duration, ownerOK bool, ownerWait time.Duration) time.Duration {
+	switch {
+	case !keyOK && keyWait == 0, !ownerOK && ownerWait == 0:
+		return 0
+	case keyOK:
+		return ownerWait
+	case ownerOK:
+		return keyWait
+	}
+	return max(keyWait, ownerWait)
 }
 
 // remaining returns how many requests the window admits at now when its
@@ -690,7 +920,7 @@ func (l *Limiter) Quota(ctx context.Context, k *latchkey.Key, now time.Time) (la
 	}
 	if !l.isDown() {
 		var c call
-		if err := c.build(l, k, 0, now, "q"); err != nil {
+		if err := c.build(l, k, nil, 0, nil, now, "q"); err != nil {
 			return latchkey.LimitState{}, err
 		}
 		res, err := l.decide(ctx, k, &c)
@@ -706,12 +936,12 @@ func (l *Limiter) Quota(ctx context.Context, k *latchkey.Key, now time.Time) (la
 		return latchkey.LimitState{}, err
 	}
 	var c call
-	if err := c.build(l, k, 0, now, "q"); err != nil {
+	if err := c.build(l, k, nil, 0, nil, now, "q"); err != nil {
 		return latchkey.LimitState{}, err
 	}
-	c.setLoad(k, u)
-	used := c.args[c.quotaAt+8].(int64)
-	limit, end := k.Quota.Limit, c.end
+	c.setLoad(&c.key, u)
+	used := c.args[c.key.quotaAt+8].(int64)
+	limit, end := k.Quota.Limit, c.key.end
 	if k.Quota.IsCredit() {
 		limit, end = *k.Quota.Remaining, time.Time{}
 	}
@@ -785,7 +1015,8 @@ func parseLease(v string) (id string, exp int64, ok bool) {
 // takes effect; consumption counted but not flushed is kept unless the
 // usage was reset meanwhile. Rate windows follow the key's settings by
 // themselves (a changed window starts full); leases stay. A Forget that
-// cannot reach Redis is kept and applied when Redis answers again.
+// cannot reach Redis is kept and applied when Redis answers again. Given
+// an OwnerQuotaID it does the same for the owner's shared quota.
 func (l *Limiter) Forget(keyID string) {
 	l.denied.forget(keyID)
 	if l.local != nil {
@@ -1149,7 +1380,7 @@ func (l *Limiter) observe(now time.Time) {
 // Options.Local with the key's limits divided by the node count. A credit
 // balance is spent in the store itself, one transaction per request, so
 // that no credit is spent twice whichever nodes lose Redis.
-func (l *Limiter) fallback(ctx context.Context, k *latchkey.Key, cost int64, now time.Time) (latchkey.Admission, error) {
+func (l *Limiter) fallback(ctx context.Context, k *latchkey.Key, cost int64, named []latchkey.NamedCost, now time.Time) (latchkey.Admission, error) {
 	if l.deny || l.local == nil {
 		l.unavailable.Add(1)
 		return latchkey.Admission{}, latchkey.Errorf(latchkey.EUnavailable, "the shared limiter (Redis) is unreachable")
@@ -1160,7 +1391,8 @@ func (l *Limiter) fallback(ctx context.Context, k *latchkey.Key, cost int64, now
 		return latchkey.Admission{}, latchkey.Errorf(latchkey.EUnavailable, "the shared limiter (Redis) is unreachable and credits have no store to be spent from")
 	}
 	l.fallbacks.Add(1)
-	adm, err := l.local.Admit(ctx, l.scaled(k), cost, now)
+	sk := l.scaled(k)
+	adm, err := l.local.Admit(ctx, sk, cost, l.scaledNamed(sk, named), now)
 	if err != nil || adm.Code != "" || !credit {
 		return adm, err
 	}
@@ -1180,8 +1412,8 @@ func (l *Limiter) fallback(ctx context.Context, k *latchkey.Key, cost int64, now
 
 // scaled returns the key as one of Nodes nodes enforces it alone: every
 // rate window, the concurrency limit and a periodic quota divided by the
-// node count (rounded down, at least 1), and no credit balance (spent in
-// the store instead).
+// node count (rounded down, at least 1), the owner's windows and quota
+// likewise, and no credit balance (spent in the store instead).
 func (l *Limiter) scaled(k *latchkey.Key) *latchkey.Key {
 	credit := k.Quota != nil && k.Quota.IsCredit()
 	if l.nodes == 1 && !credit {
@@ -1189,13 +1421,7 @@ func (l *Limiter) scaled(k *latchkey.Key) *latchkey.Key {
 	}
 	c := *k
 	div := func(n int64) int64 { return max(n/l.nodes, 1) }
-	if len(k.RateLimits) > 0 {
-		c.RateLimits = make([]latchkey.RateLimit, len(k.RateLimits))
-		for i, rl := range k.RateLimits {
-			rl.Limit = div(rl.Limit)
-			c.RateLimits[i] = rl
-		}
-	}
+	c.RateLimits = l.scaledWindows(k.RateLimits)
 	if k.MaxConcurrent > 0 {
 		c.MaxConcurrent = int(div(int64(k.MaxConcurrent)))
 	}
@@ -1207,7 +1433,68 @@ func (l *Limiter) scaled(k *latchkey.Key) *latchkey.Key {
 		q.Limit = div(q.Limit)
 		c.Quota = &q
 	}
+	if o := ownerLimits(k); o != nil && l.nodes > 1 {
+		so := *o
+		so.RateLimits = l.scaledWindows(o.RateLimits)
+		if o.Quota != nil && !o.Quota.IsCredit() {
+			q := *o.Quota
+			q.Limit = div(q.Limit)
+			so.Quota = &q
+		}
+		b := *k.Bound
+		b.Owner = &so
+		c.Bound = &b
+	}
 	return &c
+}
+
+func (l *Limiter) scaledWindows(rls []latchkey.RateLimit) []latchkey.RateLimit {
+	if len(rls) == 0 || l.nodes == 1 {
+		return rls
+	}
+	out := make([]latchkey.RateLimit, len(rls))
+	for i, rl := range rls {
+		rl.Limit = max(rl.Limit/l.nodes, 1)
+		out[i] = rl
+	}
+	return out
+}
+
+// scaledNamed returns named with every cost brought down to the limit of
+// the scaled windows it is charged to (k is the scaled key): a cost the
+// whole cluster's window admits must not become EInvalid because one node
+// enforces a share of it while Redis is down. It then takes that node's
+// whole window.
+func (l *Limiter) scaledNamed(k *latchkey.Key, named []latchkey.NamedCost) []latchkey.NamedCost {
+	if len(named) == 0 || l.nodes == 1 {
+		return named
+	}
+	var out []latchkey.NamedCost
+	sets := [2][]latchkey.RateLimit{k.RateLimits}
+	if o := ownerLimits(k); o != nil {
+		sets[1] = o.RateLimits
+	}
+	for _, rls := range sets {
+		for i := range rls {
+			rl := &rls[i]
+			c, ok := costOf(rl, named)
+			if !ok || c <= rl.Limit {
+				continue
+			}
+			if out == nil {
+				out = append([]latchkey.NamedCost(nil), named...)
+			}
+			for j := range out {
+				if out[j].Name == rl.Name {
+					out[j].Cost = min(out[j].Cost, rl.Limit)
+				}
+			}
+		}
+	}
+	if out == nil {
+		return named
+	}
+	return out
 }
 
 // spendStored spends cost credits of the key's balance in the store: read,

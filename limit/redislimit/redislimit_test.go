@@ -27,23 +27,24 @@ func TestConformance(t *testing.T) {
 	client := newClient(t, r.Addr)
 	var (
 		mu       sync.Mutex
-		stores   = map[*testing.T]*sqlite.DB{}
+		stores   = map[*testing.T]latchkey.Store[limittest.Tx]{}
 		prefixes = map[*testing.T]string{}
 	)
 	limittest.Run(t, func(t *testing.T) (latchkey.Limiter, latchkey.Store[limittest.Tx]) {
 		mu.Lock()
-		db, ok := stores[t]
+		s, ok := stores[t]
 		if !ok {
-			db = openStore(t)
-			stores[t] = db
+			// Owners' usage rows are kept by the suite's wrapper.
+			s = limittest.OwnerRows(latchkey.Narrow[limittest.Tx](openStore(t)))
+			stores[t] = s
 			prefixes[t] = fmt.Sprintf("lt%d:", len(prefixes))
 		}
 		prefix := prefixes[t]
 		mu.Unlock()
 		// No background flush during the suite: it flushes where it
 		// means to, so every run sees the same interleaving.
-		l := newTestLimiter(t, client, db, Options{Prefix: prefix, FlushInterval: time.Hour})
-		return l, latchkey.Narrow[limittest.Tx](db)
+		l := newTestLimiterOn(t, client, latchkey.Narrow[latchkey.QuotaStore](s), Options{Prefix: prefix, FlushInterval: time.Hour})
+		return l, s
 	})
 }
 
@@ -86,14 +87,20 @@ func openStore(t testing.TB) *sqlite.DB {
 // test ends.
 func newTestLimiter(t testing.TB, client redis.UniversalClient, db *sqlite.DB, o Options) *Limiter {
 	t.Helper()
+	var store latchkey.Store[latchkey.QuotaStore]
+	if db != nil {
+		store = latchkey.Narrow[latchkey.QuotaStore](db)
+	}
+	return newTestLimiterOn(t, client, store, o)
+}
+
+// newTestLimiterOn is newTestLimiter over any quota store (nil: none).
+func newTestLimiterOn(t testing.TB, client redis.UniversalClient, store latchkey.Store[latchkey.QuotaStore], o Options) *Limiter {
+	t.Helper()
 	if o.Local == nil {
 		mem := limit.NewMemory(limit.Options{})
 		t.Cleanup(func() { _ = mem.Close(context.Background()) })
 		o.Local = mem
-	}
-	var store latchkey.Store[latchkey.QuotaStore]
-	if db != nil {
-		store = latchkey.Narrow[latchkey.QuotaStore](db)
 	}
 	l := New(client, store, o)
 	t.Cleanup(func() {
@@ -162,7 +169,7 @@ func spread(t testing.TB, lims []*Limiter, k *latchkey.Key, now time.Time, worke
 		wg.Go(func() {
 			<-start
 			for range each {
-				adm, err := lim.Admit(context.Background(), k, 1, now)
+				adm, err := lim.Admit(context.Background(), k, 1, nil, now)
 				switch {
 				case err != nil:
 					bad.Add(1)
@@ -194,12 +201,12 @@ func TestClusterSharesRateWindowExactly(t *testing.T) {
 	}
 	// Every node sees the window empty, and it refills for all of them.
 	for i, n := range nodes {
-		adm, err := n.Admit(context.Background(), k, 1, t0)
+		adm, err := n.Admit(context.Background(), k, 1, nil, t0)
 		if err != nil || adm.Code != latchkey.CodeRateLimited || adm.RetryAfter != time.Minute/1000 {
 			t.Errorf("node %d afterwards: %+v, %v; want RATE_LIMITED, retry 60ms", i, adm, err)
 		}
 	}
-	if adm, err := nodes[2].Admit(context.Background(), k, 1, t0.Add(time.Minute/1000)); err != nil || adm.Code != "" {
+	if adm, err := nodes[2].Admit(context.Background(), k, 1, nil, t0.Add(time.Minute/1000)); err != nil || adm.Code != "" {
 		t.Errorf("one emission interval later: %+v, %v; want admitted", adm, err)
 	}
 }
@@ -243,14 +250,14 @@ func TestClusterLeasesAreVisibleOnEveryNode(t *testing.T) {
 		k.MaxConcurrent = 2
 		k.LeaseTTL = latchkey.Duration(10 * time.Second)
 	})
-	first, err := a.Admit(context.Background(), k, 1, t0)
+	first, err := a.Admit(context.Background(), k, 1, nil, t0)
 	if err != nil || first.LeaseID == "" {
 		t.Fatalf("first lease on node A: %+v, %v", first, err)
 	}
-	if _, err := b.Admit(context.Background(), k, 1, t0); err != nil {
+	if _, err := b.Admit(context.Background(), k, 1, nil, t0); err != nil {
 		t.Fatal(err)
 	}
-	if adm, _ := b.Admit(context.Background(), k, 1, t0.Add(time.Second)); adm.Code != latchkey.CodeConcurrencyExceeded || adm.RetryAfter != 9*time.Second {
+	if adm, _ := b.Admit(context.Background(), k, 1, nil, t0.Add(time.Second)); adm.Code != latchkey.CodeConcurrencyExceeded || adm.RetryAfter != 9*time.Second {
 		t.Fatalf("third lease on node B: %+v; want CONCURRENCY_EXCEEDED, retry 9s", adm)
 	}
 	if id, ok := b.LeaseKey(first.LeaseID, t0.Add(time.Second)); !ok || id != k.ID {
@@ -265,7 +272,7 @@ func TestClusterLeasesAreVisibleOnEveryNode(t *testing.T) {
 	if _, ok := a.LeaseKey(first.LeaseID, t0.Add(time.Second)); ok {
 		t.Fatal("node A still sees a released lease")
 	}
-	if adm, _ := a.Admit(context.Background(), k, 1, t0.Add(time.Second)); adm.Code != "" || adm.LeaseID == "" {
+	if adm, _ := a.Admit(context.Background(), k, 1, nil, t0.Add(time.Second)); adm.Code != "" || adm.LeaseID == "" {
 		t.Fatalf("after the release, node A: %+v; want a lease", adm)
 	}
 }
@@ -283,7 +290,7 @@ func TestRedisDataLossNeverOverspendsCredits(t *testing.T) {
 	monthly := createKey(t, db, func(k *latchkey.Key) { k.Quota = &latchkey.Quota{Limit: 100, Period: "monthly"} })
 	spent := 0
 	for range 300 {
-		if adm, err := l.Admit(context.Background(), credit, 1, t0); err == nil && adm.Code == "" {
+		if adm, err := l.Admit(context.Background(), credit, 1, nil, t0); err == nil && adm.Code == "" {
 			spent++
 		}
 	}
@@ -299,7 +306,7 @@ func TestRedisDataLossNeverOverspendsCredits(t *testing.T) {
 	}
 	after := 0
 	for range 1000 {
-		adm, err := l.Admit(context.Background(), credit, 1, t0.Add(time.Second))
+		adm, err := l.Admit(context.Background(), credit, 1, nil, t0.Add(time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -319,7 +326,7 @@ func TestRedisDataLossNeverOverspendsCredits(t *testing.T) {
 
 func mustAdmit(t testing.TB, l *Limiter, k *latchkey.Key, cost int64, now time.Time) latchkey.Admission {
 	t.Helper()
-	adm, err := l.Admit(context.Background(), k, cost, now)
+	adm, err := l.Admit(context.Background(), k, cost, nil, now)
 	if err != nil {
 		t.Fatalf("Admit: %v", err)
 	}
@@ -362,7 +369,7 @@ func TestRedisDown(t *testing.T) {
 			switch mode {
 			case FailureDeny:
 				for _, k := range []*latchkey.Key{window, credit} {
-					_, err := l.Admit(context.Background(), k, 1, now)
+					_, err := l.Admit(context.Background(), k, 1, nil, now)
 					if code := latchkey.ErrorCode(err); code != latchkey.EUnavailable {
 						t.Fatalf("Redis down, deny: code %q (%v), want %q", code, err, latchkey.EUnavailable)
 					}
@@ -373,7 +380,7 @@ func TestRedisDown(t *testing.T) {
 			case FailureLocal:
 				n := 0
 				for range 100 {
-					adm, err := l.Admit(context.Background(), window, 1, now)
+					adm, err := l.Admit(context.Background(), window, 1, nil, now)
 					if err != nil {
 						t.Fatalf("Redis down, local: %v", err)
 					}
@@ -385,7 +392,7 @@ func TestRedisDown(t *testing.T) {
 					t.Errorf("Redis down, one of three nodes: admitted %d of a 30/min window, want 30/3 = 10", n)
 				}
 				for range 100 {
-					adm, err := l.Admit(context.Background(), credit, 1, now)
+					adm, err := l.Admit(context.Background(), credit, 1, nil, now)
 					if err != nil {
 						t.Fatalf("Redis down, credit: %v", err)
 					}
@@ -405,7 +412,7 @@ func TestRedisDown(t *testing.T) {
 			r.Restart()
 			deadline := time.Now().Add(5 * time.Second)
 			for {
-				adm, err := l.Admit(context.Background(), window, 1, t0.Add(time.Hour))
+				adm, err := l.Admit(context.Background(), window, 1, nil, t0.Add(time.Hour))
 				if err == nil && adm.Code == "" && !l.Stats().Down {
 					break
 				}
@@ -502,7 +509,7 @@ func BenchmarkAdmit(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				i++
-				adm, err := l.Admit(ctx, k, 1, t0.Add(time.Duration(i)*time.Microsecond))
+				adm, err := l.Admit(ctx, k, 1, nil, t0.Add(time.Duration(i)*time.Microsecond))
 				if err != nil || adm.Code != "" {
 					b.Fatalf("Admit: %+v, %v", adm, err)
 				}
@@ -524,18 +531,18 @@ func TestDenialIsRememberedUntilTheWindowsAdmit(t *testing.T) {
 	})
 	ctx := context.Background()
 	for i := range 2 {
-		if adm, err := l.Admit(ctx, k, 1, t0); err != nil || adm.Code != "" {
+		if adm, err := l.Admit(ctx, k, 1, nil, t0); err != nil || adm.Code != "" {
 			t.Fatalf("request %d: %+v, %v", i, adm, err)
 		}
 	}
-	first, err := l.Admit(ctx, k, 1, t0)
+	first, err := l.Admit(ctx, k, 1, nil, t0)
 	if err != nil || first.Code != latchkey.CodeRateLimited || first.RetryAfter != 30*time.Second {
 		t.Fatalf("third request: %+v, %v; want RATE_LIMITED, retry 30s", first, err)
 	}
 	// With Redis gone the answer still comes, from the node, and is the
 	// same denial 10 s nearer its end.
 	r.Stop()
-	again, err := l.Admit(ctx, k, 1, t0.Add(10*time.Second))
+	again, err := l.Admit(ctx, k, 1, nil, t0.Add(10*time.Second))
 	if err != nil || again.Code != latchkey.CodeRateLimited || again.RetryAfter != 20*time.Second || again.RateLimit != first.RateLimit {
 		t.Fatalf("10 s later: %+v, %v; want the same denial, retry 20s", again, err)
 	}
@@ -546,20 +553,20 @@ func TestDenialIsRememberedUntilTheWindowsAdmit(t *testing.T) {
 	// Windows changed: Redis decides (a new window starts full).
 	wider := *k
 	wider.RateLimits = []latchkey.RateLimit{{Name: "1m", Limit: 5, Window: latchkey.Duration(time.Minute)}}
-	if adm, err := l.Admit(ctx, &wider, 1, t0.Add(10*time.Second)); err != nil || adm.Code != "" {
+	if adm, err := l.Admit(ctx, &wider, 1, nil, t0.Add(10*time.Second)); err != nil || adm.Code != "" {
 		t.Fatalf("wider windows: %+v, %v; want admitted", adm, err)
 	}
 	// The old windows again: the denial remembered for them still holds
 	// until Forget.
-	if adm, _ := l.Admit(ctx, k, 1, t0.Add(11*time.Second)); adm.Code != latchkey.CodeRateLimited || l.Stats().Remembered != 2 {
+	if adm, _ := l.Admit(ctx, k, 1, nil, t0.Add(11*time.Second)); adm.Code != latchkey.CodeRateLimited || l.Stats().Remembered != 2 {
 		t.Fatalf("old windows: %+v, stats %+v", adm, l.Stats())
 	}
 	l.Forget(k.ID)
-	if _, _ = l.Admit(ctx, k, 1, t0.Add(12*time.Second)); l.Stats().Remembered != 2 {
+	if _, _ = l.Admit(ctx, k, 1, nil, t0.Add(12*time.Second)); l.Stats().Remembered != 2 {
 		t.Fatalf("after Forget the denial was still answered: %+v", l.Stats())
 	}
 	// Past the wait the node asks Redis again.
-	if adm, err := l.Admit(ctx, k, 1, t0.Add(31*time.Second)); err != nil || l.Stats().Remembered != 2 {
+	if adm, err := l.Admit(ctx, k, 1, nil, t0.Add(31*time.Second)); err != nil || l.Stats().Remembered != 2 {
 		t.Fatalf("after the wait: %+v, %v, stats %+v", adm, err, l.Stats())
 	}
 }

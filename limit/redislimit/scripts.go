@@ -21,6 +21,9 @@ import "github.com/redis/go-redis/v9"
 //	P x:<key id>   hash: lease id → exact expiry "s ns"
 //	P L:<lease id> string: "key-id s ns", the lease's holder and expiry
 //	P dirty        set: key ids with quota consumption not yet flushed
+//	P k:owner:<tenant>:<owner id>
+//	               hash: an owner's shared rate windows and quota counter
+//	               (latchkey.OwnerQuotaID), fields as a key's
 //
 // Fields of P k:<id>: wn (number of windows) and w1…wn ("limit/period|s|ns|rem",
 // the window's settings and its TAT); d (the quota's definition: "b" for a
@@ -32,41 +35,49 @@ import "github.com/redis/go-redis/v9"
 // it was made, in ms).
 
 // admitScript decides a request (ARGV[1] "a") or reads the quota (ARGV[1]
-// "q"). KEYS: state hash, lease set, lease expiries, lease mapping (the
-// state hash again when no lease is wanted), dirty set. ARGV: see
-// (*Limiter).args. Replies:
+// "q"). KEYS: the key's state hash, lease set, lease expiries, lease
+// mapping (the state hash again when no lease is wanted), dirty set, the
+// owner's state hash (the key's again when the key has no owner limits).
+// ARGV: see (*Limiter).build. Replies:
 //
-//	{0, code, used, ps, firstLeaseS, firstLeaseNs, nw, s1, ns1, rem1, …}
+//	{0, code, used, ps, firstLeaseS, firstLeaseNs, nw, s1, ns1, rem1, …,
+//	 ownerUsed, ownerPs, ownerNw, s1, ns1, rem1, …}
 //	    decided; code 0 admitted, 1 rate, 2 quota, 3 concurrency; the
-//	    windows' TATs after the decision
-//	{1} the quota counter is missing or stale: read the stored row and
-//	    call again with it
+//	    key's and then the owner's windows' TATs after the decision
+//	{1, "k" or "o"} the key's (or the owner's) quota counter is missing
+//	    or stale: read the stored row and call again with it
 //	{2, need, epoch, rv, used, chunk, ratMs} a balance needs a larger
 //	    reservation; the caller now holds the key's reservation lock
 //	{3} another reservation of this key is in flight: wait, call again
+//
+// The key's limits and its owner's are two sections of the same layout,
+// decided together: a request is admitted only if both allow it, and a
+// request denied by either changes neither.
 var admitScript = redis.NewScript(`
 local function fmt(x) return string.format('%d', x) end
 local function lt(as, an, bs, bn) return as < bs or (as == bs and an < bn) end
-local h = KEYS[1]
 local mode = ARGV[1]
 local nowS, nowN = tonumber(ARGV[2]), tonumber(ARGV[3])
 local nowMs = nowS * 1000 + math.floor(nowN / 1000000)
 local cost = tonumber(ARGV[4])
-local nw = tonumber(ARGV[5])
-local slack = tonumber(ARGV[6])
+local slack = tonumber(ARGV[5])
+local pos = 5
+local function arg() pos = pos + 1; return ARGV[pos] end
 
--- Rate windows (GCRA): next = max(TAT, now) + T; allowed if
--- next - now <= period (with a remainder, strictly less).
-local ws = {}
-local rateOK = true
-local ttl = 0
-if nw > 0 then
-  local same = redis.call('HGET', h, 'wn') == tostring(nw)
+-- section reads one section's arguments (active flag, windows, quota,
+-- id) and checks its windows (GCRA: next = max(TAT, now) + cost·T;
+-- allowed if next - now <= period, with a remainder strictly less) and
+-- its quota. It returns nil when the quota counter must be read first.
+local function section(h)
+  local s = {h = h, ws = {}, rateOK = true, quotaOK = true, used = 0, ps = '', epoch = '', rv = 0}
+  s.active = arg() == '1'
+  local nw = tonumber(arg())
+  s.nw = nw
+  local same = nw > 0 and redis.call('HGET', h, 'wn') == tostring(nw)
   for i = 1, nw do
-    local b = 6 + (i - 1) * 7
-    local id, L = ARGV[b + 1], tonumber(ARGV[b + 2])
-    local pS, pN = tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4])
-    local sS, sN, sR = tonumber(ARGV[b + 5]), tonumber(ARGV[b + 6]), tonumber(ARGV[b + 7])
+    local id, L = arg(), tonumber(arg())
+    local pS, pN = tonumber(arg()), tonumber(arg())
+    local sS, sN, sR = tonumber(arg()), tonumber(arg()), tonumber(arg())
     local tS, tN, tR = nowS, nowN, 0
     if same then
       local v = redis.call('HGET', h, 'w' .. i)
@@ -82,56 +93,71 @@ if nw > 0 then
     if nN >= 1000000000 then nN = nN - 1000000000; nS = nS + 1 end
     local lS, lN = nowS + pS, nowN + pN
     if lN >= 1000000000 then lN = lN - 1000000000; lS = lS + 1 end
-    if lt(lS, lN, nS, nN) or (lS == nS and lN == nN and nR > 0) then rateOK = false end
-    ws[i] = {id, tS, tN, tR, nS, nN, nR}
+    if lt(lS, lN, nS, nN) or (lS == nS and lN == nN and nR > 0) then s.rateOK = false end
+    s.ws[i] = {id, tS, tN, tR, nS, nN, nR}
   end
+  s.qkind, s.def, s.curps, s.qlimit, s.qttl = arg(), arg(), arg(), tonumber(arg()), tonumber(arg())
+  local load, re, rps, ru = arg(), arg(), arg(), arg()
+  s.reserve = arg()
+  s.id = arg()
+  if s.qkind ~= '' then
+    local q = redis.call('HMGET', h, 'd', 'e', 'ps', 'u', 'rv', 'st')
+    if (not q[1]) or q[6] then
+      if load ~= '1' then return nil end
+      if q[1] and q[2] == re then
+        -- No reset since the counter was loaded: it is still right,
+        -- consumption not yet flushed included.
+        redis.call('HDEL', h, 'st')
+      else
+        -- A reservation a crashed node never spent counts as spent.
+        redis.call('HSET', h, 'd', s.def, 'e', re, 'ps', rps, 'u', ru, 'rv', ru)
+        redis.call('HDEL', h, 'st', 'lk', 'lku', 'ch', 'rat')
+      end
+      q = redis.call('HMGET', h, 'd', 'e', 'ps', 'u', 'rv', 'st')
+    end
+    s.epoch, s.ps, s.used, s.rv = q[2], q[3], tonumber(q[4]), tonumber(q[5] or '0')
+    if q[1] ~= s.def then
+      -- A quota other than the one counted: count anew.
+      s.used, s.rv = 0, 0
+      if s.qkind == 'b' then s.ps = '' else s.ps = s.curps end
+      redis.call('HSET', h, 'd', s.def, 'ps', s.ps, 'u', '0', 'rv', '0')
+    elseif s.qkind == 'p' and s.ps ~= s.curps and tonumber(s.curps) > tonumber(s.ps) then
+      -- A new period starts from zero. (A now before the counted period
+      -- is a caller whose clock lags: it counts in the later period.)
+      s.used, s.ps = 0, s.curps
+      redis.call('HSET', h, 'ps', s.ps, 'u', '0')
+    end
+    if cost > s.qlimit - s.used then s.quotaOK = false end
+  end
+  return s
 end
 
--- Quota.
-local q0 = 6 + nw * 7
-local qkind = ARGV[q0 + 1]
-local used, ps = 0, ''
-local quotaOK = true
-local epoch, rv = '', 0
-if qkind ~= '' then
-  local def, curps, qlimit = ARGV[q0 + 2], ARGV[q0 + 3], tonumber(ARGV[q0 + 4])
-  local q = redis.call('HMGET', h, 'd', 'e', 'ps', 'u', 'rv', 'st')
-  if (not q[1]) or q[6] then
-    if ARGV[q0 + 6] ~= '1' then return {1} end
-    local re, rps, ru = ARGV[q0 + 7], ARGV[q0 + 8], ARGV[q0 + 9]
-    if q[1] and q[2] == re then
-      -- No reset since the counter was loaded: it is still right,
-      -- consumption not yet flushed included.
-      redis.call('HDEL', h, 'st')
-    else
-      -- A reservation a crashed node never spent counts as spent.
-      redis.call('HSET', h, 'd', def, 'e', re, 'ps', rps, 'u', ru, 'rv', ru)
-      redis.call('HDEL', h, 'st', 'lk', 'lku', 'ch', 'rat')
-    end
-    q = redis.call('HMGET', h, 'd', 'e', 'ps', 'u', 'rv', 'st')
+-- ttl is how long the section's hash matters: until its last window is
+-- full again, or its quota counter's idle time.
+local function ttl(s)
+  local t = 0
+  for i = 1, s.nw do
+    local w = s.ws[i]
+    local left = (w[2] - nowS) * 1000 + math.floor((w[3] - nowN) / 1000000) + 1
+    if left > t then t = left end
   end
-  epoch, ps, used, rv = q[2], q[3], tonumber(q[4]), tonumber(q[5] or '0')
-  if q[1] ~= def then
-    -- A quota other than the one counted: count anew.
-    used, rv = 0, 0
-    if qkind == 'b' then ps = '' else ps = curps end
-    redis.call('HSET', h, 'd', def, 'ps', ps, 'u', '0', 'rv', '0')
-  elseif qkind == 'p' and ps ~= curps and tonumber(curps) > tonumber(ps) then
-    -- A new period starts from zero. (A now before the counted period
-    -- is a caller whose clock lags: it counts in the later period.)
-    used, ps = 0, curps
-    redis.call('HSET', h, 'ps', ps, 'u', '0')
-  end
-  if cost > qlimit - used then quotaOK = false end
-  if mode == 'q' then
-    redis.call('PEXPIRE', h, fmt(tonumber(ARGV[q0 + 5]) + slack))
-    return {0, 0, used, ps, 0, 0, 0}
-  end
+  return math.max(t, s.qttl) + slack
 end
+
+local K = section(KEYS[1])
+if not K then return {1, 'k'} end
+if mode == 'q' then
+  if K.qkind ~= '' then redis.call('PEXPIRE', K.h, fmt(K.qttl + slack)) end
+  return {0, 0, K.used, K.ps, 0, 0, 0}
+end
+local O = section(KEYS[6])
+if not O then return {1, 'o'} end
 
 -- Concurrency: the set holds leases by expiry in ms; an exact expiry
 -- decides within the millisecond of now.
-local maxc = tonumber(ARGV[q0 + 11])
+local maxc = tonumber(arg())
+local leaseID, les, len, lttl = arg(), arg(), arg(), tonumber(arg())
+local token, lockMs = arg(), tonumber(arg())
 local concOK = true
 local fS, fN = 0, 0
 if maxc > 0 then
@@ -170,60 +196,67 @@ if maxc > 0 then
 end
 
 local code = 0
-if not rateOK then code = 1 elseif not quotaOK then code = 2 elseif not concOK then code = 3 end
+if not (K.rateOK and O.rateOK) then code = 1
+elseif not (K.quotaOK and O.quotaOK) then code = 2
+elseif not concOK then code = 3 end
 
-if code == 0 and qkind == 'b' and ARGV[q0 + 10] == '1' and used + cost > rv then
+if code == 0 and K.qkind == 'b' and K.reserve == '1' and K.used + cost > K.rv then
   -- Spend no credit the store does not hold as reserved: reserve first.
-  local lk = redis.call('HMGET', h, 'lk', 'lku', 'ch', 'rat')
+  local lk = redis.call('HMGET', K.h, 'lk', 'lku', 'ch', 'rat')
   if lk[1] and tonumber(lk[2]) > nowMs then return {3} end
-  redis.call('HSET', h, 'lk', ARGV[q0 + 17], 'lku', fmt(nowMs + tonumber(ARGV[q0 + 18])))
-  return {2, used + cost - rv, epoch, rv, used, tonumber(lk[3] or '0'), tonumber(lk[4] or '0')}
+  redis.call('HSET', K.h, 'lk', token, 'lku', fmt(nowMs + lockMs))
+  return {2, K.used + cost - K.rv, K.epoch, K.rv, K.used, tonumber(lk[3] or '0'), tonumber(lk[4] or '0')}
 end
 
-local reply = {0, code, used, ps, fS, fN, nw}
-for i = 1, nw do
-  local w = ws[i]
-  if code == 0 then w[2], w[3], w[4] = w[5], w[6], w[7] end
-  reply[#reply + 1] = w[2]
-  reply[#reply + 1] = w[3]
-  reply[#reply + 1] = w[4]
-  local left = (w[2] - nowS) * 1000 + math.floor((w[3] - nowN) / 1000000) + 1
-  if left > ttl then ttl = left end
-end
-if code ~= 0 then
-  if qkind ~= '' or nw > 0 then redis.call('PEXPIRE', h, fmt(math.max(ttl, tonumber(ARGV[q0 + 5])) + slack)) end
-  return reply
-end
-
-local dirty = false
-if nw > 0 then
-  local args = {'wn', tostring(nw)}
-  for i = 1, nw do
-    local w = ws[i]
-    args[#args + 1] = 'w' .. i
-    args[#args + 1] = w[1] .. '|' .. fmt(w[2]) .. '|' .. fmt(w[3]) .. '|' .. fmt(w[4])
+-- commit writes a section's windows and quota (admitted) and its TTL.
+local function commit(s, admitted)
+  if admitted then
+    if s.nw > 0 then
+      local args = {'wn', tostring(s.nw)}
+      for i = 1, s.nw do
+        local w = s.ws[i]
+        w[2], w[3], w[4] = w[5], w[6], w[7]
+        args[#args + 1] = 'w' .. i
+        args[#args + 1] = w[1] .. '|' .. fmt(w[2]) .. '|' .. fmt(w[3]) .. '|' .. fmt(w[4])
+      end
+      redis.call('HSET', s.h, unpack(args))
+    elseif redis.call('HEXISTS', s.h, 'wn') == 1 then
+      redis.call('HDEL', s.h, 'wn')
+    end
+    if s.qkind ~= '' and cost > 0 then
+      s.used = s.used + cost
+      redis.call('HSET', s.h, 'u', fmt(s.used))
+      if s.qkind == 'p' then redis.call('SADD', KEYS[5], s.id) end
+    end
   end
-  redis.call('HSET', h, unpack(args))
-elseif redis.call('HEXISTS', h, 'wn') == 1 then
-  redis.call('HDEL', h, 'wn')
+  if s.qkind ~= '' or s.nw > 0 then redis.call('PEXPIRE', s.h, fmt(ttl(s))) end
 end
-if qkind ~= '' and cost > 0 then
-  used = used + cost
-  redis.call('HSET', h, 'u', fmt(used))
-  if qkind == 'p' then redis.call('SADD', KEYS[5], ARGV[q0 + 16]) end
-  reply[3] = used
+
+if K.active then commit(K, code == 0) end
+if O.active then commit(O, code == 0) end
+
+local reply = {0, code, K.used, K.ps, fS, fN, K.nw}
+for _, s in ipairs({K, O}) do
+  if s == O then
+    reply[#reply + 1] = O.used
+    reply[#reply + 1] = O.ps
+    reply[#reply + 1] = O.nw
+  end
+  for i = 1, s.nw do
+    local w = s.ws[i]
+    reply[#reply + 1] = w[2]
+    reply[#reply + 1] = w[3]
+    reply[#reply + 1] = w[4]
+  end
 end
-if qkind ~= '' or nw > 0 then
-  redis.call('PEXPIRE', h, fmt(math.max(ttl, tonumber(ARGV[q0 + 5])) + slack))
-end
-if maxc > 0 then
+
+if code == 0 and maxc > 0 then
   local z, x = KEYS[2], KEYS[3]
-  local id, es, en = ARGV[q0 + 12], ARGV[q0 + 13], ARGV[q0 + 14]
-  local ems = tonumber(es) * 1000 + math.floor(tonumber(en) / 1000000)
-  local life = tonumber(ARGV[q0 + 15]) + slack
-  redis.call('ZADD', z, fmt(ems), id)
-  redis.call('HSET', x, id, es .. ' ' .. en)
-  redis.call('SET', KEYS[4], ARGV[q0 + 16] .. ' ' .. es .. ' ' .. en, 'PX', fmt(life))
+  local ems = tonumber(les) * 1000 + math.floor(tonumber(len) / 1000000)
+  local life = lttl + slack
+  redis.call('ZADD', z, fmt(ems), leaseID)
+  redis.call('HSET', x, leaseID, les .. ' ' .. len)
+  redis.call('SET', KEYS[4], K.id .. ' ' .. les .. ' ' .. len, 'PX', fmt(life))
   for _, k in ipairs({z, x}) do
     if redis.call('PTTL', k) < life then redis.call('PEXPIRE', k, fmt(life)) end
   end
