@@ -16,7 +16,8 @@ type Change struct {
 	Kind ChangeKind
 	// Hash is the changed key's SHA-256 (ChangeKey).
 	Hash [32]byte
-	// Tenant and Name name the changed secret (ChangeSecret).
+	// Tenant and Name name the changed secret (ChangeSecret), policy
+	// (ChangePolicy) or owner (ChangeOwner).
 	Tenant, Name string
 }
 
@@ -36,6 +37,13 @@ const (
 	// ChangeReset: changes may have been missed (the node's connection to
 	// the feed was lost); drop everything cached.
 	ChangeReset
+	// ChangePolicy: Tenant's policy Name was written or deleted; drop the
+	// cached keys that name it.
+	ChangePolicy
+	// ChangeOwner: the record of Tenant's owner Name was written or
+	// deleted; drop the cached keys of that owner and the limiter's shared
+	// state of the owner.
+	ChangeOwner
 )
 
 // ChangeFeed is a store that tells every node of the changes committed by
@@ -53,7 +61,8 @@ type ChangeFeed interface {
 // limit is 8000 bytes, and a secret's tenant and name are far shorter.
 const MaxChangePayload = 512
 
-// Payload encodes c for a notification: "k:<64 hex digits>", "n", "s:<tenant>:<name>"
+// Payload encodes c for a notification: "k:<64 hex digits>", "n", "s:<tenant>:<name>",
+// "p:<tenant>:<policy>", "o:<tenant>:<owner>"
 // or "r". Tenant ids and secret names hold no ':'.
 func (c Change) Payload() string {
 	switch c.Kind {
@@ -65,6 +74,10 @@ func (c Change) Payload() string {
 		return "s:" + c.Tenant + ":" + c.Name
 	case ChangeReset:
 		return "r"
+	case ChangePolicy:
+		return "p:" + c.Tenant + ":" + c.Name
+	case ChangeOwner:
+		return "o:" + c.Tenant + ":" + c.Name
 	}
 	return ""
 }
@@ -96,6 +109,19 @@ func ParseChange(p string) (Change, error) {
 			return Change{}, Errorf(EInvalid, "a secret change names a tenant id and a secret name")
 		}
 		return Change{Kind: ChangeSecret, Tenant: tenant, Name: name}, nil
+	case strings.HasPrefix(p, "p:"):
+		tenant, name, ok := strings.Cut(p[2:], ":")
+		if !ok || !ValidTenantID(tenant) || !ValidPolicyName(name) {
+			return Change{}, Errorf(EInvalid, "a policy change names a tenant id and a policy name")
+		}
+		return Change{Kind: ChangePolicy, Tenant: tenant, Name: name}, nil
+	case strings.HasPrefix(p, "o:"):
+		// An owner id may hold ':'; a tenant id never does.
+		tenant, owner, ok := strings.Cut(p[2:], ":")
+		if !ok || !ValidTenantID(tenant) || ValidateText("owner", owner, MaxNameLen, true) != nil {
+			return Change{}, Errorf(EInvalid, "an owner change names a tenant id and an owner")
+		}
+		return Change{Kind: ChangeOwner, Tenant: tenant, Name: owner}, nil
 	}
 	return Change{}, Errorf(EInvalid, "unknown change payload")
 }

@@ -16,6 +16,8 @@ func TestChangePayloadRoundTrips(t *testing.T) {
 		{Kind: latchkey.ChangeSecret, Tenant: "acme", Name: "openai"},
 		{Kind: latchkey.ChangeSecret, Tenant: "operator", Name: "azure_openai-2"},
 		{Kind: latchkey.ChangeReset},
+		{Kind: latchkey.ChangePolicy, Tenant: "acme", Name: "production"},
+		{Kind: latchkey.ChangeOwner, Tenant: "acme", Name: "client:42 / EU"},
 	} {
 		p := c.Payload()
 		got, err := latchkey.ParseChange(p)
@@ -31,7 +33,7 @@ func TestParseChangeRefusesWhatNoNodeSends(t *testing.T) {
 	for _, p := range []string{
 		"", "x", "k:", "k:" + strings.Repeat("g", 64), valid[:len(valid)-1], valid + "0",
 		"k:" + strings.ToUpper(valid[2:]), "s:", "s:acme", "s:acme:", "s::openai", "s:acme:Open AI",
-		"s:acme:openai:extra", "nn", "r ", strings.Repeat("s", latchkey.MaxChangePayload+1),
+		"s:acme:openai:extra", "nn", "p:acme", "p:acme:Prod", "p::prod", "o:acme:", "o:acme", "o:Acme:x", "o:acme:a\x01", "r ", strings.Repeat("s", latchkey.MaxChangePayload+1),
 	} {
 		if c, err := latchkey.ParseChange(p); latchkey.ErrorCode(err) != latchkey.EInvalid {
 			t.Errorf("ParseChange(%.40q) = %+v, %v; want invalid", p, c, err)

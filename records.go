@@ -69,6 +69,7 @@ type KeyFilter struct {
 	Environment string
 	Name        string
 	ParentID    string
+	Policy      string
 	// State matches the state a key has at Now (see Key.StateAt).
 	State State
 	Now   time.Time

@@ -45,6 +45,8 @@ type WebhookStats struct {
 // miss uses it when the store has it, else a View with Tx.KeyByHash.
 type HashReader interface {
 	// KeyByHash returns the key whose SHA-256 is hash; ENotFound if none.
+	// It fills the key's Bound (its stored policy and owner record) from
+	// the same snapshot, so the verify path needs one read per miss.
 	KeyByHash(ctx context.Context, hash [32]byte) (*Key, error)
 }
 

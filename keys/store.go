@@ -63,6 +63,9 @@ type Tx interface {
 	ImportKeys(ks []*latchkey.Key) (created int, err error)
 	latchkey.KeyReader
 	// KeyByHash returns the key whose SHA-256 is hash; ENotFound if none.
+	// Like the store's transaction-free KeyByHash (latchkey.HashReader),
+	// it reads the key's Bound with it: the stored policy the key names
+	// and its owner's record, in the same statement.
 	KeyByHash(hash [32]byte) (*latchkey.Key, error)
 	// Keys lists a tenant's keys that match f, ordered by id; an unknown
 	// tenant has no keys. A State filter needs a non-zero Now (EInvalid).
@@ -97,6 +100,33 @@ type Tx interface {
 	// DeleteRotation deletes the tenant's rotation with the id; ENotFound
 	// if there is none.
 	DeleteRotation(tenant, id string) error
+
+	// PutPolicy inserts p, or replaces the tenant's policy named p.Name
+	// (keeping its CreatedAt); ENotFound if the tenant does not exist.
+	// On a store shared by nodes it sends ChangePolicy with the commit.
+	PutPolicy(p *latchkey.Policy) error
+	// Policy returns the tenant's policy with the name; ENotFound if none.
+	Policy(tenant, name string) (*latchkey.Policy, error)
+	// Policies lists the tenant's policies ordered by name, those with
+	// name > p.After, at most p.Limit.
+	Policies(tenant string, p latchkey.Page) ([]*latchkey.Policy, error)
+	// DeletePolicy deletes the tenant's policy with the name; ENotFound if
+	// there is none, EConflict while a key that is not revoked names it.
+	// Sends ChangePolicy like PutPolicy.
+	DeletePolicy(tenant, name string) error
+
+	// PutOwner inserts o, or replaces the tenant's record of owner o.ID
+	// (keeping its CreatedAt); ENotFound if the tenant does not exist.
+	// Sends ChangeOwner with the commit on a shared store.
+	PutOwner(o *latchkey.Owner) error
+	// Owner returns the tenant's record of the owner; ENotFound if none.
+	Owner(tenant, id string) (*latchkey.Owner, error)
+	// Owners lists the tenant's owner records ordered by id (byte order),
+	// those with id > p.After, at most p.Limit.
+	Owners(tenant string, p latchkey.Page) ([]*latchkey.Owner, error)
+	// DeleteOwner deletes the tenant's record of the owner (its keys keep
+	// their Owner); ENotFound if there is none. Sends ChangeOwner.
+	DeleteOwner(tenant, id string) error
 
 	// A rotation seals its successor's plaintext as a secret version in
 	// the rotation's own transaction, and checks that a secret it is to

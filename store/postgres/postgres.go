@@ -243,7 +243,8 @@ func (db *DB) SetAuditAnchor(a latchkey.AuditSigner) {
 // auditSigner holds the signer, so that it can be swapped atomically.
 type auditSigner struct{ s latchkey.AuditSigner }
 
-// KeyByHash returns the key whose SHA-256 is hash; ENotFound if none. It
+// KeyByHash returns the key whose SHA-256 is hash, with its Bound (the
+// stored policy it names and its owner's record); ENotFound if none. It
 // is the verify path's cache miss (latchkey.HashReader): one statement on
 // a pooled connection, without a transaction around it (a statement reads
 // one snapshot), so a miss costs one round trip instead of three.
@@ -254,7 +255,7 @@ func (db *DB) KeyByHash(ctx context.Context, hash [32]byte) (*latchkey.Key, erro
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("postgres: key by hash: %w", err)
 	}
-	k, err := scanKey(db.pool.QueryRow(ctx, keyByHash, hash[:]))
+	k, err := scanBoundKey(db.pool.QueryRow(ctx, keyByHash, hash[:]))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, latchkey.Errorf(latchkey.ENotFound, "key not found")
 	}

@@ -888,6 +888,55 @@ func TestChangesReachOtherNodes(t *testing.T) {
 		}
 	}
 
+	// Policies and owner records: every node drops the keys bound to
+	// them. An owner id may hold ':' and be 200 bytes long.
+	pol := &latchkey.Policy{Tenant: "acme", Name: "production", CreatedAt: created, UpdatedAt: created}
+	owner := "urn:client:" + strings.Repeat("ü", 94) + "x"
+	own := &latchkey.Owner{Tenant: "acme", ID: owner, CreatedAt: created, UpdatedAt: created}
+	update(func(tx *Tx) error { return tx.PutPolicy(pol) })
+	bound := testKey("acme", "key_bound")
+	bound.Policy = "production"
+	update(func(tx *Tx) error { return tx.CreateKey(bound) })
+	if err := a.Update(t.Context(), func(tx *Tx) error { return tx.DeletePolicy("acme", "production") }); !errors.Is(err, &latchkey.Error{Code: latchkey.EConflict}) {
+		t.Fatalf("DeletePolicy while a key names it: %v, want %s", err, latchkey.EConflict)
+	}
+	update(func(tx *Tx) error { return tx.PutOwner(own) })
+	update(func(tx *Tx) error { return tx.DeleteOwner("acme", owner) })
+	if err := a.Update(t.Context(), func(tx *Tx) error {
+		if err := tx.PutOwner(&latchkey.Owner{Tenant: "acme", ID: "rolled-back"}); err != nil {
+			return err
+		}
+		return boom
+	}); !errors.Is(err, boom) {
+		t.Fatal(err)
+	}
+	update(func(tx *Tx) error {
+		stored, err := tx.Key("acme", bound.ID)
+		if err != nil {
+			return err
+		}
+		stored.State = latchkey.StateRevoked
+		return tx.UpdateKey(stored)
+	})
+	update(func(tx *Tx) error { return tx.DeletePolicy("acme", "production") })
+	for _, w := range []struct {
+		what string
+		want latchkey.Change
+	}{
+		{"PutPolicy", latchkey.Change{Kind: latchkey.ChangePolicy, Tenant: "acme", Name: "production"}},
+		{"CreateKey naming the policy", latchkey.Change{Kind: latchkey.ChangeKey, Hash: bound.Hash}},
+		// The refused DeletePolicy sent nothing.
+		{"PutOwner", latchkey.Change{Kind: latchkey.ChangeOwner, Tenant: "acme", Name: owner}},
+		{"DeleteOwner", latchkey.Change{Kind: latchkey.ChangeOwner, Tenant: "acme", Name: owner}},
+		// Nor the rolled-back PutOwner.
+		{"revoking the key", latchkey.Change{Kind: latchkey.ChangeKey, Hash: bound.Hash}},
+		{"DeletePolicy", latchkey.Change{Kind: latchkey.ChangePolicy, Tenant: "acme", Name: "production"}},
+	} {
+		if c := next(w.what); c != w.want {
+			t.Errorf("after %s: %+v, want %+v", w.what, c, w.want)
+		}
+	}
+
 	// The feed's connection is cut: Follow connects again and says reset.
 	if _, err := a.pool.Exec(t.Context(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
 		WHERE datname = current_database() AND query = 'LISTEN `+changeChannel+`'`); err != nil {

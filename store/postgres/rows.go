@@ -20,7 +20,7 @@ const keyColumns = `id, tenant_id, name, owner, environment, prefix, start, hash
 	suspended_until, parent_id, rotated_from, rotated_to, grace_until,
 	created_at, updated_at, revoked_at, suspended_by,
 	countries, time_windows, ratelimits, quota, max_concurrent, lease_ttl,
-	last_used_at`
+	last_used_at, policy`
 
 // keyColumnCount is the number of keyColumns.
 var keyColumnCount = strings.Count(keyColumns, ",") + 1
@@ -38,8 +38,25 @@ var keyColumnList = func() []string {
 const (
 	tenantByID = `SELECT id, name, created_at FROM tenants WHERE id = $1`
 	keyByID    = `SELECT ` + keyColumns + ` FROM keys WHERE tenant_id = $1 AND id = $2`
-	keyByHash  = `SELECT ` + keyColumns + ` FROM keys WHERE hash = $1`
 )
+
+// keyByHash reads a key with its Bound (boundColumns): the policy it names
+// and its owner's record, each NULL when not stored. Both joins are
+// lookups by primary key, so a key with neither costs two index probes
+// that find nothing, in the same round trip.
+var keyByHash = `SELECT ` + qualified("keys", keyColumns) + `, ` + boundColumns + ` FROM keys
+	LEFT JOIN policies ON policies.tenant_id = keys.tenant_id AND policies.name = keys.policy
+	LEFT JOIN owners ON owners.tenant_id = keys.tenant_id AND owners.id = keys.owner
+	WHERE keys.hash = $1`
+
+// qualified prefixes each column of a list with table and a dot.
+func qualified(table, columns string) string {
+	cols := strings.Split(columns, ",")
+	for i, c := range cols {
+		cols[i] = table + "." + strings.TrimSpace(c)
+	}
+	return strings.Join(cols, ", ")
+}
 
 // placeholders returns "$from, $from+1, …" for n parameters.
 func placeholders(from, n int) string {
@@ -80,17 +97,29 @@ type keyScan struct {
 	leaseTTL                                int64
 	expires, suspendedUntil, grace, revoked pgtype.Timestamptz
 	created, updated, lastUsed              pgtype.Timestamptz
-	dest                                    [31]any
+	// The Bound's columns (boundColumns), read by KeyByHash only.
+	b    boundScan
+	dest [32 + boundColumnCount]any
 }
 
+// dests returns the destinations in keyColumns' order.
 func (sc *keyScan) dests() []any {
 	k := &sc.k
-	sc.dest = [31]any{&k.ID, &k.Tenant, &k.Name, &k.Owner, &k.Environment, &k.Prefix, &k.Start, &sc.hash,
+	sc.dest = [32 + boundColumnCount]any{&k.ID, &k.Tenant, &k.Name, &k.Owner, &k.Environment, &k.Prefix, &k.Start, &sc.hash,
 		&sc.scopes, &sc.resources, &sc.meta, &sc.ipAllow, &sc.expires, &sc.state, &k.StateReason,
 		&sc.suspendedUntil, &sc.parentID, &sc.rotatedFrom, &sc.rotatedTo, &sc.grace,
 		&sc.created, &sc.updated, &sc.revoked, &sc.suspendedBy,
 		&sc.countries, &sc.windows, &sc.rates, &sc.quota, &sc.maxConcurrent, &sc.leaseTTL,
-		&sc.lastUsed}
+		&sc.lastUsed, &k.Policy,
+		&sc.b.pBody, &sc.b.pCreated, &sc.b.pUpdated,
+		&sc.b.oRates, &sc.b.oQuota, &sc.b.oMeta, &sc.b.oCreated, &sc.b.oUpdated}
+	return sc.dest[:32]
+}
+
+// boundDests returns the destinations in keyColumns' then boundColumns'
+// order.
+func (sc *keyScan) boundDests() []any {
+	sc.dests()
 	return sc.dest[:]
 }
 
@@ -101,6 +130,27 @@ func scanKey(row scanner) (*latchkey.Key, error) {
 	if err := row.Scan(sc.dests()...); err != nil {
 		return nil, err
 	}
+	return sc.key()
+}
+
+// scanBoundKey reads a row of keyByHash: a key and its Bound.
+func scanBoundKey(row scanner) (*latchkey.Key, error) {
+	sc := new(keyScan)
+	if err := row.Scan(sc.boundDests()...); err != nil {
+		return nil, err
+	}
+	k, err := sc.key()
+	if err != nil {
+		return nil, err
+	}
+	if k.Bound, err = sc.b.bound(k); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// key makes the key of a scanned row.
+func (sc *keyScan) key() (*latchkey.Key, error) {
 	k := new(latchkey.Key)
 	*k = sc.k
 	if len(sc.hash) != len(k.Hash) {

@@ -177,9 +177,10 @@ func (t *Tx) Key(tenant, id string) (*latchkey.Key, error) {
 	return k, nil
 }
 
-// KeyByHash returns the key whose SHA-256 is hash; ENotFound if none.
+// KeyByHash returns the key whose SHA-256 is hash, with its Bound;
+// ENotFound if none.
 func (t *Tx) KeyByHash(hash [32]byte) (*latchkey.Key, error) {
-	k, err := scanKey(t.tx.QueryRow(t.ctx, keyByHash, hash[:]))
+	k, err := scanBoundKey(t.tx.QueryRow(t.ctx, keyByHash, hash[:]))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, latchkey.Errorf(latchkey.ENotFound, "key not found")
 	}
@@ -199,10 +200,16 @@ func (t *Tx) Keys(tenant string, f latchkey.KeyFilter) ([]*latchkey.Key, error) 
 		{"environment", f.Environment},
 		{"name", f.Name},
 		{"parent_id", f.ParentID},
+		{"policy", f.Policy},
 	} {
 		if c.value != "" {
 			q.WriteString(" AND " + c.column + " = " + a.add(c.value))
 		}
+	}
+	if f.Policy != "" {
+		// Lets a generic plan use the partial index keys_tenant_policy,
+		// which "policy = $n" alone does not imply.
+		q.WriteString(" AND policy <> ''")
 	}
 	if f.State != "" {
 		if f.Now.IsZero() {
@@ -260,8 +267,12 @@ func (t *Tx) Children(tenant, parentID string) ([]*latchkey.Key, error) {
 }
 
 // QuotaUsage returns a key's persisted quota consumption; the zero usage
-// (with KeyID set) if none was saved.
+// (with KeyID set) if none was saved. An OwnerQuotaID names an owner's
+// shared quota, kept in owner_quota_usage (policies.go).
 func (t *Tx) QuotaUsage(keyID string) (latchkey.QuotaUsage, error) {
+	if tenant, owner, ok := latchkey.ParseOwnerQuotaID(keyID); ok {
+		return t.ownerQuotaUsage(keyID, tenant, owner)
+	}
 	u := latchkey.QuotaUsage{KeyID: keyID}
 	var start pgtype.Timestamptz
 	err := t.tx.QueryRow(t.ctx, `SELECT epoch, period_start, used FROM quota_usage WHERE key_id = $1`, keyID).
@@ -278,8 +289,12 @@ func (t *Tx) QuotaUsage(keyID string) (latchkey.QuotaUsage, error) {
 
 // SaveQuotaUsage stores u if the stored epoch still equals u.Epoch (a key
 // never saved counts as epoch 0) and reports whether it did; ENotFound if
-// the key does not exist.
+// the key does not exist. An OwnerQuotaID's usage goes to
+// owner_quota_usage, ENotFound if its tenant does not exist.
 func (t *Tx) SaveQuotaUsage(u latchkey.QuotaUsage) (bool, error) {
+	if tenant, owner, ok := latchkey.ParseOwnerQuotaID(u.KeyID); ok {
+		return t.saveOwnerQuotaUsage(u, tenant, owner)
+	}
 	tag, err := t.exec("save quota usage", `UPDATE quota_usage SET period_start = $1, used = $2 WHERE key_id = $3 AND epoch = $4`,
 		ts(u.PeriodStart), u.Used, u.KeyID, u.Epoch)
 	if err != nil {
@@ -305,9 +320,13 @@ func (t *Tx) SaveQuotaUsage(u latchkey.QuotaUsage) (bool, error) {
 	return false, nil
 }
 
-// ResetQuotaUsage zeroes a key's consumption and bumps its epoch; ENotFound
-// if the key does not exist.
+// ResetQuotaUsage zeroes a key's consumption, or an OwnerQuotaID's, and
+// bumps its epoch; ENotFound if the key (the owner's tenant) does not
+// exist.
 func (t *Tx) ResetQuotaUsage(keyID string) error {
+	if tenant, owner, ok := latchkey.ParseOwnerQuotaID(keyID); ok {
+		return t.resetOwnerQuotaUsage(tenant, owner)
+	}
 	tag, err := t.exec("reset quota usage", `INSERT INTO quota_usage (key_id, epoch, period_start, used)
 		SELECT id, 1, NULL, 0 FROM keys WHERE id = $1
 		ON CONFLICT (key_id) DO UPDATE SET epoch = quota_usage.epoch + 1, period_start = NULL, used = 0`, keyID)

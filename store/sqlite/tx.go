@@ -84,14 +84,31 @@ const keyColumns = `id, tenant_id, name, owner, environment, prefix, start, hash
 	suspended_until, parent_id, rotated_from, rotated_to, grace_until,
 	created_at, updated_at, revoked_at, suspended_by,
 	countries, time_windows, ratelimits, quota, max_concurrent, lease_ttl,
-	last_used_at`
+	last_used_at, policy`
 
 // Queries prepared once per pool (see stmts).
 const (
 	tenantByID = `SELECT id, name, created_at FROM tenants WHERE id = ?`
 	keyByID    = `SELECT ` + keyColumns + ` FROM keys WHERE tenant_id = ? AND id = ?`
-	keyByHash  = `SELECT ` + keyColumns + ` FROM keys WHERE hash = ?`
 )
+
+// keyByHash reads a key with its Bound (boundColumns): the policy it names
+// and its owner's record, each NULL when not stored. Both joins are
+// lookups by primary key, so a key with neither costs two index probes
+// that find nothing.
+var keyByHash = `SELECT ` + qualified("keys", keyColumns) + `, ` + boundColumns + ` FROM keys
+	LEFT JOIN policies ON policies.tenant_id = keys.tenant_id AND policies.name = keys.policy
+	LEFT JOIN owners ON owners.tenant_id = keys.tenant_id AND owners.id = keys.owner
+	WHERE keys.hash = ?`
+
+// qualified prefixes each column of a list with table and a dot.
+func qualified(table, columns string) string {
+	cols := strings.Split(columns, ",")
+	for i, c := range cols {
+		cols[i] = table + "." + strings.TrimSpace(c)
+	}
+	return strings.Join(cols, ", ")
+}
 
 // CreateKey inserts k; EConflict if its id or hash exists, ENotFound if its
 // tenant does not.
@@ -106,7 +123,7 @@ func (t *Tx) CreateKey(k *latchkey.Key) error {
 		@suspended_until, @parent_id, @rotated_from, @rotated_to, @grace_until,
 		@created_at, @updated_at, @revoked_at, @suspended_by,
 		@countries, @time_windows, @ratelimits, @quota, @max_concurrent, @lease_ttl,
-		@last_used_at)`, args...)
+		@last_used_at, @policy)`, args...)
 	switch {
 	case isDuplicate(err):
 		return latchkey.Errorf(latchkey.EConflict, "key %q or one with the same secret already exists", k.ID)
@@ -131,9 +148,10 @@ func (t *Tx) Key(tenant, id string) (*latchkey.Key, error) {
 	return k, nil
 }
 
-// KeyByHash returns the key whose SHA-256 is hash; ENotFound if none.
+// KeyByHash returns the key whose SHA-256 is hash, with its Bound;
+// ENotFound if none.
 func (t *Tx) KeyByHash(hash [32]byte) (*latchkey.Key, error) {
-	k, err := scanKey(t.tx.StmtContext(t.ctx, t.stmts.keyByHash).QueryRowContext(t.ctx, hash[:]))
+	k, err := scanBoundKey(t.tx.StmtContext(t.ctx, t.stmts.keyByHash).QueryRowContext(t.ctx, hash[:]))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, latchkey.Errorf(latchkey.ENotFound, "key not found")
 	}
@@ -199,7 +217,8 @@ func scanStrings(b []byte, v *[]string) error {
 	return nil
 }
 
-// KeyByHash returns the key whose SHA-256 is hash; ENotFound if none. It
+// KeyByHash returns the key whose SHA-256 is hash, with its Bound (the
+// stored policy it names and its owner's record); ENotFound if none. It
 // is the verify path's cache miss (latchkey.HashReader): one prepared
 // statement on the read pool, without a transaction around it (a single
 // statement reads one snapshot), so a miss costs no BEGIN and COMMIT.
@@ -213,7 +232,7 @@ func (db *DB) KeyByHash(ctx context.Context, hash [32]byte) (*latchkey.Key, erro
 	// One indexed lookup (tens of µs): not worth the goroutine the driver
 	// starts per statement to interrupt it should ctx end (see quietCtx).
 	// ctx is checked before, and bounds nothing else here.
-	k, err := scanKey(db.readStmts.keyByHash.QueryRowContext(quietCtx{ctx}, hash[:]))
+	k, err := scanBoundKey(db.readStmts.keyByHash.QueryRowContext(quietCtx{ctx}, hash[:]))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, latchkey.Errorf(latchkey.ENotFound, "key not found")
 	}
@@ -233,11 +252,17 @@ func (t *Tx) Keys(tenant string, f latchkey.KeyFilter) ([]*latchkey.Key, error) 
 		{"environment", f.Environment},
 		{"name", f.Name},
 		{"parent_id", f.ParentID},
+		{"policy", f.Policy},
 	} {
 		if c.value != "" {
 			q.WriteString(" AND " + c.column + " = @" + c.column)
 			args = append(args, sql.Named(c.column, c.value))
 		}
+	}
+	if f.Policy != "" {
+		// Lets SQLite use the partial index keys_tenant_policy, which
+		// it cannot tell from "policy = @policy" alone.
+		q.WriteString(" AND policy <> ''")
 	}
 	if f.State != "" {
 		if f.Now.IsZero() {
@@ -267,7 +292,8 @@ func (t *Tx) UpdateKey(k *latchkey.Key) error {
 		rotated_from = @rotated_from, rotated_to = @rotated_to, grace_until = @grace_until,
 		updated_at = @updated_at, revoked_at = @revoked_at, suspended_by = @suspended_by,
 		countries = @countries, time_windows = @time_windows, ratelimits = @ratelimits,
-		quota = @quota, max_concurrent = @max_concurrent, lease_ttl = @lease_ttl
+		quota = @quota, max_concurrent = @max_concurrent, lease_ttl = @lease_ttl,
+		policy = @policy
 		WHERE tenant_id = @tenant_id AND id = @id`, args...)
 	if err != nil {
 		return fail(t.ctx, "update key", err)
@@ -328,18 +354,28 @@ type keyScan struct {
 	leaseTTL                                int64
 	expires, suspendedUntil, grace, revoked sql.NullInt64
 	created, updated, lastUsed              sql.NullInt64
-	dest                                    [31]any
+	// The Bound's columns (boundColumns), read by KeyByHash only.
+	b    boundScan
+	dest [32 + boundColumnCount]any
 }
 
 // dests returns the destinations in keyColumns' order.
 func (sc *keyScan) dests() []any {
 	k := &sc.k
-	sc.dest = [31]any{&k.ID, &k.Tenant, &k.Name, &k.Owner, &k.Environment, &k.Prefix, &k.Start, &sc.hash,
+	sc.dest = [32 + boundColumnCount]any{&k.ID, &k.Tenant, &k.Name, &k.Owner, &k.Environment, &k.Prefix, &k.Start, &sc.hash,
 		&sc.scopes, &sc.resources, &sc.meta, &sc.ipAllow, &sc.expires, &sc.state, &k.StateReason,
 		&sc.suspendedUntil, &sc.parentID, &sc.rotatedFrom, &sc.rotatedTo, &sc.grace,
 		&sc.created, &sc.updated, &sc.revoked, &sc.suspendedBy,
 		&sc.countries, &sc.windows, &sc.rates, &sc.quota, &k.MaxConcurrent, &sc.leaseTTL,
-		&sc.lastUsed}
+		&sc.lastUsed, &k.Policy,
+		&sc.b.policy, &sc.b.owner}
+	return sc.dest[:32]
+}
+
+// boundDests returns the destinations in keyColumns' then boundColumns'
+// order.
+func (sc *keyScan) boundDests() []any {
+	sc.dests()
 	return sc.dest[:]
 }
 
@@ -396,6 +432,7 @@ func keyArgs(k *latchkey.Key) ([]any, error) {
 		sql.Named("max_concurrent", k.MaxConcurrent),
 		sql.Named("lease_ttl", int64(k.LeaseTTL)),
 		sql.Named("last_used_at", micros(k.LastUsedAt)),
+		sql.Named("policy", k.Policy),
 	}, nil
 }
 
@@ -453,6 +490,27 @@ func scanKey(row scanner) (*latchkey.Key, error) {
 	if err := row.Scan(sc.dests()...); err != nil {
 		return nil, err
 	}
+	return sc.key()
+}
+
+// scanBoundKey reads a row of keyByHash: a key and its Bound.
+func scanBoundKey(row scanner) (*latchkey.Key, error) {
+	sc := new(keyScan)
+	if err := row.Scan(sc.boundDests()...); err != nil {
+		return nil, err
+	}
+	k, err := sc.key()
+	if err != nil {
+		return nil, err
+	}
+	if k.Bound, err = sc.b.bound(k); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// key makes the key of a scanned row.
+func (sc *keyScan) key() (*latchkey.Key, error) {
 	k := new(latchkey.Key)
 	*k = sc.k
 	var (
@@ -570,8 +628,12 @@ func nullString(s string) sql.NullString {
 }
 
 // QuotaUsage returns a key's persisted quota consumption; the zero usage
-// (with KeyID set) if none was saved.
+// (with KeyID set) if none was saved. An OwnerQuotaID names an owner's
+// shared quota, kept in owner_quota_usage (policies.go).
 func (t *Tx) QuotaUsage(keyID string) (latchkey.QuotaUsage, error) {
+	if tenant, owner, ok := latchkey.ParseOwnerQuotaID(keyID); ok {
+		return t.ownerQuotaUsage(keyID, tenant, owner)
+	}
 	u := latchkey.QuotaUsage{KeyID: keyID}
 	var start sql.NullInt64
 	err := t.tx.QueryRowContext(t.ctx, `SELECT epoch, period_start, used FROM quota_usage WHERE key_id = ?`, keyID).
@@ -587,8 +649,13 @@ func (t *Tx) QuotaUsage(keyID string) (latchkey.QuotaUsage, error) {
 }
 
 // SaveQuotaUsage stores u if the stored epoch still equals u.Epoch (a key
-// never saved counts as epoch 0) and reports whether it did.
+// never saved counts as epoch 0) and reports whether it did; ENotFound if
+// the key does not exist. An OwnerQuotaID's usage goes to
+// owner_quota_usage, ENotFound if its tenant does not exist.
 func (t *Tx) SaveQuotaUsage(u latchkey.QuotaUsage) (bool, error) {
+	if tenant, owner, ok := latchkey.ParseOwnerQuotaID(u.KeyID); ok {
+		return t.saveOwnerQuotaUsage(u, tenant, owner)
+	}
 	res, err := t.tx.ExecContext(t.ctx, `UPDATE quota_usage SET period_start = ?, used = ? WHERE key_id = ? AND epoch = ?`,
 		micros(u.PeriodStart), u.Used, u.KeyID, u.Epoch)
 	if err != nil {
@@ -614,8 +681,13 @@ func (t *Tx) SaveQuotaUsage(u latchkey.QuotaUsage) (bool, error) {
 	return n == 1, nil
 }
 
-// ResetQuotaUsage zeroes a key's consumption and bumps its epoch.
+// ResetQuotaUsage zeroes a key's consumption, or an OwnerQuotaID's, and
+// bumps its epoch; ENotFound if the key (the owner's tenant) does not
+// exist.
 func (t *Tx) ResetQuotaUsage(keyID string) error {
+	if tenant, owner, ok := latchkey.ParseOwnerQuotaID(keyID); ok {
+		return t.resetOwnerQuotaUsage(tenant, owner)
+	}
 	_, err := t.tx.ExecContext(t.ctx, `INSERT INTO quota_usage (key_id, epoch, period_start, used) VALUES (?, 1, NULL, 0)
 		ON CONFLICT (key_id) DO UPDATE SET epoch = quota_usage.epoch + 1, period_start = NULL, used = 0`, keyID)
 	if constraint(err) == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY {
