@@ -80,6 +80,37 @@ const (
 	topNetworks = 10
 )
 
+// usageWindow checks p's bucket and window, filling in the defaults
+// (the window ends at now), and returns the bucket's size. Errors:
+// EInvalid (bucket, window, more than MaxUsageBuckets buckets).
+func usageWindow(p *UsageParams, now time.Time) (time.Duration, error) {
+	var size time.Duration
+	switch p.Bucket {
+	case "minute":
+		size = time.Minute
+	case "", "hour":
+		p.Bucket, size = "hour", time.Hour
+	case "day":
+		size = 24 * time.Hour
+	default:
+		return 0, latchkey.Errorf(latchkey.EInvalid, "bucket must be minute, hour or day")
+	}
+	if p.To.IsZero() {
+		p.To = now
+	}
+	if p.From.IsZero() {
+		p.From = p.To.Add(-DefaultUsageWindowFor(p.Bucket))
+	}
+	p.From, p.To = p.From.UTC().Truncate(size), p.To.UTC()
+	if !p.From.Before(p.To) {
+		return 0, latchkey.Errorf(latchkey.EInvalid, "from must be before to")
+	}
+	if n := int((p.To.Sub(p.From) + size - 1) / size); n > MaxUsageBuckets {
+		return 0, latchkey.Errorf(latchkey.EInvalid, "the window holds %d %s buckets; at most %d", n, p.Bucket, MaxUsageBuckets)
+	}
+	return size, nil
+}
+
 // KeyUsage reports a key of the actor's tenant's usage: totals by code, a
 // series by bucket (from is rounded down to the bucket, in UTC), the top 3
 // hours of the day, the top 10 client networks, and when it was last used.
@@ -92,31 +123,11 @@ const (
 // (no such key in the tenant), EInvalid (bucket, window, more than
 // MaxUsageBuckets buckets).
 func (s *Service) KeyUsage(ctx context.Context, actor *latchkey.Actor, id string, p UsageParams) (*UsageReport, error) {
-	var size time.Duration
-	switch p.Bucket {
-	case "minute":
-		size = time.Minute
-	case "", "hour":
-		p.Bucket, size = "hour", time.Hour
-	case "day":
-		size = 24 * time.Hour
-	default:
-		return nil, latchkey.Errorf(latchkey.EInvalid, "bucket must be minute, hour or day")
-	}
-	if p.To.IsZero() {
-		p.To = s.now()
-	}
-	if p.From.IsZero() {
-		p.From = p.To.Add(-DefaultUsageWindowFor(p.Bucket))
-	}
-	p.From, p.To = p.From.UTC().Truncate(size), p.To.UTC()
-	if !p.From.Before(p.To) {
-		return nil, latchkey.Errorf(latchkey.EInvalid, "from must be before to")
+	size, err := usageWindow(&p, s.now())
+	if err != nil {
+		return nil, err
 	}
 	n := int((p.To.Sub(p.From) + size - 1) / size)
-	if n > MaxUsageBuckets {
-		return nil, latchkey.Errorf(latchkey.EInvalid, "the window holds %d %s buckets; at most %d", n, p.Bucket, MaxUsageBuckets)
-	}
 	if !latchkey.ValidID("key", id) {
 		return nil, latchkey.KeyNotFound(id)
 	}
@@ -126,7 +137,7 @@ func (s *Service) KeyUsage(ctx context.Context, actor *latchkey.Actor, id string
 		hourly []latchkey.UsageRow // for peak hours
 		nets   []latchkey.UsageNetwork
 	)
-	err := s.store.View(ctx, func(tx Tx) error {
+	err = s.store.View(ctx, func(tx Tx) error {
 		var err error
 		if k, err = tx.Key(actor.Tenant, id); err != nil {
 			return err
@@ -187,5 +198,88 @@ func (s *Service) KeyUsage(ctx context.Context, actor *latchkey.Actor, id string
 		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Network, b.Network))
 	})
 	r.Networks = r.Networks[:min(len(r.Networks), topNetworks)]
+	return r, nil
+}
+
+// MaxOwnerUsageKeys bounds the keys an owner's usage report reads.
+const MaxOwnerUsageKeys = 1000
+
+// OwnerUsageReport is the recorded usage of all of an owner's keys: the
+// totals by code, a series by bucket, and each key's total.
+type OwnerUsageReport struct {
+	Owner  string           `json:"owner"`
+	Bucket string           `json:"bucket"`
+	From   time.Time        `json:"from"`
+	To     time.Time        `json:"to"`
+	Totals map[string]int64 `json:"totals"`
+	Series []UsageBucket    `json:"series"`
+	// Keys has one entry per key of the owner, busiest first.
+	Keys []OwnerKeyUsage `json:"keys"`
+	// Truncated is true when the owner has more than MaxOwnerUsageKeys
+	// keys: the report counts the first ones created.
+	Truncated bool `json:"truncated,omitempty"`
+}
+
+// OwnerKeyUsage is one key's share of its owner's usage.
+type OwnerKeyUsage struct {
+	KeyID      string           `json:"key_id"`
+	Name       string           `json:"name"`
+	Totals     map[string]int64 `json:"totals"`
+	LastUsedAt time.Time        `json:"last_used_at,omitzero"`
+}
+
+// OwnerUsage reports the usage of every key of the actor's tenant whose
+// owner is owner, summed (the seeds' per-client analytics), with the same
+// buckets and window rules as KeyUsage. An owner with no keys has an
+// empty report. Errors: EInvalid (bucket, window).
+func (s *Service) OwnerUsage(ctx context.Context, actor *latchkey.Actor, owner string, p UsageParams) (*OwnerUsageReport, error) {
+	size, err := usageWindow(&p, s.now())
+	if err != nil {
+		return nil, err
+	}
+	if err := latchkey.ValidateText("owner", owner, latchkey.MaxNameLen, true); err != nil {
+		return nil, err
+	}
+	n := int((p.To.Sub(p.From) + size - 1) / size)
+	r := &OwnerUsageReport{Owner: owner, Bucket: p.Bucket, From: p.From, To: p.To,
+		Totals: map[string]int64{}, Series: make([]UsageBucket, n), Keys: []OwnerKeyUsage{}}
+	for i := range r.Series {
+		r.Series[i] = UsageBucket{Start: p.From.Add(time.Duration(i) * size), Counts: map[string]int64{}}
+	}
+	err = s.store.View(ctx, func(tx Tx) error {
+		ks, err := tx.Keys(actor.Tenant, latchkey.KeyFilter{Owner: owner, Page: latchkey.Page{Limit: MaxOwnerUsageKeys + 1}})
+		if err != nil {
+			return err
+		}
+		if len(ks) > MaxOwnerUsageKeys {
+			ks, r.Truncated = ks[:MaxOwnerUsageKeys], true
+		}
+		for _, k := range ks {
+			rows, err := tx.UsageRollup(actor.Tenant, k.ID, latchkey.Grain(p.Bucket), p.From, p.To)
+			if err != nil {
+				return err
+			}
+			ku := OwnerKeyUsage{KeyID: k.ID, Name: k.Name, Totals: map[string]int64{}, LastUsedAt: k.LastUsedAt}
+			for _, u := range rows {
+				ku.Totals[u.Code] += u.Count
+				r.Totals[u.Code] += u.Count
+				if i := int(u.Minute.Sub(p.From) / size); i >= 0 && i < n {
+					r.Series[i].Counts[u.Code] += u.Count
+				}
+			}
+			r.Keys = append(r.Keys, ku)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	sum := func(m map[string]int64) (t int64) {
+		for _, c := range m {
+			t += c
+		}
+		return t
+	}
+	slices.SortStableFunc(r.Keys, func(a, b OwnerKeyUsage) int { return cmp.Compare(sum(b.Totals), sum(a.Totals)) })
 	return r, nil
 }

@@ -13,8 +13,8 @@ const (
 	BatchSuspend = "suspend"
 	BatchResume  = "resume"
 	BatchRotate  = "rotate"
-	// BatchSetPolicy is in the design contract but needs policies, which
-	// are a later part: it is refused.
+	// BatchSetPolicy makes each key name BatchParams.Policy ("" for
+	// none), as UpdateKey would.
 	BatchSetPolicy = "set_policy"
 )
 
@@ -26,6 +26,8 @@ const MaxBatchKeys = 10_000
 // explicitly, so that a mistyped field cannot reach them all.
 type BatchFilter struct {
 	Owner, Environment string
+	// Policy selects the keys that name the policy.
+	Policy string
 	// State matches the state a key has now. Without it, revoked keys
 	// (which nothing changes any more) are left out.
 	State latchkey.State
@@ -36,7 +38,7 @@ type BatchFilter struct {
 }
 
 func (f *BatchFilter) empty() bool {
-	return f.Owner == "" && f.Environment == "" && f.State == "" && f.Resource == ""
+	return f.Owner == "" && f.Environment == "" && f.Policy == "" && f.State == "" && f.Resource == ""
 }
 
 // BatchParams say what a batch does to which keys.
@@ -56,6 +58,8 @@ type BatchParams struct {
 	// Grace is how long a rotated key keeps working (nil: the service's
 	// default).
 	Grace *time.Duration
+	// Policy is the policy set_policy gives each key ("" removes it).
+	Policy *string
 }
 
 // BatchItem is what a batch did, or would do, to one key.
@@ -131,11 +135,19 @@ func (p *BatchParams) check() error {
 	switch p.Op {
 	case BatchRevoke, BatchSuspend, BatchResume, BatchRotate:
 	case BatchSetPolicy:
-		return latchkey.Errorf(latchkey.EInvalid, "set_policy needs policies, which this server does not have yet")
+		if p.Policy == nil {
+			return latchkey.Errorf(latchkey.EInvalid, `set_policy needs "policy": the policy's name, or "" to remove it`)
+		}
+		if *p.Policy != "" && !latchkey.ValidPolicyName(*p.Policy) {
+			return latchkey.Errorf(latchkey.EInvalid, "policy %.70q: use 1-63 of a-z, 0-9, '_' and '-'", *p.Policy)
+		}
 	case "":
-		return latchkey.Errorf(latchkey.EInvalid, "op is required: revoke, suspend, resume or rotate")
+		return latchkey.Errorf(latchkey.EInvalid, "op is required: revoke, suspend, resume, rotate or set_policy")
 	default:
-		return latchkey.Errorf(latchkey.EInvalid, "op %.40q: use revoke, suspend, resume or rotate", p.Op)
+		return latchkey.Errorf(latchkey.EInvalid, "op %.40q: use revoke, suspend, resume, rotate or set_policy", p.Op)
+	}
+	if p.Policy != nil && p.Op != BatchSetPolicy {
+		return latchkey.Errorf(latchkey.EInvalid, "policy applies to set_policy, not %s", p.Op)
 	}
 	if p.Reason != "" && p.Op != BatchRevoke && p.Op != BatchSuspend {
 		return latchkey.Errorf(latchkey.EInvalid, "reason applies to revoke and suspend, not %s", p.Op)
@@ -192,6 +204,9 @@ func (f *BatchFilter) check() error {
 			return err
 		}
 	}
+	if f.Policy != "" && !latchkey.ValidPolicyName(f.Policy) {
+		return latchkey.Errorf(latchkey.EInvalid, "filter policy %.70q: use 1-63 of a-z, 0-9, '_' and '-'", f.Policy)
+	}
 	if f.State != "" && !latchkey.ValidState(f.State) {
 		return latchkey.Errorf(latchkey.EInvalid, "state must be active, suspended, revoked or expired")
 	}
@@ -233,7 +248,7 @@ func (s *Service) batchMatch(ctx context.Context, actor *latchkey.Actor, p Batch
 	const page = 1000
 	f := p.Filter
 	now := s.now()
-	kf := latchkey.KeyFilter{Page: latchkey.Page{Limit: page}, Owner: f.Owner, Environment: f.Environment, State: f.State, Now: now}
+	kf := latchkey.KeyFilter{Page: latchkey.Page{Limit: page}, Owner: f.Owner, Environment: f.Environment, Policy: f.Policy, State: f.State, Now: now}
 	var items []BatchItem
 	matched := 0
 	for {
@@ -289,6 +304,8 @@ func (s *Service) batchOne(ctx context.Context, actor *latchkey.Actor, p BatchPa
 		if err == nil {
 			it.SuccessorID, it.Key = succ.ID, tok.Reveal()
 		}
+	case BatchSetPolicy:
+		_, err = s.UpdateKey(ctx, actor, it.ID, Settings{Policy: p.Policy})
 	}
 	return err
 }

@@ -27,27 +27,39 @@ type Entry struct {
 	// Key is the key as the store read it, with Start cleared (no check
 	// and no answer of the verify path reads it) and what many keys hold
 	// alike shared (compact).
+	//
+	// When the key names a policy, the fields the policy governs hold the
+	// effective settings (the key's own narrowed by the policy's: see
+	// applyPolicy), and Key.Bound holds only the owner's record, if any.
 	Key latchkey.Key
-	// windows is the key's compiled time windows: nil for any time,
-	// noWindows when stored windows no longer compile (a zone gone from
-	// the tz database), so the key is usable at no time, not at any.
-	windows *latchkey.TimeWindows
-	// scopes is the X-Latchkey-Scopes header value: the scopes
-	// comma-joined, shared between keys with the same scopes.
-	scopes string
-	// meta is Key.Meta as encoding/json encodes it without HTML escaping
-	// (the verify answer's "meta"), nil when it is empty. Small maps
-	// share theirs with every key of the same meta.
-	meta *[]byte
+	// windows is the key's compiled time windows: nil for any time.
+	windows *entryTimes
+	// view is what the answers need in a ready form, shared between keys
+	// with the same scopes and meta.
+	view *entryView
 }
 
-// noWindows is the windows of an entry whose stored windows no longer
-// compile.
-var noWindows = new(latchkey.TimeWindows)
+// entryTimes is an entry's compiled time windows: the key's own and its
+// policy's, each allowing every time when empty. Both must allow a time.
+// broken is set when stored windows no longer compile (a zone gone from
+// the tz database): the key is then usable at no time, not at any.
+type entryTimes struct {
+	own, policy latchkey.TimeWindows
+	broken      bool
+}
+
+// entryView holds the X-Latchkey-Scopes header value (the scopes
+// comma-joined) and Key.Meta as encoding/json encodes it without HTML
+// escaping (the verify answer's "meta"; nil when the meta is empty).
+type entryView struct {
+	scopes string
+	meta   []byte
+}
 
 // AllowsTime reports whether the key's time windows allow now.
 func (e *Entry) AllowsTime(now time.Time) bool {
-	return e.windows == nil || e.windows != noWindows && e.windows.Allows(now)
+	w := e.windows
+	return w == nil || !w.broken && w.own.Allows(now) && w.policy.Allows(now)
 }
 
 // Forward-auth header values, each a one-element slice of a string inside
@@ -64,16 +76,13 @@ func (e *Entry) TenantHeader() []string { return unsafe.Slice(&e.Key.Tenant, 1) 
 func (e *Entry) OwnerHeader() []string { return unsafe.Slice(&e.Key.Owner, 1) }
 
 // ScopesHeader is the X-Latchkey-Scopes value: the scopes comma-joined.
-func (e *Entry) ScopesHeader() []string { return unsafe.Slice(&e.scopes, 1) }
+func (e *Entry) ScopesHeader() []string { return unsafe.Slice(&e.view.scopes, 1) }
 
 // MetaJSON returns the key's meta as encoding/json encodes it without HTML
 // escaping, or nil when the key has none: the verify answer copies it. The
 // caller must not modify it.
 func (e *Entry) MetaJSON() []byte {
-	if e.meta == nil {
-		return nil
-	}
-	return *e.meta
+	return e.view.meta
 }
 
 // EntryBytes is the resident memory one cached key of the typical shape
@@ -86,8 +95,9 @@ func (e *Entry) MetaJSON() []byte {
 // Measured: 749 bytes a key at 100,000 keys, 761 at 1,000,000 (1,038 and
 // 1,082 when the Entry pointed to a separate Key and held its header
 // slices and verify answer, and the slot held the hash). The Entry is 640
-// of it: a 632-byte struct plus Go's 8-byte header for a large object with
-// pointers, in the 640-byte size class (8 bytes more and it is 704). The
+// of it: a 624-byte struct plus Go's 8-byte header for a large object with
+// pointers, in the 640-byte size class (9 bytes more and it is 704: the
+// assertion below the constant keeps it from growing unnoticed). The
 // slot is 16 and the index about 25; the key's own strings (id, owner,
 // name, one allocation) the rest.
 // Tenant, environment, prefix, scope and resource lists, the scopes
@@ -95,6 +105,10 @@ func (e *Entry) MetaJSON() []byte {
 // TestActiveKeysAllocateAtMost1KBEach (httpapi) adds the verify answer and
 // the usage recorder: 919 bytes an active key at 100,000, 974 at 1,000,000.
 const EntryBytes = 800
+
+// An Entry must stay within the 640-byte size class (a 632-byte struct
+// at most, with the 8-byte header): this fails to compile otherwise.
+var _ = [1]struct{}{}[unsafe.Sizeof(Entry{})/633]
 
 // DefaultCacheBytes is the memory the key cache may use by default.
 const DefaultCacheBytes = 128 << 20
@@ -152,21 +166,38 @@ func NegativeCacheSize(size int) int { return max(10_000, size/10) }
 // NewEntry builds the cache entry of a key read from the store. It keeps
 // nothing of k but the strings and collections it points to, which it may
 // share with other entries: the caller must not modify them afterwards.
+//
+// A key that names a policy takes it from k.Bound, or from the presets
+// when the tenant stores none of that name (applyPolicy); the entry's
+// Bound keeps only the owner's record.
 func NewEntry(k *latchkey.Key) *Entry {
 	e := &Entry{Key: *k}
 	k = &e.Key
 	k.Start = ""
 	k.ID, k.Owner, k.Name = ownStrings(k.ID, k.Owner, k.Name)
-	e.meta = compact(k)
-	if len(k.TimeWindows) > 0 {
-		ws, err := latchkey.CompileTimeWindows(k.TimeWindows)
-		e.windows = &ws
-		if err != nil {
-			e.windows = noWindows
-		}
+	var policyWindows []latchkey.TimeWindow
+	if k.Policy != "" {
+		policyWindows = applyPolicy(k, policyOf(k))
 	}
-	e.scopes = internScopes.joined(k.Scopes)
+	k.Bound = boundOwner(k.Bound)
+	meta, shared := compact(k)
+	if len(k.TimeWindows) > 0 || len(policyWindows) > 0 {
+		own, err1 := latchkey.CompileTimeWindows(k.TimeWindows)
+		pol, err2 := latchkey.CompileTimeWindows(policyWindows)
+		e.windows = &entryTimes{own: own, policy: pol, broken: err1 != nil || err2 != nil}
+	}
+	e.view = internViews.get(internScopes.joined(k.Scopes), meta, shared)
 	return e
+}
+
+// boundOwner is what an entry keeps of a key's Bound: the owner's record
+// (which the limiter reads), shared between the entries of the owner's
+// keys as long as the record is the same. The policy is already applied.
+func boundOwner(b *latchkey.Bound) *latchkey.Bound {
+	if b == nil || b.Owner == nil {
+		return nil
+	}
+	return internOwners.get(b.Owner)
 }
 
 // ownStrings copies a key's own strings (a store read allocates each on
@@ -191,16 +222,17 @@ var emptyMeta = map[string]any{}
 // tenant, environment and prefix strings, the scope and resource lists,
 // an empty meta, small meta maps. A million keys of a handful of tenants
 // otherwise hold a million copies of each. It returns the meta's JSON
-// (Entry.meta), nil for an empty meta.
-func compact(k *latchkey.Key) *[]byte {
+// (nil for an empty meta) and whether other keys share it.
+func compact(k *latchkey.Key) ([]byte, bool) {
 	k.Tenant = internStrings.get(k.Tenant)
 	k.Environment = internStrings.get(k.Environment)
 	k.Prefix = internStrings.get(k.Prefix)
 	k.Scopes = internScopes.list(k.Scopes)
 	k.Resources = internScopes.list(k.Resources)
+	k.Policy = internStrings.get(k.Policy)
 	if len(k.Meta) == 0 {
 		k.Meta = emptyMeta
-		return nil
+		return nil, true
 	}
 	return internMeta.get(k)
 }
@@ -214,30 +246,95 @@ type metaIntern struct {
 
 type metaInterned struct {
 	m    map[string]any
-	json *[]byte
+	json []byte
 }
 
 // get returns the JSON of k's meta, and replaces k.Meta by an equal map
-// another key already holds, if the meta is small.
-func (t *metaIntern) get(k *latchkey.Key) *[]byte {
+// another key already holds, if the meta is small; shared reports
+// whether the JSON returned is the one of the shared map.
+func (t *metaIntern) get(k *latchkey.Key) (json []byte, shared bool) {
 	b, err := marshalNoHTML(k.Meta)
 	if err != nil {
 		// Unreachable for a stored key: its meta was decoded from JSON.
-		return nil
+		return nil, false
 	}
 	if len(k.Meta) > 4 || len(b) > 256 {
-		return &b
+		return b, false
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if v, ok := t.m[string(b)]; ok { // sorted keys: one form per map
 		k.Meta = v.m
-		return v.json
+		return v.json, true
 	}
 	if len(t.m) < internLimit {
-		t.m[string(b)] = metaInterned{m: k.Meta, json: &b}
+		t.m[string(b)] = metaInterned{m: k.Meta, json: b}
+		return b, true
 	}
-	return &b
+	return b, false
+}
+
+// viewIntern shares entry views between keys with the same scopes and a
+// shared (or no) meta, found by the scopes header and the meta JSON's
+// first byte's address.
+type viewIntern struct {
+	mu sync.Mutex
+	m  map[viewKey]*entryView
+}
+
+type viewKey struct {
+	scopes string
+	meta   *byte
+}
+
+// get returns the view of scopes and meta, shared when meta is.
+func (t *viewIntern) get(scopes string, meta []byte, shared bool) *entryView {
+	if !shared {
+		return &entryView{scopes: scopes, meta: meta}
+	}
+	key := viewKey{scopes: scopes}
+	if len(meta) > 0 {
+		key.meta = &meta[0]
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if v, ok := t.m[key]; ok {
+		return v
+	}
+	v := &entryView{scopes: scopes, meta: meta}
+	if len(t.m) < internLimit {
+		t.m[key] = v
+	}
+	return v
+}
+
+// ownerIntern shares an owner's record between the entries of its keys:
+// the same tenant, id and update time are the same record.
+type ownerIntern struct {
+	mu sync.Mutex
+	m  map[ownerKey]*latchkey.Bound
+}
+
+type ownerKey struct {
+	tenant, id string
+	updated    int64
+}
+
+func (t *ownerIntern) get(o *latchkey.Owner) *latchkey.Bound {
+	key := ownerKey{tenant: o.Tenant, id: o.ID, updated: o.UpdatedAt.UnixMicro()}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if b, ok := t.m[key]; ok {
+		return b
+	}
+	b := &latchkey.Bound{Owner: o}
+	if len(t.m) >= internLimit {
+		// Records replaced since they were shared: start again rather
+		// than keep the old ones for good.
+		clear(t.m)
+	}
+	t.m[key] = b
+	return b
 }
 
 // marshalNoHTML encodes v as encoding/json does, without escaping HTML
@@ -261,6 +358,8 @@ var (
 	internStrings = &strIntern{m: make(map[string]string)}
 	internScopes  = &listIntern{m: make(map[string]listInterned)}
 	internMeta    = &metaIntern{m: make(map[string]metaInterned)}
+	internViews   = &viewIntern{m: make(map[viewKey]*entryView)}
+	internOwners  = &ownerIntern{m: make(map[ownerKey]*latchkey.Bound)}
 )
 
 type strIntern struct {
@@ -667,6 +766,31 @@ func (c *cache) invalidate(hashes ...[32]byte) {
 		s.t.pos.remove(h)
 		s.t.neg.remove(h)
 		delete(s.t.flights, h)
+		s.mu.Unlock()
+	}
+}
+
+// dropWhere drops every cached key that match accepts (the keys of a
+// policy or an owner that changed): one pass over the cached entries,
+// whatever the number of keys stored. Loads in flight do not put back
+// what they read (the generation moved), and later lookups do not join
+// them.
+func (c *cache) dropWhere(match func(*Entry) bool) {
+	var drop [][32]byte
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		c.gen.Add(1)
+		drop = drop[:0]
+		for j := range s.t.pos.slots {
+			if e := s.t.pos.slots[j].e; e != nil && match(e) {
+				drop = append(drop, e.Key.Hash)
+			}
+		}
+		for _, h := range drop {
+			s.t.pos.remove(h)
+		}
+		clear(s.t.flights)
 		s.mu.Unlock()
 	}
 }

@@ -16,10 +16,13 @@ type Settings struct {
 	Name        *string
 	Owner       *string
 	Environment *string
-	Scopes      *[]string // presets are expanded
-	Resources   *[]string
-	Meta        *map[string]any
-	IPAllow     *[]string
+	// Policy names the tenant's policy (or a preset) the key takes its
+	// settings from; "" removes it.
+	Policy    *string
+	Scopes    *[]string // presets are expanded
+	Resources *[]string
+	Meta      *map[string]any
+	IPAllow   *[]string
 	// ExpiresAt sets the expiry; a pointer to the zero time removes it.
 	ExpiresAt *time.Time
 	// ExpiresIn sets the expiry relative to now; not together with ExpiresAt.
@@ -143,6 +146,12 @@ func (p *Settings) apply(k *latchkey.Key, actor *latchkey.Actor, now time.Time, 
 		}
 		k.Environment = *p.Environment
 	}
+	if p.Policy != nil {
+		if *p.Policy != "" && !latchkey.ValidPolicyName(*p.Policy) {
+			return latchkey.Errorf(latchkey.EInvalid, "policy %.70q: use 1-63 of a-z, 0-9, '_' and '-'", *p.Policy)
+		}
+		k.Policy = *p.Policy
+	}
 	if p.Scopes != nil {
 		sc, err := latchkey.ExpandScopes(*p.Scopes)
 		if err != nil {
@@ -219,6 +228,9 @@ func (s *Service) CreateKey(ctx context.Context, actor *latchkey.Actor, p Create
 		return nil, latchkey.Token{}, err
 	}
 	err = s.store.Update(ctx, func(tx Tx) error {
+		if err := checkPolicy(tx, actor, k); err != nil {
+			return err
+		}
 		if err := tx.CreateKey(k); err != nil {
 			return err
 		}
@@ -370,6 +382,9 @@ func (s *Service) UpdateKey(ctx context.Context, actor *latchkey.Actor, id strin
 		if err := p.apply(k, actor, now, s.policyEnv()); err != nil {
 			return nil, err
 		}
+		if err := checkPolicy(tx, actor, k); err != nil {
+			return nil, err
+		}
 		if added := widenedScopes(before, k.Scopes); len(added) > 0 {
 			if err := tx.AppendEvent(scopesWidened(actor, k, before, added, now)); err != nil {
 				return nil, err
@@ -460,6 +475,7 @@ func (p *Settings) named() string {
 	add(p.Name != nil, "name")
 	add(p.Owner != nil, "owner")
 	add(p.Environment != nil, "environment")
+	add(p.Policy != nil, "policy")
 	add(p.Scopes != nil, "scopes")
 	add(p.Resources != nil, "resources")
 	add(p.Meta != nil, "meta")
@@ -568,7 +584,7 @@ func (s *Service) rotateIn(tx Tx, old *latchkey.Key, now time.Time, grace time.D
 	succ.Scopes, succ.Resources, succ.Meta, succ.IPAllow = old.Scopes, old.Resources, old.Meta, old.IPAllow
 	succ.Countries, succ.TimeWindows, succ.RateLimits = old.Countries, old.TimeWindows, old.RateLimits
 	succ.Quota, succ.MaxConcurrent, succ.LeaseTTL = old.Quota, old.MaxConcurrent, old.LeaseTTL
-	succ.ParentID = old.ParentID
+	succ.ParentID, succ.Policy = old.ParentID, old.Policy
 	succ.RotatedFrom = old.ID
 	switch {
 	case expiresIn != nil:

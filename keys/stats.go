@@ -26,8 +26,9 @@ func (s *Service) CacheStats() latchkey.CacheStats {
 var _ = [1]struct{}{}[unsafe.Sizeof(shard{})-64]
 
 // Apply drops what the change makes stale in this node's cache: a key's
-// entry (known or unknown), every "no such key" answer after an import, or
-// everything after a reset. Secret changes are the secret service's.
+// entry (known or unknown), every "no such key" answer after an import,
+// the keys of a changed policy or owner (and the limiter's shared state
+// of the owner), or everything after a reset. Secret changes are the secret service's.
 func (s *Service) Apply(c latchkey.Change) {
 	switch c.Kind {
 	case latchkey.ChangeKey:
@@ -36,5 +37,12 @@ func (s *Service) Apply(c latchkey.Change) {
 		s.cache.forgetUnknown()
 	case latchkey.ChangeReset:
 		s.cache.clear()
+	case latchkey.ChangePolicy:
+		s.cache.dropWhere(func(e *Entry) bool { return e.Key.Policy == c.Name && e.Key.Tenant == c.Tenant })
+	case latchkey.ChangeOwner:
+		s.cache.dropWhere(func(e *Entry) bool { return e.Key.Owner == c.Name && e.Key.Tenant == c.Tenant })
+		if s.limiter != nil {
+			s.limiter.Forget(latchkey.OwnerQuotaID(c.Tenant, c.Name))
+		}
 	}
 }
