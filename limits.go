@@ -13,8 +13,8 @@ type RateLimit struct {
 	Name   string   `json:"name"`
 	Limit  int64    `json:"limit"`
 	Window Duration `json:"window"`
-	// Apply is ApplyAlways ("": every request counts as one) or
-	// ApplyOnRequest (only a request that names the window with a cost
+	// Apply is ApplyAlways ("", or "always" as written, which validation
+	// turns into "": every request counts as one) or ApplyOnRequest (only a request that names the window with a cost
 	// counts, by that cost: tokens an hour).
 	Apply string `json:"apply,omitempty"`
 }
@@ -80,8 +80,11 @@ func ValidateRateLimits(rls []RateLimit) error {
 		if w := time.Duration(r.Window); w < time.Second || w > 366*24*time.Hour {
 			return Errorf(EInvalid, "ratelimits %q: window must be from 1s to 366d", r.Name)
 		}
+		if r.Apply == "always" {
+			r.Apply = ApplyAlways // the default, spelled out
+		}
 		if r.Apply != ApplyAlways && r.Apply != ApplyOnRequest {
-			return Errorf(EInvalid, "ratelimits %q: apply must be %q or absent (every request)", r.Name, ApplyOnRequest)
+			return Errorf(EInvalid, "ratelimits %q: apply must be \"always\" (the default) or %q", r.Name, ApplyOnRequest)
 		}
 	}
 	return nil

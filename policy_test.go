@@ -24,9 +24,12 @@ func TestOwnerQuotaIDRoundTrips(t *testing.T) {
 }
 
 func TestRateLimitApplyIsAlwaysOrOnRequest(t *testing.T) {
-	ok := []latchkey.RateLimit{{Name: "tokens", Limit: 10_000, Window: latchkey.Duration(3600e9), Apply: latchkey.ApplyOnRequest}, {Limit: 5, Window: 1e9}}
+	ok := []latchkey.RateLimit{{Name: "tokens", Limit: 10_000, Window: latchkey.Duration(3600e9), Apply: latchkey.ApplyOnRequest}, {Limit: 5, Window: 1e9}, {Limit: 9, Window: 2e9, Apply: "always"}}
 	if err := latchkey.ValidateRateLimits(ok); err != nil {
 		t.Fatal(err)
+	}
+	if ok[2].Apply != latchkey.ApplyAlways {
+		t.Fatalf(`"always" stays %q; want it stored as the default`, ok[2].Apply)
 	}
 	bad := []latchkey.RateLimit{{Name: "tokens", Limit: 10, Window: 1e9, Apply: "sometimes"}}
 	if err := latchkey.ValidateRateLimits(bad); latchkey.ErrorCode(err) != latchkey.EInvalid {

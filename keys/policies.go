@@ -224,7 +224,7 @@ func checkPolicy(tx Tx, actor *latchkey.Actor, k *latchkey.Key) error {
 			return latchkey.Errorf(latchkey.EInvalid, "scope %q is outside policy %s", bad, p.Name)
 		}
 	}
-	if bad, ok := latchkey.ResourcesWithin(p.Resources, k.Resources); !ok {
+	if bad, ok := latchkey.ResourcesWithin(p.Resources, k.Resources); len(k.Resources) > 0 && !ok {
 		return latchkey.Errorf(latchkey.EInvalid, "resource %q is outside policy %s", bad, p.Name)
 	}
 	if len(p.IPAllow) > 0 {

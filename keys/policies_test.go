@@ -86,6 +86,14 @@ func TestPolicyWritesAreChecked(t *testing.T) {
 	_, err = f.svc.CreatePolicy(ctx, actor, "sneaky", keys.PolicyParams{Scopes: &[]string{"keys:derive"}})
 	wantCode(t, err, latchkey.EForbidden)
 
+	// A key without resources of its own takes the policy's.
+	if _, err := f.svc.CreatePolicy(ctx, f.admin, "one-agent", keys.PolicyParams{Resources: &[]string{"agent:a"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.svc.CreateKey(ctx, f.admin, keys.CreateParams{Settings: keys.Settings{Name: ptr("x"), Policy: ptr("one-agent")}}); err != nil {
+		t.Fatalf("a key with no resources of its own under a policy with some: %v", err)
+	}
+
 	// In use: not deleted; once its keys are revoked, it may go.
 	k, _ := f.create(t, keys.CreateParams{Settings: keys.Settings{Policy: ptr("readers")}})
 	wantCode(t, f.svc.DeletePolicy(ctx, f.admin, "readers"), latchkey.EConflict)

@@ -118,7 +118,14 @@ func (s *Service) check(ctx context.Context, req *VerifyRequest, now time.Time, 
 		return v, nil
 	}
 	if s.limiter != nil && limits {
-		adm, err := s.limiter.Admit(ctx, k, req.Cost, req.Named, now)
+		// Handing req.Named itself to the interface call would make the
+		// caller's buffers escape on every request; a request with named
+		// costs pays for a copy instead.
+		var named []latchkey.NamedCost
+		if len(req.Named) > 0 {
+			named = slices.Clone(req.Named)
+		}
+		adm, err := s.limiter.Admit(ctx, k, req.Cost, named, now)
 		if err != nil {
 			return Verdict{}, err
 		}
