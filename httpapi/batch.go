@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"encoding/json"
 	"net/http"
 	"time"
 
@@ -10,7 +9,7 @@ import (
 )
 
 // batchKeys is POST /v1/keys/batch: one operation (revoke, suspend,
-// resume, rotate) on the keys named by ids or selected by a filter, each
+// resume, rotate, set_policy) on the keys named by ids or selected by a filter, each
 // key in its own transaction, with a result per key (keys.BatchKeys).
 func (s *Server) batchKeys(w http.ResponseWriter, r *http.Request, a *latchkey.Actor) error {
 	body, err := readBody(w, r, s.maxBody)
@@ -33,17 +32,13 @@ func (s *Server) batchKeys(w http.ResponseWriter, r *http.Request, a *latchkey.A
 	return nil
 }
 
-// policiesMissing is the answer to the design contract's policy fields:
-// policies are a later part.
-func policiesMissing() error {
-	return latchkey.Errorf(latchkey.EInvalid, "set_policy needs policies, which this server does not have yet")
-}
-
 // decodeBatch reads POST /v1/keys/batch:
 //
-//	{"op": "revoke"|"suspend"|"resume"|"rotate",
-//	 "ids": ["key_…", …] or "filter": {"owner", "environment", "state", "resource"} or {"all": true},
-//	 "dry_run": bool, "reason": "…", "duration": "2h", "grace_period": "1h"}
+//	{"op": "revoke"|"suspend"|"resume"|"rotate"|"set_policy",
+//	 "ids": ["key_…", …] or "filter": {"owner", "environment", "state", "policy", "resource"} or {"all": true},
+//	 "dry_run": bool, "reason": "…", "duration": "2h", "grace_period": "1h", "policy": "name"}
+//
+// set_policy needs "policy" ("" removes the keys' policy).
 //
 // A duration, when given, must be positive (leave it out to suspend until
 // resumed), as on POST /v1/keys/{id}/suspend.
@@ -52,28 +47,25 @@ func decodeBatch(data []byte) (keys.BatchParams, error) {
 		Op     string   `json:"op"`
 		IDs    []string `json:"ids"`
 		Filter *struct {
-			Owner       string          `json:"owner"`
-			Environment string          `json:"environment"`
-			State       string          `json:"state"`
-			Resource    string          `json:"resource"`
-			All         bool            `json:"all"`
-			Policy      json.RawMessage `json:"policy"`
+			Owner       string `json:"owner"`
+			Environment string `json:"environment"`
+			State       string `json:"state"`
+			Resource    string `json:"resource"`
+			All         bool   `json:"all"`
+			Policy      string `json:"policy"`
 		} `json:"filter"`
 		DryRun      bool               `json:"dry_run"`
 		Reason      string             `json:"reason"`
 		Duration    *latchkey.Duration `json:"duration"`
 		GracePeriod *latchkey.Duration `json:"grace_period"`
-		Policy      json.RawMessage    `json:"policy"`
+		Policy      *string            `json:"policy"`
 	}
 	if err := decodeJSON(data, &b); err != nil {
 		return keys.BatchParams{}, err
 	}
-	if b.Policy != nil || b.Filter != nil && b.Filter.Policy != nil {
-		return keys.BatchParams{}, policiesMissing()
-	}
-	p := keys.BatchParams{Op: b.Op, IDs: b.IDs, DryRun: b.DryRun, Reason: b.Reason}
+	p := keys.BatchParams{Op: b.Op, IDs: b.IDs, DryRun: b.DryRun, Reason: b.Reason, Policy: b.Policy}
 	if f := b.Filter; f != nil {
-		p.Filter = &keys.BatchFilter{Owner: f.Owner, Environment: f.Environment, State: latchkey.State(f.State), Resource: f.Resource, All: f.All}
+		p.Filter = &keys.BatchFilter{Owner: f.Owner, Environment: f.Environment, Policy: f.Policy, State: latchkey.State(f.State), Resource: f.Resource, All: f.All}
 	}
 	if b.Duration != nil {
 		if *b.Duration <= 0 {

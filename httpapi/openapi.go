@@ -198,6 +198,14 @@ var (
 	pKeyID  = pathParam("a key id (key_…); a segment that does not start with key_ is no route (404)", schema{"type": "string", "pattern": "^key_"})
 	pHookID = pathParam("a webhook id (whk_…)", str(""))
 	pSecret = pathParam("a secret name: 1–63 of a-z, 0-9, _ and -, starting with a letter and ending with a letter or digit", str(""))
+	pPolicy = pathParam("a policy name: 1–63 of a-z, 0-9, _ and -, starting with a letter or digit", str(""))
+	pOwner  = pathParam("an owner id, as keys' owner field holds it (free text up to 200 bytes), path-escaped", str(""))
+	// A usage window, as GET /v1/keys/{id}/usage reads it.
+	pUsage = []param{
+		inQuery("bucket", "the series' resolution (default hour)", enum("", "minute", "hour", "day")),
+		inQuery("from", "start of the window (RFC 3339)", timestamp("")),
+		inQuery("to", "end of the window (RFC 3339; default now)", timestamp("")),
+	}
 	// The report window: RFC 3339 times or dates (midnight UTC).
 	pReport = []param{
 		inQuery("from", "start of the window (RFC 3339, or YYYY-MM-DD for midnight UTC); default 30 days before to", str("")),
@@ -307,11 +315,11 @@ var operations = map[string]operation{
 		errors: []string{wire.EConflict},
 	},
 	"POST /v1/keys/batch": {
-		id: "batchKeys", summary: "Revoke, suspend, resume or rotate many keys at once",
+		id: "batchKeys", summary: "Revoke, suspend, resume, rotate or set the policy of many keys at once",
 		description: "The keys are named by ids or chosen by filter, exactly one of them; an empty filter is refused ({\"all\": true} " +
 			"means the whole tenant), and so is a field that does not apply to the op. At most 10,000 keys. Each key changes in its own " +
 			"transaction: one that cannot carries error and error_code in its result and the others go ahead. A filter never revokes, " +
-			"suspends or rotates the key making the request. set_policy and the policy fields are refused until policies exist.",
+			"suspends or rotates the key making the request. set_policy needs policy: the policy's name, or \"\" to remove it.",
 		body:   jsonBody(ref("BatchRequest")),
 		status: 200, resp: ref("BatchResult"),
 	},
@@ -394,12 +402,80 @@ var operations = map[string]operation{
 		id: "keyUsage", summary: "A key's recorded usage",
 		description: "Without from, the window follows the bucket: the last hour by minute, 24 hours by hour, 30 days by day; at most 1000 buckets.",
 		path:        map[string]param{"id": pKeyID},
-		query: []param{
-			inQuery("bucket", "the series' resolution (default hour)", enum("", "minute", "hour", "day")),
-			inQuery("from", "start of the window (RFC 3339)", timestamp("")),
-			inQuery("to", "end of the window (RFC 3339; default now)", timestamp("")),
-		},
-		status: 200, resp: ref("UsageReport"),
+		query:       pUsage,
+		status:      200, resp: ref("UsageReport"),
+	},
+
+	"POST /v1/policies": {
+		id: "createPolicy", summary: "Create a policy",
+		description: "A policy is a named set of settings keys share: a key with \"policy\": name takes its scopes, resources, " +
+			"address ranges, countries, time windows, limits and expiry, and may only narrow them. The name of a preset " +
+			"(development, production, integration, emergency) gives the tenant its own version of it. 409 when the tenant " +
+			"has a policy of that name; 403 when it grants admin scopes the key does not hold.",
+		body:   jsonBody(ref("CreatePolicyRequest")),
+		status: 201, resp: ref("Policy"),
+		errors: []string{wire.EConflict},
+	},
+	"GET /v1/policies": {
+		id: "listPolicies", summary: "List policies by name, presets included",
+		description: "The presets the tenant has not replaced are listed with preset: true.",
+		query:       []param{pLimit, pCursor},
+		status:      200, resp: object(map[string]schema{"policies": array(ref("Policy")), "next_cursor": str("empty on the last page")}, "policies", "next_cursor"),
+	},
+	"GET /v1/policies/{name}": {
+		id: "getPolicy", summary: "Get a policy (the tenant's, else the preset)",
+		path:   map[string]param{"name": pPolicy},
+		status: 200, resp: ref("Policy"),
+	},
+	"PATCH /v1/policies/{name}": {
+		id: "updatePolicy", summary: "Change the fields given",
+		description: "\"quota\": null removes the quota. A preset is copied into the tenant's own first. Every key that names the " +
+			"policy takes the change at its next verification, on every node.",
+		path:   map[string]param{"name": pPolicy},
+		body:   jsonBody(ref("UpdatePolicyRequest")),
+		status: 200, resp: ref("Policy"),
+	},
+	"DELETE /v1/policies/{name}": {
+		id: "deletePolicy", summary: "Delete the tenant's policy",
+		description: "A preset of the same name then applies again. 409 while a key that is not revoked names it.",
+		path:        map[string]param{"name": pPolicy},
+		status:      204,
+		errors:      []string{wire.EConflict},
+	},
+
+	"PUT /v1/owners/{id}": {
+		id: "putOwner", summary: "Create or replace an owner's shared limits",
+		description: "Every key whose owner is id counts against these rate windows and this periodic quota besides its own " +
+			"(the stricter wins), so minting more keys does not buy more requests. The record is replaced whole.",
+		path:   map[string]param{"id": pOwner},
+		body:   jsonBody(ref("PutOwnerRequest")),
+		status: 200, resp: ref("Owner"),
+	},
+	"GET /v1/owners": {
+		id: "listOwners", summary: "List owner records by id",
+		query:  []param{pLimit, pCursor},
+		status: 200, resp: object(map[string]schema{"owners": array(ref("Owner")), "next_cursor": str("empty on the last page")}, "owners", "next_cursor"),
+	},
+	"GET /v1/owners/{id}": {
+		id: "getOwner", summary: "An owner's record and its keys' usage",
+		description: "404 for an owner id without a record, even when keys name it (GET /v1/owners/{id}/usage answers their usage). " +
+			"usage is absent on a server without an audit service.",
+		path:   map[string]param{"id": pOwner},
+		query:  pUsage,
+		status: 200, resp: ref("OwnerWithUsage"),
+	},
+	"GET /v1/owners/{id}/usage": {
+		id: "ownerUsage", summary: "The summed usage of an owner's keys",
+		description: "For any owner id, with or without a record; an owner without keys has an empty report. Windows as in GET /v1/keys/{id}/usage.",
+		path:        map[string]param{"id": pOwner},
+		query:       pUsage,
+		status:      200, resp: ref("OwnerUsageReport"),
+	},
+	"DELETE /v1/owners/{id}": {
+		id: "deleteOwner", summary: "Delete an owner's record",
+		description: "Its keys keep their owner and lose the shared limits.",
+		path:        map[string]param{"id": pOwner},
+		status:      204,
 	},
 
 	"POST /v1/leases/{id}/release": {
@@ -607,11 +683,13 @@ var forwardAuthOp = operation{
 	id: "forwardAuth", summary: "Forward-auth for reverse proxies",
 	description: "Any method answers alike; the body is ignored. For nginx auth_request, Traefik ForwardAuth, Caddy forward_auth " +
 		"and Envoy ext_authz. The key comes from Authorization: Bearer or X-API-Key; a missing key is 401 with X-Latchkey-Code MALFORMED. " +
-		"Denials carry X-Latchkey-Code. With proxy=nginx, limits answer 403 instead of 429 (nginx turns other statuses into 500).",
+		"Denials carry X-Latchkey-Code. With proxy=nginx, limits answer 403 instead of 429 (nginx turns other statuses into 500). " +
+		"X-Latchkey-Cost-<Name>: N headers are named costs, as limits in a verify body.",
 	query: []param{
 		inQuery("scope", "required scopes, comma-separated (or header X-Latchkey-Scope)", str("")),
 		inQuery("resource", "the resource asked for (or header X-Latchkey-Resource)", str("")),
 		inQuery("cost", "quota units to consume (default 1)", schema{"type": "integer", "minimum": 0, "maximum": 1_000_000_000}),
+		{name: "X-Latchkey-Cost-Tokens", in: "header", description: "an example of X-Latchkey-Cost-<Name>: N, which spends N (0–1000000000) of the on-request rate window <name> (lower-cased); at most 8 such headers", schema: schema{"type": "integer", "minimum": 0, "maximum": 1_000_000_000}},
 		inQuery("proxy", "nginx: answer limits with 403", enum("", "nginx")),
 		{name: "X-Latchkey-Scope", in: "header", description: "required scopes, comma-separated, when the query names none", schema: str("")},
 		{name: "X-Latchkey-Resource", in: "header", description: "the resource asked for, when the query names none", schema: str("")},
@@ -875,6 +953,8 @@ func openAPIDocument() schema {
 			{"name": "keys", "description": "Keys and their life cycle"},
 			{"name": "leases", "description": "Concurrency leases"},
 			{"name": "audit", "description": "Audit log, security events and reports"},
+			{"name": "policies", "description": "Policies: named settings keys share"},
+			{"name": "owners", "description": "Owners: limits all of an owner's keys share"},
 			{"name": "webhooks", "description": "Webhooks and their deliveries"},
 			{"name": "tenants", "description": "Tenants (operator only)"},
 			{"name": "secrets", "description": "Brokered secrets"},
@@ -921,6 +1001,29 @@ var headers = schema{
 // rateLimitHeaders are sent with any answer to a key with limits.
 var rateLimitHeaders = []string{"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"}
 
+// policyProps are the fields of a policy's create (with name) or update
+// body.
+func policyProps(create bool) map[string]schema {
+	duration := ref("Duration")
+	p := map[string]schema{
+		"description":    str("up to 500 characters"),
+		"scopes":         schema{"type": "array", "items": str("resource:action or *; presets expand")},
+		"resources":      stringList(),
+		"ip_allow":       schema{"type": "array", "items": str("an address or CIDR range")},
+		"countries":      schema{"type": "array", "items": str("ISO 3166-1 alpha-2")},
+		"time_windows":   array(ref("TimeWindow")),
+		"ratelimits":     array(ref("RateLimit")),
+		"quota":          schema{"oneOf": []any{ref("Quota"), schema{"type": "null"}}, "description": "each key's quota when it has none; null removes it"},
+		"uses":           schema{"type": "integer", "minimum": 1, "description": "shorthand for quota {remaining: N}"},
+		"max_concurrent": schema{"type": "integer", "minimum": 0, "maximum": latchkey.MaxConcurrent},
+		"expires_after":  allOf(duration, schema{"description": "each key ends this long after its creation; 0s: no expiry from the policy"}),
+	}
+	if create {
+		p["name"] = str("1–63 of a-z, 0-9, _ and -, starting with a letter or digit")
+	}
+	return p
+}
+
 // schemas are the components every operation refers to.
 func schemas() schema {
 	duration := ref("Duration")
@@ -941,6 +1044,8 @@ func schemas() schema {
 			"quota":          schema{"oneOf": []any{ref("Quota"), schema{"type": "null"}}, "description": "null removes the quota"},
 			"max_concurrent": schema{"type": "integer", "minimum": 0, "maximum": latchkey.MaxConcurrent},
 			"lease_ttl":      duration,
+			"uses":           schema{"type": "integer", "minimum": 1, "description": "shorthand for quota {remaining: N}; not with quota"},
+			"policy":         str(`the tenant's policy (or a preset) the key takes its settings from, narrowed by its own; "" removes it`),
 		}
 	}
 	create := settings()
@@ -976,6 +1081,7 @@ func schemas() schema {
 		"updated_at":      timestamp(""),
 		"revoked_at":      timestamp(""),
 		"last_used_at":    timestamp("the last verification that found the key, written at most once a minute"),
+		"policy":          str("the policy the key names"),
 	}
 	limit := object(map[string]schema{
 		"limit":     integer(""),
@@ -1046,6 +1152,7 @@ func schemas() schema {
 			"name":   str("default: the window"),
 			"limit":  schema{"type": "integer", "minimum": 1},
 			"window": duration,
+			"apply":  enum(`absent: every request counts as one; on_request: only a verification that names the window in limits counts, by its cost`, "on_request"),
 		}, "limit", "window"),
 		"Quota": schema{
 			"type":                 "object",
@@ -1107,6 +1214,11 @@ func schemas() schema {
 			"resource": str("the resource asked for"),
 			"cost":     schema{"type": "integer", "minimum": 0, "maximum": 1_000_000_000, "description": "quota units to consume (default 1)"},
 			"ip":       str("the address of the caller the service is serving, checked against the key's ip_allow; default the request's"),
+			"limits": schema{"type": "array", "maxItems": latchkey.MaxNamedCosts, "description": "named costs: what the request spends of the key's and its owner's on_request rate windows; names no window has are ignored",
+				"items": input(map[string]schema{
+					"name": str("a rate window's name, 1–64 bytes; each at most once"),
+					"cost": schema{"type": "integer", "minimum": 0, "maximum": 1_000_000_000},
+				}, "name", "cost")},
 		}),
 		"VerifyResponse": object(map[string]schema{
 			"valid":       boolean(""),
@@ -1125,7 +1237,57 @@ func schemas() schema {
 			"quota":       allOf(ref("Limit"), schema{"description": "the quota, after the decision"}),
 			"lease_id":    str("the concurrency lease this verification holds"),
 			"retry_after": integer("seconds, on a denial by a limit"),
+			"limited_by":  enum("owner: the owner's shared limits, not the key's own, denied the request", "owner"),
 		}, "valid", "code"),
+		"Policy": object(map[string]schema{
+			"tenant":         str(""),
+			"name":           str(""),
+			"description":    str(""),
+			"scopes":         stringList(),
+			"resources":      stringList(),
+			"ip_allow":       stringList(),
+			"countries":      stringList(),
+			"time_windows":   array(ref("TimeWindow")),
+			"ratelimits":     array(ref("RateLimit")),
+			"quota":          ref("Quota"),
+			"max_concurrent": integer(""),
+			"expires_after":  allOf(duration, schema{"description": "each key ends this long after its creation"}),
+			"created_at":     timestamp(""),
+			"updated_at":     timestamp(""),
+			"preset":         boolean("a built-in policy the tenant has not replaced; not stored"),
+		}, "tenant", "name", "scopes", "resources", "ip_allow", "countries", "time_windows", "ratelimits"),
+		"CreatePolicyRequest": input(policyProps(true), "name"),
+		"UpdatePolicyRequest": input(policyProps(false)),
+		"Owner": object(map[string]schema{
+			"tenant":     str(""),
+			"id":         str(""),
+			"ratelimits": array(ref("RateLimit")),
+			"quota":      ref("Quota"),
+			"meta":       schema{"type": []string{"object", "null"}},
+			"created_at": timestamp(""),
+			"updated_at": timestamp(""),
+		}, "tenant", "id", "ratelimits", "meta"),
+		"PutOwnerRequest": input(map[string]schema{
+			"ratelimits": array(ref("RateLimit")),
+			"quota":      allOf(ref("Quota"), schema{"description": "a periodic allowance the owner's keys share"}),
+			"meta":       schema{"type": "object", "description": "any JSON object"},
+		}),
+		"OwnerWithUsage": allOf(ref("Owner"), object(map[string]schema{"usage": ref("OwnerUsageReport")})),
+		"OwnerUsageReport": object(map[string]schema{
+			"owner":  str(""),
+			"bucket": enum("", "minute", "hour", "day"),
+			"from":   timestamp(""),
+			"to":     timestamp(""),
+			"totals": countMap("verify code → count"),
+			"series": array(object(map[string]schema{"start": timestamp(""), "counts": countMap("")}, "start", "counts")),
+			"keys": array(object(map[string]schema{
+				"key_id":       str(""),
+				"name":         str(""),
+				"totals":       countMap(""),
+				"last_used_at": timestamp(""),
+			}, "key_id", "name", "totals")),
+			"truncated": boolean("the owner has more than 1000 keys; the first created are counted"),
+		}, "owner", "bucket", "from", "to", "totals", "series", "keys"),
 		"Tenant": object(map[string]schema{
 			"id":         str("1–63 of a-z, 0-9, _ and -, starting with a letter or digit"),
 			"name":       str(""),
@@ -1317,19 +1479,21 @@ func schemas() schema {
 			}, "line", "error")),
 		}, "imported", "skipped", "invalid", "errors"),
 		"BatchRequest": exactlyOne(input(map[string]schema{
-			"op":  enum("", "revoke", "suspend", "resume", "rotate"),
+			"op":  enum("", "revoke", "suspend", "resume", "rotate", "set_policy"),
 			"ids": schema{"type": "array", "items": str("key_…"), "description": "the keys, in the order of the results; or filter"},
 			"filter": input(map[string]schema{
 				"owner":       str(""),
 				"environment": str(""),
 				"state":       enum("the state now; without it, revoked keys are left out", "active", "suspended", "revoked", "expired"),
 				"resource":    str("the keys whose resources cover it, as in GET /v1/keys"),
+				"policy":      str("the keys that name this policy"),
 				"all":         boolean("every key of the tenant; with no other field"),
 			}),
 			"dry_run":      boolean("answer what the batch selects and change nothing"),
 			"reason":       str("revoke and suspend"),
 			"duration":     allOf(duration, schema{"description": "suspend: positive; absent: until resumed"}),
 			"grace_period": allOf(duration, schema{"description": "rotate: default 1h; 0s ends the old keys at once"}),
+			"policy":       str(`set_policy (required there): the policy each key names from now on; "" removes it`),
 		}, "op"), "ids", "filter"),
 		"BatchResult": object(map[string]schema{
 			"matched": integer("the keys found"),

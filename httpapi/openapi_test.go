@@ -184,6 +184,7 @@ type exchange struct {
 	method, path string
 	key          string // sent as Authorization: Bearer
 	apiKey       string // sent as X-API-Key
+	header       map[string]string
 	body         string
 	ctype        string // default application/json when there is a body
 	want         int
@@ -221,6 +222,9 @@ func (tr *traffic) do(e exchange) []byte {
 		}
 		if e.apiKey != "" {
 			r.Header.Set("X-API-Key", e.apiKey)
+		}
+		for k, v := range e.header {
+			r.Header.Set(k, v)
 		}
 		return r
 	}
@@ -425,6 +429,38 @@ func TestTrafficMatchesOpenAPIDocument(t *testing.T) {
 	tr.do(exchange{method: "POST", path: "/v1/keys/batch", key: admin, body: `{"op": "explode", "ids": []}`, want: 400, refused: true})
 	tr.do(exchange{method: "POST", path: "/v1/keys/batch", key: admin, body: `{"op": "resume", "ids": [], "filter": {"all": true}}`, want: 400, refused: true})
 	tr.do(exchange{method: "POST", path: "/v1/keys/batch", key: admin, body: `{"op": "resume"}`, want: 400, refused: true})
+
+	// Policies, owners and named costs.
+	tr.do(exchange{method: "POST", path: "/v1/policies", key: admin, want: 201, body: `{"name": "llm-svc", "description": "LLM callers",
+		"scopes": ["data:read"], "resources": ["agent:*"], "ip_allow": ["0.0.0.0/0"], "time_windows": [{"start": "00:00", "end": "23:59"}],
+		"ratelimits": [{"name": "tokens", "limit": 10000, "window": "1h", "apply": "on_request"}], "quota": {"limit": 100000, "period": "30d"},
+		"max_concurrent": 4, "expires_after": "90d"}`})
+	tr.do(exchange{method: "POST", path: "/v1/policies", key: admin, body: `{"name": "llm-svc"}`, want: 409})
+	tr.do(exchange{method: "POST", path: "/v1/policies", key: admin, body: `{"name": "Bad Name"}`, want: 400})
+	tr.do(exchange{method: "POST", path: "/v1/policies", key: admin, body: `{"name": "x", "colour": "red"}`, want: 400, refused: true})
+	tr.do(exchange{method: "GET", path: "/v1/policies?limit=10", key: admin, want: 200})
+	tr.do(exchange{method: "GET", path: "/v1/policies/production", key: admin, want: 200})
+	tr.do(exchange{method: "GET", path: "/v1/policies/missing", key: admin, want: 404})
+	tr.do(exchange{method: "PATCH", path: "/v1/policies/llm-svc", key: admin, body: `{"description": "LLM callers, no quota", "quota": null}`, want: 200})
+	tr.do(exchange{method: "GET", path: "/v1/policies/llm-svc", key: admin, want: 200})
+	polKey := tr.do(exchange{method: "POST", path: "/v1/keys", key: admin, body: `{"name": "llm", "owner": "acme-llm", "resources": ["agent:x"], "policy": "llm-svc"}`, want: 201})
+	tr.do(exchange{method: "POST", path: "/v1/keys/verify", body: `{"key": "` + field(t, polKey, "key") + `", "scopes": ["data:read"], "limits": [{"name": "tokens", "cost": 1200}]}`, want: 200})
+	tr.do(exchange{method: "POST", path: "/v1/keys/verify", body: `{"key": "x", "limits": [{"name": "tokens", "cost": -1}]}`, want: 400, refused: true})
+	tr.do(exchange{method: "GET", path: "/v1/auth?scope=data:read", key: field(t, polKey, "key"), header: map[string]string{"X-Latchkey-Cost-Tokens": "1200"}, want: 200})
+	tr.do(exchange{method: "GET", path: "/v1/auth?scope=data:read", key: field(t, polKey, "key"), header: map[string]string{"X-Latchkey-Cost-Tokens": "lots"}, want: 400, refused: true})
+	tr.do(exchange{method: "DELETE", path: "/v1/policies/llm-svc", key: admin, want: 409})
+	tr.do(exchange{method: "POST", path: "/v1/keys/batch", key: admin, body: `{"op": "set_policy", "filter": {"policy": "llm-svc"}, "policy": "production", "dry_run": true}`, want: 200})
+	tr.do(exchange{method: "POST", path: "/v1/keys/batch", key: admin, body: `{"op": "set_policy", "ids": ["` + field(t, polKey, "id") + `"], "policy": ""}`, want: 200})
+	tr.do(exchange{method: "DELETE", path: "/v1/policies/llm-svc", key: admin, want: 204})
+	tr.do(exchange{method: "PUT", path: "/v1/owners/acme-llm", key: admin, body: `{"ratelimits": [{"name": "1m", "limit": 100, "window": "1m"}],
+		"quota": {"limit": 100000, "period": "30d"}, "meta": {"plan": "pro"}}`, want: 200})
+	tr.do(exchange{method: "PUT", path: "/v1/owners/acme-llm", key: admin, body: `{"ratelimits": [{"limit": 0, "window": "1m"}]}`, want: 400, refused: true})
+	tr.do(exchange{method: "GET", path: "/v1/owners?limit=10", key: admin, want: 200})
+	tr.do(exchange{method: "GET", path: "/v1/owners/acme-llm?bucket=day", key: admin, want: 200})
+	tr.do(exchange{method: "GET", path: "/v1/owners/acme-llm/usage?bucket=minute", key: admin, want: 200})
+	tr.do(exchange{method: "GET", path: "/v1/owners/nobody%2Fhere", key: admin, want: 404})
+	tr.do(exchange{method: "GET", path: "/v1/owners/nobody%2Fhere/usage", key: admin, want: 200})
+	tr.do(exchange{method: "DELETE", path: "/v1/owners/acme-llm", key: admin, want: 204})
 
 	// Secrets and the seed routes.
 	tr.do(exchange{method: "PUT", path: "/v1/secrets/openai", key: admin, body: `{"value": "sk-proj-0123456789abcdef", "expires_in": 1800, "meta": {"team": "a"}}`, want: 200})

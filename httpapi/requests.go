@@ -77,6 +77,9 @@ type settingsBody struct {
 	Uses          *int64                 `json:"uses"`
 	MaxConcurrent *int                   `json:"max_concurrent"`
 	LeaseTTL      *latchkey.Duration     `json:"lease_ttl"`
+	// Policy names the tenant's policy (or a preset) the key takes its
+	// settings from; "" removes it.
+	Policy *string `json:"policy"`
 }
 
 func (b *settingsBody) settings() keys.Settings {
@@ -93,6 +96,7 @@ func (b *settingsBody) settings() keys.Settings {
 		s.ExpiresIn = &d
 	}
 	s.Countries, s.TimeWindows, s.RateLimits, s.MaxConcurrent, s.Uses = b.Countries, b.TimeWindows, b.RateLimits, b.MaxConcurrent, b.Uses
+	s.Policy = b.Policy
 	if b.Quota.Set {
 		s.Quota, s.ClearQuota = b.Quota.Quota, b.Quota.Quota == nil
 	}
@@ -226,11 +230,12 @@ const maxVerifyScopes = 32
 // body names none, is the caller's (see clientIP).
 func decodeVerify(data []byte) (keys.VerifyRequest, error) {
 	var b struct {
-		Key      string   `json:"key"`
-		Scopes   []string `json:"scopes"`
-		Resource string   `json:"resource"`
-		Cost     *int64   `json:"cost"`
-		IP       string   `json:"ip"`
+		Key      string               `json:"key"`
+		Scopes   []string             `json:"scopes"`
+		Resource string               `json:"resource"`
+		Cost     *int64               `json:"cost"`
+		IP       string               `json:"ip"`
+		Limits   []latchkey.NamedCost `json:"limits"`
 	}
 	if err := decodeJSON(data, &b); err != nil {
 		return keys.VerifyRequest{}, err
@@ -239,17 +244,20 @@ func decodeVerify(data []byte) (keys.VerifyRequest, error) {
 	if costSet {
 		cost = *b.Cost
 	}
-	return finishVerify(b.Key, b.Scopes, b.Resource, b.IP, cost, costSet)
+	return finishVerify(b.Key, b.Scopes, b.Resource, b.IP, cost, costSet, b.Limits)
 }
 
 // finishVerify checks the fields of a verify body, decoded by decodeVerify
 // or by the hand decoder of the fast path (decodeVerifyFast), and makes
 // the request of them.
-func finishVerify(key string, scopes []string, resource, ip string, cost int64, costSet bool) (keys.VerifyRequest, error) {
+func finishVerify(key string, scopes []string, resource, ip string, cost int64, costSet bool, named []latchkey.NamedCost) (keys.VerifyRequest, error) {
 	// Checked apart from the request: escape analysis is not
 	// field-sensitive, so a field of it handed to an error would take the
 	// caller's scope buffer to the heap with it.
 	if err := checkVerifyTarget(scopes, resource); err != nil {
+		return keys.VerifyRequest{}, err
+	}
+	if err := checkNamedCosts(named, "limits"); err != nil {
 		return keys.VerifyRequest{}, err
 	}
 	if !costSet {
@@ -265,7 +273,39 @@ func finishVerify(key string, scopes []string, resource, ip string, cost int64, 
 		}
 		addr = a.Unmap()
 	}
-	return keys.VerifyRequest{Key: key, Scopes: scopes, Resource: resource, IP: addr, Cost: cost}, nil
+	if len(named) == 0 {
+		named = nil // [] and null ask for the same: no named costs
+	}
+	return keys.VerifyRequest{Key: key, Scopes: scopes, Resource: resource, IP: addr, Cost: cost, Named: named}, nil
+}
+
+// maxNamedCost bounds one named cost, as the cost of a verification is.
+const maxNamedCost = 1_000_000_000
+
+// checkNamedCosts validates the named costs of a verification ("limits"
+// in a verify body, X-Latchkey-Cost-* headers in forward-auth): at most
+// latchkey.MaxNamedCosts, each named (1-64 bytes, as a rate window's name)
+// once, with a cost from 0 to maxNamedCost. Its errors name the element's
+// place, never its name: a name points into the caller's reused buffer,
+// which must not escape with an error.
+func checkNamedCosts(named []latchkey.NamedCost, what string) error {
+	if len(named) > latchkey.MaxNamedCosts {
+		return latchkey.Errorf(latchkey.EInvalid, "%s: at most %d named costs per verification", what, latchkey.MaxNamedCosts)
+	}
+	for i := range named {
+		if n := len(named[i].Name); n == 0 || n > 64 {
+			return latchkey.Errorf(latchkey.EInvalid, "%s[%d]: name must be a rate window's name, 1 to 64 bytes", what, i)
+		}
+		if c := named[i].Cost; c < 0 || c > maxNamedCost {
+			return latchkey.Errorf(latchkey.EInvalid, "%s[%d]: cost must be a whole number from 0 to %d", what, i, maxNamedCost)
+		}
+		for j := range i {
+			if named[j].Name == named[i].Name {
+				return latchkey.Errorf(latchkey.EInvalid, "%s[%d]: names the same window as %s[%d]", what, i, what, j)
+			}
+		}
+	}
+	return nil
 }
 
 // checkVerifyTarget validates the scopes and resource a verification asks

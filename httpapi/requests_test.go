@@ -36,6 +36,11 @@ var bodySeeds = []string{
 	`{"time_windows": [{"days": ["mon"], "start": "09:00", "end": "17:00", "tz": "Europe/Berlin"}], "countries": ["DE"]}`,
 	`{"url": "https://hooks.example.com/in", "events": ["key.revoked", "key.expiring"]}`, `{"url": "http://127.0.0.1:9/x"}`,
 	`{"url": "ftp://x"}`, `{"url": "https://h/", "events": ["key.*"]}`, `{"url": "https://h/", "events": null}`, `{"url": 7}`,
+	`{"name": "k", "policy": "production"}`, `{"policy": ""}`, `{"policy": 1}`,
+	`{"key": "k", "limits": [{"name": "tokens", "cost": 1200}]}`, `{"key": "k", "limits": [{"name": "", "cost": 1}]}`,
+	`{"name": "svc", "description": "d", "scopes": ["read"], "ratelimits": [{"name": "tokens", "limit": 10, "window": "1h", "apply": "on_request"}], "quota": {"limit": 5, "period": "30d"}, "uses": 3, "max_concurrent": 2, "expires_after": "90d"}`,
+	`{"name": "svc", "quota": null}`, `{"expires_after": "soon"}`, `{"expires_after": "0s"}`, `{"description": null}`,
+	`{"ratelimits": [{"limit": 100, "window": "1m"}], "quota": {"limit": 1000, "period": "monthly"}, "meta": {"plan": "pro"}}`, `{"meta": null}`,
 }
 
 func FuzzDecodeCreateKey(f *testing.F) {
@@ -237,6 +242,43 @@ func FuzzDecodeVerify(f *testing.F) {
 		if err == nil && (req.Cost < 0 || req.Cost > 1_000_000_000 || checkVerifyTarget(req.Scopes, req.Resource) != nil || req.IP.Is4In6()) {
 			t.Fatalf("accepted out-of-range request %+v", req)
 		}
+	})
+}
+
+func FuzzDecodeCreatePolicy(f *testing.F) {
+	for _, s := range bodySeeds {
+		f.Add([]byte(s))
+	}
+	decode := func(b []byte) (createdPolicy, error) {
+		name, p, err := decodeCreatePolicy(b)
+		return createdPolicy{name, p}, err
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := decode(b)
+		checkDecoded(t, b, decode, createPolicyJSON, c, err)
+		if err == nil && (c.name == "" || c.p.ClearQuota) {
+			t.Fatalf("accepted %+v", c)
+		}
+	})
+}
+
+func FuzzDecodeUpdatePolicy(f *testing.F) {
+	for _, s := range bodySeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := decodeUpdatePolicy(b)
+		checkDecoded(t, b, decodeUpdatePolicy, updatePolicyJSON, p, err)
+	})
+}
+
+func FuzzDecodePutOwner(f *testing.F) {
+	for _, s := range bodySeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := decodePutOwner(b)
+		checkDecoded(t, b, decodePutOwner, ownerJSON, p, err)
 	})
 }
 

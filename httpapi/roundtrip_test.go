@@ -121,6 +121,7 @@ func settingsJSON(s keys.Settings) map[string]any {
 	put("quota", s.Quota != nil || s.ClearQuota, s.Quota)
 	put("max_concurrent", s.MaxConcurrent != nil, s.MaxConcurrent)
 	put("lease_ttl", s.LeaseTTL != nil, durationJSON(s.LeaseTTL))
+	put("policy", s.Policy != nil, s.Policy)
 	return m
 }
 
@@ -158,11 +159,50 @@ func revokeJSON(reason string) any { return map[string]string{"reason": reason} 
 func tenantJSON(b tenantBody) any { return b }
 
 func verifyJSON(r keys.VerifyRequest) any {
-	m := map[string]any{"key": r.Key, "scopes": r.Scopes, "resource": r.Resource, "cost": r.Cost, "ip": ""}
+	m := map[string]any{"key": r.Key, "scopes": r.Scopes, "resource": r.Resource, "cost": r.Cost, "ip": "", "limits": r.Named}
 	if r.IP.IsValid() {
 		m["ip"] = r.IP.String()
 	}
 	return m
+}
+
+// policyJSON writes policy parameters back in the body's shape.
+func policyJSON(p keys.PolicyParams) map[string]any {
+	m := map[string]any{}
+	put := func(name string, present bool, v any) {
+		if present {
+			m[name] = v
+		}
+	}
+	put("description", p.Description != nil, p.Description)
+	put("scopes", p.Scopes != nil, p.Scopes)
+	put("resources", p.Resources != nil, p.Resources)
+	put("ip_allow", p.IPAllow != nil, p.IPAllow)
+	put("countries", p.Countries != nil, p.Countries)
+	put("time_windows", p.TimeWindows != nil, p.TimeWindows)
+	put("ratelimits", p.RateLimits != nil, p.RateLimits)
+	put("quota", p.Quota != nil || p.ClearQuota, p.Quota)
+	put("uses", p.Uses != nil, p.Uses)
+	put("max_concurrent", p.MaxConcurrent != nil, p.MaxConcurrent)
+	put("expires_after", p.ExpiresAfter != nil, durationJSON(p.ExpiresAfter))
+	return m
+}
+
+type createdPolicy struct {
+	name string
+	p    keys.PolicyParams
+}
+
+func createPolicyJSON(c createdPolicy) any {
+	m := policyJSON(c.p)
+	m["name"] = c.name
+	return m
+}
+
+func updatePolicyJSON(p keys.PolicyParams) any { return policyJSON(p) }
+
+func ownerJSON(p keys.OwnerParams) any {
+	return map[string]any{"ratelimits": p.RateLimits, "quota": p.Quota, "meta": p.Meta}
 }
 
 func webhookJSON(p webhook.Params) any {

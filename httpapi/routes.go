@@ -101,6 +101,18 @@ func (s *Server) eachRoute(add func(Route, http.Handler)) {
 	admin("DELETE", "/v1/keys/{id}/rotation", "keys:write", s.deleteRotation, s.keyPath)
 	admin("GET", "/v1/keys/{id}/usage", "keys:read", s.audited(s.keyUsage), s.keyPath)
 
+	admin("POST", "/v1/policies", "policies:write", s.createPolicy)
+	admin("GET", "/v1/policies", "policies:read", s.listPolicies)
+	admin("GET", "/v1/policies/{name}", "policies:read", s.getPolicy)
+	admin("PATCH", "/v1/policies/{name}", "policies:write", s.updatePolicy)
+	admin("DELETE", "/v1/policies/{name}", "policies:write", s.deletePolicy)
+
+	admin("PUT", "/v1/owners/{id}", "keys:write", s.putOwner)
+	admin("GET", "/v1/owners", "keys:read", s.listOwners)
+	admin("GET", "/v1/owners/{id}", "keys:read", s.getOwner)
+	admin("GET", "/v1/owners/{id}/usage", "keys:read", s.audited(s.ownerUsage))
+	admin("DELETE", "/v1/owners/{id}", "keys:write", s.deleteOwner)
+
 	open("POST", "/v1/leases/{id}/release", s.releaseLease)
 
 	admin("GET", "/v1/audit", "audit:read", s.audited(s.listAudit))

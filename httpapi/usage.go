@@ -5,20 +5,14 @@ import (
 	"time"
 
 	"github.com/latchkeyhq/latchkey"
-	"github.com/latchkeyhq/latchkey/audit"
 )
 
 // keyUsage answers GET /v1/keys/{id}/usage?bucket=minute|hour|day&from&to
 // (times in RFC 3339). The figures are the store's, as of the usage
 // recorder's last flush.
 func (s *Server) keyUsage(w http.ResponseWriter, r *http.Request, a *latchkey.Actor) error {
-	q := r.URL.Query()
-	p := audit.UsageParams{Bucket: q.Get("bucket")}
-	var err error
-	if p.From, err = queryTime(q.Get("from"), "from"); err != nil {
-		return err
-	}
-	if p.To, err = queryTime(q.Get("to"), "to"); err != nil {
+	p, err := usageParams(r.URL.Query())
+	if err != nil {
 		return err
 	}
 	rep, err := s.audit.KeyUsage(r.Context(), a, r.PathValue("id"), p)

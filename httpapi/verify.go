@@ -40,6 +40,9 @@ type VerifyResponse struct {
 	Quota      *Limit `json:"quota,omitempty"`
 	LeaseID    string `json:"lease_id,omitempty"`
 	RetryAfter int64  `json:"retry_after,omitempty"`
+	// LimitedBy is "owner" when the owner's shared limits, not the key's
+	// own, denied the request; absent otherwise.
+	LimitedBy string `json:"limited_by,omitempty"`
 }
 
 // verifyIdentity is the part of VerifyResponse that describes the key: it
@@ -126,6 +129,11 @@ func (s *Server) forwardAuth(w http.ResponseWriter, r *http.Request, id string) 
 		}
 		cost = n
 	}
+	named, msg := costHeaders(r.Header)
+	if msg != "" {
+		s.authError(w, r, id, http.StatusBadRequest, latchkey.EInvalid, msg)
+		return
+	}
 	ip := s.clientIP(r)
 	if retry, blocked := s.blocked(ip); blocked {
 		code = CodeGuarded
@@ -139,7 +147,7 @@ func (s *Server) forwardAuth(w http.ResponseWriter, r *http.Request, id string) 
 		return
 	}
 	v, err := s.svc.Verify(r.Context(), keys.VerifyRequest{
-		Key: credential(r), Scopes: scopes, Resource: resource, IP: ip, Cost: cost,
+		Key: credential(r), Scopes: scopes, Resource: resource, IP: ip, Cost: cost, Named: named,
 	})
 	if err != nil {
 		code = CodeError
@@ -180,6 +188,46 @@ func (s *Server) forwardAuth(w http.ResponseWriter, r *http.Request, id string) 
 	}
 	_, errCode := wire.VerifyStatus(v.Code)
 	s.authError(w, r, id, status, errCode, "key denied: "+v.Code)
+}
+
+// costHeaderPrefix starts the forward-auth headers that carry named costs:
+// X-Latchkey-Cost-Tokens: 1200 spends 1200 of the on-request window
+// "tokens" (docs/forward-auth.md).
+const costHeaderPrefix = "X-Latchkey-Cost-"
+
+// costHeaders returns the named costs of h's X-Latchkey-Cost-<Name>
+// headers, each name lower-cased, or why they are invalid. A request
+// without such a header allocates nothing here: the keys are only
+// compared (net/http has canonicalized them). The costs are allocated,
+// not kept on the caller's stack: the key service hands them to the
+// limiter, an interface, so escape analysis would move a stack array to
+// the heap on every request.
+func costHeaders(h http.Header) ([]latchkey.NamedCost, string) {
+	var dst []latchkey.NamedCost
+	for k, vs := range h {
+		if len(k) <= len(costHeaderPrefix) || k[:len(costHeaderPrefix)] != costHeaderPrefix {
+			continue
+		}
+		if dst == nil {
+			dst = make([]latchkey.NamedCost, 0, latchkey.MaxNamedCosts)
+		}
+		if len(dst) == latchkey.MaxNamedCosts {
+			return nil, "at most " + strconv.Itoa(latchkey.MaxNamedCosts) + " X-Latchkey-Cost-* headers per request"
+		}
+		name := strings.ToLower(k[len(costHeaderPrefix):])
+		if len(vs) != 1 {
+			return nil, k + " must be sent once"
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(vs[0]), 10, 64)
+		if err != nil || n < 0 || n > maxNamedCost {
+			return nil, k + " must be a whole number from 0 to " + strconv.Itoa(maxNamedCost)
+		}
+		dst = append(dst, latchkey.NamedCost{Name: name, Cost: n})
+	}
+	if err := checkNamedCosts(dst, costHeaderPrefix+"*"); err != nil {
+		return nil, latchkey.ErrorMessage(err)
+	}
+	return dst, ""
 }
 
 func (s *Server) authError(w http.ResponseWriter, r *http.Request, id string, status int, code, msg string) {

@@ -39,7 +39,11 @@ const verifyBodyCap = 4 << 10
 
 type verifyBuf struct {
 	body [verifyBodyCap]byte
-	out  []byte
+	// named holds a request's named costs ("limits"): here rather than
+	// on the handler's stack because the limiter, an interface, is handed
+	// them, which escape analysis cannot see through.
+	named [latchkey.MaxNamedCosts]latchkey.NamedCost
+	out   []byte
 }
 
 var verifyBufs = sync.Pool{New: func() any { return &verifyBuf{out: make([]byte, 0, 1024)} }}
@@ -69,6 +73,7 @@ func (s *Server) serveVerify(w http.ResponseWriter, r *http.Request, id string, 
 	n := 0
 	defer func() {
 		clear(vb.body[:n])
+		clear(vb.named[:])
 		if cap(vb.out) <= 64<<10 {
 			vb.out = vb.out[:0]
 			verifyBufs.Put(vb)
@@ -87,7 +92,7 @@ func (s *Server) serveVerify(w http.ResponseWriter, r *http.Request, id string, 
 		return
 	}
 	var scopes [maxVerifyScopes]string
-	req, err := decodeVerifyFast(body, &scopes)
+	req, err := decodeVerifyFast(body, &scopes, &vb.named)
 	if err != nil {
 		// The fast decoder refuses exactly what decodeVerify refuses
 		// (FuzzDecodeVerifyFastMatchesJSON); decodeVerify says why.
@@ -180,9 +185,9 @@ var errNotFast = errors.New("verify body refused")
 // decodeVerifyFast is decodeVerify without reflection or allocation: it
 // accepts exactly the bodies decodeVerify accepts, with the same result,
 // and refuses the others (with errNotFast where encoding/json would have
-// refused, else with finishVerify's error). The scopes go into buf.
-// Strings without escapes point into data, which must outlive the
-// request.
+// refused, else with finishVerify's error). The scopes go into buf, the
+// named costs ("limits") into named. Strings without escapes point into
+// data, which must outlive the request.
 //
 // It follows encoding/json as decodeJSON configures it: one object and
 // nothing but whitespace after it; unknown fields refused; field names
@@ -191,13 +196,15 @@ var errNotFast = errors.New("verify body refused")
 // clears the cost and the scopes; a null scope leaves whatever string the
 // repeated field's earlier array had at its index; invalid UTF-8 and
 // lone surrogates read as U+FFFD; a cost must be an integer literal that
-// fits int64.
-func decodeVerifyFast(data []byte, buf *[maxVerifyScopes]string) (keys.VerifyRequest, error) {
+// fits int64. The limits array follows the scopes' rules, its elements
+// objects whose fields follow the top level's.
+func decodeVerifyFast(data []byte, buf *[maxVerifyScopes]string, named *[latchkey.MaxNamedCosts]latchkey.NamedCost) (keys.VerifyRequest, error) {
 	d := fastDecoder{data: data}
 	var key, resource, ip string
 	var cost int64
 	var costSet bool
 	nScopes := 0 // may exceed len(buf), which finishVerify then refuses
+	nNamed := 0  // may exceed len(named), likewise
 	d.space()
 	if !d.byte('{') {
 		return keys.VerifyRequest{}, errNotFast
@@ -230,6 +237,8 @@ func decodeVerifyFast(data []byte, buf *[maxVerifyScopes]string) (keys.VerifyReq
 				}
 			case foldedIs(name, "SCOPES"):
 				nScopes, ok = d.scopes(buf)
+			case foldedIs(name, "LIMITS"):
+				nNamed, ok = d.namedCosts(named)
 			default:
 				ok = false // unknown field
 			}
@@ -257,7 +266,13 @@ func decodeVerifyFast(data []byte, buf *[maxVerifyScopes]string) (keys.VerifyReq
 	} else if nScopes > 0 {
 		scopes = buf[:nScopes]
 	}
-	return finishVerify(key, scopes, resource, ip, cost, costSet)
+	var costs []latchkey.NamedCost
+	if nNamed > len(named) {
+		costs = make([]latchkey.NamedCost, nNamed) // refused by their number
+	} else if nNamed > 0 {
+		costs = named[:nNamed]
+	}
+	return finishVerify(key, scopes, resource, ip, cost, costSet, costs)
 }
 
 type fastDecoder struct {
@@ -340,6 +355,91 @@ func (d *fastDecoder) scopes(buf *[maxVerifyScopes]string) (int, bool) {
 		}
 		if !d.byte(',') {
 			return 0, false
+		}
+		d.space()
+	}
+}
+
+// namedCosts reads the limits array into buf as scopes reads the scopes:
+// null and [] start afresh, an object sets the fields it names of the
+// element at its index (as encoding/json decodes into an element it
+// decoded before), a null element leaves it. It returns the array's
+// length.
+func (d *fastDecoder) namedCosts(buf *[latchkey.MaxNamedCosts]latchkey.NamedCost) (int, bool) {
+	if d.null() {
+		clear(buf[:])
+		return 0, true
+	}
+	if !d.byte('[') {
+		return 0, false
+	}
+	d.space()
+	if d.byte(']') {
+		clear(buf[:])
+		return 0, true
+	}
+	n := 0
+	for {
+		var spare latchkey.NamedCost // past the buffer: refused by number
+		el := &spare
+		if n < len(buf) {
+			el = &buf[n]
+		}
+		if !d.null() && !d.namedCost(el) {
+			return 0, false
+		}
+		n++
+		d.space()
+		if d.byte(']') {
+			return n, true
+		}
+		if !d.byte(',') {
+			return 0, false
+		}
+		d.space()
+	}
+}
+
+// namedCost reads one {"name": "…", "cost": N} object into el: fields
+// matched as at the top level, null leaving a field as it is, unknown
+// fields refused.
+func (d *fastDecoder) namedCost(el *latchkey.NamedCost) bool {
+	if !d.byte('{') {
+		return false
+	}
+	d.space()
+	if d.byte('}') {
+		return true
+	}
+	for {
+		name, ok := d.str()
+		if !ok {
+			return false
+		}
+		d.space()
+		if !d.byte(':') {
+			return false
+		}
+		d.space()
+		switch {
+		case foldedIs(name, "NAME"):
+			ok = d.strOrNull(&el.Name)
+		case foldedIs(name, "COST"):
+			if !d.null() {
+				el.Cost, ok = d.int64()
+			}
+		default:
+			ok = false
+		}
+		if !ok {
+			return false
+		}
+		d.space()
+		if d.byte('}') {
+			return true
+		}
+		if !d.byte(',') {
+			return false
 		}
 		d.space()
 	}
@@ -653,6 +753,9 @@ func appendVerify(b []byte, v *keys.Verdict) []byte {
 	if a.RetryAfter > 0 {
 		b = append(b, `,"retry_after":`...)
 		b = strconv.AppendInt(b, retrySeconds(a.RetryAfter), 10)
+	}
+	if a.Owner {
+		b = append(b, `,"limited_by":"owner"`...)
 	}
 	return append(b, "}\n"...)
 }

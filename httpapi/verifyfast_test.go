@@ -39,6 +39,21 @@ var verifyFastSeeds = []string{
 	`{"resource":"agent:a","resource":null}`, `{"resource":"bad resource"}`, `{"ip":""}`, `{"ip":"10.0.0.300"}`, `{"ip":"fe80::1%eth0"}`,
 	`{"ip":"::ffff:10.0.0.1"}`, `{"ip":null}`, `{"ip":1}`, `{"key":true}`, `{"key":nul}`, `{"key":nullx}`, `{"key":null,}`,
 	`{"bogus":null}`, `{"key":"k","bogus":1}`, `{}`, ` {} `, ``, ` `, `null`, `[]`, `"x"`, `{"key":"k"}}`,
+	// Named costs.
+	`{"key":"k","limits":[{"name":"tokens","cost":1200}]}`, ` {"limits" : [ { "name" : "a" , "cost" : 1 } , {"cost":2,"name":"b"} ] } `,
+	`{"limits":null}`, `{"limits":[]}`, `{"limits":[null]}`, `{"limits":[{}]}`, `{"limits":[{"name":"a"}]}`, `{"limits":[{"cost":1}]}`,
+	`{"LIMITS":[{"NAME":"a","Cost":1}]}`, `{"limitſ":[]}`, `{"limits":[{"ſame":"a"}]}`, `{"limits":[{"name":"a","cost":1,"name":"b"}]}`,
+	`{"limits":[{"name":"a","cost":1,"cost":null}]}`, `{"limits":[{"name":"a","cost":5,"name":null}]}`,
+	`{"limits":[{"name":"a","cost":1},{"name":"b","cost":2}],"limits":[null,{"cost":3}]}`,
+	`{"limits":[{"name":"a","cost":1},{"name":"b","cost":2},{"name":"c","cost":3}],"limits":[{"name":"d"}],"limits":[null,null,null]}`,
+	`{"limits":[{"name":"a","cost":1}],"limits":[],"limits":[null]}`, `{"limits":[{"name":"a","cost":1}],"limits":null,"limits":[null]}`,
+	`{"limits":[{"name":"a","cost":1},{"name":"a","cost":2}]}`, `{"limits":[{"name":"","cost":1}]}`, `{"limits":[{"name":"a","cost":-1}]}`,
+	`{"limits":[{"name":"a","cost":1000000001}]}`, `{"limits":[{"name":"a","cost":1.5}]}`, `{"limits":[{"name":"a","cost":"1"}]}`,
+	`{"limits":[{"name":1,"cost":1}]}`, `{"limits":[{"name":"a","cost":1,"extra":0}]}`, `{"limits":[{"name":"a","cost":1},]}`, `{"limits":[,]}`,
+	`{"limits":{"name":"a","cost":1}}`, `{"limits":["a"]}`, `{"limits":[[]]}`, `{"limits":[{"name":"a","cost":1}`, `{"limits":[{"name":"a" "cost":1}]}`,
+	`{"limits":[{"name":"\u0074okens","cost":9}]}`, `{"limits":[{"name":"` + strings.Repeat("n", 65) + `","cost":1}]}`,
+	`{"limits":[{"name":"a","cost":1},{"name":"b","cost":1},{"name":"c","cost":1},{"name":"d","cost":1},{"name":"e","cost":1},{"name":"f","cost":1},{"name":"g","cost":1},{"name":"h","cost":1},{"name":"i","cost":1}]}`,
+	`{"limits":[{"name":"a","cost":1},{"name":"b","cost":1},{"name":"c","cost":1},{"name":"d","cost":1},{"name":"e","cost":1},{"name":"f","cost":1},{"name":"g","cost":1},{"name":"h","cost":1},{"name":"i","cost":1}],"limits":[null,null]}`,
 }
 
 // FuzzDecodeVerifyFastMatchesJSON holds the fast path's hand decoder to
@@ -53,7 +68,8 @@ func FuzzDecodeVerifyFastMatchesJSON(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var buf [maxVerifyScopes]string
-		fast, ferr := decodeVerifyFast(b, &buf)
+		var named [latchkey.MaxNamedCosts]latchkey.NamedCost
+		fast, ferr := decodeVerifyFast(b, &buf, &named)
 		slow, serr := decodeVerify(b)
 		if (ferr == nil) != (serr == nil) {
 			t.Fatalf("%q: hand decoder says %v, encoding/json says %v", b, ferr, serr)
@@ -65,7 +81,7 @@ func FuzzDecodeVerifyFastMatchesJSON(f *testing.F) {
 			return
 		}
 		if fast.Key != slow.Key || !slices.Equal(fast.Scopes, slow.Scopes) || fast.Resource != slow.Resource ||
-			fast.IP != slow.IP || fast.Cost != slow.Cost {
+			fast.IP != slow.IP || fast.Cost != slow.Cost || !slices.Equal(fast.Named, slow.Named) {
 			t.Fatalf("%q: hand decoder reads %+v, encoding/json %+v", b, fast, slow)
 		}
 	})
@@ -98,6 +114,9 @@ func verifyResponse(v *keys.Verdict) VerifyResponse {
 	resp.RateLimit = limitView(v.Admission.RateLimit)
 	resp.Quota = limitView(v.Admission.Quota)
 	resp.LeaseID = v.Admission.LeaseID
+	if v.Admission.Owner {
+		resp.LimitedBy = "owner"
+	}
 	if v.Admission.RetryAfter > 0 {
 		resp.RetryAfter = retrySeconds(v.Admission.RetryAfter)
 	}
@@ -128,6 +147,8 @@ func TestVerifyAnswerMatchesEncodingJSON(t *testing.T) {
 		{Quota: latchkey.LimitState{Limit: 1000, Remaining: 0}, RetryAfter: time.Nanosecond},
 		{RateLimit: latchkey.LimitState{Limit: 5, Remaining: 4, ResetAt: reset.UTC()}, Quota: latchkey.LimitState{Limit: 7, Remaining: 7, ResetAt: reset}, LeaseID: "lease_01J9\"x"},
 		{LeaseID: "lease_only"},
+		{RateLimit: latchkey.LimitState{Limit: 100, Remaining: 0, ResetAt: reset}, RetryAfter: 3 * time.Second, Owner: true, Code: latchkey.CodeRateLimited},
+		{Quota: latchkey.LimitState{Limit: 10, Remaining: 0, ResetAt: reset}, Owner: true},
 	}
 	var verdicts []keys.Verdict
 	for _, code := range latchkey.VerifyCodes {

@@ -15,6 +15,8 @@ const (
 	BatchSuspend = "suspend"
 	BatchResume  = "resume"
 	BatchRotate  = "rotate"
+	// BatchSetPolicy makes each key name BatchParams.Policy.
+	BatchSetPolicy = "set_policy"
 )
 
 // BatchFilter selects a batch's keys by their fields. The server refuses
@@ -25,13 +27,15 @@ type BatchFilter struct {
 	State       latchkey.State `json:"state,omitempty"`
 	// Resource keeps the keys whose resources cover it ("agent:NAME").
 	Resource string `json:"resource,omitempty"`
+	// Policy keeps the keys that name this policy.
+	Policy string `json:"policy,omitempty"`
 	// All selects every key of the tenant (with no other field).
 	All bool `json:"all,omitempty"`
 }
 
 // BatchParams are BatchKeys'.
 type BatchParams struct {
-	Op string // BatchRevoke, BatchSuspend, BatchResume or BatchRotate
+	Op string // BatchRevoke, BatchSuspend, BatchResume, BatchRotate or BatchSetPolicy
 	// IDs or Filter (exactly one) select the keys. A filter leaves out the
 	// key making the request (a revoke, suspend or rotate of it fails with
 	// conflict); name it in IDs to change it.
@@ -46,6 +50,9 @@ type BatchParams struct {
 	// Grace is how long a rotated key keeps working (nil: the server's
 	// default, 1h; 0 ends it at once).
 	Grace *time.Duration
+	// Policy is the policy set_policy gives each key (required there; a
+	// pointer to "" removes the keys' policy).
+	Policy *string
 }
 
 // BatchItem is what a batch did, or would do, to one key.
@@ -78,7 +85,7 @@ func (r *BatchResult) Failed() int {
 	return n
 }
 
-// BatchKeys revokes, suspends, resumes or rotates many keys (POST
+// BatchKeys revokes, suspends, resumes, rotates or sets the policy of many keys (POST
 // /v1/keys/batch), each in its own transaction: a key that fails carries
 // its error in its item and the others go ahead. The server answers when
 // it has done them all, so no timeout bounds the call: end it with ctx.
@@ -93,7 +100,8 @@ func (c *Client) BatchKeys(ctx context.Context, p BatchParams, opts ...CallOptio
 		Reason      string       `json:"reason,omitempty"`
 		Duration    string       `json:"duration,omitempty"`
 		GracePeriod string       `json:"grace_period,omitempty"`
-	}{Op: p.Op, IDs: p.IDs, Filter: p.Filter, DryRun: p.DryRun, Reason: p.Reason}
+		Policy      *string      `json:"policy,omitempty"`
+	}{Op: p.Op, IDs: p.IDs, Filter: p.Filter, DryRun: p.DryRun, Reason: p.Reason, Policy: p.Policy}
 	if p.For < 0 {
 		return nil, invalid("For must be positive; leave it 0 to suspend until resumed")
 	}

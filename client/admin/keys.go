@@ -39,6 +39,9 @@ type KeySettings struct {
 	NoQuota       bool
 	MaxConcurrent *int
 	LeaseTTL      *time.Duration
+	// Policy names the tenant's policy (or a preset) the key takes its
+	// settings from; a pointer to "" removes it (UpdateKey).
+	Policy *string
 }
 
 // KeyParams are CreateKey's and DeriveKey's: the key's settings and its
@@ -65,6 +68,7 @@ type settingsJSON struct {
 	Quota         json.RawMessage       `json:"quota,omitempty"`
 	MaxConcurrent *int                  `json:"max_concurrent,omitempty"`
 	LeaseTTL      string                `json:"lease_ttl,omitempty"`
+	Policy        *string               `json:"policy,omitempty"`
 	Prefix        string                `json:"prefix,omitempty"`
 }
 
@@ -75,7 +79,7 @@ func (s *KeySettings) encode() (settingsJSON, error) {
 	b := settingsJSON{
 		Name: s.Name, Owner: s.Owner, Environment: s.Environment,
 		Scopes: s.Scopes, Resources: s.Resources, Meta: s.Meta, IPAllow: s.IPAllow, Countries: s.Countries,
-		RateLimits: s.RateLimits, TimeWindows: s.TimeWindows, MaxConcurrent: s.MaxConcurrent,
+		RateLimits: s.RateLimits, TimeWindows: s.TimeWindows, MaxConcurrent: s.MaxConcurrent, Policy: s.Policy,
 	}
 	n := 0
 	for _, set := range []bool{s.ExpiresIn != 0, !s.ExpiresAt.IsZero(), s.NoExpiry} {
@@ -261,6 +265,10 @@ type VerifyRequest struct {
 	// Cost is the quota units the check consumes (nil: the server's
 	// default, 1).
 	Cost *int64
+	// Limits are named costs: what the request spends of the key's and
+	// its owner's on-request rate windows ({"tokens", 1200}); at most
+	// latchkey.MaxNamedCosts.
+	Limits []latchkey.NamedCost
 }
 
 // VerifyKey checks a key as a protected service would (POST
@@ -270,12 +278,13 @@ type VerifyRequest struct {
 // rate_limited (the server's guard).
 func (c *Client) VerifyKey(ctx context.Context, v VerifyRequest, opts ...CallOption) (*VerifyResponse, error) {
 	body := struct {
-		Key      string   `json:"key"`
-		Scopes   []string `json:"scopes,omitempty"`
-		Resource string   `json:"resource,omitempty"`
-		IP       string   `json:"ip,omitempty"`
-		Cost     *int64   `json:"cost,omitempty"`
-	}{v.Key, v.Scopes, v.Resource, v.IP, v.Cost}
+		Key      string               `json:"key"`
+		Scopes   []string             `json:"scopes,omitempty"`
+		Resource string               `json:"resource,omitempty"`
+		IP       string               `json:"ip,omitempty"`
+		Cost     *int64               `json:"cost,omitempty"`
+		Limits   []latchkey.NamedCost `json:"limits,omitempty"`
+	}{v.Key, v.Scopes, v.Resource, v.IP, v.Cost, v.Limits}
 	return do[VerifyResponse](ctx, c, request{method: "POST", path: "/v1/keys/verify", body: body, noKey: true, hide: []string{v.Key}}, opts)
 }
 
@@ -289,11 +298,7 @@ type UsageParams struct {
 // KeyUsage reads a key's recorded usage (GET /v1/keys/{id}/usage). Needs
 // keys:read. Errors: invalid, not_found.
 func (c *Client) KeyUsage(ctx context.Context, id string, p UsageParams, opts ...CallOption) (*UsageReport, error) {
-	q := url.Values{}
-	setIf(q, "bucket", p.Bucket)
-	setTime(q, "from", p.From)
-	setTime(q, "to", p.To)
-	return do[UsageReport](ctx, c, request{method: "GET", path: "/v1/keys/" + esc(id) + "/usage", query: q}, opts)
+	return do[UsageReport](ctx, c, request{method: "GET", path: "/v1/keys/" + esc(id) + "/usage", query: p.values()}, opts)
 }
 
 // ExportKeys streams every key of the tenant, configuration and hash, as

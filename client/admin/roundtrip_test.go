@@ -33,6 +33,7 @@ func TestAnswerTypesMatchTheServers(t *testing.T) {
 		{"audit.SecurityReport", &audit.SecurityReport{}, &admin.SecurityReport{}},
 		{"keys.ImportResult", &keys.ImportResult{}, &admin.ImportResult{}},
 		{"httpapi.VerifyResponse", &httpapi.VerifyResponse{}, &admin.VerifyResponse{}},
+		{"audit.OwnerUsageReport", &audit.OwnerUsageReport{}, &admin.OwnerUsageReport{}},
 	}
 	for _, p := range pairs {
 		t.Run(p.name, func(t *testing.T) {

@@ -183,6 +183,9 @@ type VerifyResponse struct {
 	LeaseID string `json:"lease_id,omitempty"`
 	// RetryAfter is in seconds.
 	RetryAfter int64 `json:"retry_after,omitempty"`
+	// LimitedBy is "owner" when the owner's shared limits, not the key's
+	// own, denied the request.
+	LimitedBy string `json:"limited_by,omitempty"`
 }
 
 // ReportHeader is what every report starts with.

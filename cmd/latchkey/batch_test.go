@@ -107,8 +107,10 @@ func TestBatchRoute(t *testing.T) {
 		"EmptyFilter":      map[string]any{"op": "revoke", "filter": map[string]any{}},
 		"NoKeys":           map[string]any{"op": "revoke"},
 		"IDsAndFilter":     map[string]any{"op": "revoke", "ids": []string{keepID}, "filter": map[string]any{"owner": "keep"}},
-		"SetPolicy":        map[string]any{"op": "set_policy", "ids": []string{keepID}, "policy": "pol_x"},
-		"PolicyFilter":     map[string]any{"op": "revoke", "filter": map[string]any{"policy": "pol_x"}},
+		"SetPolicyWithout": map[string]any{"op": "set_policy", "ids": []string{keepID}},
+		"PolicyBadName":    map[string]any{"op": "set_policy", "ids": []string{keepID}, "policy": "Not A Name"},
+		"PolicyForRevoke":  map[string]any{"op": "revoke", "ids": []string{keepID}, "policy": "production"},
+		"PolicyFilterBad":  map[string]any{"op": "revoke", "filter": map[string]any{"policy": "Not A Name"}},
 		"ZeroDuration":     map[string]any{"op": "suspend", "ids": []string{keepID}, "duration": "0s"},
 		"UnknownField":     map[string]any{"op": "revoke", "ids": []string{keepID}, "reasn": "typo"},
 		"NotAnObject":      "[]",
@@ -198,6 +200,8 @@ func TestCLIBatch(t *testing.T) {
 		{"keys", "batch", "revoke", keepID, "--owner", "ci"},
 		{"keys", "batch", "resume", keepID, "--reason", "x"},
 		{"keys", "batch", "set_policy", "--owner", "ci"},
+		{"keys", "batch", "set_policy", "--owner", "ci", "--policy", "Not A Name"},
+		{"keys", "batch", "revoke", "--owner", "ci", "--policy", "production"},
 	} {
 		if r := n.run(t, args...); cliErrCode(r.err) != latchkey.EInvalid {
 			t.Errorf("latchkey %s: %v", strings.Join(args, " "), r.err)

@@ -39,13 +39,19 @@ func isolationBodies(hookURL string) map[string]any {
 		"POST /v1/webhooks":         map[string]any{"url": hookURL, "events": []string{"key.created"}},
 		"POST /v1/tenants":          map[string]any{"id": "tenant-x", "name": "X Inc."},
 		"PUT /v1/secrets/{name}":    map[string]any{"value": secretValue("sk-matrix-")},
+		"POST /v1/policies":         map[string]any{"name": "matrix", "scopes": []string{"data:read"}},
+		"PATCH /v1/policies/{name}": map[string]any{"description": "stolen"},
+		"PUT /v1/owners/{id}":       map[string]any{"meta": map[string]any{"team": "stolen"}},
 	}
 }
 
 // upserts are routes whose path names an object in the caller's own
 // tenant, created if it is missing: B's call creates B's object, and the
-// check is that A's is untouched (isolationFixture.unchanged).
-var upserts = map[string]bool{"PUT /v1/secrets/{name}": true}
+// check is that A's is untouched (isolationFixture.unchanged). An owner's
+// usage is answered for any owner id, as the sum of the caller's own
+// tenant's keys of that owner: B is answered about B's keys (none), and
+// the check is that nothing of A's is in it.
+var upserts = map[string]bool{"PUT /v1/secrets/{name}": true, "PUT /v1/owners/{id}": true, "GET /v1/owners/{id}/usage": true}
 
 // isolationFixture is tenant A's objects, one of each kind a route
 // parameter names.
@@ -56,6 +62,7 @@ type isolationFixture struct {
 	lease              string
 	hookID, deliveryID string
 	secretName, secret string
+	policy, owner      string // A's policy's name, and the owner of A's key, with a record
 }
 
 // params maps "segment/{param}" (the path segment before the parameter
@@ -68,6 +75,8 @@ func (f *isolationFixture) params() map[string]string {
 		"deliveries/{delivery_id}": f.deliveryID,
 		"secrets/{name}":           f.secretName,
 		"keys/{provider}":          f.secretName,
+		"policies/{name}":          f.policy,
+		"owners/{id}":              f.owner,
 	}
 }
 
@@ -107,7 +116,7 @@ func newIsolationFixture(t *testing.T) (*isolationFixture, string) {
 	}))
 	t.Cleanup(rcv.Close)
 	ts := startServer(t, withWebhookPoll(20*time.Millisecond), withLocalReceivers())
-	f := &isolationFixture{ts: ts, secretName: "openai", secret: secretValue("sk-tenant-a-")}
+	f := &isolationFixture{ts: ts, secretName: "openai", secret: secretValue("sk-tenant-a-"), policy: "policy-a", owner: "owner-a"}
 	f.a = ts.mustTenant(t, "tenant-a")
 	f.b = ts.mustTenant(t, "tenant-b")
 	r := ts.call(t, "POST", "/v1/webhooks", f.a, map[string]any{"url": rcv.URL + "/hook", "events": []string{"key.created"}})
@@ -122,6 +131,15 @@ func newIsolationFixture(t *testing.T) (*isolationFixture, string) {
 		t.Fatalf("verify gave no lease: %s", v.Raw)
 	}
 	ts.putSecret(t, f.a, f.secretName, map[string]any{"value": f.secret})
+	if r := ts.call(t, "POST", "/v1/policies", f.a, map[string]any{"name": f.policy, "description": "A's", "scopes": []string{"data:read"}}); r.Status != http.StatusCreated {
+		t.Fatalf("create policy: %d %s", r.Status, r.Raw)
+	}
+	if r := ts.call(t, "PUT", "/v1/owners/"+f.owner, f.a, map[string]any{"meta": map[string]any{"team": "a"}}); r.Status != http.StatusOK {
+		t.Fatalf("put owner: %d %s", r.Status, r.Raw)
+	}
+	if r := ts.call(t, "PATCH", "/v1/keys/"+f.keyID, f.a, map[string]any{"owner": f.owner}); r.Status != http.StatusOK {
+		t.Fatalf("give A's key its owner: %d %s", r.Status, r.Raw)
+	}
 	eventually(t, 20*time.Second, "a delivery of A's webhook exists", func() bool {
 		d := ts.call(t, "GET", "/v1/webhooks/"+f.hookID+"/deliveries", f.a, nil)
 		ds, _ := d.Body["deliveries"].([]any)
@@ -154,6 +172,12 @@ func (f *isolationFixture) unchanged(t *testing.T, last bool) {
 	}
 	if w := ts.call(t, "GET", "/v1/webhooks/"+f.hookID, f.a, nil); w.Status != 200 {
 		t.Fatalf("tenant A's webhook: %d %s", w.Status, w.Raw)
+	}
+	if p := ts.call(t, "GET", "/v1/policies/"+f.policy, f.a, nil); p.Status != 200 || p.str("description") != "A's" {
+		t.Fatalf("tenant A's policy changed: %d %s", p.Status, p.Raw)
+	}
+	if o := ts.call(t, "GET", "/v1/owners/"+f.owner, f.a, nil); o.Status != 200 || !strings.Contains(string(o.Raw), `"team":"a"`) {
+		t.Fatalf("tenant A's owner changed: %d %s", o.Status, o.Raw)
 	}
 	if !last {
 		return

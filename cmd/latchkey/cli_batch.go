@@ -14,10 +14,11 @@ import (
 // batchDone says what a batch operation did to a key, and would do on a
 // dry run.
 var batchDone = map[string][2]string{
-	admin.BatchRevoke:  {"revoked", "would revoke"},
-	admin.BatchSuspend: {"suspended", "would suspend"},
-	admin.BatchResume:  {"resumed", "would resume"},
-	admin.BatchRotate:  {"rotated", "would rotate"},
+	admin.BatchRevoke:    {"revoked", "would revoke"},
+	admin.BatchSuspend:   {"suspended", "would suspend"},
+	admin.BatchResume:    {"resumed", "would resume"},
+	admin.BatchRotate:    {"rotated", "would rotate"},
+	admin.BatchSetPolicy: {"policy set", "would set policy"},
 }
 
 // keysBatch runs `latchkey keys batch OP [ID…] [filter flags]`: one
@@ -25,17 +26,19 @@ var batchDone = map[string][2]string{
 // keys of a rotation, shown once. It fails (conflict) when any key was
 // not changed.
 func keysBatch(ctx context.Context, e *env, args []string) error {
-	c := newCommand(e, "keys batch", "revoke|suspend|resume|rotate [ID…] [--owner O] [--env E] [--state S] [--agent NAME|--resource R] [--all] [--dry-run] [--reason R] [--for 2h] [--grace 1h]")
+	c := newCommand(e, "keys batch", "revoke|suspend|resume|rotate|set_policy [ID…] [--owner O] [--env E] [--state S] [--with-policy P] [--agent NAME|--resource R] [--all] [--dry-run] [--reason R] [--for 2h] [--grace 1h] [--policy P]")
 	owner := c.fs.String("owner", "", "select the keys of this owner")
 	envTag := c.fs.String("env", "", "select the keys of this environment")
 	state := c.fs.String("state", "", "select the keys in this state: active, suspended, revoked or expired (default: every state but revoked)")
 	agent := c.fs.String("agent", "", "select the keys that may act on this agent (resource agent:NAME)")
 	resource := c.fs.String("resource", "", "select the keys whose resources cover this resource")
+	withPolicy := c.fs.String("with-policy", "", "select the keys that name this policy")
 	all := c.fs.Bool("all", false, "select every key of the tenant (but the one making the request)")
 	dry := c.fs.Bool("dry-run", false, "show which keys the batch selects and change nothing")
 	reason := c.fs.String("reason", "", "why (revoke, suspend), kept with the keys and in the audit trail")
 	dur := c.fs.String("for", "", "how long a suspension lasts, e.g. 2h or 7d (default: until resumed)")
 	grace := c.fs.String("grace", "", `how long rotated keys keep working, e.g. 1h; "0s" ends them at once (default: the server's, 1h)`)
+	policy := c.fs.String("policy", "", `set_policy: the policy each key names from now on ("" removes it)`)
 	pos, err := parseArgs(c.fs, args)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
@@ -43,7 +46,7 @@ func keysBatch(ctx context.Context, e *env, args []string) error {
 	case err != nil:
 		return errUsageShown
 	case len(pos) == 0:
-		fmt.Fprintf(e.stderr, "%s: missing OP (revoke, suspend, resume or rotate)\n", c.fs.Name())
+		fmt.Fprintf(e.stderr, "%s: missing OP (revoke, suspend, resume, rotate or set_policy)\n", c.fs.Name())
 		c.fs.Usage()
 		return errUsageShown
 	}
@@ -53,6 +56,15 @@ func keysBatch(ctx context.Context, e *env, args []string) error {
 	}
 	if err := batchFlagsFit(c, p.Op); err != nil {
 		return err
+	}
+	if p.Op == admin.BatchSetPolicy {
+		if !c.set("policy") {
+			return latchkey.Errorf(latchkey.EInvalid, `set_policy needs --policy NAME (--policy "" removes the keys' policy)`)
+		}
+		if *policy != "" && !latchkey.ValidPolicyName(*policy) {
+			return latchkey.Errorf(latchkey.EInvalid, "--policy %q: use 1-63 of a-z, 0-9, '_' and '-'", clipFlag(*policy))
+		}
+		p.Policy = policy
 	}
 	if *agent != "" && *resource != "" {
 		return latchkey.Errorf(latchkey.EInvalid, "give --agent or --resource, not both")
@@ -64,16 +76,16 @@ func keysBatch(ctx context.Context, e *env, args []string) error {
 		return latchkey.Errorf(latchkey.EInvalid, "--state %q: use active, suspended, revoked or expired", *state)
 	}
 	filtered := false
-	for _, name := range []string{"owner", "env", "state", "agent", "resource", "all"} {
+	for _, name := range []string{"owner", "env", "state", "with-policy", "agent", "resource", "all"} {
 		filtered = filtered || c.set(name)
 	}
 	switch {
 	case filtered && p.IDs != nil:
 		return latchkey.Errorf(latchkey.EInvalid, "give key ids or filter flags, not both")
 	case filtered:
-		p.Filter = &admin.BatchFilter{Owner: *owner, Environment: *envTag, State: latchkey.State(*state), Resource: *resource, All: *all}
+		p.Filter = &admin.BatchFilter{Owner: *owner, Environment: *envTag, State: latchkey.State(*state), Policy: *withPolicy, Resource: *resource, All: *all}
 	case p.IDs == nil:
-		return latchkey.Errorf(latchkey.EInvalid, "give the keys: their ids, filter flags (--owner, --env, --state, --agent, --resource) or --all")
+		return latchkey.Errorf(latchkey.EInvalid, "give the keys: their ids, filter flags (--owner, --env, --state, --with-policy, --agent, --resource) or --all")
 	}
 	if c.set("for") {
 		d, err := parseDurationFlag("for", *dur)
@@ -127,8 +139,9 @@ func batchFlagsFit(c *command, op string) error {
 		"reason": op == admin.BatchRevoke || op == admin.BatchSuspend,
 		"for":    op == admin.BatchSuspend,
 		"grace":  op == admin.BatchRotate,
+		"policy": op == admin.BatchSetPolicy,
 	}
-	for _, name := range []string{"reason", "for", "grace"} {
+	for _, name := range []string{"reason", "for", "grace", "policy"} {
 		if c.set(name) && !takes[name] {
 			return latchkey.Errorf(latchkey.EInvalid, "--%s does not apply to %s", name, op)
 		}

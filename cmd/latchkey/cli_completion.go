@@ -42,6 +42,8 @@ func completionTable() []completionEntry {
 		{name: "keys", group: keysCommands},
 		{name: "apply", run: runApply},
 		{name: "tenants", group: tenantsCommands},
+		{name: "policies", group: policiesCommands},
+		{name: "owners", group: ownersCommands},
 		{name: "secrets", group: secretsCommands},
 		{name: "keyring", group: keyringCommands},
 		{name: "audit", group: auditCommands},

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -88,6 +89,7 @@ type settingsFlags struct {
 	windows                repeatedFlag
 	countries              listFlag
 	noQuota                bool
+	policyName             string
 }
 
 // addSettingsFlags registers the key field flags; forUpdate adds the flags
@@ -105,13 +107,14 @@ func addSettingsFlags(c *command, forUpdate bool) *settingsFlags {
 	fs.StringVar(&s.expires, "expires-in", "", "lifetime from now, e.g. 90s, 6h, 30d, 1y (the API's expires_in)")
 	fs.StringVar(&s.expires, "expires", "", "the same as --expires-in")
 	fs.StringVar(&s.expiresAt, "expires-at", "", "expiry as an RFC 3339 time or a date")
-	fs.StringVar(&s.rates, "rate", "", `rate windows, e.g. 10/s,1000/h ("" removes them)`)
+	fs.StringVar(&s.rates, "rate", "", rateFlagHelp)
 	fs.StringVar(&s.quota, "quota", "", "quota per period, e.g. 10000/30d, 500/daily, 2000/monthly; or a credit balance, e.g. 500")
 	fs.Int64Var(&s.uses, "uses", 0, "the key works this many times (a credit balance; --uses 1 is a single-use key)")
 	fs.IntVar(&s.maxConcurrent, "max-concurrent", 0, "requests in flight at once (0: no limit)")
 	fs.StringVar(&s.leaseTTL, "lease-ttl", "", "how long an unreleased concurrency lease lasts (default 30s)")
 	fs.Var(&s.windows, "window", `when the key works, e.g. mon-fri@09:00-17:00@Europe/Berlin; repeatable ("" removes them)`)
 	fs.Var(&s.countries, "countries", "ISO country codes the key may be used from, e.g. DE,FR (needs the server's --geoip-db)")
+	fs.StringVar(&s.policyName, "policy", "", `the policy (or preset) the key takes its settings from, e.g. production ("" removes it)`)
 	if forUpdate {
 		fs.BoolVar(&s.noExpiry, "no-expiry", false, "remove the expiry")
 		fs.BoolVar(&s.noIP, "no-ip", false, "remove the address allowlist")
@@ -126,12 +129,9 @@ func (s *settingsFlags) policy(ks *admin.KeySettings) (bool, error) {
 	c := s.c
 	given := false
 	if c.set("rate") {
-		rls := []latchkey.RateLimit{}
-		if strings.TrimSpace(s.rates) != "" {
-			var err error
-			if rls, err = latchkey.ParseRates(s.rates); err != nil {
-				return false, latchkey.Errorf(latchkey.EInvalid, "--rate: %s", latchkey.ErrorMessage(err))
-			}
+		rls, err := parseRateFlag("rate", s.rates)
+		if err != nil {
+			return false, err
 		}
 		ks.RateLimits, given = rls, true
 	}
@@ -199,6 +199,7 @@ func (s *settingsFlags) settings() (ks admin.KeySettings, given bool, err error)
 		return &v
 	}
 	ks.Name, ks.Owner, ks.Environment = str("name", s.name), str("owner", s.owner), str("env", s.env)
+	ks.Policy = str("policy", s.policyName)
 	// A list flag given as "" is an empty list, which the API reads as
 	// "none", not as "unchanged".
 	if c.set("scopes") {
@@ -723,12 +724,14 @@ func keysDerive(ctx context.Context, e *env, args []string) error {
 }
 
 func keysVerify(ctx context.Context, e *env, args []string) error {
-	c := newCommand(e, "keys verify", "KEY|- [--scope s] [--resource r] [--ip A]")
+	c := newCommand(e, "keys verify", "KEY|- [--scope s] [--resource r] [--ip A] [--cost N] [--limit tokens=1200 …]")
 	var scopes listFlag
 	c.fs.Var(&scopes, "scope", "a scope the key must hold; repeatable or comma-separated")
 	resource := c.fs.String("resource", "", "a resource the key must reach")
 	ip := c.fs.String("ip", "", "check as if the call came from this address (default: this client's)")
 	cost := c.fs.Int64("cost", 1, "quota units the check consumes")
+	var limits repeatedFlag
+	c.fs.Var(&limits, "limit", "a named cost NAME=N spent of the key's on-request rate window NAME, e.g. tokens=1200; repeatable")
 	pos, err := c.parse(args, "KEY")
 	if err != nil {
 		return err
@@ -751,6 +754,14 @@ func keysVerify(ctx context.Context, e *env, args []string) error {
 			return latchkey.Errorf(latchkey.EInvalid, "--cost must not be negative")
 		}
 		req.Cost = cost
+	}
+	for _, l := range limits {
+		name, n, ok := strings.Cut(l, "=")
+		v, err := strconv.ParseInt(strings.TrimSpace(n), 10, 64)
+		if !ok || strings.TrimSpace(name) == "" || err != nil || v < 0 {
+			return latchkey.Errorf(latchkey.EInvalid, "--limit %q: use NAME=N, such as tokens=1200", clipFlag(l))
+		}
+		req.Limits = append(req.Limits, latchkey.NamedCost{Name: strings.TrimSpace(name), Cost: v})
 	}
 	cl, err := c.client.newClient(e, false)
 	if err != nil {
@@ -809,5 +820,6 @@ func printVerdict(w io.Writer, v *admin.VerifyResponse) {
 	if v.RetryAfter > 0 {
 		line("retry_after", fmt.Sprintf("%ds", v.RetryAfter))
 	}
+	line("limited_by", v.LimitedBy)
 	tw.Flush()
 }

@@ -73,6 +73,8 @@ Usage:
   latchkey keys <command> [flags]    create|generate|list|show|update|rotate|suspend|resume|revoke|derive|verify|stats|key-stats|import|export|batch|rotation
   latchkey apply -f app_manifest.yml [--env E] [--dry-run] [--prune] [--out keys.env]
   latchkey tenants <command>         create|list
+  latchkey policies <command>        create|list|get|update|delete: named settings keys share
+  latchkey owners <command>          set|list|get|usage|delete: limits all of an owner's keys share
   latchkey secrets <command>         put|get|list|versions|rm
   latchkey keyring <command>         status|rotate|rewrap|new-master-key
   latchkey audit <command>           verify|export|tail
@@ -120,6 +122,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runReports(ctx, e, args[1:])
 	case "webhooks":
 		return runWebhooks(ctx, e, args[1:])
+	case "policies":
+		return runPolicies(ctx, e, args[1:])
+	case "owners":
+		return runOwners(ctx, e, args[1:])
 	case "secrets":
 		return runSecrets(ctx, e, args[1:])
 	case "keyring":
