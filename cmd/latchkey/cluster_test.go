@@ -111,6 +111,37 @@ func (c *cluster) post(t *testing.T, node int, path, key string, body any) resp 
 	return r
 }
 
+// send sends a JSON body with any method to one node.
+func (c *cluster) send(t *testing.T, method string, node int, path, key string, body any) resp {
+	t.Helper()
+	b, _ := json.Marshal(body)
+	req, err := http.NewRequest(method, c.urls[node]+path, bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+key)
+	res, err := c.http.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s on node %d: %v", method, path, node, err)
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	r := resp{Status: res.StatusCode, Header: res.Header, Raw: raw}
+	_ = json.Unmarshal(raw, &r.Body)
+	return r
+}
+
+// verifyScope answers the verify code node gives key for a scope.
+func (c *cluster) verifyScope(t *testing.T, node int, key, scope string) string {
+	t.Helper()
+	r := c.post(t, node, "/v1/keys/verify", "", map[string]any{"key": key, "scopes": []string{scope}})
+	if codeOf(r) == "" {
+		return fmt.Sprintf("HTTP %d %s", r.Status, r.Raw)
+	}
+	return codeOf(r)
+}
+
 // verify answers the verify code node gives key (cost 1).
 func (c *cluster) verify(t *testing.T, node int, key string) string {
 	t.Helper()
@@ -298,6 +329,69 @@ func TestE2EClusterOfThreeNodes(t *testing.T) {
 				t.Fatalf("delivery %s was sent %d times", id, n)
 			}
 		}
+	})
+
+	t.Run("PolicyChangeReachesEveryNode", func(t *testing.T) {
+		if r := c.send(t, "POST", 0, "/v1/policies", admin, map[string]any{"name": "cluster-agents", "scopes": []string{"agent:*"}}); r.Status != http.StatusCreated {
+			t.Fatalf("create policy: %d %s", r.Status, r.Raw)
+		}
+		_, key := c.key(t, admin, map[string]any{"policy": "cluster-agents"})
+		for _, n := range []int{1, 2} {
+			// Cached on the other nodes with the policy as it was.
+			if code := c.verifyScope(t, n, key, "agent:activate"); code != latchkey.CodeValid {
+				t.Fatalf("node %d before the change: %s", n, code)
+			}
+		}
+		if r := c.send(t, "PATCH", 0, "/v1/policies/cluster-agents", admin, map[string]any{"scopes": []string{"data:*"}}); r.Status != http.StatusOK {
+			t.Fatalf("patch policy: %d %s", r.Status, r.Raw)
+		}
+		start := time.Now()
+		for _, n := range []int{1, 2} {
+			for code := c.verifyScope(t, n, key, "agent:activate"); code != latchkey.CodeInsufficientScope; code = c.verifyScope(t, n, key, "agent:activate") {
+				if time.Since(start) > time.Second {
+					t.Fatalf("node %d still answers %s %v after the policy change", n, code, time.Since(start))
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}
+		t.Logf("campaign cluster: policy change seen by every node after %v", time.Since(start).Round(time.Millisecond))
+	})
+
+	t.Run("OwnerLimitIsSharedAcrossKeysAndNodes", func(t *testing.T) {
+		if r := c.send(t, "PUT", 0, "/v1/owners/client-42", admin, map[string]any{"ratelimits": []map[string]any{{"limit": 100, "window": "1m"}}}); r.Status != http.StatusOK {
+			t.Fatalf("put owner: %d %s", r.Status, r.Raw)
+		}
+		var ks []string
+		for range 3 {
+			_, key := c.key(t, admin, map[string]any{"owner": "client-42"})
+			ks = append(ks, key)
+		}
+		start := time.Now()
+		var next atomic.Int64
+		var valid, limited, other atomic.Int64
+		var wg sync.WaitGroup
+		for range 24 {
+			wg.Go(func() {
+				for i := next.Add(1) - 1; i < 300; i = next.Add(1) - 1 {
+					switch code := c.verify(t, int(i)%3, ks[i/3%3]); code {
+					case latchkey.CodeValid:
+						valid.Add(1)
+					case latchkey.CodeRateLimited:
+						limited.Add(1)
+					default:
+						other.Add(1)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		took := time.Since(start)
+		// 100/min refills one request every 600 ms while the burst runs.
+		most := 100 + int(took/(600*time.Millisecond)) + 1
+		if v := int(valid.Load()); v < 100 || v > most || other.Load() != 0 {
+			t.Fatalf("300 requests over 3 keys and 3 nodes in %v against the owner's 100/min: %d valid, %d limited, %d other; want 100-%d valid", took, v, limited.Load(), other.Load(), most)
+		}
+		t.Logf("campaign cluster: owner_limit=100/min keys=3 requests=300 burst=%v admitted=%d", took.Round(time.Millisecond), valid.Load())
 	})
 
 	t.Run("CreditsAreNeverOverspentAcrossNodes", func(t *testing.T) {

@@ -97,6 +97,19 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, "FAIL: secret leak check:", err)
 			return 1
 		}
+		checked, problems, err := checkOpenAPITraffic()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "FAIL: OpenAPI traffic check:", err)
+			return 1
+		}
+		if len(problems) > 0 {
+			fmt.Fprintf(os.Stderr, "FAIL: %d of the end-to-end tests' exchanges (of %d checked) differ from GET /openapi.json:\n", len(problems), checked)
+			for _, p := range problems {
+				fmt.Fprintln(os.Stderr, "   ", p)
+			}
+			return 1
+		}
+		fmt.Fprintf(os.Stderr, "e2e: %d exchanges checked against the OpenAPI document\n", checked)
 		return 0
 	})
 	os.RemoveAll(dir)
@@ -317,6 +330,7 @@ func startServer(t *testing.T, opts ...serverOption) *testServer {
 	select {
 	case addr := <-ready:
 		ts.URL = "http://" + addr
+		registerServer(ts.URL)
 	case err := <-done:
 		cancel()
 		t.Fatalf("server stopped: %v\n%s", err, ts.Log.Bytes())
@@ -377,17 +391,21 @@ func bearer(key string) string {
 
 func do(t *testing.T, method, url string, headers map[string]string, body any) resp {
 	t.Helper()
-	var rd io.Reader
+	var sent []byte
 	switch b := body.(type) {
 	case nil:
 	case string:
-		rd = strings.NewReader(b)
+		sent = []byte(b)
 	default:
 		js, err := json.Marshal(b)
 		if err != nil {
 			t.Fatal(err)
 		}
-		rd = bytes.NewReader(js)
+		sent = js
+	}
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(sent)
 	}
 	req, err := http.NewRequest(method, url, rd)
 	if err != nil {
@@ -407,6 +425,7 @@ func do(t *testing.T, method, url string, headers map[string]string, body any) r
 	if err != nil {
 		t.Fatal(err)
 	}
+	recordExchange(exchangeOf(req, sent, res, raw))
 	r := resp{Status: res.StatusCode, Header: res.Header, Raw: raw}
 	if len(raw) > 0 && strings.HasPrefix(res.Header.Get("Content-Type"), "application/json") {
 		if err := json.Unmarshal(raw, &r.Body); err != nil {
@@ -910,6 +929,7 @@ func startChildEnv(t *testing.T, dir, db string, n int, extra string, env []stri
 	}()
 	select {
 	case f := <-found:
+		registerServer(f.url)
 		return f.url, f.root, c
 	case <-time.After(30 * time.Second):
 		c.kill()
