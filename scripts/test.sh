@@ -29,6 +29,7 @@ TEST_PACKAGES=(
 	postgresql:/usr/lib/postgresql/15/bin/postgres
 	redis-server:/usr/bin/redis-server
 	systemd:/usr/bin/systemd-analyze
+	chromium:/usr/bin/chromium
 )
 
 FUZZTIME=${FUZZTIME:-3s}
