@@ -4,14 +4,18 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/secrets"
 )
 
-// secretBody is PUT /v1/secrets/{name}.
+// secretBody is PUT /v1/secrets/{name}: a value, or a source reference
+// with its refresh interval (a Go duration, "5m").
 type secretBody struct {
 	Value     *string           `json:"value"`
+	Source    *string           `json:"source"`
+	Refresh   *string           `json:"refresh"`
 	ExpiresIn *int64            `json:"expires_in"`
 	Meta      map[string]string `json:"meta"`
 }
@@ -25,10 +29,28 @@ func decodePutSecret(data []byte) (secrets.SecretParams, error) {
 		// (jsonError quotes no input but a field name or unknown key).
 		return secrets.SecretParams{}, err
 	}
-	if b.Value == nil {
-		return secrets.SecretParams{}, latchkey.Errorf(latchkey.EInvalid, "value is missing")
+	var p secrets.SecretParams
+	switch {
+	case b.Value != nil && b.Source != nil:
+		return secrets.SecretParams{}, latchkey.Errorf(latchkey.EInvalid, "give a value or a source, not both")
+	case b.Source != nil:
+		if *b.Source == "" {
+			return secrets.SecretParams{}, latchkey.Errorf(latchkey.EInvalid, "source is empty")
+		}
+		p.Source = *b.Source
+	case b.Value != nil:
+		p.Value = *b.Value
+	default:
+		return secrets.SecretParams{}, latchkey.Errorf(latchkey.EInvalid, "value (or source) is missing")
 	}
-	p := secrets.SecretParams{Value: *b.Value, ExpiresIn: b.ExpiresIn, Meta: b.Meta}
+	if b.Refresh != nil {
+		d, err := time.ParseDuration(*b.Refresh)
+		if err != nil || d <= 0 {
+			return secrets.SecretParams{}, latchkey.Errorf(latchkey.EInvalid, "refresh must be a duration such as \"30s\" or \"5m\"")
+		}
+		p.Refresh = d
+	}
+	p.ExpiresIn, p.Meta = b.ExpiresIn, b.Meta
 	if err := p.Validate(); err != nil {
 		// The caller gets nothing to log by mistake, the value least of all.
 		return secrets.SecretParams{}, err

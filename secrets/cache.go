@@ -98,6 +98,13 @@ func (c *secretCache) generation() uint64 { return c.gen.Load() }
 // put caches sec, read as version (0: as the newest), unless an
 // invalidation happened since gen was read.
 func (c *secretCache) put(tenant string, sec *latchkey.Secret, version int64, gen uint64, now time.Time) {
+	c.putTTL(tenant, sec, version, gen, now, c.ttl)
+}
+
+// putTTL is put with the entry trusted for ttl instead of the cache's
+// TTL: a value read from a source is kept no longer than its refresh
+// interval.
+func (c *secretCache) putTTL(tenant string, sec *latchkey.Secret, version int64, gen uint64, now time.Time, ttl time.Duration) {
 	s := c.shard(tenant, sec.Name)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -123,7 +130,7 @@ func (c *secretCache) put(tenant string, sec *latchkey.Secret, version int64, ge
 		slot = &secretSlot{}
 		s.names[key] = slot
 	}
-	cs := cachedSecret{sec: sec, expires: now.Add(c.ttl)}
+	cs := cachedSecret{sec: sec, expires: now.Add(ttl)}
 	if version == 0 {
 		if slot.latest.sec == nil {
 			s.n++

@@ -29,6 +29,7 @@ type fixture struct {
 	keys   *keys.Service
 	audit  *audit.Service
 	db     *sqlite.DB
+	dbPath string
 	sealer latchkey.Sealer
 	clock  *fakeclock.Clock
 	admin  *latchkey.Actor // tenant "acme" admin
@@ -46,7 +47,8 @@ type setup struct {
 func newFixture(t testing.TB, opts ...func(*setup)) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "keys.db"))
+	dbPath := filepath.Join(t.TempDir(), "keys.db")
+	db, err := sqlite.Open(ctx, dbPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +78,7 @@ func newFixture(t testing.TB, opts ...func(*setup)) *fixture {
 		svc.Close(context.Background())
 		aud.Close(context.Background())
 	})
-	f := &fixture{svc: svc, keys: ks, audit: aud, db: db, sealer: kr, clock: clock}
+	f := &fixture{svc: svc, keys: ks, audit: aud, db: db, dbPath: dbPath, sealer: kr, clock: clock}
 	_, f.admin, f.other = servicetest.Admins(t, ks)
 	return f
 }

@@ -69,6 +69,7 @@ type readKey struct {
 	name      string
 	version   int64 // 0 for a denied read
 	denied    bool
+	source    string // the kind of source the value was read from, "" for a stored value
 }
 
 // readCount is how many reads of one readKey a flush holds and when.
@@ -254,6 +255,9 @@ func (k *readKey) event(c readCount) *latchkey.AuditEvent {
 		e.Result = resultDenied
 	} else {
 		e.Details["version"] = strconv.FormatInt(k.version, 10)
+	}
+	if k.source != "" {
+		e.Details["source"] = k.source
 	}
 	if c.n > 1 {
 		e.Details["count"] = strconv.FormatInt(c.n, 10)

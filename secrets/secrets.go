@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/latchkeyhq/latchkey"
@@ -19,9 +21,15 @@ const (
 	MaxSecretExpiresIn = 365 * 24 * 3600
 )
 
-// SecretParams is what PutSecret stores.
+// SecretParams is what PutSecret stores: a Value, or a Source reference
+// read when the secret is (docs/secrets.md, "Secret sources").
 type SecretParams struct {
 	Value string
+	// Source is a reference ("env:NAME", "file:/path", "exec:/program
+	// arg…") stored instead of a value; Refresh is how long a value read
+	// from it is used before it is read again (0: DefaultSourceRefresh).
+	Source  string
+	Refresh time.Duration
 	// ExpiresIn is how long, in seconds, clients may cache the value; nil
 	// keeps the newest version's, or, for a new secret, takes the
 	// service's default (Options.ExpiresIn).
@@ -32,14 +40,29 @@ type SecretParams struct {
 // Validate checks the parameters; errors are EInvalid and never show the
 // value.
 func (p *SecretParams) Validate() error {
-	if p.Value == "" {
-		return latchkey.Errorf(latchkey.EInvalid, "value is empty")
-	}
-	if len(p.Value) > MaxSecretValue {
-		return latchkey.Errorf(latchkey.EInvalid, "value is longer than %d bytes", MaxSecretValue)
-	}
-	if !utf8.ValidString(p.Value) {
-		return latchkey.Errorf(latchkey.EInvalid, "value is not UTF-8 text")
+	if p.Source != "" {
+		if p.Value != "" {
+			return latchkey.Errorf(latchkey.EInvalid, "give a value or a source, not both")
+		}
+		if _, err := ParseSource(p.Source); err != nil {
+			return err
+		}
+		if p.Refresh != 0 && (p.Refresh < MinSourceRefresh || p.Refresh > MaxSourceRefresh) {
+			return latchkey.Errorf(latchkey.EInvalid, "refresh must be from %v to %v", MinSourceRefresh, MaxSourceRefresh)
+		}
+	} else {
+		if p.Refresh != 0 {
+			return latchkey.Errorf(latchkey.EInvalid, "refresh is for a source; a value is stored as it is")
+		}
+		if p.Value == "" {
+			return latchkey.Errorf(latchkey.EInvalid, "value is empty")
+		}
+		if len(p.Value) > MaxSecretValue {
+			return latchkey.Errorf(latchkey.EInvalid, "value is longer than %d bytes", MaxSecretValue)
+		}
+		if !utf8.ValidString(p.Value) {
+			return latchkey.Errorf(latchkey.EInvalid, "value is not UTF-8 text")
+		}
 	}
 	if p.ExpiresIn != nil && (*p.ExpiresIn < 1 || *p.ExpiresIn > MaxSecretExpiresIn) {
 		return latchkey.Errorf(latchkey.EInvalid, "expires_in must be from 1 to %d seconds", MaxSecretExpiresIn)
@@ -48,6 +71,9 @@ func (p *SecretParams) Validate() error {
 		return latchkey.Errorf(latchkey.EInvalid, "meta holds more than %d entries", MaxSecretMeta)
 	}
 	for k, v := range p.Meta {
+		if k == MetaSource || k == MetaRefresh {
+			return latchkey.Errorf(latchkey.EInvalid, "meta %q is set by the server; give the source and refresh fields instead", k)
+		}
 		if k == "" || len(k) > maxSecretMetaKey || !utf8.ValidString(k) {
 			return latchkey.Errorf(latchkey.EInvalid, "meta key %.70q must be 1 to %d bytes of UTF-8", k, maxSecretMetaKey)
 		}
@@ -93,7 +119,10 @@ func secretView(v *latchkey.SecretVersion) *latchkey.Secret {
 
 // PutSecret stores a new version of the actor's tenant's secret, sealed by
 // the keyring, keeps the newest Options.Versions versions, and
-// audits secret.written in the same transaction. Errors: EInvalid.
+// audits secret.written in the same transaction. A version written from a
+// source seals the reference, never a value; the reference must be within
+// Options.SourceAllow. Errors: EInvalid, EForbidden (a source the
+// operator does not allow).
 func (s *Service) PutSecret(ctx context.Context, actor *latchkey.Actor, name string, p SecretParams) (*latchkey.Secret, error) {
 	if err := latchkey.ValidateSecretName(name); err != nil {
 		return nil, err
@@ -108,10 +137,28 @@ func (s *Service) PutSecret(ctx context.Context, actor *latchkey.Actor, name str
 	if p.ExpiresIn != nil {
 		ttl = *p.ExpiresIn
 	}
-	meta := make(map[string]string, len(p.Meta))
+	meta := make(map[string]string, len(p.Meta)+2)
 	for k, v := range p.Meta {
 		meta[k] = v
 	}
+	payload := []byte(p.Value)
+	var kind string
+	if p.Source != "" {
+		src, err := ParseSource(p.Source)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.allow.Check(src); err != nil {
+			return nil, err
+		}
+		refresh := p.Refresh
+		if refresh == 0 {
+			refresh = DefaultSourceRefresh
+		}
+		payload, kind = sealSource(src.Ref, refresh), src.Kind
+		meta[MetaSource], meta[MetaRefresh] = src.Ref, formatRefresh(refresh)
+	}
+	defer clear(payload)
 	now := s.now()
 	var v *latchkey.SecretVersion
 	err := s.store.Update(ctx, func(tx Tx) error {
@@ -129,7 +176,7 @@ func (s *Service) PutSecret(ctx context.Context, actor *latchkey.Actor, name str
 				return err
 			}
 		}
-		ct, err := s.sealer.Seal(latchkey.SecretAAD(actor.Tenant, name, n), []byte(p.Value))
+		ct, err := s.sealer.Seal(latchkey.SecretAAD(actor.Tenant, name, n), payload)
 		if err != nil {
 			return err
 		}
@@ -145,11 +192,14 @@ func (s *Service) PutSecret(ctx context.Context, actor *latchkey.Actor, name str
 		if pruned > 0 {
 			details["pruned_versions"] = strconv.FormatInt(pruned, 10)
 		}
+		if kind != "" {
+			details["source"] = kind
+		}
 		return tx.AppendAudit(latchkey.NewAuditEvent(actor, actor.Tenant, "secret.written", "", now, details))
 	})
 	// After the commit (or a failure, when forgetting costs only a read):
 	// the next read on this node loads the new version.
-	s.secrets.invalidate(actor.Tenant, name)
+	s.forget(actor.Tenant, name)
 	if err != nil {
 		return nil, err
 	}
@@ -164,8 +214,10 @@ func (s *Service) PutSecret(ctx context.Context, actor *latchkey.Actor, name str
 // Options.ReadAuditInterval. A refused read is audited too, with result
 // "denied". The value comes from the secret cache when it holds it
 // (Options.CacheTTL). The returned Secret is shared with other
-// readers and must not be modified. Errors: ENotFound, EForbidden,
-// EUnavailable (the audit queue is full).
+// readers and must not be modified. A version written from a source is
+// answered with the value read from it, kept for the shorter of its
+// refresh interval and Options.CacheTTL. Errors: ENotFound, EForbidden,
+// EUnavailable (the audit queue is full, or the source failed).
 func (s *Service) ReadSecret(ctx context.Context, actor *latchkey.Actor, name string, version int64) (*latchkey.Secret, error) {
 	if err := mayRead(actor, name); err != nil {
 		s.auditDenied(ctx, actor, name)
@@ -197,17 +249,22 @@ func (s *Service) ReadSecret(ctx context.Context, actor *latchkey.Actor, name st
 		if err != nil {
 			return nil, err
 		}
-		if sec, err = s.openSecret(v); err != nil {
+		var refresh time.Duration
+		if sec, refresh, err = s.openSecret(ctx, v); err != nil {
 			return nil, err
 		}
-		s.secrets.put(actor.Tenant, sec, version, gen, now)
+		if refresh > 0 {
+			s.secrets.putTTL(actor.Tenant, sec, version, gen, now, min(s.secrets.ttl, refresh))
+		} else {
+			s.secrets.put(actor.Tenant, sec, version, gen, now)
+		}
 	}
 	if !readerAllowed(sec, actor) {
 		s.auditDenied(ctx, actor, name)
 		return nil, secretNotFound(name)
 	}
 	if err := s.reads.add(readRecord{at: now, readKey: readKey{tenant: actor.Tenant, actor: actor.KeyID, ip: actor.IP,
-		userAgent: actor.UserAgent, name: sec.Name, version: sec.Version}}); err != nil {
+		userAgent: actor.UserAgent, name: sec.Name, version: sec.Version, source: sourceKind(sec.Meta)}}); err != nil {
 		return nil, err
 	}
 	return sec, nil
@@ -238,22 +295,64 @@ func (s *Service) auditDenied(ctx context.Context, actor *latchkey.Actor, name s
 	}
 }
 
-func (s *Service) openSecret(v *latchkey.SecretVersion) (*latchkey.Secret, error) {
+// openSecret opens a version's sealed payload: its value, or the source
+// it names, which is then read (refresh is its refresh interval, 0 for a
+// stored value). A source that fails is EUnavailable; why is logged
+// (never a value) and not told to the caller, who might be any reader.
+func (s *Service) openSecret(ctx context.Context, v *latchkey.SecretVersion) (sec *latchkey.Secret, refresh time.Duration, err error) {
 	p, err := s.sealer.Open(latchkey.SecretAAD(v.Tenant, v.Name, v.Version), v.Ciphertext)
 	if err != nil {
-		return nil, fmt.Errorf("secrets: secret %s/%s version %d does not open: %w", v.Tenant, v.Name, v.Version, err)
+		return nil, 0, fmt.Errorf("secrets: secret %s/%s version %d does not open: %w", v.Tenant, v.Name, v.Version, err)
 	}
+	defer clear(p)
 	out := secretView(v)
-	out.Value = string(p)
-	clear(p)
-	return out, nil
+	rec, isSource, err := openSource(v, p)
+	if err != nil {
+		return nil, 0, err
+	}
+	if !isSource {
+		out.Value = string(p)
+		return out, 0, nil
+	}
+	refresh = time.Duration(rec.Refresh) * time.Millisecond
+	if refresh <= 0 {
+		refresh = DefaultSourceRefresh
+	}
+	src, err := ParseSource(rec.Ref)
+	if err == nil {
+		out.Value, err = s.sources.read(sourceKey{v.Tenant, v.Name, v.Version}, src, refresh, s.now())
+	}
+	if err != nil {
+		kind, _, _ := strings.Cut(rec.Ref, ":")
+		s.log.WarnContext(ctx, "a secret's source failed", "tenant", v.Tenant, "secret", v.Name, "version", v.Version, "source", rec.Ref, "err", err)
+		return nil, refresh, latchkey.Errorf(latchkey.EUnavailable, "secret %s: its %s source is unavailable (the server's log says why)", v.Name, kind)
+	}
+	return out, refresh, nil
+}
+
+// sourceKind is the kind of source a version's meta names ("env",
+// "file", "exec"), "" for a stored value: what a read's audit event says
+// it came from.
+func sourceKind(meta map[string]string) string {
+	ref := meta[MetaSource]
+	if ref == "" {
+		return ""
+	}
+	kind, _, _ := strings.Cut(ref, ":")
+	switch kind {
+	case SourceEnv, SourceFile, SourceExec:
+		return kind
+	}
+	return ""
 }
 
 // ReadSecrets returns the newest version, with its value, of every secret
 // of the actor's tenant that the actor's key may read, ordered by name.
 // Each is audited as secret.read, as by ReadSecret: the values are
 // returned only once every event is queued. Errors: EUnavailable (the
-// audit queue is full).
+// audit queue is full, or a readable secret's source failed: then no
+// value is returned, so that clients fall back as for a broker that is
+// down).
 func (s *Service) ReadSecrets(ctx context.Context, actor *latchkey.Actor) ([]*latchkey.Secret, error) {
 	if err := s.needSealer(); err != nil {
 		return nil, err
@@ -277,13 +376,13 @@ func (s *Service) ReadSecrets(ctx context.Context, actor *latchkey.Actor) ([]*la
 		if r := v.Meta[latchkey.SecretMetaReader]; r != "" && r != actor.KeyID {
 			continue
 		}
-		sec, err := s.openSecret(v)
+		sec, _, err := s.openSecret(ctx, v)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, sec)
 		recs = append(recs, readRecord{at: now, readKey: readKey{tenant: actor.Tenant, actor: actor.KeyID, ip: actor.IP,
-			userAgent: actor.UserAgent, name: v.Name, version: v.Version}})
+			userAgent: actor.UserAgent, name: v.Name, version: v.Version, source: sourceKind(v.Meta)}})
 	}
 	if err := s.reads.add(recs...); err != nil {
 		return nil, err
@@ -378,6 +477,6 @@ func (s *Service) DeleteSecret(ctx context.Context, actor *latchkey.Actor, name 
 		}
 		return tx.AppendAudit(latchkey.NewAuditEvent(actor, actor.Tenant, "secret.deleted", "", now, map[string]string{"secret": name}))
 	})
-	s.secrets.invalidate(actor.Tenant, name)
+	s.forget(actor.Tenant, name)
 	return err
 }

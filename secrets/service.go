@@ -42,6 +42,15 @@ type Options struct {
 	// queue is half full.
 	ReadAuditInterval time.Duration
 	ReadAuditQueue    int
+	// SourceAllow is what secret sources may reach
+	// (--secret-source-allow); nil allows none, so a secret can then only
+	// hold a value.
+	SourceAllow *SourceAllow
+	// LookupEnv reads the environment for env: sources (default
+	// os.LookupEnv) and ExecTimeout bounds one run of an exec: source's
+	// program (default 10s).
+	LookupEnv   func(string) (string, bool)
+	ExecTimeout time.Duration
 }
 
 // Service stores, serves and audits the tenants' secrets.
@@ -54,6 +63,8 @@ type Service struct {
 	ttl     int64
 	secrets *secretCache
 	reads   *readAudits
+	allow   *SourceAllow
+	sources *sourceReader
 }
 
 // New returns a Service. Close it after the HTTP server has drained.
@@ -82,6 +93,12 @@ func New(o Options) *Service {
 	if o.ReadAuditQueue <= 0 {
 		o.ReadAuditQueue = 10_000
 	}
+	if o.LookupEnv == nil {
+		o.LookupEnv = lookupEnv
+	}
+	if o.ExecTimeout <= 0 {
+		o.ExecTimeout = DefaultExecTimeout
+	}
 	s := &Service{
 		store:   o.Store,
 		sealer:  o.Sealer,
@@ -90,6 +107,8 @@ func New(o Options) *Service {
 		keep:    o.Versions,
 		ttl:     o.ExpiresIn,
 		secrets: newSecretCache(o.CacheSize, o.CacheTTL),
+		allow:   o.SourceAllow,
+		sources: newSourceReader(o.SourceAllow, o.LookupEnv, o.ExecTimeout),
 	}
 	s.reads = newReadAudits(s, o.ReadAuditQueue, o.ReadAuditInterval)
 	return s
@@ -120,8 +139,16 @@ func (s *Service) now() time.Time { return s.clock().UTC().Truncate(time.Microse
 func (s *Service) Apply(c latchkey.Change) {
 	switch c.Kind {
 	case latchkey.ChangeSecret:
-		s.secrets.invalidate(c.Tenant, c.Name)
+		s.forget(c.Tenant, c.Name)
 	case latchkey.ChangeReset:
 		s.secrets.clear()
+		s.sources.clear()
 	}
+}
+
+// forget drops a secret's opened versions and the values read from their
+// sources, so that the next read loads them afresh.
+func (s *Service) forget(tenant, name string) {
+	s.secrets.invalidate(tenant, name)
+	s.sources.forget(tenant, name)
 }

@@ -29,6 +29,13 @@ func (c *Client) ListTenants(ctx context.Context, p Page, opts ...CallOption) (*
 // SecretParams are PutSecret's.
 type SecretParams struct {
 	Value string
+	// Source, instead of Value, is a reference the server reads the value
+	// from when the secret is read ("env:NAME", "file:/path",
+	// "exec:/program arg…"), within the operator's --secret-source-allow;
+	// Refresh is how long a value read from it is used (0: the server's
+	// default, 1m).
+	Source  string
+	Refresh time.Duration
 	// ExpiresIn is how long clients may cache the value, in whole seconds
 	// (0: the server's default, 1h).
 	ExpiresIn time.Duration
@@ -44,10 +51,18 @@ func (c *Client) PutSecret(ctx context.Context, name string, p SecretParams, opt
 		return nil, invalid("ExpiresIn must be whole seconds")
 	}
 	body := struct {
-		Value     string            `json:"value"`
+		Value     *string           `json:"value,omitempty"`
+		Source    string            `json:"source,omitempty"`
+		Refresh   string            `json:"refresh,omitempty"`
 		ExpiresIn int64             `json:"expires_in,omitempty"`
 		Meta      map[string]string `json:"meta,omitempty"`
-	}{p.Value, int64(p.ExpiresIn / time.Second), p.Meta}
+	}{Source: p.Source, ExpiresIn: int64(p.ExpiresIn / time.Second), Meta: p.Meta}
+	if p.Source == "" {
+		body.Value = &p.Value
+	}
+	if p.Refresh != 0 {
+		body.Refresh = p.Refresh.String()
+	}
 	return do[latchkey.Secret](ctx, c, request{method: "PUT", path: "/v1/secrets/" + esc(name), body: body, hide: []string{p.Value}}, opts)
 }
 

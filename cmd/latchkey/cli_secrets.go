@@ -18,6 +18,8 @@ const secretsUsage = `Usage: latchkey secrets <command> [flags]
 
 Commands:
   put NAME --from-env VAR|--from-file F|--stdin   store a new version of a secret
+  put NAME --source REF [--refresh 5m]           store a reference the server reads the value from
+                                                 (env:NAME, file:/path, exec:/program arg…)
   get NAME [--version N]                         print a secret's value
   list                                           list secrets (no values)
   versions NAME                                  list a secret's kept versions (no values)
@@ -63,10 +65,12 @@ func trimNewline(s string) string {
 }
 
 func secretsPut(ctx context.Context, e *env, args []string) error {
-	c := newCommand(e, "secrets put", "NAME --from-env VAR|--from-file F|--stdin [flags]")
+	c := newCommand(e, "secrets put", "NAME --from-env VAR|--from-file F|--stdin|--source REF [flags]")
 	fromEnv := c.fs.String("from-env", "", "read the value from this environment variable")
 	fromFile := c.fs.String("from-file", "", "read the value from this file (one trailing newline dropped)")
 	stdin := c.fs.Bool("stdin", false, "read the value from standard input (one trailing newline dropped)")
+	source := c.fs.String("source", "", "store this reference instead of a value: env:NAME, file:/path or exec:/program arg… (read by the server, within its --secret-source-allow)")
+	refresh := c.fs.String("refresh", "", "with --source: how long the server uses a value it read, e.g. 5m (default 1m)")
 	expires := c.fs.String("expires-in", "", "how long clients may cache the value, e.g. 30m (default: the server's, 1h)")
 	var meta metaFlag
 	c.fs.Var(&meta, "meta", "metadata key=value (repeatable)")
@@ -75,16 +79,32 @@ func secretsPut(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	sources := 0
-	for _, set := range []bool{c.set("from-env"), c.set("from-file"), *stdin} {
+	for _, set := range []bool{c.set("from-env"), c.set("from-file"), *stdin, c.set("source")} {
 		if set {
 			sources++
 		}
 	}
 	if sources != 1 {
-		return latchkey.Errorf(latchkey.EInvalid, "give the value with exactly one of --from-env VAR, --from-file F or --stdin")
+		return latchkey.Errorf(latchkey.EInvalid, "give the value with exactly one of --from-env VAR, --from-file F, --stdin or --source REF")
+	}
+	if c.set("refresh") && !c.set("source") {
+		return latchkey.Errorf(latchkey.EInvalid, "--refresh is for --source")
 	}
 	var value string
+	var p admin.SecretParams
 	switch {
+	case c.set("source"):
+		if *source == "" {
+			return latchkey.Errorf(latchkey.EInvalid, "--source needs a reference such as env:NAME")
+		}
+		p.Source = *source
+		if *refresh != "" {
+			d, err := parseDurationFlag("refresh", *refresh)
+			if err != nil {
+				return err
+			}
+			p.Refresh = d
+		}
 	case c.set("from-env"):
 		if *fromEnv == "" {
 			return latchkey.Errorf(latchkey.EInvalid, "--from-env needs a variable name")
@@ -108,7 +128,7 @@ func secretsPut(ctx context.Context, e *env, args []string) error {
 		value = trimNewline(string(b))
 		clear(b)
 	}
-	p := admin.SecretParams{Value: value}
+	p.Value = value
 	if *expires != "" {
 		d, err := parseDurationFlag("expires-in", *expires)
 		if err != nil {
@@ -136,6 +156,10 @@ func secretsPut(ctx context.Context, e *env, args []string) error {
 	}
 	if c.client.json {
 		return printJSON(e.stdout, raw)
+	}
+	if ref := out.Meta["source"]; ref != "" {
+		fmt.Fprintf(e.stdout, "Stored secret %s version %d, read from %s every %s (clients cache it for %ds)\n", out.Name, out.Version, ref, out.Meta["refresh"], out.ExpiresIn)
+		return nil
 	}
 	fmt.Fprintf(e.stdout, "Stored secret %s version %d (clients cache it for %ds)\n", out.Name, out.Version, out.ExpiresIn)
 	return nil
