@@ -31,12 +31,15 @@ const (
 	EventKeyExpiring       = "key.expiring"
 	EventKeyQuotaExhausted = "key.quota_exhausted"
 	EventSecurityAnomaly   = "security.anomaly"
+	// EventKeyLeaked: a key was reported leaked (GitHub secret scanning,
+	// latchkey scan --revoke) and revoked or suspended for it.
+	EventKeyLeaked = "key.leaked"
 )
 
 // EventTypes lists every event type, in the order docs list them.
 var EventTypes = []string{
 	EventKeyCreated, EventKeyRotated, EventKeyRevoked, EventKeySuspended,
-	EventKeyExpiring, EventKeyQuotaExhausted, EventSecurityAnomaly,
+	EventKeyExpiring, EventKeyQuotaExhausted, EventSecurityAnomaly, EventKeyLeaked,
 }
 
 // ValidEventType reports whether t names an event type.
