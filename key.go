@@ -44,6 +44,7 @@ const (
 	CodeOutsideTimeWindow   = wire.CodeOutsideTimeWindow
 	CodeInsufficientScope   = wire.CodeInsufficientScope
 	CodeResourceNotAllowed  = wire.CodeResourceNotAllowed
+	CodeConditionFailed     = wire.CodeConditionFailed
 	CodeRateLimited         = wire.CodeRateLimited
 	CodeQuotaExceeded       = wire.CodeQuotaExceeded
 	CodeConcurrencyExceeded = wire.CodeConcurrencyExceeded
@@ -89,12 +90,15 @@ type Key struct {
 	// Policy names the tenant's policy (or a preset) the key takes its
 	// settings from; empty for none. See Policy.
 	Policy string `json:"policy,omitempty"`
+	// Condition is a CEL expression over the request that must hold for
+	// the key to be allowed (docs/limits.md, "Conditions"); empty for none.
+	Condition string `json:"condition,omitempty"`
 	// Bound is the key's policy and owner record as the verify path's
 	// KeyByHash reads them with the key; nil elsewhere (Key, Keys) and
 	// when neither is stored. Never encoded.
-	Bound *Bound `json:"-"`
-	State         State     `json:"state"`
-	StateReason   string    `json:"state_reason,omitempty"`
+	Bound       *Bound `json:"-"`
+	State       State  `json:"state"`
+	StateReason string `json:"state_reason,omitempty"`
 	// SuspendedUntil is zero for a suspension that lasts until resumed.
 	SuspendedUntil time.Time `json:"suspended_until,omitzero"`
 	// SuspendedBy names the ancestor whose suspension reached this key; it

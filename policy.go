@@ -33,9 +33,12 @@ type Policy struct {
 	MaxConcurrent int `json:"max_concurrent,omitempty"`
 	// ExpiresAfter ends each key this long after its creation (or at its
 	// own expiry, if that is earlier); 0: no expiry from the policy.
-	ExpiresAfter Duration  `json:"expires_after,omitempty"`
-	CreatedAt    time.Time `json:"created_at,omitzero"`
-	UpdatedAt    time.Time `json:"updated_at,omitzero"`
+	ExpiresAfter Duration `json:"expires_after,omitempty"`
+	// Condition is a CEL expression every key of the policy must satisfy
+	// besides its own (docs/limits.md, "Conditions"); empty for none.
+	Condition string    `json:"condition,omitempty"`
+	CreatedAt time.Time `json:"created_at,omitzero"`
+	UpdatedAt time.Time `json:"updated_at,omitzero"`
 	// Preset is true for a built-in policy (PresetPolicies) that the
 	// tenant has not replaced with one of its own; presets are not stored.
 	Preset bool `json:"preset,omitempty"`

@@ -27,6 +27,7 @@ const (
 	CodeOutsideTimeWindow   = wire.CodeOutsideTimeWindow
 	CodeInsufficientScope   = wire.CodeInsufficientScope
 	CodeResourceNotAllowed  = wire.CodeResourceNotAllowed
+	CodeConditionFailed     = wire.CodeConditionFailed
 	CodeKeyRateLimited      = wire.CodeRateLimited
 	CodeQuotaExceeded       = wire.CodeQuotaExceeded
 	CodeConcurrencyExceeded = wire.CodeConcurrencyExceeded

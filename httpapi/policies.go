@@ -28,13 +28,14 @@ type policyBody struct {
 	Uses          *int64                 `json:"uses"`
 	MaxConcurrent *int                   `json:"max_concurrent"`
 	ExpiresAfter  *latchkey.Duration     `json:"expires_after"`
+	Condition     *string                `json:"condition"`
 }
 
 func (b *policyBody) params() keys.PolicyParams {
 	p := keys.PolicyParams{
 		Description: b.Description, Scopes: b.Scopes, Resources: b.Resources, IPAllow: b.IPAllow,
 		Countries: b.Countries, TimeWindows: b.TimeWindows, RateLimits: b.RateLimits,
-		Uses: b.Uses, MaxConcurrent: b.MaxConcurrent,
+		Uses: b.Uses, MaxConcurrent: b.MaxConcurrent, Condition: b.Condition,
 	}
 	if b.Quota.Set {
 		p.Quota, p.ClearQuota = b.Quota.Quota, b.Quota.Quota == nil

@@ -80,6 +80,8 @@ type settingsBody struct {
 	// Policy names the tenant's policy (or a preset) the key takes its
 	// settings from; "" removes it.
 	Policy *string `json:"policy"`
+	// Condition is the key's CEL condition over the request; "" removes it.
+	Condition *string `json:"condition"`
 }
 
 func (b *settingsBody) settings() keys.Settings {
@@ -96,7 +98,7 @@ func (b *settingsBody) settings() keys.Settings {
 		s.ExpiresIn = &d
 	}
 	s.Countries, s.TimeWindows, s.RateLimits, s.MaxConcurrent, s.Uses = b.Countries, b.TimeWindows, b.RateLimits, b.MaxConcurrent, b.Uses
-	s.Policy = b.Policy
+	s.Policy, s.Condition = b.Policy, b.Condition
 	if b.Quota.Set {
 		s.Quota, s.ClearQuota = b.Quota.Quota, b.Quota.Quota == nil
 	}
@@ -236,6 +238,7 @@ func decodeVerify(data []byte) (keys.VerifyRequest, error) {
 		Cost     *int64               `json:"cost"`
 		IP       string               `json:"ip"`
 		Limits   []latchkey.NamedCost `json:"limits"`
+		Request  *verifyRequestInfo   `json:"request"`
 	}
 	if err := decodeJSON(data, &b); err != nil {
 		return keys.VerifyRequest{}, err
@@ -244,7 +247,12 @@ func decodeVerify(data []byte) (keys.VerifyRequest, error) {
 	if costSet {
 		cost = *b.Cost
 	}
-	return finishVerify(b.Key, b.Scopes, b.Resource, b.IP, cost, costSet, b.Limits)
+	req, err := finishVerify(b.Key, b.Scopes, b.Resource, b.IP, cost, costSet, b.Limits)
+	if err != nil || b.Request == nil {
+		return req, err
+	}
+	req.Request, err = b.Request.info()
+	return req, err
 }
 
 // finishVerify checks the fields of a verify body, decoded by decodeVerify

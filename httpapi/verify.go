@@ -146,8 +146,12 @@ func (s *Server) forwardAuth(w http.ResponseWriter, r *http.Request, id string) 
 		s.authError(w, r, id, status, latchkey.ERateLimited, "too many failed key checks from this network; retry later")
 		return
 	}
+	// What a condition reads of the original request: the service picks
+	// it out of the proxy's headers only for a key that has one.
+	orig := keys.RequestInfo{Method: r.Method, Path: envoyPath(r.URL.Path), Host: r.Host, Headers: r.Header, Proxied: true}
 	v, err := s.svc.Verify(r.Context(), keys.VerifyRequest{
 		Key: credential(r), Scopes: scopes, Resource: resource, IP: ip, Cost: cost, Named: named,
+		Request: &orig,
 	})
 	if err != nil {
 		code = CodeError
@@ -188,6 +192,54 @@ func (s *Server) forwardAuth(w http.ResponseWriter, r *http.Request, id string) 
 	}
 	_, errCode := wire.VerifyStatus(v.Code)
 	s.authError(w, r, id, status, errCode, "key denied: "+v.Code)
+}
+
+// envoyPath is the original request's path in a forward-auth request's
+// own: Envoy's ext_authz appends it to its path_prefix (/v1/auth); the
+// other proxies send it in a header (X-Original-URI, X-Forwarded-Uri).
+func envoyPath(p string) string {
+	const prefix = "/v1/auth"
+	if len(p) > len(prefix) && p[:len(prefix)] == prefix && p[len(prefix)] == '/' {
+		return p[len(prefix):]
+	}
+	return ""
+}
+
+// verifyRequestInfo is the "request" object of a verify body: the request
+// the key is presented for, which the key's condition reads.
+type verifyRequestInfo struct {
+	Method  string            `json:"method"`
+	Path    string            `json:"path"`
+	Host    string            `json:"host"`
+	Headers map[string]string `json:"headers"`
+}
+
+// Bounds on a verify body's "request".
+const (
+	maxRequestHeaders = 64
+	maxRequestField   = 8 << 10
+)
+
+// info checks the object and makes the key service's RequestInfo of it,
+// the header names canonicalized.
+func (b *verifyRequestInfo) info() (*keys.RequestInfo, error) {
+	if len(b.Method) > 32 || len(b.Path) > maxRequestField || len(b.Host) > 255 {
+		return nil, latchkey.Errorf(latchkey.EInvalid, "request: method is at most 32 bytes, path %d, host 255", maxRequestField)
+	}
+	if len(b.Headers) > maxRequestHeaders {
+		return nil, latchkey.Errorf(latchkey.EInvalid, "request: at most %d headers", maxRequestHeaders)
+	}
+	ri := &keys.RequestInfo{Method: b.Method, Path: b.Path, Host: b.Host}
+	if len(b.Headers) > 0 {
+		ri.Headers = make(http.Header, len(b.Headers))
+		for k, v := range b.Headers {
+			if k == "" || len(k) > 256 || len(v) > maxRequestField {
+				return nil, latchkey.Errorf(latchkey.EInvalid, "request: a header name is 1 to 256 bytes, a value at most %d", maxRequestField)
+			}
+			ri.Headers[http.CanonicalHeaderKey(k)] = []string{v}
+		}
+	}
+	return ri, nil
 }
 
 // costHeaderPrefix starts the forward-auth headers that carry named costs:

@@ -182,12 +182,17 @@ func readSmall(body io.Reader, buf []byte) (int, error) {
 // refuse; decodeVerify then says why.
 var errNotFast = errors.New("verify body refused")
 
+// errSlowPath is decodeVerifyFast's answer to a body it leaves to
+// decodeVerify, valid or not: one with a "request" field.
+var errSlowPath = errors.New("verify body left to encoding/json")
+
 // decodeVerifyFast is decodeVerify without reflection or allocation: it
 // accepts exactly the bodies decodeVerify accepts, with the same result,
 // and refuses the others (with errNotFast where encoding/json would have
 // refused, else with finishVerify's error). The scopes go into buf, the
 // named costs ("limits") into named. Strings without escapes point into
-// data, which must outlive the request.
+// data, which must outlive the request. A body with a "request" field
+// (what a key's condition reads) is left to decodeVerify: errSlowPath.
 //
 // It follows encoding/json as decodeJSON configures it: one object and
 // nothing but whitespace after it; unknown fields refused; field names
@@ -239,6 +244,10 @@ func decodeVerifyFast(data []byte, buf *[maxVerifyScopes]string, named *[latchke
 				nScopes, ok = d.scopes(buf)
 			case foldedIs(name, "LIMITS"):
 				nNamed, ok = d.namedCosts(named)
+			case foldedIs(name, "REQUEST"):
+				// The request a condition reads: rare, and a map of
+				// headers; encoding/json (decodeVerify) reads it.
+				return keys.VerifyRequest{}, errSlowPath
 			default:
 				ok = false // unknown field
 			}

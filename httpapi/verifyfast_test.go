@@ -18,6 +18,9 @@ import (
 // in every place, escapes, invalid UTF-8, numbers at the edges of int64,
 // whitespace and trailing data.
 var verifyFastSeeds = []string{
+	`{"key":"lk_x","request":{"method":"GET","path":"/a","headers":{"X-A":"b"}}}`,
+	`{"key":"lk_x","REQUEST":null}`,
+	`{"key":"lk_x","request":{"method":1}}`,
 	`{"key":"lk_x","scopes":["data:read"]}`,
 	` {"key" : "lk_x" , "scopes" : [ "data:read" , "b" ] , "resource" : "agent:a" , "cost" : 0 , "ip" : "10.0.0.1" } `,
 	"\t{\"key\":\"k\"}\r\n", `{"key":"k"}x`, `{"key":"k"}{}`, `{"key":"k"} null`, `{"key":"k",}`, `{,}`, `{"key"}`, `{"key":"k"`,
@@ -71,6 +74,9 @@ func FuzzDecodeVerifyFastMatchesJSON(f *testing.F) {
 		var named [latchkey.MaxNamedCosts]latchkey.NamedCost
 		fast, ferr := decodeVerifyFast(b, &buf, &named)
 		slow, serr := decodeVerify(b)
+		if errors.Is(ferr, errSlowPath) {
+			return // left to decodeVerify, which the route then calls
+		}
 		if (ferr == nil) != (serr == nil) {
 			t.Fatalf("%q: hand decoder says %v, encoding/json says %v", b, ferr, serr)
 		}

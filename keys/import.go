@@ -451,7 +451,7 @@ func (s *Service) exportedKey(e *ExportedKey, actor *latchkey.Actor, now time.Ti
 		Name: &src.Name, Owner: &src.Owner, Environment: &src.Environment,
 		Scopes: &src.Scopes, Resources: &src.Resources, Meta: &src.Meta, IPAllow: &ips,
 		Countries: &src.Countries, TimeWindows: &src.TimeWindows, RateLimits: &src.RateLimits,
-		Quota: src.Quota, MaxConcurrent: &src.MaxConcurrent,
+		Quota: src.Quota, MaxConcurrent: &src.MaxConcurrent, Condition: &src.Condition,
 	}
 	if src.Scopes == nil {
 		set.Scopes = &[]string{}

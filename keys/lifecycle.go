@@ -40,6 +40,9 @@ type Settings struct {
 	Uses          *int64
 	MaxConcurrent *int
 	LeaseTTL      *time.Duration
+	// Condition sets the key's CEL condition over the request
+	// (docs/limits.md, "Conditions"); "" removes it.
+	Condition *string
 }
 
 // policyEnv is what validating policies needs to know about the service.
@@ -49,6 +52,12 @@ type policyEnv struct {
 
 // applyPolicies validates and writes the limit and access-policy settings.
 func (p *Settings) applyPolicies(k *latchkey.Key, env policyEnv) error {
+	if p.Condition != nil {
+		if err := CheckCondition("condition", *p.Condition); err != nil {
+			return err
+		}
+		k.Condition = *p.Condition
+	}
 	if p.Countries != nil {
 		cs, err := latchkey.NormalizeCountries(*p.Countries)
 		if err != nil {
@@ -403,6 +412,11 @@ func (s *Service) UpdateKey(ctx context.Context, actor *latchkey.Actor, id strin
 			if err := within(parent, k); err != nil {
 				return nil, err
 			}
+			if p.Condition != nil {
+				if err := deriveCondition(parent, k); err != nil {
+					return nil, err
+				}
+			}
 		}
 		return []*latchkey.Key{k}, nil
 	}, func() map[string]string { return map[string]string{"fields": p.named()} })
@@ -464,6 +478,22 @@ func (s *Service) change(ctx context.Context, actor *latchkey.Actor, id, action 
 	return target, nil
 }
 
+// deriveCondition makes a derived key's condition: the parent's, and the
+// child's own on top when it sets a different one (both must hold), so a
+// derived key can never be used where its parent could not.
+func deriveCondition(parent, child *latchkey.Key) error {
+	switch {
+	case parent.Condition == "" || child.Condition == parent.Condition,
+		strings.HasPrefix(child.Condition, "("+parent.Condition+") && ("):
+		return nil
+	case child.Condition == "":
+		child.Condition = parent.Condition
+		return nil
+	}
+	child.Condition = "(" + parent.Condition + ") && (" + child.Condition + ")"
+	return CheckCondition("condition (the parent's and the derived key's together)", child.Condition)
+}
+
 // named lists the fields the settings set, for the audit log.
 func (p *Settings) named() string {
 	var f []string
@@ -487,6 +517,7 @@ func (p *Settings) named() string {
 	add(p.Quota != nil || p.ClearQuota, "quota")
 	add(p.MaxConcurrent != nil, "max_concurrent")
 	add(p.LeaseTTL != nil, "lease_ttl")
+	add(p.Condition != nil, "condition")
 	return strings.Join(f, ",")
 }
 
@@ -584,7 +615,7 @@ func (s *Service) rotateIn(tx Tx, old *latchkey.Key, now time.Time, grace time.D
 	succ.Scopes, succ.Resources, succ.Meta, succ.IPAllow = old.Scopes, old.Resources, old.Meta, old.IPAllow
 	succ.Countries, succ.TimeWindows, succ.RateLimits = old.Countries, old.TimeWindows, old.RateLimits
 	succ.Quota, succ.MaxConcurrent, succ.LeaseTTL = old.Quota, old.MaxConcurrent, old.LeaseTTL
-	succ.ParentID, succ.Policy = old.ParentID, old.Policy
+	succ.ParentID, succ.Policy, succ.Condition = old.ParentID, old.Policy, old.Condition
 	succ.RotatedFrom = old.ID
 	switch {
 	case expiresIn != nil:
@@ -833,6 +864,9 @@ func (s *Service) DeriveKey(ctx context.Context, actor *latchkey.Actor, id strin
 		child.ExpiresAt = parent.ExpiresAt
 		child.ParentID = parent.ID
 		if err := p.apply(child, actor, now, s.policyEnv()); err != nil {
+			return nil, err
+		}
+		if err := deriveCondition(parent, child); err != nil {
 			return nil, err
 		}
 		if err := within(parent, child); err != nil {

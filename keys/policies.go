@@ -279,6 +279,9 @@ type PolicyParams struct {
 	Uses          *int64
 	MaxConcurrent *int
 	ExpiresAfter  *time.Duration
+	// Condition sets the CEL condition every key of the policy must
+	// satisfy besides its own; "" removes it.
+	Condition *string
 }
 
 // apply validates p and writes it onto pol.
@@ -360,6 +363,12 @@ func (p *PolicyParams) apply(pol *latchkey.Policy, actor *latchkey.Actor, env po
 			return latchkey.Errorf(latchkey.EInvalid, "expires_after must be from 0 (none) to 100y")
 		}
 		pol.ExpiresAfter = latchkey.Duration(*p.ExpiresAfter)
+	}
+	if p.Condition != nil {
+		if err := CheckCondition("condition", *p.Condition); err != nil {
+			return err
+		}
+		pol.Condition = *p.Condition
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package keys
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"strings"
@@ -24,6 +25,11 @@ type VerifyRequest struct {
 	// Named spends from the key's (and its owner's) on-request rate
 	// windows by name: {"tokens", 1200}. Names no window has are ignored.
 	Named []latchkey.NamedCost
+	// Request describes the request the key is presented for, which the
+	// key's (or its policy's) condition reads; nil when the caller says
+	// nothing (a condition then sees empty strings). Read only for a key
+	// with a condition, and nothing of it kept.
+	Request *RequestInfo
 }
 
 // Verdict is the answer to a VerifyRequest.
@@ -44,7 +50,8 @@ func (v *Verdict) Valid() bool { return v.Code == latchkey.CodeValid }
 
 // Verify checks a key in the order format/checksum (or, for a key not
 // shaped like ours, the foreign-key bounds) → lookup → state →
-// IP allowlist → countries → time windows → scopes → resource → limits,
+// IP allowlist → countries → time windows → scopes → resource →
+// condition → limits,
 // and reports the first check that fails. On a cache hit it does no I/O. The error is non-nil only when
 // the key is not cached and the store cannot be read (EUnavailable or
 // internal); a key that was cached before the store went away keeps being
@@ -116,6 +123,24 @@ func (s *Service) check(ctx context.Context, req *VerifyRequest, now time.Time, 
 	if req.Resource != "" && !latchkey.ResourcesAllow(k.Resources, req.Resource) {
 		v.Code, v.Missing = latchkey.CodeResourceNotAllowed, strings.Clone(req.Resource)
 		return v, nil
+	}
+	if c := e.view.cond; c != nil {
+		ok, err := c.holds(ctx, req, now)
+		if !ok {
+			if err != nil {
+				// Past the cost limit, interrupted, or a runtime error
+				// (a header that is absent, a bad cidr): denied. What a
+				// client can cause on every request is logged at debug
+				// level only.
+				level := slog.LevelDebug
+				if conditionErrorIsLoud(err) {
+					level = slog.LevelWarn
+				}
+				s.log.Log(ctx, level, "key condition could not be evaluated; denied", "key_id", k.ID, "err", err)
+			}
+			v.Code = latchkey.CodeConditionFailed
+			return v, nil
+		}
 	}
 	if s.limiter != nil && limits {
 		// Handing req.Named itself to the interface call would make the

@@ -51,6 +51,7 @@ var Codes = [...]string{
 	latchkey.CodeRateLimited,
 	latchkey.CodeQuotaExceeded,
 	latchkey.CodeConcurrencyExceeded,
+	latchkey.CodeConditionFailed,
 }
 
 func codeIndex(code string) int {
@@ -77,6 +78,8 @@ func codeIndex(code string) int {
 		return 9
 	case latchkey.CodeConcurrencyExceeded:
 		return 10
+	case latchkey.CodeConditionFailed:
+		return 11
 	}
 	return -1
 }

@@ -111,6 +111,7 @@ const (
 	CodeOutsideTimeWindow   = "OUTSIDE_TIME_WINDOW"
 	CodeInsufficientScope   = "INSUFFICIENT_SCOPE"
 	CodeResourceNotAllowed  = "RESOURCE_NOT_ALLOWED"
+	CodeConditionFailed     = "CONDITION_FAILED"
 	CodeRateLimited         = "RATE_LIMITED"
 	CodeQuotaExceeded       = "QUOTA_EXCEEDED"
 	CodeConcurrencyExceeded = "CONCURRENCY_EXCEEDED"
@@ -122,6 +123,7 @@ const (
 var VerifyCodes = [...]string{
 	CodeValid, CodeMalformed, CodeNotFound, CodeExpired, CodeRevoked, CodeSuspended,
 	CodeIPNotAllowed, CodeOutsideTimeWindow, CodeInsufficientScope, CodeResourceNotAllowed,
+	CodeConditionFailed,
 	CodeRateLimited, CodeQuotaExceeded, CodeConcurrencyExceeded,
 }
 
@@ -149,12 +151,14 @@ func VerifyCodeIndex(code string) int {
 		return 8
 	case CodeResourceNotAllowed:
 		return 9
-	case CodeRateLimited:
+	case CodeConditionFailed:
 		return 10
-	case CodeQuotaExceeded:
+	case CodeRateLimited:
 		return 11
-	case CodeConcurrencyExceeded:
+	case CodeQuotaExceeded:
 		return 12
+	case CodeConcurrencyExceeded:
+		return 13
 	}
 	return -1
 }
@@ -164,13 +168,13 @@ func VerifyCodeIndex(code string) int {
 // the Go client's middleware): 200 for VALID; 401 unauthenticated when
 // the key is not one that works (malformed, unknown, expired, revoked,
 // suspended, or a code that is not one); 403 forbidden when it works but
-// not here (network, time, scope, resource); 429 rate_limited when it
+// not here (network, time, scope, resource, condition); 429 rate_limited when it
 // works but not now (rate, quota, concurrency).
 func VerifyStatus(code string) (status int, errCode string) {
 	switch code {
 	case CodeValid:
 		return http.StatusOK, ""
-	case CodeIPNotAllowed, CodeOutsideTimeWindow, CodeInsufficientScope, CodeResourceNotAllowed:
+	case CodeIPNotAllowed, CodeOutsideTimeWindow, CodeInsufficientScope, CodeResourceNotAllowed, CodeConditionFailed:
 		return http.StatusForbidden, EForbidden
 	case CodeRateLimited, CodeQuotaExceeded, CodeConcurrencyExceeded:
 		return http.StatusTooManyRequests, ERateLimited

@@ -47,7 +47,8 @@ func TestVerifyCodes(t *testing.T) {
 		wire.CodeValid: 200, wire.CodeMalformed: 401, wire.CodeNotFound: 401, wire.CodeExpired: 401,
 		wire.CodeRevoked: 401, wire.CodeSuspended: 401, wire.CodeIPNotAllowed: 403,
 		wire.CodeOutsideTimeWindow: 403, wire.CodeInsufficientScope: 403, wire.CodeResourceNotAllowed: 403,
-		wire.CodeRateLimited: 429, wire.CodeQuotaExceeded: 429, wire.CodeConcurrencyExceeded: 429,
+		wire.CodeConditionFailed: 403,
+		wire.CodeRateLimited:     429, wire.CodeQuotaExceeded: 429, wire.CodeConcurrencyExceeded: 429,
 	}
 	if len(want) != len(wire.VerifyCodes) {
 		t.Fatalf("%d codes here, %d in VerifyCodes", len(want), len(wire.VerifyCodes))

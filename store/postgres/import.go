@@ -81,7 +81,7 @@ func keyValues(k *latchkey.Key, e keyEncoded) []any {
 		ts(k.SuspendedUntil), nullString(k.ParentID), nullString(k.RotatedFrom), nullString(k.RotatedTo), ts(k.GraceUntil),
 		ts(k.CreatedAt), ts(k.UpdatedAt), ts(k.RevokedAt), nullString(k.SuspendedBy),
 		e.countries, e.windows, e.rates, e.quota, int32(k.MaxConcurrent), int64(k.LeaseTTL),
-		ts(k.LastUsedAt), k.Policy}
+		ts(k.LastUsedAt), k.Policy, k.Condition}
 	if len(v) != keyColumnCount {
 		panic("postgres: keyValues out of step with keyColumns")
 	}

@@ -20,7 +20,7 @@ const keyColumns = `id, tenant_id, name, owner, environment, prefix, start, hash
 	suspended_until, parent_id, rotated_from, rotated_to, grace_until,
 	created_at, updated_at, revoked_at, suspended_by,
 	countries, time_windows, ratelimits, quota, max_concurrent, lease_ttl,
-	last_used_at, policy`
+	last_used_at, policy, condition`
 
 // keyColumnCount is the number of keyColumns.
 var keyColumnCount = strings.Count(keyColumns, ",") + 1
@@ -99,21 +99,21 @@ type keyScan struct {
 	created, updated, lastUsed              pgtype.Timestamptz
 	// The Bound's columns (boundColumns), read by KeyByHash only.
 	b    boundScan
-	dest [32 + boundColumnCount]any
+	dest [33 + boundColumnCount]any
 }
 
 // dests returns the destinations in keyColumns' order.
 func (sc *keyScan) dests() []any {
 	k := &sc.k
-	sc.dest = [32 + boundColumnCount]any{&k.ID, &k.Tenant, &k.Name, &k.Owner, &k.Environment, &k.Prefix, &k.Start, &sc.hash,
+	sc.dest = [33 + boundColumnCount]any{&k.ID, &k.Tenant, &k.Name, &k.Owner, &k.Environment, &k.Prefix, &k.Start, &sc.hash,
 		&sc.scopes, &sc.resources, &sc.meta, &sc.ipAllow, &sc.expires, &sc.state, &k.StateReason,
 		&sc.suspendedUntil, &sc.parentID, &sc.rotatedFrom, &sc.rotatedTo, &sc.grace,
 		&sc.created, &sc.updated, &sc.revoked, &sc.suspendedBy,
 		&sc.countries, &sc.windows, &sc.rates, &sc.quota, &sc.maxConcurrent, &sc.leaseTTL,
-		&sc.lastUsed, &k.Policy,
+		&sc.lastUsed, &k.Policy, &k.Condition,
 		&sc.b.pBody, &sc.b.pCreated, &sc.b.pUpdated,
 		&sc.b.oRates, &sc.b.oQuota, &sc.b.oMeta, &sc.b.oCreated, &sc.b.oUpdated}
-	return sc.dest[:32]
+	return sc.dest[:33]
 }
 
 // boundDests returns the destinations in keyColumns' then boundColumns'

@@ -273,7 +273,8 @@ func sameTemplate(a, b *latchkey.Key) bool {
 		a.GraceUntil.Equal(b.GraceUntil) && a.CreatedAt.Equal(b.CreatedAt) &&
 		a.UpdatedAt.Equal(b.UpdatedAt) && a.RevokedAt.Equal(b.RevokedAt) &&
 		a.SuspendedBy == b.SuspendedBy && a.MaxConcurrent == b.MaxConcurrent &&
-		a.LeaseTTL == b.LeaseTTL && a.LastUsedAt.Equal(b.LastUsedAt) && a.Policy == b.Policy
+		a.LeaseTTL == b.LeaseTTL && a.LastUsedAt.Equal(b.LastUsedAt) && a.Policy == b.Policy &&
+		a.Condition == b.Condition
 }
 
 // importArgs fills args with k's columns in keyColumns order, as plain
@@ -299,7 +300,7 @@ func importArgs(args []any, k *latchkey.Key, j *keyJSON) {
 		orNil(micros(k.GraceUntil)), orNil(micros(k.CreatedAt)), orNil(micros(k.UpdatedAt)),
 		orNil(micros(k.RevokedAt)), str(nullString(k.SuspendedBy)),
 		j.countries, j.windows, j.rates, str(j.quota),
-		int64(k.MaxConcurrent), int64(k.LeaseTTL), orNil(micros(k.LastUsedAt)), k.Policy)
+		int64(k.MaxConcurrent), int64(k.LeaseTTL), orNil(micros(k.LastUsedAt)), k.Policy, k.Condition)
 	if len(a) != keyColumnCount {
 		panic("sqlite: importArgs out of step with keyColumns")
 	}

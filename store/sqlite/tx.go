@@ -84,7 +84,7 @@ const keyColumns = `id, tenant_id, name, owner, environment, prefix, start, hash
 	suspended_until, parent_id, rotated_from, rotated_to, grace_until,
 	created_at, updated_at, revoked_at, suspended_by,
 	countries, time_windows, ratelimits, quota, max_concurrent, lease_ttl,
-	last_used_at, policy`
+	last_used_at, policy, condition`
 
 // Queries prepared once per pool (see stmts).
 const (
@@ -123,7 +123,7 @@ func (t *Tx) CreateKey(k *latchkey.Key) error {
 		@suspended_until, @parent_id, @rotated_from, @rotated_to, @grace_until,
 		@created_at, @updated_at, @revoked_at, @suspended_by,
 		@countries, @time_windows, @ratelimits, @quota, @max_concurrent, @lease_ttl,
-		@last_used_at, @policy)`, args...)
+		@last_used_at, @policy, @condition)`, args...)
 	switch {
 	case isDuplicate(err):
 		return latchkey.Errorf(latchkey.EConflict, "key %q or one with the same secret already exists", k.ID)
@@ -293,7 +293,7 @@ func (t *Tx) UpdateKey(k *latchkey.Key) error {
 		updated_at = @updated_at, revoked_at = @revoked_at, suspended_by = @suspended_by,
 		countries = @countries, time_windows = @time_windows, ratelimits = @ratelimits,
 		quota = @quota, max_concurrent = @max_concurrent, lease_ttl = @lease_ttl,
-		policy = @policy
+		policy = @policy, condition = @condition
 		WHERE tenant_id = @tenant_id AND id = @id`, args...)
 	if err != nil {
 		return fail(t.ctx, "update key", err)
@@ -356,20 +356,20 @@ type keyScan struct {
 	created, updated, lastUsed              sql.NullInt64
 	// The Bound's columns (boundColumns), read by KeyByHash only.
 	b    boundScan
-	dest [32 + boundColumnCount]any
+	dest [33 + boundColumnCount]any
 }
 
 // dests returns the destinations in keyColumns' order.
 func (sc *keyScan) dests() []any {
 	k := &sc.k
-	sc.dest = [32 + boundColumnCount]any{&k.ID, &k.Tenant, &k.Name, &k.Owner, &k.Environment, &k.Prefix, &k.Start, &sc.hash,
+	sc.dest = [33 + boundColumnCount]any{&k.ID, &k.Tenant, &k.Name, &k.Owner, &k.Environment, &k.Prefix, &k.Start, &sc.hash,
 		&sc.scopes, &sc.resources, &sc.meta, &sc.ipAllow, &sc.expires, &sc.state, &k.StateReason,
 		&sc.suspendedUntil, &sc.parentID, &sc.rotatedFrom, &sc.rotatedTo, &sc.grace,
 		&sc.created, &sc.updated, &sc.revoked, &sc.suspendedBy,
 		&sc.countries, &sc.windows, &sc.rates, &sc.quota, &k.MaxConcurrent, &sc.leaseTTL,
-		&sc.lastUsed, &k.Policy,
+		&sc.lastUsed, &k.Policy, &k.Condition,
 		&sc.b.policy, &sc.b.owner}
-	return sc.dest[:32]
+	return sc.dest[:33]
 }
 
 // boundDests returns the destinations in keyColumns' then boundColumns'
@@ -433,6 +433,7 @@ func keyArgs(k *latchkey.Key) ([]any, error) {
 		sql.Named("lease_ttl", int64(k.LeaseTTL)),
 		sql.Named("last_used_at", micros(k.LastUsedAt)),
 		sql.Named("policy", k.Policy),
+		sql.Named("condition", k.Condition),
 	}, nil
 }
 

@@ -48,6 +48,7 @@ func fullPolicy(tenant, name string, v int) *latchkey.Policy {
 		Quota:         &latchkey.Quota{Limit: int64(5000 + v), Period: "monthly"},
 		MaxConcurrent: 2 + v,
 		ExpiresAfter:  latchkey.Duration(time.Duration(90+v) * 24 * time.Hour),
+		Condition:     fmt.Sprintf(`request.ip in cidr("10.%d.0.0/16")`, v),
 		CreatedAt:     t0.Add(time.Duration(v) * time.Hour),
 		UpdatedAt:     t0.Add(time.Duration(v)*time.Hour + 30*time.Minute),
 	}

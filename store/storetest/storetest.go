@@ -1284,6 +1284,7 @@ func fullKey(tenant, id string, v int) *latchkey.Key {
 		RevokedAt:     at(4),
 		LastUsedAt:    at(6),
 		Policy:        fmt.Sprintf("policy-%d", v),
+		Condition:     fmt.Sprintf(`request.method == "GET" && request.headers["x-v"] == "%d"`, v),
 	}
 }
 
