@@ -488,6 +488,90 @@ var operations = map[string]operation{
 		status: 204,
 	},
 
+	"POST /v1/identity-providers": {
+		id: "createIdentityProvider", summary: "Trust a workload identity token issuer",
+		description: "A token of the issuer that passes every check (signature by a key of its JWKS, iss, aud, exp, nbf, iat, a jti not seen " +
+			"before, and the claim rules) buys a key of key_template through POST /v1/token. 403 when the template grants admin scopes the key " +
+			"does not hold; 409 when the name is taken. docs/identity.md.",
+		body:   jsonBody(identityProviderInput),
+		status: 201, resp: identityProviderSchema,
+		errors: []string{wire.EConflict, wire.ENotFound},
+	},
+	"GET /v1/identity-providers": {
+		id: "listIdentityProviders", summary: "List the tenant's identity providers by name",
+		status: 200, resp: object(map[string]schema{"identity_providers": array(identityProviderSchema)}, "identity_providers"),
+		errors: []string{wire.ENotFound},
+	},
+	"GET /v1/identity-providers/{name}": {
+		id: "getIdentityProvider", summary: "Get an identity provider",
+		path:   map[string]param{"name": pathParam("the provider's name", str(""))},
+		status: 200, resp: identityProviderSchema,
+	},
+	"DELETE /v1/identity-providers/{name}": {
+		id: "deleteIdentityProvider", summary: "Stop trusting an identity provider",
+		description: "Keys it minted live out their short lives.",
+		path:        map[string]param{"name": pathParam("the provider's name", str(""))},
+		status:      204,
+	},
+	"POST /v1/token": {
+		id: "exchangeToken", summary: "Exchange a workload identity token for a short-lived key",
+		description: "No key: the token is the credential. 401 unauthenticated names the failed check in the message and in the " +
+			"X-Latchkey-Reason header (unknown_provider, malformed, algorithm, unknown_kid, signature, issuer, audience, expired, " +
+			"not_yet_valid, issued_in_future, missing_claim, claims, replayed_jti); a refusal counts in the brute-force guard as a bad key " +
+			"does (429 rate_limited). 503 when the issuer's keys cannot be fetched. The key is in the answer this once.",
+		body: jsonBody(input(map[string]schema{
+			"tenant":   str("the tenant whose provider is named"),
+			"provider": str("the identity provider's name"),
+			"token":    str("the workload's identity token, a signed JWT"),
+		}, "tenant", "provider", "token")),
+		status: 201,
+		resp: object(map[string]schema{
+			"key":        str("the minted key's plaintext, shown this once"),
+			"key_id":     str(""),
+			"expires_at": timestamp(""),
+		}, "key", "key_id", "expires_at"),
+		errors: []string{wire.EUnauthenticated, wire.ERateLimited, wire.ENotFound, wire.EUnavailable},
+	},
+
+	"POST /v1/leaks/github": {
+		id: "githubLeaks", summary: "Take a GitHub secret-scanning partner alert",
+		description: "No admin key: the request must carry GitHub's ECDSA P-256 signature over the raw body in GITHUB-PUBLIC-KEY-SIGNATURE " +
+			"(base64 ASN.1 DER), by a key of --leak-report-keys named in GITHUB-PUBLIC-KEY-IDENTIFIER; it is checked before the body is parsed, " +
+			"and a missing, unknown or wrong one is 401 unauthenticated with nothing changed. Each reported token that is a live key is revoked " +
+			"(or suspended, --leak-action) and audited as key.leaked. The answer is GitHub's token analysis, each token named by its SHA-256. " +
+			"404 on a server started without --leak-report-keys. docs/leaks.md.",
+		body: jsonBody(array(object(map[string]schema{
+			"token":  str("the secret found"),
+			"type":   str("the pattern's name"),
+			"url":    str("where it was found; may be empty"),
+			"source": str("content, commit, issue_comment, …"),
+		}, "token"))),
+		status: 200,
+		resp: array(object(map[string]schema{
+			"token_hash": str("lower-case hex SHA-256 of the token"),
+			"token_type": str("the type the alert gave"),
+			"label":      enum("true_positive: a key this server issued or imported, whatever its state", "true_positive", "false_positive"),
+		}, "token_hash", "token_type", "label")),
+		errors: []string{wire.EUnauthenticated, wire.ERateLimited, wire.ENotFound, wire.EUnavailable},
+	},
+	"POST /v1/leaks": {
+		id: "reportLeaks", summary: "Report keys found leaked",
+		description: "Each token that is a live key of the caller's tenant is revoked (or suspended, --leak-action) and audited as key.leaked " +
+			"with url; a key of another tenant, an unknown or malformed token is unknown and nothing changes. Results are in the order of tokens. " +
+			"latchkey scan --revoke sends this.",
+		body: jsonBody(input(map[string]schema{
+			"tokens": schema{"type": "array", "items": schema{"type": "string"}, "minItems": 1, "maxItems": MaxLeakTokens},
+			"url":    str("where they were found (a file path, a URL)"),
+			"source": str("what found them (default scan)"),
+		}, "tokens")),
+		status: 200,
+		resp: object(map[string]schema{"results": array(object(map[string]schema{
+			"start":   str("the key's display start; empty for a token not in Latchkey's format"),
+			"outcome": enum("", "revoked", "suspended", "already_revoked", "already_suspended", "unknown"),
+			"key_id":  str("the key, when it is one of the caller's tenant"),
+		}, "start", "outcome"))}, "results"),
+	},
+
 	"GET /v1/audit": {
 		id: "listAudit", summary: "Audit events in seq order",
 		query: []param{
@@ -612,10 +696,11 @@ var operations = map[string]operation{
 
 	"PUT /v1/secrets/{name}": {
 		id: "putSecret", summary: "Write a secret's new version",
-		description: "Answers the new version, without its value. Without expires_in a new version keeps the previous version's.",
-		path:        map[string]param{"name": pSecret},
-		body:        jsonBody(ref("PutSecretRequest")),
-		status:      200, resp: ref("Secret"),
+		description: "Answers the new version, without its value. Without expires_in a new version keeps the previous version's. " +
+			"Exactly one of value and source; a source's reference shows in meta.source and meta.refresh.",
+		path:   map[string]param{"name": pSecret},
+		body:   jsonBody(ref("PutSecretRequest")),
+		status: 200, resp: ref("Secret"),
 	},
 	"GET /v1/secrets": {
 		id: "listSecrets", summary: "The secrets the key may read, without values",
@@ -774,6 +859,8 @@ func tag(pattern string) string {
 		return "keys"
 	case "security-events", "reports":
 		return "audit"
+	case "identity-providers", "token":
+		return "identity"
 	case "auth":
 		return "verification"
 	}
@@ -925,7 +1012,7 @@ func openAPIDocument() schema {
 		h := []string{"X-Request-Id"}
 		switch c {
 		case wire.EUnauthenticated:
-			h = append(h, "WWW-Authenticate", "X-Latchkey-Code")
+			h = append(h, "WWW-Authenticate", "X-Latchkey-Code", "X-Latchkey-Reason")
 		case wire.EForbidden:
 			h = append(h, "X-Latchkey-Code")
 		case wire.ERateLimited:
@@ -952,9 +1039,11 @@ func openAPIDocument() schema {
 			{"name": "verification", "description": "Checking keys: verify and forward-auth"},
 			{"name": "keys", "description": "Keys and their life cycle"},
 			{"name": "leases", "description": "Concurrency leases"},
+			{"name": "leaks", "description": "Reports of leaked keys"},
 			{"name": "audit", "description": "Audit log, security events and reports"},
 			{"name": "policies", "description": "Policies: named settings keys share"},
 			{"name": "owners", "description": "Owners: limits all of an owner's keys share"},
+			{"name": "identity", "description": "Workload identity: trusted token issuers and the token exchange"},
 			{"name": "webhooks", "description": "Webhooks and their deliveries"},
 			{"name": "tenants", "description": "Tenants (operator only)"},
 			{"name": "secrets", "description": "Brokered secrets"},
@@ -984,6 +1073,7 @@ var headers = schema{
 		"schema": str(""), "required": true},
 	"WWW-Authenticate":      headerObject("Bearer", str("")),
 	"X-Latchkey-Code":       headerObject("the verify code that refused the key", enum("", wire.VerifyCodes[1:]...)),
+	"X-Latchkey-Reason":     headerObject("POST /v1/token: the check that refused the identity token", enum("", identityReasons...)),
 	"Retry-After":           headerObject("seconds to wait before trying again (not for a spent credit balance, which never refills)", integer("")),
 	"X-Latchkey-Key-Id":     headerObject("the key's id", str("")),
 	"X-Latchkey-Tenant":     headerObject("the key's tenant", str("")),
@@ -1017,6 +1107,7 @@ func policyProps(create bool) map[string]schema {
 		"uses":           schema{"type": "integer", "minimum": 1, "description": "shorthand for quota {remaining: N}"},
 		"max_concurrent": schema{"type": "integer", "minimum": 0, "maximum": latchkey.MaxConcurrent},
 		"expires_after":  allOf(duration, schema{"description": "each key ends this long after its creation; 0s: no expiry from the policy"}),
+		"condition":      str(`a CEL expression over the request every key of the policy must satisfy besides its own (docs/limits.md, "Conditions"); "" removes it`),
 	}
 	if create {
 		p["name"] = str("1–63 of a-z, 0-9, _ and -, starting with a letter or digit")
@@ -1046,6 +1137,7 @@ func schemas() schema {
 			"lease_ttl":      duration,
 			"uses":           schema{"type": "integer", "minimum": 1, "description": "shorthand for quota {remaining: N}; not with quota"},
 			"policy":         str(`the tenant's policy (or a preset) the key takes its settings from, narrowed by its own; "" removes it`),
+			"condition":      str(`a CEL expression over the request that must hold (docs/limits.md, "Conditions"); checked when saved; "" removes it`),
 		}
 	}
 	create := settings()
@@ -1082,6 +1174,7 @@ func schemas() schema {
 		"revoked_at":      timestamp(""),
 		"last_used_at":    timestamp("the last verification that found the key, written at most once a minute"),
 		"policy":          str("the policy the key names"),
+		"condition":       str("the key's CEL condition over the request; absent for none"),
 	}
 	limit := object(map[string]schema{
 		"limit":     integer(""),
@@ -1219,6 +1312,12 @@ func schemas() schema {
 					"name": str("a rate window's name, 1–64 bytes; each at most once"),
 					"cost": schema{"type": "integer", "minimum": 0, "maximum": 1_000_000_000},
 				}, "name", "cost")},
+			"request": schema{"oneOf": []any{input(map[string]schema{
+				"method":  str("the request's method, up to 32 bytes"),
+				"path":    str("its path, up to 8 KiB"),
+				"host":    str("its host, up to 255 bytes"),
+				"headers": schema{"type": "object", "maxProperties": 64, "additionalProperties": str("the first value"), "description": "by name (any case)"},
+			}), schema{"type": "null"}}, "description": "the request the key is presented for, which a key's condition reads (docs/limits.md, \"Conditions\"); absent: the condition sees empty strings"},
 		}),
 		"VerifyResponse": object(map[string]schema{
 			"valid":       boolean(""),
@@ -1252,6 +1351,7 @@ func schemas() schema {
 			"quota":          ref("Quota"),
 			"max_concurrent": integer(""),
 			"expires_after":  allOf(duration, schema{"description": "each key ends this long after its creation"}),
+			"condition":      str("the CEL condition every key of the policy must satisfy; absent for none"),
 			"created_at":     timestamp(""),
 			"updated_at":     timestamp(""),
 			"preset":         boolean("a built-in policy the tenant has not replaced; not stored"),
@@ -1429,11 +1529,13 @@ func schemas() schema {
 			"created_at": timestamp(""),
 			"updated_at": timestamp(""),
 		}, "name", "version", "versions", "expires_in", "meta", "created_at", "updated_at"),
-		"PutSecretRequest": input(map[string]schema{
-			"value":      str(""),
+		"PutSecretRequest": exactlyOne(input(map[string]schema{
+			"value":      str("the value; or give source instead"),
+			"source":     str("instead of a value, where the server reads it: env:NAME, file:/path or exec:/program arg…, within --secret-source-allow (403 forbidden outside it)"),
+			"refresh":    str("with source: how long a value read from it is used, a duration such as \"5m\" (default 1m)"),
 			"expires_in": schema{"type": "integer", "minimum": 0, "description": "seconds clients may cache the value"},
 			"meta":       stringMap(""),
-		}, "value"),
+		}), "value", "source"),
 		"KeyringStatus": object(map[string]schema{
 			"active_term": integer("the term new values are sealed with"),
 			"terms":       array(object(map[string]schema{"term": integer(""), "created_at": timestamp("")}, "term", "created_at")),

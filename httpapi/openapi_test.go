@@ -14,6 +14,7 @@ import (
 
 	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/audit"
+	"github.com/latchkeyhq/latchkey/identity"
 	"github.com/latchkeyhq/latchkey/keyring"
 	"github.com/latchkeyhq/latchkey/keys"
 	"github.com/latchkeyhq/latchkey/limit"
@@ -155,7 +156,7 @@ func openAPIValidator(t *testing.T, strict bool) validator.Validator {
 	opts := []config.Option{config.WithFormatAssertions()}
 	if strict {
 		var free []string
-		for _, name := range []string{"meta", "details", "totals", "counts", "codes", "by_kind", "by_severity"} {
+		for _, name := range []string{"meta", "details", "totals", "counts", "codes", "by_kind", "by_severity", "claims", "jwks"} {
 			free = append(free, "$.body."+name+".*", "$.body.**."+name+".*")
 		}
 		opts = append(opts, config.WithStrictMode(), config.WithStrictIgnorePaths(free...))
@@ -327,7 +328,8 @@ func TestTrafficMatchesOpenAPIDocument(t *testing.T) {
 		t.Fatal(err)
 	}
 	root := rootTok.Reveal()
-	ts := httptest.NewServer(New(Config{Keys: svc, Secrets: sec, Audit: aud, Webhooks: hooks, Keyring: kr}))
+	ids := identity.New(identity.Options{Store: latchkey.Narrow[identity.Tx](db), Keys: svc})
+	ts := httptest.NewServer(New(Config{Keys: svc, Secrets: sec, Audit: aud, Webhooks: hooks, Keyring: kr, Identity: ids}))
 	t.Cleanup(ts.Close)
 
 	tr := &traffic{t: t, strict: openAPIValidator(t, true), loose: openAPIValidator(t, false), base: ts.URL, mux: http.NewServeMux(), covered: map[string]bool{}}
@@ -461,6 +463,9 @@ func TestTrafficMatchesOpenAPIDocument(t *testing.T) {
 	tr.do(exchange{method: "GET", path: "/v1/owners/nobody%2Fhere", key: admin, want: 404})
 	tr.do(exchange{method: "GET", path: "/v1/owners/nobody%2Fhere/usage", key: admin, want: 200})
 	tr.do(exchange{method: "DELETE", path: "/v1/owners/acme-llm", key: admin, want: 204})
+
+	// Workload identity.
+	identityTraffic(tr, admin)
 
 	// Secrets and the seed routes.
 	tr.do(exchange{method: "PUT", path: "/v1/secrets/openai", key: admin, body: `{"value": "sk-proj-0123456789abcdef", "expires_in": 1800, "meta": {"team": "a"}}`, want: 200})

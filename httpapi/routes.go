@@ -115,6 +115,20 @@ func (s *Server) eachRoute(add func(Route, http.Handler)) {
 
 	open("POST", "/v1/leases/{id}/release", s.releaseLease)
 
+	// Workload identity: a tenant's trusted token issuers, and the
+	// exchange of their tokens for short-lived keys (no key: the token is
+	// the credential).
+	admin("POST", "/v1/identity-providers", "keys:write", s.identified(s.createIdentityProvider))
+	admin("GET", "/v1/identity-providers", "keys:read", s.identified(s.listIdentityProviders))
+	admin("GET", "/v1/identity-providers/{name}", "keys:read", s.identified(s.getIdentityProvider))
+	admin("DELETE", "/v1/identity-providers/{name}", "keys:write", s.identified(s.deleteIdentityProvider))
+	open("POST", "/v1/token", s.exchangeToken)
+
+	// Leaked keys: GitHub's partner alerts, signed (no admin key), and a
+	// tenant admin's own reports (latchkey scan --revoke).
+	open("POST", "/v1/leaks/github", s.githubLeaks)
+	admin("POST", "/v1/leaks", "keys:write", s.reportLeaks)
+
 	admin("GET", "/v1/audit", "audit:read", s.audited(s.listAudit))
 	admin("GET", "/v1/audit/export", "audit:read", s.audited(s.exportAudit))
 	admin("GET", "/v1/audit/verify", "audit:read", s.audited(s.verifyAudit))

@@ -20,6 +20,7 @@ import (
 
 	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/audit"
+	"github.com/latchkeyhq/latchkey/identity"
 	"github.com/latchkeyhq/latchkey/keys"
 	"github.com/latchkeyhq/latchkey/secrets"
 	"github.com/latchkeyhq/latchkey/webhook"
@@ -38,6 +39,9 @@ type Config struct {
 	// Webhooks serves /v1/webhooks; without it those routes answer
 	// not_found.
 	Webhooks *webhook.Service
+	// Identity serves /v1/identity-providers and POST /v1/token (workload
+	// identity); without it they answer not_found.
+	Identity *identity.Service
 	Logger   *slog.Logger
 	// TrustedProxies are the peers whose X-Forwarded-For and X-Real-IP
 	// headers are believed. Requests from anyone else are attributed to the
@@ -71,6 +75,9 @@ type Config struct {
 	// /keys/{provider}, GET /llm-keys) open; by default they answer with
 	// Connection: close (see Server.seed).
 	SeedKeepAlive bool
+	// Leaks configures the routes that take reports of leaked keys (POST
+	// /v1/leaks/github, POST /v1/leaks).
+	Leaks LeakConfig
 }
 
 // Observer records what a Server answers, for metrics. Its methods run on
@@ -127,6 +134,7 @@ type Server struct {
 	secrets  *secrets.Service
 	audit    *audit.Service
 	webhooks *webhook.Service
+	identity *identity.Service
 	log      *slog.Logger
 	trusted  []netip.Prefix
 	maxBody  int64
@@ -141,6 +149,7 @@ type Server struct {
 	keyring  Keyring
 
 	seedKeepAlive bool
+	leaks         LeakConfig
 }
 
 // New returns a Server for cfg.
@@ -163,6 +172,7 @@ func New(cfg Config) *Server {
 		secrets:  cfg.Secrets,
 		audit:    cfg.Audit,
 		webhooks: cfg.Webhooks,
+		identity: cfg.Identity,
 		log:      cfg.Logger,
 		trusted:  cfg.TrustedProxies,
 		maxBody:  cfg.MaxBody,
@@ -176,6 +186,7 @@ func New(cfg Config) *Server {
 		keyring:  cfg.Keyring,
 
 		seedKeepAlive: cfg.SeedKeepAlive,
+		leaks:         cfg.Leaks,
 	}
 	s.ids.init()
 	s.routes()

@@ -42,6 +42,8 @@ func isolationBodies(hookURL string) map[string]any {
 		"POST /v1/policies":         map[string]any{"name": "matrix", "scopes": []string{"data:read"}},
 		"PATCH /v1/policies/{name}": map[string]any{"description": "stolen"},
 		"PUT /v1/owners/{id}":       map[string]any{"meta": map[string]any{"team": "stolen"}},
+		"POST /v1/identity-providers": map[string]any{"name": "matrix", "issuer": "https://issuer.example", "jwks_url": "https://issuer.example/jwks",
+			"audience": "latchkey", "claims": map[string]string{"sub": "repo:a/*"}, "key_template": map[string]any{"name": "ci"}},
 	}
 }
 
@@ -63,20 +65,22 @@ type isolationFixture struct {
 	hookID, deliveryID string
 	secretName, secret string
 	policy, owner      string // A's policy's name, and the owner of A's key, with a record
+	idp                string // A's identity provider's name
 }
 
 // params maps "segment/{param}" (the path segment before the parameter
 // and its name) to A's real value.
 func (f *isolationFixture) params() map[string]string {
 	return map[string]string{
-		"keys/{id}":                f.keyID,
-		"leases/{id}":              f.lease,
-		"webhooks/{id}":            f.hookID,
-		"deliveries/{delivery_id}": f.deliveryID,
-		"secrets/{name}":           f.secretName,
-		"keys/{provider}":          f.secretName,
-		"policies/{name}":          f.policy,
-		"owners/{id}":              f.owner,
+		"keys/{id}":                 f.keyID,
+		"leases/{id}":               f.lease,
+		"webhooks/{id}":             f.hookID,
+		"deliveries/{delivery_id}":  f.deliveryID,
+		"secrets/{name}":            f.secretName,
+		"keys/{provider}":           f.secretName,
+		"policies/{name}":           f.policy,
+		"owners/{id}":               f.owner,
+		"identity-providers/{name}": f.idp,
 	}
 }
 
@@ -116,7 +120,7 @@ func newIsolationFixture(t *testing.T) (*isolationFixture, string) {
 	}))
 	t.Cleanup(rcv.Close)
 	ts := startServer(t, withWebhookPoll(20*time.Millisecond), withLocalReceivers())
-	f := &isolationFixture{ts: ts, secretName: "openai", secret: secretValue("sk-tenant-a-"), policy: "policy-a", owner: "owner-a"}
+	f := &isolationFixture{ts: ts, secretName: "openai", secret: secretValue("sk-tenant-a-"), policy: "policy-a", owner: "owner-a", idp: "idp-a"}
 	f.a = ts.mustTenant(t, "tenant-a")
 	f.b = ts.mustTenant(t, "tenant-b")
 	r := ts.call(t, "POST", "/v1/webhooks", f.a, map[string]any{"url": rcv.URL + "/hook", "events": []string{"key.created"}})
@@ -133,6 +137,11 @@ func newIsolationFixture(t *testing.T) (*isolationFixture, string) {
 	ts.putSecret(t, f.a, f.secretName, map[string]any{"value": f.secret})
 	if r := ts.call(t, "POST", "/v1/policies", f.a, map[string]any{"name": f.policy, "description": "A's", "scopes": []string{"data:read"}}); r.Status != http.StatusCreated {
 		t.Fatalf("create policy: %d %s", r.Status, r.Raw)
+	}
+	if r := ts.call(t, "POST", "/v1/identity-providers", f.a, map[string]any{"name": f.idp, "issuer": "https://issuer.example",
+		"jwks_url": "https://issuer.example/jwks", "audience": "latchkey", "claims": map[string]string{"sub": "repo:a/*"},
+		"key_template": map[string]any{"name": "ci"}}); r.Status != http.StatusCreated {
+		t.Fatalf("create identity provider: %d %s", r.Status, r.Raw)
 	}
 	if r := ts.call(t, "PUT", "/v1/owners/"+f.owner, f.a, map[string]any{"meta": map[string]any{"team": "a"}}); r.Status != http.StatusOK {
 		t.Fatalf("put owner: %d %s", r.Status, r.Raw)
@@ -178,6 +187,9 @@ func (f *isolationFixture) unchanged(t *testing.T, last bool) {
 	}
 	if o := ts.call(t, "GET", "/v1/owners/"+f.owner, f.a, nil); o.Status != 200 || !strings.Contains(string(o.Raw), `"team":"a"`) {
 		t.Fatalf("tenant A's owner changed: %d %s", o.Status, o.Raw)
+	}
+	if p := ts.call(t, "GET", "/v1/identity-providers/"+f.idp, f.a, nil); p.Status != 200 || p.str("issuer") != "https://issuer.example" {
+		t.Fatalf("tenant A's identity provider changed: %d %s", p.Status, p.Raw)
 	}
 	if !last {
 		return

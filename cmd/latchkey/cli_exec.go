@@ -27,7 +27,13 @@ set to it (openai → OPENAI_API_KEY; --env openai=MY_OPENAI names the
 variable). If any secret cannot be fetched, CMD does not run. CMD does not
 receive LATCHKEY_KEY. latchkey exits with CMD's status (128+N if signal N
 ended it; 127 if CMD is not found, 126 if it cannot run) and passes on
-SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2.`
+SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2.
+
+With --identity-token FILE --tenant T --provider P, no key is needed: the
+workload's identity token (a CI job's OIDC token, a Kubernetes
+service-account token) is exchanged for a short-lived key first (POST
+/v1/token, docs/identity.md), which fetches the secrets; without
+--secrets, CMD gets that key in LATCHKEY_KEY.`
 
 // forwardedSignals are passed on to the command.
 var forwardedSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2}
@@ -47,6 +53,7 @@ func runExec(ctx context.Context, e *env, args []string) error {
 	var renames repeatedFlag
 	c.fs.Var(&names, "secrets", "secrets to fetch, comma-separated (repeatable)")
 	c.fs.Var(&renames, "env", "NAME=VAR: put secret NAME in variable VAR instead of NAME_API_KEY (repeatable)")
+	idf := addIdentityFlags(c)
 	// The flag package stops at the first argument that is not a flag, so
 	// CMD's own flags are left alone, with or without "--".
 	if err := c.fs.Parse(args); err != nil {
@@ -61,21 +68,28 @@ func runExec(ctx context.Context, e *env, args []string) error {
 		c.fs.Usage()
 		return errUsageShown
 	}
-	vars, err := execVars(names, renames)
-	if err != nil {
-		return err
+	var vars []execVar
+	if idf.tokenFile == "" || len(names) > 0 || len(renames) > 0 {
+		var err error
+		if vars, err = execVars(names, renames); err != nil {
+			return err
+		}
 	}
-	cl, err := c.client.newClient(e, true)
-	if err != nil {
-		return err
-	}
-	values, err := fetchSecrets(ctx, cl, vars)
+	cl, err := idf.client(ctx, e, c)
 	if err != nil {
 		return err
 	}
 	environ := os.Environ
 	if e.environ != nil {
 		environ = e.environ
+	}
+	if len(vars) == 0 {
+		// An identity token and no secrets: the command gets the key.
+		return runChild(e, argv, append(childEnv(environ(), nil, nil), "LATCHKEY_KEY="+cl.key))
+	}
+	values, err := fetchSecrets(ctx, cl, vars)
+	if err != nil {
+		return err
 	}
 	return runChild(e, argv, childEnv(environ(), vars, values))
 }

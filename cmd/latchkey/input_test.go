@@ -90,6 +90,12 @@ func TestE2EEveryWriteRouteRefusesAnUndecodableBody(t *testing.T) {
 		{"PUT", "/v1/secrets/openai", false},
 		{"POST", "/v1/keyring/rotate", true},
 		{"POST", "/v1/keyring/rewrap", false},
+		{"POST", "/v1/policies", false},
+		{"PATCH", "/v1/policies/development", false},
+		{"PUT", "/v1/owners/client-1", false},
+		{"POST", "/v1/keys/batch", false},
+		{"POST", "/v1/leaks", false},
+		{"POST", "/v1/identity-providers", false},
 	}
 	for _, body := range []string{"garbage", "null", `{"bogus": 1}`, `[]`, `{} {}`} {
 		for _, rt := range routes {

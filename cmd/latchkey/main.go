@@ -81,8 +81,10 @@ Usage:
   latchkey events [flags]            security events: new networks, spikes, dormant keys, widened scopes
   latchkey reports <report> [flags]  access|usage|security, as JSON or CSV
   latchkey webhooks <command>        create|list|show|rm|deliveries|retry
+  latchkey idp <command>             add|list|get|delete: trusted workload identity token issuers
   latchkey exec --secrets a,b -- CMD run CMD with A_API_KEY, B_API_KEY from the server
   latchkey health [--server URL]     exit 0 when the node serves (GET /readyz), 1 otherwise
+  latchkey scan [--revoke] PATH…     find Latchkey keys in files (offline); --revoke has the server revoke them
   latchkey completion bash|zsh       print a shell completion script: source <(latchkey completion bash)
   latchkey version                   print the version
   latchkey help                      print this help
@@ -126,6 +128,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runPolicies(ctx, e, args[1:])
 	case "owners":
 		return runOwners(ctx, e, args[1:])
+	case "idp":
+		return runIdp(ctx, e, args[1:])
 	case "secrets":
 		return runSecrets(ctx, e, args[1:])
 	case "keyring":
@@ -136,6 +140,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return helpOK(runEvents(ctx, e, args[1:]))
 	case "health":
 		return helpOK(runHealth(ctx, e, args[1:]))
+	case "scan":
+		return helpOK(runScan(ctx, e, args[1:]))
 	case "completion":
 		return helpOK(runCompletion(ctx, e, args[1:]))
 	case "version", "--version":

@@ -25,13 +25,16 @@ import (
 	"github.com/latchkeyhq/latchkey/guard"
 	"github.com/latchkeyhq/latchkey/guard/redisguard"
 	"github.com/latchkeyhq/latchkey/httpapi"
+	"github.com/latchkeyhq/latchkey/identity"
 	"github.com/latchkeyhq/latchkey/keyring"
 	"github.com/latchkeyhq/latchkey/keys"
+	"github.com/latchkeyhq/latchkey/leaks"
 	"github.com/latchkeyhq/latchkey/limit"
 	"github.com/latchkeyhq/latchkey/limit/redislimit"
 	"github.com/latchkeyhq/latchkey/metrics"
 	"github.com/latchkeyhq/latchkey/secrets"
 	"github.com/latchkeyhq/latchkey/security"
+	"github.com/latchkeyhq/latchkey/ui"
 	keyusage "github.com/latchkeyhq/latchkey/usage"
 	"github.com/latchkeyhq/latchkey/webhook"
 )
@@ -96,6 +99,9 @@ type serverConfig struct {
 	// WebhookAllowPrivate: comma-separated networks outside the public
 	// internet that webhooks may reach (for receivers inside the network).
 	WebhookAllowPrivate string
+	// IDPAllowHTTP: comma-separated hosts whose identity providers' JWKS
+	// may be fetched over plain http; every other JWKS URL must be https.
+	IDPAllowHTTP string
 	// SecretVersions is how many versions of a secret are kept,
 	// SecretExpiresIn the default expires_in of a secret, in seconds.
 	SecretVersions  int
@@ -106,6 +112,9 @@ type serverConfig struct {
 	// the key service's defaults.
 	SecretCacheTTL    time.Duration
 	ReadAuditInterval time.Duration
+	// SecretSourceAllow is what secret sources may reach
+	// (env:PREFIX_*,file:/dir/,exec:/program; "": none).
+	SecretSourceAllow string
 	// CacheSize bounds the keys the verify cache holds (0: the key
 	// service's default, keys.DefaultCacheSize); the negative cache holds
 	// keys.NegativeCacheSize of it.
@@ -121,6 +130,14 @@ type serverConfig struct {
 	// outside the database ("": beside the master key file, see
 	// defaultAuditAnchorFile).
 	AuditAnchorFile string
+	// UI serves the dashboard at /ui/ (and redirects / to it); UIIdle and
+	// UIMaxAge end its sessions (0: the ui package's defaults).
+	UI               bool
+	UIIdle, UIMaxAge time.Duration
+	// LeakReportKeys is the file or URL of the public keys GitHub's
+	// secret-scanning alerts are checked with ("": POST /v1/leaks/github
+	// is off); LeakAction what a reported live key gets (revoke, suspend).
+	LeakReportKeys, LeakAction string
 }
 
 // serverHooks let tests replace the clock and the limiter and learn the
@@ -212,9 +229,11 @@ func serverFlags(e *env) (*serverConfig, *flag.FlagSet) {
 	fs.Var((*durationValue)(&cfg.WebhookGiveUp), "webhook-give-up", "age at which a webhook delivery that keeps failing is given up (status failed), e.g. 24h or 3d")
 	fs.Var((*durationValue)(&cfg.WebhookTimeout), "webhook-timeout", "how long one webhook attempt may take")
 	fs.StringVar(&cfg.WebhookAllowPrivate, "webhook-allow-private", e.getenv("LATCHKEY_WEBHOOK_ALLOW_PRIVATE"), "comma-separated CIDRs outside the public internet that webhooks may reach, e.g. 10.1.2.0/24 for an internal receiver; loopback, private, link-local and other non-public addresses are refused otherwise (env LATCHKEY_WEBHOOK_ALLOW_PRIVATE)")
+	fs.StringVar(&cfg.IDPAllowHTTP, "idp-allow-http", e.getenv("LATCHKEY_IDP_ALLOW_HTTP"), "comma-separated hosts (names or addresses) whose identity providers' JWKS may be fetched over plain http, e.g. 127.0.0.1 for a local issuer; every other jwks_url must be https (env LATCHKEY_IDP_ALLOW_HTTP)")
 	fs.IntVar(&cfg.ExpiringDays, "expiring-days", 7, "raise key.expiring for keys that expire within this many days (0: never)")
 	fs.IntVar(&cfg.SecretVersions, "secret-versions", 10, "how many versions of each secret are kept; older ones are deleted when a new one is written")
 	fs.DurationVar(&cfg.SecretExpiresIn, "secret-expires-in", time.Hour, "expires_in of a secret written without one: how long clients are told to cache it")
+	fs.StringVar(&cfg.SecretSourceAllow, "secret-source-allow", "", "what secrets may be read from instead of a stored value: env:PREFIX_*,file:/run/secrets/,exec:/usr/local/bin/op (none by default; docs/secrets.md)")
 	fs.DurationVar(&cfg.SecretCacheTTL, "secret-cache-ttl", 5*time.Second, "how long an opened secret is served from memory; a change made through another server shows within it")
 	fs.DurationVar(&cfg.ReadAuditInterval, "read-audit-interval", time.Second, "how often the audit events of secret reads are written, in one transaction; a crash loses at most this interval's")
 	fs.DurationVar(&cfg.CacheTTL, "cache-ttl", 30*time.Second, "how long a cached key is trusted without reading the database again; on a cluster, changes reach every node at once (PostgreSQL LISTEN/NOTIFY) and this only heals a lost notification")
@@ -227,6 +246,11 @@ func serverFlags(e *env) (*serverConfig, *flag.FlagSet) {
 		return nil
 	})
 	fs.BoolVar(&cfg.SeedKeepAlive, "seed-keep-alive", false, "keep connections of GET /keys/{provider} and GET /llm-keys open instead of answering Connection: close")
+	fs.BoolVar(&cfg.UI, "ui", true, "serve the web dashboard and self-service portal at /ui/ (docs/ui.md)")
+	fs.DurationVar(&cfg.UIIdle, "ui-session-idle", ui.DefaultIdle, "a dashboard session ends after this long unused")
+	fs.DurationVar(&cfg.UIMaxAge, "ui-session-max-age", ui.DefaultMaxAge, "a dashboard session ends this long after sign-in, however much it is used")
+	fs.StringVar(&cfg.LeakReportKeys, "leak-report-keys", e.getenv("LATCHKEY_LEAK_REPORT_KEYS"), "file, or URL ("+leaks.GitHubKeysURL+"), of the public keys GitHub's secret-scanning partner alerts are signed with; turns on POST /v1/leaks/github (docs/leaks.md) (env LATCHKEY_LEAK_REPORT_KEYS)")
+	fs.StringVar(&cfg.LeakAction, "leak-action", envOr(e, "LATCHKEY_LEAK_ACTION", string(keys.LeakRevoke)), "what a key reported leaked gets: revoke, or suspend (until an admin resumes it) (env LATCHKEY_LEAK_ACTION)")
 	return cfg, fs
 }
 
@@ -403,9 +427,13 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 	// The key service's store wakes the dispatcher after each change, so
 	// the events it raised go out at once.
 	waking := wakeOnUpdate(db, disp.Wake)
+	sourceAllow, err := secrets.ParseSourceAllow(cfg.SecretSourceAllow)
+	if err != nil {
+		return fmt.Errorf("--secret-source-allow: %w", err)
+	}
 	sec := secrets.New(secrets.Options{Store: latchkey.Narrow[secrets.Tx](waking), Sealer: sealer, Now: now, Logger: log,
 		Versions: cfg.SecretVersions, ExpiresIn: int64(cfg.SecretExpiresIn / time.Second),
-		CacheTTL: cfg.SecretCacheTTL, ReadAuditInterval: cfg.ReadAuditInterval})
+		CacheTTL: cfg.SecretCacheTTL, ReadAuditInterval: cfg.ReadAuditInterval, SourceAllow: sourceAllow})
 	aud := audit.New(audit.Options{Store: latchkey.Narrow[audit.Tx](waking), Now: now, Logger: log, Anchor: anchor, BeforeRead: sec.FlushReadAudits})
 	hookSvc := webhook.NewService(webhook.ServiceOptions{Store: latchkey.Narrow[webhook.Tx](waking), Sealer: sealer, Now: now, Targets: hookTargets})
 	opts := keys.Options{Store: latchkey.Narrow[keys.Tx](waking), Now: now, Limiter: limiter, Usage: rec, Logger: log,
@@ -492,10 +520,24 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 	apiCfg := httpapi.Config{Keys: svc, Secrets: sec, Audit: aud, Webhooks: hookSvc, Logger: log, TrustedProxies: trusted, MaxBody: cfg.MaxBody, Now: now, Guard: brute, Observer: met,
 		Keyring: sealer, SeedKeepAlive: cfg.SeedKeepAlive}
 	apiCfg.OnBlock = onBlock
+	apiCfg.Identity = identity.New(identity.Options{Store: latchkey.Narrow[identity.Tx](waking), Keys: svc, Now: now, Logger: log,
+		AllowHTTP: strings.Split(cfg.IDPAllowHTTP, ",")})
+	if apiCfg.Leaks, err = leakConfig(ctx, cfg, log); err != nil {
+		return err
+	}
 	if cfg.MetricsAddr == "" {
 		apiCfg.Metrics = met.Handler()
 	}
 	api := httpapi.New(apiCfg)
+	var handler http.Handler = api
+	if cfg.UI {
+		dash, err := ui.New(ui.Config{Keys: svc, Audit: aud, Webhooks: hookSvc, Secrets: sec, Sessions: latchkey.Narrow[ui.SessionTx](db), Guard: brute, OnBlock: onBlock,
+			TrustedProxies: trusted, Idle: cfg.UIIdle, MaxAge: cfg.UIMaxAge, Now: now, Logger: log})
+		if err != nil {
+			return fmt.Errorf("dashboard: %w", err)
+		}
+		handler = withDashboard(api, dash)
+	}
 	if hooks.Service != nil {
 		hooks.Service(svc)
 	}
@@ -536,7 +578,7 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
 	srv := &http.Server{
-		Handler: api,
+		Handler: handler,
 		// Whole-request read and write deadlines are set per request by
 		// httpapi, not here: set here they would cost every forward-auth
 		// request two more timer resets.
@@ -581,6 +623,23 @@ const dbCheckInterval = time.Second
 // msgDatabaseLost is the log message of a database file found deleted or
 // replaced under the running server.
 const msgDatabaseLost = "the database file is gone or replaced; writes are refused and /readyz fails until it is restored and the server restarted"
+
+// withDashboard serves /ui/… from the dashboard, redirects GET / to it,
+// and hands everything else to the API, whose hot paths (verify,
+// forward-auth) pay one prefix check for it.
+func withDashboard(api, dash http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		switch {
+		case strings.HasPrefix(p, "/ui/"):
+			dash.ServeHTTP(w, r)
+		case (p == "/" || p == "/ui") && (r.Method == http.MethodGet || r.Method == http.MethodHead):
+			http.Redirect(w, r, "/ui/", http.StatusFound)
+		default:
+			api.ServeHTTP(w, r)
+		}
+	})
+}
 
 // lostDBHandler demotes to debug every log record whose error is a lost
 // database (latchkey.ErrStoreLost), but the one that reports the loss: the

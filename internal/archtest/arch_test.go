@@ -33,9 +33,13 @@ var may = map[string][]string{
 	"keys":    {""},
 	"secrets": {""},
 	"audit":   {""},
+	// Workload identity: verifies a tenant's trusted tokens and mints
+	// keys through the key service.
+	"identity": {"", "keys"},
 
 	// Adapters.
 	"manifest":         {""},
+	"leaks":            {""}, // leak reports: GitHub's signed alerts, latchkey scan's key finder
 	"geo":              {""},
 	"guard":            {""},
 	"guard/redisguard": {"", "guard"},
@@ -47,12 +51,12 @@ var may = map[string][]string{
 	"webhook":          {""},
 	"security":         {""},
 	"metrics":          {""},
-	"httpapi":          {"", "audit", "keys", "manifest", "secrets", "webhook", "wire"},
+	"httpapi":          {"", "audit", "identity", "keys", "leaks", "manifest", "secrets", "webhook", "wire"},
 	// The dashboard: pages beside the JSON API, on the same services.
-	"ui":               {"", "audit", "keys"},
+	"ui":               {"", "audit", "keys", "manifest", "secrets", "webhook"},
 	"store/sqlite":     {"", "store"},
 	"store/postgres":   {"", "store"},
-	"store/storetest":  {"", "audit", "keys", "secrets", "ui", "usage", "webhook"},
+	"store/storetest":  {"", "audit", "identity", "keys", "secrets", "ui", "usage", "webhook"},
 	"geo/geotest":      {},
 	"internal/testenv": {},
 
