@@ -163,7 +163,7 @@ func (s *Service) ReportLeak(ctx context.Context, actor *latchkey.Actor, r LeakR
 			changed, err = suspendLeaked(tx, k, reason)
 		default:
 			res.Outcome, action = LeakRevoked, "key.revoked"
-			changed, err = revokeLeaked(tx, k, now, reason)
+			changed, err = revokeTree(tx, k, now, reason)
 		}
 		if err != nil {
 			return err
@@ -208,39 +208,6 @@ func (s *Service) ReportLeak(ctx context.Context, actor *latchkey.Actor, r LeakR
 	}
 	s.invalidate(changed)
 	return res, nil
-}
-
-// revokeLeaked revokes k as RevokeKey does: with the keys derived from
-// it and the key it replaced, if that one is still in its grace period.
-func revokeLeaked(tx Tx, k *latchkey.Key, now time.Time, reason string) ([]*latchkey.Key, error) {
-	tree, err := subtree(tx, k)
-	if err != nil {
-		return nil, err
-	}
-	if k.RotatedFrom != "" {
-		prev, err := tx.Key(k.Tenant, k.RotatedFrom)
-		if err != nil && latchkey.ErrorCode(err) != latchkey.ENotFound {
-			return nil, err
-		}
-		if prev != nil && prev.StateAt(now) != latchkey.StateRevoked {
-			tree = append(tree, prev)
-		}
-	}
-	var changed []*latchkey.Key
-	for _, c := range tree {
-		if c.State == latchkey.StateRevoked {
-			continue
-		}
-		if err := dropRotation(tx, c); err != nil {
-			return nil, err
-		}
-		c.State, c.RevokedAt, c.SuspendedUntil, c.SuspendedBy, c.StateReason = latchkey.StateRevoked, now, time.Time{}, "", reason
-		if c != k {
-			c.StateReason = cascadeReason(k.ID, "revoked", reason)
-		}
-		changed = append(changed, c)
-	}
-	return changed, nil
 }
 
 // suspendLeaked suspends k until resumed, as SuspendKey does, with every

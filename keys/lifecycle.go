@@ -50,6 +50,76 @@ type policyEnv struct {
 	hasGeo bool
 }
 
+// limitFields are the settings a key and a policy validate alike (nil:
+// leave as it is).
+type limitFields struct {
+	countries     *[]string
+	timeWindows   *[]latchkey.TimeWindow
+	rateLimits    *[]latchkey.RateLimit
+	maxConcurrent *int
+}
+
+// apply validates the fields that are set and writes them to the targets.
+func (f limitFields) apply(countries *[]string, windows *[]latchkey.TimeWindow, rates *[]latchkey.RateLimit, maxConcurrent *int, env policyEnv) error {
+	if f.countries != nil {
+		cs, err := latchkey.NormalizeCountries(*f.countries)
+		if err != nil {
+			return err
+		}
+		if len(cs) > 0 && !env.hasGeo {
+			return latchkey.Errorf(latchkey.EInvalid, "countries: this server has no GeoIP database (start it with --geoip-db)")
+		}
+		*countries = cs
+	}
+	if f.timeWindows != nil {
+		ws := append([]latchkey.TimeWindow{}, *f.timeWindows...)
+		if _, err := latchkey.CompileTimeWindows(ws); err != nil {
+			return err
+		}
+		*windows = ws
+	}
+	if f.rateLimits != nil {
+		rls := append([]latchkey.RateLimit{}, *f.rateLimits...)
+		if err := latchkey.ValidateRateLimits(rls); err != nil {
+			return err
+		}
+		*rates = rls
+	}
+	if f.maxConcurrent != nil {
+		if *f.maxConcurrent < 0 || *f.maxConcurrent > latchkey.MaxConcurrent {
+			return latchkey.Errorf(latchkey.EInvalid, "max_concurrent must be from 0 (no limit) to %d", latchkey.MaxConcurrent)
+		}
+		*maxConcurrent = *f.maxConcurrent
+	}
+	return nil
+}
+
+// quotaSetting validates a quota change given as uses (shorthand for a
+// credit balance), a quota, or clear; set says whether the quota changes,
+// to q.
+func quotaSetting(uses *int64, quota *latchkey.Quota, clear bool) (set bool, q *latchkey.Quota, err error) {
+	switch {
+	case uses != nil && (quota != nil || clear):
+		return false, nil, latchkey.Errorf(latchkey.EInvalid, "give uses or quota, not both")
+	case quota != nil && clear:
+		return false, nil, latchkey.Errorf(latchkey.EInvalid, "quota: set it or clear it, not both")
+	case uses != nil:
+		if *uses < 1 {
+			return false, nil, latchkey.Errorf(latchkey.EInvalid, "uses must be at least 1")
+		}
+		return true, &latchkey.Quota{Remaining: new(*uses)}, nil
+	case clear:
+		return true, nil, nil
+	case quota != nil:
+		c := *quota
+		if err := latchkey.ValidateQuota(&c); err != nil {
+			return false, nil, err
+		}
+		return true, &c, nil
+	}
+	return false, nil, nil
+}
+
 // applyPolicies validates and writes the limit and access-policy settings.
 func (p *Settings) applyPolicies(k *latchkey.Key, env policyEnv) error {
 	if p.Condition != nil {
@@ -58,59 +128,20 @@ func (p *Settings) applyPolicies(k *latchkey.Key, env policyEnv) error {
 		}
 		k.Condition = *p.Condition
 	}
-	if p.Countries != nil {
-		cs, err := latchkey.NormalizeCountries(*p.Countries)
-		if err != nil {
-			return err
-		}
-		if len(cs) > 0 && !env.hasGeo {
-			return latchkey.Errorf(latchkey.EInvalid, "countries: this server has no GeoIP database (start it with --geoip-db)")
-		}
-		k.Countries = cs
+	if err := (limitFields{p.Countries, p.TimeWindows, p.RateLimits, p.MaxConcurrent}).apply(&k.Countries, &k.TimeWindows, &k.RateLimits, &k.MaxConcurrent, env); err != nil {
+		return err
 	}
-	if p.TimeWindows != nil {
-		ws := append([]latchkey.TimeWindow{}, *p.TimeWindows...)
-		if _, err := latchkey.CompileTimeWindows(ws); err != nil {
-			return err
-		}
-		k.TimeWindows = ws
-	}
-	if p.RateLimits != nil {
-		rls := append([]latchkey.RateLimit{}, *p.RateLimits...)
-		if err := latchkey.ValidateRateLimits(rls); err != nil {
-			return err
-		}
-		k.RateLimits = rls
+	set, q, err := quotaSetting(p.Uses, p.Quota, p.ClearQuota)
+	if err != nil {
+		return err
 	}
 	if p.Uses != nil {
-		if p.Quota != nil || p.ClearQuota {
-			return latchkey.Errorf(latchkey.EInvalid, "give uses or quota, not both")
-		}
-		if *p.Uses < 1 {
-			return latchkey.Errorf(latchkey.EInvalid, "uses must be at least 1")
-		}
 		// From here on it is the credit balance it stands for (which the
 		// caller's resetsCredit then sees too).
-		n := *p.Uses
-		p.Quota, p.Uses = &latchkey.Quota{Remaining: &n}, nil
+		p.Quota, p.Uses = q, nil
 	}
-	switch {
-	case p.ClearQuota && p.Quota != nil:
-		return latchkey.Errorf(latchkey.EInvalid, "quota: set it or clear it, not both")
-	case p.ClearQuota:
-		k.Quota = nil
-	case p.Quota != nil:
-		q := *p.Quota
-		if err := latchkey.ValidateQuota(&q); err != nil {
-			return err
-		}
-		k.Quota = &q
-	}
-	if p.MaxConcurrent != nil {
-		if *p.MaxConcurrent < 0 || *p.MaxConcurrent > latchkey.MaxConcurrent {
-			return latchkey.Errorf(latchkey.EInvalid, "max_concurrent must be from 0 (no limit) to %d", latchkey.MaxConcurrent)
-		}
-		k.MaxConcurrent = *p.MaxConcurrent
+	if set {
+		k.Quota = q
 	}
 	if p.LeaseTTL != nil {
 		if *p.LeaseTTL < time.Second || *p.LeaseTTL > 24*time.Hour {
@@ -759,6 +790,42 @@ func (s *Service) ResumeKey(ctx context.Context, actor *latchkey.Actor, id strin
 	}, nil)
 }
 
+// revokeTree revokes k with the keys derived from it and the key it
+// replaced, if that one is still in its grace period, and returns those
+// it changed.
+func revokeTree(tx Tx, k *latchkey.Key, now time.Time, reason string) ([]*latchkey.Key, error) {
+	tree, err := subtree(tx, k)
+	if err != nil {
+		return nil, err
+	}
+	if k.RotatedFrom != "" {
+		prev, err := tx.Key(k.Tenant, k.RotatedFrom)
+		if err != nil && latchkey.ErrorCode(err) != latchkey.ENotFound {
+			return nil, err
+		}
+		if prev != nil && prev.StateAt(now) != latchkey.StateRevoked {
+			tree = append(tree, prev)
+		}
+	}
+	var changed []*latchkey.Key
+	for _, c := range tree {
+		if c.State == latchkey.StateRevoked {
+			continue
+		}
+		// A revoked key rotates no more: its schedule goes with it, and
+		// its secret may serve a new key's.
+		if err := dropRotation(tx, c); err != nil {
+			return nil, err
+		}
+		c.State, c.RevokedAt, c.SuspendedUntil, c.SuspendedBy, c.StateReason = latchkey.StateRevoked, now, time.Time{}, "", reason
+		if c != k {
+			c.StateReason = cascadeReason(k.ID, "revoked", reason)
+		}
+		changed = append(changed, c)
+	}
+	return changed, nil
+}
+
 // RevokeKey revokes a key for good, with every key derived from it and the
 // key it replaced if that one is still in its grace period. Revoking a
 // revoked key changes nothing. Errors: EInvalid, ENotFound.
@@ -770,36 +837,7 @@ func (s *Service) RevokeKey(ctx context.Context, actor *latchkey.Actor, id, reas
 		if k.State == latchkey.StateRevoked {
 			return nil, nil
 		}
-		tree, err := subtree(tx, k)
-		if err != nil {
-			return nil, err
-		}
-		if k.RotatedFrom != "" {
-			prev, err := tx.Key(k.Tenant, k.RotatedFrom)
-			if err != nil && latchkey.ErrorCode(err) != latchkey.ENotFound {
-				return nil, err
-			}
-			if prev != nil && prev.StateAt(now) != latchkey.StateRevoked {
-				tree = append(tree, prev)
-			}
-		}
-		var changed []*latchkey.Key
-		for _, c := range tree {
-			if c.State == latchkey.StateRevoked {
-				continue
-			}
-			// A revoked key rotates no more: its schedule goes with it, and
-			// its secret may serve a new key's.
-			if err := dropRotation(tx, c); err != nil {
-				return nil, err
-			}
-			c.State, c.RevokedAt, c.SuspendedUntil, c.SuspendedBy, c.StateReason = latchkey.StateRevoked, now, time.Time{}, "", reason
-			if c != k {
-				c.StateReason = cascadeReason(k.ID, "revoked", reason)
-			}
-			changed = append(changed, c)
-		}
-		return changed, nil
+		return revokeTree(tx, k, now, reason)
 	}, func() map[string]string { return map[string]string{"reason": reason} })
 }
 

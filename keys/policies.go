@@ -311,52 +311,15 @@ func (p *PolicyParams) apply(pol *latchkey.Policy, actor *latchkey.Actor, env po
 			return err
 		}
 	}
-	if p.Countries != nil {
-		if pol.Countries, err = latchkey.NormalizeCountries(*p.Countries); err != nil {
-			return err
-		}
-		if len(pol.Countries) > 0 && !env.hasGeo {
-			return latchkey.Errorf(latchkey.EInvalid, "countries: this server has no GeoIP database (start it with --geoip-db)")
-		}
+	if err := (limitFields{p.Countries, p.TimeWindows, p.RateLimits, p.MaxConcurrent}).apply(&pol.Countries, &pol.TimeWindows, &pol.RateLimits, &pol.MaxConcurrent, env); err != nil {
+		return err
 	}
-	if p.TimeWindows != nil {
-		ws := append([]latchkey.TimeWindow{}, *p.TimeWindows...)
-		if _, err := latchkey.CompileTimeWindows(ws); err != nil {
-			return err
-		}
-		pol.TimeWindows = ws
+	set, q, err := quotaSetting(p.Uses, p.Quota, p.ClearQuota)
+	if err != nil {
+		return err
 	}
-	if p.RateLimits != nil {
-		rls := append([]latchkey.RateLimit{}, *p.RateLimits...)
-		if err := latchkey.ValidateRateLimits(rls); err != nil {
-			return err
-		}
-		pol.RateLimits = rls
-	}
-	switch {
-	case p.Uses != nil && (p.Quota != nil || p.ClearQuota):
-		return latchkey.Errorf(latchkey.EInvalid, "give uses or quota, not both")
-	case p.Quota != nil && p.ClearQuota:
-		return latchkey.Errorf(latchkey.EInvalid, "quota: set it or clear it, not both")
-	case p.Uses != nil:
-		if *p.Uses < 1 {
-			return latchkey.Errorf(latchkey.EInvalid, "uses must be at least 1")
-		}
-		pol.Quota = &latchkey.Quota{Remaining: new(*p.Uses)}
-	case p.ClearQuota:
-		pol.Quota = nil
-	case p.Quota != nil:
-		q := *p.Quota
-		if err := latchkey.ValidateQuota(&q); err != nil {
-			return err
-		}
-		pol.Quota = &q
-	}
-	if p.MaxConcurrent != nil {
-		if *p.MaxConcurrent < 0 || *p.MaxConcurrent > latchkey.MaxConcurrent {
-			return latchkey.Errorf(latchkey.EInvalid, "max_concurrent must be from 0 (no limit) to %d", latchkey.MaxConcurrent)
-		}
-		pol.MaxConcurrent = *p.MaxConcurrent
+	if set {
+		pol.Quota = q
 	}
 	if p.ExpiresAfter != nil {
 		if *p.ExpiresAfter < 0 || *p.ExpiresAfter > latchkey.MaxDuration {
