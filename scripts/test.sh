@@ -128,30 +128,38 @@ run_allocs() {
 	return "$stray"
 }
 
-# fuzz_one fuzzes one target. Go 1.26's fuzz coordinator can report a
-# bare "context deadline exceeded" as a failure when -fuzztime ends while a
-# worker is mid-input (go.dev/issue/75804, fixed in Go 1.27); such a run
-# wrote no failing input. That one case, and only it, is run once more.
+# fuzz_one fuzzes target $2 with the package's instrumented test binary $1,
+# in the package's directory $3 (where a failing input is written, under
+# testdata/fuzz/), with the go command's corpus cache. Go 1.26's fuzz
+# coordinator can report a bare "context deadline exceeded" as a failure
+# when -fuzztime ends while a worker is mid-input (go.dev/issue/75804,
+# fixed in Go 1.27); such a run wrote no failing input. That one case,
+# and only it, is run once more.
 fuzz_one() {
-	local out
-	if out=$(go test -run '^$' -fuzz "^${2}\$" -fuzztime "$FUZZTIME" "$1" 2>&1); then
+	local bin=$1 name=$2 dir=$3 cache=$4 out
+	run() { (cd "$dir" && "$bin" -test.run='^$' -test.fuzz="^${name}\$" -test.fuzztime="$FUZZTIME" -test.fuzzcachedir="$cache" 2>&1); }
+	if out=$(run); then
 		echo "$out"
 		return 0
 	fi
 	echo "$out"
 	if grep -q 'context deadline exceeded' <<<"$out" && ! grep -q 'Failing input written' <<<"$out"; then
-		echo "fuzz $1 $2: the coordinator's deadline race (go.dev/issue/75804), no failing input; once more"
-		go test -run '^$' -fuzz "^${2}\$" -fuzztime "$FUZZTIME" "$1"
+		echo "fuzz $name: the coordinator's deadline race (go.dev/issue/75804), no failing input; once more"
+		run
 		return
 	fi
 	return 1
 }
 
-# run_fuzz runs every fuzz target for FUZZTIME, one target per go test (go
-# test -fuzz takes one). New failing inputs land in the package's
-# testdata/fuzz/ directory; commit them with the fix.
+# run_fuzz runs every fuzz target for FUZZTIME. Each package's test binary
+# is built once with the fuzzing instrumentation (go test -c -fuzz) and run
+# once per target: a go test -fuzz per target would build and link it
+# again each time, which took longer than the fuzzing. New failing inputs
+# land in the package's testdata/fuzz/ directory; commit them with the fix.
 run_fuzz() {
-	local pkg dir list name rc=0 n=0
+	local pkg dir list name rc=0 n=0 bins gocache
+	bins=$(mktemp -d)
+	gocache=$(go env GOCACHE)
 	while read -r pkg dir; do
 		# Only compile test binaries for packages that may hold targets.
 		if ! grep -qs '^func Fuzz' "$dir"/*_test.go; then
@@ -162,15 +170,22 @@ run_fuzz() {
 			rc=1
 			continue
 		fi
+		local bin="$bins/$(basename "$dir").$n.test"
+		if ! go test -c -fuzz=. -o "$bin" "$pkg"; then
+			echo "FAIL: cannot build the fuzz binary of $pkg"
+			rc=1
+			continue
+		fi
 		for name in $(grep '^Fuzz' <<<"$list" || true); do
 			n=$((n + 1))
 			echo "fuzz $pkg $name ($FUZZTIME)"
-			if ! fuzz_one "$pkg" "$name"; then
+			if ! fuzz_one "$bin" "$name" "$dir" "$gocache/fuzz/$pkg"; then
 				echo "FAIL: fuzz $pkg $name (failing input saved under $dir/testdata/fuzz/$name/)"
 				rc=1
 			fi
 		done
 	done < <(go list -f '{{.ImportPath}} {{.Dir}}' ./...)
+	rm -rf "$bins"
 	echo "$n fuzz targets run"
 	return "$rc"
 }
