@@ -237,14 +237,23 @@ func buildCondition(src string) (*compiledCondition, error) {
 	if !ast.OutputType().IsExactType(cel.BoolType) && !ast.OutputType().IsExactType(cel.DynType) {
 		return nil, fmt.Errorf("1:1: the expression is a %s, not a bool", ast.OutputType())
 	}
+	loops := len(celast.MatchDescendants(celast.NavigateAST(ast.NativeRep()), celast.KindMatcher(celast.ComprehensionKind))) > 0
 	// OptOptimize folds constants (a literal list on the right of in
-	// becomes a set) once, here, rather than on every evaluation.
-	prg, err := env.Program(ast, cel.CostLimit(ConditionCostLimit), cel.InterruptCheckFrequency(64),
-		cel.EvalOptions(cel.OptOptimize))
+	// becomes a set) once, here, rather than on every evaluation. Only an
+	// expression with a comprehension (all, exists, map, filter) can cost
+	// more than its own length times its inputs' (every other node is
+	// evaluated at most once, and matches() is RE2, linear), so only such
+	// an expression is evaluated under the cost limit: tracking the cost
+	// takes four allocations an evaluation.
+	opts := []cel.ProgramOption{cel.EvalOptions(cel.OptOptimize)}
+	if loops {
+		opts = append(opts, cel.CostLimit(ConditionCostLimit), cel.InterruptCheckFrequency(64))
+	}
+	prg, err := env.Program(ast, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("1:1: %v", err)
 	}
-	c := &compiledCondition{src: src, prg: prg}
+	c := &compiledCondition{src: src, prg: prg, loops: loops}
 	c.vars.headers = strings.Contains(src, "headers")
 	// Which variables it reads: the request and key maps are built for
 	// an evaluation only when they are.
@@ -260,7 +269,6 @@ func buildCondition(src string) (*compiledCondition, error) {
 			c.vars.resource = true
 		}
 	}
-	c.loops = len(celast.MatchDescendants(celast.NavigateAST(ast.NativeRep()), celast.KindMatcher(celast.ComprehensionKind))) > 0
 	return c, nil
 }
 
@@ -325,8 +333,10 @@ func compileCondition(k *latchkey.Key, policy string) *condition {
 }
 
 // conditionActivation resolves a condition's variables for one
-// verification. It is allocated with the request's copy (one allocation
-// for both), since the interpreter keeps it behind an interface.
+// verification. It holds the request's copy too; the interpreter takes it
+// behind an interface, so it comes from a pool rather than the stack.
+var activations = sync.Pool{New: func() any { return new(conditionActivation) }}
+
 type conditionActivation struct {
 	request requestVal
 	key     ref.Val
@@ -358,7 +368,13 @@ func (a *conditionActivation) Parent() interpreter.Activation { return nil }
 // where they are (see DetachAddr). It returns false, with the reason,
 // when a condition is false or cannot be evaluated.
 func (c *condition) holds(ctx context.Context, req *VerifyRequest, now time.Time) (bool, error) {
-	a := &conditionActivation{key: c.key, now: types.Timestamp{Time: now}}
+	a := activations.Get().(*conditionActivation)
+	*a = conditionActivation{key: c.key, now: types.Timestamp{Time: now}}
+	defer func() {
+		// Nothing of this verification stays reachable from the pool.
+		*a = conditionActivation{}
+		activations.Put(a)
+	}()
 	if c.vars.request {
 		a.request.fill(req, c.vars.headers)
 	}
