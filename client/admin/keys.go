@@ -42,6 +42,9 @@ type KeySettings struct {
 	// Policy names the tenant's policy (or a preset) the key takes its
 	// settings from; a pointer to "" removes it (UpdateKey).
 	Policy *string
+	// Condition is a CEL expression the request must satisfy
+	// (docs/limits.md, "Conditions"); a pointer to "" removes it.
+	Condition *string
 }
 
 // KeyParams are CreateKey's and DeriveKey's: the key's settings and its
@@ -69,6 +72,7 @@ type settingsJSON struct {
 	MaxConcurrent *int                  `json:"max_concurrent,omitempty"`
 	LeaseTTL      string                `json:"lease_ttl,omitempty"`
 	Policy        *string               `json:"policy,omitempty"`
+	Condition     *string               `json:"condition,omitempty"`
 	Prefix        string                `json:"prefix,omitempty"`
 }
 
@@ -80,6 +84,7 @@ func (s *KeySettings) encode() (settingsJSON, error) {
 		Name: s.Name, Owner: s.Owner, Environment: s.Environment,
 		Scopes: s.Scopes, Resources: s.Resources, Meta: s.Meta, IPAllow: s.IPAllow, Countries: s.Countries,
 		RateLimits: s.RateLimits, TimeWindows: s.TimeWindows, MaxConcurrent: s.MaxConcurrent, Policy: s.Policy,
+		Condition: s.Condition,
 	}
 	n := 0
 	for _, set := range []bool{s.ExpiresIn != 0, !s.ExpiresAt.IsZero(), s.NoExpiry} {

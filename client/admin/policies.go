@@ -29,6 +29,9 @@ type PolicySettings struct {
 	// ExpiresAfter ends each key this long after its creation (0: no
 	// expiry from the policy).
 	ExpiresAfter *time.Duration
+	// Condition is a CEL expression every key's requests must satisfy;
+	// a pointer to "" removes it.
+	Condition *string
 }
 
 // policyJSON is PolicySettings on the wire (the server's policyBody).
@@ -45,12 +48,14 @@ type policyJSON struct {
 	Uses          *int64                `json:"uses,omitempty"`
 	MaxConcurrent *int                  `json:"max_concurrent,omitempty"`
 	ExpiresAfter  string                `json:"expires_after,omitempty"`
+	Condition     *string               `json:"condition,omitempty"`
 }
 
 func (s *PolicySettings) encode() (policyJSON, error) {
 	b := policyJSON{
 		Description: s.Description, Scopes: s.Scopes, Resources: s.Resources, IPAllow: s.IPAllow, Countries: s.Countries,
 		TimeWindows: s.TimeWindows, RateLimits: s.RateLimits, Uses: s.Uses, MaxConcurrent: s.MaxConcurrent,
+		Condition: s.Condition,
 	}
 	switch {
 	case s.Quota != nil && s.NoQuota:

@@ -90,6 +90,7 @@ type settingsFlags struct {
 	countries              listFlag
 	noQuota                bool
 	policyName             string
+	condition              string
 }
 
 // addSettingsFlags registers the key field flags; forUpdate adds the flags
@@ -115,6 +116,7 @@ func addSettingsFlags(c *command, forUpdate bool) *settingsFlags {
 	fs.Var(&s.windows, "window", `when the key works, e.g. mon-fri@09:00-17:00@Europe/Berlin; repeatable ("" removes them)`)
 	fs.Var(&s.countries, "countries", "ISO country codes the key may be used from, e.g. DE,FR (needs the server's --geoip-db)")
 	fs.StringVar(&s.policyName, "policy", "", `the policy (or preset) the key takes its settings from, e.g. production ("" removes it)`)
+	fs.StringVar(&s.condition, "condition", "", `a CEL expression each request must satisfy, e.g. 'request.method in ["GET","HEAD"]' ("" removes it)`)
 	if forUpdate {
 		fs.BoolVar(&s.noExpiry, "no-expiry", false, "remove the expiry")
 		fs.BoolVar(&s.noIP, "no-ip", false, "remove the address allowlist")
@@ -200,6 +202,7 @@ func (s *settingsFlags) settings() (ks admin.KeySettings, given bool, err error)
 	}
 	ks.Name, ks.Owner, ks.Environment = str("name", s.name), str("owner", s.owner), str("env", s.env)
 	ks.Policy = str("policy", s.policyName)
+	ks.Condition = str("condition", s.condition)
 	// A list flag given as "" is an empty list, which the API reads as
 	// "none", not as "unchanged".
 	if c.set("scopes") {

@@ -58,6 +58,7 @@ type policyFlags struct {
 	maxConcurrent       int
 	expiresAfter        string
 	clearQuota, noQuota bool
+	condition           string
 }
 
 func addPolicyFlags(c *command, forUpdate bool) *policyFlags {
@@ -74,6 +75,7 @@ func addPolicyFlags(c *command, forUpdate bool) *policyFlags {
 	fs.Int64Var(&p.uses, "uses", 0, "each key works this many times (a credit balance)")
 	fs.IntVar(&p.maxConcurrent, "max-concurrent", 0, "each key's requests in flight at once (0: no limit)")
 	fs.StringVar(&p.expiresAfter, "expires-after", "", "each key ends this long after its creation, e.g. 30d (0s: no expiry)")
+	fs.StringVar(&p.condition, "condition", "", `a CEL expression every key's requests must satisfy ("" removes it)`)
 	if forUpdate {
 		fs.BoolVar(&p.clearQuota, "clear-quota", false, "remove the quota")
 		fs.BoolVar(&p.noQuota, "no-quota", false, "the same as --clear-quota")
@@ -88,6 +90,10 @@ func (p *policyFlags) settings() (s admin.PolicySettings, given bool, err error)
 	if c.set("description") {
 		d := p.description
 		s.Description, given = &d, true
+	}
+	if c.set("condition") {
+		cond := p.condition
+		s.Condition, given = &cond, true
 	}
 	if c.set("scopes") {
 		s.Scopes, given = nonNil(p.scopes), true

@@ -188,3 +188,28 @@ func TestParseRateFlag(t *testing.T) {
 		}
 	}
 }
+
+// --condition on keys and policies: the expression is checked when saved
+// and decides each verification.
+func TestCLIConditions(t *testing.T) {
+	n := startCLINode(t)
+	_, key := n.createKey(t, "--name", "agents only", "--condition", `resource.startsWith("agent:")`)
+	if code := n.verify(t, key, "--resource", "agent:report"); code != latchkey.CodeValid {
+		t.Fatalf("an agent resource: %s", code)
+	}
+	if code := n.verify(t, key, "--resource", "workflow:nightly"); code != latchkey.CodeConditionFailed {
+		t.Fatalf("a workflow resource: %s, want %s", code, latchkey.CodeConditionFailed)
+	}
+	for _, args := range [][]string{
+		{"keys", "create", "--name", "broken", "--condition", `request.method ==`},
+		{"policies", "create", "broken", "--condition", `1 + 1`},
+	} {
+		if r := n.run(t, args...); cliErrCode(r.err) != latchkey.EInvalid {
+			t.Fatalf("%v: %v, want invalid", args, r.err)
+		}
+	}
+	n.ok(t, "policies", "create", "gets", "--condition", `request.method in ["GET", "HEAD"]`)
+	if r := n.ok(t, "policies", "get", "gets", "--json"); !strings.Contains(r.stdout, `request.method in`) {
+		t.Fatalf("the policy's condition is not kept:\n%s", r.stdout)
+	}
+}
