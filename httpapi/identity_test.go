@@ -21,6 +21,7 @@ import (
 	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/guard"
 	"github.com/latchkeyhq/latchkey/identity"
+	"github.com/latchkeyhq/latchkey/internal/testenv"
 	"github.com/latchkeyhq/latchkey/keys"
 	"github.com/latchkeyhq/latchkey/store/sqlite"
 )
@@ -127,7 +128,7 @@ func identityServer(t *testing.T) (*httptest.Server, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ids := identity.New(identity.Options{Store: latchkey.Narrow[identity.Tx](db), Keys: ks})
+	ids := identity.New(identity.Options{Store: latchkey.Narrow[identity.Tx](db), Keys: ks, Dial: testenv.LoopbackDialer(t)})
 	ts := httptest.NewServer(New(Config{Keys: ks, Identity: ids, Guard: g}))
 	t.Cleanup(ts.Close)
 	return ts, admin.Reveal()

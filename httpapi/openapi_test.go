@@ -15,6 +15,7 @@ import (
 	"github.com/latchkeyhq/latchkey"
 	"github.com/latchkeyhq/latchkey/audit"
 	"github.com/latchkeyhq/latchkey/identity"
+	"github.com/latchkeyhq/latchkey/internal/testenv"
 	"github.com/latchkeyhq/latchkey/keyring"
 	"github.com/latchkeyhq/latchkey/keys"
 	"github.com/latchkeyhq/latchkey/limit"
@@ -328,7 +329,7 @@ func TestTrafficMatchesOpenAPIDocument(t *testing.T) {
 		t.Fatal(err)
 	}
 	root := rootTok.Reveal()
-	ids := identity.New(identity.Options{Store: latchkey.Narrow[identity.Tx](db), Keys: svc})
+	ids := identity.New(identity.Options{Store: latchkey.Narrow[identity.Tx](db), Keys: svc, Dial: testenv.LoopbackDialer(t)})
 	ts := httptest.NewServer(New(Config{Keys: svc, Secrets: sec, Audit: aud, Webhooks: hooks, Keyring: kr, Identity: ids}))
 	t.Cleanup(ts.Close)
 

@@ -28,6 +28,7 @@ import (
 	"github.com/latchkeyhq/latchkey/identity"
 	"github.com/latchkeyhq/latchkey/internal/fakeclock"
 	"github.com/latchkeyhq/latchkey/internal/servicetest"
+	"github.com/latchkeyhq/latchkey/internal/testenv"
 	"github.com/latchkeyhq/latchkey/keys"
 	"github.com/latchkeyhq/latchkey/store/sqlite"
 )
@@ -60,7 +61,7 @@ func newFixture(t *testing.T) *fixture {
 	is := newIssuer(t)
 	svc := identity.New(identity.Options{
 		Store: latchkey.Narrow[identity.Tx](db), Keys: ks, Now: clock.Now,
-		AllowHTTP: []string{"127.0.0.1"}, JWKSMinRefresh: time.Second,
+		AllowHTTP: []string{"127.0.0.1"}, JWKSMinRefresh: time.Second, Dial: testenv.LoopbackDialer(t),
 	})
 	f := &fixture{svc: svc, keys: ks, clock: clock, db: db, is: is, admin: acme}
 	if _, err := svc.CreateProvider(ctx, acme, f.provider("ci")); err != nil {

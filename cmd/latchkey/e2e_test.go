@@ -318,7 +318,9 @@ func startServer(t *testing.T, opts ...serverOption) *testServer {
 	cfg := shippedConfig(t)
 	cfg.Addr, cfg.DB, cfg.LogLevel, cfg.RootKey = "127.0.0.1:0", ts.DB, "debug", ts.Root
 	ready := make(chan string, 1)
-	hooks := serverHooks{Now: ts.Clock.Now, Ready: func(a string) { ready <- a }}
+	// Identity providers' JWKS are fetched from loopback only: a URL rule
+	// that broke would be refused and reported, not followed off the machine.
+	hooks := serverHooks{Now: ts.Clock.Now, Ready: func(a string) { ready <- a }, IdentityDial: testenv.LoopbackDialer(t)}
 	for _, o := range opts {
 		o(&cfg, &hooks)
 	}

@@ -165,6 +165,9 @@ type serverHooks struct {
 	// webhook.Options).
 	WebhookResolve func(ctx context.Context, host string) ([]netip.Addr, error)
 	WebhookDialing func(addr netip.AddrPort, allowed bool) error
+	// IdentityDial, when set, opens the connections identity providers'
+	// JWKS are fetched over (tests: loopback only).
+	IdentityDial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 func runServer(ctx context.Context, e *env, args []string) error {
@@ -521,7 +524,7 @@ func serve(ctx context.Context, e *env, cfg serverConfig, hooks serverHooks) err
 		Keyring: sealer, SeedKeepAlive: cfg.SeedKeepAlive}
 	apiCfg.OnBlock = onBlock
 	apiCfg.Identity = identity.New(identity.Options{Store: latchkey.Narrow[identity.Tx](waking), Keys: svc, Now: now, Logger: log,
-		AllowHTTP: strings.Split(cfg.IDPAllowHTTP, ",")})
+		AllowHTTP: strings.Split(cfg.IDPAllowHTTP, ","), Dial: hooks.IdentityDial})
 	if apiCfg.Leaks, err = leakConfig(ctx, cfg, log); err != nil {
 		return err
 	}
